@@ -1,0 +1,27 @@
+//! Users and authentication: Dovecot's passwd-file, Dovecot's password
+//! schemes, APOP and the SASL mechanisms, server side.
+//!
+//! Blocking and CPU-bound (password hashing): the server calls into this
+//! crate off its async threads. No I/O except reading and atomically
+//! rewriting the passwd-file.
+//!
+//! - [`passwd`]: the file format, read and rewritten with comments kept.
+//! - [`scheme`]: `{SCHEME}data` parsing, verification and hashing.
+//! - [`users`]: the lookup table a server authenticates against (incl. APOP).
+//! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod md5_context;
+mod md5_crypt;
+pub mod passwd;
+pub mod random;
+pub mod sasl;
+pub mod scheme;
+pub mod scram;
+pub mod users;
+
+pub use md5_context::HmacMd5Contexts;
+pub use passwd::{PasswdFile, UserEntry, check_user_name};
+pub use scheme::{Scheme, SchemeError, StoredPassword};
+pub use users::{User, Users};

@@ -1,0 +1,31 @@
+//! POP3 on bytes: commands, replies, byte-stuffing and the server session.
+//!
+//! This crate does no I/O and reads no clock: bytes go in, bytes and
+//! [`Action`]s come out, and whoever owns the socket carries the actions out
+//! (see [`server`]). That keeps every RFC rule testable in memory and the
+//! session fuzzable.
+//!
+//! - [`line`]: splitting input into command lines, with a length limit.
+//! - [`command`]: parsing a line into a [`Command`].
+//! - [`msgnum`]: strict message numbers.
+//! - [`stuffing`]: stored message → RETR/TOP body ([`Encoder`]) and its size ([`WireSize`]).
+//! - [`header`]: the header check behind RFC 6856's `[UTF8]`.
+//! - [`server`]: the session state machine.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod command;
+pub mod header;
+pub mod line;
+pub mod msgnum;
+mod reply;
+pub mod server;
+pub mod stuffing;
+
+pub use command::Command;
+pub use msgnum::MsgNum;
+pub use reply::Code;
+pub use server::{
+    Action, Expire, MessageError, MessageInfo, Offer, Poll, Refusal, Session, SessionConfig, Stats,
+};
+pub use stuffing::{Encoder, WireSize};

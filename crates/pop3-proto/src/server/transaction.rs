@@ -1,0 +1,309 @@
+//! The TRANSACTION and UPDATE states (RFC 1939 §5, §6, §7).
+
+use super::{Action, Awaiting, MessageError, Session, State};
+use crate::command::Command;
+use crate::msgnum::MsgNum;
+use crate::reply::{self, Code};
+
+/// What the session needs to know about one message of the maildrop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Octets on the wire: CRLF line ends, before byte-stuffing (see [`crate::WireSize`]).
+    pub size: u64,
+    /// The unique-id: 1–70 octets in 0x21–0x7E (RFC 1939 §7).
+    pub uid: String,
+}
+
+#[derive(Debug)]
+struct Message {
+    info: MessageInfo,
+    deleted: bool,
+    retrieved: bool,
+}
+
+/// A multi-line LIST or UIDL answer being written in pieces.
+#[derive(Clone, Copy, Debug)]
+struct Listing {
+    uids: bool,
+    next: usize,
+}
+
+/// The maildrop as this session sees it: frozen at login (messages that
+/// arrive later are not part of it), with deletion marks.
+#[derive(Debug)]
+pub(super) struct Maildrop {
+    messages: Vec<Message>,
+    /// Count and size of the messages not marked deleted, kept current so
+    /// STAT is O(1).
+    live_count: u32,
+    live_size: u64,
+    listing: Option<Listing>,
+}
+
+/// Why a message number does not name a message.
+enum Lookup {
+    NoSuchMessage,
+    Deleted,
+}
+
+impl Maildrop {
+    pub(super) fn new(infos: Vec<MessageInfo>) -> Self {
+        // A maildrop beyond u32::MAX messages cannot be numbered; the store never
+        // hands over that many, and we stop counting there rather than wrap.
+        let live_count = u32::try_from(infos.len()).unwrap_or(u32::MAX);
+        let live_size = infos.iter().map(|m| m.size).sum();
+        let messages = infos
+            .into_iter()
+            .map(|info| Message {
+                info,
+                deleted: false,
+                retrieved: false,
+            })
+            .collect();
+        Maildrop {
+            messages,
+            live_count,
+            live_size,
+            listing: None,
+        }
+    }
+
+    pub(super) fn totals(&self) -> (u32, u64) {
+        (self.live_count, self.live_size)
+    }
+
+    /// The one place a message number becomes a message: refuses numbers past
+    /// the end and messages marked deleted, so every command agrees.
+    fn lookup(&self, n: MsgNum) -> Result<&Message, Lookup> {
+        match self.messages.get(n.index()) {
+            None => Err(Lookup::NoSuchMessage),
+            Some(m) if m.deleted => Err(Lookup::Deleted),
+            Some(m) => Ok(m),
+        }
+    }
+
+    fn lookup_error(&self, out: &mut Vec<u8>, n: MsgNum, error: Lookup) {
+        match error {
+            Lookup::NoSuchMessage => reply::err(
+                out,
+                None,
+                format_args!(
+                    "There is no message {n}; the maildrop has {} messages.",
+                    self.messages.len()
+                ),
+            ),
+            Lookup::Deleted => reply::err(out, None, format_args!("Message {n} is deleted.")),
+        }
+    }
+
+    /// Writes more of a LIST or UIDL answer; returns true if output reached
+    /// `limit` before the listing was done.
+    pub(super) fn continue_listing(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
+        let Some(mut listing) = self.listing.take() else {
+            return false;
+        };
+        while listing.next < self.messages.len() {
+            if out.len() >= limit {
+                self.listing = Some(listing);
+                return true;
+            }
+            let index = listing.next;
+            listing.next += 1;
+            let message = &self.messages[index];
+            if message.deleted {
+                continue;
+            }
+            let n = index + 1;
+            if listing.uids {
+                reply::line(out, format_args!("{n} {}", message.info.uid));
+            } else {
+                reply::line(out, format_args!("{n} {}", message.info.size));
+            }
+        }
+        reply::end(out);
+        false
+    }
+}
+
+impl Session {
+    pub(super) fn transaction_command(&mut self, command: Command<'_>) {
+        let State::Transaction(maildrop) = &mut self.state else {
+            return;
+        };
+        let out = &mut self.output;
+        match command {
+            Command::Stat => {
+                let (count, size) = maildrop.totals();
+                reply::ok(out, format_args!("{count} {size}"));
+            }
+            Command::List(None) => {
+                let (count, size) = maildrop.totals();
+                reply::ok(out, format_args!("{count} messages ({size} octets)"));
+                maildrop.listing = Some(Listing {
+                    uids: false,
+                    next: 0,
+                });
+            }
+            Command::Uidl(None) => {
+                reply::ok(out, format_args!("Unique-ID listing follows"));
+                maildrop.listing = Some(Listing {
+                    uids: true,
+                    next: 0,
+                });
+            }
+            Command::List(Some(n)) => match maildrop.lookup(n) {
+                Ok(m) => reply::ok(out, format_args!("{n} {}", m.info.size)),
+                Err(e) => maildrop.lookup_error(out, n, e),
+            },
+            Command::Uidl(Some(n)) => match maildrop.lookup(n) {
+                Ok(m) => reply::ok(out, format_args!("{n} {}", m.info.uid)),
+                Err(e) => maildrop.lookup_error(out, n, e),
+            },
+            Command::Retr(n) | Command::Top(n, _) => {
+                if let Err(e) = maildrop.lookup(n) {
+                    maildrop.lookup_error(out, n, e);
+                    return;
+                }
+                let top = match command {
+                    Command::Top(_, lines) => Some(lines),
+                    _ => None,
+                };
+                let index = n.index();
+                let utf8 = self.utf8;
+                self.act(
+                    Action::SendMessage { index, top, utf8 },
+                    Awaiting::Message {
+                        index,
+                        top: top.is_some(),
+                    },
+                );
+            }
+            Command::Dele(n) => match maildrop.lookup(n) {
+                Ok(_) => {
+                    let message = &mut maildrop.messages[n.index()];
+                    message.deleted = true;
+                    maildrop.live_count -= 1;
+                    maildrop.live_size -= message.info.size;
+                    reply::ok(out, format_args!("Message {n} deleted."));
+                }
+                Err(e) => maildrop.lookup_error(out, n, e),
+            },
+            Command::Rset => {
+                for message in &mut maildrop.messages {
+                    message.deleted = false;
+                }
+                maildrop.live_count = u32::try_from(maildrop.messages.len()).unwrap_or(u32::MAX);
+                maildrop.live_size = maildrop.messages.iter().map(|m| m.info.size).sum();
+                let (count, size) = maildrop.totals();
+                reply::ok(
+                    out,
+                    format_args!("Maildrop has {count} messages ({size} octets)."),
+                );
+            }
+            Command::Quit => {
+                // RFC 1939 §6: QUIT in TRANSACTION enters UPDATE.
+                let mut delete = Vec::new();
+                let mut retrieved = Vec::new();
+                for (index, message) in maildrop.messages.iter().enumerate() {
+                    if message.deleted {
+                        delete.push(index);
+                        self.stats.deleted += 1;
+                        self.stats.deleted_bytes += message.info.size;
+                    } else if message.retrieved {
+                        retrieved.push(index);
+                    }
+                }
+                self.state = State::Update;
+                self.act(Action::Commit { delete, retrieved }, Awaiting::Update);
+            }
+            _ => self.wrong_state(),
+        }
+    }
+
+    /// The message for `SendMessage` is open: the status line goes out next,
+    /// then the driver streams the body.
+    pub fn message_opened(&mut self) {
+        let Some(Awaiting::Message { index, top }) =
+            self.take_awaiting(|a| matches!(a, Awaiting::Message { .. }))
+        else {
+            return;
+        };
+        let State::Transaction(maildrop) = &self.state else {
+            return;
+        };
+        let size = maildrop.messages.get(index).map_or(0, |m| m.info.size);
+        if top {
+            reply::ok(&mut self.output, format_args!("Top of message follows."));
+        } else {
+            reply::ok(&mut self.output, format_args!("{size} octets"));
+        }
+        self.awaiting = Some(Awaiting::MessageBody { index, top });
+    }
+
+    /// The body of the message, with its terminating line, has been written.
+    pub fn message_sent(&mut self) {
+        let Some(Awaiting::MessageBody { index, top }) =
+            self.take_awaiting(|a| matches!(a, Awaiting::MessageBody { .. }))
+        else {
+            return;
+        };
+        let State::Transaction(maildrop) = &mut self.state else {
+            return;
+        };
+        if top {
+            self.stats.top += 1;
+        } else if let Some(message) = maildrop.messages.get_mut(index) {
+            message.retrieved = true;
+            self.stats.retrieved += 1;
+            self.stats.retrieved_bytes += message.info.size;
+        }
+    }
+
+    /// The message for `SendMessage` could not be sent; nothing was written.
+    pub fn message_failed(&mut self, error: MessageError) {
+        let Some(Awaiting::Message { index, .. }) =
+            self.take_awaiting(|a| matches!(a, Awaiting::Message { .. }))
+        else {
+            return;
+        };
+        let n = index + 1;
+        let out = &mut self.output;
+        match error {
+            MessageError::Gone => reply::err(
+                out,
+                Some(Code::SysPerm),
+                format_args!("Message {n} was removed from the maildrop by another program."),
+            ),
+            MessageError::Io => reply::err(
+                out,
+                Some(Code::SysTemp),
+                format_args!("Message {n} cannot be read now; try again later."),
+            ),
+            MessageError::NeedsUtf8 => reply::err(
+                out,
+                Some(Code::Utf8),
+                format_args!("Message {n} has UTF-8 headers; enable UTF8 mode to retrieve it."),
+            ),
+        }
+    }
+
+    /// The outcome of `Commit`: `not_removed` marked messages could not be removed.
+    pub fn update_finished(&mut self, not_removed: usize) {
+        if self.take_awaiting(|a| a == Awaiting::Update).is_none() {
+            return;
+        }
+        let out = &mut self.output;
+        if not_removed == 0 {
+            reply::ok(out, format_args!("Logging out."));
+        } else {
+            self.stats.not_removed = u32::try_from(not_removed).unwrap_or(u32::MAX);
+            // RFC 1939 §6 and RFC 3206: the rest was still done.
+            reply::err(
+                out,
+                Some(Code::SysTemp),
+                format_args!("{not_removed} deleted messages not removed."),
+            );
+        }
+        self.state = State::Closed;
+    }
+}
