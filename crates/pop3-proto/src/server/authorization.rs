@@ -130,6 +130,7 @@ impl Session {
             Command::Quit => {
                 // RFC 1939 §6: QUIT in AUTHORIZATION does not enter UPDATE.
                 reply::ok(&mut self.output, format_args!("Logging out."));
+                self.quit = true;
                 self.state = State::Closed;
             }
             _ => self.wrong_state(),

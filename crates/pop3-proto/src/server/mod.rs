@@ -251,6 +251,7 @@ pub struct Session {
     next_action: Option<Action>,
     awaiting: Option<Awaiting>,
     bad_commands: u32,
+    quit: bool,
     utf8: bool,
     user: Option<String>,
     stats: Stats,
@@ -275,6 +276,7 @@ impl Session {
             next_action: None,
             awaiting: None,
             bad_commands: 0,
+            quit: false,
             utf8: false,
             user: None,
             stats: Stats::default(),
@@ -326,6 +328,12 @@ impl Session {
     /// What this connection offers now.
     pub fn offer(&self) -> &Offer {
         &self.offer
+    }
+
+    /// Whether the client ended the session with QUIT (rather than the
+    /// session being closed for bad commands or by the server).
+    pub fn quit_received(&self) -> bool {
+        self.quit
     }
 
     /// Whether the session is in the TRANSACTION state.

@@ -214,6 +214,7 @@ impl Session {
                     }
                 }
                 self.state = State::Update;
+                self.quit = true;
                 self.act(Action::Commit { delete, retrieved }, Awaiting::Update);
             }
             _ => self.wrong_state(),

@@ -1,0 +1,371 @@
+//! The configuration file: one TOML file in which every key has a default.
+//!
+//! Key names are user-facing and documented in docs/configuration.md; unknown
+//! keys are errors (a typo must not silently fall back to a default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::HumanDuration;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This server's name: in greetings, APOP challenges, Maildir file names.
+    pub hostname: String,
+    /// Where users, mail and generated TLS keys live by default.
+    pub data_dir: PathBuf,
+    /// TLS certificate and key.
+    pub tls: TlsConfig,
+    /// Users and their maildrops.
+    pub users: UsersConfig,
+    /// The POP3 service.
+    pub pop3: Pop3Config,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[tls]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. Default: a self-signed one generated in `{data_dir}/tls/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// `[users]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Dovecot passwd-file. Default `{data_dir}/users`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passwd_file: Option<PathBuf>,
+    /// Maildir location template (`%u`, `%n`, `%d`, `%h`, `~`). Default:
+    /// `{data_dir}/mail/%d/%n`, or `{data_dir}/mail/%u` for names without a domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail_location: Option<String>,
+}
+
+/// Where plaintext passwords (USER/PASS, AUTH PLAIN and LOGIN) are accepted.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaintextAuth {
+    /// Only under TLS, or from a loopback address.
+    #[default]
+    Tls,
+    /// Everywhere.
+    Always,
+    /// Nowhere: only APOP, CRAM-MD5 and SCRAM.
+    Never,
+}
+
+/// What to do with a message whose header has 8-bit octets when the client
+/// has not enabled UTF-8 mode (RFC 6856 §2.1).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Utf8Headers {
+    /// Refuse RETR and TOP with `-ERR [UTF8]`, as RFC 6856 asks.
+    #[default]
+    Refuse,
+    /// Send it as it is (what most servers do).
+    Send,
+}
+
+/// `[pop3]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Config {
+    /// Plain POP3 listeners (STLS available).
+    pub listen: Vec<String>,
+    /// Implicit-TLS POP3S listeners (RFC 8314).
+    pub listen_tls: Vec<String>,
+    /// Where plaintext passwords are accepted.
+    pub plaintext_auth: PlaintextAuth,
+    /// Autologout timer (RFC 1939 §3: at least 10 minutes).
+    pub idle_timeout: HumanDuration,
+    /// Pause before answering a failed login.
+    pub auth_failure_delay: HumanDuration,
+    /// Minimum time between two logins of a user (LOGIN-DELAY); `"0"` is off.
+    pub login_delay: HumanDuration,
+    /// EXPIRE capability: `"never"`, a number of days, or unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire: Option<String>,
+    /// Whether APOP is offered (only works for users with a PLAIN password).
+    pub apop: bool,
+    /// Messages with 8-bit headers for clients without UTF8 mode.
+    pub utf8_headers: Utf8Headers,
+    /// Longest command line accepted, in octets.
+    pub max_line_length: usize,
+    /// Most simultaneous connections; more are turned away.
+    pub max_connections: usize,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            listen: vec!["127.0.0.1:1110".into()],
+            listen_tls: vec!["127.0.0.1:1995".into()],
+            plaintext_auth: PlaintextAuth::Tls,
+            idle_timeout: HumanDuration(Duration::from_secs(600)),
+            auth_failure_delay: HumanDuration(Duration::from_secs(2)),
+            login_delay: HumanDuration(Duration::ZERO),
+            expire: None,
+            apop: true,
+            utf8_headers: Utf8Headers::Refuse,
+            max_line_length: 8190,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: system_hostname(),
+            data_dir: PathBuf::from("yubin-data"),
+            tls: TlsConfig::default(),
+            users: UsersConfig::default(),
+            pop3: Pop3Config::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or a wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `pop3.listen[0]`.
+        key: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks configuration text (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hostname.is_empty() || self.hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("hostname", "must be a non-empty name without spaces"));
+        }
+        self.pop3_listen()?;
+        self.pop3_listen_tls()?;
+        let pop3 = &self.pop3;
+        if pop3.idle_timeout.0 < Duration::from_secs(1) {
+            return Err(invalid("pop3.idle_timeout", "must be at least 1s (RFC 1939 recommends 10m or more)"));
+        }
+        if pop3.max_line_length < 255 {
+            return Err(invalid(
+                "pop3.max_line_length",
+                "must be at least 255 (RFC 2449 §4 requires 255-octet commands)",
+            ));
+        }
+        if pop3.max_connections == 0 {
+            return Err(invalid("pop3.max_connections", "must be at least 1"));
+        }
+        if u32::try_from(pop3.login_delay.0.as_secs()).is_err() {
+            return Err(invalid("pop3.login_delay", "is too long"));
+        }
+        self.expire()?;
+        if let Some(template) = &self.users.mail_location {
+            yubin_store::location::expand(template, "check@example.org", Some("/home/check"))
+                .map_err(|e| invalid("users.mail_location", e.to_string()))?;
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid("tls", "set both cert and key, or neither (for a generated self-signed pair)"));
+        }
+        Ok(())
+    }
+
+    /// The parsed `pop3.listen` addresses.
+    pub fn pop3_listen(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        parse_addresses("pop3.listen", &self.pop3.listen)
+    }
+
+    /// The parsed `pop3.listen_tls` addresses.
+    pub fn pop3_listen_tls(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        parse_addresses("pop3.listen_tls", &self.pop3.listen_tls)
+    }
+
+    /// The EXPIRE setting.
+    pub fn expire(&self) -> Result<Option<yubin_pop3_proto::Expire>, ConfigError> {
+        use yubin_pop3_proto::Expire;
+        match self.pop3.expire.as_deref() {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("never") => Ok(Some(Expire::Never)),
+            Some(v) => v.parse().map(|d| Some(Expire::Days(d))).map_err(|_| {
+                invalid("pop3.expire", format!("{v:?} is neither \"never\" nor a number of days"))
+            }),
+        }
+    }
+
+    /// The passwd-file path.
+    pub fn passwd_file(&self) -> PathBuf {
+        self.users.passwd_file.clone().unwrap_or_else(|| self.data_dir.join("users"))
+    }
+
+    /// The root of the default mail location.
+    pub fn mail_root(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+
+    /// The configuration as TOML, defaults filled in.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}
+
+fn parse_addresses(key: &str, values: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.parse().map_err(|_| {
+                invalid(
+                    format!("{key}[{i}]"),
+                    format!("{v:?} is not an address:port (examples: \"0.0.0.0:110\", \"[::]:110\")"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The machine's host name, from the kernel; `localhost` if unknown.
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.pop3_listen().unwrap(), vec!["127.0.0.1:1110".parse().unwrap()]);
+        assert_eq!(c.pop3.idle_timeout.0, Duration::from_secs(600));
+        assert_eq!(c.passwd_file(), PathBuf::from("yubin-data/users"));
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = parse(
+            r#"
+hostname = "mail.example.org"
+data_dir = "/var/lib/yubin"
+[tls]
+cert = "/etc/yubin/cert.pem"
+key  = "/etc/yubin/key.pem"
+[users]
+passwd_file = "/etc/yubin/users"
+mail_location = "/var/mail/%d/%n/Maildir"
+[pop3]
+listen = ["0.0.0.0:110"]
+listen_tls = ["0.0.0.0:995"]
+plaintext_auth = "tls"
+idle_timeout = "10m"
+auth_failure_delay = "2s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.hostname, "mail.example.org");
+        assert_eq!(c.pop3_listen_tls().unwrap()[0].port(), 995);
+        // What check-config prints parses back to the same thing.
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[pop3]\nlisten = [\"nonsense\"]", "pop3.listen[0]"),
+            ("[pop3]\nidle_timeout = \"10 minutes\"", "idle_timeout"),
+            ("[pop3]\nplaintext_auth = \"sometimes\"", "plaintext_auth"),
+            ("[pop3]\nlisten_tsl = []", "listen_tsl"),
+            ("hostnme = \"x\"", "hostnme"),
+            ("[users]\nmail_location = \"/m/%q\"", "users.mail_location"),
+            ("[pop3]\nexpire = \"soon\"", "pop3.expire"),
+            ("[tls]\ncert = \"/c.pem\"", "tls"),
+            ("[pop3]\nmax_line_length = 10", "pop3.max_line_length"),
+        ];
+        for (text, key) in cases {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(key), "{text:?} gave {message:?}");
+        }
+    }
+}

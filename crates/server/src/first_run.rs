@@ -1,0 +1,130 @@
+//! The embedded default: on a fresh machine `yubin serve` creates a demo user
+//! with a random password and puts a welcome message in its maildrop.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use yubin_auth::{PasswdFile, Scheme, UserEntry, Users};
+
+use crate::config::Config;
+
+/// The demo account made on first start.
+#[derive(Debug)]
+pub struct DemoUser {
+    /// Its name.
+    pub name: String,
+    /// Its password (shown once).
+    pub password: String,
+}
+
+/// Errors of the first start.
+#[derive(Debug, thiserror::Error)]
+pub enum FirstRunError {
+    /// Reading or writing the passwd-file failed.
+    #[error("{path}: {source}")]
+    Passwd {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Hashing failed.
+    #[error("cannot hash the demo password: {0}")]
+    Hash(#[from] yubin_auth::SchemeError),
+    /// Delivering the welcome message failed.
+    #[error("cannot deliver the welcome message: {0}")]
+    Deliver(String),
+}
+
+/// If the passwd-file has no users, creates `demo` with a random password
+/// and a welcome message. Returns the new account, or `None` if there were
+/// users already.
+pub fn ensure_demo_user(config: &Config) -> Result<Option<DemoUser>, FirstRunError> {
+    let path = config.passwd_file();
+    let passwd_error = |source| FirstRunError::Passwd {
+        path: path.clone(),
+        source,
+    };
+    let (mut file, _) = PasswdFile::load(&path).map_err(passwd_error)?;
+    if file.users().next().is_some() {
+        return Ok(None);
+    }
+    let name = "demo".to_owned();
+    let password = yubin_auth::random::alphanumeric(16);
+    let hashed = yubin_auth::scheme::hash(Scheme::Sha512Crypt, password.as_bytes(), None)?;
+    file.add(UserEntry::new(&name, hashed));
+
+    let (users, _) = Users::from_file(&file);
+    let user = users
+        .get(&name)
+        .ok_or_else(|| FirstRunError::Deliver("the demo user did not parse".into()))?;
+    let maildir = crate::pop3::maildir_for(config, user).map_err(|e| FirstRunError::Deliver(e.to_string()))?;
+    maildir
+        .deliver(welcome(config, &name).as_bytes(), &config.hostname)
+        .map_err(|e| FirstRunError::Deliver(e.to_string()))?;
+    file.save(&path).map_err(passwd_error)?;
+    Ok(Some(DemoUser { name, password }))
+}
+
+fn welcome(config: &Config, user: &str) -> String {
+    let host = &config.hostname;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!(
+        "Return-Path: <postmaster@{host}>\n\
+         From: yubin <postmaster@{host}>\n\
+         To: {user}@{host}\n\
+         Subject: Welcome to yubin\n\
+         Date: {date}\n\
+         Message-ID: <welcome.{now}.{id}@{host}>\n\
+         MIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=us-ascii\n\
+         \n\
+         Hello {user},\n\
+         \n\
+         this message was delivered by yubin when it started for the first time.\n\
+         You fetched it over POP3, so the server works.\n\
+         \n\
+         Next steps: add real users with `yubin user add NAME`, then delete this\n\
+         demo account with `yubin user del {user}`. docs/configuration.md lists\n\
+         every setting.\n",
+        date = rfc5322_date(now),
+        id = yubin_auth::random::alphanumeric(8),
+    )
+}
+
+/// `Thu, 26 Nov 2026 19:46:45 +0000` for a Unix time.
+pub fn rfc5322_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(1_795_722_405), "Thu, 26 Nov 2026 19:46:45 +0000");
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+}

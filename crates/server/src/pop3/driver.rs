@@ -1,0 +1,453 @@
+//! One POP3 connection: carries out what the protocol session asks for.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use yubin_auth::sasl::{Exchange, Step};
+use yubin_pop3_proto::{Action, MessageInfo, Poll, Refusal, Session};
+use yubin_store::{LockError, Maildir, MaildropLock, StoreError, StoredMessage};
+
+use super::{Pop3Service, display_ip};
+use crate::logtext::Escaped;
+use crate::stream::Stream;
+use crate::userstore::Snapshot;
+
+/// How long a TLS handshake may take at most.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The locked maildrop of a logged-in session.
+pub(super) struct OpenMaildrop {
+    pub(super) maildir: Maildir,
+    pub(super) messages: Vec<StoredMessage>,
+    _lock: MaildropLock,
+}
+
+/// Why a connection ended, for the logout log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Quit,
+    Disconnected,
+    Timeout,
+    Shutdown,
+    Closed,
+    IoError,
+    TlsFailed,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Quit => "QUIT",
+            End::Disconnected => "disconnected",
+            End::Timeout => "idle timeout",
+            End::Shutdown => "server shutdown",
+            End::Closed => "closed after errors",
+            End::IoError => "I/O error",
+            End::TlsFailed => "TLS handshake failed",
+        }
+    }
+}
+
+pub(super) struct Connection {
+    pub(super) service: Arc<Pop3Service>,
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    pub(super) session: Session,
+    exchange: Option<Exchange>,
+    /// The mechanism of the login in progress, for logs.
+    method: &'static str,
+    /// The user name given in the login in progress, for logs.
+    attempted_user: Vec<u8>,
+    pub(super) maildrop: Option<OpenMaildrop>,
+    tls: bool,
+}
+
+/// Serves one connection to its end.
+pub(super) async fn handle(service: Arc<Pop3Service>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr().unwrap_or(peer);
+    let id = service.next_id();
+    let stream = if implicit_tls {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, service.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            Ok(Err(error)) => {
+                tracing::info!(session = id, rip = %display_ip(peer), %error, "pop3s TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(session = id, rip = %display_ip(peer), "pop3s TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let snapshot = service.users.snapshot();
+    let apop = (service.config.pop3.apop && snapshot.apop).then(|| service.apop_timestamp());
+    let offer = service.offer(implicit_tls, peer.ip(), apop);
+    let session = Session::new(service.session_config(&snapshot), offer);
+    let mut connection = Connection {
+        service,
+        id,
+        peer,
+        local,
+        snapshot,
+        session,
+        exchange: None,
+        method: "",
+        attempted_user: Vec::new(),
+        maildrop: None,
+        tls: implicit_tls,
+    };
+    let end = connection.run(stream).await;
+    connection.log_logout(end);
+}
+
+impl Connection {
+    async fn run(&mut self, mut stream: Stream) -> End {
+        let mut buf = vec![0u8; 4096];
+        let mut shutdown = self.service.shutdown.clone();
+        loop {
+            let poll = self.session.poll();
+            if self.write_output(&mut stream).await.is_err() {
+                return End::IoError;
+            }
+            match poll {
+                Poll::Flush => {}
+                Poll::NeedInput => {
+                    if *shutdown.borrow() {
+                        return self.shut_down(&mut stream).await;
+                    }
+                    self.session.shrink_buffers();
+                    let read = tokio::select! {
+                        read = tokio::time::timeout(self.service.idle_timeout(), stream.read(&mut buf)) => read,
+                        _ = shutdown.changed() => return self.shut_down(&mut stream).await,
+                    };
+                    match read {
+                        // RFC 1939 §3: on autologout, close without a response and without UPDATE.
+                        Err(_) => return End::Timeout,
+                        Ok(Ok(0)) => return End::Disconnected,
+                        Ok(Ok(n)) => self.session.receive(&buf[..n]),
+                        Ok(Err(_)) => return End::Disconnected,
+                    }
+                }
+                Poll::Close => {
+                    let _ = stream.shutdown().await;
+                    return if self.session.quit_received() { End::Quit } else { End::Closed };
+                }
+                Poll::Pending => {
+                    tracing::error!(session = self.id, "pop3 driver polled with an action outstanding");
+                    return End::Closed;
+                }
+                Poll::Action(Action::StartTls) => match self.start_tls(stream).await {
+                    Some(upgraded) => stream = upgraded,
+                    None => return End::TlsFailed,
+                },
+                Poll::Action(Action::SendMessage { index, top, utf8 }) => {
+                    if self.send_message(&mut stream, index, top, utf8).await.is_err() {
+                        return End::IoError;
+                    }
+                }
+                Poll::Action(action) => self.perform(action).await,
+            }
+        }
+    }
+
+    async fn shut_down(&mut self, stream: &mut Stream) -> End {
+        self.session.shutdown();
+        let _ = self.write_output(stream).await;
+        let _ = stream.shutdown().await;
+        End::Shutdown
+    }
+
+    /// Writes what the session has to say, within the idle timeout.
+    pub(super) async fn write_output(&mut self, stream: &mut Stream) -> io::Result<()> {
+        if self.session.output().is_empty() {
+            return Ok(());
+        }
+        let timeout = self.service.idle_timeout();
+        let written = tokio::time::timeout(timeout, async {
+            stream.write_all(self.session.output()).await?;
+            stream.flush().await
+        })
+        .await;
+        self.session.clear_output();
+        match written {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")),
+        }
+    }
+
+    async fn start_tls(&mut self, stream: Stream) -> Option<Stream> {
+        let Stream::Plain(tcp) = stream else {
+            return None;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.service.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.tls = true;
+                let apop = self.session.offer().apop_timestamp.clone();
+                let offer = self.service.offer(true, self.peer.ip(), apop);
+                self.session.tls_established(offer);
+                Some(Stream::Tls(Box::new(tls)))
+            }
+            Ok(Err(error)) => {
+                tracing::info!(session = self.id, rip = %display_ip(self.peer), %error, "pop3 STLS handshake failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn perform(&mut self, action: Action) {
+        match action {
+            Action::CheckPassword { user, password } => {
+                self.method = "USER";
+                self.attempted_user = user.clone().into_bytes();
+                let snapshot = self.snapshot.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    snapshot.users.verify_password(&user, &password).map(|u| u.name.clone())
+                })
+                .await;
+                self.credentials(result.ok().flatten());
+            }
+            Action::CheckApop { user, digest } => {
+                self.method = "APOP";
+                self.attempted_user = user.clone().into_bytes();
+                let timestamp = self.session.offer().apop_timestamp.clone().unwrap_or_default();
+                let snapshot = self.snapshot.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    snapshot.users.verify_apop(&user, &timestamp, &digest).map(|u| u.name.clone())
+                })
+                .await;
+                self.credentials(result.ok().flatten());
+            }
+            Action::SaslStart {
+                mechanism,
+                initial_response,
+            } => {
+                self.method = mechanism_name(&mechanism);
+                self.attempted_user.clear();
+                let snapshot = self.snapshot.clone();
+                let hostname = self.service.config.hostname.clone();
+                let started = tokio::task::spawn_blocking(move || {
+                    Exchange::start(&mechanism, initial_response.as_deref(), &snapshot.users, &hostname)
+                })
+                .await;
+                match started.ok().flatten() {
+                    Some((exchange, step)) => {
+                        self.exchange = Some(exchange);
+                        self.sasl_step(step);
+                    }
+                    None => self.credentials(None),
+                }
+            }
+            Action::SaslStep { response } => {
+                let Some(mut exchange) = self.exchange.take() else {
+                    self.credentials(None);
+                    return;
+                };
+                let snapshot = self.snapshot.clone();
+                let stepped = tokio::task::spawn_blocking(move || {
+                    let step = exchange.step(&response, &snapshot.users);
+                    (exchange, step)
+                })
+                .await;
+                match stepped {
+                    Ok((exchange, step)) => {
+                        self.exchange = Some(exchange);
+                        self.sasl_step(step);
+                    }
+                    Err(_) => self.credentials(None),
+                }
+            }
+            Action::OpenMaildrop { user } => self.open_maildrop(user).await,
+            Action::Commit { delete, retrieved } => self.commit(delete, retrieved).await,
+            Action::Delay(duration) => {
+                tokio::time::sleep(duration).await;
+                self.session.delay_elapsed();
+            }
+            // Handled in `run`, where the stream is.
+            Action::StartTls | Action::SendMessage { .. } => {}
+        }
+    }
+
+    fn sasl_step(&mut self, step: Step) {
+        match step {
+            Step::Challenge(challenge) => self.session.sasl_challenge(&challenge),
+            Step::Success(user) => {
+                self.exchange = None;
+                self.credentials(Some(user));
+            }
+            Step::Failure => {
+                self.exchange = None;
+                self.credentials(None);
+            }
+        }
+    }
+
+    fn credentials(&mut self, user: Option<String>) {
+        match user {
+            Some(user) => self.session.credentials_accepted(user),
+            None => {
+                tracing::info!(
+                    session = self.id,
+                    user = %Escaped(&self.attempted_user),
+                    method = self.method,
+                    rip = %display_ip(self.peer),
+                    tls = self.tls,
+                    "pop3 login failed"
+                );
+                self.session.credentials_rejected();
+            }
+        }
+    }
+
+    async fn open_maildrop(&mut self, user_name: String) {
+        let refuse = |conn: &mut Connection, refusal: Refusal, why: &dyn std::fmt::Display| {
+            tracing::info!(
+                session = conn.id,
+                user = %Escaped(user_name.as_bytes()),
+                method = conn.method,
+                rip = %display_ip(conn.peer),
+                reason = %why,
+                "pop3 login refused"
+            );
+            conn.session.maildrop_refused(refusal);
+        };
+        let Some(user) = self.snapshot.users.get(&user_name).cloned() else {
+            refuse(self, Refusal::Temporary, &"user vanished during login");
+            return;
+        };
+        let maildir = match self.service.maildir_for(&user) {
+            Ok(maildir) => maildir,
+            Err(error) => {
+                refuse(self, Refusal::Permanent, &error);
+                return;
+            }
+        };
+        let opened = tokio::task::spawn_blocking(move || -> Result<OpenMaildrop, OpenFailure> {
+            maildir.create().map_err(OpenFailure::Store)?;
+            let lock = MaildropLock::try_acquire(maildir.root()).map_err(OpenFailure::Lock)?;
+            let messages = maildir.scan().map_err(OpenFailure::Store)?;
+            Ok(OpenMaildrop {
+                maildir,
+                messages,
+                _lock: lock,
+            })
+        })
+        .await;
+        let maildrop = match opened {
+            Ok(Ok(maildrop)) => maildrop,
+            Ok(Err(OpenFailure::Lock(LockError::InUse))) => {
+                refuse(self, Refusal::InUse, &"maildrop in use");
+                return;
+            }
+            Ok(Err(OpenFailure::Store(error @ StoreError::NotADirectory(_)))) => {
+                refuse(self, Refusal::Permanent, &error);
+                return;
+            }
+            Ok(Err(OpenFailure::Lock(error))) => {
+                refuse(self, Refusal::Temporary, &error);
+                return;
+            }
+            Ok(Err(OpenFailure::Store(error))) => {
+                refuse(self, Refusal::Temporary, &error);
+                return;
+            }
+            Err(error) => {
+                refuse(self, Refusal::Temporary, &error);
+                return;
+            }
+        };
+        // Checked only now, after the credentials: RFC 2449 §8.1.1.
+        if let Err(seconds) = self.service.check_login_delay(&user.name) {
+            refuse(self, Refusal::LoginDelay(seconds), &"login delay");
+            return;
+        }
+        let infos = maildrop
+            .messages
+            .iter()
+            .map(|m| MessageInfo {
+                size: m.size,
+                uid: m.uid.clone(),
+            })
+            .collect();
+        tracing::info!(
+            session = self.id,
+            user = %Escaped(user.name.as_bytes()),
+            method = self.method,
+            rip = %display_ip(self.peer),
+            lip = %display_ip(self.local),
+            tls = self.tls,
+            messages = maildrop.messages.len(),
+            "pop3 login"
+        );
+        self.maildrop = Some(maildrop);
+        self.session.maildrop_opened(infos);
+    }
+
+    async fn commit(&mut self, delete: Vec<usize>, retrieved: Vec<usize>) {
+        let Some(maildrop) = self.maildrop.take() else {
+            self.session.update_finished(delete.len());
+            return;
+        };
+        let count = delete.len();
+        let report = tokio::task::spawn_blocking(move || {
+            let pick = |indexes: &[usize]| -> Vec<&StoredMessage> {
+                indexes.iter().filter_map(|&i| maildrop.messages.get(i)).collect()
+            };
+            let report = maildrop.maildir.commit(&pick(&delete), &pick(&retrieved));
+            // The lock is released here, after the removal is durable.
+            drop(maildrop);
+            report
+        })
+        .await;
+        match report {
+            Ok(report) => {
+                if report.not_removed > 0 {
+                    tracing::warn!(session = self.id, not_removed = report.not_removed, "pop3 UPDATE could not remove every marked message");
+                }
+                self.session.update_finished(report.not_removed);
+            }
+            Err(_) => self.session.update_finished(count.max(1)),
+        }
+    }
+
+    fn log_logout(&self, end: End) {
+        let Some(user) = self.session.user() else {
+            tracing::debug!(session = self.id, rip = %display_ip(self.peer), reason = end.as_str(), "pop3 disconnect before login");
+            return;
+        };
+        let stats = self.session.stats();
+        tracing::info!(
+            session = self.id,
+            user = %Escaped(user.as_bytes()),
+            rip = %display_ip(self.peer),
+            reason = end.as_str(),
+            top = stats.top,
+            retr = %format_args!("{}/{}", stats.retrieved, stats.retrieved_bytes),
+            del = %format_args!("{}/{}", stats.deleted - stats.not_removed.min(stats.deleted), stats.deleted_bytes),
+            size = stats.size,
+            "pop3 logout"
+        );
+    }
+}
+
+enum OpenFailure {
+    Lock(LockError),
+    Store(StoreError),
+}
+
+fn mechanism_name(mechanism: &str) -> &'static str {
+    yubin_auth::sasl::MECHANISMS
+        .iter()
+        .find(|m| **m == mechanism)
+        .copied()
+        .unwrap_or("SASL")
+}

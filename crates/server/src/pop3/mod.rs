@@ -1,0 +1,209 @@
+//! The POP3 service: listeners, per-connection drivers and what they share.
+
+mod driver;
+mod retrieve;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use yubin_auth::User;
+use yubin_pop3_proto::{Offer, SessionConfig};
+use yubin_store::Maildir;
+use yubin_store::location::{self, LocationError};
+
+use crate::config::{Config, PlaintextAuth};
+use crate::userstore::{Snapshot, UserStore};
+
+/// Everything POP3 connections share.
+pub struct Pop3Service {
+    pub(crate) config: Arc<Config>,
+    pub(crate) users: Arc<UserStore>,
+    pub(crate) tls: TlsAcceptor,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
+    last_login: Mutex<HashMap<String, Instant>>,
+    counter: AtomicU64,
+}
+
+impl Pop3Service {
+    /// Creates the service.
+    pub fn new(
+        config: Arc<Config>,
+        users: Arc<UserStore>,
+        tls: TlsAcceptor,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pop3Service {
+        Pop3Service {
+            connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
+            config,
+            users,
+            tls,
+            shutdown,
+            session_config: Mutex::new(None),
+            last_login: Mutex::new(HashMap::new()),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The session settings for the current users (rebuilt when they change).
+    fn session_config(&self, snapshot: &Snapshot) -> Arc<SessionConfig> {
+        let mut cached = lock(&self.session_config);
+        if let Some((generation, config)) = cached.as_ref()
+            && *generation == snapshot.generation
+        {
+            return config.clone();
+        }
+        let pop3 = &self.config.pop3;
+        let login_delay = u32::try_from(pop3.login_delay.0.as_secs()).unwrap_or(u32::MAX);
+        let config = Arc::new(SessionConfig {
+            sasl_mechanisms: snapshot.mechanisms.clone(),
+            implementation: Some("yubin".to_owned()),
+            login_delay: (login_delay > 0).then_some(login_delay),
+            expire: self.config.expire().unwrap_or(None),
+            max_line_len: pop3.max_line_length,
+            auth_failure_delay: pop3.auth_failure_delay.0,
+            ..SessionConfig::default()
+        });
+        *cached = Some((snapshot.generation, config.clone()));
+        config
+    }
+
+    /// What a connection from `peer` offers.
+    fn offer(&self, tls_active: bool, peer: IpAddr, apop_timestamp: Option<String>) -> Offer {
+        let plaintext_auth = match self.config.pop3.plaintext_auth {
+            PlaintextAuth::Always => true,
+            PlaintextAuth::Never => false,
+            PlaintextAuth::Tls => tls_active || is_loopback(peer),
+        };
+        Offer {
+            tls_active,
+            stls_available: !tls_active,
+            plaintext_auth,
+            apop_timestamp,
+        }
+    }
+
+    /// A fresh APOP timestamp in msg-id form, `<pid.counter.random@host>`,
+    /// made only of letters, digits, `.`, `-` and `_` around the `@` (some
+    /// clients refuse anything else).
+    fn apop_timestamp(&self) -> String {
+        let host: String = self
+            .config
+            .hostname
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        let host = if host.is_empty() { "localhost".to_owned() } else { host };
+        format!(
+            "<{}.{}.{}@{host}>",
+            std::process::id(),
+            self.next_id(),
+            yubin_auth::random::alphanumeric(12)
+        )
+    }
+
+    /// A number for this connection, for logs and timestamps.
+    fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// LOGIN-DELAY (RFC 2449 §6.5): refuses a login that comes too soon after
+    /// the user's previous one, else records this one.
+    fn check_login_delay(&self, user: &str) -> Result<(), u32> {
+        let delay = self.config.pop3.login_delay.0;
+        if delay.is_zero() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut last = lock(&self.last_login);
+        if let Some(&previous) = last.get(user)
+            && now.duration_since(previous) < delay
+        {
+            return Err(u32::try_from(delay.as_secs()).unwrap_or(u32::MAX));
+        }
+        if last.len() > 100_000 {
+            last.retain(|_, t| now.duration_since(*t) < delay);
+        }
+        last.insert(user.to_owned(), now);
+        Ok(())
+    }
+
+    /// Where a user's Maildir is.
+    fn maildir_for(&self, user: &User) -> Result<Maildir, LocationError> {
+        maildir_for(&self.config, user)
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.config.pop3.idle_timeout.0
+    }
+}
+
+/// Where a user's Maildir is: the user's `userdb_mail`, else
+/// `users.mail_location`, else the default layout under `{data_dir}/mail`.
+pub fn maildir_for(config: &Config, user: &User) -> Result<Maildir, LocationError> {
+    let home = user.home.as_deref();
+    let path = match (&user.mail, &config.users.mail_location) {
+        (Some(template), _) | (None, Some(template)) => location::expand(template, &user.name, home)?,
+        (None, None) => location::default_location(&config.mail_root(), &user.name),
+    };
+    Ok(Maildir::new(path))
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Accepts connections until shutdown. `implicit_tls` is the POP3S port.
+pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tls: bool) {
+    let mut shutdown = service.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "pop3 accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = service.connections.clone().try_acquire_owned() else {
+            tracing::warn!(rip = %peer.ip(), "pop3 connection refused: too many connections");
+            drop(tcp);
+            continue;
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            driver::handle(service, tcp, peer, implicit_tls).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Addresses for logs: the peer's address without a v4-mapped prefix.
+fn display_ip(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    }
+}

@@ -1,0 +1,130 @@
+//! RETR and TOP: streaming a message from the Maildir to the client,
+//! converted and byte-stuffed on the way, with backpressure.
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use tokio::io::AsyncWriteExt;
+use yubin_pop3_proto::header::{HeaderCheck, check_header};
+use yubin_pop3_proto::{Encoder, MessageError};
+use yubin_store::OpenError;
+
+use super::driver::Connection;
+use crate::config::Utf8Headers;
+use crate::stream::Stream;
+
+/// How much of a message is read per blocking call.
+const CHUNK: usize = 128 * 1024;
+
+impl Connection {
+    /// Carries out `SendMessage`. An `Err` means the connection is broken
+    /// (the response was cut off) and must be closed.
+    pub(super) async fn send_message(
+        &mut self,
+        stream: &mut Stream,
+        index: usize,
+        top: Option<u64>,
+        utf8: bool,
+    ) -> io::Result<()> {
+        let Some((maildir, message)) = self
+            .maildrop
+            .as_ref()
+            .and_then(|m| Some((m.maildir.clone(), m.messages.get(index)?.clone())))
+        else {
+            self.session.message_failed(MessageError::Io);
+            return Ok(());
+        };
+        let first = tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
+            let mut file = maildir.open(&message)?;
+            let mut buf = vec![0u8; CHUNK];
+            let (n, eof) = read_chunk(&mut file, &mut buf)?;
+            buf.truncate(n);
+            Ok((file, buf, eof))
+        })
+        .await;
+        let (mut file, mut buf, mut eof) = match first {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(OpenError::Gone)) => {
+                self.session.message_failed(MessageError::Gone);
+                return Ok(());
+            }
+            Ok(Err(OpenError::Io(_))) | Err(_) => {
+                self.session.message_failed(MessageError::Io);
+                return Ok(());
+            }
+        };
+        // RFC 6856 §2.1: 8-bit headers are not sent as they are outside UTF-8 mode.
+        if !utf8
+            && self.service.config.pop3.utf8_headers == Utf8Headers::Refuse
+            && check_header(&buf, eof) == HeaderCheck::EightBit
+        {
+            self.session.message_failed(MessageError::NeedsUtf8);
+            return Ok(());
+        }
+
+        self.session.message_opened();
+        let mut out = Vec::with_capacity(buf.len() + buf.len() / 16 + 64);
+        out.extend_from_slice(self.session.output());
+        self.session.clear_output();
+        let mut encoder = match top {
+            Some(lines) => Encoder::top(lines),
+            None => Encoder::whole(),
+        };
+        let timeout = self.service.idle_timeout();
+        loop {
+            let wants_more = encoder.encode(&buf, &mut out);
+            if eof || !wants_more {
+                break;
+            }
+            // Write this chunk before reading the next: memory stays bounded
+            // by one chunk, and a slow reader slows the reading down.
+            write(stream, &out, timeout).await?;
+            out.clear();
+            let next = tokio::task::spawn_blocking(move || {
+                buf.resize(CHUNK, 0);
+                let result = read_chunk(&mut file, &mut buf).map(|(n, eof)| {
+                    buf.truncate(n);
+                    eof
+                });
+                (file, buf, result)
+            })
+            .await
+            .map_err(io::Error::other)?;
+            file = next.0;
+            buf = next.1;
+            // A read error after the status line: the response cannot be
+            // completed honestly, so the connection is closed (no UPDATE).
+            eof = next.2?;
+        }
+        encoder.finish(&mut out);
+        write(stream, &out, timeout).await?;
+        self.session.message_sent();
+        Ok(())
+    }
+}
+
+async fn write(stream: &mut Stream, bytes: &[u8], timeout: std::time::Duration) -> io::Result<()> {
+    match tokio::time::timeout(timeout, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    })
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")),
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns (octets read, at end).
+fn read_chunk(file: &mut File, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => return Ok((filled, true)),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((filled, false))
+}

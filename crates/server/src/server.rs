@@ -1,0 +1,152 @@
+//! Starting and stopping the whole server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ConfigError};
+use crate::pop3::{self, Pop3Service};
+use crate::tls::{self, TlsError};
+use crate::userstore::UserStore;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The passwd-file could not be read.
+    #[error("cannot read users from {path}: {source}")]
+    Users {
+        /// The passwd-file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {address} ({key}): {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The configuration key it came from.
+        key: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    /// Where plain POP3 listens (port resolved, so `:0` in tests works).
+    pub pop3_addresses: Vec<SocketAddr>,
+    /// Where POP3S listens.
+    pub pop3s_addresses: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    pop3: Arc<Pop3Service>,
+}
+
+impl Server {
+    /// Loads users and TLS, binds every listener and starts serving.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let tls = TlsAcceptor::from(tls::server_config(&config)?);
+        let passwd = config.passwd_file();
+        let users = Arc::new(UserStore::open(&passwd).map_err(|source| StartError::Users {
+            path: passwd.clone(),
+            source,
+        })?);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let pop3 = Arc::new(Pop3Service::new(config.clone(), users.clone(), tls, shutdown_rx.clone()));
+
+        let mut tasks = Vec::new();
+        let mut pop3_addresses = Vec::new();
+        let mut pop3s_addresses = Vec::new();
+        for (key, addresses, implicit) in [
+            ("pop3.listen", config.pop3_listen()?, false),
+            ("pop3.listen_tls", config.pop3_listen_tls()?, true),
+        ] {
+            for address in addresses {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartError::Listen { address, key, source })?;
+                let bound = listener.local_addr().unwrap_or(address);
+                if implicit {
+                    tracing::info!("pop3s listening on {bound} (implicit TLS)");
+                    pop3s_addresses.push(bound);
+                } else {
+                    tracing::info!("pop3 listening on {bound} (STLS available)");
+                    pop3_addresses.push(bound);
+                }
+                tasks.push(tokio::spawn(pop3::serve(pop3.clone(), listener, implicit)));
+            }
+        }
+
+        // Pick up passwd-file changes (yubin user add) without a restart.
+        let mut reload_shutdown = shutdown_rx;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = reload_shutdown.changed() => return,
+                }
+                let users = users.clone();
+                let _ = tokio::task::spawn_blocking(move || users.reload_if_changed()).await;
+            }
+        }));
+
+        Ok(Server {
+            pop3_addresses,
+            pop3s_addresses,
+            shutdown,
+            tasks,
+            pop3,
+        })
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
+    /// Stops accepting, tells every session to end (without UPDATE), and
+    /// waits up to 10 seconds for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let max = u32::try_from(self.pop3.config.pop3.max_connections).unwrap_or(u32::MAX);
+        let all_closed = self.pop3.connections.acquire_many(max);
+        if tokio::time::timeout(Duration::from_secs(10), all_closed).await.is_err() {
+            tracing::warn!("some sessions did not end within 10 s");
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! TLS: the rustls server configuration, from PEM files or a self-signed
+//! pair generated on first start.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// Errors while setting up TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// rustls refused the certificate and key.
+    #[error("TLS certificate and key do not work together: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Generating the self-signed pair failed.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// Builds the server's TLS configuration (TLS 1.2 and 1.3, ring provider).
+pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => ensure_self_signed(config)?,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|iter| iter.collect::<Result<_, _>>())
+        .map_err(|e| TlsError::File {
+            path: cert_path.clone(),
+            message: format!("cannot read certificates: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::File {
+            path: cert_path,
+            message: "no certificate found in the file".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TlsError::File {
+        path: key_path.clone(),
+        message: format!("cannot read the private key: {e}"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(tls))
+}
+
+/// The generated pair in `{data_dir}/tls/`, made if missing.
+fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
+    let dir = config.data_dir.join("tls");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let names = vec![config.hostname.clone(), "localhost".to_owned()];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let file_error = |path: &Path| {
+        let path = path.to_owned();
+        move |e: std::io::Error| TlsError::File {
+            path,
+            message: e.to_string(),
+        }
+    };
+    fs::create_dir_all(&dir).map_err(file_error(&dir))?;
+    write_private(&key, generated.signing_key.serialize_pem().as_bytes()).map_err(file_error(&key))?;
+    fs::write(&cert, generated.cert.pem()).map_err(file_error(&cert))?;
+    tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate; set [tls] cert and key for a real one");
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}

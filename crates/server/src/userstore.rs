@@ -1,0 +1,121 @@
+//! The users the server authenticates against, reloaded when the
+//! passwd-file changes (so `yubin user add` takes effect without a restart).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use yubin_auth::{PasswdFile, Users, sasl, scram};
+
+/// One loaded version of the passwd-file.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The users.
+    pub users: Users,
+    /// SASL mechanisms some user can use, in the order offered.
+    pub mechanisms: Vec<String>,
+    /// Whether some user can use APOP.
+    pub apop: bool,
+    /// Increases with every reload.
+    pub generation: u64,
+}
+
+/// What identifies a version of the file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+/// The live user table.
+#[derive(Debug)]
+pub struct UserStore {
+    path: PathBuf,
+    current: RwLock<(Option<Stamp>, Arc<Snapshot>)>,
+}
+
+impl UserStore {
+    /// Loads the passwd-file (a missing file means no users yet).
+    pub fn open(path: &Path) -> std::io::Result<UserStore> {
+        let stamp = stamp(path);
+        let snapshot = load(path, 0)?;
+        Ok(UserStore {
+            path: path.to_owned(),
+            current: RwLock::new((stamp, Arc::new(snapshot))),
+        })
+    }
+
+    /// The current users.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(guard) => guard.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+
+    /// Reloads the file if it changed; blocking. Keeps the old users if the
+    /// new file cannot be read.
+    pub fn reload_if_changed(&self) {
+        let now = stamp(&self.path);
+        let (old_stamp, generation) = {
+            let guard = match self.current.read() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            (guard.0, guard.1.generation)
+        };
+        if now == old_stamp {
+            return;
+        }
+        match load(&self.path, generation + 1) {
+            Ok(snapshot) => {
+                tracing::info!(users = snapshot.users.len(), file = %self.path.display(), "users reloaded");
+                let mut guard = match self.current.write() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *guard = (now, Arc::new(snapshot));
+            }
+            Err(error) => {
+                tracing::error!(file = %self.path.display(), %error, "cannot reload users; keeping the previous ones");
+            }
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some(Stamp {
+        inode: meta.ino(),
+        size: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    })
+}
+
+fn load(path: &Path, generation: u64) -> std::io::Result<Snapshot> {
+    let (file, mut problems) = PasswdFile::load(path)?;
+    let (users, more) = Users::from_file(&file);
+    problems.extend(more);
+    for problem in &problems {
+        tracing::warn!(file = %path.display(), "skipping passwd-file entry: {problem}");
+    }
+    let mechanisms = sasl::MECHANISMS
+        .iter()
+        .filter(|&&m| match m {
+            "CRAM-MD5" => users.any_cram_md5(),
+            "SCRAM-SHA-1" => users.any_scram(scram::Hash::Sha1),
+            "SCRAM-SHA-256" => users.any_scram(scram::Hash::Sha256),
+            _ => true,
+        })
+        .map(|m| (*m).to_owned())
+        .collect();
+    let apop = users.any_apop();
+    Ok(Snapshot {
+        users,
+        mechanisms,
+        apop,
+        generation,
+    })
+}

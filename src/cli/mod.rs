@@ -1,0 +1,77 @@
+//! Subcommands and their arguments.
+
+mod password;
+mod pw;
+mod serve;
+mod user;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use yubin_server::Config;
+
+/// yubin (郵便): a POP3 mail server.
+#[derive(Debug, Parser)]
+#[command(name = "yubin", version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (with no --config: the embedded defaults, data in ./yubin-data).
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration and print it with every default filled in.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Manage users in the passwd-file.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+        /// The configuration file (for the passwd-file's location).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Hash a password for a passwd-file, like `doveadm pw`.
+    Pw(pw::PwArgs),
+}
+
+/// How a command failed.
+pub enum Failure {
+    /// Bad arguments or configuration: exit status 2.
+    Usage(String),
+    /// Something else went wrong: exit status 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Runtime(error)
+    }
+}
+
+/// Runs a command.
+pub fn run(args: Args) -> Result<(), Failure> {
+    match args.command {
+        Command::Serve { config } => serve::serve(load_config(config.as_deref())?),
+        Command::CheckConfig { config } => serve::check_config(load_config(config.as_deref())?),
+        Command::User { command, config } => user::run(command, &load_config(config.as_deref())?),
+        Command::Pw(args) => pw::run(args),
+    }
+}
+
+/// Loads the configuration file, or the defaults without one.
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+    match path {
+        Some(path) => Config::load(path).map_err(|e| Failure::Usage(format!("configuration error: {e}"))),
+        None => Ok(Config::default()),
+    }
+}

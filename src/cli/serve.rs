@@ -1,0 +1,73 @@
+//! `yubin serve` and `yubin check-config`.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use yubin_server::Config;
+use yubin_server::first_run::{self, DemoUser};
+
+use super::Failure;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn serve(config: Config) -> Result<(), Failure> {
+    init_logging(&config);
+    let demo = first_run::ensure_demo_user(&config).context("first start")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = yubin_server::Server::start(config).await.map_err(|e| match e {
+            yubin_server::server::StartError::Config(e) => Failure::Usage(format!("configuration error: {e}")),
+            other => Failure::Runtime(other.into()),
+        })?;
+        if let Some(demo) = demo {
+            print_demo(&demo, &server);
+        }
+        server.run_until_signal().await;
+        Ok(())
+    })
+}
+
+/// Prints the effective configuration, or fails naming the bad key.
+pub fn check_config(config: Config) -> Result<(), Failure> {
+    let passwd = config.passwd_file();
+    let (file, mut problems) =
+        yubin_auth::PasswdFile::load(&passwd).map_err(|e| Failure::Usage(format!("users.passwd_file: cannot read {}: {e}", passwd.display())))?;
+    let (_, more) = yubin_auth::Users::from_file(&file);
+    problems.extend(more);
+    if let (Some(_), Some(_)) = (&config.tls.cert, &config.tls.key) {
+        yubin_server::tls::server_config(&config).map_err(|e| Failure::Usage(format!("tls: {e}")))?;
+    }
+    print!("{}", config.to_toml());
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(|p| format!("{}: {p}", passwd.display())).collect();
+        return Err(Failure::Usage(format!("users.passwd_file has unusable entries:\n  {}", lines.join("\n  "))));
+    }
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn print_demo(demo: &DemoUser, server: &yubin_server::Server) {
+    let DemoUser { name, password } = demo;
+    println!();
+    println!("First start: created user \"{name}\" with password \"{password}\" (shown only this once).");
+    println!("A welcome message is waiting in its maildrop. Fetch it with:");
+    if let Some(addr) = server.pop3_addresses.first() {
+        println!("  curl --user '{name}:{password}' pop3://{addr}/1");
+    }
+    if let Some(addr) = server.pop3s_addresses.first() {
+        println!("  curl --insecure --user '{name}:{password}' pop3s://{addr}/1   # self-signed certificate");
+    }
+    println!();
+}
