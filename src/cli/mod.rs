@@ -71,7 +71,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// Loads the configuration file, or the defaults without one.
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     match path {
-        Some(path) => Config::load(path).map_err(|e| Failure::Usage(format!("configuration error: {e}"))),
+        Some(path) => {
+            Config::load(path).map_err(|e| Failure::Usage(format!("configuration error: {e}")))
+        }
         None => Ok(Config::default()),
     }
 }

@@ -34,7 +34,12 @@ pub fn run(args: PwArgs) -> Result<(), Failure> {
     }
     let scheme = Scheme::from_name(&args.scheme)
         .filter(|s| GENERATABLE.contains(s))
-        .ok_or_else(|| Failure::Usage(format!("--scheme: unknown scheme {:?} (see yubin pw -l)", args.scheme)))?;
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--scheme: unknown scheme {:?} (see yubin pw -l)",
+                args.scheme
+            ))
+        })?;
     if let Some(hash) = args.test {
         let stored = StoredPassword::parse(&hash, scheme)
             .map_err(|e| Failure::Usage(format!("--test: {e}")))?;

@@ -17,10 +17,14 @@ pub fn serve(config: Config) -> Result<(), Failure> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = yubin_server::Server::start(config).await.map_err(|e| match e {
-            yubin_server::server::StartError::Config(e) => Failure::Usage(format!("configuration error: {e}")),
-            other => Failure::Runtime(other.into()),
-        })?;
+        let server = yubin_server::Server::start(config)
+            .await
+            .map_err(|e| match e {
+                yubin_server::server::StartError::Config(e) => {
+                    Failure::Usage(format!("configuration error: {e}"))
+                }
+                other => Failure::Runtime(other.into()),
+            })?;
         if let Some(demo) = demo {
             print_demo(&demo, &server);
         }
@@ -32,17 +36,28 @@ pub fn serve(config: Config) -> Result<(), Failure> {
 /// Prints the effective configuration, or fails naming the bad key.
 pub fn check_config(config: Config) -> Result<(), Failure> {
     let passwd = config.passwd_file();
-    let (file, mut problems) =
-        yubin_auth::PasswdFile::load(&passwd).map_err(|e| Failure::Usage(format!("users.passwd_file: cannot read {}: {e}", passwd.display())))?;
+    let (file, mut problems) = yubin_auth::PasswdFile::load(&passwd).map_err(|e| {
+        Failure::Usage(format!(
+            "users.passwd_file: cannot read {}: {e}",
+            passwd.display()
+        ))
+    })?;
     let (_, more) = yubin_auth::Users::from_file(&file);
     problems.extend(more);
     if let (Some(_), Some(_)) = (&config.tls.cert, &config.tls.key) {
-        yubin_server::tls::server_config(&config).map_err(|e| Failure::Usage(format!("tls: {e}")))?;
+        yubin_server::tls::server_config(&config)
+            .map_err(|e| Failure::Usage(format!("tls: {e}")))?;
     }
     print!("{}", config.to_toml());
     if !problems.is_empty() {
-        let lines: Vec<String> = problems.iter().map(|p| format!("{}: {p}", passwd.display())).collect();
-        return Err(Failure::Usage(format!("users.passwd_file has unusable entries:\n  {}", lines.join("\n  "))));
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {p}", passwd.display()))
+            .collect();
+        return Err(Failure::Usage(format!(
+            "users.passwd_file has unusable entries:\n  {}",
+            lines.join("\n  ")
+        )));
     }
     Ok(())
 }
@@ -61,13 +76,17 @@ fn init_logging(config: &Config) {
 fn print_demo(demo: &DemoUser, server: &yubin_server::Server) {
     let DemoUser { name, password } = demo;
     println!();
-    println!("First start: created user \"{name}\" with password \"{password}\" (shown only this once).");
+    println!(
+        "First start: created user \"{name}\" with password \"{password}\" (shown only this once)."
+    );
     println!("A welcome message is waiting in its maildrop. Fetch it with:");
     if let Some(addr) = server.pop3_addresses.first() {
         println!("  curl --user '{name}:{password}' pop3://{addr}/1");
     }
     if let Some(addr) = server.pop3s_addresses.first() {
-        println!("  curl --insecure --user '{name}:{password}' pop3s://{addr}/1   # self-signed certificate");
+        println!(
+            "  curl --insecure --user '{name}:{password}' pop3s://{addr}/1   # self-signed certificate"
+        );
     }
     println!();
 }

@@ -45,7 +45,8 @@ pub enum UserCommand {
 /// Runs a `user` subcommand.
 pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
     let path = config.passwd_file();
-    let (mut file, problems) = PasswdFile::load(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut file, problems) =
+        PasswdFile::load(&path).with_context(|| format!("cannot read {}", path.display()))?;
     for problem in &problems {
         eprintln!("yubin: warning: {}: {problem}", path.display());
     }
@@ -63,9 +64,13 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
             password_stdin,
             scheme,
         } => {
-            check_user_name(&name).map_err(|why| Failure::Usage(format!("NAME: {name:?} is not a valid user name: {why}")))?;
+            check_user_name(&name).map_err(|why| {
+                Failure::Usage(format!("NAME: {name:?} is not a valid user name: {why}"))
+            })?;
             if file.get_mut(&name).is_some() {
-                return Err(Failure::Usage(format!("NAME: user {name:?} already exists")));
+                return Err(Failure::Usage(format!(
+                    "NAME: user {name:?} already exists"
+                )));
             }
             let scheme = parse_scheme(&scheme)?;
             let hashed = hash(scheme, &password::read_new(password_stdin)?)?;
@@ -103,7 +108,11 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
 fn parse_scheme(name: &str) -> Result<Scheme, Failure> {
     Scheme::from_name(name)
         .filter(|s| GENERATABLE.contains(s))
-        .ok_or_else(|| Failure::Usage(format!("--scheme: unknown scheme {name:?} (see yubin pw -l)")))
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--scheme: unknown scheme {name:?} (see yubin pw -l)"
+            ))
+        })
 }
 
 fn hash(scheme: Scheme, password: &str) -> Result<String, Failure> {

@@ -136,7 +136,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+        }
     }
 }
 
@@ -211,14 +213,25 @@ impl Config {
 
     /// Checks values that the types alone do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.hostname.is_empty() || self.hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("hostname", "must be a non-empty name without spaces"));
+        if self.hostname.is_empty()
+            || self
+                .hostname
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "hostname",
+                "must be a non-empty name without spaces",
+            ));
         }
         self.pop3_listen()?;
         self.pop3_listen_tls()?;
         let pop3 = &self.pop3;
         if pop3.idle_timeout.0 < Duration::from_secs(1) {
-            return Err(invalid("pop3.idle_timeout", "must be at least 1s (RFC 1939 recommends 10m or more)"));
+            return Err(invalid(
+                "pop3.idle_timeout",
+                "must be at least 1s (RFC 1939 recommends 10m or more)",
+            ));
         }
         if pop3.max_line_length < 255 {
             return Err(invalid(
@@ -238,7 +251,10 @@ impl Config {
                 .map_err(|e| invalid("users.mail_location", e.to_string()))?;
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
-            return Err(invalid("tls", "set both cert and key, or neither (for a generated self-signed pair)"));
+            return Err(invalid(
+                "tls",
+                "set both cert and key, or neither (for a generated self-signed pair)",
+            ));
         }
         Ok(())
     }
@@ -260,14 +276,20 @@ impl Config {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("never") => Ok(Some(Expire::Never)),
             Some(v) => v.parse().map(|d| Some(Expire::Days(d))).map_err(|_| {
-                invalid("pop3.expire", format!("{v:?} is neither \"never\" nor a number of days"))
+                invalid(
+                    "pop3.expire",
+                    format!("{v:?} is neither \"never\" nor a number of days"),
+                )
             }),
         }
     }
 
     /// The passwd-file path.
     pub fn passwd_file(&self) -> PathBuf {
-        self.users.passwd_file.clone().unwrap_or_else(|| self.data_dir.join("users"))
+        self.users
+            .passwd_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("users"))
     }
 
     /// The root of the default mail location.
@@ -289,7 +311,9 @@ fn parse_addresses(key: &str, values: &[String]) -> Result<Vec<SocketAddr>, Conf
             v.parse().map_err(|_| {
                 invalid(
                     format!("{key}[{i}]"),
-                    format!("{v:?} is not an address:port (examples: \"0.0.0.0:110\", \"[::]:110\")"),
+                    format!(
+                        "{v:?} is not an address:port (examples: \"0.0.0.0:110\", \"[::]:110\")"
+                    ),
                 )
             })
         })
@@ -318,7 +342,10 @@ mod tests {
     fn empty_file_gives_the_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.pop3_listen().unwrap(), vec!["127.0.0.1:1110".parse().unwrap()]);
+        assert_eq!(
+            c.pop3_listen().unwrap(),
+            vec!["127.0.0.1:1110".parse().unwrap()]
+        );
         assert_eq!(c.pop3.idle_timeout.0, Duration::from_secs(600));
         assert_eq!(c.passwd_file(), PathBuf::from("yubin-data/users"));
     }

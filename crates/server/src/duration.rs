@@ -16,11 +16,13 @@ impl HumanDuration {
         if text == "0" {
             return Ok(HumanDuration(Duration::ZERO));
         }
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
-        let value: u64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration (examples: \"10m\", \"2s\", \"500ms\")"))?;
+        let value: u64 = digits.parse().map_err(|_| {
+            format!("{text:?} is not a duration (examples: \"10m\", \"2s\", \"500ms\")")
+        })?;
         let millis = match unit {
             "ms" => Some(value),
             "s" => value.checked_mul(1000),
@@ -44,8 +46,13 @@ impl fmt::Display for HumanDuration {
         if ms == 0 {
             return f.write_str("0");
         }
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-            if ms % size == 0 {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
+            if ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }
@@ -72,12 +79,21 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for (text, secs) in [("10m", 600), ("2s", 2), ("1h", 3600), ("0", 0), ("1d", 86400)] {
+        for (text, secs) in [
+            ("10m", 600),
+            ("2s", 2),
+            ("1h", 3600),
+            ("0", 0),
+            ("1d", 86400),
+        ] {
             let d = HumanDuration::parse(text).unwrap();
             assert_eq!(d.0, Duration::from_secs(secs));
             assert_eq!(d.to_string(), text);
         }
-        assert_eq!(HumanDuration::parse("1500ms").unwrap().to_string(), "1500ms");
+        assert_eq!(
+            HumanDuration::parse("1500ms").unwrap().to_string(),
+            "1500ms"
+        );
         assert_eq!(HumanDuration::parse("90s").unwrap().to_string(), "90s");
         for bad in ["", "10", "m", "10x", "-1s", "1.5s", "99999999999999999999d"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");

@@ -57,7 +57,8 @@ pub fn ensure_demo_user(config: &Config) -> Result<Option<DemoUser>, FirstRunErr
     let user = users
         .get(&name)
         .ok_or_else(|| FirstRunError::Deliver("the demo user did not parse".into()))?;
-    let maildir = crate::pop3::maildir_for(config, user).map_err(|e| FirstRunError::Deliver(e.to_string()))?;
+    let maildir = crate::pop3::maildir_for(config, user)
+        .map_err(|e| FirstRunError::Deliver(e.to_string()))?;
     maildir
         .deliver(welcome(config, &name).as_bytes(), &config.hostname)
         .map_err(|e| FirstRunError::Deliver(e.to_string()))?;
@@ -67,7 +68,9 @@ pub fn ensure_demo_user(config: &Config) -> Result<Option<DemoUser>, FirstRunErr
 
 fn welcome(config: &Config, user: &str) -> String {
     let host = &config.hostname;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     format!(
         "Return-Path: <postmaster@{host}>\n\
          From: yubin <postmaster@{host}>\n\
@@ -94,7 +97,9 @@ fn welcome(config: &Config, user: &str) -> String {
 /// `Thu, 26 Nov 2026 19:46:45 +0000` for a Unix time.
 pub fn rfc5322_date(unix: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = unix / 86_400;
     let secs = unix % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -124,7 +129,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_722_405), "Thu, 26 Nov 2026 19:46:45 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_722_405),
+            "Thu, 26 Nov 2026 19:46:45 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 }

@@ -61,12 +61,19 @@ impl Server {
         let config = Arc::new(config);
         let tls = TlsAcceptor::from(tls::server_config(&config)?);
         let passwd = config.passwd_file();
-        let users = Arc::new(UserStore::open(&passwd).map_err(|source| StartError::Users {
-            path: passwd.clone(),
-            source,
-        })?);
+        let users = Arc::new(
+            UserStore::open(&passwd).map_err(|source| StartError::Users {
+                path: passwd.clone(),
+                source,
+            })?,
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let pop3 = Arc::new(Pop3Service::new(config.clone(), users.clone(), tls, shutdown_rx.clone()));
+        let pop3 = Arc::new(Pop3Service::new(
+            config.clone(),
+            users.clone(),
+            tls,
+            shutdown_rx.clone(),
+        ));
 
         let mut tasks = Vec::new();
         let mut pop3_addresses = Vec::new();
@@ -76,9 +83,14 @@ impl Server {
             ("pop3.listen_tls", config.pop3_listen_tls()?, true),
         ] {
             for address in addresses {
-                let listener = TcpListener::bind(address)
-                    .await
-                    .map_err(|source| StartError::Listen { address, key, source })?;
+                let listener =
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| StartError::Listen {
+                            address,
+                            key,
+                            source,
+                        })?;
                 let bound = listener.local_addr().unwrap_or(address);
                 if implicit {
                     tracing::info!("pop3s listening on {bound} (implicit TLS)");
@@ -130,7 +142,10 @@ impl Server {
         }
         let max = u32::try_from(self.pop3.config.pop3.max_connections).unwrap_or(u32::MAX);
         let all_closed = self.pop3.connections.acquire_many(max);
-        if tokio::time::timeout(Duration::from_secs(10), all_closed).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), all_closed)
+            .await
+            .is_err()
+        {
             tracing::warn!("some sessions did not end within 10 s");
         }
     }

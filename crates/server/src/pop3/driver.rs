@@ -69,7 +69,12 @@ pub(super) struct Connection {
 }
 
 /// Serves one connection to its end.
-pub(super) async fn handle(service: Arc<Pop3Service>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+pub(super) async fn handle(
+    service: Arc<Pop3Service>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+) {
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let id = service.next_id();
@@ -139,10 +144,17 @@ impl Connection {
                 }
                 Poll::Close => {
                     let _ = stream.shutdown().await;
-                    return if self.session.quit_received() { End::Quit } else { End::Closed };
+                    return if self.session.quit_received() {
+                        End::Quit
+                    } else {
+                        End::Closed
+                    };
                 }
                 Poll::Pending => {
-                    tracing::error!(session = self.id, "pop3 driver polled with an action outstanding");
+                    tracing::error!(
+                        session = self.id,
+                        "pop3 driver polled with an action outstanding"
+                    );
                     return End::Closed;
                 }
                 Poll::Action(Action::StartTls) => match self.start_tls(stream).await {
@@ -150,7 +162,11 @@ impl Connection {
                     None => return End::TlsFailed,
                 },
                 Poll::Action(Action::SendMessage { index, top, utf8 }) => {
-                    if self.send_message(&mut stream, index, top, utf8).await.is_err() {
+                    if self
+                        .send_message(&mut stream, index, top, utf8)
+                        .await
+                        .is_err()
+                    {
                         return End::IoError;
                     }
                 }
@@ -180,7 +196,10 @@ impl Connection {
         self.session.clear_output();
         match written {
             Ok(result) => result,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading",
+            )),
         }
     }
 
@@ -211,7 +230,10 @@ impl Connection {
                 self.attempted_user = user.clone().into_bytes();
                 let snapshot = self.snapshot.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    snapshot.users.verify_password(&user, &password).map(|u| u.name.clone())
+                    snapshot
+                        .users
+                        .verify_password(&user, &password)
+                        .map(|u| u.name.clone())
                 })
                 .await;
                 self.credentials(result.ok().flatten());
@@ -219,10 +241,18 @@ impl Connection {
             Action::CheckApop { user, digest } => {
                 self.method = "APOP";
                 self.attempted_user = user.clone().into_bytes();
-                let timestamp = self.session.offer().apop_timestamp.clone().unwrap_or_default();
+                let timestamp = self
+                    .session
+                    .offer()
+                    .apop_timestamp
+                    .clone()
+                    .unwrap_or_default();
                 let snapshot = self.snapshot.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    snapshot.users.verify_apop(&user, &timestamp, &digest).map(|u| u.name.clone())
+                    snapshot
+                        .users
+                        .verify_apop(&user, &timestamp, &digest)
+                        .map(|u| u.name.clone())
                 })
                 .await;
                 self.credentials(result.ok().flatten());
@@ -236,7 +266,12 @@ impl Connection {
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
-                    Exchange::start(&mechanism, initial_response.as_deref(), &snapshot.users, &hostname)
+                    Exchange::start(
+                        &mechanism,
+                        initial_response.as_deref(),
+                        &snapshot.users,
+                        &hostname,
+                    )
                 })
                 .await;
                 match started.ok().flatten() {
@@ -298,7 +333,7 @@ impl Connection {
                 tracing::info!(
                     session = self.id,
                     user = %Escaped(&self.attempted_user),
-                    method = self.method,
+                    method = %self.method,
                     rip = %display_ip(self.peer),
                     tls = self.tls,
                     "pop3 login failed"
@@ -313,7 +348,7 @@ impl Connection {
             tracing::info!(
                 session = conn.id,
                 user = %Escaped(user_name.as_bytes()),
-                method = conn.method,
+                method = %conn.method,
                 rip = %display_ip(conn.peer),
                 reason = %why,
                 "pop3 login refused"
@@ -381,7 +416,7 @@ impl Connection {
         tracing::info!(
             session = self.id,
             user = %Escaped(user.name.as_bytes()),
-            method = self.method,
+            method = %self.method,
             rip = %display_ip(self.peer),
             lip = %display_ip(self.local),
             tls = self.tls,
@@ -400,7 +435,10 @@ impl Connection {
         let count = delete.len();
         let report = tokio::task::spawn_blocking(move || {
             let pick = |indexes: &[usize]| -> Vec<&StoredMessage> {
-                indexes.iter().filter_map(|&i| maildrop.messages.get(i)).collect()
+                indexes
+                    .iter()
+                    .filter_map(|&i| maildrop.messages.get(i))
+                    .collect()
             };
             let report = maildrop.maildir.commit(&pick(&delete), &pick(&retrieved));
             // The lock is released here, after the removal is durable.
@@ -411,7 +449,11 @@ impl Connection {
         match report {
             Ok(report) => {
                 if report.not_removed > 0 {
-                    tracing::warn!(session = self.id, not_removed = report.not_removed, "pop3 UPDATE could not remove every marked message");
+                    tracing::warn!(
+                        session = self.id,
+                        not_removed = report.not_removed,
+                        "pop3 UPDATE could not remove every marked message"
+                    );
                 }
                 self.session.update_finished(report.not_removed);
             }
@@ -421,7 +463,7 @@ impl Connection {
 
     fn log_logout(&self, end: End) {
         let Some(user) = self.session.user() else {
-            tracing::debug!(session = self.id, rip = %display_ip(self.peer), reason = end.as_str(), "pop3 disconnect before login");
+            tracing::debug!(session = self.id, rip = %display_ip(self.peer), reason = %end.as_str(), "pop3 disconnect before login");
             return;
         };
         let stats = self.session.stats();
@@ -429,7 +471,7 @@ impl Connection {
             session = self.id,
             user = %Escaped(user.as_bytes()),
             rip = %display_ip(self.peer),
-            reason = end.as_str(),
+            reason = %end.as_str(),
             top = stats.top,
             retr = %format_args!("{}/{}", stats.retrieved, stats.retrieved_bytes),
             del = %format_args!("{}/{}", stats.deleted - stats.not_removed.min(stats.deleted), stats.deleted_bytes),

@@ -100,7 +100,11 @@ impl Pop3Service {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             .collect();
-        let host = if host.is_empty() { "localhost".to_owned() } else { host };
+        let host = if host.is_empty() {
+            "localhost".to_owned()
+        } else {
+            host
+        };
         format!(
             "<{}.{}.{}@{host}>",
             std::process::id(),
@@ -150,7 +154,9 @@ impl Pop3Service {
 pub fn maildir_for(config: &Config, user: &User) -> Result<Maildir, LocationError> {
     let home = user.home.as_deref();
     let path = match (&user.mail, &config.users.mail_location) {
-        (Some(template), _) | (None, Some(template)) => location::expand(template, &user.name, home)?,
+        (Some(template), _) | (None, Some(template)) => {
+            location::expand(template, &user.name, home)?
+        }
         (None, None) => location::default_location(&config.mail_root(), &user.name),
     };
     Ok(Maildir::new(path))
@@ -159,7 +165,9 @@ pub fn maildir_for(config: &Config, user: &User) -> Result<Maildir, LocationErro
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 

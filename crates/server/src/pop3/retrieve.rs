@@ -34,14 +34,15 @@ impl Connection {
             self.session.message_failed(MessageError::Io);
             return Ok(());
         };
-        let first = tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
-            let mut file = maildir.open(&message)?;
-            let mut buf = vec![0u8; CHUNK];
-            let (n, eof) = read_chunk(&mut file, &mut buf)?;
-            buf.truncate(n);
-            Ok((file, buf, eof))
-        })
-        .await;
+        let first =
+            tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
+                let mut file = maildir.open(&message)?;
+                let mut buf = vec![0u8; CHUNK];
+                let (n, eof) = read_chunk(&mut file, &mut buf)?;
+                buf.truncate(n);
+                Ok((file, buf, eof))
+            })
+            .await;
         let (mut file, mut buf, mut eof) = match first {
             Ok(Ok(opened)) => opened,
             Ok(Err(OpenError::Gone)) => {
@@ -111,7 +112,10 @@ async fn write(stream: &mut Stream, bytes: &[u8], timeout: std::time::Duration) 
     .await
     {
         Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading",
+        )),
     }
 }
 

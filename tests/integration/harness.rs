@@ -1,0 +1,330 @@
+//! Runs the real `yubin` binary in a temporary directory and talks to it
+//! with clients nobody here wrote (Python's poplib, curl).
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_yubin");
+
+/// A yubin server running in its own temporary data directory.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub pop3: SocketAddr,
+    pub pop3s: SocketAddr,
+    child: Option<Child>,
+    config_extra: String,
+}
+
+/// How to build a server: extra TOML per section, and users.
+pub struct Setup {
+    /// Extra lines appended to the `[pop3]` table.
+    pub pop3: String,
+    /// Extra top-level lines.
+    pub top: String,
+    /// `(name, password field)` lines of the passwd-file.
+    pub users: Vec<(String, String)>,
+    /// Listen on all addresses (for non-loopback tests).
+    pub any_address: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            pop3: "auth_failure_delay = \"100ms\"\n".into(),
+            top: String::new(),
+            users: vec![
+                ("alice".into(), "{PLAIN}alice-pw".into()),
+                // Dovecot's `doveadm pw -s SHA512-CRYPT -p secret`.
+                ("bob".into(), "{SHA512-CRYPT}$6$gUxx67c9oQ/CKtmm$NJ6jL1fZJFcXEX15LSCxVOqHEaKunNuRq6EsvlZ3nEZYNkutN0VWQE45fa0CILmHMxFG96CbkNwZ2Hib3m/z80".into()),
+            ],
+            any_address: false,
+        }
+    }
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::with(Setup::default())
+    }
+
+    pub fn with(setup: Setup) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut passwd = String::new();
+        for (name, password) in &setup.users {
+            passwd.push_str(&format!("{name}:{password}\n"));
+        }
+        fs::write(dir.path().join("users"), passwd).expect("write users");
+        let host = if setup.any_address {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let config_extra = format!(
+            "hostname = \"test.example\"\ndata_dir = \"{}\"\n{}\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}",
+            dir.path().display(),
+            setup.top,
+            setup.pop3
+        );
+        let mut server = TestServer {
+            dir,
+            pop3: "127.0.0.1:0".parse().expect("address"),
+            pop3s: "127.0.0.1:0".parse().expect("address"),
+            child: None,
+            config_extra,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("yubin.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Starts (or restarts) the process and waits for its listening lines.
+    pub fn launch(&mut self) {
+        fs::write(self.config_path(), &self.config_extra).expect("write config");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let start_len = fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn yubin");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+            let text = &text[start_len as usize..];
+            let plain = find_address(text, "pop3 listening on ");
+            let tls = find_address(text, "pop3s listening on ");
+            if let (Some(plain), Some(tls)) = (plain, tls) {
+                let port = |a: SocketAddr| SocketAddr::from(([127, 0, 0, 1], a.port()));
+                self.pop3 = port(plain);
+                self.pop3s = port(tls);
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("yubin exited with {status} before listening:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "yubin did not start listening:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("yubin did not stop within 15 s of SIGTERM");
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (log lines are written after the reply).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never contained {needle:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The Maildir of a user without a domain (default layout).
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        let root = self.dir.path().join("mail").join(user);
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(root.join(sub)).expect("create maildir");
+        }
+        root
+    }
+
+    /// Puts a message into a user's `new/` as another program would (no size tags).
+    pub fn put_message(&self, user: &str, name: &str, content: &[u8]) {
+        let path = self.maildir(user).join("new").join(name);
+        fs::write(path, content).expect("write message");
+    }
+
+    /// Every file in a user's new/ and cur/.
+    pub fn message_files(&self, user: &str) -> Vec<String> {
+        let root = self.maildir(user);
+        let mut names = Vec::new();
+        for sub in ["new", "cur"] {
+            for entry in fs::read_dir(root.join(sub))
+                .expect("read maildir")
+                .flatten()
+            {
+                names.push(format!("{sub}/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+        names.sort();
+        names
+    }
+
+    /// Runs a Python script with `HOST`, `PORT`, `PORT_TLS` set, and parses
+    /// its last stdout line as JSON.
+    pub fn python(&self, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
+        let output = self.python_raw(script, env);
+        assert!(
+            output.status.success(),
+            "python failed: {}\nstdout: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout),
+            self.log()
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().unwrap_or("null");
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("bad JSON from python ({e}): {stdout}"))
+    }
+
+    pub fn python_raw(&self, script: &str, env: &[(&str, &str)]) -> Output {
+        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/py");
+        let mut command = Command::new("python3");
+        command
+            .arg("-c")
+            .arg(script)
+            .env("PYTHONPATH", helper)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", self.pop3.port().to_string())
+            .env("PORT_TLS", self.pop3s.port().to_string());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("run python3")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn find_address(log: &str, marker: &str) -> Option<SocketAddr> {
+    let at = log.find(marker)? + marker.len();
+    log[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// What a client must receive for a stored message (RFC 1939 §3, §11):
+/// every line ending (LF, CRLF, or a lone CR, which yubin treats as a line
+/// end) becomes CRLF, and a last line without one gets one. Written
+/// independently of the server's encoder.
+pub fn expected_wire(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stored.len() + stored.len() / 20 + 2);
+    let mut i = 0;
+    while i < stored.len() {
+        match stored[i] {
+            b'\r' if stored.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Runs a program and returns its output.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Runs `yubin` with arguments and stdin.
+pub fn yubin(args: &[&str], stdin: &str, cwd: &Path) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn yubin");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("wait for yubin")
+}
+
+/// Decodes the hex strings of a JSON array.
+pub fn hex_list(value: &serde_json::Value) -> Vec<Vec<u8>> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| unhex(v.as_str().expect("string")))
+        .collect()
+}
+
+pub fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}

@@ -1,0 +1,350 @@
+//! Logging in: every mechanism, the plaintext policy, failures (§3.6).
+
+use crate::harness::{Setup, TestServer, run};
+
+fn users() -> Vec<(String, String)> {
+    vec![
+        ("alice".into(), "{PLAIN}alice-pw".into()),
+        // `doveadm pw -p secret` in Dovecot 2.3.19.1, one scheme each.
+        ("crypt".into(), "{SHA512-CRYPT}$6$gUxx67c9oQ/CKtmm$NJ6jL1fZJFcXEX15LSCxVOqHEaKunNuRq6EsvlZ3nEZYNkutN0VWQE45fa0CILmHMxFG96CbkNwZ2Hib3m/z80".into()),
+        ("cram".into(), "{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56".into()),
+        ("scram".into(), "{SCRAM-SHA-256}4096,fWMylOXMmwj7lmzwqIDREQ==,YmELRdm95fV06v/IWdVvXY+cKzRYZVCAsZfTwIWXhgY=,8AO/RPkktE+3KiXIqQv4eoHFs9fqePVXEWhlHtqHrgc=".into()),
+        ("argon".into(), "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$6pVqtnumohF1bpywjAibCw$KC2WLjALJsDhhRPB9BYoWd2wU6tlHKaeb7El1rlnnWA".into()),
+        ("blf".into(), "{BLF-CRYPT}$2y$05$491UQLRv30pIm91vOiGXqeuZpr55m8vCr1uuitpR4o5TjUvLJMZCW".into()),
+    ]
+}
+
+fn server() -> TestServer {
+    TestServer::with(Setup {
+        users: users(),
+        ..Setup::default()
+    })
+}
+
+#[test]
+fn user_pass_for_every_stored_scheme() {
+    let server = server();
+    let result = server.python(
+        "import popclient as p\n\
+         out = []\n\
+         for user, pw in [('alice', 'alice-pw'), ('crypt', 'secret'), ('cram', 'secret'), ('scram', 'secret'), ('argon', 'secret'), ('blf', 'secret')]:\n\
+         \x20   c = p.connect('stls'); c.user(user); out.append(c.pass_(pw).decode()); c.quit()\n\
+         p.emit(out)",
+        &[],
+    );
+    for reply in result.as_array().unwrap() {
+        assert!(
+            reply.as_str().unwrap().starts_with("+OK Logged in"),
+            "{reply}"
+        );
+    }
+}
+
+/// RFC 1939 §7 APOP with poplib, which checks the timestamp's form itself.
+#[test]
+fn apop_with_poplib() {
+    let server = server();
+    let result = server.python(
+        "import popclient as p, re\n\
+         c = p.connect(); w = c.getwelcome().decode()\n\
+         ok = c.apop('alice', 'alice-pw').decode(); c.quit()\n\
+         c = p.connect()\n\
+         try:\n    c.apop('alice', 'wrong'); bad = 'accepted'\nexcept Exception as e:\n    bad = str(e)\n\
+         c2 = p.connect()\n\
+         try:\n    c2.apop('crypt', 'secret'); crypt = 'accepted'\nexcept Exception as e:\n    crypt = str(e)\n\
+         p.emit([w, ok, bad, crypt, p.connect().getwelcome().decode()])",
+        &[],
+    );
+    let welcome = result[0].as_str().unwrap();
+    let timestamp = &welcome[welcome.find('<').unwrap()..];
+    let inner = &timestamp[1..timestamp.len() - 1];
+    let (left, host) = inner.split_once('@').unwrap();
+    assert_eq!(host, "test.example");
+    assert!(
+        left.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)),
+        "{timestamp}"
+    );
+    assert_ne!(result[4], result[0], "a new timestamp every greeting");
+    assert!(result[1].as_str().unwrap().starts_with("+OK Logged in"));
+    assert!(
+        result[2]
+            .as_str()
+            .unwrap()
+            .contains("-ERR [AUTH] Authentication failed.")
+    );
+    // APOP needs a shared secret; a SHA512-CRYPT user cannot use it.
+    assert!(
+        result[3]
+            .as_str()
+            .unwrap()
+            .contains("-ERR [AUTH] Authentication failed.")
+    );
+}
+
+#[test]
+fn no_apop_timestamp_when_no_user_can_use_it() {
+    let server = TestServer::with(Setup {
+        users: vec![("crypt".into(), users()[1].1.clone())],
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p\np.emit(p.connect().getwelcome().decode())",
+        &[],
+    );
+    assert_eq!(result, "+OK yubin ready.");
+    let capa = server.python(
+        "import popclient as p\np.emit(list(p.connect().capa().keys()))",
+        &[],
+    );
+    let capa: Vec<&str> = capa
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(capa.contains(&"SASL"));
+    let sasl = server.python(
+        "import popclient as p\np.emit(p.connect().capa()['SASL'])",
+        &[],
+    );
+    assert_eq!(
+        sasl,
+        serde_json::json!(["PLAIN", "LOGIN"]),
+        "no CRAM-MD5 or SCRAM without a user for them"
+    );
+}
+
+#[test]
+fn sasl_mechanisms_with_curl() {
+    let server = server();
+    server.put_message("cram", "1700000001.a.host", b"Subject: cram\n\nhello\n");
+    for (user, password, mechanism) in [
+        ("alice", "alice-pw", "PLAIN"),
+        ("crypt", "secret", "LOGIN"),
+        ("cram", "secret", "CRAM-MD5"),
+        ("alice", "alice-pw", "CRAM-MD5"),
+    ] {
+        let url = format!("pop3://127.0.0.1:{}/", server.pop3.port());
+        let login = format!("{user}:{password}");
+        let options = format!("AUTH={mechanism}");
+        let out = run(
+            "curl",
+            &[
+                "-s",
+                "-v",
+                "--user",
+                &login,
+                "--login-options",
+                &options,
+                &url,
+            ],
+        );
+        let trace = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{mechanism} for {user} failed:\n{trace}"
+        );
+        assert!(trace.contains(&format!("> AUTH {mechanism}")), "{trace}");
+        let wrong = format!("{user}:wrong");
+        let out = run(
+            "curl",
+            &["-s", "--user", &wrong, "--login-options", &options, &url],
+        );
+        assert!(
+            !out.status.success(),
+            "{mechanism} accepted a wrong password"
+        );
+    }
+}
+
+#[test]
+fn scram_sha_256_from_stored_keys_and_from_plain() {
+    let server = server();
+    let result = server.python(
+        "import popclient as p\n\
+         out = []\n\
+         for user, pw in [('scram', 'secret'), ('alice', 'alice-pw'), ('scram', 'wrong'), ('nobody', 'x'), ('crypt', 'secret')]:\n\
+         \x20   r = p.Raw(); out.append(p.scram_login(r, user, pw))\n\
+         r = p.Raw(); out.append(p.scram_login(r, 'alice', 'alice-pw', 'SCRAM-SHA-1'))\n\
+         p.emit(out)",
+        &[],
+    );
+    let r = result.as_array().unwrap();
+    assert!(
+        r[0].as_str().unwrap().starts_with("+OK Logged in"),
+        "{}",
+        r[0]
+    );
+    assert!(
+        r[1].as_str().unwrap().starts_with("+OK Logged in"),
+        "{}",
+        r[1]
+    );
+    for failed in &r[2..5] {
+        assert_eq!(failed, "-ERR [AUTH] Authentication failed.");
+    }
+    assert!(
+        r[5].as_str().unwrap().starts_with("+OK Logged in"),
+        "{}",
+        r[5]
+    );
+}
+
+/// AU-01: unknown users and wrong passwords look the same, take the same
+/// delay, and the delay does not hold up other sessions.
+#[test]
+fn au01_failures_are_uniform_and_delayed_without_blocking_others() {
+    let server = TestServer::with(Setup {
+        users: users(),
+        pop3: "auth_failure_delay = \"1s\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, time, threading\n\
+         def attempt(user, pw):\n\
+         \x20   r = p.Raw(); r.cmd('USER ' + user); t = time.monotonic(); reply = r.cmd('PASS ' + pw)\n\
+         \x20   return reply, time.monotonic() - t\n\
+         unknown = attempt('nobody', 'secret'); wrong = attempt('crypt', 'wrong')\n\
+         slow = {}\n\
+         th = threading.Thread(target=lambda: slow.update(r=attempt('crypt', 'wrong'))); th.start()\n\
+         time.sleep(0.1); t = time.monotonic(); ok = attempt('crypt', 'secret'); fast = time.monotonic() - t\n\
+         th.join()\n\
+         r = p.Raw(); user_reply = r.cmd('USER nobody')\n\
+         p.emit([unknown, wrong, ok[0], fast, user_reply])",
+        &[],
+    );
+    assert_eq!(result[0][0], "-ERR [AUTH] Authentication failed.");
+    assert_eq!(result[1][0], result[0][0]);
+    for i in 0..2 {
+        let took = result[i][1].as_f64().unwrap();
+        assert!(
+            (1.0..2.5).contains(&took),
+            "failure answered after {took} s"
+        );
+    }
+    let diff = (result[0][1].as_f64().unwrap() - result[1][1].as_f64().unwrap()).abs();
+    assert!(diff < 0.3, "unknown and known users differ by {diff} s");
+    assert!(result[2].as_str().unwrap().starts_with("+OK Logged in"));
+    assert!(
+        result[3].as_f64().unwrap() < 0.9,
+        "a delayed failure blocked another session"
+    );
+    assert_eq!(
+        result[4], "+OK",
+        "USER says nothing about whether the user exists"
+    );
+}
+
+/// AU-06: plaintext passwords are refused on an unencrypted non-loopback
+/// connection, and the client is told to use STLS; after STLS they work.
+#[test]
+fn au06_plaintext_needs_tls_off_loopback() {
+    let server = TestServer::with(Setup {
+        users: users(),
+        any_address: true,
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p\n\
+         host = p.non_loopback_address()\n\
+         r = p.Raw(host=host)\n\
+         r.cmd('CAPA'); capa = r.multi()\n\
+         user = r.cmd('USER alice'); plain = r.cmd('AUTH PLAIN AGFsaWNlAGFsaWNlLXB3')\n\
+         apop_ok = r.greeting\n\
+         c = p.connect('stls', host=host); c.user('alice'); after = c.pass_('alice-pw').decode()\n\
+         capa_tls = list(c.capa().keys()); c.quit()\n\
+         local = p.connect(); local.user('alice'); loop = local.pass_('alice-pw').decode()\n\
+         p.emit([host, capa, user, plain, after, capa_tls, loop])",
+        &[],
+    );
+    assert!(!result[0].as_str().unwrap().starts_with("127."));
+    let capa: Vec<&str> = result[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!capa.contains(&"USER"), "{capa:?}");
+    assert!(
+        capa.contains(&"SASL CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256"),
+        "{capa:?}"
+    );
+    assert!(capa.contains(&"STLS"));
+    let refused = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections. Use STLS.";
+    assert_eq!(result[2], refused);
+    assert_eq!(result[3], refused);
+    assert!(result[4].as_str().unwrap().starts_with("+OK Logged in"));
+    let capa_tls: Vec<&str> = result[5]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        capa_tls.contains(&"USER") && !capa_tls.contains(&"STLS"),
+        "{capa_tls:?}"
+    );
+    assert!(
+        result[6].as_str().unwrap().starts_with("+OK Logged in"),
+        "loopback is trusted"
+    );
+}
+
+#[test]
+fn plaintext_auth_never() {
+    let server = TestServer::with(Setup {
+        users: users(),
+        pop3: "plaintext_auth = \"never\"\nauth_failure_delay = \"0\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p\n\
+         c = p.connect('ssl')\n\
+         try:\n    c.user('alice'); r = 'accepted'\nexcept Exception as e:\n    r = str(e)\n\
+         ok = p.scram_login(p.Raw(), 'scram', 'secret')\n\
+         p.emit([r, ok])",
+        &[],
+    );
+    assert!(
+        result[0]
+            .as_str()
+            .unwrap()
+            .contains("[AUTH] Plaintext authentication disallowed")
+    );
+    assert!(result[1].as_str().unwrap().starts_with("+OK Logged in"));
+}
+
+/// The log says who logged in, how, from where, with or without TLS, and
+/// what they did; it never holds a password, and client text is escaped.
+#[test]
+fn logs_show_logins_and_logouts_but_no_secrets() {
+    let server = server();
+    server.put_message("alice", "1700000001.a.host", b"Subject: x\n\nhello\n");
+    server.python(
+        "import popclient as p\n\
+         c = p.connect('stls'); c.user('alice'); c.pass_('alice-pw'); c.retr(1); c.dele(1); c.quit()\n\
+         r = p.Raw(); r.cmd('USER evil\\x0d'); r.send(b'USER a%s%n${jndi:x}\\r\\n'); r.line(); r.cmd('PASS hunter2-secret')\n\
+         p.emit(0)",
+        &[],
+    );
+    server.wait_for_log("pop3 login failed");
+    let log = server.wait_for_log("pop3 logout");
+    let login = log.lines().find(|l| l.contains("pop3 login ")).unwrap();
+    for part in ["user=alice", "method=USER", "rip=127.0.0.1", "tls=true"] {
+        assert!(login.contains(part), "{login}");
+    }
+    let logout = log.lines().find(|l| l.contains("pop3 logout")).unwrap();
+    for part in ["user=alice", "reason=QUIT", "retr=1/21", "del=1/21"] {
+        assert!(logout.contains(part), "{logout}");
+    }
+    let failed = log
+        .lines()
+        .find(|l| l.contains("pop3 login failed"))
+        .unwrap();
+    assert!(failed.contains("user=a%s%n${jndi:x}"), "{failed}");
+    assert!(
+        !log.contains("alice-pw") && !log.contains("hunter2"),
+        "a password reached the log"
+    );
+}

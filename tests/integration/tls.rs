@@ -1,0 +1,81 @@
+//! TLS and STLS (§3.7).
+
+use crate::harness::TestServer;
+
+const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
+
+/// TL-01: commands pipelined after STLS are discarded, never executed in TLS.
+#[test]
+fn tl01_plaintext_pipelined_after_stls_is_discarded() {
+    let server = TestServer::start();
+    let result = server.python(
+        "import popclient as p, ssl\n\
+         r = p.Raw()\n\
+         r.send(b'STLS\\r\\nUSER alice\\r\\n')\n\
+         begin = r.line()\n\
+         tls = p.tls_context().wrap_socket(r.sock, server_hostname='test.example')\n\
+         r.sock = tls; r.buf = b''\n\
+         first = r.cmd('PASS alice-pw')\n\
+         again = r.cmd('STLS')\n\
+         r.cmd('CAPA'); capa = r.multi()\n\
+         p.emit([begin, first, again, capa, tls.version()])",
+        &[],
+    );
+    assert_eq!(result[0], "+OK Begin TLS negotiation.");
+    assert_eq!(
+        result[1], "-ERR No user name given; send USER first.",
+        "USER from before TLS was executed"
+    );
+    assert_eq!(result[2], "-ERR Command not permitted when TLS active.");
+    let capa: Vec<&str> = result[3]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!capa.contains(&"STLS"));
+    assert!(capa.contains(&"USER"));
+}
+
+/// TL-06: plaintext to the POP3S port gets no cleartext banner.
+#[test]
+fn tl06_plaintext_on_the_tls_port_gets_no_banner() {
+    let server = TestServer::start();
+    let result = server.python(
+        "import socket, os\n\
+         s = socket.create_connection(('127.0.0.1', int(os.environ['PORT_TLS'])), timeout=10)\n\
+         s.sendall(b'USER alice\\r\\n')\n\
+         data = b''\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       chunk = s.recv(4096)\n\
+         \x20       if not chunk: break\n\
+         \x20       data += chunk\n\
+         except OSError:\n    pass\n\
+         import json; print(json.dumps(data.decode('latin-1')))",
+        &[],
+    );
+    assert!(!result.as_str().unwrap().contains("+OK"), "{result}");
+}
+
+/// TLS 1.2 and 1.3 both work; the session on POP3S starts in AUTHORIZATION
+/// and offers no STLS (RFC 8314 §3.1, RFC 2595 §4).
+#[test]
+fn pop3s_speaks_tls12_and_tls13() {
+    let server = TestServer::start();
+    server.put_message("alice", "1700000001.a.host", b"Subject: x\n\nhi\n");
+    let result = server.python(
+        "import popclient as p, poplib, ssl, os\n\
+         out = []\n\
+         for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):\n\
+         \x20   ctx = p.tls_context(); ctx.minimum_version = version; ctx.maximum_version = version\n\
+         \x20   c = poplib.POP3_SSL('127.0.0.1', int(os.environ['PORT_TLS']), context=ctx)\n\
+         \x20   capa = c.capa(); p.login(c); out.append([c.sock.version(), 'STLS' in capa, c.stat()[0]]); c.quit()\n\
+         p.emit(out)",
+        &ALICE,
+    );
+    assert_eq!(
+        result,
+        serde_json::json!([["TLSv1.2", false, 1], ["TLSv1.3", false, 1]])
+    );
+}
