@@ -63,8 +63,15 @@ pub fn check_config(config: Config) -> Result<(), Failure> {
 }
 
 fn init_logging(config: &Config) {
+    // rustls warns about every client that sends an IP address as SNI
+    // (mpop does); those belong at debug level, not in the operator's log.
+    let level = if config.log.level.contains('=') {
+        config.log.level.clone()
+    } else {
+        format!("{},rustls=error", config.log.level)
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

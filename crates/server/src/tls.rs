@@ -71,8 +71,20 @@ fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
         return Ok((cert, key));
     }
     let names = vec![config.hostname.clone(), "localhost".to_owned()];
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generate = || -> Result<(String, String), rcgen::Error> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(names)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, config.hostname.clone());
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "yubin (self-signed)");
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (cert_pem, key_pem) = generate().map_err(|e| TlsError::Generate(e.to_string()))?;
     let file_error = |path: &Path| {
         let path = path.to_owned();
         move |e: std::io::Error| TlsError::File {
