@@ -93,9 +93,8 @@ fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
         }
     };
     fs::create_dir_all(&dir).map_err(file_error(&dir))?;
-    write_private(&key, generated.signing_key.serialize_pem().as_bytes())
-        .map_err(file_error(&key))?;
-    fs::write(&cert, generated.cert.pem()).map_err(file_error(&cert))?;
+    write_private(&key, key_pem.as_bytes()).map_err(file_error(&key))?;
+    fs::write(&cert, cert_pem).map_err(file_error(&cert))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate; set [tls] cert and key for a real one");
     Ok((cert, key))
 }
