@@ -6,5 +6,6 @@ mod harness;
 mod cli;
 mod fidelity;
 mod login;
+mod robustness;
 mod session;
 mod tls;

@@ -881,3 +881,64 @@ fn shutdown_ends_the_session_without_update() {
     assert_eq!(h.session.poll(), Poll::Close);
     assert_eq!(h.committed, None);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of input from the POP3 grammar, plus noise, so random input
+    /// reaches deep states (logged in, mid-SASL, after DELE) and not only
+    /// "unknown command".
+    fn token() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"USER mrose\r\n".to_vec()),
+            Just(b"PASS tanstaaf\r\n".to_vec()),
+            Just(b"PASS wrong\r\n".to_vec()),
+            Just(b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n".to_vec()),
+            Just(b"AUTH PLAIN\r\n".to_vec()),
+            Just(b"AG1yb3NlAHRhbnN0YWFm\r\n".to_vec()),
+            Just(b"*\r\n".to_vec()),
+            Just(b"STAT\r\n".to_vec()),
+            Just(b"LIST\r\n".to_vec()),
+            Just(b"UIDL 2\r\n".to_vec()),
+            Just(b"RETR 1\r\n".to_vec()),
+            Just(b"TOP 2 1\r\n".to_vec()),
+            Just(b"DELE 1\r\n".to_vec()),
+            Just(b"RSET\r\n".to_vec()),
+            Just(b"CAPA\r\n".to_vec()),
+            Just(b"UTF8\r\n".to_vec()),
+            Just(b"STLS\r\n".to_vec()),
+            Just(b"NOOP\n".to_vec()),
+            Just(b"QUIT\r\n".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..40),
+            "[A-Za-z0-9 +=*.\\-]{0,30}\r\n".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever arrives, in whatever pieces: no panic, every reply line
+        /// ends in CRLF, and nothing is committed without a QUIT.
+        #[test]
+        fn any_input_gives_well_formed_output(
+            tokens in prop::collection::vec(token(), 0..40),
+            chunk in 1usize..64,
+        ) {
+            let input: Vec<u8> = tokens.concat();
+            let mut h = Harness::new(plain_offer(), rfc_messages());
+            for part in input.chunks(chunk) {
+                if h.closed {
+                    break;
+                }
+                h.send_raw(part);
+            }
+            if !h.received.is_empty() {
+                prop_assert!(h.received.ends_with(b"\r\n"), "{:?}", String::from_utf8_lossy(&h.received));
+            }
+            if h.committed.is_some() {
+                prop_assert!(h.session.quit_received());
+            }
+        }
+    }
+}

@@ -76,6 +76,7 @@ pub(super) async fn handle(
     implicit_tls: bool,
 ) {
     let _ = tcp.set_nodelay(true);
+    keepalive(&tcp);
     let local = tcp.local_addr().unwrap_or(peer);
     let id = service.next_id();
     let stream = if implicit_tls {
@@ -479,6 +480,17 @@ impl Connection {
             "pop3 logout"
         );
     }
+}
+
+/// TCP keepalive, so a client that vanished without closing (a dead link,
+/// a suspended laptop) is noticed within about two minutes and its maildrop
+/// lock released, instead of after the whole autologout timer.
+fn keepalive(tcp: &TcpStream) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4);
+    let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&params);
 }
 
 enum OpenFailure {

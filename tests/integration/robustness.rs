@@ -1,0 +1,342 @@
+//! Faults and hostile input against the running server (reliability.md
+//! §3.3 and §3.4), and the response codes that only show up in them.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{Setup, TestServer};
+
+const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
+
+fn helper_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/py")
+}
+
+/// PS-03: a crash (kill -9) during UPDATE removes only messages marked
+/// deleted; every unmarked message survives with its unique-id.
+#[test]
+fn ps03_crash_during_update_removes_only_marked_messages() {
+    let mut server = TestServer::start();
+    let maildir = server.maildir("alice");
+    for i in 0..2000 {
+        std::fs::write(
+            maildir.join(format!("new/{}.m{i}.host", 1_700_000_000 + i)),
+            format!("Subject: {i}\n\nx\n"),
+        )
+        .unwrap();
+    }
+    let script = "import popclient as p\n\
+                  r = p.Raw(); r.login()\n\
+                  r.send(b''.join(b'DELE %d\\r\\n' % n for n in range(1, 2001, 2)))\n\
+                  for n in range(1000): r.line()\n\
+                  r.send(b'QUIT\\r\\n')\n\
+                  print('sent', flush=True)\n\
+                  import time; time.sleep(5)";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", helper_dir())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", server.pop3.port().to_string())
+        .env("USER_NAME", "alice")
+        .env("USER_PASS", "alice-pw")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "sent");
+    server.kill9();
+    let _ = child.kill();
+    let _ = child.wait();
+    // Messages 1, 3, 5, … were marked (i even); all odd i must be there.
+    let present: std::collections::HashSet<usize> = server
+        .message_files("alice")
+        .iter()
+        .filter_map(|f| f.split(".m").nth(1)?.split('.').next()?.parse().ok())
+        .collect();
+    for i in (1..2000).step_by(2) {
+        assert!(present.contains(&i), "unmarked message {i} was removed");
+    }
+    let removed = 2000 - present.len();
+    assert!(removed <= 1000);
+    server.launch();
+    let stat = server.python(
+        "import popclient as p\nr = p.Raw(); r.login(); p.emit(r.cmd('STAT'))",
+        &ALICE,
+    );
+    assert!(
+        stat.as_str()
+            .unwrap()
+            .starts_with(&format!("+OK {} ", present.len())),
+        "{stat}"
+    );
+}
+
+/// PS-04: when some removals fail, QUIT answers -ERR [SYS/TEMP] and the
+/// other marked messages are still removed.
+#[test]
+fn ps04_a_failed_removal_is_reported_and_the_rest_done() {
+    let server = TestServer::start();
+    for i in 1..=3 {
+        server.put_message(
+            "alice",
+            &format!("170000000{i}.m{i}.host"),
+            b"Subject: x\n\nx\n",
+        );
+    }
+    let new = server.maildir("alice").join("new");
+    let result = server.python(
+        &format!(
+            "import popclient as p, os\n\
+             r = p.Raw(); r.login(); r.cmd('DELE 1'); r.cmd('DELE 2')\n\
+             # Another program swaps message 1 for a directory: unlink(2) now fails.\n\
+             os.remove('{0}/1700000001.m1.host'); os.mkdir('{0}/1700000001.m1.host')\n\
+             p.emit(r.cmd('QUIT'))",
+            new.display()
+        ),
+        &ALICE,
+    );
+    assert_eq!(result, "-ERR [SYS/TEMP] 1 deleted messages not removed.");
+    let files = server.message_files("alice");
+    assert_eq!(
+        files,
+        vec![
+            "new/1700000001.m1.host".to_owned(),
+            "new/1700000003.m3.host".to_owned()
+        ]
+    );
+}
+
+/// PS-07: clients that drop in the middle of a large RETR leave nothing
+/// behind: no UPDATE, the lock freed at once, no leaked descriptors.
+#[test]
+fn ps07_dropping_mid_retr_leaks_nothing() {
+    let server = TestServer::start();
+    let mut big = b"Subject: big\n\n".to_vec();
+    while big.len() < 20 << 20 {
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789\n",
+        );
+    }
+    server.put_message("alice", "1700000001.big.host", &big);
+    server.put_message("alice", "1700000002.small.host", b"Subject: small\n\nx\n");
+    server.python(
+        "import popclient as p\nr = p.Raw(); r.login(); r.cmd('QUIT'); p.emit(0)",
+        &ALICE,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = server.fd_count();
+    let result = server.python(
+        "import popclient as p, time\n\
+         for i in range(10):\n\
+         \x20   r = p.Raw(); r.login(); r.send(b'DELE 2\\r\\nRETR 1\\r\\n')\n\
+         \x20   got = 0\n\
+         \x20   while got < 1000000: got += len(r.sock.recv(65536))\n\
+         \x20   r.sock.close()\n\
+         time.sleep(0.3)\n\
+         r = p.Raw(); p.emit([r.login(), r.cmd('STAT')])",
+        &ALICE,
+    );
+    assert!(
+        result[0]
+            .as_str()
+            .unwrap()
+            .starts_with("+OK Logged in, 2 messages"),
+        "{result}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let after = server.fd_count();
+    assert!(
+        after <= baseline + 2,
+        "descriptors: {baseline} before, {after} after"
+    );
+    assert_eq!(
+        server.message_files("alice").len(),
+        2,
+        "DELE without QUIT removed something"
+    );
+}
+
+/// PI-02: a huge line without a newline, before login, costs no memory and
+/// gets one -ERR; the session then goes on.
+#[test]
+fn pi02_endless_line_before_login_is_bounded() {
+    let server = TestServer::start();
+    let before = server.rss_kib();
+    let result = server.python(
+        "import popclient as p\n\
+         r = p.Raw()\n\
+         for i in range(160): r.send(b'A' * 65536)\n\
+         first = r.line()\n\
+         r.send(b'still the long line\\r\\nCAPA\\r\\n'); capa = r.line(); r.multi()\n\
+         p.emit([first, capa])",
+        &[],
+    );
+    assert_eq!(result[0], "-ERR Line too long.");
+    assert_eq!(result[1], "+OK Capability list follows");
+    let after = server.rss_kib();
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB over a 10 MB line"
+    );
+}
+
+/// PI-07: path-like and odd user names get the generic failure.
+#[test]
+fn pi07_odd_user_names_are_plain_failures() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"0\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p\n\
+         out = []\n\
+         for name in ['../../etc', 'a/../alice', 'alice@../../x', '.', 'ALICE', 'alice ', '%s%n', '${jndi:x}']:\n\
+         \x20   r = p.Raw(); r.cmd('USER ' + name); out.append(r.cmd('PASS alice-pw'))\n\
+         p.emit(out)",
+        &[],
+    );
+    let replies: Vec<&str> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // ALICE is alice (names compare without regard to ASCII case); 'alice '
+    // is one argument plus a trailing space, which is allowed.
+    assert!(replies[4].starts_with("+OK Logged in"), "{replies:?}");
+    assert!(replies[5].starts_with("+OK Logged in"), "{replies:?}");
+    for (i, reply) in replies
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4 && *i != 5)
+    {
+        assert_eq!(*reply, "-ERR [AUTH] Authentication failed.", "name {i}");
+    }
+    assert!(!server.dir.path().join("etc").exists());
+}
+
+/// PI-08: SASL abuse: cancel, bad base64, authzid for another user, an
+/// oversized blob, an unknown mechanism.
+#[test]
+fn pi08_sasl_abuse_is_refused() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"0\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, base64\n\
+         r = p.Raw(); out = [r.cmd('AUTH PLAIN'), r.cmd('*')]\n\
+         out.append(r.cmd('AUTH PLAIN =AAA'))\n\
+         out.append(r.cmd('AUTH PLAIN ' + base64.b64encode(b'bob\\0alice\\0alice-pw').decode()))\n\
+         r = p.Raw(); r.cmd('AUTH PLAIN'); out.append(r.cmd('A' * 100000))\n\
+         r = p.Raw(); out.append(r.cmd('AUTH NTLM'))\n\
+         r = p.Raw(); out.append(r.cmd('AUTH PLAIN ' + base64.b64encode(b'\\0alice\\0alice-pw').decode()))\n\
+         p.emit(out)",
+        &[],
+    );
+    let r: Vec<&str> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(r[0], "+ ");
+    assert_eq!(r[1], "-ERR Authentication cancelled.");
+    assert_eq!(r[2], "-ERR Invalid base64 in initial response.");
+    assert_eq!(
+        r[3], "-ERR [AUTH] Authentication failed.",
+        "authzid of another user"
+    );
+    assert_eq!(r[4], "-ERR Line too long.");
+    assert_eq!(r[5], "-ERR Unsupported authentication mechanism.");
+    assert!(r[6].starts_with("+OK Logged in"));
+}
+
+/// PI-09: a fresh APOP timestamp for every connection.
+#[test]
+fn pi09_apop_timestamps_never_repeat() {
+    let server = TestServer::start();
+    let result = server.python(
+        "import popclient as p\n\
+         seen = set()\n\
+         for i in range(500):\n\
+         \x20   r = p.Raw(); seen.add(r.greeting); r.sock.close()\n\
+         p.emit(len(seen))",
+        &[],
+    );
+    assert_eq!(result, 500);
+}
+
+/// LOGIN-DELAY (RFC 2449 §6.5): announced and enforced after the credentials.
+#[test]
+fn login_delay_is_announced_and_enforced() {
+    let server = TestServer::with(Setup {
+        pop3: "login_delay = \"30s\"\nauth_failure_delay = \"0\"\nexpire = \"never\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p\n\
+         c = p.connect(); capa = c.capa(); p.login(c); c.quit()\n\
+         r = p.Raw(); r.cmd('USER alice'); wrong = r.cmd('PASS wrong')\n\
+         r.cmd('USER alice'); again = r.cmd('PASS alice-pw')\n\
+         p.emit([capa.get('LOGIN-DELAY'), capa.get('EXPIRE'), wrong, again])",
+        &ALICE,
+    );
+    assert_eq!(result[0], serde_json::json!(["30"]));
+    assert_eq!(result[1], serde_json::json!(["NEVER"]));
+    assert_eq!(
+        result[2], "-ERR [AUTH] Authentication failed.",
+        "a wrong password is not a login delay"
+    );
+    assert!(
+        result[3]
+            .as_str()
+            .unwrap()
+            .starts_with("-ERR [LOGIN-DELAY] "),
+        "{}",
+        result[3]
+    );
+}
+
+/// RFC 6856: messages with 8-bit headers need UTF8 mode; `[UTF8]` says so.
+#[test]
+fn utf8_mode_and_the_utf8_response_code() {
+    let server = TestServer::start();
+    server.put_message(
+        "alice",
+        "1700000001.a.host",
+        "Subject: Grüße aus Köln\n\nHallo\n".as_bytes(),
+    );
+    let result = server.python(
+        "import popclient as p\n\
+         r = p.Raw(); r.login(); refused = r.cmd('RETR 1'); top = r.cmd('TOP 1 0'); late = r.cmd('UTF8'); r.cmd('QUIT')\n\
+         r = p.Raw(); r.cmd('CAPA'); capa = r.multi(); ok = r.cmd('UTF8'); r.login(); status = r.cmd('RETR 1'); body = r.multi()\n\
+         p.emit([refused, top, late, 'UTF8' in capa, ok, status, body])",
+        &ALICE,
+    );
+    assert_eq!(
+        result[0],
+        "-ERR [UTF8] Message 1 has UTF-8 headers; enable UTF8 mode to retrieve it."
+    );
+    assert_eq!(result[1], result[0]);
+    assert_eq!(
+        result[2],
+        "-ERR Already logged in; that command is for the AUTHORIZATION state."
+    );
+    assert_eq!(result[3], true);
+    assert_eq!(result[4], "+OK UTF8 enabled.");
+    assert!(result[5].as_str().unwrap().starts_with("+OK "));
+    // The raw client decodes as Latin-1: the UTF-8 octets arrived unchanged.
+    assert_eq!(
+        result[6][0],
+        "Subject: Grüße aus Köln"
+            .as_bytes()
+            .iter()
+            .map(|&b| char::from(b))
+            .collect::<String>()
+    );
+}
