@@ -232,7 +232,7 @@ fn pi08_sasl_abuse_is_refused() {
          r = p.Raw(); out = [r.cmd('AUTH PLAIN'), r.cmd('*')]\n\
          out.append(r.cmd('AUTH PLAIN =AAA'))\n\
          out.append(r.cmd('AUTH PLAIN ' + base64.b64encode(b'bob\\0alice\\0alice-pw').decode()))\n\
-         r = p.Raw(); r.cmd('AUTH PLAIN'); out.append(r.cmd('A' * 100000))\n\
+         r = p.Raw(); r.cmd('AUTH PLAIN'); out.append(r.cmd('A' * 100000)); out.append(r.cmd('QUIT'))\n\
          r = p.Raw(); out.append(r.cmd('AUTH NTLM'))\n\
          r = p.Raw(); out.append(r.cmd('AUTH PLAIN ' + base64.b64encode(b'\\0alice\\0alice-pw').decode()))\n\
          p.emit(out)",
@@ -251,9 +251,13 @@ fn pi08_sasl_abuse_is_refused() {
         r[3], "-ERR [AUTH] Authentication failed.",
         "authzid of another user"
     );
-    assert_eq!(r[4], "-ERR Line too long.");
-    assert_eq!(r[5], "-ERR Unsupported authentication mechanism.");
-    assert!(r[6].starts_with("+OK Logged in"));
+    assert_eq!(r[4], "-ERR Line too long; authentication aborted.");
+    assert_eq!(
+        r[5], "+OK Logging out.",
+        "the line after an aborted exchange is a command"
+    );
+    assert_eq!(r[6], "-ERR Unsupported authentication mechanism.");
+    assert!(r[7].starts_with("+OK Logged in"));
 }
 
 /// PI-09: a fresh APOP timestamp for every connection.
@@ -302,7 +306,8 @@ fn login_delay_is_announced_and_enforced() {
     );
 }
 
-/// RFC 6856: messages with 8-bit headers need UTF8 mode; `[UTF8]` says so.
+/// RFC 6856: messages with UTF-8 headers need UTF8 mode; `[UTF8]` says so.
+/// Legacy 8-bit (non-UTF-8) headers are sent as they are.
 #[test]
 fn utf8_mode_and_the_utf8_response_code() {
     let server = TestServer::start();
@@ -311,11 +316,17 @@ fn utf8_mode_and_the_utf8_response_code() {
         "1700000001.a.host",
         "Subject: Grüße aus Köln\n\nHallo\n".as_bytes(),
     );
+    server.put_message(
+        "alice",
+        "1700000002.b.host",
+        b"Subject: Gr\xfc\xdfe (Latin-1)\n\nHallo\n",
+    );
     let result = server.python(
         "import popclient as p\n\
-         r = p.Raw(); r.login(); refused = r.cmd('RETR 1'); top = r.cmd('TOP 1 0'); late = r.cmd('UTF8'); r.cmd('QUIT')\n\
+         r = p.Raw(); r.login(); refused = r.cmd('RETR 1'); top = r.cmd('TOP 1 0'); late = r.cmd('UTF8')\n\
+         legacy = r.cmd('RETR 2'); legacy_body = r.multi(); r.cmd('QUIT')\n\
          r = p.Raw(); r.cmd('CAPA'); capa = r.multi(); ok = r.cmd('UTF8'); r.login(); status = r.cmd('RETR 1'); body = r.multi()\n\
-         p.emit([refused, top, late, 'UTF8' in capa, ok, status, body])",
+         p.emit([refused, top, late, 'UTF8' in capa, ok, status, body, legacy, legacy_body[0]])",
         &ALICE,
     );
     assert_eq!(
@@ -331,6 +342,9 @@ fn utf8_mode_and_the_utf8_response_code() {
     assert_eq!(result[4], "+OK UTF8 enabled.");
     assert!(result[5].as_str().unwrap().starts_with("+OK "));
     // The raw client decodes as Latin-1: the UTF-8 octets arrived unchanged.
+    assert!(result[7].as_str().unwrap().starts_with("+OK "));
+    assert_eq!(result[8], "Subject: Grüße (Latin-1)");
+    server.wait_for_log("has UTF-8 headers; refused");
     assert_eq!(
         result[6][0],
         "Subject: Grüße aus Köln"
@@ -338,5 +352,33 @@ fn utf8_mode_and_the_utf8_response_code() {
             .iter()
             .map(|&b| char::from(b))
             .collect::<String>()
+    );
+}
+
+/// Passwords with 8-bit characters work with USER/PASS without UTF8 mode,
+/// as clients send them.
+#[test]
+fn eight_bit_passwords_work_with_user_pass() {
+    let server = TestServer::with(Setup {
+        users: vec![
+            ("jo".into(), "{PLAIN}päss".into()),
+            ("lat".into(), "{PLAIN.hex}70e47373".into()),
+        ],
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p\n\
+         r = p.Raw(); r.cmd('USER jo'); r.send('PASS päss\\r\\n'.encode()); a = r.line()\n\
+         r = p.Raw(); r.cmd('USER lat'); r.send(b'PASS p\\xe4ss\\r\\n'); b = r.line()\n\
+         p.emit([a, b])",
+        &[],
+    );
+    assert!(
+        result[0].as_str().unwrap().starts_with("+OK Logged in"),
+        "{result}"
+    );
+    assert!(
+        result[1].as_str().unwrap().starts_with("+OK Logged in"),
+        "{result}"
     );
 }

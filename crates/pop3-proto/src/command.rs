@@ -6,7 +6,7 @@
 //! its first space verbatim, because RFC 1939 §7 allows a password to contain
 //! spaces. Control characters (NUL, CR, TAB, ESC, DEL …) are refused
 //! everywhere; octets above 0x7F only in UTF-8 mode (RFC 6856) and only as
-//! valid UTF-8.
+//! valid UTF-8, except in the PASS argument, which is taken as it is.
 
 use crate::msgnum::{MsgNum, NumberError, parse_line_count};
 
@@ -163,7 +163,7 @@ impl Keyword {
     }
 
     /// Whether the command belongs to the AUTHORIZATION state (RFC 1939 §4, §7;
-    /// RFC 2595 §4; RFC 5034; RFC 6856). CAPA, NOOP and QUIT are handled apart.
+    /// RFC 2595 §4; RFC 5034; RFC 6856). CAPA and QUIT belong to both states.
     pub fn is_authorization(self) -> bool {
         matches!(
             self,
@@ -180,7 +180,8 @@ impl Keyword {
     pub fn is_transaction(self) -> bool {
         matches!(
             self,
-            Keyword::Stat
+            Keyword::Noop
+                | Keyword::Stat
                 | Keyword::List
                 | Keyword::Retr
                 | Keyword::Dele
@@ -215,6 +216,20 @@ pub fn parse(line: &[u8], utf8: bool) -> Result<Command<'_>, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
+    // PASS takes the rest of the line as the password, octets as they are:
+    // clients send passwords with 8-bit characters without enabling UTF-8
+    // mode (RFC 1939 §7 puts no limit on them). Control characters are
+    // still refused.
+    if let Ok(Keyword::Pass) = keyword(line) {
+        if line.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return Err(ParseError::InvalidBytes);
+        }
+        let rest = line.get(5..).unwrap_or_default();
+        if rest.is_empty() {
+            return Err(ParseError::MissingArgument);
+        }
+        return Ok(Command::Pass(rest));
+    }
     let text = checked_text(line, utf8)?;
     let (word, rest) = split_keyword(text.as_bytes());
     let keyword = Keyword::parse(word).ok_or(ParseError::UnknownCommand)?;
@@ -224,12 +239,8 @@ pub fn parse(line: &[u8], utf8: bool) -> Result<Command<'_>, ParseError> {
 
     let command = match keyword {
         Keyword::User => Command::User(one(&mut args)?),
-        Keyword::Pass => {
-            if rest.is_empty() {
-                return Err(ParseError::MissingArgument);
-            }
-            Command::Pass(rest)
-        }
+        // Handled above, before the text checks.
+        Keyword::Pass => Command::Pass(rest),
         Keyword::Apop => {
             let user = args.next().ok_or(ParseError::MissingArgument)?;
             let digest = args.next().ok_or(ParseError::MissingArgument)?;
@@ -408,10 +419,22 @@ mod tests {
             (b"USER \x1b[31m", ParseError::InvalidBytes),
             (b"USER \xff", ParseError::InvalidBytes),
             (b"USER j\xc3\xb6rg", ParseError::InvalidBytes),
+            (b"PASS a\0b", ParseError::InvalidBytes),
+            (b"PASS a\tb", ParseError::InvalidBytes),
         ];
         for (line, expected) in bad {
             assert_eq!(parse(line, false), Err(*expected), "{line:?}");
         }
+    }
+
+    #[test]
+    fn pass_takes_8bit_passwords_without_utf8_mode() {
+        assert_eq!(
+            parse(b"PASS p\xc3\xa4ss", false),
+            Ok(Command::Pass(b"p\xc3\xa4ss"))
+        );
+        assert_eq!(parse(b"pass p\xe4ss", false), Ok(Command::Pass(b"p\xe4ss")));
+        assert_eq!(parse(b"PASS \xff", true), Ok(Command::Pass(b"\xff")));
     }
 
     #[test]
@@ -430,6 +453,7 @@ mod tests {
         assert_eq!(keyword(b"nope"), Err(ParseError::UnknownCommand));
         assert!(Keyword::Retr.is_transaction());
         assert!(Keyword::Pass.is_authorization());
-        assert!(!Keyword::Noop.is_authorization() && !Keyword::Noop.is_transaction());
+        assert!(Keyword::Noop.is_transaction());
+        assert!(!Keyword::Capa.is_authorization() && !Keyword::Capa.is_transaction());
     }
 }

@@ -5,26 +5,37 @@
 pub enum HeaderCheck {
     /// The header section is plain ASCII.
     Ascii,
-    /// The header section has octets above 0x7F: an internationalised
-    /// (RFC 6532) or broken message that RFC 6856 §2.1 forbids sending as is
-    /// to a client that has not enabled UTF-8 mode.
-    EightBit,
-    /// The header section goes on past the bytes given.
+    /// The header section has UTF-8 beyond ASCII: an internationalised
+    /// message (RFC 6532), which RFC 6856 §2.1 forbids sending as it is to a
+    /// client that has not enabled UTF-8 mode.
+    Utf8,
+    /// The header section has octets above 0x7F that are not UTF-8: legacy
+    /// 8-bit mail (raw Latin-1 and the like), not an internationalised
+    /// message; servers have always sent it as it is.
+    Other8Bit,
+    /// The header section goes on past the bytes given and is ASCII so far.
     Incomplete,
 }
 
 /// Examines the header section found at the start of `prefix` (the first
 /// bytes of a stored message). The header ends at the first empty line, with
 /// LF or CRLF line ends; a message without one is all header.
+/// `whole_message` says whether `prefix` is the entire message.
 pub fn check_header(prefix: &[u8], whole_message: bool) -> HeaderCheck {
-    let end = header_end(prefix).unwrap_or(prefix.len());
-    if !prefix[..end].is_ascii() {
-        return HeaderCheck::EightBit;
+    let end = header_end(prefix);
+    let header = &prefix[..end.unwrap_or(prefix.len())];
+    if header.is_ascii() {
+        return if end.is_none() && !whole_message {
+            HeaderCheck::Incomplete
+        } else {
+            HeaderCheck::Ascii
+        };
     }
-    if end == prefix.len() && !whole_message {
-        HeaderCheck::Incomplete
-    } else {
-        HeaderCheck::Ascii
+    match std::str::from_utf8(header) {
+        Ok(_) => HeaderCheck::Utf8,
+        // A character cut off by the end of the prefix is not an error.
+        Err(e) if e.error_len().is_none() && end.is_none() && !whole_message => HeaderCheck::Utf8,
+        Err(_) => HeaderCheck::Other8Bit,
     }
 }
 
@@ -50,14 +61,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eight_bit_body_is_fine_eight_bit_header_is_not() {
+    fn only_utf8_in_the_header_needs_utf8_mode() {
         assert_eq!(
             check_header(b"Subject: hi\n\nb\xc3\xa9\n", true),
             HeaderCheck::Ascii
         );
         assert_eq!(
-            check_header(b"Subject: h\xc3\xa9\r\n\r\nbody\r\n", true),
-            HeaderCheck::EightBit
+            check_header("Subject: hé\r\n\r\nbody\r\n".as_bytes(), true),
+            HeaderCheck::Utf8
+        );
+        assert_eq!(
+            check_header(b"Subject: h\xe9\n\nbody\n", true),
+            HeaderCheck::Other8Bit
         );
         assert_eq!(check_header(b"\nbody \xff", true), HeaderCheck::Ascii);
     }
@@ -72,6 +87,11 @@ mod tests {
             check_header(b"Subject: a\nFrom: b", true),
             HeaderCheck::Ascii
         );
-        assert_eq!(check_header(b"Subject: \xff", false), HeaderCheck::EightBit);
+        assert_eq!(check_header(b"Subject: \xc3", false), HeaderCheck::Utf8);
+        assert_eq!(check_header(b"Subject: \xc3", true), HeaderCheck::Other8Bit);
+        assert_eq!(
+            check_header(b"Subject: \xff", false),
+            HeaderCheck::Other8Bit
+        );
     }
 }

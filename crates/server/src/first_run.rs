@@ -20,12 +20,12 @@ pub struct DemoUser {
 #[derive(Debug, thiserror::Error)]
 pub enum FirstRunError {
     /// Reading or writing the passwd-file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Passwd {
         /// The file.
         path: std::path::PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Hashing failed.
     #[error("cannot hash the demo password: {0}")]
@@ -40,9 +40,9 @@ pub enum FirstRunError {
 /// users already.
 pub fn ensure_demo_user(config: &Config) -> Result<Option<DemoUser>, FirstRunError> {
     let path = config.passwd_file();
-    let passwd_error = |source| FirstRunError::Passwd {
+    let passwd_error = |error| FirstRunError::Passwd {
         path: path.clone(),
-        source,
+        error,
     };
     let (mut file, _) = PasswdFile::load(&path).map_err(passwd_error)?;
     if file.users().next().is_some() {

@@ -24,22 +24,22 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The passwd-file could not be read.
-    #[error("cannot read users from {path}: {source}")]
+    #[error("cannot read users from {path}: {error}")]
     Users {
         /// The passwd-file.
         path: std::path::PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A listening socket could not be opened.
-    #[error("cannot listen on {address} ({key}): {source}")]
+    #[error("cannot listen on {address} ({key}): {error}")]
     Listen {
         /// The address.
         address: SocketAddr,
         /// The configuration key it came from.
         key: &'static str,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -61,12 +61,10 @@ impl Server {
         let config = Arc::new(config);
         let tls = TlsAcceptor::from(tls::server_config(&config)?);
         let passwd = config.passwd_file();
-        let users = Arc::new(
-            UserStore::open(&passwd).map_err(|source| StartError::Users {
-                path: passwd.clone(),
-                source,
-            })?,
-        );
+        let users = Arc::new(UserStore::open(&passwd).map_err(|error| StartError::Users {
+            path: passwd.clone(),
+            error,
+        })?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pop3 = Arc::new(Pop3Service::new(
             config.clone(),
@@ -86,10 +84,10 @@ impl Server {
                 let listener =
                     TcpListener::bind(address)
                         .await
-                        .map_err(|source| StartError::Listen {
+                        .map_err(|error| StartError::Listen {
                             address,
                             key,
-                            source,
+                            error,
                         })?;
                 let bound = listener.local_addr().unwrap_or(address);
                 if implicit {

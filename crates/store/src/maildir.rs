@@ -67,19 +67,19 @@ pub enum StoreError {
     #[error("{0} is not a directory (or is a symbolic link)")]
     NotADirectory(PathBuf),
     /// An I/O error on a path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// Where it happened.
         path: PathBuf,
         /// What happened.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -388,7 +388,7 @@ impl Maildir {
                 let _ = fs::remove_file(&tmp);
                 return Err(StoreError::Io {
                     path: tmp,
-                    source: e,
+                    error: e,
                 });
             }
             let target = new_dir.join(&unique);
@@ -404,7 +404,7 @@ impl Maildir {
                 Err(e) => {
                     return Err(StoreError::Io {
                         path: target,
-                        source: e,
+                        error: e,
                     });
                 }
             }

@@ -42,6 +42,10 @@ impl Authorization {
     pub(super) fn in_sasl_exchange(&self) -> bool {
         self.sasl
     }
+
+    pub(super) fn end_sasl_exchange(&mut self) {
+        self.sasl = false;
+    }
 }
 
 /// The mechanisms a connection may use now.

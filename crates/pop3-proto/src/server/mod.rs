@@ -363,7 +363,7 @@ impl Session {
             }
             match self.lines.next_line(&mut self.line) {
                 None => return Poll::NeedInput,
-                Some(Line::TooLong) => self.bad_command(None, "Line too long."),
+                Some(Line::TooLong) => self.line_too_long(),
                 Some(Line::Complete) => self.handle_line(),
             }
             if let Some(action) = self.next_action.take() {
@@ -382,6 +382,19 @@ impl Session {
             );
             self.state = State::Closed;
         }
+    }
+
+    fn line_too_long(&mut self) {
+        // A response that long ends a SASL exchange (RFC 5034 §4: one -ERR
+        // for the AUTH command), so the lines after it are commands again.
+        if let State::Authorization(auth) = &mut self.state
+            && auth.in_sasl_exchange()
+        {
+            auth.end_sasl_exchange();
+            self.bad_command(None, "Line too long; authentication aborted.");
+            return;
+        }
+        self.bad_command(None, "Line too long.");
     }
 
     fn handle_line(&mut self) {
@@ -414,17 +427,11 @@ impl Session {
     }
 
     fn dispatch(&mut self, command: Command<'_>) {
-        match command {
-            Command::Capa => {
-                let transaction = self.is_transaction();
-                capa::write(&mut self.output, &self.config, &self.offer, transaction);
-                return;
-            }
-            Command::Noop => {
-                reply::ok(&mut self.output, format_args!(""));
-                return;
-            }
-            _ => {}
+        // RFC 2449 §5: CAPA is valid in both states.
+        if command == Command::Capa {
+            let transaction = self.is_transaction();
+            capa::write(&mut self.output, &self.config, &self.offer, transaction);
+            return;
         }
         match &mut self.state {
             State::Authorization(_) => self.authorization_command(command),
@@ -489,6 +496,8 @@ impl Session {
         if self.take_awaiting(|a| a == Awaiting::Tls).is_some() {
             self.offer = offer;
             self.lines.clear();
+            // UTF8 sent in plaintext could have been injected; it must be sent again.
+            self.utf8 = false;
             self.state = State::Authorization(Authorization::default());
         }
     }

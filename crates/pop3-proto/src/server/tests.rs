@@ -171,7 +171,7 @@ impl Harness {
                 let stored = self.messages[index].clone();
                 if !utf8
                     && crate::header::check_header(&stored, true)
-                        == crate::header::HeaderCheck::EightBit
+                        == crate::header::HeaderCheck::Utf8
                 {
                     self.session.message_failed(MessageError::NeedsUtf8);
                     return;
@@ -428,7 +428,13 @@ fn commands_are_refused_in_the_wrong_state() {
         &mut h,
         "C: STAT
          S: -ERR Not logged in; that command is for the TRANSACTION state.
-         C: PASS x
+         C: NOOP
+         S: -ERR Not logged in; that command is for the TRANSACTION state.",
+    );
+    let mut h = Harness::new(plain_offer(), rfc_messages());
+    transcript(
+        &mut h,
+        "C: PASS x
          S: -ERR No user name given; send USER first.",
     );
     let mut h = Harness::new(plain_offer(), rfc_messages());
@@ -777,6 +783,33 @@ fn sasl_exchange_can_be_cancelled_and_rejects_bad_base64() {
          C: AUTH X-UNKNOWN
          S: -ERR Unsupported authentication mechanism.",
     );
+}
+
+/// RFC 5034 §4: one -ERR per AUTH; an overlong response ends the exchange,
+/// and what follows is a command again.
+#[test]
+fn an_overlong_sasl_response_ends_the_exchange() {
+    let mut h = Harness::new(plain_offer(), vec![]);
+    assert_eq!(h.send("AUTH PLAIN"), "+ \r\n");
+    let long = "A".repeat(9000);
+    assert_eq!(
+        h.send(&long),
+        "-ERR Line too long; authentication aborted.\r\n"
+    );
+    assert!(
+        h.send("CAPA")
+            .starts_with("+OK Capability list follows\r\n")
+    );
+}
+
+#[test]
+fn utf8_mode_must_be_enabled_again_after_stls() {
+    let message = "Subject: Grüße\n\nbody\n".as_bytes().to_vec();
+    let mut h = Harness::new(plain_offer(), vec![message]);
+    h.send("UTF8");
+    h.send("STLS");
+    h.login();
+    assert!(h.send("RETR 1").starts_with("-ERR [UTF8]"));
 }
 
 #[test]

@@ -51,7 +51,8 @@ impl Maildrop {
         // A maildrop beyond u32::MAX messages cannot be numbered; the store never
         // hands over that many, and we stop counting there rather than wrap.
         let live_count = u32::try_from(infos.len()).unwrap_or(u32::MAX);
-        let live_size = infos.iter().map(|m| m.size).sum();
+        // Sizes come from file names (",W="); a corrupt one must not overflow.
+        let live_size = infos.iter().fold(0u64, |sum, m| sum.saturating_add(m.size));
         let messages = infos
             .into_iter()
             .map(|info| Message {
@@ -132,6 +133,7 @@ impl Session {
         };
         let out = &mut self.output;
         match command {
+            Command::Noop => reply::ok(out, format_args!("")),
             Command::Stat => {
                 let (count, size) = maildrop.totals();
                 reply::ok(out, format_args!("{count} {size}"));
@@ -182,8 +184,8 @@ impl Session {
                 Ok(_) => {
                     let message = &mut maildrop.messages[n.index()];
                     message.deleted = true;
-                    maildrop.live_count -= 1;
-                    maildrop.live_size -= message.info.size;
+                    maildrop.live_count = maildrop.live_count.saturating_sub(1);
+                    maildrop.live_size = maildrop.live_size.saturating_sub(message.info.size);
                     reply::ok(out, format_args!("Message {n} deleted."));
                 }
                 Err(e) => maildrop.lookup_error(out, n, e),
@@ -193,7 +195,10 @@ impl Session {
                     message.deleted = false;
                 }
                 maildrop.live_count = u32::try_from(maildrop.messages.len()).unwrap_or(u32::MAX);
-                maildrop.live_size = maildrop.messages.iter().map(|m| m.info.size).sum();
+                maildrop.live_size = maildrop
+                    .messages
+                    .iter()
+                    .fold(0u64, |sum, m| sum.saturating_add(m.info.size));
                 let (count, size) = maildrop.totals();
                 reply::ok(
                     out,
@@ -208,7 +213,8 @@ impl Session {
                     if message.deleted {
                         delete.push(index);
                         self.stats.deleted += 1;
-                        self.stats.deleted_bytes += message.info.size;
+                        self.stats.deleted_bytes =
+                            self.stats.deleted_bytes.saturating_add(message.info.size);
                     } else if message.retrieved {
                         retrieved.push(index);
                     }
@@ -256,7 +262,8 @@ impl Session {
         } else if let Some(message) = maildrop.messages.get_mut(index) {
             message.retrieved = true;
             self.stats.retrieved += 1;
-            self.stats.retrieved_bytes += message.info.size;
+            self.stats.retrieved_bytes =
+                self.stats.retrieved_bytes.saturating_add(message.info.size);
         }
     }
 

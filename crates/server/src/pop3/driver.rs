@@ -144,7 +144,7 @@ impl Connection {
                     }
                 }
                 Poll::Close => {
-                    let _ = stream.shutdown().await;
+                    close(&mut stream).await;
                     return if self.session.quit_received() {
                         End::Quit
                     } else {
@@ -179,7 +179,7 @@ impl Connection {
     async fn shut_down(&mut self, stream: &mut Stream) -> End {
         self.session.shutdown();
         let _ = self.write_output(stream).await;
-        let _ = stream.shutdown().await;
+        close(stream).await;
         End::Shutdown
     }
 
@@ -367,17 +367,7 @@ impl Connection {
                 return;
             }
         };
-        let opened = tokio::task::spawn_blocking(move || -> Result<OpenMaildrop, OpenFailure> {
-            maildir.create().map_err(OpenFailure::Store)?;
-            let lock = MaildropLock::try_acquire(maildir.root()).map_err(OpenFailure::Lock)?;
-            let messages = maildir.scan().map_err(OpenFailure::Store)?;
-            Ok(OpenMaildrop {
-                maildir,
-                messages,
-                _lock: lock,
-            })
-        })
-        .await;
+        let opened = open_maildrop(maildir).await;
         let maildrop = match opened {
             Ok(Ok(maildrop)) => maildrop,
             Ok(Err(OpenFailure::Lock(LockError::InUse))) => {
@@ -462,6 +452,21 @@ impl Connection {
         }
     }
 
+    /// An administrator should know why a message stays on the server.
+    pub(super) fn log_needs_utf8(&self, index: usize) {
+        let uid = self
+            .maildrop
+            .as_ref()
+            .and_then(|m| m.messages.get(index))
+            .map_or("", |m| m.uid.as_str());
+        tracing::info!(
+            session = self.id,
+            user = %Escaped(self.session.user().unwrap_or_default().as_bytes()),
+            uid = %Escaped(uid.as_bytes()),
+            "pop3 message has UTF-8 headers; refused to a client without UTF8 mode (pop3.utf8_headers)"
+        );
+    }
+
     fn log_logout(&self, end: End) {
         let Some(user) = self.session.user() else {
             tracing::debug!(session = self.id, rip = %display_ip(self.peer), reason = %end.as_str(), "pop3 disconnect before login");
@@ -482,6 +487,12 @@ impl Connection {
     }
 }
 
+/// Ends the connection (TLS close_notify, then FIN), not waiting long on a
+/// peer that no longer reads.
+async fn close(stream: &mut Stream) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+}
+
 /// TCP keepalive, so a client that vanished without closing (a dead link,
 /// a suspended laptop) is noticed within about two minutes and its maildrop
 /// lock released, instead of after the whole autologout timer.
@@ -491,6 +502,50 @@ fn keepalive(tcp: &TcpStream) {
         .with_interval(Duration::from_secs(15))
         .with_retries(4);
     let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&params);
+}
+
+/// How long a login waits for a maildrop lock that is held. A client that
+/// drops its connection and reconnects at once (common after a timeout) may
+/// log in again before its old session has noticed the close; a short grace
+/// covers that, while a session that is really alive is still refused
+/// "at once" (Dovecot's option waits 10 s).
+const LOCK_GRACE: Duration = Duration::from_millis(250);
+
+/// Creates, locks and lists a maildrop, off the async threads.
+async fn open_maildrop(
+    maildir: Maildir,
+) -> Result<Result<OpenMaildrop, OpenFailure>, tokio::task::JoinError> {
+    let started = tokio::time::Instant::now();
+    let mut maildir = maildir;
+    loop {
+        let attempt =
+            tokio::task::spawn_blocking(move || -> Result<OpenMaildrop, (Maildir, OpenFailure)> {
+                if let Err(error) = maildir.create() {
+                    return Err((maildir, OpenFailure::Store(error)));
+                }
+                let lock = match MaildropLock::try_acquire(maildir.root()) {
+                    Ok(lock) => lock,
+                    Err(error) => return Err((maildir, OpenFailure::Lock(error))),
+                };
+                match maildir.scan() {
+                    Ok(messages) => Ok(OpenMaildrop {
+                        maildir,
+                        messages,
+                        _lock: lock,
+                    }),
+                    Err(error) => Err((maildir, OpenFailure::Store(error))),
+                }
+            })
+            .await?;
+        match attempt {
+            Ok(opened) => return Ok(Ok(opened)),
+            Err((again, OpenFailure::Lock(LockError::InUse))) if started.elapsed() < LOCK_GRACE => {
+                maildir = again;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err((_, failure)) => return Ok(Err(failure)),
+        }
+    }
 }
 
 enum OpenFailure {

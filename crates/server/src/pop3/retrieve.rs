@@ -54,11 +54,12 @@ impl Connection {
                 return Ok(());
             }
         };
-        // RFC 6856 §2.1: 8-bit headers are not sent as they are outside UTF-8 mode.
+        // RFC 6856 §2.1: UTF-8 headers are not sent as they are outside UTF-8 mode.
         if !utf8
             && self.service.config.pop3.utf8_headers == Utf8Headers::Refuse
-            && check_header(&buf, eof) == HeaderCheck::EightBit
+            && check_header(&buf, eof) == HeaderCheck::Utf8
         {
+            self.log_needs_utf8(index);
             self.session.message_failed(MessageError::NeedsUtf8);
             return Ok(());
         }
