@@ -262,6 +262,20 @@ impl TestServer {
     }
 
     pub fn python_raw(&self, script: &str, env: &[(&str, &str)]) -> Output {
+        self.python_command(script, env)
+            .output()
+            .expect("run python3")
+    }
+
+    /// Starts a Python script in the background, its stdout piped.
+    pub fn python_spawn(&self, script: &str, env: &[(&str, &str)]) -> Child {
+        self.python_command(script, env)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn python3")
+    }
+
+    fn python_command(&self, script: &str, env: &[(&str, &str)]) -> Command {
         let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/py");
         let mut command = Command::new("python3");
         command
@@ -274,7 +288,7 @@ impl TestServer {
         for (k, v) in env {
             command.env(k, v);
         }
-        command.output().expect("run python3")
+        command
     }
 }
 

@@ -2,16 +2,11 @@
 //! §3.3 and §3.4), and the response codes that only show up in them.
 
 use std::io::BufRead;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{Setup, TestServer};
 
 const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
-
-fn helper_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/py")
-}
 
 /// PS-03: a crash (kill -9) during UPDATE removes only messages marked
 /// deleted; every unmarked message survives with its unique-id.
@@ -33,16 +28,7 @@ fn ps03_crash_during_update_removes_only_marked_messages() {
                   r.send(b'QUIT\\r\\n')\n\
                   print('sent', flush=True)\n\
                   import time; time.sleep(5)";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .env("PYTHONPATH", helper_dir())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", server.pop3.port().to_string())
-        .env("USER_NAME", "alice")
-        .env("USER_PASS", "alice-pw")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = server.python_spawn(script, &ALICE);
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

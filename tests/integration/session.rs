@@ -371,18 +371,7 @@ fn shutdown_removes_nothing() {
                   print('ready', flush=True)\n\
                   try:\n    last = r.line()\nexcept EOFError:\n    last = None\n\
                   p.emit([last, r.closed()])";
-    let helper = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/py");
-    let child = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env("PYTHONPATH", helper)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", server.pop3.port().to_string())
-        .env("USER_NAME", "alice")
-        .env("USER_PASS", "alice-pw")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = server.python_spawn(script, &ALICE);
     server.wait_for_log("pop3 login");
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();

@@ -188,20 +188,9 @@ impl Connection {
         if self.session.output().is_empty() {
             return Ok(());
         }
-        let timeout = self.service.idle_timeout();
-        let written = tokio::time::timeout(timeout, async {
-            stream.write_all(self.session.output()).await?;
-            stream.flush().await
-        })
-        .await;
+        let written = write_all(stream, self.session.output(), self.service.idle_timeout()).await;
         self.session.clear_output();
-        match written {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client stopped reading",
-            )),
-        }
+        written
     }
 
     async fn start_tls(&mut self, stream: Stream) -> Option<Stream> {
@@ -484,6 +473,26 @@ impl Connection {
             size = stats.size,
             "pop3 logout"
         );
+    }
+}
+
+/// Writes and flushes `bytes`; a client that does not take them within
+/// `timeout` (it stopped reading) is an error that ends the connection.
+pub(super) async fn write_all(
+    stream: &mut Stream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading",
+        )),
     }
 }
 

@@ -4,12 +4,11 @@
 use std::fs::File;
 use std::io::{self, Read};
 
-use tokio::io::AsyncWriteExt;
 use yubin_pop3_proto::header::{HeaderCheck, check_header};
 use yubin_pop3_proto::{Encoder, MessageError};
 use yubin_store::OpenError;
 
-use super::driver::Connection;
+use super::driver::{Connection, write_all};
 use crate::config::Utf8Headers;
 use crate::stream::Stream;
 
@@ -80,7 +79,7 @@ impl Connection {
             }
             // Write this chunk before reading the next: memory stays bounded
             // by one chunk, and a slow reader slows the reading down.
-            write(stream, &out, timeout).await?;
+            write_all(stream, &out, timeout).await?;
             out.clear();
             let next = tokio::task::spawn_blocking(move || {
                 buf.resize(CHUNK, 0);
@@ -99,24 +98,9 @@ impl Connection {
             eof = next.2?;
         }
         encoder.finish(&mut out);
-        write(stream, &out, timeout).await?;
+        write_all(stream, &out, timeout).await?;
         self.session.message_sent();
         Ok(())
-    }
-}
-
-async fn write(stream: &mut Stream, bytes: &[u8], timeout: std::time::Duration) -> io::Result<()> {
-    match tokio::time::timeout(timeout, async {
-        stream.write_all(bytes).await?;
-        stream.flush().await
-    })
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client stopped reading",
-        )),
     }
 }
 
