@@ -1,0 +1,283 @@
+//! Starting the servers under test: yubin, a private Dovecot in one of its
+//! setups, and the trivial responder (the client's ceiling).
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Where the servers and their data live during a run.
+pub struct Env {
+    /// The working directory (temporary).
+    pub work: PathBuf,
+    /// The yubin binary.
+    pub yubin: PathBuf,
+    /// This binary (for the responder).
+    pub bench: PathBuf,
+    /// The passwd-file both servers read.
+    pub users: PathBuf,
+    /// The mail root: `<mail>/<user>` is a Maildir.
+    pub mail: PathBuf,
+    /// TLS certificate and key (PEM) both servers use.
+    pub cert: PathBuf,
+    /// The key.
+    pub key: PathBuf,
+}
+
+/// Dovecot's three ways to run POP3 (the issue compares against the fastest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DovecotSetup {
+    /// A new login process and a new mail process per connection (its default).
+    Default,
+    /// Login processes reused ("high-performance mode").
+    ReuseLogin,
+    /// Login and mail processes reused.
+    ReuseAll,
+}
+
+/// Which server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// yubin.
+    Yubin,
+    /// Dovecot.
+    Dovecot(DovecotSetup),
+    /// The trivial in-memory responder.
+    Responder,
+}
+
+impl Kind {
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Yubin => "yubin",
+            Kind::Dovecot(DovecotSetup::Default) => "dovecot",
+            Kind::Dovecot(DovecotSetup::ReuseLogin) => "dovecot-reuse-login",
+            Kind::Dovecot(DovecotSetup::ReuseAll) => "dovecot-reuse-all",
+            Kind::Responder => "responder",
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// Plain POP3.
+    pub pop3: SocketAddr,
+    /// POP3S.
+    pub pop3s: SocketAddr,
+    child: Option<Child>,
+    dovecot_config: Option<PathBuf>,
+    pid: u32,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for(addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on {addr}")
+}
+
+impl Server {
+    /// Starts a server; `responder_mode` says what the responder serves.
+    pub fn start(env: &Env, kind: Kind, responder_mode: &str) -> Result<Server> {
+        let pop3: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let pop3s: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let mut server = Server {
+            pop3,
+            pop3s,
+            child: None,
+            dovecot_config: None,
+            pid: 0,
+        };
+        match kind {
+            Kind::Yubin => {
+                let dir = env.work.join("yubin");
+                fs::create_dir_all(&dir)?;
+                let config = dir.join("yubin.toml");
+                fs::write(
+                    &config,
+                    format!(
+                        "hostname = \"bench.example\"\ndata_dir = \"{dir}\"\n\
+                         [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+                         [users]\npasswd_file = \"{users}\"\nmail_location = \"{mail}/%u\"\n\
+                         [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n",
+                        dir = dir.display(),
+                        cert = env.cert.display(),
+                        key = env.key.display(),
+                        users = env.users.display(),
+                        mail = env.mail.display(),
+                    ),
+                )?;
+                let log = fs::File::create(dir.join("yubin.log"))?;
+                let child = Command::new(&env.yubin)
+                    .args(["serve", "--config"])
+                    .arg(&config)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .with_context(|| format!("start {}", env.yubin.display()))?;
+                server.pid = child.id();
+                server.child = Some(child);
+            }
+            Kind::Responder => {
+                let child = Command::new(&env.bench)
+                    .args([
+                        "responder",
+                        "--port",
+                        &pop3.port().to_string(),
+                        "--tls-port",
+                        &pop3s.port().to_string(),
+                    ])
+                    .args(["--mode", responder_mode, "--cert"])
+                    .arg(&env.cert)
+                    .arg("--key")
+                    .arg(&env.key)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("start the responder")?;
+                server.pid = child.id();
+                server.child = Some(child);
+            }
+            Kind::Dovecot(setup) => {
+                let dir = env.work.join(format!("dovecot-{}", pop3.port()));
+                fs::create_dir_all(dir.join("state"))?;
+                let config = dir.join("dovecot.conf");
+                fs::write(&config, dovecot_config(env, &dir, pop3, pop3s, setup))?;
+                let status = Command::new("/usr/sbin/dovecot")
+                    .arg("-c")
+                    .arg(&config)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .context("start /usr/sbin/dovecot (install dovecot-pop3d)")?;
+                if !status.success() {
+                    bail!(
+                        "dovecot did not start; see {}",
+                        dir.join("dovecot.log").display()
+                    );
+                }
+                server.dovecot_config = Some(config);
+                wait_for(pop3)?;
+                // The master writes its pid file a moment after it listens.
+                let pid_file = dir.join("run/master.pid");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                server.pid = loop {
+                    let pid = fs::read_to_string(&pid_file)
+                        .ok()
+                        .and_then(|p| p.trim().parse().ok());
+                    match pid {
+                        Some(pid) => break pid,
+                        None if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(10))
+                        }
+                        None => bail!("no pid in {}", pid_file.display()),
+                    }
+                };
+            }
+        }
+        wait_for(pop3)?;
+        wait_for(pop3s)?;
+        Ok(server)
+    }
+
+    /// The root of the server's process tree.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Stops the server and waits for it (also done when dropped, so an
+    /// error in a scenario leaves no server behind).
+    pub fn stop(self) {}
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(config) = self.dovecot_config.take() {
+            let _ = Command::new("/usr/sbin/dovecot")
+                .arg("-c")
+                .arg(&config)
+                .arg("stop")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A private Dovecot: own base_dir, own ports, the same passwd-file and
+/// Maildirs as yubin, mail processes as `nobody` (Dovecot refuses root).
+fn dovecot_config(
+    env: &Env,
+    dir: &Path,
+    pop3: SocketAddr,
+    pop3s: SocketAddr,
+    setup: DovecotSetup,
+) -> String {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (login, mail) = match setup {
+        DovecotSetup::Default => (String::new(), String::new()),
+        DovecotSetup::ReuseLogin => (
+            format!("  service_count = 0\n  process_min_avail = {cores}\n"),
+            String::new(),
+        ),
+        DovecotSetup::ReuseAll => (
+            format!("  service_count = 0\n  process_min_avail = {cores}\n"),
+            format!("service pop3 {{\n  service_count = 1000\n  process_min_avail = {cores}\n}}\n"),
+        ),
+    };
+    format!(
+        "base_dir = {dir}/run\nstate_dir = {dir}/state\ninstance_name = bench-{port}\n\
+         protocols = pop3\nlisten = 127.0.0.1\n\
+         ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n\
+         disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+         log_path = {dir}/dovecot.log\n\
+         mail_location = maildir:{mail}/%u\n\
+         default_process_limit = 5000\ndefault_client_limit = 20000\n\
+         mail_max_userip_connections = 10000\n\
+         passdb {{\n  driver = passwd-file\n  args = scheme=CRYPT {users}\n}}\n\
+         userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={dir}/home/%u\n}}\n\
+         service pop3-login {{\n  chroot =\n{login}  inet_listener pop3 {{\n    port = {port}\n  }}\n  inet_listener pop3s {{\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
+         {mail_service}\
+         service anvil {{\n  chroot =\n}}\n",
+        dir = dir.display(),
+        port = pop3.port(),
+        tls_port = pop3s.port(),
+        cert = env.cert.display(),
+        key = env.key.display(),
+        mail = env.mail.display(),
+        users = env.users.display(),
+        mail_service = mail,
+    )
+}
