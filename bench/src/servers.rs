@@ -254,9 +254,12 @@ fn dovecot_config(
         ),
         DovecotSetup::ReuseAll => (
             format!("  service_count = 0\n  process_min_avail = {cores}\n"),
-            format!("service pop3 {{\n  service_count = 1000\n  process_min_avail = {cores}\n}}\n"),
+            format!("  service_count = 1000\n  process_min_avail = {cores}\n"),
         ),
     };
+    // The pop3 service has its own process_limit of 1024, which 2,000 idle
+    // sessions (one process each) would hit.
+    let mail = format!("service pop3 {{\n  process_limit = 5000\n{mail}}}\n");
     format!(
         "base_dir = {dir}/run\nstate_dir = {dir}/state\ninstance_name = bench-{port}\n\
          protocols = pop3\nlisten = 127.0.0.1\n\

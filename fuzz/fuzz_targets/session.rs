@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use yubin_pop3_proto::{
-    Action, Encoder, MessageInfo, Offer, Poll, Session, SessionConfig, WireSize,
+    Action, Encoder, MessageList, Offer, Poll, Session, SessionConfig, WireSize,
 };
 
 const MESSAGES: [&[u8]; 3] = [b"Subject: a\n\n.body\n", b"", b"Subject: c\r\n\r\nx\ry"];
@@ -70,11 +70,8 @@ fuzz_target!(|data: &[u8]| {
                         MESSAGES
                             .iter()
                             .enumerate()
-                            .map(|(i, m)| MessageInfo {
-                                size: WireSize::of(m),
-                                uid: format!("u{i}"),
-                            })
-                            .collect(),
+                            .map(|(i, m)| (WireSize::of(m), format!("u{i}")))
+                            .collect::<MessageList>(),
                     ),
                     Action::StartTls => session.tls_established(Offer {
                         tls_active: true,

@@ -26,6 +26,6 @@ pub use command::Command;
 pub use msgnum::MsgNum;
 pub use reply::Code;
 pub use server::{
-    Action, Expire, MessageError, MessageInfo, Offer, Poll, Refusal, Session, SessionConfig, Stats,
+    Action, Expire, MessageError, MessageList, Offer, Poll, Refusal, Session, SessionConfig, Stats,
 };
 pub use stuffing::{Encoder, WireSize};

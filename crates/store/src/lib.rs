@@ -8,21 +8,23 @@
 //!
 //! - [`name`]: file-name anatomy, unique-ids.
 //! - [`maildir`]: scanning, opening, delivery, UPDATE.
+//! - [`listing`]: a scan's result, compact, and its on-disk cache.
 //! - [`lock`]: one POP3 session per maildrop.
 //! - [`location`]: `mail_location` templates.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod listing;
 pub mod location;
 pub mod lock;
 pub mod maildir;
 pub mod name;
-mod sizes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use listing::Listing;
 pub use lock::{LockError, MaildropLock};
-pub use maildir::{CommitReport, Maildir, OpenError, StoreError, StoredMessage};
+pub use maildir::{CommitReport, Maildir, OpenError, StoreError};
 
 static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 

@@ -1,63 +1,17 @@
 //! A Maildir: listing with sizes, opening messages, delivery and UPDATE.
 
-use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use yubin_pop3_proto::WireSize;
 
+use crate::listing::{Listing, Stamp, Sub, UNKNOWN};
 use crate::name;
-use crate::sizes;
-
-/// Which subdirectory a message file is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sub {
-    New,
-    Cur,
-}
-
-impl Sub {
-    fn index(self) -> usize {
-        match self {
-            Sub::New => 0,
-            Sub::Cur => 1,
-        }
-    }
-
-    fn dir(self) -> &'static str {
-        match self {
-            Sub::New => "new",
-            Sub::Cur => "cur",
-        }
-    }
-}
-
-/// One message found by [`Maildir::scan`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredMessage {
-    sub: Sub,
-    file_name: OsString,
-    /// Octets on the POP3 wire (CRLF line ends, before byte-stuffing).
-    pub size: u64,
-    /// The POP3 unique-id (see [`name::uid`]).
-    pub uid: String,
-}
-
-impl StoredMessage {
-    fn base(&self) -> &[u8] {
-        name::base(self.file_name.as_bytes())
-    }
-
-    /// The file name (in `new/` or `cur/`).
-    pub fn file_name(&self) -> &OsStr {
-        &self.file_name
-    }
-}
 
 /// Errors from reading or writing a Maildir.
 #[derive(Debug, thiserror::Error)]
@@ -105,13 +59,13 @@ pub struct CommitReport {
     pub seen_failed: usize,
 }
 
+const BUFFER: usize = 64 * 1024;
+
 /// A Maildir at a path.
 #[derive(Clone, Debug)]
 pub struct Maildir {
     root: PathBuf,
 }
-
-const BUFFER: usize = 64 * 1024;
 
 impl Maildir {
     /// The Maildir at `root` (nothing is touched yet).
@@ -127,146 +81,123 @@ impl Maildir {
     /// Creates the Maildir (root, `tmp`, `new`, `cur`, mode 0700) where missing,
     /// and checks that none of them is a symbolic link.
     pub fn create(&self) -> Result<(), StoreError> {
+        if self.check_dirs().is_ok() {
+            return Ok(());
+        }
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        for dir in [
-            self.root.clone(),
-            self.root.join("tmp"),
-            self.root.join("new"),
-            self.root.join("cur"),
-        ] {
+        for dir in self.dirs() {
             builder.create(&dir).map_err(io_error(&dir))?;
         }
-        self.check_dirs()
+        self.check_dirs().map(|_| ())
     }
 
-    fn check_dirs(&self) -> Result<(), StoreError> {
-        for dir in [
+    fn dirs(&self) -> [PathBuf; 4] {
+        [
             self.root.clone(),
             self.root.join("tmp"),
             self.root.join("new"),
             self.root.join("cur"),
-        ] {
-            let meta = fs::symlink_metadata(&dir).map_err(io_error(&dir))?;
+        ]
+    }
+
+    /// Checks that the Maildir's directories are real directories, and
+    /// returns the modification times of `new/` and `cur/`.
+    fn check_dirs(&self) -> Result<Stamp, StoreError> {
+        let mut mtimes = [0i128; 4];
+        for (dir, mtime) in self.dirs().iter().zip(mtimes.iter_mut()) {
+            let meta = fs::symlink_metadata(dir).map_err(io_error(dir))?;
             if !meta.is_dir() {
-                return Err(StoreError::NotADirectory(dir));
+                return Err(StoreError::NotADirectory(dir.clone()));
             }
+            *mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         }
-        Ok(())
+        Ok(Stamp {
+            new_ns: mtimes[2],
+            cur_ns: mtimes[3],
+        })
     }
 
     /// Lists the messages in `new/` and `cur/`, oldest first, with their wire
-    /// sizes: from `,W=` in the name, else from the size cache, else by
-    /// reading the file once (and caching the result).
-    pub fn scan(&self) -> Result<Vec<StoredMessage>, StoreError> {
-        self.check_dirs()?;
-        let mut messages: Vec<StoredMessage> = Vec::new();
-        let mut by_base: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut untagged = Vec::new();
-        // new/ first: a message moved to cur/ between the two reads is seen
-        // twice and the cur/ entry wins, rather than not at all.
+    /// sizes: from `,W=` in the name, else from the cache, else by reading
+    /// the file once. An unchanged Maildir is listed from the cache without
+    /// reading its directories (see [`crate::listing`]).
+    pub fn scan(&self) -> Result<Listing, StoreError> {
+        let stamp = self.check_dirs()?;
+        let now = SystemTime::now();
+        let cached = match Listing::load_cache(&self.root) {
+            Some((cached_stamp, true, listing)) if cached_stamp == stamp => return Ok(listing),
+            other => other,
+        };
+        let mut listing = Listing::default();
         for sub in [Sub::New, Sub::Cur] {
             let dir = self.root.join(sub.dir());
             for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
                 let entry = entry.map_err(io_error(&dir))?;
-                let file_name = entry.file_name();
-                let bytes = file_name.as_bytes();
-                if bytes.starts_with(b".") {
-                    continue;
-                }
                 // Only regular files: a symbolic link could point anywhere.
                 match entry.file_type() {
                     Ok(t) if t.is_file() => {}
                     _ => continue,
                 }
-                let base = name::base(bytes);
-                let size = name::size_field(base, b'W');
-                let message = StoredMessage {
-                    sub,
-                    uid: name::uid(base),
-                    size: size.unwrap_or(0),
-                    file_name: file_name.clone(),
-                };
-                let base = base.to_vec();
-                match by_base.get(&base) {
-                    Some(&index) => messages[index] = message,
-                    None => {
-                        by_base.insert(base, messages.len());
-                        if size.is_none() {
-                            untagged.push(messages.len());
-                        }
-                        messages.push(message);
-                    }
+                let file_name = entry.file_name();
+                if !file_name.as_bytes().starts_with(b".") {
+                    listing.push(sub, file_name.as_bytes());
                 }
             }
         }
-
-        if !untagged.is_empty() {
-            self.fill_sizes(&mut messages, &untagged);
+        listing.sort_and_dedup();
+        if listing.has_unknown() {
+            self.fill_sizes(&mut listing, cached.as_ref().map(|(_, _, l)| l));
+            listing.retain_known();
         }
-        messages.retain(|m| m.size != u64::MAX);
-        messages.sort_by(|a, b| {
-            let (ba, bb) = (a.base(), b.base());
-            name::timestamp(ba)
-                .cmp(&name::timestamp(bb))
-                .then_with(|| ba.cmp(bb))
-        });
-        Ok(messages)
+        let stable = stable(stamp, now);
+        let _ = listing.save_cache(&self.root, stamp, stable);
+        Ok(listing)
     }
 
-    /// Sizes for messages without `,W=`: from the cache or by reading them.
-    /// A message that vanished meanwhile gets `u64::MAX` and is dropped.
-    fn fill_sizes(&self, messages: &mut [StoredMessage], untagged: &[usize]) {
-        let cache = sizes::load(&self.root);
-        let mut computed = 0usize;
-        for &index in untagged {
-            let message = &messages[index];
-            let size = match cache.get(message.base()) {
-                Some(&size) => size,
-                None => {
-                    computed += 1;
-                    self.read_size(message).unwrap_or(u64::MAX)
-                }
+    /// Sizes for messages without `,W=`: from the previous listing (both
+    /// are in the same order, so they are merged, not hashed), or by
+    /// reading the file. A message that vanished keeps `UNKNOWN`.
+    fn fill_sizes(&self, listing: &mut Listing, previous: Option<&Listing>) {
+        let empty = Listing::default();
+        let previous = previous.unwrap_or(&empty);
+        let mut next = 0;
+        for i in 0..listing.len() {
+            if listing.size(i) != UNKNOWN {
+                continue;
+            }
+            let key = (listing.timestamp(i), listing.base(i));
+            while next < previous.len() && (previous.timestamp(next), previous.base(next)) < key {
+                next += 1;
+            }
+            let size = if next < previous.len() && previous.base(next) == listing.base(i) {
+                previous.size(next)
+            } else {
+                let path = self
+                    .root
+                    .join(listing.sub(i).dir())
+                    .join(listing.file_name(i));
+                read_size(&path).unwrap_or(UNKNOWN)
             };
-            messages[index].size = size;
-        }
-        let stale = untagged.len() - computed != cache.len();
-        if computed > 0 || stale {
-            let entries = untagged
-                .iter()
-                .map(|&i| &messages[i])
-                .filter(|m| m.size != u64::MAX)
-                .map(|m| (m.base(), m.size));
-            // Losing the cache only costs time; the listing is right either way.
-            let _ = sizes::save(&self.root, entries);
+            listing.set_size(i, size);
         }
     }
 
-    fn read_size(&self, message: &StoredMessage) -> io::Result<u64> {
-        let mut file = open_no_follow(&self.path_of(message))?;
-        let mut size = WireSize::new();
-        let mut buf = vec![0u8; BUFFER];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(size.finish());
-            }
-            size.update(&buf[..n]);
-        }
+    fn path_of(&self, listing: &Listing, i: usize) -> PathBuf {
+        self.root
+            .join(listing.sub(i).dir())
+            .join(listing.file_name(i))
     }
 
-    fn path_of(&self, message: &StoredMessage) -> PathBuf {
-        self.root.join(message.sub.dir()).join(&message.file_name)
-    }
-
-    /// Opens a message for reading. If another program renamed it meanwhile
-    /// (moved to `cur/`, changed flags), it is found again by its base name.
-    pub fn open(&self, message: &StoredMessage) -> Result<File, OpenError> {
-        match open_no_follow(&self.path_of(message)) {
+    /// Opens message `i` of a listing for reading. If another program
+    /// renamed it meanwhile (moved to `cur/`, changed flags), it is found
+    /// again by its base name.
+    pub fn open(&self, listing: &Listing, i: usize) -> Result<File, OpenError> {
+        match open_no_follow(&self.path_of(listing, i)) {
             Ok(file) => Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let moved = self.relocate(message).ok_or(OpenError::Gone)?;
-                open_no_follow(&self.path_of(&moved)).map_err(|e| match e.kind() {
+                let moved = self.relocate(listing.base(i)).ok_or(OpenError::Gone)?;
+                open_no_follow(&moved).map_err(|e| match e.kind() {
                     io::ErrorKind::NotFound => OpenError::Gone,
                     _ => OpenError::Io(e),
                 })
@@ -276,60 +207,56 @@ impl Maildir {
     }
 
     /// Finds a message's current file by its base name.
-    fn relocate(&self, message: &StoredMessage) -> Option<StoredMessage> {
-        let base = message.base();
+    fn relocate(&self, base: &[u8]) -> Option<PathBuf> {
         for sub in [Sub::Cur, Sub::New] {
-            let Ok(entries) = fs::read_dir(self.root.join(sub.dir())) else {
+            let dir = self.root.join(sub.dir());
+            let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
                 let file_name = entry.file_name();
                 if name::base(file_name.as_bytes()) == base {
-                    return Some(StoredMessage {
-                        sub,
-                        file_name,
-                        ..message.clone()
-                    });
+                    return Some(dir.join(file_name));
                 }
             }
         }
         None
     }
 
-    /// UPDATE (RFC 1939 §6): removes the `delete` messages, marks the
-    /// `retrieved` ones seen (moving them to `cur/` with the `S` flag, as
-    /// Dovecot and Courier do), and fsyncs the directories, so that when this
-    /// returns the removal is durable. Every message is attempted even if
-    /// some fail.
-    pub fn commit(&self, delete: &[&StoredMessage], retrieved: &[&StoredMessage]) -> CommitReport {
+    /// UPDATE (RFC 1939 §6): removes messages `delete` of a listing, marks
+    /// messages `retrieved` seen (moving them to `cur/` with the `S` flag,
+    /// as Dovecot and Courier do), and fsyncs the directories, so that when
+    /// this returns the removal is durable. Every message is attempted even
+    /// if some fail.
+    pub fn commit(&self, listing: &Listing, delete: &[usize], retrieved: &[usize]) -> CommitReport {
         let mut report = CommitReport::default();
         // Which of new/ and cur/ had entries removed or renamed, and so need an fsync.
         let mut touched = [false, false];
-        for message in delete {
-            match self.remove(message) {
+        let slot = |sub: Sub| usize::from(sub == Sub::Cur);
+        for &i in delete.iter().filter(|&&i| i < listing.len()) {
+            match self.remove(listing, i) {
                 Ok(sub) => {
                     report.removed += 1;
-                    touched[sub.index()] = true;
+                    touched[slot(sub)] = true;
                 }
                 Err(_) => report.not_removed += 1,
             }
         }
-        for message in retrieved {
-            let Some(new_name) = name::with_seen_flag(message.file_name.as_bytes()) else {
+        for &i in retrieved.iter().filter(|&&i| i < listing.len()) {
+            let Some(new_name) = name::with_seen_flag(listing.file_name(i).as_bytes()) else {
                 continue;
             };
-            let from = self.path_of(message);
             let to = self.root.join("cur").join(OsString::from_vec(new_name));
-            match fs::rename(&from, &to) {
+            match fs::rename(self.path_of(listing, i), &to) {
                 Ok(()) => {
-                    touched[message.sub.index()] = true;
-                    touched[Sub::Cur.index()] = true;
+                    touched[slot(listing.sub(i))] = true;
+                    touched[slot(Sub::Cur)] = true;
                 }
                 Err(_) => report.seen_failed += 1,
             }
         }
         for sub in [Sub::New, Sub::Cur] {
-            if touched[sub.index()] && sync_dir(&self.root.join(sub.dir())).is_err() {
+            if touched[slot(sub)] && sync_dir(&self.root.join(sub.dir())).is_err() {
                 // The unlinks happened but might not survive a crash; say so
                 // rather than promise a removal that may be undone.
                 report.not_removed = report.not_removed.max(1);
@@ -338,13 +265,13 @@ impl Maildir {
         report
     }
 
-    fn remove(&self, message: &StoredMessage) -> io::Result<Sub> {
-        match fs::remove_file(self.path_of(message)) {
-            Ok(()) => Ok(message.sub),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.relocate(message) {
-                Some(moved) => fs::remove_file(self.path_of(&moved)).map(|()| moved.sub),
+    fn remove(&self, listing: &Listing, i: usize) -> io::Result<Sub> {
+        match fs::remove_file(self.path_of(listing, i)) {
+            Ok(()) => Ok(listing.sub(i)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.relocate(listing.base(i)) {
+                Some(moved) => fs::remove_file(&moved).map(|()| listing.sub(i)),
                 // Already gone: what the client asked for is true.
-                None => Ok(message.sub),
+                None => Ok(listing.sub(i)),
             },
             Err(e) => Err(e),
         }
@@ -421,4 +348,36 @@ fn open_no_follow(path: &Path) -> io::Result<File> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Whether a listing made at `now` under `stamp` can be trusted later: both
+/// directories unchanged for a while, so no change in the same clock tick
+/// as the scan can hide behind an unchanged mtime. File systems that keep
+/// whole seconds only (no nanoseconds) get a wider margin.
+fn stable(stamp: Stamp, now: SystemTime) -> bool {
+    let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+        return false;
+    };
+    let now_ns = i128::try_from(now.as_nanos()).unwrap_or(i128::MAX);
+    let coarse = stamp.new_ns % 1_000_000_000 == 0 && stamp.cur_ns % 1_000_000_000 == 0;
+    let margin = if coarse {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(100)
+    };
+    let margin_ns = i128::try_from(margin.as_nanos()).unwrap_or(i128::MAX);
+    now_ns - stamp.new_ns.max(stamp.cur_ns) >= margin_ns
+}
+
+fn read_size(path: &Path) -> io::Result<u64> {
+    let mut file = open_no_follow(path)?;
+    let mut size = WireSize::new();
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(size.finish());
+        }
+        size.update(&buf[..n]);
+    }
 }

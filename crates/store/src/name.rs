@@ -2,6 +2,8 @@
 //! size fields inside the base (cr.yp.to/proto/maildir.html; Dovecot's
 //! maildir documentation).
 
+use std::borrow::Cow;
+
 use md5::{Digest, Md5};
 
 /// The part of a file name before the info (`:2,…`): the message's identity,
@@ -25,13 +27,22 @@ pub fn flags(name: &[u8]) -> &[u8] {
 
 /// The value of a `,KEY=digits` field in the base, e.g. `S` or `W`.
 pub fn size_field(base: &[u8], key: u8) -> Option<u64> {
-    base.split(|&b| b == b',').skip(1).find_map(|field| {
-        let digits = field.strip_prefix(&[key, b'='][..])?;
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    })
+    // Most names have no comma at all; skip the split for them.
+    let first = memchr::memchr(b',', base)?;
+    base[first..]
+        .split(|&b| b == b',')
+        .skip(1)
+        .find_map(|field| {
+            let digits = field.strip_prefix(&[key, b'='][..])?;
+            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            // At most 19 digits fit in u64; u64::MAX itself is refused as absurd.
+            let value = digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            (value != u64::MAX).then_some(value)
+        })
 }
 
 /// The POP3 unique-id of a message with this base: the base itself when it
@@ -39,13 +50,18 @@ pub fn size_field(base: &[u8], key: u8) -> Option<u64> {
 /// in hex (32 characters; Dovecot's and tpop3d's `%Mf`). Both are pure
 /// functions of the base, so the id never changes while the message exists.
 pub fn uid(base: &[u8]) -> String {
+    uid_cow(base).into_owned()
+}
+
+/// [`uid`], borrowing the base name when it is the id.
+pub fn uid_cow(base: &[u8]) -> Cow<'_, str> {
     let fits =
         !base.is_empty() && base.len() <= 70 && base.iter().all(|&b| (0x21..=0x7e).contains(&b));
     match std::str::from_utf8(base) {
-        Ok(text) if fits => text.to_owned(),
+        Ok(text) if fits => Cow::Borrowed(text),
         _ => {
             let digest = Md5::digest(base);
-            digest.iter().map(|b| format!("{b:02x}")).collect()
+            Cow::Owned(digest.iter().map(|b| format!("{b:02x}")).collect())
         }
     }
 }
@@ -53,11 +69,10 @@ pub fn uid(base: &[u8]) -> String {
 /// The leading delivery time of a base (`1700000000.M1P2.host` → 1700000000),
 /// used to list messages in delivery order.
 pub fn timestamp(base: &[u8]) -> u64 {
-    let digits = base.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&base[..digits.min(19)])
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0)
+    base.iter()
+        .take_while(|b| b.is_ascii_digit())
+        .take(19)
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
 }
 
 /// The file name of a message after it is marked seen: `base:2,<flags + S>`,

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 
 use yubin_pop3_proto::WireSize;
-use yubin_store::{LockError, Maildir, MaildropLock, OpenError};
+use yubin_store::{Listing, LockError, Maildir, MaildropLock, OpenError};
 
 fn maildir() -> (tempfile::TempDir, Maildir) {
     let dir = tempfile::tempdir().unwrap();
@@ -19,10 +19,34 @@ fn put(md: &Maildir, sub: &str, name: &str, content: &[u8]) {
     fs::write(md.root().join(sub).join(name), content).unwrap();
 }
 
-fn read(md: &Maildir, m: &yubin_store::StoredMessage) -> Vec<u8> {
+fn read(md: &Maildir, listing: &Listing, i: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    md.open(m).unwrap().read_to_end(&mut out).unwrap();
+    md.open(listing, i).unwrap().read_to_end(&mut out).unwrap();
     out
+}
+
+fn uids(listing: &Listing) -> Vec<String> {
+    (0..listing.len())
+        .map(|i| listing.uid(i).into_owned())
+        .collect()
+}
+
+fn sizes(listing: &Listing) -> Vec<u64> {
+    (0..listing.len()).map(|i| listing.size(i)).collect()
+}
+
+fn names(listing: &Listing) -> Vec<String> {
+    (0..listing.len())
+        .map(|i| listing.file_name(i).to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Makes a later scan read the directories again, as a new delivery would
+/// (the listing cache trusts unchanged directory times only).
+fn touch(md: &Maildir) {
+    put(md, "tmp", "touch", b"");
+    fs::rename(md.root().join("tmp/touch"), md.root().join("new/.touch")).unwrap();
+    fs::remove_file(md.root().join("new/.touch")).unwrap();
 }
 
 #[test]
@@ -33,10 +57,9 @@ fn scan_lists_new_and_cur_in_delivery_order_with_wire_sizes() {
     put(&md, "new", "1700000003.c.host,S=3,W=999", b"x\n\n");
     put(&md, "new", ".hidden", b"ignored");
     put(&md, "tmp", "1700000000.t.host", b"in delivery");
-    let messages = md.scan().unwrap();
-    let uids: Vec<&str> = messages.iter().map(|m| m.uid.as_str()).collect();
+    let listing = md.scan().unwrap();
     assert_eq!(
-        uids,
+        uids(&listing),
         [
             "1700000001.a.host",
             "1700000002.b.host",
@@ -44,39 +67,105 @@ fn scan_lists_new_and_cur_in_delivery_order_with_wire_sizes() {
         ]
     );
     // "no newline" gets its CRLF; "a\nb\n" is 6; ,W= is trusted as written.
-    let sizes: Vec<u64> = messages.iter().map(|m| m.size).collect();
-    assert_eq!(sizes, [12, 6, 999]);
+    assert_eq!(sizes(&listing), [12, 6, 999]);
 }
 
 #[test]
 fn sizes_are_computed_once_then_cached() {
     let (_d, md) = maildir();
     put(&md, "new", "1700000001.a.host", b"one\ntwo\n");
-    assert_eq!(md.scan().unwrap()[0].size, 10);
-    assert!(md.root().join("yubin-sizes").exists());
-    // Messages never change; if the second scan read the file it would see 3.
+    assert_eq!(sizes(&md.scan().unwrap()), [10]);
+    assert!(md.root().join("yubin-listing").exists());
+    // Messages never change; if a later scan read the file it would see 3.
     put(&md, "new", "1700000001.a.host", b"x\n");
-    assert_eq!(md.scan().unwrap()[0].size, 10);
+    touch(&md);
+    assert_eq!(sizes(&md.scan().unwrap()), [10]);
     // A message moved to cur/ keeps its cached size and its unique-id.
     fs::rename(
         md.root().join("new/1700000001.a.host"),
         md.root().join("cur/1700000001.a.host:2,S"),
     )
     .unwrap();
-    let m = &md.scan().unwrap()[0];
-    assert_eq!((m.size, m.uid.as_str()), (10, "1700000001.a.host"));
+    let listing = md.scan().unwrap();
+    assert_eq!(
+        (listing.size(0), listing.uid(0).as_ref()),
+        (10, "1700000001.a.host")
+    );
 }
 
 #[test]
-fn a_damaged_cache_is_rebuilt() {
+fn the_cache_follows_deliveries_and_removals() {
+    let (_d, md) = maildir();
+    for i in [3, 1, 2] {
+        put(
+            &md,
+            "new",
+            &format!("170000000{i}.m.host"),
+            "x\n".repeat(i).as_bytes(),
+        );
+    }
+    assert_eq!(sizes(&md.scan().unwrap()), [3, 6, 9]);
+    fs::remove_file(md.root().join("new/1700000002.m.host")).unwrap();
+    put(&md, "new", "1700000000.m.host", b"a\nb\nc\nd\n");
+    put(&md, "new", "1700000004.m.host,S=1,W=77", b"z");
+    assert_eq!(sizes(&md.scan().unwrap()), [12, 3, 9, 77]);
+    // The cache is used: change a file's content, the listed size stays.
+    put(&md, "new", "1700000003.m.host", b"changed\n");
+    touch(&md);
+    assert_eq!(sizes(&md.scan().unwrap()), [12, 3, 9, 77]);
+}
+
+#[test]
+fn an_unchanged_maildir_is_listed_from_the_cache() {
     let (_d, md) = maildir();
     put(&md, "new", "1700000001.a.host", b"one\n");
-    fs::write(md.root().join("yubin-sizes"), b"garbage\n1 2 3").unwrap();
-    assert_eq!(md.scan().unwrap()[0].size, 5);
+    put(&md, "cur", "1700000002.b.host:2,S", b"two\n");
+    // Let the directories' times age past the stability margin.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let first = md.scan().unwrap();
+    let cache = fs::read_to_string(md.root().join("yubin-listing")).unwrap();
     assert!(
-        fs::read_to_string(md.root().join("yubin-sizes"))
+        cache.lines().next().unwrap().ends_with(" 1"),
+        "stable: {cache}"
+    );
+    // Replace the cache's body with something a directory read would not
+    // find: a trusted cache is used as it is.
+    let header = cache.lines().next().unwrap();
+    fs::write(
+        md.root().join("yubin-listing"),
+        format!("{header}\n42 n 1700000009.z.host\n"),
+    )
+    .unwrap();
+    assert_eq!(uids(&md.scan().unwrap()), ["1700000009.z.host"]);
+    // Any change to new/ or cur/ makes the next scan read the directories.
+    touch(&md);
+    let again = md.scan().unwrap();
+    assert_eq!(uids(&again), uids(&first));
+    assert_eq!(sizes(&again), [5, 5]);
+}
+
+#[test]
+fn a_fresh_change_is_not_trusted_to_the_cache() {
+    let (_d, md) = maildir();
+    put(&md, "new", "1700000001.a.host", b"one\n");
+    md.scan().unwrap();
+    let cache = fs::read_to_string(md.root().join("yubin-listing")).unwrap();
+    assert!(
+        cache.lines().next().unwrap().ends_with(" 0"),
+        "made within the margin: {cache}"
+    );
+}
+
+#[test]
+fn a_damaged_cache_is_ignored_and_rebuilt() {
+    let (_d, md) = maildir();
+    put(&md, "new", "1700000001.a.host", b"one\n");
+    fs::write(md.root().join("yubin-listing"), b"garbage\n1 2 3").unwrap();
+    assert_eq!(sizes(&md.scan().unwrap()), [5]);
+    assert!(
+        fs::read_to_string(md.root().join("yubin-listing"))
             .unwrap()
-            .starts_with("yubin-sizes 1\n")
+            .starts_with("yubin-listing 1 ")
     );
 }
 
@@ -85,9 +174,9 @@ fn a_message_in_new_and_cur_at_once_is_listed_once() {
     let (_d, md) = maildir();
     put(&md, "new", "1700000001.a.host", b"x\n");
     put(&md, "cur", "1700000001.a.host:2,S", b"x\n");
-    let messages = md.scan().unwrap();
-    assert_eq!(messages.len(), 1);
-    assert_eq!(read(&md, &messages[0]), b"x\n");
+    let listing = md.scan().unwrap();
+    assert_eq!(names(&listing), ["1700000001.a.host:2,S"]);
+    assert_eq!(read(&md, &listing, 0), b"x\n");
 }
 
 #[test]
@@ -110,15 +199,15 @@ fn symbolic_links_are_not_followed() {
 fn open_finds_a_message_renamed_by_another_program() {
     let (_d, md) = maildir();
     put(&md, "new", "1700000001.a.host", b"hello\n");
-    let messages = md.scan().unwrap();
+    let listing = md.scan().unwrap();
     fs::rename(
         md.root().join("new/1700000001.a.host"),
         md.root().join("cur/1700000001.a.host:2,F"),
     )
     .unwrap();
-    assert_eq!(read(&md, &messages[0]), b"hello\n");
+    assert_eq!(read(&md, &listing, 0), b"hello\n");
     fs::remove_file(md.root().join("cur/1700000001.a.host:2,F")).unwrap();
-    assert!(matches!(md.open(&messages[0]), Err(OpenError::Gone)));
+    assert!(matches!(md.open(&listing, 0), Err(OpenError::Gone)));
 }
 
 #[test]
@@ -128,28 +217,23 @@ fn commit_removes_only_the_marked_and_flags_the_retrieved_seen() {
     put(&md, "new", "1700000002.b.host", b"2\n");
     put(&md, "cur", "1700000003.c.host:2,F", b"3\n");
     put(&md, "new", "1700000004.d.host", b"4\n");
-    let m = md.scan().unwrap();
-    let report = md.commit(&[&m[0]], &[&m[1], &m[2]]);
+    let listing = md.scan().unwrap();
+    let report = md.commit(&listing, &[0], &[1, 2]);
     assert_eq!(
         (report.removed, report.not_removed, report.seen_failed),
         (1, 0, 0)
     );
     let after = md.scan().unwrap();
-    let names: Vec<String> = after
-        .iter()
-        .map(|m| m.file_name().to_string_lossy().into_owned())
-        .collect();
     assert_eq!(
-        names,
+        names(&after),
         [
             "1700000002.b.host:2,S",
             "1700000003.c.host:2,FS",
             "1700000004.d.host"
         ]
     );
-    let uids: Vec<&str> = after.iter().map(|m| m.uid.as_str()).collect();
     assert_eq!(
-        uids,
+        uids(&after),
         [
             "1700000002.b.host",
             "1700000003.c.host",
@@ -162,9 +246,9 @@ fn commit_removes_only_the_marked_and_flags_the_retrieved_seen() {
 fn commit_of_an_already_removed_message_counts_as_removed() {
     let (_d, md) = maildir();
     put(&md, "new", "1700000001.a.host", b"1\n");
-    let m = md.scan().unwrap();
+    let listing = md.scan().unwrap();
     fs::remove_file(md.root().join("new/1700000001.a.host")).unwrap();
-    assert_eq!(md.commit(&[&m[0]], &[]).removed, 1);
+    assert_eq!(md.commit(&listing, &[0], &[]).removed, 1);
 }
 
 #[test]

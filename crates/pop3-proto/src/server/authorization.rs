@@ -4,7 +4,8 @@ use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use super::transaction::{Maildrop, MessageInfo};
+use super::messages::MessageList;
+use super::transaction::Maildrop;
 use super::{Action, Awaiting, Offer, Refusal, Session, SessionConfig, State};
 use crate::command::Command;
 use crate::reply::{self, Code};
@@ -244,7 +245,7 @@ impl Session {
     }
 
     /// The maildrop is locked and listed: enter TRANSACTION.
-    pub fn maildrop_opened(&mut self, messages: Vec<MessageInfo>) {
+    pub fn maildrop_opened(&mut self, messages: MessageList) {
         let Some(Awaiting::Maildrop) = self.take_awaiting(|a| a == Awaiting::Maildrop) else {
             return;
         };

@@ -16,6 +16,7 @@
 
 mod authorization;
 mod capa;
+mod messages;
 mod transaction;
 
 use std::sync::Arc;
@@ -26,8 +27,8 @@ use crate::line::{Line, LineReader};
 use crate::reply::{self, Code};
 
 use authorization::Authorization;
+pub use messages::MessageList;
 use transaction::Maildrop;
-pub use transaction::MessageInfo;
 
 /// Output beyond this size is handed to the driver before more is produced,
 /// so a long listing or a flood of pipelined commands cannot grow it without bound.

@@ -142,16 +142,13 @@ impl Harness {
                 if self.maildrop_in_use {
                     self.session.maildrop_refused(Refusal::InUse);
                 } else {
-                    let infos = self
+                    let list = self
                         .messages
                         .iter()
                         .enumerate()
-                        .map(|(i, m)| MessageInfo {
-                            size: WireSize::of(m),
-                            uid: format!("uid-{i}"),
-                        })
+                        .map(|(i, m)| (WireSize::of(m), format!("uid-{i}")))
                         .collect();
-                    self.session.maildrop_opened(infos);
+                    self.session.maildrop_opened(list);
                 }
             }
             Action::StartTls => {

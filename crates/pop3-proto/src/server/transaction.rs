@@ -1,25 +1,14 @@
 //! The TRANSACTION and UPDATE states (RFC 1939 §5, §6, §7).
 
+use super::messages::MessageList;
 use super::{Action, Awaiting, MessageError, Session, State};
 use crate::command::Command;
 use crate::msgnum::MsgNum;
 use crate::reply::{self, Code};
 
-/// What the session needs to know about one message of the maildrop.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageInfo {
-    /// Octets on the wire: CRLF line ends, before byte-stuffing (see [`crate::WireSize`]).
-    pub size: u64,
-    /// The unique-id: 1–70 octets in 0x21–0x7E (RFC 1939 §7).
-    pub uid: String,
-}
-
-#[derive(Debug)]
-struct Message {
-    info: MessageInfo,
-    deleted: bool,
-    retrieved: bool,
-}
+/// Marks on a message during the session.
+const DELETED: u8 = 1;
+const RETRIEVED: u8 = 2;
 
 /// A multi-line LIST or UIDL answer being written in pieces.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +21,8 @@ struct Listing {
 /// arrive later are not part of it), with deletion marks.
 #[derive(Debug)]
 pub(super) struct Maildrop {
-    messages: Vec<Message>,
+    list: MessageList,
+    marks: Vec<u8>,
     /// Count and size of the messages not marked deleted, kept current so
     /// STAT is O(1).
     live_count: u32,
@@ -47,39 +37,47 @@ enum Lookup {
 }
 
 impl Maildrop {
-    pub(super) fn new(infos: Vec<MessageInfo>) -> Self {
+    pub(super) fn new(list: MessageList) -> Self {
+        let mut maildrop = Maildrop {
+            marks: vec![0; list.len()],
+            list,
+            live_count: 0,
+            live_size: 0,
+            listing: None,
+        };
+        maildrop.recount();
+        maildrop
+    }
+
+    /// Recomputes the totals of the messages not marked deleted.
+    fn recount(&mut self) {
         // A maildrop beyond u32::MAX messages cannot be numbered; the store never
         // hands over that many, and we stop counting there rather than wrap.
-        let live_count = u32::try_from(infos.len()).unwrap_or(u32::MAX);
-        // Sizes come from file names (",W="); a corrupt one must not overflow.
-        let live_size = infos.iter().fold(0u64, |sum, m| sum.saturating_add(m.size));
-        let messages = infos
-            .into_iter()
-            .map(|info| Message {
-                info,
-                deleted: false,
-                retrieved: false,
-            })
-            .collect();
-        Maildrop {
-            messages,
-            live_count,
-            live_size,
-            listing: None,
+        let mut count = 0u32;
+        let mut size = 0u64;
+        for (&s, &mark) in self.list.sizes().iter().zip(&self.marks) {
+            if mark & DELETED == 0 {
+                count = count.saturating_add(1);
+                // Sizes come from file names (",W="); a corrupt one must not overflow.
+                size = size.saturating_add(s);
+            }
         }
+        self.live_count = count;
+        self.live_size = size;
     }
 
     pub(super) fn totals(&self) -> (u32, u64) {
         (self.live_count, self.live_size)
     }
 
-    /// The one place a message number becomes a message: refuses numbers past
-    /// the end and messages marked deleted, so every command agrees.
-    fn lookup(&self, n: MsgNum) -> Result<&Message, Lookup> {
-        match self.messages.get(n.index()) {
+    /// The one place a message number becomes a message index: refuses
+    /// numbers past the end and messages marked deleted, so every command agrees.
+    fn lookup(&self, n: MsgNum) -> Result<usize, Lookup> {
+        let index = n.index();
+        match self.marks.get(index) {
             None => Err(Lookup::NoSuchMessage),
-            Some(m) if m.deleted => Err(Lookup::Deleted),
-            Some(m) => Ok(m),
+            Some(mark) if mark & DELETED != 0 => Err(Lookup::Deleted),
+            Some(_) => Ok(index),
         }
     }
 
@@ -90,7 +88,7 @@ impl Maildrop {
                 None,
                 format_args!(
                     "There is no message {n}; the maildrop has {} messages.",
-                    self.messages.len()
+                    self.list.len()
                 ),
             ),
             Lookup::Deleted => reply::err(out, None, format_args!("Message {n} is deleted.")),
@@ -103,22 +101,21 @@ impl Maildrop {
         let Some(mut listing) = self.listing.take() else {
             return false;
         };
-        while listing.next < self.messages.len() {
+        while listing.next < self.list.len() {
             if out.len() >= limit {
                 self.listing = Some(listing);
                 return true;
             }
             let index = listing.next;
             listing.next += 1;
-            let message = &self.messages[index];
-            if message.deleted {
+            if self.marks[index] & DELETED != 0 {
                 continue;
             }
             let n = index + 1;
             if listing.uids {
-                reply::line(out, format_args!("{n} {}", message.info.uid));
+                reply::line(out, format_args!("{n} {}", self.list.uid(index)));
             } else {
-                reply::line(out, format_args!("{n} {}", message.info.size));
+                reply::line(out, format_args!("{n} {}", self.list.size(index)));
             }
         }
         reply::end(out);
@@ -154,11 +151,11 @@ impl Session {
                 });
             }
             Command::List(Some(n)) => match maildrop.lookup(n) {
-                Ok(m) => reply::ok(out, format_args!("{n} {}", m.info.size)),
+                Ok(i) => reply::ok(out, format_args!("{n} {}", maildrop.list.size(i))),
                 Err(e) => maildrop.lookup_error(out, n, e),
             },
             Command::Uidl(Some(n)) => match maildrop.lookup(n) {
-                Ok(m) => reply::ok(out, format_args!("{n} {}", m.info.uid)),
+                Ok(i) => reply::ok(out, format_args!("{n} {}", maildrop.list.uid(i))),
                 Err(e) => maildrop.lookup_error(out, n, e),
             },
             Command::Retr(n) | Command::Top(n, _) => {
@@ -181,24 +178,19 @@ impl Session {
                 );
             }
             Command::Dele(n) => match maildrop.lookup(n) {
-                Ok(_) => {
-                    let message = &mut maildrop.messages[n.index()];
-                    message.deleted = true;
+                Ok(i) => {
+                    maildrop.marks[i] |= DELETED;
                     maildrop.live_count = maildrop.live_count.saturating_sub(1);
-                    maildrop.live_size = maildrop.live_size.saturating_sub(message.info.size);
+                    maildrop.live_size = maildrop.live_size.saturating_sub(maildrop.list.size(i));
                     reply::ok(out, format_args!("Message {n} deleted."));
                 }
                 Err(e) => maildrop.lookup_error(out, n, e),
             },
             Command::Rset => {
-                for message in &mut maildrop.messages {
-                    message.deleted = false;
+                for mark in &mut maildrop.marks {
+                    *mark &= !DELETED;
                 }
-                maildrop.live_count = u32::try_from(maildrop.messages.len()).unwrap_or(u32::MAX);
-                maildrop.live_size = maildrop
-                    .messages
-                    .iter()
-                    .fold(0u64, |sum, m| sum.saturating_add(m.info.size));
+                maildrop.recount();
                 let (count, size) = maildrop.totals();
                 reply::ok(
                     out,
@@ -209,13 +201,15 @@ impl Session {
                 // RFC 1939 §6: QUIT in TRANSACTION enters UPDATE.
                 let mut delete = Vec::new();
                 let mut retrieved = Vec::new();
-                for (index, message) in maildrop.messages.iter().enumerate() {
-                    if message.deleted {
+                for (index, &mark) in maildrop.marks.iter().enumerate() {
+                    if mark & DELETED != 0 {
                         delete.push(index);
                         self.stats.deleted += 1;
-                        self.stats.deleted_bytes =
-                            self.stats.deleted_bytes.saturating_add(message.info.size);
-                    } else if message.retrieved {
+                        self.stats.deleted_bytes = self
+                            .stats
+                            .deleted_bytes
+                            .saturating_add(maildrop.list.size(index));
+                    } else if mark & RETRIEVED != 0 {
                         retrieved.push(index);
                     }
                 }
@@ -238,7 +232,7 @@ impl Session {
         let State::Transaction(maildrop) = &self.state else {
             return;
         };
-        let size = maildrop.messages.get(index).map_or(0, |m| m.info.size);
+        let size = maildrop.list.size(index);
         if top {
             reply::ok(&mut self.output, format_args!("Top of message follows."));
         } else {
@@ -259,11 +253,13 @@ impl Session {
         };
         if top {
             self.stats.top += 1;
-        } else if let Some(message) = maildrop.messages.get_mut(index) {
-            message.retrieved = true;
+        } else if let Some(mark) = maildrop.marks.get_mut(index) {
+            *mark |= RETRIEVED;
             self.stats.retrieved += 1;
-            self.stats.retrieved_bytes =
-                self.stats.retrieved_bytes.saturating_add(message.info.size);
+            self.stats.retrieved_bytes = self
+                .stats
+                .retrieved_bytes
+                .saturating_add(maildrop.list.size(index));
         }
     }
 

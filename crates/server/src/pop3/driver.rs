@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use yubin_auth::sasl::{Exchange, Step};
-use yubin_pop3_proto::{Action, MessageInfo, Poll, Refusal, Session};
-use yubin_store::{LockError, Maildir, MaildropLock, StoreError, StoredMessage};
+use yubin_pop3_proto::{Action, MessageList, Poll, Refusal, Session};
+use yubin_store::{Listing, LockError, Maildir, MaildropLock, StoreError};
 
 use super::{Pop3Service, display_ip};
 use crate::logtext::Escaped;
@@ -22,7 +22,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The locked maildrop of a logged-in session.
 pub(super) struct OpenMaildrop {
     pub(super) maildir: Maildir,
-    pub(super) messages: Vec<StoredMessage>,
+    pub(super) listing: Arc<Listing>,
     _lock: MaildropLock,
 }
 
@@ -385,14 +385,11 @@ impl Connection {
             refuse(self, Refusal::LoginDelay(seconds), &"login delay");
             return;
         }
-        let infos = maildrop
-            .messages
-            .iter()
-            .map(|m| MessageInfo {
-                size: m.size,
-                uid: m.uid.clone(),
-            })
-            .collect();
+        let listing = &maildrop.listing;
+        let mut infos = MessageList::with_capacity(listing.len(), listing.len() * 40);
+        for i in 0..listing.len() {
+            infos.push(listing.size(i), &listing.uid(i));
+        }
         tracing::info!(
             session = self.id,
             user = %Escaped(user.name.as_bytes()),
@@ -400,7 +397,7 @@ impl Connection {
             rip = %display_ip(self.peer),
             lip = %display_ip(self.local),
             tls = self.tls,
-            messages = maildrop.messages.len(),
+            messages = maildrop.listing.len(),
             "pop3 login"
         );
         self.maildrop = Some(maildrop);
@@ -414,13 +411,9 @@ impl Connection {
         };
         let count = delete.len();
         let report = tokio::task::spawn_blocking(move || {
-            let pick = |indexes: &[usize]| -> Vec<&StoredMessage> {
-                indexes
-                    .iter()
-                    .filter_map(|&i| maildrop.messages.get(i))
-                    .collect()
-            };
-            let report = maildrop.maildir.commit(&pick(&delete), &pick(&retrieved));
+            let report = maildrop
+                .maildir
+                .commit(&maildrop.listing, &delete, &retrieved);
             // The lock is released here, after the removal is durable.
             drop(maildrop);
             report
@@ -446,8 +439,8 @@ impl Connection {
         let uid = self
             .maildrop
             .as_ref()
-            .and_then(|m| m.messages.get(index))
-            .map_or("", |m| m.uid.as_str());
+            .map(|m| m.listing.uid(index).into_owned())
+            .unwrap_or_default();
         tracing::info!(
             session = self.id,
             user = %Escaped(self.session.user().unwrap_or_default().as_bytes()),
@@ -537,9 +530,9 @@ async fn open_maildrop(
                     Err(error) => return Err((maildir, OpenFailure::Lock(error))),
                 };
                 match maildir.scan() {
-                    Ok(messages) => Ok(OpenMaildrop {
+                    Ok(listing) => Ok(OpenMaildrop {
                         maildir,
-                        messages,
+                        listing: Arc::new(listing),
                         _lock: lock,
                     }),
                     Err(error) => Err((maildir, OpenFailure::Store(error))),

@@ -25,17 +25,18 @@ impl Connection {
         top: Option<u64>,
         utf8: bool,
     ) -> io::Result<()> {
-        let Some((maildir, message)) = self
+        let Some((maildir, listing)) = self
             .maildrop
             .as_ref()
-            .and_then(|m| Some((m.maildir.clone(), m.messages.get(index)?.clone())))
+            .filter(|m| index < m.listing.len())
+            .map(|m| (m.maildir.clone(), m.listing.clone()))
         else {
             self.session.message_failed(MessageError::Io);
             return Ok(());
         };
         let first =
             tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
-                let mut file = maildir.open(&message)?;
+                let mut file = maildir.open(&listing, index)?;
                 let mut buf = vec![0u8; CHUNK];
                 let (n, eof) = read_chunk(&mut file, &mut buf)?;
                 buf.truncate(n);
