@@ -13,7 +13,7 @@ use crate::config::Utf8Headers;
 use crate::stream::Stream;
 
 /// How much of a message is read per blocking call.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 impl Connection {
     /// Carries out `SendMessage`. An `Err` means the connection is broken
@@ -25,6 +25,14 @@ impl Connection {
         top: Option<u64>,
         utf8: bool,
     ) -> io::Result<()> {
+        // The first read is sized to the message (its wire size is at least
+        // its file size), so a small message is one read into a small buffer.
+        let first_len = self.maildrop.as_ref().map_or(CHUNK, |m| {
+            usize::try_from(m.listing.size(index))
+                .unwrap_or(CHUNK)
+                .saturating_add(1)
+                .min(CHUNK)
+        });
         let Some((maildir, listing)) = self
             .maildrop
             .as_ref()
@@ -37,9 +45,8 @@ impl Connection {
         let first =
             tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
                 let mut file = maildir.open(&listing, index)?;
-                let mut buf = vec![0u8; CHUNK];
-                let (n, eof) = read_chunk(&mut file, &mut buf)?;
-                buf.truncate(n);
+                let mut buf = Vec::with_capacity(first_len);
+                let eof = read_chunk(&mut file, &mut buf, first_len)?;
                 Ok((file, buf, eof))
             })
             .await;
@@ -78,20 +85,18 @@ impl Connection {
             if eof || !wants_more {
                 break;
             }
-            // Write this chunk before reading the next: memory stays bounded
-            // by one chunk, and a slow reader slows the reading down.
-            write_all(stream, &out, timeout).await?;
-            out.clear();
-            let next = tokio::task::spawn_blocking(move || {
-                buf.resize(CHUNK, 0);
-                let result = read_chunk(&mut file, &mut buf).map(|(n, eof)| {
-                    buf.truncate(n);
-                    eof
-                });
+            // Read the next chunk while this one is written: the disk (or
+            // page cache) and the socket work at the same time, and memory
+            // stays bounded by two chunks; a slow reader slows the reading.
+            let reading = tokio::task::spawn_blocking(move || {
+                buf.clear();
+                let result = read_chunk(&mut file, &mut buf, CHUNK);
                 (file, buf, result)
-            })
-            .await
-            .map_err(io::Error::other)?;
+            });
+            let (written, next) = tokio::join!(write_all(stream, &out, timeout), reading);
+            written?;
+            out.clear();
+            let next = next.map_err(io::Error::other)?;
             file = next.0;
             buf = next.1;
             // A read error after the status line: the response cannot be
@@ -105,16 +110,9 @@ impl Connection {
     }
 }
 
-/// Reads until `buf` is full or the file ends; returns (octets read, at end).
-fn read_chunk(file: &mut File, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => return Ok((filled, true)),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((filled, false))
+/// Reads up to `limit` octets into `buf` (appending); returns whether the
+/// file ended before the limit.
+fn read_chunk(file: &mut File, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    let n = file.take(limit as u64).read_to_end(buf)?;
+    Ok(n < limit)
 }
