@@ -29,6 +29,8 @@ pub struct Row {
     pub target: Option<String>,
     /// Whether the target is met.
     pub met: Option<bool>,
+    /// CPU seconds of yubin and of the load generator in yubin's (first) run.
+    pub yubin_cpu: Option<(f64, f64)>,
 }
 
 fn target(scenario: &str, variant: &str) -> Option<(f64, &'static str)> {
@@ -112,7 +114,14 @@ pub fn rows(measurements: &[Measurement]) -> Vec<Row> {
             met = met.map(|m| m && y >= 0.4 * r);
             goal = goal.map(|(v, t)| (v, format!("{t}, ≥ 40% of responder")));
         }
+        let yubin_cpu = group.iter().find(|m| m.server == "yubin").and_then(|m| {
+            Some((
+                m.details.get("server_cpu_s")?.as_f64()?,
+                m.details.get("client_cpu_s")?.as_f64()?,
+            ))
+        });
         rows.push(Row {
+            yubin_cpu,
             unit: group[0].unit.clone(),
             scenario,
             variant,
@@ -140,7 +149,7 @@ fn number(v: f64) -> String {
 /// The table as Markdown.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | variant | unit | yubin | best Dovecot | ratio | responder | target | met |\n|---|---|---|---:|---:|---:|---:|---|---|\n",
+        "| scenario | variant | unit | yubin | best Dovecot | ratio | responder | target | met | CPU s yubin / load gen. |\n|---|---|---|---:|---:|---:|---:|---|---|---:|\n",
     );
     for row in rows {
         let reference = row
@@ -148,7 +157,7 @@ pub fn markdown(rows: &[Row]) -> String {
             .as_ref()
             .map_or("–".to_owned(), |(n, v)| format!("{} ({n})", number(*v)));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.scenario,
             row.variant,
             row.unit,
@@ -158,6 +167,9 @@ pub fn markdown(rows: &[Row]) -> String {
             row.responder.map_or("–".into(), number),
             row.target.clone().unwrap_or_else(|| "–".into()),
             row.met.map_or("–", |m| if m { "yes" } else { "**no**" }),
+            row.yubin_cpu.map_or("–".into(), |(server, client)| format!(
+                "{server:.2} / {client:.2}"
+            )),
         ));
     }
     out

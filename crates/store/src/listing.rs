@@ -18,8 +18,9 @@
 //! listing. A directory's mtime has the granularity of the kernel's coarse
 //! clock (a few ms; a second on some file systems), so a change made in the
 //! same tick as the scan could leave the mtime as it was: a listing is
-//! marked stable, and trusted later, only if both mtimes were well in the
-//! past when it was made. The sizes in the cache also spare reading files
+//! marked stable, and trusted later, only if both mtimes were at least two
+//! ticks (20 ms; 2 s where the file system keeps whole seconds) in the past
+//! when it was made. The sizes in the cache also spare reading files
 //! without `,W=` again after a change.
 
 use std::borrow::Cow;

@@ -360,10 +360,13 @@ fn stable(stamp: Stamp, now: SystemTime) -> bool {
     };
     let now_ns = i128::try_from(now.as_nanos()).unwrap_or(i128::MAX);
     let coarse = stamp.new_ns % 1_000_000_000 == 0 && stamp.cur_ns % 1_000_000_000 == 0;
+    // Linux stamps files from its coarse clock, which moves in ticks of at
+    // most 10 ms (HZ=100) and lags the real time by up to a tick; 20 ms is
+    // two ticks.
     let margin = if coarse {
         Duration::from_secs(2)
     } else {
-        Duration::from_millis(100)
+        Duration::from_millis(20)
     };
     let margin_ns = i128::try_from(margin.as_nanos()).unwrap_or(i128::MAX);
     now_ns - stamp.new_ns.max(stamp.cur_ns) >= margin_ns
@@ -379,5 +382,37 @@ fn read_size(path: &Path) -> io::Result<u64> {
             return Ok(size.finish());
         }
         size.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ns: i128) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+    }
+
+    #[test]
+    fn a_listing_is_trusted_only_two_ticks_after_the_last_change() {
+        let base: i128 = 1_795_727_974_040_543_043;
+        let stamp = Stamp {
+            new_ns: base,
+            cur_ns: base - 5_000_000_000,
+        };
+        assert!(!stable(stamp, at(base + 5_000_000)), "5 ms after a change");
+        assert!(!stable(stamp, at(base + 19_000_000)));
+        assert!(stable(stamp, at(base + 20_000_000)));
+        assert!(
+            !stable(stamp, at(base - 1_000_000_000)),
+            "a clock behind the change"
+        );
+        // Whole-second file systems: two seconds.
+        let coarse = Stamp {
+            new_ns: 1_795_727_974_000_000_000,
+            cur_ns: 1_795_727_970_000_000_000,
+        };
+        assert!(!stable(coarse, at(1_795_727_975_500_000_000)));
+        assert!(stable(coarse, at(1_795_727_976_000_000_000)));
     }
 }

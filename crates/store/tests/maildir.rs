@@ -121,7 +121,7 @@ fn an_unchanged_maildir_is_listed_from_the_cache() {
     put(&md, "new", "1700000001.a.host", b"one\n");
     put(&md, "cur", "1700000002.b.host:2,S", b"two\n");
     // Let the directories' times age past the stability margin.
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let first = md.scan().unwrap();
     let cache = fs::read_to_string(md.root().join("yubin-listing")).unwrap();
     assert!(
@@ -142,18 +142,6 @@ fn an_unchanged_maildir_is_listed_from_the_cache() {
     let again = md.scan().unwrap();
     assert_eq!(uids(&again), uids(&first));
     assert_eq!(sizes(&again), [5, 5]);
-}
-
-#[test]
-fn a_fresh_change_is_not_trusted_to_the_cache() {
-    let (_d, md) = maildir();
-    put(&md, "new", "1700000001.a.host", b"one\n");
-    md.scan().unwrap();
-    let cache = fs::read_to_string(md.root().join("yubin-listing")).unwrap();
-    assert!(
-        cache.lines().next().unwrap().ends_with(" 0"),
-        "made within the margin: {cache}"
-    );
 }
 
 #[test]
