@@ -90,7 +90,8 @@ pub fn run(port: u16, tls_port: u16, mode: &str, cert: &Path, key: &Path) -> Res
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, mailbox: Arc<Mailbox>) {
     let mut stream = BufReader::new(stream);
-    if stream.get_mut().write_all(b"+OK ready\r\n").await.is_err() {
+    let greeting = stream.get_mut();
+    if greeting.write_all(b"+OK ready\r\n").await.is_err() || greeting.flush().await.is_err() {
         return;
     }
     let mut line = String::new();
@@ -124,6 +125,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, mailbox: Arc<Mailbo
                 let status = format!("+OK {} octets\r\n", mailbox.sizes[n - 1]);
                 if stream.write_all(status.as_bytes()).await.is_err()
                     || stream.write_all(body).await.is_err()
+                    || stream.flush().await.is_err()
                 {
                     return;
                 }
@@ -137,7 +139,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, mailbox: Arc<Mailbo
         } else {
             reply.extend_from_slice(b"+OK\r\n");
         }
-        if stream.get_mut().write_all(&reply).await.is_err() {
+        // TLS buffers what is written; flush so the reply leaves now.
+        let stream = stream.get_mut();
+        if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
             return;
         }
     }
