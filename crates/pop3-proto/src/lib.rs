@@ -16,7 +16,6 @@
 
 pub mod command;
 pub mod header;
-pub mod line;
 pub mod msgnum;
 mod reply;
 pub mod server;
@@ -29,3 +28,4 @@ pub use server::{
     Action, Expire, MessageError, MessageList, Offer, Poll, Refusal, Session, SessionConfig, Stats,
 };
 pub use stuffing::{Encoder, WireSize};
+pub use yubin_line as line;

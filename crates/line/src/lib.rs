@@ -1,4 +1,4 @@
-//! Splitting the client's byte stream into command lines.
+//! Splitting a client's byte stream into command lines (POP3, SMTP).
 //!
 //! A line ends at LF; one CR before it is dropped, so `CRLF` and a bare `LF`
 //! both end a line (RFC 1939 asks for CRLF; most servers accept LF and so do
@@ -6,6 +6,10 @@
 //! the rest of it, up to the next LF, is thrown away without being buffered, so
 //! a client sending megabytes without a newline costs a bounded amount of
 //! memory.
+//!
+//! No I/O and no dependency on either protocol: both cores use it.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 /// One unit of input, as returned by [`LineReader::next_line`].
 #[derive(Debug, PartialEq, Eq)]
@@ -91,6 +95,14 @@ impl LineReader {
     /// Whether no byte is waiting to be read as a line.
     pub fn is_empty(&self) -> bool {
         self.start == self.buf.len()
+    }
+
+    /// Takes the bytes buffered after the last complete line, for a protocol
+    /// that switches from lines to raw data (SMTP's DATA and BDAT).
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.clear();
+        rest
     }
 
     /// Forgets everything buffered, including a partly discarded long line.
@@ -201,6 +213,16 @@ mod tests {
         assert_eq!(reader.next_line(&mut line), Some(Line::Complete));
         assert_eq!(line, b"NOOP");
         assert_eq!(reports, 1);
+    }
+
+    #[test]
+    fn the_rest_after_a_line_can_be_taken() {
+        let mut reader = LineReader::new(100);
+        let mut line = Vec::new();
+        reader.push(b"DATA\r\nSubject: x\r\n\r\nbody");
+        assert_eq!(reader.next_line(&mut line), Some(Line::Complete));
+        assert_eq!(reader.take_rest(), b"Subject: x\r\n\r\nbody");
+        assert!(reader.is_empty());
     }
 
     #[test]

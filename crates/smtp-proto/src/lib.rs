@@ -1,0 +1,23 @@
+//! SMTP on bytes: commands, addresses, replies, the DATA and BDAT receivers
+//! and the server session.
+//!
+//! No I/O and no clock: bytes go in, bytes and [`Action`]s come out, and
+//! whoever owns the socket carries the actions out (see [`server`]).
+//!
+//! - [`address`]: paths and mailboxes (RFC 5321 §4.1.2).
+//! - [`command`]: parsing a command line.
+//! - [`data`]: DATA (dot-terminated, smuggling-proof) and BDAT content.
+//! - [`reply`]: replies with enhanced status codes.
+//! - [`server`]: the session state machine.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod address;
+pub mod command;
+pub mod data;
+pub mod reply;
+pub mod server;
+
+pub use address::{Domain, ForwardPath, Mailbox};
+pub use reply::{Reply, replies};
+pub use server::{Action, Envelope, Offer, Poll, Recipient, Session, SessionConfig};
