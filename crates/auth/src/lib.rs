@@ -9,9 +9,11 @@
 //! - [`scheme`]: `{SCHEME}data` parsing, verification and hashing.
 //! - [`users`]: the lookup table a server authenticates against (incl. APOP).
 //! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256.
+//! - [`grants`]: POP-before-SMTP relay grants.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod grants;
 mod md5_context;
 mod md5_crypt;
 pub mod passwd;
@@ -21,6 +23,7 @@ pub mod scheme;
 pub mod scram;
 pub mod users;
 
+pub use grants::RelayGrants;
 pub use md5_context::HmacMd5Contexts;
 pub use passwd::{PasswdFile, UserEntry, check_user_name};
 pub use scheme::{Scheme, SchemeError, StoredPassword};

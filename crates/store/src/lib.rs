@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use listing::Listing;
 pub use lock::{LockError, MaildropLock};
-pub use maildir::{CommitReport, Maildir, OpenError, StoreError};
+pub use maildir::{CommitReport, Maildir, OpenError, Staged, StoreError};
 
 static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 

@@ -282,61 +282,131 @@ impl Maildir {
     /// fsync `new/`. Returns the file name in `new/`. The name carries `,S=`
     /// and `,W=` so listings need no file reads.
     pub fn deliver(&self, message: &[u8], hostname: &str) -> Result<OsString, StoreError> {
+        let staged = self.stage(
+            message.len() as u64,
+            WireSize::of(message),
+            hostname,
+            |file| file.write_all(message),
+        )?;
+        staged.commit()
+    }
+
+    /// The first half of a delivery: writes a message of `size` octets
+    /// (wire size `wire`) into `tmp/` with `write`, and fsyncs it. Nothing
+    /// is visible until [`Staged::commit`]; [`Staged::abort`] (or dropping
+    /// it) removes it. Several recipients' copies can be staged first and
+    /// committed together, so a failure leaves none half-delivered.
+    pub fn stage(
+        &self,
+        size: u64,
+        wire: u64,
+        hostname: &str,
+        write: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<Staged, StoreError> {
         self.create()?;
-        let wire = WireSize::of(message);
-        let host = name::escape_hostname(hostname);
-        let tmp_dir = self.root.join("tmp");
-        let new_dir = self.root.join("new");
-        loop {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let unique = format!(
-                "{}.M{}P{}Q{}R{}.{host},S={},W={wire}",
-                now.as_secs(),
-                now.subsec_micros(),
-                std::process::id(),
-                crate::next_delivery(),
-                crate::random_hex(4),
-                message.len(),
-            );
-            let tmp = tmp_dir.join(&unique);
-            let write = || -> io::Result<()> {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&tmp)?;
-                file.write_all(message)?;
-                file.sync_all()
-            };
-            if let Err(e) = write() {
+        let name = unique_name(&name::escape_hostname(hostname), size, wire);
+        let tmp = self.root.join("tmp").join(&name);
+        let written = (|| -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            write(&mut file)?;
+            file.sync_all()
+        })();
+        match written {
+            Ok(()) => Ok(Staged {
+                tmp: Some(tmp),
+                new_dir: self.root.join("new"),
+                hostname: hostname.to_owned(),
+                size,
+                wire,
+            }),
+            Err(error) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(StoreError::Io {
-                    path: tmp,
-                    error: e,
-                });
-            }
-            let target = new_dir.join(&unique);
-            // link(2) fails if the name exists, where rename(2) would overwrite.
-            let linked = fs::hard_link(&tmp, &target);
-            let _ = fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => {
-                    sync_dir(&new_dir).map_err(io_error(&new_dir))?;
-                    return Ok(OsString::from(unique));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(StoreError::Io {
-                        path: target,
-                        error: e,
-                    });
-                }
+                Err(StoreError::Io { path: tmp, error })
             }
         }
     }
+}
+
+/// A message in `tmp/`, written and fsynced, waiting to be committed.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: Option<PathBuf>,
+    new_dir: PathBuf,
+    hostname: String,
+    size: u64,
+    wire: u64,
+}
+
+impl Staged {
+    /// Makes the message visible: link into `new/` under a name that
+    /// exists nowhere yet (link(2) fails where rename(2) would overwrite),
+    /// then fsync `new/`. Returns the name in `new/`.
+    pub fn commit(mut self) -> Result<OsString, StoreError> {
+        let Some(tmp) = self.tmp.take() else {
+            return Err(StoreError::NotADirectory(self.new_dir.clone()));
+        };
+        let mut name = tmp.file_name().map(OsString::from).unwrap_or_default();
+        let result = loop {
+            let target = self.new_dir.join(&name);
+            match fs::hard_link(&tmp, &target) {
+                Ok(()) => {
+                    break sync_dir(&self.new_dir)
+                        .map(|()| name)
+                        .map_err(io_error(&self.new_dir));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    name = OsString::from(unique_name(
+                        &name::escape_hostname(&self.hostname),
+                        self.size,
+                        self.wire,
+                    ));
+                }
+                Err(error) => {
+                    break Err(StoreError::Io {
+                        path: target,
+                        error,
+                    });
+                }
+            }
+        };
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    /// Throws the staged message away.
+    pub fn abort(mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// A Maildir unique name in Dovecot's style, `<secs>.M<usecs>P<pid>Q<n>R<rand>.<host>,S=,W=`.
+fn unique_name(host: &str, size: u64, wire: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}R{}.{host},S={size},W={wire}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        crate::next_delivery(),
+        crate::random_hex(4),
+    )
 }
 
 fn open_no_follow(path: &Path) -> io::Result<File> {

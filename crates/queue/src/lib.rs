@@ -1,0 +1,420 @@
+//! The outbound queue: mail accepted for remote recipients waits here until
+//! it is delivered (the delivery engine comes with the next issue).
+//!
+//! Blocking I/O; the server calls it off its async threads.
+//!
+//! Layout under the queue directory: `tmp/` for entries being written,
+//! `active/` for committed ones, `corrupt/` for damaged files moved aside.
+//! An entry is one file: a small text envelope, an empty line, then the
+//! message (LF line ends):
+//!
+//! ```text
+//! yubin-queue 1
+//! id 19c0b7a4e1d2-0001-8f3a
+//! created 1795727974
+//! from <sender@example.org>
+//! rcpt <user@remote.example>
+//! client 192.0.2.7
+//! auth pop-before-smtp alice
+//!
+//! Received: …
+//! ```
+//!
+//! An entry is written to `tmp/`, fsynced, renamed into `active/`, and
+//! `active/` fsynced; only then is it queued. A file in `tmp/` after a crash
+//! was never acknowledged and is removed at start.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MAGIC: &str = "yubin-queue 1";
+
+/// Errors of the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// An I/O error on a path.
+    #[error("{path}: {error}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What.
+        error: io::Error,
+    },
+    /// A queue file that does not parse.
+    #[error("{path}: damaged queue file: {reason}")]
+    Damaged {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
+    move |error| QueueError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+/// The envelope of a queued message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// The entry's id (also its file name).
+    pub id: String,
+    /// When it was queued (Unix seconds).
+    pub created: u64,
+    /// The reverse-path, `""` for the null sender.
+    pub from: String,
+    /// The recipients still to deliver to.
+    pub recipients: Vec<String>,
+    /// The client's address.
+    pub client: String,
+    /// Why relaying was allowed (`auth alice`, `network`, `pop-before-smtp alice`).
+    pub auth: String,
+}
+
+/// A queue directory.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    root: PathBuf,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A new queue id: time, process, counter and randomness, hex.
+pub fn new_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut random = [0u8; 3];
+    // Uniqueness comes from time, pid and counter; the random part only
+    // makes ids hard to guess.
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{:x}{:05x}-{:x}-{:x}-{:02x}{:02x}{:02x}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        random[0],
+        random[1],
+        random[2]
+    )
+}
+
+/// Text fields must stay on one line of the envelope.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl Queue {
+    /// The queue in `root` (created on first use).
+    pub fn new(root: impl Into<PathBuf>) -> Queue {
+        Queue { root: root.into() }
+    }
+
+    /// The queue's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, name: &str) -> Result<PathBuf, QueueError> {
+        let dir = self.root.join(name);
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        Ok(dir)
+    }
+
+    /// Writes an entry to `tmp/` and fsyncs it; [`Staged::commit`] queues it.
+    pub fn stage(
+        &self,
+        envelope: &Envelope,
+        write_message: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<Staged, QueueError> {
+        let tmp_dir = self.dir("tmp")?;
+        let active = self.dir("active")?;
+        let tmp = tmp_dir.join(&envelope.id);
+        let written = (|| -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            let mut header = format!(
+                "{MAGIC}\nid {}\ncreated {}\nfrom <{}>\n",
+                one_line(&envelope.id),
+                envelope.created,
+                one_line(&envelope.from)
+            );
+            for rcpt in &envelope.recipients {
+                header.push_str(&format!("rcpt <{}>\n", one_line(rcpt)));
+            }
+            header.push_str(&format!(
+                "client {}\nauth {}\n\n",
+                one_line(&envelope.client),
+                one_line(&envelope.auth)
+            ));
+            file.write_all(header.as_bytes())?;
+            write_message(&mut file)?;
+            file.sync_all()
+        })();
+        match written {
+            Ok(()) => Ok(Staged {
+                tmp: Some(tmp),
+                target: active.join(&envelope.id),
+                active,
+            }),
+            Err(error) => {
+                let _ = fs::remove_file(&tmp);
+                Err(QueueError::Io { path: tmp, error })
+            }
+        }
+    }
+
+    /// The queued entries' envelopes, oldest first. Damaged files are moved
+    /// to `corrupt/` and reported in the second list.
+    pub fn list(&self) -> Result<(Vec<Envelope>, Vec<QueueError>), QueueError> {
+        let active = self.root.join("active");
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        let read = match fs::read_dir(&active) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((entries, damaged)),
+            Err(e) => {
+                return Err(QueueError::Io {
+                    path: active,
+                    error: e,
+                });
+            }
+        };
+        for entry in read {
+            let path = entry.map_err(io_at(&active))?.path();
+            match read_envelope(&path) {
+                Ok(envelope) => entries.push(envelope),
+                Err(error @ QueueError::Damaged { .. }) => {
+                    let _ = self.quarantine(&path);
+                    damaged.push(error);
+                }
+                // Gone meanwhile (delivered by the engine): not an error.
+                Err(QueueError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => damaged.push(error),
+            }
+        }
+        entries.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        Ok((entries, damaged))
+    }
+
+    /// An entry's envelope and message.
+    pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), QueueError> {
+        if id.contains('/') || id.starts_with('.') {
+            return Err(QueueError::Damaged {
+                path: PathBuf::from(id),
+                reason: "not a queue id".into(),
+            });
+        }
+        let path = self.root.join("active").join(id);
+        let mut reader = BufReader::new(File::open(&path).map_err(io_at(&path))?);
+        let envelope = parse_envelope(&mut reader, &path)?;
+        let mut message = Vec::new();
+        reader.read_to_end(&mut message).map_err(io_at(&path))?;
+        Ok((envelope, message))
+    }
+
+    /// Removes entries left in `tmp/` by a crash (never acknowledged).
+    pub fn clean_tmp(&self) -> Result<usize, QueueError> {
+        let tmp = self.dir("tmp")?;
+        let mut removed = 0;
+        for entry in fs::read_dir(&tmp).map_err(io_at(&tmp))?.flatten() {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn quarantine(&self, path: &Path) -> Result<(), QueueError> {
+        let corrupt = self.dir("corrupt")?;
+        let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+        fs::rename(path, corrupt.join(name)).map_err(io_at(path))
+    }
+}
+
+fn read_envelope(path: &Path) -> Result<Envelope, QueueError> {
+    let mut reader = BufReader::new(File::open(path).map_err(io_at(path))?);
+    parse_envelope(&mut reader, path)
+}
+
+fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, QueueError> {
+    let damaged = |reason: &str| QueueError::Damaged {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut line = String::new();
+    let mut envelope = Envelope::default();
+    let mut first = true;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(io_at(path))?;
+        if n == 0 {
+            return Err(damaged("ends before the message"));
+        }
+        let text = line.trim_end_matches('\n');
+        if first {
+            if text != MAGIC {
+                return Err(damaged("not a yubin queue file"));
+            }
+            first = false;
+            continue;
+        }
+        if text.is_empty() {
+            break;
+        }
+        let (key, value) = text.split_once(' ').unwrap_or((text, ""));
+        let angle = |v: &str| {
+            v.strip_prefix('<')
+                .and_then(|v| v.strip_suffix('>'))
+                .map(str::to_owned)
+        };
+        match key {
+            "id" => envelope.id = value.to_owned(),
+            "created" => {
+                envelope.created = value.parse().map_err(|_| damaged("bad created time"))?
+            }
+            "from" => envelope.from = angle(value).ok_or_else(|| damaged("bad sender"))?,
+            "rcpt" => envelope
+                .recipients
+                .push(angle(value).ok_or_else(|| damaged("bad recipient"))?),
+            "client" => envelope.client = value.to_owned(),
+            "auth" => envelope.auth = value.to_owned(),
+            _ => {} // later versions may add fields
+        }
+    }
+    if envelope.id.is_empty() || envelope.recipients.is_empty() {
+        return Err(damaged("no id or no recipient"));
+    }
+    Ok(envelope)
+}
+
+/// An entry in `tmp/`, written and fsynced, waiting to be committed.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: Option<PathBuf>,
+    target: PathBuf,
+    active: PathBuf,
+}
+
+impl Staged {
+    /// Queues the entry: rename into `active/`, fsync `active/`.
+    pub fn commit(mut self) -> Result<(), QueueError> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(());
+        };
+        fs::rename(&tmp, &self.target).map_err(io_at(&self.target))?;
+        File::open(&self.active)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_at(&self.active))
+    }
+
+    /// Removes a committed entry again (a later part of a delivery failed).
+    pub fn uncommit(target: &Path) {
+        let _ = fs::remove_file(target);
+    }
+
+    /// Where the entry will be once committed.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(id: &str) -> Envelope {
+        Envelope {
+            id: id.into(),
+            created: 1_795_727_974,
+            from: "a@b.example".into(),
+            recipients: vec!["x@remote.example".into(), "y@remote.example".into()],
+            client: "192.0.2.7".into(),
+            auth: "pop-before-smtp alice".into(),
+        }
+    }
+
+    #[test]
+    fn staged_entries_appear_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(dir.path());
+        let staged = queue
+            .stage(&envelope("one"), |f| f.write_all(b"Subject: x\n\nbody\n"))
+            .unwrap();
+        assert!(queue.list().unwrap().0.is_empty());
+        staged.commit().unwrap();
+        let (entries, damaged) = queue.list().unwrap();
+        assert!(damaged.is_empty());
+        assert_eq!(entries, vec![envelope("one")]);
+        let (env, message) = queue.read("one").unwrap();
+        assert_eq!(env, envelope("one"));
+        assert_eq!(message, b"Subject: x\n\nbody\n");
+        // A dropped stage leaves nothing.
+        drop(
+            queue
+                .stage(&envelope("two"), |f| f.write_all(b"x"))
+                .unwrap(),
+        );
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn damaged_files_are_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(dir.path());
+        queue
+            .stage(&envelope("good"), |f| f.write_all(b"m"))
+            .unwrap()
+            .commit()
+            .unwrap();
+        fs::write(
+            dir.path().join("active/bad"),
+            b"yubin-queue 1\nid bad\nfrom <a@b>\n",
+        )
+        .unwrap();
+        let (entries, damaged) = queue.list().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(damaged.len(), 1);
+        assert!(dir.path().join("corrupt/bad").exists());
+    }
+
+    #[test]
+    fn ids_are_unique_and_fields_stay_on_one_line() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(dir.path());
+        let mut env = envelope("three");
+        env.auth = "auth evil\nrcpt <injected@x>".into();
+        queue
+            .stage(&env, |f| f.write_all(b"m"))
+            .unwrap()
+            .commit()
+            .unwrap();
+        let (read, _) = queue.read("three").unwrap();
+        assert_eq!(read.recipients.len(), 2);
+    }
+}
