@@ -16,6 +16,10 @@ fn main() -> ExitCode {
             eprintln!("yubin: {message}");
             ExitCode::from(2)
         }
+        Err(cli::Failure::Exit(status, message)) => {
+            eprintln!("yubin: {message}");
+            ExitCode::from(status)
+        }
         Err(cli::Failure::Runtime(error)) => {
             eprintln!("yubin: {error:#}");
             ExitCode::from(1)

@@ -1,7 +1,9 @@
 //! Subcommands and their arguments.
 
+mod deliver;
 mod password;
 mod pw;
+mod queue;
 mod serve;
 mod user;
 
@@ -42,6 +44,18 @@ enum Command {
     },
     /// Hash a password for a passwd-file, like `doveadm pw`.
     Pw(pw::PwArgs),
+    /// Deliver a message from stdin to a user's Maildir (for Postfix's
+    /// mailbox_command or a pipe transport). Exit status: 0 delivered,
+    /// 67 unknown user, 75 temporary failure (the MTA retries).
+    Deliver(deliver::DeliverArgs),
+    /// Inspect the outbound queue.
+    Queue {
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+        /// The configuration file (for the queue's location).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// How a command failed.
@@ -50,6 +64,8 @@ pub enum Failure {
     Usage(String),
     /// Something else went wrong: exit status 1.
     Runtime(anyhow::Error),
+    /// A specific exit status (sysexits for `deliver`) and its message.
+    Exit(u8, String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -65,6 +81,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Command::CheckConfig { config } => serve::check_config(load_config(config.as_deref())?),
         Command::User { command, config } => user::run(command, &load_config(config.as_deref())?),
         Command::Pw(args) => pw::run(args),
+        Command::Deliver(args) => deliver::run(args),
+        Command::Queue { command, config } => queue::run(command, &load_config(config.as_deref())?),
     }
 }
 

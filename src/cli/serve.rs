@@ -23,6 +23,9 @@ pub fn serve(config: Config) -> Result<(), Failure> {
                 yubin_server::server::StartError::Config(e) => {
                     Failure::Usage(format!("configuration error: {e}"))
                 }
+                e @ yubin_server::server::StartError::Aliases(_) => {
+                    Failure::Usage(format!("configuration error: {e}"))
+                }
                 other => Failure::Runtime(other.into()),
             })?;
         if let Some(demo) = demo {

@@ -15,6 +15,12 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
+    /// The MX listener.
+    pub smtp: SocketAddr,
+    /// Submission with STARTTLS.
+    pub submission: SocketAddr,
+    /// Submission with implicit TLS.
+    pub submissions: SocketAddr,
     child: Option<Child>,
     config_extra: String,
 }
@@ -25,6 +31,10 @@ pub struct Setup {
     pub pop3: String,
     /// Extra top-level lines.
     pub top: String,
+    /// Extra lines appended to the `[smtp]` table.
+    pub smtp: String,
+    /// Extra tables appended at the end (e.g. `[pop_before_smtp]`).
+    pub tables: String,
     /// `(name, password field)` lines of the passwd-file.
     pub users: Vec<(String, String)>,
     /// Listen on all addresses (for non-loopback tests).
@@ -36,6 +46,8 @@ impl Default for Setup {
         Setup {
             pop3: "auth_failure_delay = \"100ms\"\n".into(),
             top: String::new(),
+            smtp: "auth_failure_delay = \"100ms\"\n".into(),
+            tables: String::new(),
             users: vec![
                 ("alice".into(), "{PLAIN}alice-pw".into()),
                 // Dovecot's `doveadm pw -s SHA512-CRYPT -p secret`.
@@ -64,15 +76,20 @@ impl TestServer {
             "127.0.0.1"
         };
         let config_extra = format!(
-            "hostname = \"test.example\"\ndata_dir = \"{}\"\n{}\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}",
+            "hostname = \"test.example\"\ndata_dir = \"{}\"\n{}\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:0\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
             dir.path().display(),
             setup.top,
-            setup.pop3
+            setup.pop3,
+            setup.smtp,
+            setup.tables,
         );
         let mut server = TestServer {
             dir,
             pop3: "127.0.0.1:0".parse().expect("address"),
             pop3s: "127.0.0.1:0".parse().expect("address"),
+            smtp: "127.0.0.1:0".parse().expect("address"),
+            submission: "127.0.0.1:0".parse().expect("address"),
+            submissions: "127.0.0.1:0".parse().expect("address"),
             child: None,
             config_extra,
         };
@@ -112,12 +129,21 @@ impl TestServer {
         loop {
             let text = fs::read_to_string(self.log_path()).unwrap_or_default();
             let text = &text[start_len as usize..];
-            let plain = find_address(text, "pop3 listening on ");
-            let tls = find_address(text, "pop3s listening on ");
-            if let (Some(plain), Some(tls)) = (plain, tls) {
+            let found = [
+                "pop3 listening on ",
+                "pop3s listening on ",
+                "smtp listening on ",
+                "submission listening on ",
+                "submissions listening on ",
+            ]
+            .map(|marker| find_address(text, marker));
+            if let [Some(pop3), Some(pop3s), Some(smtp), Some(sub), Some(subs)] = found {
                 let port = |a: SocketAddr| SocketAddr::from(([127, 0, 0, 1], a.port()));
-                self.pop3 = port(plain);
-                self.pop3s = port(tls);
+                self.pop3 = port(pop3);
+                self.pop3s = port(pop3s);
+                self.smtp = port(smtp);
+                self.submission = port(sub);
+                self.submissions = port(subs);
                 return;
             }
             if let Some(status) = self
@@ -244,7 +270,8 @@ impl TestServer {
         names
     }
 
-    /// Runs a Python script with `HOST`, `PORT`, `PORT_TLS` set, and parses
+    /// Runs a Python script with `HOST`, `PORT`, `PORT_TLS`, `SMTP_PORT`,
+    /// `SUBMISSION_PORT` and `SUBMISSIONS_PORT` set, and parses
     /// its last stdout line as JSON.
     pub fn python(&self, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
         let output = self.python_raw(script, env);
@@ -284,7 +311,10 @@ impl TestServer {
             .env("PYTHONPATH", helper)
             .env("HOST", "127.0.0.1")
             .env("PORT", self.pop3.port().to_string())
-            .env("PORT_TLS", self.pop3s.port().to_string());
+            .env("PORT_TLS", self.pop3s.port().to_string())
+            .env("SMTP_PORT", self.smtp.port().to_string())
+            .env("SUBMISSION_PORT", self.submission.port().to_string())
+            .env("SUBMISSIONS_PORT", self.submissions.port().to_string());
         for (k, v) in env {
             command.env(k, v);
         }

@@ -25,6 +25,10 @@ pub struct Config {
     pub users: UsersConfig,
     /// The POP3 service.
     pub pop3: Pop3Config,
+    /// The SMTP service.
+    pub smtp: SmtpConfig,
+    /// POP-before-SMTP relay grants.
+    pub pop_before_smtp: PopBeforeSmtpConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -126,6 +130,87 @@ impl Default for Pop3Config {
     }
 }
 
+/// `[smtp]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The MX listeners: mail for local users from anyone, relay for the authorised.
+    pub listen: Vec<String>,
+    /// Submission listeners (port 587 style): STARTTLS, AUTH required to send.
+    pub submission: Vec<String>,
+    /// Implicit-TLS submission listeners (port 465 style, RFC 8314).
+    pub submissions: Vec<String>,
+    /// Domains delivered here. Default: the domains of the users in the
+    /// passwd-file, plus `hostname`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_domains: Option<Vec<String>>,
+    /// Client networks (CIDR) allowed to relay without authentication.
+    pub relay_networks: Vec<String>,
+    /// Largest message accepted, in octets (the SIZE extension).
+    pub max_message_size: u64,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// How long a client may stay silent (RFC 5321 §4.5.3.2: at least 5 minutes).
+    pub timeout: HumanDuration,
+    /// Where AUTH with PLAIN or LOGIN is accepted (as for POP3).
+    pub plaintext_auth: PlaintextAuth,
+    /// Pause before answering a failed AUTH.
+    pub auth_failure_delay: HumanDuration,
+    /// Optional aliases file (`alias: target, target`), one level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aliases_file: Option<PathBuf>,
+    /// The outbound queue. Default `{data_dir}/queue`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_dir: Option<PathBuf>,
+    /// Most simultaneous SMTP connections.
+    pub max_connections: usize,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: vec!["127.0.0.1:2525".into()],
+            submission: vec!["127.0.0.1:1587".into()],
+            submissions: vec!["127.0.0.1:1465".into()],
+            local_domains: None,
+            relay_networks: Vec::new(),
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            timeout: HumanDuration(Duration::from_secs(300)),
+            plaintext_auth: PlaintextAuth::Tls,
+            auth_failure_delay: HumanDuration(Duration::from_secs(2)),
+            aliases_file: None,
+            queue_dir: None,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// `[pop_before_smtp]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PopBeforeSmtpConfig {
+    /// How long a POP3 login authorises its address to relay; `"0"` is off.
+    pub window: HumanDuration,
+    /// IPv6 clients are matched on this many leading bits (128: exact).
+    pub ipv6_prefix: u8,
+    /// Most grants kept (expired ones are purged first).
+    pub max_grants: usize,
+    /// Postfix policy-delegation listeners (SMTPD_POLICY_README), off when empty.
+    pub policy_listen: Vec<String>,
+}
+
+impl Default for PopBeforeSmtpConfig {
+    fn default() -> Self {
+        PopBeforeSmtpConfig {
+            window: HumanDuration(Duration::from_secs(600)),
+            ipv6_prefix: 128,
+            max_grants: 100_000,
+            policy_listen: Vec::new(),
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -150,6 +235,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             users: UsersConfig::default(),
             pop3: Pop3Config::default(),
+            smtp: SmtpConfig::default(),
+            pop_before_smtp: PopBeforeSmtpConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -246,6 +333,43 @@ impl Config {
             return Err(invalid("pop3.login_delay", "is too long"));
         }
         self.expire()?;
+        self.smtp_listen()?;
+        self.smtp_submission()?;
+        self.smtp_submissions()?;
+        self.policy_listen()?;
+        self.relay_networks()?;
+        let smtp = &self.smtp;
+        if smtp.timeout.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "smtp.timeout",
+                "must be at least 1s (RFC 5321 asks for 5m)",
+            ));
+        }
+        if smtp.max_message_size == 0 {
+            return Err(invalid("smtp.max_message_size", "must be positive"));
+        }
+        if smtp.max_recipients == 0 {
+            return Err(invalid(
+                "smtp.max_recipients",
+                "must be at least 1 (RFC 5321 asks servers to take 100)",
+            ));
+        }
+        if smtp.max_connections == 0 {
+            return Err(invalid("smtp.max_connections", "must be at least 1"));
+        }
+        if self.pop_before_smtp.ipv6_prefix > 128 {
+            return Err(invalid("pop_before_smtp.ipv6_prefix", "must be 0 to 128"));
+        }
+        if let Some(domains) = &smtp.local_domains {
+            for (i, d) in domains.iter().enumerate() {
+                if d.is_empty() || d.contains(['@', ' ', '/']) {
+                    return Err(invalid(
+                        format!("smtp.local_domains[{i}]"),
+                        format!("{d:?} is not a domain"),
+                    ));
+                }
+            }
+        }
         if let Some(template) = &self.users.mail_location {
             yubin_store::location::expand(template, "check@example.org", Some("/home/check"))
                 .map_err(|e| invalid("users.mail_location", e.to_string()))?;
@@ -267,6 +391,54 @@ impl Config {
     /// The parsed `pop3.listen_tls` addresses.
     pub fn pop3_listen_tls(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         parse_addresses("pop3.listen_tls", &self.pop3.listen_tls)
+    }
+
+    /// The parsed `smtp.listen` addresses.
+    pub fn smtp_listen(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        parse_addresses("smtp.listen", &self.smtp.listen)
+    }
+
+    /// The parsed `smtp.submission` addresses.
+    pub fn smtp_submission(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        parse_addresses("smtp.submission", &self.smtp.submission)
+    }
+
+    /// The parsed `smtp.submissions` addresses.
+    pub fn smtp_submissions(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        parse_addresses("smtp.submissions", &self.smtp.submissions)
+    }
+
+    /// The parsed `pop_before_smtp.policy_listen` addresses.
+    pub fn policy_listen(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        parse_addresses(
+            "pop_before_smtp.policy_listen",
+            &self.pop_before_smtp.policy_listen,
+        )
+    }
+
+    /// The parsed `smtp.relay_networks`.
+    pub fn relay_networks(&self) -> Result<Vec<crate::relay::Network>, ConfigError> {
+        self.smtp
+            .relay_networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                crate::relay::Network::parse(n).ok_or_else(|| {
+                    invalid(
+                        format!("smtp.relay_networks[{i}]"),
+                        format!("{n:?} is not a network (examples: \"192.168.0.0/24\", \"2001:db8::/32\")"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The queue directory.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.smtp
+            .queue_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("queue"))
     }
 
     /// The EXPIRE setting.

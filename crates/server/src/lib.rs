@@ -7,18 +7,26 @@
 //! - [`config`]: the TOML file, defaults and validation.
 //! - [`tls`]: rustls configuration, self-signed default.
 //! - [`userstore`]: the passwd-file, reloaded on change.
-//! - [`pop3`]: listeners and per-connection drivers.
+//! - [`pop3`]: POP3 listeners and per-connection drivers.
+//! - [`smtp`]: SMTP listeners, drivers, local delivery and queueing.
+//! - [`relay`]: local recipients, aliases, the relay policy.
+//! - [`deliver`]: `yubin deliver`, local delivery for another MTA.
+//! - [`policy`]: the Postfix policy service for POP before SMTP.
 //! - [`server`]: start and shutdown.
 //! - [`first_run`]: the demo account of the embedded default.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod deliver;
 pub mod duration;
 pub mod first_run;
 mod logtext;
+pub mod policy;
 pub mod pop3;
+pub mod relay;
 pub mod server;
+pub mod smtp;
 mod stream;
 pub mod tls;
 pub mod userstore;

@@ -1,7 +1,7 @@
 //! Starting and stopping the whole server.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -9,8 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use yubin_auth::RelayGrants;
+
 use crate::config::{Config, ConfigError};
 use crate::pop3::{self, Pop3Service};
+use crate::relay::Aliases;
+use crate::smtp::{self, Listener, SmtpService};
 use crate::tls::{self, TlsError};
 use crate::userstore::UserStore;
 
@@ -31,6 +35,12 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// The aliases file could not be read or parsed.
+    #[error("smtp.aliases_file: {0}")]
+    Aliases(String),
+    /// The queue directory could not be prepared.
+    #[error("cannot prepare the queue: {0}")]
+    Queue(#[from] yubin_queue::QueueError),
     /// A listening socket could not be opened.
     #[error("cannot listen on {address} ({key}): {error}")]
     Listen {
@@ -49,9 +59,18 @@ pub struct Server {
     pub pop3_addresses: Vec<SocketAddr>,
     /// Where POP3S listens.
     pub pop3s_addresses: Vec<SocketAddr>,
+    /// Where SMTP (MX, port 25's role) listens.
+    pub smtp_addresses: Vec<SocketAddr>,
+    /// Where submission with STARTTLS listens.
+    pub submission_addresses: Vec<SocketAddr>,
+    /// Where submission with implicit TLS listens.
+    pub submissions_addresses: Vec<SocketAddr>,
+    /// Where the Postfix policy service listens.
+    pub policy_addresses: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     pop3: Arc<Pop3Service>,
+    smtp: Arc<SmtpService>,
 }
 
 impl Server {
@@ -65,13 +84,45 @@ impl Server {
             path: passwd.clone(),
             error,
         })?);
+        let aliases = match &config.smtp.aliases_file {
+            Some(path) => Aliases::load(path).map_err(StartError::Aliases)?,
+            None => Aliases::default(),
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let pbs = &config.pop_before_smtp;
+        let grants = Arc::new(Mutex::new(RelayGrants::new(
+            pbs.window.0,
+            pbs.ipv6_prefix,
+            pbs.max_grants,
+        )));
         let pop3 = Arc::new(Pop3Service::new(
             config.clone(),
             users.clone(),
-            tls,
+            tls.clone(),
+            grants.clone(),
             shutdown_rx.clone(),
         ));
+        let smtp = Arc::new(SmtpService::new(
+            config.clone(),
+            users.clone(),
+            tls,
+            grants.clone(),
+            aliases,
+            shutdown_rx.clone(),
+        )?);
+        // Entries in tmp/ were never acknowledged with 250: the client
+        // still has them and will retry.
+        let abandoned = smtp.queue.clean_tmp()?;
+        if abandoned > 0 {
+            tracing::info!("removed {abandoned} unacknowledged queue entries left by a crash");
+        }
+        // Spool files of messages being received when the process died.
+        // (A file still open elsewhere stays readable through its descriptor.)
+        if let Ok(entries) = std::fs::read_dir(config.data_dir.join("spool")) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
 
         let mut tasks = Vec::new();
         let mut pop3_addresses = Vec::new();
@@ -81,14 +132,7 @@ impl Server {
             ("pop3.listen_tls", config.pop3_listen_tls()?, true),
         ] {
             for address in addresses {
-                let listener =
-                    TcpListener::bind(address)
-                        .await
-                        .map_err(|error| StartError::Listen {
-                            address,
-                            key,
-                            error,
-                        })?;
+                let listener = bind(address, key).await?;
                 let bound = listener.local_addr().unwrap_or(address);
                 if implicit {
                     tracing::info!("pop3s listening on {bound} (implicit TLS)");
@@ -99,6 +143,56 @@ impl Server {
                 }
                 tasks.push(tokio::spawn(pop3::serve(pop3.clone(), listener, implicit)));
             }
+        }
+
+        let mut smtp_addresses = Vec::new();
+        let mut submission_addresses = Vec::new();
+        let mut submissions_addresses = Vec::new();
+        for (key, addresses, kind) in [
+            ("smtp.listen", config.smtp_listen()?, Listener::Mx),
+            (
+                "smtp.submission",
+                config.smtp_submission()?,
+                Listener::Submission,
+            ),
+            (
+                "smtp.submissions",
+                config.smtp_submissions()?,
+                Listener::Submissions,
+            ),
+        ] {
+            for address in addresses {
+                let listener = bind(address, key).await?;
+                let bound = listener.local_addr().unwrap_or(address);
+                match kind {
+                    Listener::Mx => {
+                        tracing::info!("smtp listening on {bound}");
+                        smtp_addresses.push(bound);
+                    }
+                    Listener::Submission => {
+                        tracing::info!("submission listening on {bound} (STARTTLS available)");
+                        submission_addresses.push(bound);
+                    }
+                    Listener::Submissions => {
+                        tracing::info!("submissions listening on {bound} (implicit TLS)");
+                        submissions_addresses.push(bound);
+                    }
+                }
+                tasks.push(tokio::spawn(smtp::serve(smtp.clone(), listener, kind)));
+            }
+        }
+
+        let mut policy_addresses = Vec::new();
+        for address in config.policy_listen()? {
+            let listener = bind(address, "pop_before_smtp.policy_listen").await?;
+            let bound = listener.local_addr().unwrap_or(address);
+            tracing::info!("policy service listening on {bound}");
+            policy_addresses.push(bound);
+            tasks.push(tokio::spawn(crate::policy::serve(
+                listener,
+                grants.clone(),
+                shutdown_rx.clone(),
+            )));
         }
 
         // Pick up passwd-file changes (yubin user add) without a restart.
@@ -118,9 +212,14 @@ impl Server {
         Ok(Server {
             pop3_addresses,
             pop3s_addresses,
+            smtp_addresses,
+            submission_addresses,
+            submissions_addresses,
+            policy_addresses,
             shutdown,
             tasks,
             pop3,
+            smtp,
         })
     }
 
@@ -138,8 +237,12 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        let max = u32::try_from(self.pop3.config.pop3.max_connections).unwrap_or(u32::MAX);
-        let all_closed = self.pop3.connections.acquire_many(max);
+        let pop3_max = u32::try_from(self.pop3.config.pop3.max_connections).unwrap_or(u32::MAX);
+        let smtp_max = u32::try_from(self.smtp.config.smtp.max_connections).unwrap_or(u32::MAX);
+        let all_closed = async {
+            let _pop3 = self.pop3.connections.acquire_many(pop3_max).await;
+            let _smtp = self.smtp.connections.acquire_many(smtp_max).await;
+        };
         if tokio::time::timeout(Duration::from_secs(10), all_closed)
             .await
             .is_err()
@@ -147,6 +250,16 @@ impl Server {
             tracing::warn!("some sessions did not end within 10 s");
         }
     }
+}
+
+async fn bind(address: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| StartError::Listen {
+            address,
+            key,
+            error,
+        })
 }
 
 async fn wait_for_signal() {

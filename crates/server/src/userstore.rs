@@ -17,6 +17,11 @@ pub struct Snapshot {
     pub mechanisms: Vec<String>,
     /// Whether some user can use APOP.
     pub apop: bool,
+    /// The domains of the users' names (`name@domain`), lower case.
+    pub domains: std::collections::HashSet<String>,
+    /// The first user in the file (postmaster's mail goes there when there
+    /// is no postmaster user or alias).
+    pub first_user: Option<String>,
     /// Increases with every reload.
     pub generation: u64,
 }
@@ -112,10 +117,17 @@ fn load(path: &Path, generation: u64) -> std::io::Result<Snapshot> {
         .map(|m| (*m).to_owned())
         .collect();
     let apop = users.any_apop();
+    let domains = file
+        .users()
+        .filter_map(|u| u.name.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+        .collect();
+    let first_user = file.users().next().map(|u| u.name.clone());
     Ok(Snapshot {
         users,
         mechanisms,
         apop,
+        domains,
+        first_user,
         generation,
     })
 }

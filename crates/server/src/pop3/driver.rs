@@ -402,6 +402,9 @@ impl Connection {
         );
         self.maildrop = Some(maildrop);
         self.session.maildrop_opened(infos);
+        // A login that succeeded all the way lets this address relay (POP
+        // before SMTP); failed, partial and refused logins never get here.
+        super::grant_relay(&self.service, display_ip(self.peer), &user.name);
     }
 
     async fn commit(&mut self, delete: Vec<usize>, retrieved: Vec<usize>) {
@@ -471,7 +474,7 @@ impl Connection {
 
 /// Writes and flushes `bytes`; a client that does not take them within
 /// `timeout` (it stopped reading) is an error that ends the connection.
-pub(super) async fn write_all(
+pub(crate) async fn write_all(
     stream: &mut Stream,
     bytes: &[u8],
     timeout: Duration,

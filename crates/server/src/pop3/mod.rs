@@ -1,7 +1,9 @@
 //! The POP3 service: listeners, per-connection drivers and what they share.
 
-mod driver;
+pub(crate) mod driver;
 mod retrieve;
+
+pub(crate) use driver::write_all;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,7 @@ use crate::userstore::{Snapshot, UserStore};
 /// Everything POP3 connections share.
 pub struct Pop3Service {
     pub(crate) config: Arc<Config>,
+    pub(crate) grants: Arc<Mutex<yubin_auth::RelayGrants>>,
     pub(crate) users: Arc<UserStore>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) connections: Arc<Semaphore>,
@@ -38,9 +41,11 @@ impl Pop3Service {
         config: Arc<Config>,
         users: Arc<UserStore>,
         tls: TlsAcceptor,
+        grants: Arc<Mutex<yubin_auth::RelayGrants>>,
         shutdown: watch::Receiver<bool>,
     ) -> Pop3Service {
         Pop3Service {
+            grants,
             connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
             config,
             users,
@@ -162,7 +167,8 @@ pub fn maildir_for(config: &Config, user: &User) -> Result<Maildir, LocationErro
     Ok(Maildir::new(path))
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
+/// Whether an address is a loopback address (v4-mapped included).
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
@@ -208,8 +214,17 @@ pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tl
     }
 }
 
+/// Records a POP-before-SMTP grant for a successful login.
+pub(crate) fn grant_relay(service: &Pop3Service, ip: IpAddr, user: &str) {
+    let mut grants = lock(&service.grants);
+    if grants.enabled() {
+        grants.grant(ip, user, Instant::now());
+        tracing::info!(rip = %ip, user = %crate::logtext::Escaped(user.as_bytes()), "pop-before-smtp grant");
+    }
+}
+
 /// Addresses for logs: the peer's address without a v4-mapped prefix.
-fn display_ip(addr: SocketAddr) -> IpAddr {
+pub(crate) fn display_ip(addr: SocketAddr) -> IpAddr {
     match addr.ip() {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         ip => ip,

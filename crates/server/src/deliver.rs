@@ -1,0 +1,185 @@
+//! `yubin deliver`: one message from another MTA (Postfix's
+//! `mailbox_command` or a `pipe` transport) into a user's Maildir, with the
+//! same durability as the SMTP path: written, fsynced and linked into
+//! `new/` before the command exits 0.
+//!
+//! The input is normalised to the Maildir convention of LF line ends; a
+//! leading mbox `From ` separator line (some MTAs add one) is dropped, as
+//! dovecot-lda does.
+
+use std::io::{self, Read};
+
+use crate::config::Config;
+use crate::smtp::spool::Spool;
+use crate::userstore::UserStore;
+
+/// Why a delivery did not happen. Each maps to a sysexits code the MTA
+/// understands: the MTA bounces on [`DeliverError::UnknownUser`] and keeps
+/// the message queued on [`DeliverError::Temporary`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// No such user (EX_NOUSER, 67).
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    /// Anything else: disk, configuration, input (EX_TEMPFAIL, 75).
+    #[error("{0}")]
+    Temporary(String),
+}
+
+/// Reads a message from `input` and delivers it to `user`. `sender` is the
+/// envelope sender; it becomes `Return-Path:` unless the message already
+/// starts with one. Returns the file name in `new/`.
+pub fn deliver(
+    config: &Config,
+    user: &str,
+    sender: Option<&str>,
+    input: &mut impl Read,
+) -> Result<String, DeliverError> {
+    let passwd = config.passwd_file();
+    let users = UserStore::open(&passwd).map_err(|e| {
+        DeliverError::Temporary(format!("cannot read users from {}: {e}", passwd.display()))
+    })?;
+    let snapshot = users.snapshot();
+    let Some(entry) = snapshot.users.get(user) else {
+        return Err(DeliverError::UnknownUser(user.to_owned()));
+    };
+    let maildir = crate::pop3::maildir_for(config, entry)
+        .map_err(|e| DeliverError::Temporary(e.to_string()))?;
+
+    let mut spool = Spool::new(&config.data_dir.join("spool"));
+    read_message(input, sender, &mut spool)
+        .map_err(|e| DeliverError::Temporary(format!("reading the message: {e}")))?;
+    if let Some(error) = spool.failure() {
+        return Err(DeliverError::Temporary(format!(
+            "spooling the message: {error}"
+        )));
+    }
+    let staged = maildir
+        .stage(spool.size(), spool.wire_size(), &config.hostname, |file| {
+            spool.copy_to(file)
+        })
+        .map_err(|e| DeliverError::Temporary(e.to_string()))?;
+    let name = staged
+        .commit()
+        .map_err(|e| DeliverError::Temporary(e.to_string()))?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
+/// Copies the message into the spool: CRLF (and a lone trailing CR of a
+/// chunk) become LF, a leading `From ` line is skipped, `Return-Path:` is
+/// added in front when needed.
+fn read_message(input: &mut impl Read, sender: Option<&str>, spool: &mut Spool) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(buf.len());
+    let mut at_start = true;
+    let mut head = Vec::new();
+    let mut pending_cr = false;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.clear();
+        for &b in &buf[..n] {
+            if pending_cr {
+                pending_cr = false;
+                if b != b'\n' {
+                    out.push(b'\r');
+                }
+            }
+            if b == b'\r' {
+                pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+        if at_start {
+            // Hold the first line back until it is complete, to see what it is.
+            head.extend_from_slice(&out);
+            if let Some(end) = head.iter().position(|&b| b == b'\n') {
+                at_start = false;
+                start(spool, &head, end, sender);
+            }
+        } else {
+            spool.append(&out);
+        }
+    }
+    if pending_cr {
+        // A CR at the very end stays: it is content, not a line end.
+        if at_start {
+            head.push(b'\r');
+        } else {
+            spool.append(b"\r");
+        }
+    }
+    if at_start {
+        let end = head.len();
+        start(spool, &head, end, sender);
+    }
+    Ok(())
+}
+
+/// Writes the beginning of the message: `head` holds everything read so
+/// far, its first line ending at `end`.
+fn start(spool: &mut Spool, head: &[u8], end: usize, sender: Option<&str>) {
+    let rest = if head.starts_with(b"From ") {
+        head.get(end + 1..).unwrap_or_default()
+    } else {
+        head
+    };
+    let has_return_path = rest.len() >= 12 && rest[..12].eq_ignore_ascii_case(b"return-path:");
+    if let (Some(sender), false) = (sender, has_return_path) {
+        let sender = sender.replace(['\r', '\n'], "");
+        let sender = sender.trim_start_matches('<').trim_end_matches('>');
+        spool.append(format!("Return-Path: <{sender}>\n").as_bytes());
+    }
+    spool.append(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(input: &[u8], sender: Option<&str>, chunk: usize) -> Vec<u8> {
+        struct Chunked<'a>(&'a [u8], usize);
+        impl Read for Chunked<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path());
+        read_message(&mut Chunked(input, chunk), sender, &mut spool).unwrap();
+        let mut out = Vec::new();
+        spool.copy_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn line_ends_become_lf_whatever_the_chunking() {
+        let input = b"From MAILER-DAEMON Thu Nov 26\r\nSubject: x\r\n\r\nbody\rstays\r\nend\r";
+        let expected = b"Return-Path: <a@b.example>\nSubject: x\n\nbody\rstays\nend\r";
+        for chunk in 1..input.len() + 1 {
+            assert_eq!(
+                convert(input, Some("a@b.example"), chunk),
+                expected.to_vec(),
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_return_path_is_kept_and_none_is_added_without_a_sender() {
+        let input = b"Return-Path: <x@y.example>\nSubject: x\n\nbody\n";
+        assert_eq!(convert(input, Some("a@b.example"), 7), input.to_vec());
+        let input = b"Subject: x\n\nbody\n";
+        assert_eq!(convert(input, None, 3), input.to_vec());
+        assert_eq!(convert(b"", None, 3), b"".to_vec());
+        assert_eq!(convert(b"", Some("<>"), 3), b"Return-Path: <>\n".to_vec());
+    }
+}

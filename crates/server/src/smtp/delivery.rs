@@ -1,0 +1,263 @@
+//! Making an accepted message durable: a copy in each local recipient's
+//! Maildir and one queue entry for the remote recipients, all written and
+//! fsynced before any is made visible, so the `250` that follows is true and
+//! a failure leaves nothing half-delivered.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use yubin_pop3_proto::WireSize;
+use yubin_queue::Queue;
+use yubin_smtp_proto::{Envelope, ForwardPath};
+use yubin_store::Staged;
+
+use super::spool::Spool;
+use crate::config::Config;
+use crate::relay::Route;
+use crate::userstore::Snapshot;
+
+/// What the client and the session were like, for the Received header.
+pub(super) struct Trace {
+    pub(super) id: String,
+    pub(super) helo: String,
+    pub(super) ip: IpAddr,
+    pub(super) tls: bool,
+    pub(super) esmtp: bool,
+    pub(super) authenticated: Option<String>,
+}
+
+/// How a recipient's routes are kept with it in the session: one line per
+/// route, `L user` or `R address`, after a first line with the reason.
+pub(super) fn encode_routes(routes: &[Route], reason: &str) -> String {
+    let mut out = reason.to_owned();
+    for route in routes {
+        match route {
+            Route::Local(user) => out.push_str(&format!("\nL {user}")),
+            Route::Remote(address) => out.push_str(&format!("\nR {address}")),
+        }
+    }
+    out
+}
+
+fn decode_routes(text: &str) -> (String, Vec<Route>) {
+    let mut lines = text.lines();
+    let reason = lines.next().unwrap_or_default().to_owned();
+    let routes = lines
+        .filter_map(|l| match l.split_once(' ') {
+            Some(("L", user)) => Some(Route::Local(user.to_owned())),
+            Some(("R", address)) => Some(Route::Remote(address.to_owned())),
+            _ => None,
+        })
+        .collect();
+    (reason, routes)
+}
+
+/// A client-supplied name made safe for a header: printable, no spaces, bounded.
+fn header_safe(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .take(255)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_:[]".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".into()
+    } else {
+        cleaned
+    }
+}
+
+/// The Return-Path line, added only at final delivery (RFC 5321 §4.4: a
+/// relaying server must not add one).
+fn return_path(envelope: &Envelope) -> String {
+    let from = envelope
+        .from
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    format!("Return-Path: <{}>\n", from.replace(['\r', '\n'], ""))
+}
+
+/// The Received line every copy gets (RFC 5321 §4.4).
+fn received(config: &Config, trace: &Trace, for_rcpt: Option<&str>) -> String {
+    let mut protocol = String::from(if trace.esmtp { "ESMTP" } else { "SMTP" });
+    if trace.esmtp && trace.tls {
+        protocol.push('S');
+    }
+    if trace.esmtp && trace.authenticated.is_some() {
+        protocol.push('A'); // RFC 3848
+    }
+    let auth = match &trace.authenticated {
+        Some(user) => format!(" (authenticated as {})", header_safe(user)),
+        None => String::new(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let recipient = for_rcpt.map(|r| format!("\n\tfor <{}>", r.replace(['\r', '\n'], "")));
+    format!(
+        "Received: from {} ([{}]){auth}\n\tby {} (yubin) with {protocol} id {}{};\n\t{}\n",
+        header_safe(&trace.helo),
+        trace.ip,
+        config.hostname,
+        trace.id,
+        recipient.unwrap_or_default(),
+        crate::first_run::rfc5322_date(now),
+    )
+}
+
+/// Why a message could not be made durable (the client gets 451 4.3.0).
+#[derive(Debug)]
+pub(super) struct Failed(pub(super) String);
+
+/// What was done.
+pub(super) struct Delivered {
+    pub(super) local: usize,
+    pub(super) queued: usize,
+}
+
+/// Stages every copy, then commits them all (blocking).
+pub(super) fn deliver(
+    config: &Config,
+    snapshot: &Snapshot,
+    queue: &Queue,
+    envelope: &Envelope,
+    trace: &Trace,
+    spool: &mut Spool,
+) -> Result<Delivered, Failed> {
+    if let Some(error) = spool.failure() {
+        return Err(Failed(format!("spooling the message failed: {error}")));
+    }
+    let mut locals: Vec<String> = Vec::new();
+    let mut remotes: Vec<String> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    for recipient in &envelope.recipients {
+        let (reason, routes) = decode_routes(&recipient.route);
+        let relayed = routes.iter().any(|r| matches!(r, Route::Remote(_)));
+        if relayed && !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+        for route in routes {
+            match route {
+                Route::Local(user) if !locals.contains(&user) => locals.push(user),
+                Route::Remote(address) if !remotes.contains(&address) => remotes.push(address),
+                _ => {}
+            }
+        }
+    }
+    let single = match envelope.recipients.as_slice() {
+        [only] => Some(match &only.path {
+            ForwardPath::Postmaster => "postmaster".to_owned(),
+            ForwardPath::Mailbox(m) => m.to_string(),
+        }),
+        _ => None,
+    };
+    let received = received(config, trace, single.as_deref());
+    let header = format!("{}{received}", return_path(envelope)).into_bytes();
+    let size = header.len() as u64 + spool.size();
+    let wire = WireSize::of(&header) + spool.wire_size();
+
+    // Phase 1: everything written and fsynced, nothing visible.
+    let mut staged: Vec<(std::path::PathBuf, Staged)> = Vec::new();
+    for name in &locals {
+        let user = snapshot
+            .users
+            .get(name)
+            .ok_or_else(|| Failed(format!("user {name} vanished")))?;
+        let maildir = crate::pop3::maildir_for(config, user).map_err(|e| Failed(e.to_string()))?;
+        let copy = maildir
+            .stage(size, wire, &config.hostname, |file| {
+                file.write_all(&header)?;
+                spool.copy_to(file)
+            })
+            .map_err(|e| Failed(e.to_string()))?;
+        staged.push((maildir.root().join("new"), copy));
+    }
+    let queued = if remotes.is_empty() {
+        None
+    } else {
+        let entry = yubin_queue::Envelope {
+            id: trace.id.clone(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            from: envelope
+                .from
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            recipients: remotes.clone(),
+            client: trace.ip.to_string(),
+            auth: reasons.join(", "),
+        };
+        Some(
+            queue
+                .stage(&entry, |file| {
+                    file.write_all(received.as_bytes())?;
+                    spool.copy_to(file)
+                })
+                .map_err(|e| Failed(e.to_string()))?,
+        )
+    };
+
+    // Phase 2: make them visible. A failure here removes what was already
+    // made visible, so the client's retry does not duplicate it.
+    let mut committed: Vec<(std::path::PathBuf, std::ffi::OsString)> = Vec::new();
+    for (new_dir, copy) in staged {
+        match copy.commit() {
+            Ok(file) => committed.push((new_dir, file)),
+            Err(error) => {
+                for (dir, file) in &committed {
+                    let _ = std::fs::remove_file(dir.join(file));
+                }
+                return Err(Failed(error.to_string()));
+            }
+        }
+    }
+    if let Some(entry) = queued {
+        let target = entry.target().to_owned();
+        if let Err(error) = entry.commit() {
+            for (dir, file) in &committed {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
+            yubin_queue::Staged::uncommit(&target);
+            return Err(Failed(error.to_string()));
+        }
+    }
+    Ok(Delivered {
+        local: locals.len(),
+        queued: remotes.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_round_trip() {
+        let routes = vec![
+            Route::Local("alice".into()),
+            Route::Remote("x@remote".into()),
+        ];
+        assert_eq!(
+            decode_routes(&encode_routes(&routes, "alias")),
+            ("alias".into(), routes)
+        );
+    }
+
+    #[test]
+    fn client_names_are_made_safe_for_headers() {
+        assert_eq!(header_safe("mail.example.org"), "mail.example.org");
+        assert_eq!(
+            header_safe("evil\r\nX-Injected: yes"),
+            "evil??X-Injected:?yes"
+        );
+        assert_eq!(header_safe(""), "unknown");
+    }
+}

@@ -1,0 +1,340 @@
+//! One SMTP connection: carries out what the protocol session asks for.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use yubin_auth::sasl::{Exchange, Step};
+use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Session, replies};
+
+use super::delivery::{self, Trace};
+use super::spool::Spool;
+use super::{Listener, SmtpService, lock};
+use crate::logtext::Escaped;
+use crate::relay::{Client, Decision, Policy};
+use crate::stream::Stream;
+use crate::userstore::Snapshot;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Connection {
+    service: Arc<SmtpService>,
+    id: u64,
+    peer: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    session: Session,
+    exchange: Option<Exchange>,
+    spool: Option<Spool>,
+    tls: bool,
+    listener: Listener,
+}
+
+/// Serves one connection to its end.
+pub(super) async fn handle(
+    service: Arc<SmtpService>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: Listener,
+) {
+    let _ = tcp.set_nodelay(true);
+    let implicit = listener == Listener::Submissions;
+    let id = service.next_id();
+    let stream = if implicit {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, service.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            _ => {
+                tracing::info!(session = id, rip = %peer.ip(), "smtps TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let snapshot = service.users.snapshot();
+    let offer = service.offer(listener, implicit, peer.ip());
+    let session = Session::new(service.session_config(&snapshot), offer);
+    let mut connection = Connection {
+        service,
+        id,
+        peer,
+        snapshot,
+        session,
+        exchange: None,
+        spool: None,
+        tls: implicit,
+        listener,
+    };
+    connection.run(stream).await;
+    tracing::debug!(session = id, rip = %peer.ip(), "smtp disconnect");
+}
+
+impl Connection {
+    async fn run(&mut self, mut stream: Stream) {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut shutdown = self.service.shutdown.clone();
+        loop {
+            let poll = self.session.poll();
+            if self.write_output(&mut stream).await.is_err() {
+                return;
+            }
+            match poll {
+                Poll::Flush => {}
+                Poll::NeedInput => {
+                    if *shutdown.borrow() {
+                        self.session.shutdown();
+                        continue;
+                    }
+                    if !self.session.in_data() {
+                        self.session.shrink_buffers();
+                    }
+                    let read = tokio::select! {
+                        read = tokio::time::timeout(self.service.timeout(), stream.read(&mut buf)) => read,
+                        _ = shutdown.changed() => {
+                            self.session.shutdown();
+                            continue;
+                        }
+                    };
+                    match read {
+                        Err(_) => self.session.timed_out(),
+                        Ok(Ok(0)) | Ok(Err(_)) => return,
+                        Ok(Ok(n)) => self.session.receive(&buf[..n]),
+                    }
+                }
+                Poll::Close => {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+                    return;
+                }
+                Poll::Pending => {
+                    tracing::error!(
+                        session = self.id,
+                        "smtp driver polled with an action outstanding"
+                    );
+                    return;
+                }
+                Poll::Action(Action::StartTls) => match self.start_tls(stream).await {
+                    Some(upgraded) => stream = upgraded,
+                    None => return,
+                },
+                Poll::Action(action) => self.perform(action).await,
+            }
+        }
+    }
+
+    async fn write_output(&mut self, stream: &mut Stream) -> io::Result<()> {
+        if self.session.output().is_empty() {
+            return Ok(());
+        }
+        let written =
+            crate::pop3::write_all(stream, self.session.output(), self.service.timeout()).await;
+        self.session.clear_output();
+        written
+    }
+
+    async fn start_tls(&mut self, stream: Stream) -> Option<Stream> {
+        let Stream::Plain(tcp) = stream else {
+            return None;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.service.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.tls = true;
+                let offer = self.service.offer(self.listener, true, self.peer.ip());
+                self.session.tls_established(offer);
+                Some(Stream::Tls(Box::new(tls)))
+            }
+            _ => {
+                tracing::info!(session = self.id, rip = %self.peer.ip(), "smtp STARTTLS handshake failed");
+                None
+            }
+        }
+    }
+
+    async fn perform(&mut self, action: Action) {
+        match action {
+            Action::CheckRecipient {
+                path,
+                authenticated,
+            } => self.check_recipient(&path, authenticated),
+            Action::SaslStart {
+                mechanism,
+                initial_response,
+            } => {
+                let snapshot = self.snapshot.clone();
+                let hostname = self.service.config.hostname.clone();
+                let started = tokio::task::spawn_blocking(move || {
+                    Exchange::start(
+                        &mechanism,
+                        initial_response.as_deref(),
+                        &snapshot.users,
+                        &hostname,
+                    )
+                })
+                .await;
+                match started.ok().flatten() {
+                    Some((exchange, step)) => {
+                        self.exchange = Some(exchange);
+                        self.sasl_step(step);
+                    }
+                    None => self.auth_failed(),
+                }
+            }
+            Action::SaslStep { response } => {
+                let Some(mut exchange) = self.exchange.take() else {
+                    self.auth_failed();
+                    return;
+                };
+                let snapshot = self.snapshot.clone();
+                match tokio::task::spawn_blocking(move || {
+                    let step = exchange.step(&response, &snapshot.users);
+                    (exchange, step)
+                })
+                .await
+                {
+                    Ok((exchange, step)) => {
+                        self.exchange = Some(exchange);
+                        self.sasl_step(step);
+                    }
+                    Err(_) => self.auth_failed(),
+                }
+            }
+            Action::MessageData => {
+                let data = self.session.take_data();
+                self.spool().append(&data);
+            }
+            Action::EndOfMessage(envelope) => self.end_of_message(envelope).await,
+            Action::DiscardMessage => self.spool = None,
+            Action::Delay(duration) => {
+                tokio::time::sleep(duration).await;
+                self.session.delay_elapsed();
+            }
+            Action::StartTls => {}
+        }
+    }
+
+    fn spool(&mut self) -> &mut Spool {
+        let dir = self.service.config.data_dir.join("spool");
+        self.spool.get_or_insert_with(|| Spool::new(&dir))
+    }
+
+    fn sasl_step(&mut self, step: Step) {
+        match step {
+            Step::Challenge(challenge) => self.session.sasl_challenge(&challenge),
+            Step::Success(user) => {
+                self.exchange = None;
+                tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), rip = %self.peer.ip(), tls = self.tls, "smtp auth");
+                self.session.credentials_accepted(user);
+            }
+            Step::Failure => {
+                self.exchange = None;
+                self.auth_failed();
+            }
+        }
+    }
+
+    fn auth_failed(&mut self) {
+        tracing::info!(session = self.id, rip = %self.peer.ip(), tls = self.tls, "smtp auth failed");
+        self.session.credentials_rejected();
+    }
+
+    fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
+        let ip = self.peer.ip();
+        let client = Client {
+            authenticated,
+            trusted_network: self.service.relay_networks.iter().any(|n| n.contains(ip)),
+            pop_grant: lock(&self.service.grants)
+                .lookup(ip, Instant::now())
+                .map(str::to_owned),
+        };
+        // Users may have changed since the connection began (yubin user add).
+        self.snapshot = self.service.users.snapshot();
+        let local_domains = self.service.local_domains(&self.snapshot);
+        let policy = Policy {
+            users: &self.snapshot.users,
+            local_domains: &local_domains,
+            aliases: &self.service.aliases,
+            first_user: self.snapshot.first_user.as_deref(),
+        };
+        let shown = match path {
+            ForwardPath::Postmaster => "postmaster".to_owned(),
+            ForwardPath::Mailbox(m) => m.to_string(),
+        };
+        match policy.decide(path, &client) {
+            Decision::Accept { routes, reason } => {
+                if reason.starts_with("pop-before-smtp")
+                    || reason.starts_with("auth")
+                    || reason == "network"
+                {
+                    tracing::info!(
+                        session = self.id,
+                        rip = %ip,
+                        rcpt = %Escaped(shown.as_bytes()),
+                        reason = %reason,
+                        "smtp relay allowed"
+                    );
+                }
+                self.session
+                    .recipient_accepted(delivery::encode_routes(&routes, &reason));
+            }
+            Decision::Refuse(reply) => {
+                tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient refused");
+                self.session.recipient_refused(reply);
+            }
+        }
+    }
+
+    async fn end_of_message(&mut self, envelope: Envelope) {
+        let data = self.session.take_data();
+        self.spool().append(&data);
+        let Some(mut spool) = self.spool.take() else {
+            self.session.message_refused(replies::LOCAL_ERROR);
+            return;
+        };
+        let trace = Trace {
+            id: yubin_queue::new_id(),
+            helo: self.session.client_name().unwrap_or_default().to_owned(),
+            ip: crate::pop3::display_ip(self.peer),
+            tls: self.tls,
+            esmtp: self.session.esmtp(),
+            authenticated: self.session.authenticated().map(str::to_owned),
+        };
+        let service = self.service.clone();
+        let snapshot = self.service.users.snapshot();
+        let size = spool.size();
+        let result = tokio::task::spawn_blocking(move || {
+            let result = delivery::deliver(
+                &service.config,
+                &snapshot,
+                &service.queue,
+                &envelope,
+                &trace,
+                &mut spool,
+            );
+            (result, trace, envelope)
+        })
+        .await;
+        match result {
+            Ok((Ok(done), trace, envelope)) => {
+                tracing::info!(
+                    session = self.id,
+                    id = %trace.id,
+                    from = %Escaped(envelope.from.map(|f| f.to_string()).unwrap_or_default().as_bytes()),
+                    rcpts = envelope.recipients.len(),
+                    local = done.local,
+                    queued = done.queued,
+                    size,
+                    rip = %trace.ip,
+                    tls = trace.tls,
+                    "smtp message accepted"
+                );
+                self.session.message_accepted(&trace.id);
+            }
+            Ok((Err(failed), trace, _)) => {
+                tracing::error!(session = self.id, id = %trace.id, error = %failed.0, "smtp message not stored; 451 sent");
+                self.session.message_refused(replies::LOCAL_ERROR);
+            }
+            Err(_) => self.session.message_refused(replies::LOCAL_ERROR),
+        }
+    }
+}

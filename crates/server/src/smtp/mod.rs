@@ -1,0 +1,167 @@
+//! The SMTP service: listeners, per-connection drivers and what they share.
+
+mod delivery;
+mod driver;
+pub(crate) mod spool;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use yubin_auth::RelayGrants;
+use yubin_queue::Queue;
+use yubin_smtp_proto::{Offer, SessionConfig};
+
+use crate::config::{Config, PlaintextAuth};
+use crate::relay::{Aliases, Network};
+use crate::userstore::{Snapshot, UserStore};
+
+/// Which kind of listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The MX port: anyone may send to local users.
+    Mx,
+    /// Submission with STARTTLS: AUTH before MAIL.
+    Submission,
+    /// Submission with implicit TLS.
+    Submissions,
+}
+
+/// Everything SMTP connections share.
+pub struct SmtpService {
+    pub(crate) config: Arc<Config>,
+    pub(crate) users: Arc<UserStore>,
+    pub(crate) tls: TlsAcceptor,
+    pub(crate) grants: Arc<Mutex<RelayGrants>>,
+    pub(crate) queue: Queue,
+    pub(crate) aliases: Aliases,
+    pub(crate) relay_networks: Vec<Network>,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
+    counter: AtomicU64,
+}
+
+impl SmtpService {
+    /// Creates the service.
+    pub fn new(
+        config: Arc<Config>,
+        users: Arc<UserStore>,
+        tls: TlsAcceptor,
+        grants: Arc<Mutex<RelayGrants>>,
+        aliases: Aliases,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<SmtpService, crate::config::ConfigError> {
+        Ok(SmtpService {
+            connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
+            queue: Queue::new(config.queue_dir()),
+            relay_networks: config.relay_networks()?,
+            config,
+            users,
+            tls,
+            grants,
+            aliases,
+            shutdown,
+            session_config: Mutex::new(None),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn session_config(&self, snapshot: &Snapshot) -> Arc<SessionConfig> {
+        let mut cached = lock(&self.session_config);
+        if let Some((generation, config)) = cached.as_ref()
+            && *generation == snapshot.generation
+        {
+            return config.clone();
+        }
+        let smtp = &self.config.smtp;
+        let config = Arc::new(SessionConfig {
+            hostname: self.config.hostname.clone(),
+            max_message_size: smtp.max_message_size,
+            max_recipients: smtp.max_recipients,
+            sasl_mechanisms: snapshot.mechanisms.clone(),
+            auth_failure_delay: smtp.auth_failure_delay.0,
+            ..SessionConfig::default()
+        });
+        *cached = Some((snapshot.generation, config.clone()));
+        config
+    }
+
+    fn offer(&self, listener: Listener, tls_active: bool, peer: std::net::IpAddr) -> Offer {
+        let loopback = crate::pop3::is_loopback(peer);
+        let plaintext_auth = match self.config.smtp.plaintext_auth {
+            PlaintextAuth::Always => true,
+            PlaintextAuth::Never => false,
+            PlaintextAuth::Tls => tls_active || loopback,
+        };
+        Offer {
+            tls_active,
+            starttls_available: !tls_active,
+            // AUTH only under TLS or from loopback (issue 4), and at all
+            // only if some mechanism may be used.
+            auth_allowed: tls_active || loopback,
+            plaintext_auth,
+            submission: listener != Listener::Mx,
+        }
+    }
+
+    /// The local domains: configured, or the users' domains plus the host name.
+    fn local_domains(&self, snapshot: &Snapshot) -> HashSet<String> {
+        match &self.config.smtp.local_domains {
+            Some(domains) => domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            None => {
+                let mut domains = snapshot.domains.clone();
+                domains.insert(self.config.hostname.to_ascii_lowercase());
+                domains
+            }
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.config.smtp.timeout.0
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Accepts connections until shutdown.
+pub async fn serve(service: Arc<SmtpService>, listener: TcpListener, kind: Listener) {
+    let mut shutdown = service.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (tcp, peer): (_, SocketAddr) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "smtp accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = service.connections.clone().try_acquire_owned() else {
+            tracing::warn!(rip = %peer.ip(), "smtp connection refused: too many connections");
+            continue;
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            driver::handle(service, tcp, peer, kind).await;
+            drop(permit);
+        });
+    }
+}
