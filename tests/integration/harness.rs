@@ -21,6 +21,8 @@ pub struct TestServer {
     pub submission: SocketAddr,
     /// Submission with implicit TLS.
     pub submissions: SocketAddr,
+    /// The Postfix policy service, when configured.
+    pub policy: Option<SocketAddr>,
     child: Option<Child>,
     config_extra: String,
 }
@@ -90,6 +92,7 @@ impl TestServer {
             smtp: "127.0.0.1:0".parse().expect("address"),
             submission: "127.0.0.1:0".parse().expect("address"),
             submissions: "127.0.0.1:0".parse().expect("address"),
+            policy: None,
             child: None,
             config_extra,
         };
@@ -137,7 +140,12 @@ impl TestServer {
                 "submissions listening on ",
             ]
             .map(|marker| find_address(text, marker));
-            if let [Some(pop3), Some(pop3s), Some(smtp), Some(sub), Some(subs)] = found {
+            let policy = find_address(text, "policy service listening on ");
+            let want_policy = self.config_extra.contains("policy_listen");
+            if let [Some(pop3), Some(pop3s), Some(smtp), Some(sub), Some(subs)] = found
+                && (policy.is_some() || !want_policy)
+            {
+                self.policy = policy;
                 let port = |a: SocketAddr| SocketAddr::from(([127, 0, 0, 1], a.port()));
                 self.pop3 = port(pop3);
                 self.pop3s = port(pop3s);
@@ -252,6 +260,29 @@ impl TestServer {
     pub fn put_message(&self, user: &str, name: &str, content: &[u8]) {
         let path = self.maildir(user).join("new").join(name);
         fs::write(path, content).expect("write message");
+    }
+
+    /// The ids of the messages in the outbound queue.
+    pub fn queued(&self) -> Vec<String> {
+        let active = self.dir.path().join("queue").join("active");
+        let mut ids: Vec<String> = fs::read_dir(active)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The contents of every message in a user's new/ and cur/, in name order.
+    pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
+        let root = self.maildir(user);
+        self.message_files(user)
+            .iter()
+            .map(|name| fs::read(root.join(name)).expect("read message"))
+            .collect()
     }
 
     /// Every file in a user's new/ and cur/.

@@ -4,8 +4,11 @@
 mod harness;
 
 mod cli;
+mod durability;
 mod fidelity;
 mod login;
+mod relay;
 mod robustness;
 mod session;
+mod smtp;
 mod tls;

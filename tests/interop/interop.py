@@ -8,6 +8,10 @@
    retrieved bytes must match yubin's, except where Dovecot departs from the
    RFC (each such difference is named below and checked to be exactly that).
 3. Dovecot's renames and index files must not change yubin's UIDLs.
+4. swaks sends to yubin's SMTP listeners (plain, STARTTLS, implicit TLS,
+   AUTH PLAIN/LOGIN/CRAM-MD5, pipelining); what POP3 returns is what was sent.
+5. A real Postfix uses yubin as its POP-before-SMTP policy service
+   (check_policy_service) and delivers into yubin with `yubin deliver`.
 
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
@@ -104,17 +108,24 @@ class Yubin:
     def __init__(self, binary, root):
         self.root = root
         self.pop3, self.pop3s = free_port(), free_port()
-        config = os.path.join(root, "yubin.toml")
+        self.smtp, self.submission, self.submissions = free_port(), free_port(), free_port()
+        self.policy = free_port()
+        self.config = config = os.path.join(root, "yubin.toml")
+        self.binary = binary
         with open(config, "w") as f:
             f.write('hostname = "interop.test"\ndata_dir = "%s"\n[pop3]\n' % root)
             f.write('listen = ["127.0.0.1:%d"]\nlisten_tls = ["127.0.0.1:%d"]\n' % (self.pop3, self.pop3s))
             f.write('auth_failure_delay = "100ms"\n')
+            f.write('[smtp]\nlisten = ["127.0.0.1:%d"]\nsubmission = ["127.0.0.1:%d"]\nsubmissions = ["127.0.0.1:%d"]\n'
+                    % (self.smtp, self.submission, self.submissions))
+            f.write('auth_failure_delay = "100ms"\n')
+            f.write('[pop_before_smtp]\npolicy_listen = ["127.0.0.1:%d"]\n' % self.policy)
         self.log = open(os.path.join(root, "yubin.log"), "ab")
         self.process = subprocess.Popen(
             [binary, "serve", "--config", config],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
-        wait_for_port(self.pop3)
-        wait_for_port(self.pop3s)
+        for port in (self.pop3, self.pop3s, self.smtp, self.submission, self.submissions, self.policy):
+            wait_for_port(port)
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -377,6 +388,197 @@ def run_dovecot(root, yubin, messages, maildir_root, maildir):
           "yubin's UIDLs are the Maildir base names")
 
 
+def pop3_login_from(address, port):
+    """A POP3 login from a given loopback address (what POP before SMTP keys on)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(address, 0))
+    f = sock.makefile("rwb")
+    f.readline()
+    f.write(b"USER alice\r\nPASS alice-pw\r\nQUIT\r\n")
+    f.flush()
+    replies = [f.readline() for _ in range(3)]
+    sock.close()
+    return replies[1].startswith(b"+OK")
+
+
+def swaks(*args, data=None):
+    return subprocess.run(["swaks", "--silent", "2", *args], input=data, capture_output=True, timeout=120)
+
+
+def queued(yubin):
+    out = subprocess.run([yubin.binary, "queue", "list", "--config", yubin.config], capture_output=True, timeout=60)
+    return out.stdout.decode(errors="replace")
+
+
+def strip_trace(data):
+    """The message as sent: without the Return-Path and Received lines yubin adds."""
+    lines = data.split(b"\r\n")
+    i = 0
+    if lines and lines[0].startswith(b"Return-Path:"):
+        i = 1
+    if i < len(lines) and lines[i].startswith(b"Received:"):
+        i += 1
+        while i < len(lines) and lines[i].startswith(b"\t"):
+            i += 1
+    return b"\r\n".join(lines[i:])
+
+
+def run_swaks(yubin):
+    print("swaks into yubin's SMTP")
+    base = ["--from", "bob@remote.example", "--helo", "client.example"]
+    sent = {}
+    for name, extra in (
+        ("plain MX, pipelined", ["--server", "127.0.0.1:%d" % yubin.smtp, "--pipeline"]),
+        ("submission STARTTLS AUTH PLAIN", ["--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                                            "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-pw"]),
+        ("submission STARTTLS AUTH CRAM-MD5", ["--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                                               "--auth", "CRAM-MD5", "--auth-user", "alice", "--auth-password", "alice-pw"]),
+        ("submissions AUTH LOGIN", ["--server", "127.0.0.1:%d" % yubin.submissions, "--tlsc",
+                                    "--auth", "LOGIN", "--auth-user", "alice", "--auth-password", "alice-pw"]),
+    ):
+        data = ("Subject: swaks %s\r\nX-Via: swaks\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n" % name).encode()
+        result = swaks(*base, "--to", "alice@interop.test", "--data", "-", *extra, data=data)
+        check(result.returncode == 0, "swaks %s: accepted (%d) %s" % (name, result.returncode,
+                                                                  result.stdout.decode(errors="replace")[-300:]))
+        sent["swaks " + name] = data
+    _, fetched = fetch_all(yubin.pop3, "alice", "alice-pw")
+    for subject_line, data in sent.items():
+        got = fetched.get(subject_line)
+        # swaks ends the data with an extra CRLF of its own.
+        check(got is not None and strip_trace(got["data"]).startswith(data), "POP3 returns what swaks sent: %s" % subject_line)
+        check(got is not None and got["data"].startswith(b"Return-Path: <bob@remote.example>\r\nReceived: from client.example"),
+              "with Return-Path and Received: %s" % subject_line)
+    if fetched.get("swaks submissions AUTH LOGIN"):
+        check(b"with ESMTPSA" in fetched["swaks submissions AUTH LOGIN"]["data"], "Received says ESMTPSA for TLS + AUTH")
+
+    result = swaks(*base, "--to", "carol@elsewhere.example", "--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                   "--quit-after", "RCPT")
+    check(result.returncode != 0 and b"530 5.7.0" in result.stdout, "submission without AUTH: 530 5.7.0")
+    result = swaks(*base, "--to", "carol@elsewhere.example", "--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                   "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "wrong", "--quit-after", "AUTH")
+    check(result.returncode != 0 and b"535 5.7.8" in result.stdout, "wrong password: 535 5.7.8")
+    result = swaks(*base, "--to", "carol@elsewhere.example", "--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                   "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-pw")
+    check(result.returncode == 0 and "to <carol@elsewhere.example>" in queued(yubin), "authenticated relay is queued")
+
+    mx = ["--server", "127.0.0.1:%d" % yubin.smtp, "--to", "dave@elsewhere.example"]
+    result = swaks(*base, *mx, "--local-interface", "127.0.0.7", "--quit-after", "RCPT")
+    check(result.returncode != 0 and b"554 5.7.1" in result.stdout, "relay from 127.0.0.7 refused before a POP3 login")
+    check(pop3_login_from("127.0.0.7", yubin.pop3), "POP3 login from 127.0.0.7")
+    result = swaks(*base, *mx, "--local-interface", "127.0.0.7")
+    check(result.returncode == 0, "relay from 127.0.0.7 accepted after the POP3 login")
+    result = swaks(*base, *mx, "--local-interface", "127.0.0.8", "--quit-after", "RCPT")
+    check(result.returncode != 0 and b"554 5.7.1" in result.stdout, "127.0.0.8 never logged in: still refused")
+    check("to <dave@elsewhere.example>" in queued(yubin), "the POP-before-SMTP relay is queued")
+
+
+# A private Postfix: its own config, queue and port; relaying decided by
+# yubin's policy service; mail for interop.test piped into `yubin deliver`.
+POSTFIX_MAIN = """compatibility_level = 3.6
+queue_directory = %(root)s/spool
+data_directory = %(root)s/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.interop.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.1/32
+maillog_file = /dev/stdout
+smtpd_relay_restrictions = check_policy_service inet:127.0.0.1:%(policy)d, reject_unauth_destination
+virtual_mailbox_domains = interop.test
+virtual_mailbox_maps = static:ok
+virtual_transport = yubin
+yubin_destination_recipient_limit = 1
+default_transport = discard
+relay_transport = discard
+alias_maps =
+alias_database =
+smtputf8_enable = no
+"""
+
+POSTFIX_MASTER = """127.0.0.1:%(port)d inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+smtp      unix  - - n -  - smtp
+relay     unix  - - n -  - smtp
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+yubin     unix  - n n -  - pipe
+  flags=DRhu user=nobody argv=%(yubin)s deliver --user ${user} --config %(config)s
+"""
+
+
+def run_postfix(root, yubin, maildir_root):
+    print("Postfix with yubin's policy service and yubin deliver")
+    pf = os.path.join(root, "postfix")
+    for sub in ("etc", "spool", "data"):
+        os.makedirs(os.path.join(pf, sub))
+    postfix = pwd.getpwnam("postfix")
+    os.chown(os.path.join(pf, "data"), postfix.pw_uid, postfix.pw_gid)
+    port = free_port()
+    values = {"root": pf, "policy": yubin.policy, "port": port, "yubin": yubin.binary, "config": yubin.config}
+    with open(os.path.join(pf, "etc", "main.cf"), "w") as f:
+        f.write(POSTFIX_MAIN % values)
+    with open(os.path.join(pf, "etc", "master.cf"), "w") as f:
+        f.write(POSTFIX_MASTER % values)
+    # The pipe runs yubin deliver as nobody: it must reach the Maildir.
+    nobody = pwd.getpwnam("nobody")
+    for dirpath, dirnames, filenames in os.walk(maildir_root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
+    os.chown(maildir_root, nobody.pw_uid, nobody.pw_gid)
+    log = open(os.path.join(pf, "postfix.log"), "ab")
+    process = subprocess.Popen(["postfix", "-c", os.path.join(pf, "etc"), "start-fg"],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        wait_for_port(port)
+        base = ["--server", "127.0.0.1:%d" % port, "--from", "bob@remote.example", "--helo", "client.example"]
+        result = swaks(*base, "--to", "erin@elsewhere.example", "--local-interface", "127.0.0.9", "--quit-after", "RCPT")
+        check(result.returncode != 0 and b"554 5.7.1" in result.stdout,
+              "Postfix refuses relay from 127.0.0.9 (policy: DUNNO)")
+        check(pop3_login_from("127.0.0.9", yubin.pop3), "POP3 login from 127.0.0.9")
+        result = swaks(*base, "--to", "erin@elsewhere.example", "--local-interface", "127.0.0.9")
+        check(result.returncode == 0, "Postfix relays for 127.0.0.9 after its POP3 login (policy: OK)")
+        result = swaks(*base, "--to", "erin@elsewhere.example", "--local-interface", "127.0.0.10", "--quit-after", "RCPT")
+        check(result.returncode != 0 and b"554 5.7.1" in result.stdout, "Postfix still refuses 127.0.0.10")
+
+        data = b"Subject: through Postfix\r\n\r\nbody line\r\n.dot line\r\n"
+        result = swaks(*base, "--to", "alice@interop.test", "--data", "-", data=data)
+        check(result.returncode == 0, "Postfix accepts mail for alice@interop.test")
+        deadline = time.monotonic() + 30
+        got = None
+        while time.monotonic() < deadline and got is None:
+            _, fetched = fetch_all(yubin.pop3, "alice", "alice-pw")
+            got = fetched.get("through Postfix")
+            time.sleep(0.2)
+        check(got is not None, "Postfix's pipe delivered through yubin deliver")
+        if got is not None:
+            check(got["data"].startswith(b"Return-Path: <bob@remote.example>\r\n"), "with Postfix's Return-Path")
+            check(b"\r\nDelivered-To: alice@interop.test\r\n" in got["data"], "and Delivered-To")
+            # swaks ends the data with an extra CRLF of its own.
+            check(b"\r\n\r\nbody line\r\n.dot line\r\n" in got["data"], "the body intact")
+    finally:
+        subprocess.run(["postfix", "-c", os.path.join(pf, "etc"), "stop"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--yubin", required=True)
@@ -397,6 +599,8 @@ def main():
         run_getmail(root, yubin, messages, save)
         run_mpop(root, yubin, messages, save, maildir)
         run_dovecot(root, yubin, messages, maildir_root, maildir)
+        run_swaks(yubin)
+        run_postfix(root, yubin, maildir_root)
     finally:
         yubin.stop()
     if FAILURES:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Interop checks with clients and a server nobody here wrote: fetchmail, mpop,
-# getmail6 and Dovecot, all from Debian. Installs what is missing.
+# Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
+# getmail6, Dovecot, swaks and Postfix, all from Debian. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -9,9 +9,16 @@ command -v fetchmail >/dev/null || missing+=(fetchmail)
 command -v mpop >/dev/null || missing+=(mpop)
 command -v getmail >/dev/null || missing+=(getmail6)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-core dovecot-pop3d)
+command -v swaks >/dev/null || missing+=(swaks)
+# swaks needs these for STARTTLS and implicit TLS.
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
+[ -x /usr/sbin/postfix ] || missing+=(postfix)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "interop: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Postfix's package would otherwise ask how to configure the system
+    # instance; the interop test runs a private instance of its own.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -96,17 +96,18 @@ class Raw:
         return reply
 
 
-def scram_login(raw, user, password, mechanism="SCRAM-SHA-256"):
-    """Runs SCRAM (RFC 5802) as a client over a Raw connection; returns the final reply."""
+def scram_login(raw, user, password, mechanism="SCRAM-SHA-256", cont="+ "):
+    """Runs SCRAM (RFC 5802) as a client over a Raw connection; returns the
+    final reply. `cont` is the continuation prefix: "+ " in POP3, "334 " in SMTP."""
     import base64, hashlib, hmac, secrets
     name = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-1": "sha1"}[mechanism]
     b64 = lambda b: base64.b64encode(b).decode()
     nonce = secrets.token_urlsafe(18)
     first_bare = "n=%s,r=%s" % (user, nonce)
     reply = raw.cmd("AUTH %s %s" % (mechanism, b64(("n,," + first_bare).encode())))
-    if not reply.startswith("+ "):
+    if not reply.startswith(cont):
         return reply
-    server_first = base64.b64decode(reply[2:]).decode()
+    server_first = base64.b64decode(reply[len(cont):]).decode()
     fields = dict(f.split("=", 1) for f in server_first.split(","))
     salted = hashlib.pbkdf2_hmac(name, password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
     client_key = hmac.new(salted, b"Client Key", name).digest()
@@ -116,11 +117,11 @@ def scram_login(raw, user, password, mechanism="SCRAM-SHA-256"):
     signature = hmac.new(stored_key, auth_message, name).digest()
     proof = bytes(a ^ b for a, b in zip(client_key, signature))
     reply = raw.cmd(b64((without_proof + ",p=" + b64(proof)).encode()))
-    if not reply.startswith("+ "):
+    if not reply.startswith(cont):
         return reply
     server_key = hmac.new(salted, b"Server Key", name).digest()
     expected = "v=" + b64(hmac.new(server_key, auth_message, name).digest())
-    if base64.b64decode(reply[2:]).decode() != expected:
+    if base64.b64decode(reply[len(cont):]).decode() != expected:
         return "bad server signature"
     return raw.cmd("")
 

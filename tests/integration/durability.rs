@@ -1,0 +1,186 @@
+//! No `250` before the message is on disk: kill -9 right after the reply,
+//! fsync failures injected with strace, and the order of the durability
+//! system calls as strace sees them (reliability catalogue 3.1).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use crate::harness::{Setup, TestServer};
+
+/// A message to alice (local) and carol (relayed, so it is queued).
+const SEND: &str = "import os, smtpclient as s\n\
+    n = os.environ['N']\n\
+    msg = ('Subject: durable\\r\\nX-Test-Id: %s\\r\\n\\r\\nbody\\r\\n' % n).encode()\n\
+    r = s.send_once('alice@test.example', ['alice@test.example', 'carol@elsewhere.example'], msg)\n";
+
+fn relaying_server() -> TestServer {
+    TestServer::with(Setup {
+        smtp: "auth_failure_delay = \"100ms\"\nrelay_networks = [\"127.0.0.0/8\"]\n".into(),
+        ..Setup::default()
+    })
+}
+
+/// SD-03: the client reads `250` and the server is killed at once; after a
+/// restart the message is in the Maildir and in the queue. Repeated.
+#[test]
+fn sd03_kill9_right_after_250_loses_nothing() {
+    let mut server = relaying_server();
+    const ROUNDS: usize = 40;
+    for round in 1..=ROUNDS {
+        let pid = server.pid().to_string();
+        let n = round.to_string();
+        let result = server.python(
+            &format!("{SEND}os.kill(int(os.environ['SERVER_PID']), 9)\ns.emit(r)"),
+            &[("SERVER_PID", &pid), ("N", &n)],
+        );
+        assert_eq!(result["error"], serde_json::Value::Null, "round {round}");
+        server.kill9();
+        server.launch();
+        let messages = server.messages("alice");
+        assert_eq!(messages.len(), round, "round {round}: a message was lost");
+        let needle = format!("X-Test-Id: {round}\n");
+        assert!(
+            messages
+                .iter()
+                .any(|m| String::from_utf8_lossy(m).contains(&needle)),
+            "round {round}"
+        );
+        assert_eq!(
+            server.queued().len(),
+            round,
+            "round {round}: queue entry lost"
+        );
+    }
+}
+
+/// strace attached to the server; dropped, it detaches.
+struct Strace(Child);
+
+impl Strace {
+    fn attach(pid: u32, args: &[&str]) -> Strace {
+        let mut child = Command::new("strace")
+            .args(["-f", "-p", &pid.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strace is installed (.ci/run installs it)");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("attached") => break,
+                Some(Ok(_)) => continue,
+                other => panic!("strace could not attach: {other:?}"),
+            }
+        }
+        // Keep draining stderr so strace never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Strace(child)
+    }
+}
+
+impl Drop for Strace {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn files_in(dir: std::path::PathBuf) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// SD-04: fsync fails with EIO → `451 4.3.0`, nothing half-delivered
+/// (no copy in new/, nothing left in tmp/, nothing queued), and the server
+/// keeps serving: the retry succeeds once fsync works again.
+#[test]
+fn sd04_fsync_failure_answers_451_and_leaves_nothing() {
+    let server = relaying_server();
+    let trace = Strace::attach(
+        server.pid(),
+        &[
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync,fdatasync",
+            "-e",
+            "inject=fsync,fdatasync:error=EIO",
+        ],
+    );
+    let result = server.python(&format!("{SEND}s.emit(r)"), &[("N", "1")]);
+    assert_eq!(
+        result["error"],
+        serde_json::json!([451, "4.3.0 Local error in processing; try again later"]),
+        "{result}"
+    );
+    assert!(server.message_files("alice").is_empty());
+    assert_eq!(files_in(server.maildir("alice").join("tmp")), 0);
+    assert!(server.queued().is_empty());
+    assert_eq!(files_in(server.dir.path().join("queue/tmp")), 0);
+    drop(trace);
+    let result = server.python(&format!("{SEND}s.emit(r)"), &[("N", "2")]);
+    assert_eq!(result["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(server.message_files("alice").len(), 1);
+    assert_eq!(server.queued().len(), 1);
+}
+
+/// SD-08: write → fsync(file) → link into new/ → fsync(new/) → `250`,
+/// as the kernel sees it.
+#[test]
+fn sd08_durability_syscalls_come_before_the_250() {
+    let server = TestServer::start();
+    let log = server.dir.path().join("strace.log");
+    let trace = Strace::attach(
+        server.pid(),
+        &[
+            "-o",
+            log.to_str().unwrap(),
+            "-s",
+            "64",
+            "-e",
+            "trace=fsync,fdatasync,linkat,link,rename,renameat,renameat2,sendto,write,writev",
+        ],
+    );
+    let result = server.python(
+        "import smtpclient as s\n\
+         s.emit(s.send_once('bob@remote.example', ['alice@test.example'], b'Subject: order\\r\\n\\r\\nbody\\r\\n'))",
+        &[],
+    );
+    assert_eq!(result["error"], serde_json::Value::Null);
+    drop(trace);
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Lines of the calls that matter, in order; strace splits calls that
+    // block into "unfinished" and "resumed" halves: keep the first half.
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("resumed>"))
+        .filter(|l| {
+            l.contains("fsync(")
+                || l.contains("linkat(")
+                || l.contains("Subject: order")
+                || l.contains("250 2.0.0 Ok: queued")
+        })
+        .collect();
+    let position = |what: &str| {
+        calls
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} not traced:\n{}", calls.join("\n")))
+    };
+    let written = position("Subject: order");
+    let linked = position("linkat(");
+    let replied = position("250 2.0.0 Ok: queued");
+    let file_synced = calls[written..linked].iter().any(|l| l.contains("fsync("));
+    let dir_synced = calls[linked..replied].iter().any(|l| l.contains("fsync("));
+    assert!(
+        written < linked && linked < replied && file_synced && dir_synced,
+        "wrong order:\n{}",
+        calls.join("\n")
+    );
+    assert!(calls[linked].contains("/new/"), "{}", calls[linked]);
+}

@@ -1,0 +1,224 @@
+//! Who may relay: POP before SMTP end to end, the open-relay tricks, and
+//! the Postfix policy service. Client addresses are played by binding to
+//! other loopback addresses (all of 127.0.0.0/8 is local on Linux).
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Setup, TestServer};
+
+const RELAY_DENIED: &str = "554 5.7.1 <carol@elsewhere.example>: Relay access denied";
+
+/// Tries to relay one message from `source`; returns the RCPT reply.
+const TRY_RELAY: &str = "def relay(source):\n\
+    \x20   r = s.Raw(source=source); r.cmd('EHLO client.example')\n\
+    \x20   r.cmd('MAIL FROM:<alice@test.example>')\n\
+    \x20   rcpt = r.cmd('RCPT TO:<carol@elsewhere.example>')\n\
+    \x20   if rcpt.startswith('250'):\n\
+    \x20       r.cmd('DATA'); r.cmd('Subject: relayed\\r\\n\\r\\nhi\\r\\n.')\n\
+    \x20   r.cmd('QUIT'); return rcpt\n";
+
+fn with_window(window: &str) -> TestServer {
+    TestServer::with(Setup {
+        tables: format!("[pop_before_smtp]\nwindow = \"{window}\"\n"),
+        ..Setup::default()
+    })
+}
+
+/// PB-01 and PB-03: refused → POP3 login from the same address → allowed;
+/// another address that never logged in stays refused; after the window it
+/// is refused again, and a new login renews it.
+#[test]
+fn pop_before_smtp_grants_the_address_that_logged_in_for_the_window() {
+    let window = Duration::from_secs(3);
+    let server = with_window("3s");
+    let run = |script: &str| {
+        server.python(
+            &format!("import smtpclient as s, popclient as p\n{TRY_RELAY}{script}"),
+            &[],
+        )
+    };
+    assert_eq!(run("s.emit(relay('127.0.0.7'))"), RELAY_DENIED);
+    let logged_in = Instant::now();
+    let result = run(
+        "r = p.Raw(source=('127.0.0.7', 0)); r.login('alice', 'alice-pw'); r.cmd('QUIT')\n\
+         s.emit([relay('127.0.0.7'), relay('127.0.0.8')])",
+    );
+    assert_eq!(result[0], "250 2.1.5 Recipient OK", "{result}");
+    assert_eq!(result[1], RELAY_DENIED, "127.0.0.8 never logged in");
+    assert_eq!(server.queued().len(), 1);
+    let log = server.log();
+    assert!(
+        log.contains("pop-before-smtp grant rip=127.0.0.7 user=alice"),
+        "{log}"
+    );
+    assert!(
+        log.contains("smtp relay allowed session=") && log.contains("reason=pop-before-smtp alice"),
+        "{log}"
+    );
+
+    if let Some(rest) =
+        (logged_in + window + Duration::from_millis(500)).checked_duration_since(Instant::now())
+    {
+        std::thread::sleep(rest);
+    }
+    assert_eq!(run("s.emit(relay('127.0.0.7'))"), RELAY_DENIED, "expired");
+    let result = run(
+        "r = p.Raw(source=('127.0.0.7', 0)); r.login('alice', 'alice-pw'); r.cmd('QUIT')\n\
+         s.emit(relay('127.0.0.7'))",
+    );
+    assert_eq!(result, "250 2.1.5 Recipient OK", "a new login renews it");
+    assert_eq!(server.queued().len(), 2);
+}
+
+/// PB-02: USER alone, a wrong password, a failed APOP or AUTH: no grant.
+#[test]
+fn pb02_failed_or_partial_logins_never_grant() {
+    let server = with_window("10m");
+    let result = server.python(
+        &format!(
+            "import smtpclient as s, popclient as p\n{TRY_RELAY}\
+             r = p.Raw(source=('127.0.0.7', 0)); r.cmd('USER alice')\n\
+             user_only = relay('127.0.0.7')\n\
+             r.cmd('PASS wrong')\n\
+             r.cmd('APOP alice 0123456789abcdef0123456789abcdef')\n\
+             r.cmd('AUTH PLAIN AGFsaWNlAHdyb25n')\n\
+             s.emit([user_only, relay('127.0.0.7')])"
+        ),
+        &[],
+    );
+    assert_eq!(result[0], RELAY_DENIED);
+    assert_eq!(result[1], RELAY_DENIED);
+    assert!(server.queued().is_empty());
+    assert!(!server.log().contains("pop-before-smtp grant"));
+}
+
+/// PB-05: a window of 0 turns POP before SMTP off.
+#[test]
+fn pb05_a_zero_window_turns_it_off() {
+    let server = with_window("0s");
+    let result = server.python(
+        &format!(
+            "import smtpclient as s, popclient as p\n{TRY_RELAY}\
+             r = p.Raw(source=('127.0.0.7', 0)); r.login('alice', 'alice-pw')\n\
+             s.emit(relay('127.0.0.7'))"
+        ),
+        &[],
+    );
+    assert_eq!(result, RELAY_DENIED);
+    assert!(server.queued().is_empty());
+}
+
+/// PB-06: the address comes from the socket; a user name that looks like
+/// an address grants nothing to that address.
+#[test]
+fn pb06_the_address_is_the_sockets_never_text() {
+    let server = TestServer::with(Setup {
+        users: vec![("rip=127.0.0.50".into(), "{PLAIN}pw".into())],
+        ..Setup::default()
+    });
+    let result = server.python(
+        &format!(
+            "import smtpclient as s, popclient as p\n{TRY_RELAY}\
+             r = p.Raw(source=('127.0.0.7', 0)); r.login('rip=127.0.0.50', 'pw')\n\
+             s.emit([relay('127.0.0.50'), relay('127.0.0.7')])"
+        ),
+        &[],
+    );
+    assert_eq!(result[0], RELAY_DENIED);
+    assert_eq!(result[1], "250 2.1.5 Recipient OK");
+}
+
+/// SI-05: an unauthorised client (127.0.0.9) tries a route to a remote
+/// address; the answer is a 5xx and nothing is queued.
+fn assert_not_relayed(rcpt: &str) {
+    let server = TestServer::start();
+    let result = server.python(
+        &format!(
+            "import smtpclient as s\n\
+             r = s.Raw(source='127.0.0.9'); r.cmd('EHLO client.example')\n\
+             r.cmd('MAIL FROM:<x@remote.example>')\n\
+             rcpt = r.cmd({rcpt:?})\n\
+             data = r.cmd('DATA')\n\
+             if data.startswith('354'):\n\
+             \x20   data = r.cmd('Subject: t\\r\\n\\r\\nhi\\r\\n.')\n\
+             s.emit([rcpt, data])"
+        ),
+        &[],
+    );
+    let reply = result[0].as_str().unwrap();
+    assert!(reply.starts_with('5'), "{rcpt} → {reply}");
+    assert!(server.queued().is_empty(), "{rcpt} was queued");
+    assert!(
+        server.message_files("alice").is_empty(),
+        "{rcpt} reached alice"
+    );
+}
+
+macro_rules! relay_trick {
+    ($($name:ident: $rcpt:expr,)*) => {$(
+        #[test]
+        fn $name() {
+            assert_not_relayed($rcpt);
+        }
+    )*};
+}
+
+relay_trick! {
+    si05_plain_remote_address: "RCPT TO:<carol@elsewhere.example>",
+    si05_percent_hack: "RCPT TO:<carol%elsewhere.example@test.example>",
+    si05_bang_path: "RCPT TO:<elsewhere.example!carol@test.example>",
+    si05_quoted_local_part_with_at: "RCPT TO:<\"carol@elsewhere.example\"@test.example>",
+    si05_source_route_through_us: "RCPT TO:<@test.example:carol@elsewhere.example>",
+    si05_source_route_two_hops: "RCPT TO:<@a.example,@b.example:carol@elsewhere.example>",
+    si05_two_at_signs: "RCPT TO:<carol@elsewhere.example@test.example>",
+    si05_ipv4_address_literal: "RCPT TO:<carol@[127.0.0.1]>",
+    si05_ipv6_address_literal: "RCPT TO:<carol@[IPv6:::1]>",
+    si05_unqualified_address: "RCPT TO:<carol>",
+    si05_trailing_dot_domain: "RCPT TO:<carol@elsewhere.example.>",
+    si05_unknown_local_user: "RCPT TO:<carol@test.example>",
+}
+
+/// An upper-case local domain is still local: accepted for an existing
+/// user and delivered locally, never queued.
+#[test]
+fn si05_upper_case_local_domain_is_local() {
+    let server = TestServer::start();
+    let result = server.python(
+        "import smtpclient as s\n\
+         s.emit(s.send_once('x@remote.example', ['alice@TEST.EXAMPLE'], b'Subject: t\\r\\n\\r\\nhi\\r\\n', source='127.0.0.9'))",
+        &[],
+    );
+    assert_eq!(result["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(server.message_files("alice").len(), 1);
+    assert!(server.queued().is_empty());
+}
+
+/// The Postfix policy service: DUNNO until the address logs in over POP3,
+/// OK after, DUNNO for other addresses; one connection, many requests.
+#[test]
+fn policy_service_answers_ok_for_live_grants_only() {
+    let server = TestServer::with(Setup {
+        tables: "[pop_before_smtp]\npolicy_listen = [\"127.0.0.1:0\"]\n".into(),
+        ..Setup::default()
+    });
+    let policy = server.policy.expect("policy service address");
+    let result = server.python(
+        "import os, socket, popclient as p\n\
+         sock = socket.create_connection(('127.0.0.1', int(os.environ['POLICY_PORT'])))\n\
+         f = sock.makefile('rwb')\n\
+         def ask(ip):\n\
+         \x20   f.write(('request=smtpd_access_policy\\nprotocol_state=RCPT\\nprotocol_name=ESMTP\\n'\n\
+         \x20            'client_address=%s\\nclient_name=unknown\\nsender=a@b.example\\n'\n\
+         \x20            'recipient=c@d.example\\n\\n' % ip).encode()); f.flush()\n\
+         \x20   answer = f.readline().decode(); blank = f.readline()\n\
+         \x20   return answer.strip() if blank == b'\\n' else 'bad framing'\n\
+         before = ask('127.0.0.7')\n\
+         r = p.Raw(source=('127.0.0.7', 0)); r.login('alice', 'alice-pw')\n\
+         p.emit([before, ask('127.0.0.7'), ask('127.0.0.8'), ask('not-an-address')])",
+        &[("POLICY_PORT", &policy.port().to_string())],
+    );
+    assert_eq!(
+        result,
+        serde_json::json!(["action=DUNNO", "action=OK", "action=DUNNO", "action=DUNNO"])
+    );
+}
