@@ -9,6 +9,7 @@ mod report;
 mod responder;
 mod scenarios;
 mod servers;
+mod smtp;
 
 use std::path::PathBuf;
 
@@ -19,7 +20,10 @@ use scenarios::{Ctx, Measurement};
 use servers::{DovecotSetup, Env, Kind};
 
 #[derive(Parser)]
-#[command(name = "yubin-bench", about = "yubin against Dovecot, side by side")]
+#[command(
+    name = "yubin-bench",
+    about = "yubin against Dovecot and Postfix, side by side"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -29,10 +33,10 @@ struct Args {
 enum Command {
     /// Run the scenarios and print the table.
     Run {
-        /// Scenarios to run (login, retrieval, big, large, idle, tls); default all.
+        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp); default all.
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
-        /// Servers to run against (yubin, dovecot, responder); default all.
+        /// Servers to run against (yubin, dovecot, responder, postfix); default all.
         #[arg(long, value_delimiter = ',')]
         servers: Vec<String>,
         /// Runs of each scenario; the table shows medians.
@@ -51,7 +55,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Rebuild the table and the chart from a results.json.
+    /// Rebuild the table, the rows of the results.json and the chart from
+    /// its measurements.
     Report {
         /// The results.json of an earlier run.
         input: PathBuf,
@@ -94,6 +99,8 @@ fn main() -> Result<()> {
                 serde_json::from_value(value["measurements"].clone())?;
             let rows = report::rows(&measurements);
             println!("{}", report::markdown(&rows));
+            // Refresh the rows kept in the file (measurements may have been merged in).
+            report::write_json(&input, &measurements, &rows, &value["machine"])?;
             let dir = out.unwrap_or_else(|| input.parent().map(PathBuf::from).unwrap_or_default());
             report::chart(&dir.join("chart.png"), &rows, std::path::Path::new(FONT))
         }
@@ -134,6 +141,15 @@ fn run(
             "Dovecot is not installed: apt-get install dovecot-pop3d (or --servers yubin,responder)"
         );
     }
+    let with_postfix = wants(&servers, "postfix");
+    if with_postfix && !std::path::Path::new("/usr/sbin/postfix").exists() {
+        bail!("Postfix is not installed: apt-get install postfix (or --servers without postfix)");
+    }
+    let postfix: Vec<Kind> = if with_postfix {
+        vec![Kind::Postfix]
+    } else {
+        vec![]
+    };
     let mut base = Vec::new();
     if wants(&servers, "yubin") {
         base.push(Kind::Yubin);
@@ -243,6 +259,9 @@ fn run(
                 "idle",
                 scenarios::idle(&ctx, &with(&[&fastest_dovecot]), true),
             )?;
+        }
+        if wants(&scenarios, "smtp") {
+            step("smtp", smtp::smtp_in(&ctx, &with(&[&postfix])))?;
         }
         if wants(&scenarios, "tls") {
             step(

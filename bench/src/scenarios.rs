@@ -46,7 +46,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn duration(&self) -> Duration {
+    pub(crate) fn duration(&self) -> Duration {
         if self.smoke {
             Duration::from_millis(700)
         } else {
@@ -55,20 +55,24 @@ impl Ctx {
     }
 
     /// Replaces the mail tree with fresh data written by `seed`.
-    fn seed(&self, kind: Kind, seed: &dyn Fn(&std::path::Path) -> Result<()>) -> Result<()> {
+    pub(crate) fn seed(
+        &self,
+        kind: Kind,
+        seed: &dyn Fn(&std::path::Path) -> Result<()>,
+    ) -> Result<()> {
         if self.env.mail.exists() {
             fs::remove_dir_all(&self.env.mail)?;
         }
         fs::create_dir_all(&self.env.mail)?;
         seed(&self.env.mail)?;
-        if matches!(kind, Kind::Dovecot(_)) {
+        if matches!(kind, Kind::Dovecot(_) | Kind::Postfix) {
             data::chown_nobody(&self.env.mail)?;
         }
         Ok(())
     }
 }
 
-fn measurement(
+pub(crate) fn measurement(
     scenario: &str,
     variant: &str,
     kind: Kind,

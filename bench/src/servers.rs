@@ -47,6 +47,8 @@ pub enum Kind {
     Dovecot(DovecotSetup),
     /// The trivial in-memory responder.
     Responder,
+    /// A private Postfix (SMTP scenarios only).
+    Postfix,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
             Kind::Dovecot(DovecotSetup::ReuseLogin) => "dovecot-reuse-login",
             Kind::Dovecot(DovecotSetup::ReuseAll) => "dovecot-reuse-all",
             Kind::Responder => "responder",
+            Kind::Postfix => "postfix",
         }
     }
 }
@@ -68,8 +71,11 @@ pub struct Server {
     pub pop3: SocketAddr,
     /// POP3S.
     pub pop3s: SocketAddr,
+    /// SMTP (yubin's MX listener, Postfix's smtpd).
+    pub smtp: SocketAddr,
     child: Option<Child>,
     dovecot_config: Option<PathBuf>,
+    postfix_config: Option<PathBuf>,
     pid: u32,
 }
 
@@ -93,11 +99,14 @@ impl Server {
     pub fn start(env: &Env, kind: Kind, responder_mode: &str) -> Result<Server> {
         let pop3: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let pop3s: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut server = Server {
             pop3,
             pop3s,
+            smtp,
             child: None,
             dovecot_config: None,
+            postfix_config: None,
             pid: 0,
         };
         match kind {
@@ -111,7 +120,11 @@ impl Server {
                         "hostname = \"bench.example\"\ndata_dir = \"{dir}\"\n\
                          [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
                          [users]\npasswd_file = \"{users}\"\nmail_location = \"{mail}/%u\"\n\
-                         [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n",
+                         [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
+                         [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
+                         submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n",
+                        sub = free_port()?,
+                        subs = free_port()?,
                         dir = dir.display(),
                         cert = env.cert.display(),
                         key = env.key.display(),
@@ -151,6 +164,37 @@ impl Server {
                     .context("start the responder")?;
                 server.pid = child.id();
                 server.child = Some(child);
+            }
+            Kind::Postfix => {
+                let dir = env.work.join(format!("postfix-{}", smtp.port()));
+                for sub in ["etc", "spool", "data"] {
+                    fs::create_dir_all(dir.join(sub))?;
+                }
+                let postfix = nix::unistd::User::from_name("postfix")?
+                    .context("no postfix user (apt-get install postfix)")?;
+                nix::unistd::chown(&dir.join("data"), Some(postfix.uid), Some(postfix.gid))?;
+                fs::write(dir.join("etc/main.cf"), postfix_main(env, &dir))?;
+                fs::write(dir.join("etc/master.cf"), postfix_master(smtp))?;
+                // Postfix forbids regexp substitution here: list the users.
+                let map: String = (0..100)
+                    .map(|n| format!("u{n}@bench.example u{n}/\n"))
+                    .collect();
+                fs::write(dir.join("etc/vmailbox"), map)?;
+                let log = fs::File::create(dir.join("postfix.log"))?;
+                let child = Command::new("/usr/sbin/postfix")
+                    .arg("-c")
+                    .arg(dir.join("etc"))
+                    .arg("start-fg")
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("start /usr/sbin/postfix (apt-get install postfix)")?;
+                server.pid = child.id();
+                server.child = Some(child);
+                server.postfix_config = Some(dir.join("etc"));
+                wait_for(smtp)?;
+                return Ok(server);
             }
             Kind::Dovecot(setup) => {
                 let dir = env.work.join(format!("dovecot-{}", pop3.port()));
@@ -192,6 +236,9 @@ impl Server {
         }
         wait_for(pop3)?;
         wait_for(pop3s)?;
+        if kind == Kind::Yubin {
+            wait_for(smtp)?;
+        }
         Ok(server)
     }
 
@@ -207,6 +254,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(config) = self.postfix_config.take() {
+            let _ = Command::new("/usr/sbin/postfix")
+                .arg("-c")
+                .arg(&config)
+                .arg("stop")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         if let Some(config) = self.dovecot_config.take() {
             let _ = Command::new("/usr/sbin/dovecot")
                 .arg("-c")
@@ -282,5 +339,65 @@ fn dovecot_config(
         mail = env.mail.display(),
         users = env.users.display(),
         mail_service = mail,
+    )
+}
+
+/// A private Postfix taking mail for `u<N>@bench.example` into the same
+/// Maildirs (virtual(8), as nobody). Its queue is fsynced before `250` as
+/// always. `in_flow_delay = 0`: by default Postfix slows senders down when
+/// delivery lags; the scenario counts until every message is in its Maildir,
+/// so the backlog is paid for either way.
+fn postfix_main(env: &Env, dir: &Path) -> String {
+    format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {dir}/spool\n\
+         data_directory = {dir}/data\n\
+         mail_owner = postfix\n\
+         setgid_group = postdrop\n\
+         myhostname = postfix.bench.example\n\
+         mydestination =\n\
+         inet_interfaces = 127.0.0.1\n\
+         inet_protocols = ipv4\n\
+         mynetworks = 127.0.0.0/8\n\
+         maillog_file = /dev/stdout\n\
+         virtual_mailbox_domains = bench.example\n\
+         virtual_mailbox_base = {mail}\n\
+         virtual_mailbox_maps = texthash:{dir}/etc/vmailbox\n\
+         virtual_uid_maps = static:65534\n\
+         virtual_gid_maps = static:65534\n\
+         virtual_minimum_uid = 100\n\
+         in_flow_delay = 0\n\
+         alias_maps =\n\
+         alias_database =\n\
+         smtputf8_enable = no\n",
+        dir = dir.display(),
+        mail = env.mail.display(),
+    )
+}
+
+/// Postfix's services, unchrooted, smtpd on our port.
+fn postfix_master(smtp: SocketAddr) -> String {
+    format!(
+        "{smtp} inet n - n - - smtpd\n\
+         pickup    unix  n - n 60 1 pickup\n\
+         cleanup   unix  n - n -  0 cleanup\n\
+         qmgr      unix  n - n 300 1 qmgr\n\
+         rewrite   unix  - - n -  - trivial-rewrite\n\
+         bounce    unix  - - n -  0 bounce\n\
+         defer     unix  - - n -  0 bounce\n\
+         trace     unix  - - n -  0 bounce\n\
+         verify    unix  - - n -  1 verify\n\
+         flush     unix  n - n 1000? 0 flush\n\
+         proxymap  unix  - - n -  - proxymap\n\
+         smtp      unix  - - n -  - smtp\n\
+         relay     unix  - - n -  - smtp\n\
+         showq     unix  n - n -  - showq\n\
+         error     unix  - - n -  - error\n\
+         retry     unix  - - n -  - error\n\
+         discard   unix  - - n -  - discard\n\
+         virtual   unix  - n n -  - virtual\n\
+         anvil     unix  - - n -  1 anvil\n\
+         scache    unix  - - n -  1 scache\n\
+         postlog   unix-dgram n - n - 1 postlogd\n"
     )
 }

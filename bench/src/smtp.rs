@@ -1,0 +1,200 @@
+//! Scenario 7, SMTP in: sessions deliver 4 KB messages to local users over
+//! one connection each (MAIL, RCPT and DATA pipelined, RFC 2920), and the
+//! clock runs until every accepted message is in its Maildir. yubin says
+//! `250` only after the Maildir copy is fsynced; Postfix after its queue
+//! file is fsynced, then delivers (the scenario waits for that too).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::data::{self, user};
+use crate::procs;
+use crate::scenarios::{Ctx, Measurement, measurement};
+use crate::servers::{Kind, Server};
+
+/// A minimal SMTP client: strict about reply codes.
+struct SmtpClient {
+    stream: BufReader<TcpStream>,
+    line: Vec<u8>,
+}
+
+impl SmtpClient {
+    async fn connect(addr: SocketAddr) -> Result<SmtpClient> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        tcp.set_nodelay(true)?;
+        let mut client = SmtpClient {
+            stream: BufReader::with_capacity(16 * 1024, tcp),
+            line: Vec::with_capacity(512),
+        };
+        client.expect(220).await.context("greeting")?;
+        client.send(b"EHLO bench.client\r\n").await?;
+        client.expect(250).await.context("EHLO")?;
+        Ok(client)
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.get_mut().write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads a whole (possibly multi-line) reply and checks its code.
+    async fn expect(&mut self, code: u16) -> Result<()> {
+        loop {
+            self.line.clear();
+            if self.stream.read_until(b'\n', &mut self.line).await? == 0 {
+                bail!("connection closed");
+            }
+            let text = String::from_utf8_lossy(&self.line);
+            ensure!(
+                text.len() >= 4 && text[..3] == code.to_string(),
+                "expected {code}, server said {:?}",
+                text.trim_end()
+            );
+            if text.as_bytes()[3] != b'-' {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One transaction; `data` is already dot-stuffed and ends with CRLF.
+    async fn deliver(&mut self, rcpt: &str, data: &[u8]) -> Result<()> {
+        let envelope = format!("MAIL FROM:<sender@remote.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
+        self.send(envelope.as_bytes()).await?;
+        self.expect(250).await.context("MAIL")?;
+        self.expect(250).await.context("RCPT")?;
+        self.expect(354).await.context("DATA")?;
+        self.send(data).await?;
+        self.send(b".\r\n").await?;
+        self.expect(250).await.context("end of data")
+    }
+
+    async fn quit(mut self) -> Result<()> {
+        self.send(b"QUIT\r\n").await?;
+        self.expect(221).await
+    }
+}
+
+/// SMTP's DATA form of a stored message: CRLF line ends, leading dots doubled.
+fn smtp_data(stored: &[u8]) -> Vec<u8> {
+    let wire = data::wire(stored);
+    let mut out = Vec::with_capacity(wire.len() + 64);
+    for line in wire.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+fn maildir_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join("new")).map_or(0, |d| d.count())
+}
+
+/// 7: `sessions` connections, each sending 4 KB messages to its own user
+/// until the time is up.
+pub fn smtp_in(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
+    let sessions = if ctx.smoke { 2 } else { 10 };
+    let content = data::message(0, 4096);
+    let body_at = content
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .context("message without a body")?;
+    let body = content[body_at..].to_vec();
+    let wire = std::sync::Arc::new(smtp_data(&content));
+    let mut out = Vec::new();
+    for &kind in kinds {
+        ctx.seed(kind, &|mail| {
+            for n in 0..sessions {
+                for sub in ["tmp", "new", "cur"] {
+                    std::fs::create_dir_all(mail.join(user(n)).join(sub))?;
+                }
+            }
+            Ok(())
+        })?;
+        let server = Server::start(&ctx.env, kind, "smtp")?;
+        let addr = server.smtp;
+        let before = (procs::usage(server.pid()), procs::own_cpu());
+        let deadline = Instant::now() + ctx.duration();
+        let started = Instant::now();
+        let accepted = ctx.runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for n in 0..sessions {
+                let wire = wire.clone();
+                tasks.push(tokio::spawn(async move {
+                    let rcpt = format!("{}@bench.example", user(n));
+                    let mut client = SmtpClient::connect(addr).await?;
+                    let mut sent = 0u64;
+                    while Instant::now() < deadline {
+                        client.deliver(&rcpt, &wire).await?;
+                        sent += 1;
+                    }
+                    client.quit().await?;
+                    Ok::<_, anyhow::Error>(sent)
+                }));
+            }
+            let mut total = 0;
+            for task in tasks {
+                total += task.await??;
+            }
+            Ok::<_, anyhow::Error>(total)
+        });
+        let accepted_after = started.elapsed().as_secs_f64();
+        let accepted = accepted.with_context(|| format!("smtp against {}", kind.name()))?;
+        // Wait until every accepted message is in a Maildir.
+        let wait_until = Instant::now() + Duration::from_secs(120);
+        let stored = loop {
+            let stored: usize = (0..sessions)
+                .map(|n| maildir_count(&ctx.env.mail.join(user(n))))
+                .sum();
+            if stored as u64 >= accepted || Instant::now() > wait_until {
+                break stored;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        let after = (procs::usage(server.pid()), procs::own_cpu());
+        server.stop();
+        ensure!(
+            stored as u64 == accepted,
+            "{}: {accepted} messages accepted, {stored} in the Maildirs",
+            kind.name()
+        );
+        // Every 50th message of each user: the body arrived intact.
+        for n in 0..sessions {
+            let dir = ctx.env.mail.join(user(n)).join("new");
+            for entry in std::fs::read_dir(&dir)?.step_by(50) {
+                let file = std::fs::read(entry?.path())?;
+                ensure!(
+                    file.ends_with(&body),
+                    "{}: a message in {} lost its body",
+                    kind.name(),
+                    dir.display()
+                );
+            }
+        }
+        out.push(measurement(
+            "smtp",
+            &format!("c={sessions} 4KB"),
+            kind,
+            accepted as f64 / elapsed,
+            "messages/s",
+            true,
+            serde_json::json!({
+                "messages": accepted,
+                "accepted_per_s": accepted as f64 / accepted_after,
+                "server_cpu_s": after.0.cpu - before.0.cpu,
+                "client_cpu_s": after.1 - before.1,
+                "seconds": elapsed,
+            }),
+        ));
+    }
+    Ok(out)
+}
