@@ -16,6 +16,7 @@ pub fn serve(config: Config) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let hostname = config.hostname.clone();
     runtime.block_on(async {
         let server = yubin_server::Server::start(config)
             .await
@@ -29,7 +30,7 @@ pub fn serve(config: Config) -> Result<(), Failure> {
                 other => Failure::Runtime(other.into()),
             })?;
         if let Some(demo) = demo {
-            print_demo(&demo, &server);
+            print_demo(&demo, &server, &hostname);
         }
         server.run_until_signal().await;
         Ok(())
@@ -83,7 +84,7 @@ fn init_logging(config: &Config) {
         .init();
 }
 
-fn print_demo(demo: &DemoUser, server: &yubin_server::Server) {
+fn print_demo(demo: &DemoUser, server: &yubin_server::Server, hostname: &str) {
     let DemoUser { name, password } = demo;
     println!();
     println!(
@@ -96,6 +97,12 @@ fn print_demo(demo: &DemoUser, server: &yubin_server::Server) {
     if let Some(addr) = server.pop3s_addresses.first() {
         println!(
             "  curl --insecure --user '{name}:{password}' pop3s://{addr}/1   # self-signed certificate"
+        );
+    }
+    if let Some(addr) = server.smtp_addresses.first() {
+        println!("Send it more mail by SMTP with:");
+        println!(
+            "  printf 'Subject: hello\\r\\n\\r\\nHello, {name}.\\r\\n' | curl smtp://{addr} --mail-from you@example.org --mail-rcpt {name}@{hostname} --upload-file -"
         );
     }
     println!();

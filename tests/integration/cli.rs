@@ -248,6 +248,15 @@ fn the_embedded_default_works_with_the_printed_curl_command() {
             break line;
         }
     };
+    let smtp_command = loop {
+        let line = lines
+            .next()
+            .expect("yubin printed no SMTP command")
+            .unwrap();
+        if line.trim_start().starts_with("printf") {
+            break line;
+        }
+    };
     let args: Vec<String> = command
         .split_whitespace()
         .skip(1)
@@ -255,10 +264,34 @@ fn the_embedded_default_works_with_the_printed_curl_command() {
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run("curl", &[&["-s"], &args[..]].concat());
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(out.status.success(), "{command}: {out:?}");
     let message = String::from_utf8_lossy(&out.stdout);
     assert!(message.contains("Subject: Welcome to yubin"), "{message}");
+    // The printed SMTP command delivers a second message, fetched the same way.
+    let sent = run("sh", &["-c", &format!("{} --silent", smtp_command.trim())]);
+    assert!(sent.status.success(), "{smtp_command}: {sent:?}");
+    let second: Vec<&str> = args
+        .iter()
+        .map(|a| {
+            if a.ends_with("/1") {
+                a.trim_end_matches('1')
+            } else {
+                a
+            }
+        })
+        .collect();
+    let url = format!("{}2", second[second.len() - 1]);
+    let out = run(
+        "curl",
+        &[&["-s"], &second[..second.len() - 1], &[url.as_str()]].concat(),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let message = String::from_utf8_lossy(&out.stdout);
+    assert!(message.contains("Hello, demo."), "{message}");
+    assert!(
+        message.starts_with("Return-Path: <you@example.org>"),
+        "{message}"
+    );
     assert!(dir.path().join("yubin-data/users").exists());
 }

@@ -150,6 +150,11 @@ pub struct SmtpConfig {
     pub max_message_size: u64,
     /// Most recipients per message.
     pub max_recipients: usize,
+    /// Longest command line accepted, CRLF included (RFC 5321 §4.5.3.1.4
+    /// says 512; AUTH lines with long initial responses need more).
+    pub max_line_length: usize,
+    /// Protocol errors tolerated in a session; the next one ends it with 421.
+    pub max_errors: u32,
     /// How long a client may stay silent (RFC 5321 §4.5.3.2: at least 5 minutes).
     pub timeout: HumanDuration,
     /// Where AUTH with PLAIN or LOGIN is accepted (as for POP3).
@@ -176,6 +181,8 @@ impl Default for SmtpConfig {
             relay_networks: Vec::new(),
             max_message_size: 50 * 1024 * 1024,
             max_recipients: 100,
+            max_line_length: 4096,
+            max_errors: 20,
             timeout: HumanDuration(Duration::from_secs(300)),
             plaintext_auth: PlaintextAuth::Tls,
             auth_failure_delay: HumanDuration(Duration::from_secs(2)),
@@ -356,6 +363,12 @@ impl Config {
         }
         if smtp.max_connections == 0 {
             return Err(invalid("smtp.max_connections", "must be at least 1"));
+        }
+        if smtp.max_line_length < 512 {
+            return Err(invalid(
+                "smtp.max_line_length",
+                "must be at least 512 (RFC 5321 §4.5.3.1.4)",
+            ));
         }
         if self.pop_before_smtp.ipv6_prefix > 128 {
             return Err(invalid("pop_before_smtp.ipv6_prefix", "must be 0 to 128"));

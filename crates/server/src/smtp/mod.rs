@@ -84,9 +84,10 @@ impl SmtpService {
             hostname: self.config.hostname.clone(),
             max_message_size: smtp.max_message_size,
             max_recipients: smtp.max_recipients,
+            max_line_len: smtp.max_line_length,
+            max_errors: smtp.max_errors,
             sasl_mechanisms: snapshot.mechanisms.clone(),
             auth_failure_delay: smtp.auth_failure_delay.0,
-            ..SessionConfig::default()
         });
         *cached = Some((snapshot.generation, config.clone()));
         config
