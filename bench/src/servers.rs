@@ -79,8 +79,17 @@ pub struct Server {
     pid: u32,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Distinct free ports: all bound at once, so none is handed out twice.
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let mut listeners = Vec::with_capacity(N);
+    for _ in 0..N {
+        listeners.push(TcpListener::bind("127.0.0.1:0")?);
+    }
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 fn wait_for(addr: SocketAddr) -> Result<()> {
@@ -97,9 +106,10 @@ fn wait_for(addr: SocketAddr) -> Result<()> {
 impl Server {
     /// Starts a server; `responder_mode` says what the responder serves.
     pub fn start(env: &Env, kind: Kind, responder_mode: &str) -> Result<Server> {
-        let pop3: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let pop3s: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let [pop3, pop3s, smtp, submission, submissions] = free_ports::<5>()?;
+        let pop3: SocketAddr = format!("127.0.0.1:{pop3}").parse()?;
+        let pop3s: SocketAddr = format!("127.0.0.1:{pop3s}").parse()?;
+        let smtp: SocketAddr = format!("127.0.0.1:{smtp}").parse()?;
         let mut server = Server {
             pop3,
             pop3s,
@@ -123,8 +133,8 @@ impl Server {
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
                          [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
                          submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n",
-                        sub = free_port()?,
-                        subs = free_port()?,
+                        sub = submission,
+                        subs = submissions,
                         dir = dir.display(),
                         cert = env.cert.display(),
                         key = env.key.display(),

@@ -97,6 +97,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(count):
+    """Distinct free ports: all bound at once, so none is handed out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def tls_context():
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -107,9 +119,8 @@ def tls_context():
 class Yubin:
     def __init__(self, binary, root):
         self.root = root
-        self.pop3, self.pop3s = free_port(), free_port()
-        self.smtp, self.submission, self.submissions = free_port(), free_port(), free_port()
-        self.policy = free_port()
+        (self.pop3, self.pop3s, self.smtp, self.submission, self.submissions,
+         self.policy) = free_ports(6)
         self.config = config = os.path.join(root, "yubin.toml")
         self.binary = binary
         with open(config, "w") as f:

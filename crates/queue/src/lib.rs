@@ -78,6 +78,12 @@ pub struct Envelope {
     pub client: String,
     /// Why relaying was allowed (`auth alice`, `network`, `pop-before-smtp alice`).
     pub auth: String,
+    /// The MAIL `BODY=` value (`7BIT`, `8BITMIME`), empty if not given:
+    /// the next hop must be told (RFC 6152 §3).
+    pub body: String,
+    /// The message was sent with SMTPUTF8 (RFC 6531): the next hop must
+    /// support it, or the message cannot go there as it is.
+    pub smtputf8: bool,
 }
 
 /// A queue directory.
@@ -158,10 +164,17 @@ impl Queue {
                 header.push_str(&format!("rcpt <{}>\n", one_line(rcpt)));
             }
             header.push_str(&format!(
-                "client {}\nauth {}\n\n",
+                "client {}\nauth {}\n",
                 one_line(&envelope.client),
                 one_line(&envelope.auth)
             ));
+            if !envelope.body.is_empty() {
+                header.push_str(&format!("body {}\n", one_line(&envelope.body)));
+            }
+            if envelope.smtputf8 {
+                header.push_str("smtputf8\n");
+            }
+            header.push('\n');
             file.write_all(header.as_bytes())?;
             write_message(&mut file)?;
             file.sync_all()
@@ -294,6 +307,8 @@ fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, Qu
                 .push(angle(value).ok_or_else(|| damaged("bad recipient"))?),
             "client" => envelope.client = value.to_owned(),
             "auth" => envelope.auth = value.to_owned(),
+            "body" => envelope.body = value.to_owned(),
+            "smtputf8" => envelope.smtputf8 = true,
             _ => {} // later versions may add fields
         }
     }
@@ -318,9 +333,16 @@ impl Staged {
             return Ok(());
         };
         fs::rename(&tmp, &self.target).map_err(io_at(&self.target))?;
+        // Not durable means not queued: take it back, the sender retries.
         File::open(&self.active)
             .and_then(|dir| dir.sync_all())
-            .map_err(io_at(&self.active))
+            .map_err(|error| {
+                let _ = fs::remove_file(&self.target);
+                QueueError::Io {
+                    path: self.active.clone(),
+                    error,
+                }
+            })
     }
 
     /// Removes a committed entry again (a later part of a delivery failed).
@@ -354,6 +376,8 @@ mod tests {
             recipients: vec!["x@remote.example".into(), "y@remote.example".into()],
             client: "192.0.2.7".into(),
             auth: "pop-before-smtp alice".into(),
+            body: "8BITMIME".into(),
+            smtputf8: true,
         }
     }
 

@@ -163,7 +163,9 @@ impl DataReceiver {
 
 /// Converts BDAT content (CRLF line ends) to LF line ends across chunk
 /// boundaries. BDAT has no end marker inside the data, so a bare CR or LF
-/// is harmless here and kept as it is.
+/// cannot end the message; still, a bare CR becomes a line end (LF) here,
+/// as POP3 treats one, so no stored message has a CR that a later hop could
+/// read as part of `CR.CRLF`.
 #[derive(Clone, Debug, Default)]
 pub struct BdatConverter {
     pending_cr: bool,
@@ -178,11 +180,9 @@ impl BdatConverter {
         let mut rest = input;
         if self.pending_cr {
             self.pending_cr = false;
+            out.push(b'\n');
             if rest.first() == Some(&b'\n') {
-                out.push(b'\n');
                 rest = &rest[1..];
-            } else {
-                out.push(b'\r');
             }
         }
         while let Some(cr) = memchr::memchr(b'\r', rest) {
@@ -193,7 +193,7 @@ impl BdatConverter {
                     rest = &rest[cr + 2..];
                 }
                 Some(_) => {
-                    out.push(b'\r');
+                    out.push(b'\n');
                     rest = &rest[cr + 1..];
                 }
                 None => {
@@ -205,10 +205,10 @@ impl BdatConverter {
         out.extend_from_slice(rest);
     }
 
-    /// Ends the content (a CR left at the very end is kept).
+    /// Ends the content (a CR left at the very end is a line end too).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.pending_cr {
-            out.push(b'\r');
+            out.push(b'\n');
             self.pending_cr = false;
         }
     }
@@ -290,7 +290,14 @@ mod tests {
             conv.feed(part, &mut out);
         }
         conv.finish(&mut out);
-        assert_eq!(out, b"a\nb\rc\n.\n\r");
+        // Bare CRs (after "b" and at the very end) become line ends too.
+        assert_eq!(out, b"a\nb\nc\n.\n\n");
+        // x CR . CRLF (a smuggling pattern in DATA) is stored as two lines.
+        let mut out = Vec::new();
+        let mut conv = BdatConverter::default();
+        conv.feed(b"x\r.\r\n", &mut out);
+        conv.finish(&mut out);
+        assert_eq!(out, b"x\n.\n");
     }
 
     proptest! {

@@ -19,5 +19,6 @@ pub mod reply;
 pub mod server;
 
 pub use address::{Domain, ForwardPath, Mailbox};
+pub use command::{Body, MailParams};
 pub use reply::{Reply, replies};
 pub use server::{Action, Envelope, Offer, Poll, Recipient, Session, SessionConfig};

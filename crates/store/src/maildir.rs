@@ -355,9 +355,14 @@ impl Staged {
             let target = self.new_dir.join(&name);
             match fs::hard_link(&tmp, &target) {
                 Ok(()) => {
-                    break sync_dir(&self.new_dir)
-                        .map(|()| name)
-                        .map_err(io_error(&self.new_dir));
+                    // If new/ cannot be made durable the delivery fails, and
+                    // a failed delivery must leave no copy (the sender
+                    // retries; a copy left here would be a duplicate).
+                    if let Err(error) = sync_dir(&self.new_dir) {
+                        let _ = fs::remove_file(&target);
+                        break Err(io_error(&self.new_dir)(error));
+                    }
+                    break Ok(name);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     name = OsString::from(unique_name(

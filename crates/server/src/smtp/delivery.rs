@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use yubin_pop3_proto::WireSize;
 use yubin_queue::Queue;
-use yubin_smtp_proto::{Envelope, ForwardPath};
+use yubin_smtp_proto::{Body, Envelope, ForwardPath};
 use yubin_store::Staged;
 
 use super::spool::Spool;
@@ -194,6 +194,12 @@ pub(super) fn deliver(
             recipients: remotes.clone(),
             client: trace.ip.to_string(),
             auth: reasons.join(", "),
+            body: match envelope.params.body {
+                Body::Unspecified => String::new(),
+                Body::SevenBit => "7BIT".into(),
+                Body::EightBitMime => "8BITMIME".into(),
+            },
+            smtputf8: envelope.params.smtputf8,
         };
         Some(
             queue

@@ -125,7 +125,8 @@ impl Session {
         if !self.take_awaiting(Awaiting::Credentials) {
             return;
         }
-        self.errors += 1;
+        // The failure is counted when its 535 goes out (`delay_elapsed`), so
+        // guessing passwords uses up the session's error allowance.
         if self.config.auth_failure_delay.is_zero() {
             self.awaiting = Some(Awaiting::Delay);
             self.delay_elapsed();

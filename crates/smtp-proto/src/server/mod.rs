@@ -208,6 +208,12 @@ pub struct Session {
     bdat: BdatConverter,
     /// A transaction that BDAT has started (so DATA is no longer allowed).
     bdat_started: bool,
+    /// The driver holds content of the current message (`MessageData` was
+    /// handed out and neither `EndOfMessage` nor `DiscardMessage` since).
+    data_handed: bool,
+    /// The transaction ended without its message (RSET, EHLO, STARTTLS):
+    /// the driver must be told to drop what it holds.
+    discard_owed: bool,
 }
 
 impl Session {
@@ -233,6 +239,8 @@ impl Session {
             quit: false,
             bdat: BdatConverter::default(),
             bdat_started: false,
+            data_handed: false,
+            discard_owed: false,
         }
     }
 
@@ -304,7 +312,10 @@ impl Session {
     /// Processes buffered input until the driver has something to do.
     pub fn poll(&mut self) -> Poll {
         if let Some(action) = self.next_action.take() {
-            return Poll::Action(action);
+            return Poll::Action(self.handing_out(action));
+        }
+        if std::mem::take(&mut self.discard_owed) {
+            return Poll::Action(Action::DiscardMessage);
         }
         if self.awaiting.is_some() {
             return Poll::Pending;
@@ -317,7 +328,7 @@ impl Session {
                 return Poll::Flush;
             }
             if self.data.len() >= DATA_CHUNK {
-                return Poll::Action(Action::MessageData);
+                return Poll::Action(self.handing_out(Action::MessageData));
             }
             if self.in_data() {
                 if !self.content() {
@@ -334,9 +345,25 @@ impl Session {
                 }
             }
             if let Some(action) = self.next_action.take() {
-                return Poll::Action(action);
+                return Poll::Action(self.handing_out(action));
+            }
+            if std::mem::take(&mut self.discard_owed) {
+                return Poll::Action(Action::DiscardMessage);
             }
         }
+    }
+
+    /// Keeps track of whether the driver holds message content.
+    fn handing_out(&mut self, action: Action) -> Action {
+        match action {
+            Action::MessageData => self.data_handed = true,
+            Action::EndOfMessage(_) | Action::DiscardMessage => {
+                self.data_handed = false;
+                self.discard_owed = false;
+            }
+            _ => {}
+        }
+        action
     }
 
     /// Ends the session because the server is stopping (no message is lost:
@@ -515,7 +542,7 @@ impl Session {
     /// The outcome of `Delay`.
     pub fn delay_elapsed(&mut self) {
         if self.take_awaiting(Awaiting::Delay) {
-            self.reply(replies::AUTH_FAILED);
+            self.error(replies::AUTH_FAILED);
         }
     }
 }

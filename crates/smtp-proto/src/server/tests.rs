@@ -604,3 +604,70 @@ fn large_messages_are_handed_over_in_pieces() {
     assert_eq!(h.send_raw(b".\r\n"), "250 2.0.0 Ok: queued as ID1\r\n");
     assert_eq!(h.delivered[0].1.len(), (3 << 20) / 72 * 71 + 71);
 }
+
+/// Failed AUTH attempts use up the session's error allowance, so one
+/// connection cannot guess passwords for ever.
+#[test]
+fn auth_failures_count_towards_the_error_limit() {
+    let mut h = Harness::with(
+        SessionConfig {
+            max_errors: 3,
+            ..config()
+        },
+        mx_offer(),
+    );
+    h.greet();
+    let wrong = "AUTH PLAIN AGFsaWNlAHdyb25n";
+    assert_eq!(
+        h.send(wrong),
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+    assert_eq!(
+        h.send(wrong),
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+    assert_eq!(
+        h.send(wrong),
+        "535 5.7.8 Authentication credentials invalid\r\n421 4.7.0 Too many errors; closing connection\r\n"
+    );
+    assert!(h.closed);
+}
+
+/// Content of a BDAT transaction that ends without its LAST chunk (RSET,
+/// EHLO, STARTTLS) is dropped by the driver, never glued to the next message.
+#[test]
+fn content_of_an_abandoned_bdat_transaction_is_discarded() {
+    for abandon in ["RSET", "EHLO again.example", "STARTTLS"] {
+        let mut h = Harness::with(
+            SessionConfig {
+                max_message_size: 10 * 1024 * 1024,
+                ..config()
+            },
+            mx_offer(),
+        );
+        h.greet();
+        h.send("MAIL FROM:<a@b>");
+        h.send("RCPT TO:<alice@local.test>");
+        let chunk = vec![b'x'; 300 * 1024];
+        let mut command = format!("BDAT {}\r\n", chunk.len()).into_bytes();
+        command.extend_from_slice(&chunk);
+        assert_eq!(h.send_raw(&command), "250 2.0.0 307200 octets received\r\n");
+        assert!(!h.stored.is_empty(), "the driver was handed content");
+        h.send(abandon);
+        assert!(h.stored.is_empty(), "{abandon}: content kept");
+        if abandon == "STARTTLS" {
+            h.greet();
+        } else if abandon == "RSET" {
+            h.send("EHLO client.example");
+        }
+        h.send("MAIL FROM:<a@b>");
+        h.send("RCPT TO:<alice@local.test>");
+        h.send("DATA");
+        assert!(
+            h.send("Subject: clean\r\n\r\nbody\r\n.")
+                .starts_with("250 ")
+        );
+        let (_, content) = h.delivered.last().unwrap();
+        assert_eq!(content, b"Subject: clean\n\nbody\n", "{abandon}");
+    }
+}

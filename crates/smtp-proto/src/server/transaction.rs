@@ -38,6 +38,11 @@ impl Session {
         self.data.clear();
         self.bdat = Default::default();
         self.bdat_started = false;
+        // Content already handed to the driver belongs to no message now;
+        // left there, it would be glued to the front of the next one.
+        if std::mem::take(&mut self.data_handed) {
+            self.discard_owed = true;
+        }
     }
 
     pub(super) fn mail(&mut self, from: Option<Mailbox>, params: MailParams) {
