@@ -368,3 +368,33 @@ fn eight_bit_passwords_work_with_user_pass() {
         "{result}"
     );
 }
+
+/// Over `max_connections` a client is told to come back later (POP3
+/// `-ERR [SYS/TEMP]`, SMTP `421 4.3.2`) instead of seeing a bare reset,
+/// and a slot that frees up is usable again.
+#[test]
+fn connections_over_the_limit_are_told_to_retry() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"100ms\"\nmax_connections = 2\n".into(),
+        smtp: "auth_failure_delay = \"100ms\"\nmax_connections = 2\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, smtpclient as s\n\
+         pops = [p.Raw(), p.Raw()]\n\
+         over_pop = p.Raw().greeting\n\
+         smtps = [s.Raw(), s.Raw()]\n\
+         over_smtp = s.Raw().greeting\n\
+         pops[0].cmd('QUIT'); smtps[0].cmd('QUIT')\n\
+         import time; time.sleep(0.5)\n\
+         s.emit([over_pop, over_smtp, p.Raw().greeting, s.Raw().greeting])",
+        &[],
+    );
+    assert_eq!(
+        result[0],
+        "-ERR [SYS/TEMP] Too many connections; try again later"
+    );
+    assert_eq!(result[1], "421 4.3.2 Too many connections; try again later");
+    assert!(result[2].as_str().unwrap().starts_with("+OK"), "{result}");
+    assert!(result[3].as_str().unwrap().starts_with("220 "), "{result}");
+}

@@ -97,6 +97,18 @@ pub mod replies {
     pub const AUTH_ALREADY: Reply = Reply::new(503, "5.5.1", "Already authenticated");
     pub const AUTH_NEEDS_TLS: Reply =
         Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
+    /// RFC 4954 §6: this mechanism needs an encrypted connection.
+    pub const AUTH_MECHANISM_NEEDS_TLS: Reply = Reply::new(
+        538,
+        "5.7.11",
+        "Encryption required for requested authentication mechanism",
+    );
+    /// The mechanism is disabled here whatever the connection (configuration).
+    pub const AUTH_MECHANISM_DISABLED: Reply =
+        Reply::new(504, "5.5.4", "Authentication mechanism not allowed here");
+    /// RFC 4954 §6: the server could not check the credentials just now.
+    pub const AUTH_TEMPORARY_FAILURE: Reply =
+        Reply::new(454, "4.7.0", "Temporary authentication failure");
     pub const AUTH_NOT_AVAILABLE: Reply = Reply::new(503, "5.5.1", "Authentication not available");
     pub const AUTH_REQUIRED: Reply = Reply::new(530, "5.7.0", "Authentication required");
     pub const AUTH_IN_TRANSACTION: Reply =
@@ -126,6 +138,9 @@ pub mod replies {
     pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
     pub const TOO_MANY_ERRORS: Reply =
         Reply::new(421, "4.7.0", "Too many errors; closing connection");
+    /// RFC 5321 §3.1: a server that cannot take the connection says so.
+    pub const TOO_MANY_CONNECTIONS: Reply =
+        Reply::new(421, "4.3.2", "Too many connections; try again later");
     pub const SHUTTING_DOWN: Reply = Reply::new(421, "4.3.2", "Server shutting down");
     pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "Timeout exceeded; closing connection");
     pub const LOCAL_ERROR: Reply =

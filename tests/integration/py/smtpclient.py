@@ -1,5 +1,6 @@
 """Helpers for the integration tests: Python's own smtplib against yubin."""
 import os
+import select
 import smtplib
 import socket
 import ssl

@@ -203,6 +203,12 @@ pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tl
         };
         let Ok(permit) = service.connections.clone().try_acquire_owned() else {
             tracing::warn!(rip = %peer.ip(), "pop3 connection refused: too many connections");
+            // RFC 3206 SYS/TEMP: a passing condition, the client retries.
+            // The send buffer of a fresh socket is empty, so this never
+            // waits; over implicit TLS there is no one to tell.
+            if !implicit_tls {
+                let _ = tcp.try_write(b"-ERR [SYS/TEMP] Too many connections; try again later\r\n");
+            }
             drop(tcp);
             continue;
         };

@@ -84,8 +84,13 @@ fn return_path(envelope: &Envelope) -> String {
 }
 
 /// The Received line every copy gets (RFC 5321 §4.4).
-fn received(config: &Config, trace: &Trace, for_rcpt: Option<&str>) -> String {
-    let mut protocol = String::from(if trace.esmtp { "ESMTP" } else { "SMTP" });
+fn received(config: &Config, trace: &Trace, smtputf8: bool, for_rcpt: Option<&str>) -> String {
+    // RFC 6531 §3.7.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA.
+    let mut protocol = String::from(match (smtputf8, trace.esmtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    });
     if trace.esmtp && trace.tls {
         protocol.push('S');
     }
@@ -101,14 +106,25 @@ fn received(config: &Config, trace: &Trace, for_rcpt: Option<&str>) -> String {
         .map_or(0, |d| d.as_secs());
     let recipient = for_rcpt.map(|r| format!("\n\tfor <{}>", r.replace(['\r', '\n'], "")));
     format!(
-        "Received: from {} ([{}]){auth}\n\tby {} (yubin) with {protocol} id {}{};\n\t{}\n",
+        "Received: from {} ({}){auth}\n\tby {} (yubin) with {protocol} id {}{};\n\t{}\n",
         header_safe(&trace.helo),
-        trace.ip,
+        address_literal(trace.ip),
         config.hostname,
         trace.id,
         recipient.unwrap_or_default(),
         crate::first_run::rfc5322_date(now),
     )
+}
+
+/// The client's address as an RFC 5321 §4.1.3 address literal.
+fn address_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{v6}]"),
+        },
+    }
 }
 
 /// Why a message could not be made durable (the client gets 451 4.3.0).
@@ -157,7 +173,7 @@ pub(super) fn deliver(
         }),
         _ => None,
     };
-    let received = received(config, trace, single.as_deref());
+    let received = received(config, trace, envelope.params.smtputf8, single.as_deref());
     let header = format!("{}{received}", return_path(envelope)).into_bytes();
     let size = header.len() as u64 + spool.size();
     let wire = WireSize::of(&header) + spool.wire_size();
@@ -265,5 +281,13 @@ mod tests {
             "evil??X-Injected:?yes"
         );
         assert_eq!(header_safe(""), "unknown");
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_rfc5321_literals() {
+        let literal = |text: &str| address_literal(text.parse().expect("address"));
+        assert_eq!(literal("192.0.2.7"), "[192.0.2.7]");
+        assert_eq!(literal("2001:db8::1"), "[IPv6:2001:db8::1]");
+        assert_eq!(literal("::ffff:192.0.2.7"), "[192.0.2.7]");
     }
 }

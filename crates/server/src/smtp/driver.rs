@@ -75,10 +75,19 @@ impl Connection {
     async fn run(&mut self, mut stream: Stream) {
         let mut buf = vec![0u8; 16 * 1024];
         let mut shutdown = self.service.shutdown.clone();
+        // RFC 5321 §4.5.3.2.7: the timeout runs from our last reply to the
+        // next whole command, so a client trickling a command line byte by
+        // byte cannot hold the connection for ever. Message content is
+        // timed per read instead: it keeps flowing for as long as it takes.
+        let mut command_deadline = tokio::time::Instant::now() + self.service.timeout();
         loop {
             let poll = self.session.poll();
+            let replied = !self.session.output().is_empty();
             if self.write_output(&mut stream).await.is_err() {
                 return;
+            }
+            if replied {
+                command_deadline = tokio::time::Instant::now() + self.service.timeout();
             }
             match poll {
                 Poll::Flush => {}
@@ -90,8 +99,13 @@ impl Connection {
                     if !self.session.in_data() {
                         self.session.shrink_buffers();
                     }
+                    let deadline = if self.session.in_data() {
+                        tokio::time::Instant::now() + self.service.timeout()
+                    } else {
+                        command_deadline
+                    };
                     let read = tokio::select! {
-                        read = tokio::time::timeout(self.service.timeout(), stream.read(&mut buf)) => read,
+                        read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
                         _ = shutdown.changed() => {
                             self.session.shutdown();
                             continue;
@@ -172,12 +186,13 @@ impl Connection {
                     )
                 })
                 .await;
-                match started.ok().flatten() {
-                    Some((exchange, step)) => {
+                match started {
+                    Ok(Some((exchange, step))) => {
                         self.exchange = Some(exchange);
                         self.sasl_step(step);
                     }
-                    None => self.auth_failed(),
+                    Ok(None) => self.auth_failed(),
+                    Err(error) => self.auth_unverifiable(&error),
                 }
             }
             Action::SaslStep { response } => {
@@ -196,7 +211,7 @@ impl Connection {
                         self.exchange = Some(exchange);
                         self.sasl_step(step);
                     }
-                    Err(_) => self.auth_failed(),
+                    Err(error) => self.auth_unverifiable(&error),
                 }
             }
             Action::MessageData => {
@@ -231,6 +246,11 @@ impl Connection {
                 self.auth_failed();
             }
         }
+    }
+
+    fn auth_unverifiable(&mut self, error: &tokio::task::JoinError) {
+        tracing::error!(session = self.id, rip = %self.peer.ip(), %error, "smtp auth check failed");
+        self.session.credentials_unverifiable();
     }
 
     fn auth_failed(&mut self) {

@@ -157,6 +157,14 @@ pub async fn serve(service: Arc<SmtpService>, listener: TcpListener, kind: Liste
         };
         let Ok(permit) = service.connections.clone().try_acquire_owned() else {
             tracing::warn!(rip = %peer.ip(), "smtp connection refused: too many connections");
+            // A 421 tells the client to retry later rather than guess at a
+            // network fault. The send buffer of a fresh socket is empty, so
+            // this never waits; over implicit TLS there is no one to tell.
+            if kind != Listener::Submissions {
+                let mut reply = Vec::new();
+                yubin_smtp_proto::replies::TOO_MANY_CONNECTIONS.write_to(&mut reply);
+                let _ = tcp.try_write(&reply);
+            }
             continue;
         };
         let service = service.clone();

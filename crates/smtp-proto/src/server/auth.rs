@@ -58,7 +58,12 @@ impl Session {
             return;
         }
         if !self.offer.plaintext_auth && PLAINTEXT_MECHANISMS.contains(&mechanism.as_str()) {
-            self.error(replies::AUTH_NEEDS_TLS);
+            // Under TLS encryption would not help: the configuration forbids it.
+            self.error(if self.offer.tls_active {
+                replies::AUTH_MECHANISM_DISABLED
+            } else {
+                replies::AUTH_MECHANISM_NEEDS_TLS
+            });
             return;
         }
         let initial_response = match initial.as_deref() {
@@ -117,6 +122,15 @@ impl Session {
         if self.take_awaiting(Awaiting::Credentials) {
             self.authenticated = Some(user);
             self.reply(replies::AUTH_OK);
+        }
+    }
+
+    /// The credentials could not be checked (an internal failure): `454`,
+    /// so the client retries later instead of doubting its password. Not
+    /// counted as a client error.
+    pub fn credentials_unverifiable(&mut self) {
+        if self.take_awaiting(Awaiting::Credentials) {
+            self.reply(replies::AUTH_TEMPORARY_FAILURE);
         }
     }
 

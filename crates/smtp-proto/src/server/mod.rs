@@ -390,19 +390,25 @@ impl Session {
         } else {
             match command::parse(&line) {
                 Ok(command) => self.dispatch(command),
-                Err(error) => self.parse_error(error),
+                Err(error) => {
+                    let mail = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL");
+                    self.parse_error(error, mail);
+                }
             }
         }
         self.line = line;
     }
 
-    fn parse_error(&mut self, error: ParseError) {
+    /// `mail`: the line was a MAIL command, whose bad path is the sender's
+    /// (RFC 3463 X.1.7) rather than a recipient's (X.1.3).
+    fn parse_error(&mut self, error: ParseError, mail: bool) {
         let reply = match error {
             ParseError::Unknown => replies::UNKNOWN_COMMAND,
             ParseError::InvalidBytes => replies::INVALID_BYTES,
             ParseError::Syntax(syntax) => {
                 Reply::with_text(501, "5.5.4", format!("Syntax: {syntax}"))
             }
+            ParseError::Path(_) if mail => replies::BAD_SENDER,
             ParseError::Path(_) => replies::BAD_ADDRESS,
             ParseError::UnsupportedParameter(p) => {
                 // The parameter is client text; only a short, printable form is echoed.

@@ -144,6 +144,8 @@ impl Harness {
     fn sasl(&mut self, response: Vec<u8>) {
         if response == b"\0alice\0secret" {
             self.session.credentials_accepted("alice".into());
+        } else if response == b"\0alice\0backend-down" {
+            self.session.credentials_unverifiable();
         } else {
             self.session.credentials_rejected();
         }
@@ -228,7 +230,19 @@ fn auth_is_hidden_where_not_allowed() {
     assert!(h.send("EHLO c").contains("250-AUTH CRAM-MD5\r\n"));
     assert_eq!(
         h.send("AUTH PLAIN"),
-        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+    );
+    // Under TLS, with plaintext mechanisms off by configuration.
+    let mut h = Harness::new(Offer {
+        plaintext_auth: false,
+        tls_active: true,
+        starttls_available: false,
+        ..mx_offer()
+    });
+    h.send("EHLO c");
+    assert_eq!(
+        h.send("AUTH LOGIN"),
+        "504 5.5.4 Authentication mechanism not allowed here\r\n"
     );
 }
 
@@ -309,6 +323,10 @@ fn commands_out_of_sequence() {
          C: MAIL FROM:<a@b> XFOO=1
          S: 555 5.5.4 Unsupported parameter XFOO=1
          C: MAIL FROM:a@b
+         S: 501 5.1.7 Bad sender address syntax
+         C: MAIL FROM:<a@b>
+         S: 250 2.1.0 Sender OK
+         C: RCPT TO:alice@local.test
          S: 501 5.1.3 Bad address syntax",
     );
 }
@@ -670,4 +688,31 @@ fn content_of_an_abandoned_bdat_transaction_is_discarded() {
         let (_, content) = h.delivered.last().unwrap();
         assert_eq!(content, b"Subject: clean\n\nbody\n", "{abandon}");
     }
+}
+
+/// RFC 4954 §6: when the server cannot check credentials it answers 454,
+/// the session stays usable, and the client is not charged an error.
+#[test]
+fn an_internal_auth_failure_is_temporary_and_not_the_clients_fault() {
+    let mut h = Harness::with(
+        SessionConfig {
+            max_errors: 1,
+            ..config()
+        },
+        mx_offer(),
+    );
+    h.greet();
+    // "\0alice\0backend-down"
+    let unverifiable = "AUTH PLAIN AGFsaWNlAGJhY2tlbmQtZG93bg==";
+    for _ in 0..3 {
+        assert_eq!(
+            h.send(unverifiable),
+            "454 4.7.0 Temporary authentication failure\r\n"
+        );
+    }
+    assert!(!h.closed);
+    assert_eq!(
+        h.send("AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
+        "235 2.7.0 Authentication successful\r\n"
+    );
 }
