@@ -184,3 +184,162 @@ fn sd08_durability_syscalls_come_before_the_250() {
     );
     assert!(calls[linked].contains("/new/"), "{}", calls[linked]);
 }
+
+/// Waits up to ten seconds for `ready`.
+fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Sends one message and reports how it went, a dropped connection included.
+const SEND_REPORTING_DROPS: &str = "import os, smtplib, smtpclient as s\n\
+    n = os.environ['N']\n\
+    msg = ('Subject: durable\\r\\nX-Test-Id: %s\\r\\n\\r\\nbody\\r\\n' % n).encode()\n\
+    try:\n\
+    \x20   c = s.connect('mx')\n\
+    \x20   s.emit(s.send(c, 'bob@remote.example', os.environ['RCPTS'].split(), msg))\n\
+    except (smtplib.SMTPServerDisconnected, ConnectionError) as e:\n\
+    \x20   s.emit({'error': 'disconnected'})\n";
+
+/// SD-01 (and MD-01): the server dies after the whole message arrived but
+/// before it was committed (stopped in the first fsync). The client sees
+/// the connection drop, never a `250`; after a restart nothing was
+/// delivered or queued, and the client's retry delivers exactly one copy.
+#[test]
+fn sd01_kill9_before_commit_delivers_nothing_and_the_retry_one_copy() {
+    let mut server = relaying_server();
+    let rcpts = "alice@test.example carol@elsewhere.example";
+    let trace = Strace::attach(
+        server.pid(),
+        &[
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync",
+            "-e",
+            "inject=fsync:delay_enter=5000000",
+        ],
+    );
+    let client = server.python_spawn(SEND_REPORTING_DROPS, &[("N", "1"), ("RCPTS", rcpts)]);
+    let tmp = server.maildir("alice").join("tmp");
+    wait_until("the copy in tmp/", || files_in(tmp.clone()) > 0);
+    server.kill9();
+    drop(trace);
+    let output = client.wait_with_output().expect("client");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("disconnected"), "the client saw: {report}");
+    server.launch();
+    assert!(
+        server.message_files("alice").is_empty(),
+        "delivered without a 250"
+    );
+    assert!(server.queued().is_empty(), "queued without a 250");
+    let result = server.python(SEND_REPORTING_DROPS, &[("N", "1"), ("RCPTS", rcpts)]);
+    assert_eq!(result["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(server.messages("alice").len(), 1);
+    assert_eq!(server.queued().len(), 1);
+}
+
+/// SD-02: the server dies after the commit (the message linked into new/)
+/// but before the `250` went out. The message is there after a restart;
+/// the client, having seen no `250`, retries, and the recipient gets the
+/// documented duplicate: two copies, never none.
+#[test]
+fn sd02_kill9_between_commit_and_250_delivers_and_the_retry_duplicates() {
+    let mut server = TestServer::start();
+    let trace = Strace::attach(
+        server.pid(),
+        &[
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=linkat,link",
+            "-e",
+            "inject=linkat,link:delay_exit=5000000",
+        ],
+    );
+    let env = [("N", "1"), ("RCPTS", "alice@test.example")];
+    let client = server.python_spawn(SEND_REPORTING_DROPS, &env);
+    let new = server.maildir("alice").join("new");
+    wait_until("the copy in new/", || files_in(new.clone()) > 0);
+    server.kill9();
+    drop(trace);
+    let output = client.wait_with_output().expect("client");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("disconnected"), "the client saw: {report}");
+    server.launch();
+    assert_eq!(server.messages("alice").len(), 1, "the committed copy");
+    let result = server.python(SEND_REPORTING_DROPS, &env);
+    assert_eq!(result["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(server.messages("alice").len(), 2, "retry duplicates");
+}
+
+/// SD-05 and MD-04: the disk fills up during delivery (fsync reports
+/// ENOSPC, as ext4 and NFS do when blocks cannot be allocated): a 3 MB
+/// message, spooled to disk while it arrives, is answered `452 4.3.1`;
+/// nothing is left in new/, tmp/, the queue or the spool; the session is
+/// still in step (NOOP answers), and once there is room mail flows again.
+#[test]
+fn sd05_md04_a_full_disk_answers_452_and_leaves_nothing() {
+    let server = relaying_server();
+    let trace = Strace::attach(
+        server.pid(),
+        &[
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync,fdatasync",
+            "-e",
+            "inject=fsync,fdatasync:error=ENOSPC",
+        ],
+    );
+    let result = server.python(
+        "import smtpclient as s\n\
+         c = s.connect('mx')\n\
+         body = b''.join(b'line %07d of a large message\\r\\n' % i for i in range(100000))\n\
+         r = s.send(c, 'bob@remote.example', ['alice@test.example', 'carol@elsewhere.example'], b'Subject: big\\r\\n\\r\\n' + body)\n\
+         s.emit([r, c.noop()[0]])",
+        &[],
+    );
+    assert_eq!(
+        result[0]["error"],
+        serde_json::json!([452, "4.3.1 Insufficient system storage"]),
+        "{result}"
+    );
+    assert_eq!(result[1], 250, "the session stayed in step");
+    assert!(server.message_files("alice").is_empty());
+    assert_eq!(files_in(server.maildir("alice").join("tmp")), 0);
+    assert!(server.queued().is_empty());
+    assert_eq!(files_in(server.dir.path().join("queue/tmp")), 0);
+    assert_eq!(files_in(server.dir.path().join("spool")), 0);
+    drop(trace);
+    let result = server.python(&format!("{SEND}s.emit(r)"), &[("N", "2")]);
+    assert_eq!(result["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(server.message_files("alice").len(), 1);
+}
+
+/// SD-06: with less free space than 1.5 times the largest message, a
+/// transaction is refused at MAIL with `452 4.3.1`, before any content
+/// is sent, never `250` and then a failure. (The limit is set beyond any
+/// real disk, so the filesystem the test runs on is "nearly full".)
+#[test]
+fn sd06_too_little_free_space_refuses_at_mail() {
+    let server = TestServer::with(Setup {
+        smtp: "auth_failure_delay = \"100ms\"\nmax_message_size = 1000000000000000000\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import smtpclient as s\n\
+         r = s.Raw(); r.cmd('EHLO client.example')\n\
+         s.emit([r.cmd('MAIL FROM:<bob@remote.example>'), r.cmd('NOOP')])",
+        &[],
+    );
+    assert_eq!(result[0], "452 4.3.1 Insufficient system storage");
+    assert_eq!(result[1], "250 2.0.0 OK");
+    server.wait_for_log("free space low");
+}

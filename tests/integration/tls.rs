@@ -79,3 +79,43 @@ fn pop3s_speaks_tls12_and_tls13() {
         serde_json::json!([["TLSv1.2", false, 1], ["TLSv1.3", false, 1]])
     );
 }
+
+/// TL-03: TLS 1.0 and 1.1 are refused by the server (a protocol_version
+/// alert) on POP3S and SMTPS, and on STARTTLS/STLS; the client is set up to
+/// speak them, so the refusal is the server's.
+#[test]
+fn tl03_tls_below_1_2_is_refused() {
+    let server = TestServer::start();
+    let result = server.python(
+        "import os, socket, ssl, warnings, popclient as p, smtpclient as s\n\
+         warnings.simplefilter('ignore', DeprecationWarning)\n\
+         def old_tls(newest=ssl.TLSVersion.TLSv1_1):\n\
+         \x20   ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n\
+         \x20   ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         \x20   ctx.set_ciphers('DEFAULT:@SECLEVEL=0')\n\
+         \x20   ctx.minimum_version = ssl.TLSVersion.TLSv1\n\
+         \x20   ctx.maximum_version = newest\n\
+         \x20   return ctx\n\
+         def attempt(sock, newest=ssl.TLSVersion.TLSv1_1):\n\
+         \x20   try:\n\
+         \x20       return old_tls(newest).wrap_socket(sock).version()\n\
+         \x20   except ssl.SSLError as e:\n\
+         \x20       return e.reason or str(e)\n\
+         out = []\n\
+         for port in ['PORT_TLS', 'SUBMISSIONS_PORT']:\n\
+         \x20   out.append(attempt(socket.create_connection(('127.0.0.1', int(os.environ[port])), timeout=10)))\n\
+         r = p.Raw(); r.cmd('STLS'); out.append(attempt(r.sock))\n\
+         r = s.Raw(port=os.environ['SUBMISSION_PORT']); r.cmd('EHLO c'); r.cmd('STARTTLS'); out.append(attempt(r.sock))\n\
+         control = attempt(socket.create_connection(('127.0.0.1', int(os.environ['PORT_TLS'])), timeout=10), ssl.TLSVersion.TLSv1_2)\n\
+         s.emit([control, out])",
+        &[],
+    );
+    // The same client, allowed TLS 1.2, gets through: it is not the client
+    // refusing to speak.
+    assert_eq!(result[0], "TLSv1.2");
+    for (i, reason) in result[1].as_array().expect("list").iter().enumerate() {
+        let reason = reason.as_str().unwrap_or_default();
+        // `…_ALERT_…`: an alert received from the server.
+        assert!(reason.contains("_ALERT_"), "attempt {i}: {result}");
+    }
+}

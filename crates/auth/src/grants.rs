@@ -130,8 +130,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// PB-03: the window is measured on the monotonic clock passed in
+    /// (`Instant`; wall-clock steps cannot extend or revive a grant): in at
+    /// N−1 s, out at N s, renewed by a new login.
     #[test]
-    fn a_grant_lasts_the_window_and_is_renewed_by_a_new_login() {
+    fn pb03_a_grant_lasts_the_window_and_is_renewed_by_a_new_login() {
         let t0 = Instant::now();
         let window = Duration::from_secs(600);
         let mut grants = RelayGrants::new(window, 128, 10);
@@ -150,8 +153,10 @@ mod tests {
         );
     }
 
+    /// PB-04: `::ffff:127.0.0.7` (a dual-stack listener) and `127.0.0.7`
+    /// are one client.
     #[test]
-    fn mapped_and_plain_ipv4_are_the_same_client() {
+    fn pb04_mapped_and_plain_ipv4_are_the_same_client() {
         let t0 = Instant::now();
         let mut grants = RelayGrants::new(Duration::from_secs(60), 128, 10);
         grants.grant(ip("::ffff:127.0.0.7"), "alice", t0);

@@ -56,6 +56,17 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    /// The underlying I/O error, if this is one (to tell a full disk from
+    /// other faults).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            QueueError::Io { error, .. } => Some(error),
+            QueueError::Damaged { .. } => None,
+        }
+    }
+}
+
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
     move |error| QueueError::Io {
         path: path.to_owned(),

@@ -169,6 +169,9 @@ pub struct SmtpConfig {
     pub queue_dir: Option<PathBuf>,
     /// Most simultaneous SMTP connections.
     pub max_connections: usize,
+    /// Most `Received:` fields a message may carry before it is refused as
+    /// a forwarding loop (RFC 5321 §6.3; Postfix's `hopcount_limit`).
+    pub max_hops: u32,
 }
 
 impl Default for SmtpConfig {
@@ -189,6 +192,7 @@ impl Default for SmtpConfig {
             aliases_file: None,
             queue_dir: None,
             max_connections: 10_000,
+            max_hops: 50,
         }
     }
 }
@@ -351,6 +355,9 @@ impl Config {
                 "smtp.timeout",
                 "must be at least 1s (RFC 5321 asks for 5m)",
             ));
+        }
+        if smtp.max_hops == 0 {
+            return Err(invalid("smtp.max_hops", "must be positive"));
         }
         if smtp.max_message_size == 0 {
             return Err(invalid("smtp.max_message_size", "must be positive"));

@@ -15,6 +15,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod hops;
 pub mod reply;
 pub mod server;
 

@@ -30,6 +30,17 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The underlying I/O error, if this is one (to tell a full disk from
+    /// other faults).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            StoreError::Io { error, .. } => Some(error),
+            StoreError::NotADirectory(_) => None,
+        }
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |error| StoreError::Io {
         path: path.to_owned(),
@@ -289,6 +300,30 @@ impl Maildir {
             |file| file.write_all(message),
         )?;
         staged.commit()
+    }
+
+    /// Removes files in `tmp/` last modified more than `older_than` ago:
+    /// deliveries interrupted by a crash, never made visible (the sender
+    /// was not told `250` and retries). The Maildir convention is 36 hours,
+    /// long enough that no delivery still in progress is touched. Returns
+    /// how many were removed; errors only make the clean-up incomplete.
+    pub fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
+        let tmp = self.root.join("tmp");
+        let Ok(entries) = fs::read_dir(&tmp) else {
+            return 0;
+        };
+        let Some(cutoff) = SystemTime::now().checked_sub(older_than) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let stale = meta.is_file() && meta.modified().is_ok_and(|m| m < cutoff);
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The first half of a delivery: writes a message of `size` octets

@@ -274,3 +274,94 @@ fn scan_of_a_missing_maildir_is_an_error_not_a_panic() {
     let md = Maildir::new(Path::new("/nonexistent/maildir"));
     assert!(md.scan().is_err());
 }
+
+/// MD-01: what a crash leaves in `tmp/` is never listed, and is removed
+/// once it is older than the given age; fresh files (a delivery in
+/// progress) are left alone.
+#[test]
+fn md01_interrupted_deliveries_in_tmp_are_never_listed_and_reaped_when_old() {
+    let (_d, md) = maildir();
+    put(&md, "tmp", "1700000000.old.host", b"half a message");
+    put(&md, "tmp", "1700000001.fresh.host", b"being written");
+    let old = fs::File::options()
+        .write(true)
+        .open(md.root().join("tmp/1700000000.old.host"))
+        .unwrap();
+    old.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(37 * 3600))
+        .unwrap();
+    assert!(md.scan().unwrap().is_empty());
+    assert_eq!(md.clean_tmp(std::time::Duration::from_secs(36 * 3600)), 1);
+    let left: Vec<_> = fs::read_dir(md.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["1700000001.fresh.host"]);
+}
+
+/// MD-02: a name already taken in `new/` is never overwritten: link(2)
+/// fails with EEXIST and the delivery takes a new name; both messages stay.
+#[test]
+fn md02_a_name_collision_never_overwrites() {
+    let (_d, md) = maildir();
+    let staged = md
+        .stage(4, 5, "host", |f| std::io::Write::write_all(f, b"new\n"))
+        .unwrap();
+    let taken = fs::read_dir(md.root().join("tmp"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    fs::write(md.root().join("new").join(&taken), b"first\n").unwrap();
+    let name = staged.commit().unwrap();
+    assert_ne!(name, taken);
+    assert_eq!(
+        fs::read(md.root().join("new").join(&taken)).unwrap(),
+        b"first\n"
+    );
+    assert_eq!(
+        fs::read(md.root().join("new").join(&name)).unwrap(),
+        b"new\n"
+    );
+    assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+}
+
+/// MD-03: uniqueness does not rest on the clock. A thousand deliveries
+/// within the same second (what a clock stepping back produces: seconds
+/// repeat) get distinct names and distinct UIDLs.
+#[test]
+fn md03_names_and_uidls_stay_unique_when_seconds_repeat() {
+    let (_d, md) = maildir();
+    let mut names = std::collections::HashSet::new();
+    for i in 0..1000 {
+        let name = md.deliver(format!("n {i}\n").as_bytes(), "host").unwrap();
+        assert!(names.insert(name), "name reused at delivery {i}");
+    }
+    let listing = md.scan().unwrap();
+    let unique: std::collections::HashSet<_> = uids(&listing).into_iter().collect();
+    assert_eq!(unique.len(), 1000);
+}
+
+/// MD-05: a Maildir whose `new/` (or `tmp/`) was replaced by a symbolic
+/// link is refused for delivery, and the link's target is untouched.
+#[test]
+fn md05_delivery_refuses_symlinked_maildir_directories() {
+    for sub in ["new", "tmp"] {
+        let (dir, md) = maildir();
+        let target = dir.path().join("elsewhere");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("precious"), b"keep\n").unwrap();
+        fs::remove_dir(md.root().join(sub)).unwrap();
+        std::os::unix::fs::symlink(&target, md.root().join(sub)).unwrap();
+        let refused = md.deliver(b"mail\n", "host");
+        assert!(
+            matches!(refused, Err(yubin_store::StoreError::NotADirectory(_))),
+            "{sub}: {refused:?}"
+        );
+        let inside: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(inside, ["precious"], "{sub}");
+    }
+}

@@ -517,6 +517,10 @@ fn keepalive(tcp: &TcpStream) {
 const LOCK_GRACE: Duration = Duration::from_millis(250);
 
 /// Creates, locks and lists a maildrop, off the async threads.
+/// Files in a Maildir's `tmp/` older than this are interrupted deliveries
+/// (the Maildir convention: 36 hours).
+const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
 async fn open_maildrop(
     maildir: Maildir,
 ) -> Result<Result<OpenMaildrop, OpenFailure>, tokio::task::JoinError> {
@@ -532,6 +536,10 @@ async fn open_maildrop(
                     Ok(lock) => lock,
                     Err(error) => return Err((maildir, OpenFailure::Lock(error))),
                 };
+                let reaped = maildir.clean_tmp(TMP_MAX_AGE);
+                if reaped > 0 {
+                    tracing::info!(maildir = %maildir.root().display(), reaped, "removed interrupted deliveries from tmp/");
+                }
                 match maildir.scan() {
                     Ok(listing) => Ok(OpenMaildrop {
                         maildir,

@@ -127,9 +127,47 @@ fn address_literal(ip: IpAddr) -> String {
     }
 }
 
-/// Why a message could not be made durable (the client gets 451 4.3.0).
+/// Why a message could not be made durable: the client gets
+/// `452 4.3.1` when the disk is full, `451 4.3.0` otherwise.
 #[derive(Debug)]
-pub(super) struct Failed(pub(super) String);
+pub(super) struct Failed {
+    pub(super) reason: String,
+    pub(super) storage_full: bool,
+}
+
+impl Failed {
+    fn new(reason: String) -> Failed {
+        Failed {
+            reason,
+            storage_full: false,
+        }
+    }
+
+    /// From an error that may wrap an I/O error.
+    fn from_error(error: &impl std::fmt::Display, io: Option<&std::io::Error>) -> Failed {
+        Failed {
+            reason: error.to_string(),
+            storage_full: io.is_some_and(is_storage_full),
+        }
+    }
+
+    /// The reply for the client.
+    pub(super) fn reply(&self) -> yubin_smtp_proto::Reply {
+        if self.storage_full {
+            yubin_smtp_proto::replies::INSUFFICIENT_STORAGE
+        } else {
+            yubin_smtp_proto::replies::LOCAL_ERROR
+        }
+    }
+}
+
+/// A full disk or an exhausted quota: a passing condition (RFC 3463 X.3.1).
+fn is_storage_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
 
 /// What was done.
 pub(super) struct Delivered {
@@ -147,7 +185,10 @@ pub(super) fn deliver(
     spool: &mut Spool,
 ) -> Result<Delivered, Failed> {
     if let Some(error) = spool.failure() {
-        return Err(Failed(format!("spooling the message failed: {error}")));
+        return Err(Failed {
+            reason: format!("spooling the message failed: {error}"),
+            storage_full: is_storage_full(error),
+        });
     }
     let mut locals: Vec<String> = Vec::new();
     let mut remotes: Vec<String> = Vec::new();
@@ -184,14 +225,15 @@ pub(super) fn deliver(
         let user = snapshot
             .users
             .get(name)
-            .ok_or_else(|| Failed(format!("user {name} vanished")))?;
-        let maildir = crate::pop3::maildir_for(config, user).map_err(|e| Failed(e.to_string()))?;
+            .ok_or_else(|| Failed::new(format!("user {name} vanished")))?;
+        let maildir =
+            crate::pop3::maildir_for(config, user).map_err(|e| Failed::new(e.to_string()))?;
         let copy = maildir
             .stage(size, wire, &config.hostname, |file| {
                 file.write_all(&header)?;
                 spool.copy_to(file)
             })
-            .map_err(|e| Failed(e.to_string()))?;
+            .map_err(|e| Failed::from_error(&e, e.io_error()))?;
         staged.push((maildir.root().join("new"), copy));
     }
     let queued = if remotes.is_empty() {
@@ -223,7 +265,7 @@ pub(super) fn deliver(
                     file.write_all(received.as_bytes())?;
                     spool.copy_to(file)
                 })
-                .map_err(|e| Failed(e.to_string()))?,
+                .map_err(|e| Failed::from_error(&e, e.io_error()))?,
         )
     };
 
@@ -237,7 +279,7 @@ pub(super) fn deliver(
                 for (dir, file) in &committed {
                     let _ = std::fs::remove_file(dir.join(file));
                 }
-                return Err(Failed(error.to_string()));
+                return Err(Failed::from_error(&error, error.io_error()));
             }
         }
     }
@@ -248,7 +290,7 @@ pub(super) fn deliver(
                 let _ = std::fs::remove_file(dir.join(file));
             }
             yubin_queue::Staged::uncommit(&target);
-            return Err(Failed(error.to_string()));
+            return Err(Failed::from_error(&error, error.io_error()));
         }
     }
     Ok(Delivered {

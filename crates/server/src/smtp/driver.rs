@@ -114,7 +114,12 @@ impl Connection {
                     match read {
                         Err(_) => self.session.timed_out(),
                         Ok(Ok(0)) | Ok(Err(_)) => return,
-                        Ok(Ok(n)) => self.session.receive(&buf[..n]),
+                        Ok(Ok(n)) => {
+                            if !self.session.in_data() {
+                                self.session.set_storage_low(self.service.storage.low());
+                            }
+                            self.session.receive(&buf[..n]);
+                        }
                     }
                 }
                 Poll::Close => {
@@ -351,8 +356,9 @@ impl Connection {
                 self.session.message_accepted(&trace.id);
             }
             Ok((Err(failed), trace, _)) => {
-                tracing::error!(session = self.id, id = %trace.id, error = %failed.0, "smtp message not stored; 451 sent");
-                self.session.message_refused(replies::LOCAL_ERROR);
+                let reply = failed.reply();
+                tracing::error!(session = self.id, id = %trace.id, error = %failed.reason, reply = %reply, "smtp message not stored");
+                self.session.message_refused(reply);
             }
             Err(_) => self.session.message_refused(replies::LOCAL_ERROR),
         }

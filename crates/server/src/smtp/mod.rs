@@ -3,6 +3,7 @@
 mod delivery;
 mod driver;
 pub(crate) mod spool;
+mod storage;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct SmtpService {
     pub(crate) aliases: Aliases,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
+    /// Free space where messages are spooled and queued.
+    pub(crate) storage: storage::StorageGauge,
     pub(crate) shutdown: watch::Receiver<bool>,
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
     counter: AtomicU64,
@@ -59,6 +62,10 @@ impl SmtpService {
     ) -> Result<SmtpService, crate::config::ConfigError> {
         Ok(SmtpService {
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
+            storage: storage::StorageGauge::new(
+                config.data_dir.clone(),
+                storage::StorageGauge::needed_for(config.smtp.max_message_size),
+            ),
             queue: Queue::new(config.queue_dir()),
             relay_networks: config.relay_networks()?,
             config,
@@ -88,6 +95,7 @@ impl SmtpService {
             max_errors: smtp.max_errors,
             sasl_mechanisms: snapshot.mechanisms.clone(),
             auth_failure_delay: smtp.auth_failure_delay.0,
+            max_hops: smtp.max_hops,
         });
         *cached = Some((snapshot.generation, config.clone()));
         config

@@ -48,6 +48,9 @@ pub struct SessionConfig {
     pub sasl_mechanisms: Vec<String>,
     /// Pause before answering a failed authentication.
     pub auth_failure_delay: Duration,
+    /// Most `Received:` fields a message may carry; more is a forwarding
+    /// loop (RFC 5321 §6.3) and the message is refused.
+    pub max_hops: u32,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +63,7 @@ impl Default for SessionConfig {
             max_errors: 20,
             sasl_mechanisms: Vec::new(),
             auth_failure_delay: Duration::from_secs(2),
+            max_hops: 50,
         }
     }
 }
@@ -204,6 +208,8 @@ pub struct Session {
     authenticated: Option<String>,
     sasl: Option<auth::SaslState>,
     quit: bool,
+    /// The driver says the spool's filesystem is nearly full.
+    storage_low: bool,
     /// BDAT content of the current message, converted as it arrives.
     bdat: BdatConverter,
     /// A transaction that BDAT has started (so DATA is no longer allowed).
@@ -237,6 +243,7 @@ impl Session {
             authenticated: None,
             sasl: None,
             quit: false,
+            storage_low: false,
             bdat: BdatConverter::default(),
             bdat_started: false,
             data_handed: false,
@@ -302,6 +309,12 @@ impl Session {
     /// Whether the client ended with QUIT.
     pub fn quit_received(&self) -> bool {
         self.quit
+    }
+
+    /// Tells the session whether there is room for a new message; while
+    /// there is not, MAIL is answered `452 4.3.1` (the client retries later).
+    pub fn set_storage_low(&mut self, low: bool) {
+        self.storage_low = low;
     }
 
     /// Whether the session is receiving message content (for the driver's timeouts).
@@ -379,6 +392,20 @@ impl Session {
     pub fn timed_out(&mut self) {
         if !matches!(self.phase, Phase::Closed) {
             replies::TIMEOUT.write_to(&mut self.output);
+            self.phase = Phase::Closed;
+        }
+    }
+
+    /// DATA refused. RFC 2920 §3.1 makes DATA the last command of a
+    /// pipelined group, so input already waiting behind it is message
+    /// content sent without waiting for `354`: running it as commands could
+    /// execute a smuggled transaction. The session ends instead.
+    fn refuse_data(&mut self, reply: Reply) {
+        if self.lines.is_empty() {
+            self.error(reply);
+        } else {
+            reply.write_to(&mut self.output);
+            replies::SYNC_ERROR.write_to(&mut self.output);
             self.phase = Phase::Closed;
         }
     }

@@ -716,3 +716,128 @@ fn an_internal_auth_failure_is_temporary_and_not_the_clients_fault() {
         "235 2.7.0 Authentication successful\r\n"
     );
 }
+
+/// SD-06: with the disk nearly full a transaction is refused at MAIL,
+/// before any content is sent, and accepted again once there is room.
+#[test]
+fn sd06_low_storage_refuses_mail_before_the_content() {
+    let mut h = Harness::new(mx_offer());
+    h.greet();
+    h.session.set_storage_low(true);
+    assert_eq!(
+        h.send("MAIL FROM:<a@remote.example>"),
+        "452 4.3.1 Insufficient system storage\r\n"
+    );
+    assert_eq!(
+        h.send("RCPT TO:<alice@local.test>"),
+        "503 5.5.1 Send MAIL first\r\n"
+    );
+    h.session.set_storage_low(false);
+    assert_eq!(
+        h.send("MAIL FROM:<a@remote.example>"),
+        "250 2.1.0 Sender OK\r\n"
+    );
+}
+
+/// SI-02: a bare CR inside a command line does not split it into two
+/// commands; the whole line is one (bad) command.
+#[test]
+fn si02_bare_cr_in_a_command_does_not_split_it() {
+    let mut h = Harness::new(mx_offer());
+    h.greet();
+    let reply = h.send_raw(b"MAIL FROM:<a@remote.example>\rRCPT TO:<alice@local.test>\r\n");
+    assert_eq!(reply, "500 5.5.2 Invalid characters in command\r\n");
+    assert_eq!(
+        h.send("RCPT TO:<alice@local.test>"),
+        "503 5.5.1 Send MAIL first\r\n"
+    );
+}
+
+/// SI-04: content pipelined behind a DATA that is refused is never run as
+/// commands: the session ends with a synchronization error.
+#[test]
+fn si04_content_sent_after_a_refused_data_is_not_executed() {
+    let mut h = Harness::new(mx_offer());
+    h.greet();
+    let reply = h.send_raw(
+        b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<nobody@local.test>\r\nDATA\r\n\
+          MAIL FROM:<spoof@remote.example>\r\nRCPT TO:<alice@local.test>\r\nDATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(
+        reply,
+        "250 2.1.0 Sender OK\r\n550 5.1.1 User unknown\r\n554 5.5.1 No valid recipients\r\n\
+         554 5.5.0 Protocol synchronization error; closing connection\r\n"
+    );
+    assert!(h.closed);
+    assert!(h.delivered.is_empty());
+    // A DATA refused with nothing behind it is an ordinary error.
+    let mut h = Harness::new(mx_offer());
+    h.greet();
+    assert_eq!(h.send("DATA"), "503 5.5.1 Send MAIL first\r\n");
+    assert_eq!(h.send("NOOP"), "250 2.0.0 OK\r\n");
+}
+
+/// SI-08: an overlong command line is refused with 500 5.5.2 and the rest
+/// of it is skipped, not read as further commands; the session goes on.
+#[test]
+fn si08_an_overlong_command_is_refused_and_the_session_continues() {
+    let mut h = Harness::with(
+        SessionConfig {
+            max_line_len: 512,
+            ..config()
+        },
+        mx_offer(),
+    );
+    h.greet();
+    let mut line = b"NOOP ".to_vec();
+    line.extend(std::iter::repeat_n(b'x', 100_000));
+    line.extend_from_slice(b"RSET\r\n");
+    assert_eq!(h.send_raw(&line), "500 5.5.2 Line too long\r\n");
+    assert_eq!(h.send("NOOP"), "250 2.0.0 OK\r\n");
+}
+
+/// SI-12: a message that has been around too many relays (more
+/// `Received:` fields than `max_hops`) is refused as a loop, over DATA and
+/// over BDAT; one under the limit is accepted.
+#[test]
+fn si12_too_many_received_fields_is_a_loop() {
+    let hops = |n: usize| "Received: from x by y; date\r\n".repeat(n);
+    let config = || SessionConfig {
+        max_hops: 5,
+        ..config()
+    };
+    let mut h = Harness::with(config(), mx_offer());
+    h.greet();
+    h.send("MAIL FROM:<a@remote.example>");
+    h.send("RCPT TO:<alice@local.test>");
+    h.send("DATA");
+    assert_eq!(
+        h.send(&format!("{}Subject: loop\r\n\r\nbody\r\n.", hops(6))),
+        "554 5.4.6 Too many hops; mail forwarding loop detected\r\n"
+    );
+    h.send("MAIL FROM:<a@remote.example>");
+    h.send("RCPT TO:<alice@local.test>");
+    h.send("DATA");
+    assert!(
+        h.send(&format!("{}Subject: ok\r\n\r\n{}.", hops(5), hops(9)))
+            .starts_with("250 ")
+    );
+    assert_eq!(h.delivered.len(), 1);
+
+    let mut h = Harness::with(config(), mx_offer());
+    h.greet();
+    h.send("MAIL FROM:<a@remote.example>");
+    h.send("RCPT TO:<alice@local.test>");
+    let content = format!("{}\r\nbody\r\n", hops(6));
+    let mut command = format!("BDAT {} LAST\r\n", content.len()).into_bytes();
+    command.extend_from_slice(content.as_bytes());
+    assert_eq!(
+        h.send_raw(&command),
+        "554 5.4.6 Too many hops; mail forwarding loop detected\r\n"
+    );
+    assert!(h.delivered.is_empty());
+    assert_eq!(
+        h.send("MAIL FROM:<a@remote.example>"),
+        "250 2.1.0 Sender OK\r\n"
+    );
+}

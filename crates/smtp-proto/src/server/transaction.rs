@@ -4,6 +4,7 @@ use super::{Action, Awaiting, Envelope, Phase, Recipient, Session};
 use crate::address::{ForwardPath, Mailbox};
 use crate::command::MailParams;
 use crate::data::{DataEnd, DataReceiver};
+use crate::hops::HopCounter;
 use crate::reply::{Reply, replies};
 
 /// A transaction in progress.
@@ -16,6 +17,8 @@ pub(super) struct Transaction {
     pending: Option<ForwardPath>,
     /// Octets received in BDAT chunks so far.
     bdat_total: u64,
+    /// `Received:` fields in the content so far.
+    hops: HopCounter,
 }
 
 impl Transaction {
@@ -55,6 +58,11 @@ impl Session {
             self.error(replies::AUTH_REQUIRED);
             return;
         }
+        // Refused before any content is sent, not after all of it.
+        if self.storage_low {
+            self.reply(replies::INSUFFICIENT_STORAGE);
+            return;
+        }
         // RFC 1870 §6.2: a declared size over the limit is refused now.
         if params
             .size
@@ -73,6 +81,7 @@ impl Session {
             recipients: Vec::new(),
             pending: None,
             bdat_total: 0,
+            hops: HopCounter::default(),
         });
         self.reply(replies::SENDER_OK);
     }
@@ -137,21 +146,21 @@ impl Session {
         let transaction = match phase {
             Phase::Connected => {
                 self.phase = Phase::Connected;
-                return self.error(replies::NEED_EHLO);
+                return self.refuse_data(replies::NEED_EHLO);
             }
             Phase::Transaction(t) => t,
             other => {
                 self.phase = other;
-                return self.error(replies::NEED_MAIL);
+                return self.refuse_data(replies::NEED_MAIL);
             }
         };
         if self.bdat_started {
             self.phase = Phase::Transaction(transaction);
-            return self.error(replies::DATA_AFTER_BDAT);
+            return self.refuse_data(replies::DATA_AFTER_BDAT);
         }
         if transaction.recipients.is_empty() {
             self.phase = Phase::Transaction(transaction);
-            return self.error(replies::NO_VALID_RECIPIENTS);
+            return self.refuse_data(replies::NO_VALID_RECIPIENTS);
         }
         self.reply(replies::START_DATA);
         self.data.clear();
@@ -210,8 +219,10 @@ impl Session {
         self.lines.push(&later);
         let mut rest_after = self.lines.take_rest();
         match &mut self.phase {
-            Phase::Data(_, receiver) => {
+            Phase::Data(transaction, receiver) => {
+                let before = self.data.len();
                 let used = receiver.feed(&input, &mut self.data);
+                transaction.hops.feed(&self.data[before..]);
                 let done = receiver.is_done();
                 self.lines.push(&input[used..]);
                 self.lines.push(&rest_after);
@@ -230,9 +241,11 @@ impl Session {
                     .unwrap_or(usize::MAX)
                     .min(input.len());
                 if refusal.is_none() {
+                    let before = self.data.len();
                     self.bdat.feed(&input[..take], &mut self.data);
                     if let Some(t) = transaction {
                         t.bdat_total += take as u64;
+                        t.hops.feed(&self.data[before..]);
                     }
                 }
                 *remaining -= take as u64;
@@ -258,6 +271,10 @@ impl Session {
             return;
         };
         match receiver.end() {
+            DataEnd::Complete if transaction.hops.count() > self.config.max_hops => {
+                self.reply(replies::TOO_MANY_HOPS);
+                self.discard();
+            }
             DataEnd::Complete => {
                 self.act(
                     Action::EndOfMessage(transaction.envelope()),
@@ -301,6 +318,12 @@ impl Session {
                     self.discard();
                 }
                 self.reset_transaction();
+            }
+            (None, Some(transaction))
+                if last && transaction.hops.count() > self.config.max_hops =>
+            {
+                self.reply(replies::TOO_MANY_HOPS);
+                self.discard();
             }
             (None, Some(transaction)) if last => {
                 let mut tail = Vec::new();
