@@ -17,7 +17,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let config = SessionConfig {
         sasl_mechanisms: vec!["PLAIN".into(), "CRAM-MD5".into()],
-        auth_failure_delay: std::time::Duration::ZERO,
         ..SessionConfig::default()
     };
     let offer = Offer {
@@ -46,17 +45,17 @@ fuzz_target!(|data: &[u8]| {
                         if password.first() == Some(&b'y') {
                             session.credentials_accepted("user".into());
                         } else {
-                            session.credentials_rejected();
+                            session.credentials_rejected(std::time::Duration::ZERO);
                         }
                     }
-                    Action::CheckApop { .. } => session.credentials_rejected(),
+                    Action::CheckApop { .. } => session.credentials_rejected(std::time::Duration::ZERO),
                     Action::SaslStart {
                         initial_response, ..
                     } => match initial_response {
                         Some(r) if r.first() == Some(&b'y') => {
                             session.credentials_accepted("user".into())
                         }
-                        Some(_) => session.credentials_rejected(),
+                        Some(_) => session.credentials_rejected(std::time::Duration::ZERO),
                         None => session.sasl_challenge(b"challenge"),
                     },
                     Action::SaslStep { response } => {

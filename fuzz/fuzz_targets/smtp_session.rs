@@ -18,7 +18,6 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: 4096,
         max_recipients: 3,
         sasl_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
-        auth_failure_delay: std::time::Duration::ZERO,
         ..SessionConfig::default()
     };
     let offer = Offer {
@@ -57,14 +56,14 @@ fuzz_target!(|data: &[u8]| {
                         Some(r) if r.first() == Some(&b'y') => {
                             session.credentials_accepted("user".into())
                         }
-                        Some(_) => session.credentials_rejected(),
+                        Some(_) => session.credentials_rejected(std::time::Duration::ZERO),
                         None => session.sasl_challenge(b"challenge"),
                     },
                     Action::SaslStep { response } => {
                         if response.first() == Some(&b'y') {
                             session.credentials_accepted("user".into());
                         } else {
-                            session.credentials_rejected();
+                            session.credentials_rejected(std::time::Duration::ZERO);
                         }
                     }
                     Action::StartTls => session.tls_established(Offer {

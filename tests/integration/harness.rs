@@ -41,6 +41,10 @@ pub struct Setup {
     pub users: Vec<(String, String)>,
     /// Listen on all addresses (for non-loopback tests).
     pub any_address: bool,
+    /// `[users] login_penalty_max`: `"0"` (the default here) keeps every
+    /// failure at `auth_failure_delay`, so tests that fail many logins on
+    /// purpose are not slowed by the growing penalty.
+    pub login_penalty_max: String,
 }
 
 impl Default for Setup {
@@ -56,6 +60,7 @@ impl Default for Setup {
                 ("bob".into(), "{SHA512-CRYPT}$6$gUxx67c9oQ/CKtmm$NJ6jL1fZJFcXEX15LSCxVOqHEaKunNuRq6EsvlZ3nEZYNkutN0VWQE45fa0CILmHMxFG96CbkNwZ2Hib3m/z80".into()),
             ],
             any_address: false,
+            login_penalty_max: "0".into(),
         }
     }
 }
@@ -78,9 +83,10 @@ impl TestServer {
             "127.0.0.1"
         };
         let config_extra = format!(
-            "hostname = \"test.example\"\ndata_dir = \"{}\"\n{}\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:0\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
+            "hostname = \"test.example\"\ndata_dir = \"{}\"\n{}\n[users]\nlogin_penalty_max = \"{}\"\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:0\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
             dir.path().display(),
             setup.top,
+            setup.login_penalty_max,
             setup.pop3,
             setup.smtp,
             setup.tables,

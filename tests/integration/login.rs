@@ -348,3 +348,57 @@ fn logs_show_logins_and_logouts_but_no_secrets() {
         "a password reached the log"
     );
 }
+
+/// AU-03: the login penalty belongs to the client address, not to the
+/// connection or protocol: failures over POP3 and SMTP AUTH from one address
+/// double the delay (base 0.2 s, cap here 1.6 s), parallel connections
+/// share it, another address starts at the base, repeating the very same
+/// wrong password does not climb, and a success resets the address.
+#[test]
+fn au03_failures_from_one_address_double_the_delay_across_protocols() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"200ms\"\n".into(),
+        smtp: "auth_failure_delay = \"200ms\"\n".into(),
+        login_penalty_max: "1600ms".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, smtpclient as s, time, threading, base64\n\
+         def pop(source, pw):\n\
+         \x20   r = p.Raw(source=(source, 0)); r.cmd('USER alice'); t = time.monotonic(); reply = r.cmd('PASS ' + pw)\n\
+         \x20   return round(time.monotonic() - t, 2) if reply.startswith('-ERR') else 'ok'\n\
+         def smtp(source, pw):\n\
+         \x20   r = s.Raw(source=source); r.cmd('EHLO c'); t = time.monotonic()\n\
+         \x20   reply = r.cmd('AUTH PLAIN ' + base64.b64encode(b'\\0alice\\0' + pw.encode()).decode())\n\
+         \x20   return round(time.monotonic() - t, 2) if reply.startswith('535') else 'ok'\n\
+         mixed = [pop('127.0.0.5', 'a'), smtp('127.0.0.5', 'b'), pop('127.0.0.5', 'c')]\n\
+         other = pop('127.0.0.6', 'a')\n\
+         parallel = []\n\
+         threads = [threading.Thread(target=lambda i=i: parallel.append(pop('127.0.0.7', 'x%d' % i))) for i in range(4)]\n\
+         [t.start() for t in threads]; [t.join() for t in threads]\n\
+         same = [pop('127.0.0.8', 'stale') for _ in range(3)]\n\
+         reset = [pop('127.0.0.5', 'alice-pw'), pop('127.0.0.5', 'd')]\n\
+         p.emit({'mixed': mixed, 'other': other, 'parallel': sorted(parallel), 'same': same, 'reset': reset})",
+        &[],
+    );
+    let secs = |v: &serde_json::Value| v.as_f64().unwrap_or(-1.0);
+    let near = |v: &serde_json::Value, want: f64| {
+        let got = secs(v);
+        assert!(
+            got >= want * 0.9 && got < want + 0.5,
+            "wanted about {want} s, took {got} s: {result}"
+        );
+    };
+    for (i, want) in [0.2, 0.4, 0.8].into_iter().enumerate() {
+        near(&result["mixed"][i], want);
+    }
+    near(&result["other"], 0.2);
+    for (i, want) in [0.2, 0.4, 0.8, 1.6].into_iter().enumerate() {
+        near(&result["parallel"][i], want);
+    }
+    for i in 0..3 {
+        near(&result["same"][i], 0.2);
+    }
+    assert_eq!(result["reset"][0], "ok", "{result}");
+    near(&result["reset"][1], 0.2);
+}

@@ -1,6 +1,8 @@
 //! TLS and STLS (§3.7).
 
-use crate::harness::TestServer;
+use std::io::BufRead;
+
+use crate::harness::{Setup, TestServer};
 
 const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
 
@@ -118,4 +120,61 @@ fn tl03_tls_below_1_2_is_refused() {
         // `…_ALERT_…`: an alert received from the server.
         assert!(reason.contains("_ALERT_"), "attempt {i}: {result}");
     }
+}
+
+/// TL-04: connections that open the TLS ports and send nothing, or half a
+/// ClientHello, are closed at the handshake deadline (at most the session
+/// timeout, here 2 s); real clients are served meanwhile, and the server's
+/// descriptors come back to where they were while the stalled clients are
+/// still there.
+#[test]
+fn tl04_stalled_handshakes_are_cut_off_and_others_served() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"100ms\"\nidle_timeout = \"2s\"\n".into(),
+        smtp: "auth_failure_delay = \"100ms\"\ntimeout = \"2s\"\n".into(),
+        ..Setup::default()
+    });
+    let baseline = server.fd_count();
+    let mut holder = server.python_spawn(
+        "import os, socket, sys, time\n\
+         held = []\n\
+         for port in ['PORT_TLS', 'SUBMISSIONS_PORT']:\n\
+         \x20   for i in range(100):\n\
+         \x20       s = socket.create_connection(('127.0.0.1', int(os.environ[port])))\n\
+         \x20       if i % 2: s.sendall(b'\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03')\n\
+         \x20       held.append(s)\n\
+         print('open', flush=True)\n\
+         time.sleep(20)",
+        &[],
+    );
+    let stdout = holder.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("holder output");
+    assert_eq!(line.trim(), "open");
+    let held = server.fd_count();
+    assert!(held >= baseline + 150, "{baseline} → {held} descriptors");
+    let result = server.python(
+        "import popclient as p, smtpclient as s\n\
+         c = p.connect('ssl'); p.login(c); stat = c.stat(); c.quit()\n\
+         m = s.connect('submissions'); code = m.ehlo()[0]; m.quit()\n\
+         s.emit([list(stat), code])",
+        &ALICE,
+    );
+    assert_eq!(result[1], 250, "{result}");
+    let mut now = server.fd_count();
+    for _ in 0..100 {
+        if now <= baseline + 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        now = server.fd_count();
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        now <= baseline + 5,
+        "descriptors: {baseline} at rest, {held} held, {now} after the deadline"
+    );
 }

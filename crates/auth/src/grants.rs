@@ -12,12 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// What a grant is keyed on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Key {
-    V4(u32),
-    V6(u128),
-}
+use crate::client_key::ClientKey as Key;
 
 #[derive(Clone, Debug)]
 struct Grant {
@@ -53,20 +48,7 @@ impl RelayGrants {
     }
 
     fn key(&self, ip: IpAddr) -> Key {
-        match ip {
-            IpAddr::V4(v4) => Key::V4(u32::from(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Key::V4(u32::from(v4)),
-                None => {
-                    let bits = u128::from(v6);
-                    let mask = match self.ipv6_prefix {
-                        0 => 0,
-                        p => u128::MAX << (128 - u32::from(p)),
-                    };
-                    Key::V6(bits & mask)
-                }
-            },
-        }
+        Key::of(ip, self.ipv6_prefix)
     }
 
     /// Records a successful POP3 login by `user` from `ip`, renewing any

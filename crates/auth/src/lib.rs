@@ -10,13 +10,16 @@
 //! - [`users`]: the lookup table a server authenticates against (incl. APOP).
 //! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256.
 //! - [`grants`]: POP-before-SMTP relay grants.
+//! - [`penalty`]: growing delays after failed logins, per client address.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod client_key;
 pub mod grants;
 mod md5_context;
 mod md5_crypt;
 pub mod passwd;
+pub mod penalty;
 pub mod random;
 pub mod sasl;
 pub mod scheme;
@@ -26,5 +29,6 @@ pub mod users;
 pub use grants::RelayGrants;
 pub use md5_context::HmacMd5Contexts;
 pub use passwd::{PasswdFile, UserEntry, check_user_name};
+pub use penalty::LoginPenalties;
 pub use scheme::{Scheme, SchemeError, StoredPassword};
 pub use users::{User, Users};

@@ -46,7 +46,7 @@ pub struct TlsConfig {
 }
 
 /// `[users]`
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UsersConfig {
     /// Dovecot passwd-file. Default `{data_dir}/users`.
@@ -56,6 +56,19 @@ pub struct UsersConfig {
     /// `{data_dir}/mail/%d/%n`, or `{data_dir}/mail/%u` for names without a domain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_location: Option<String>,
+    /// Failed logins from one address (POP3 and SMTP together) double the
+    /// protocol's `auth_failure_delay` each time, up to this.
+    pub login_penalty_max: HumanDuration,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            passwd_file: None,
+            mail_location: None,
+            login_penalty_max: HumanDuration(Duration::from_secs(15)),
+        }
+    }
 }
 
 /// Where plaintext passwords (USER/PASS, AUTH PLAIN and LOGIN) are accepted.

@@ -21,6 +21,7 @@ pub mod config;
 pub mod deliver;
 pub mod duration;
 pub mod first_run;
+pub mod login_guard;
 mod logtext;
 pub mod policy;
 pub mod pop3;

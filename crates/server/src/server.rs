@@ -1,5 +1,6 @@
 //! Starting and stopping the whole server.
 
+use crate::login_guard::LoginGuard;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,11 +96,13 @@ impl Server {
             pbs.ipv6_prefix,
             pbs.max_grants,
         )));
+        let guard = Arc::new(LoginGuard::new(config.users.login_penalty_max.0));
         let pop3 = Arc::new(Pop3Service::new(
             config.clone(),
             users.clone(),
             tls.clone(),
             grants.clone(),
+            guard.clone(),
             shutdown_rx.clone(),
         ));
         let smtp = Arc::new(SmtpService::new(
@@ -107,6 +110,7 @@ impl Server {
             users.clone(),
             tls,
             grants.clone(),
+            guard,
             aliases,
             shutdown_rx.clone(),
         )?);

@@ -109,3 +109,10 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     file.write_all(data)?;
     file.sync_all()
 }
+
+/// The longest a TLS handshake may take: a minute, and never longer than
+/// the session's own timeout, so a client that opens a connection and sends
+/// half a ClientHello holds a descriptor only that long.
+pub(crate) fn handshake_timeout(session_timeout: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(60).min(session_timeout)
+}

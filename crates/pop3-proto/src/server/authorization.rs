@@ -3,6 +3,7 @@
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use std::time::Duration;
 
 use super::messages::MessageList;
 use super::transaction::Maildrop;
@@ -228,19 +229,18 @@ impl Session {
     }
 
     /// The credentials are wrong, the user unknown, or the exchange malformed:
-    /// all get the same answer after the same delay.
-    pub fn credentials_rejected(&mut self) {
+    /// all get the same answer after `delay` (the driver's login penalty,
+    /// which depends on the client's recent failures, not on why this one
+    /// failed).
+    pub fn credentials_rejected(&mut self, delay: Duration) {
         if self.take_awaiting(|a| a == Awaiting::Credentials).is_none() {
             return;
         }
-        if self.config.auth_failure_delay.is_zero() {
+        if delay.is_zero() {
             self.awaiting = Some(Awaiting::Delay);
             self.delay_elapsed();
         } else {
-            self.act(
-                Action::Delay(self.config.auth_failure_delay),
-                Awaiting::Delay,
-            );
+            self.act(Action::Delay(delay), Awaiting::Delay);
         }
     }
 

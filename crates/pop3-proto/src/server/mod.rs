@@ -53,8 +53,6 @@ pub struct SessionConfig {
     pub max_bad_commands_before_login: u32,
     /// Bad commands tolerated after login; the next one closes the session.
     pub max_bad_commands_after_login: u32,
-    /// Pause before answering a failed login.
-    pub auth_failure_delay: Duration,
 }
 
 impl Default for SessionConfig {
@@ -69,7 +67,6 @@ impl Default for SessionConfig {
             max_line_len: 8190,
             max_bad_commands_before_login: 3,
             max_bad_commands_after_login: 20,
-            auth_failure_delay: Duration::from_secs(2),
         }
     }
 }

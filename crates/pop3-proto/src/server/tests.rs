@@ -6,6 +6,9 @@
 use super::*;
 use crate::stuffing::{Encoder, WireSize};
 
+/// The login penalty the driver would choose.
+const FAILURE_DELAY: Duration = Duration::from_secs(2);
+
 const TIMESTAMP: &str = "<1896.697170952@dbc.mtview.ca.us>";
 
 struct Harness {
@@ -27,7 +30,6 @@ fn config() -> SessionConfig {
     SessionConfig {
         sasl_mechanisms: vec!["PLAIN".into(), "LOGIN".into(), "CRAM-MD5".into()],
         implementation: Some("yubin-test".into()),
-        auth_failure_delay: Duration::from_secs(2),
         ..SessionConfig::default()
     }
 }
@@ -115,7 +117,7 @@ impl Harness {
                 if user == "mrose" && password == b"tanstaaf" {
                     self.session.credentials_accepted(user);
                 } else {
-                    self.session.credentials_rejected();
+                    self.session.credentials_rejected(FAILURE_DELAY);
                 }
             }
             Action::CheckApop { user, digest } => {
@@ -123,7 +125,7 @@ impl Harness {
                 if user == "mrose" && digest == "c4c9334bac560ecc979e58001b3e22fb" {
                     self.session.credentials_accepted(user);
                 } else {
-                    self.session.credentials_rejected();
+                    self.session.credentials_rejected(FAILURE_DELAY);
                 }
             }
             Action::SaslStart {
@@ -198,7 +200,7 @@ impl Harness {
         if response == b"\0mrose\0tanstaaf" {
             self.session.credentials_accepted("mrose".into());
         } else {
-            self.session.credentials_rejected();
+            self.session.credentials_rejected(FAILURE_DELAY);
         }
     }
 
@@ -517,7 +519,7 @@ fn the_delay_comes_before_the_answer() {
     h.session.receive(b"PASS y\r\n");
     let action = h.session.poll();
     assert!(matches!(action, Poll::Action(Action::CheckPassword { .. })));
-    h.session.credentials_rejected();
+    h.session.credentials_rejected(FAILURE_DELAY);
     assert_eq!(
         h.session.poll(),
         Poll::Action(Action::Delay(Duration::from_secs(2)))

@@ -16,9 +16,6 @@ use crate::logtext::Escaped;
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
 
-/// How long a TLS handshake may take at most.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The locked maildrop of a logged-in session.
 pub(super) struct OpenMaildrop {
     pub(super) maildir: Maildir,
@@ -64,6 +61,8 @@ pub(super) struct Connection {
     method: &'static str,
     /// The user name given in the login in progress, for logs.
     attempted_user: Vec<u8>,
+    /// A digest of the credentials being tried, for the login penalty.
+    attempt: u64,
     pub(super) maildrop: Option<OpenMaildrop>,
     tls: bool,
 }
@@ -80,7 +79,12 @@ pub(super) async fn handle(
     let local = tcp.local_addr().unwrap_or(peer);
     let id = service.next_id();
     let stream = if implicit_tls {
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, service.tls.accept(tcp)).await {
+        match tokio::time::timeout(
+            crate::tls::handshake_timeout(service.idle_timeout()),
+            service.tls.accept(tcp),
+        )
+        .await
+        {
             Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
             Ok(Err(error)) => {
                 tracing::info!(session = id, rip = %display_ip(peer), %error, "pop3s TLS handshake failed");
@@ -108,6 +112,7 @@ pub(super) async fn handle(
         exchange: None,
         method: "",
         attempted_user: Vec::new(),
+        attempt: 0,
         maildrop: None,
         tls: implicit_tls,
     };
@@ -197,7 +202,12 @@ impl Connection {
         let Stream::Plain(tcp) = stream else {
             return None;
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.service.tls.accept(tcp)).await {
+        match tokio::time::timeout(
+            crate::tls::handshake_timeout(self.service.idle_timeout()),
+            self.service.tls.accept(tcp),
+        )
+        .await
+        {
             Ok(Ok(tls)) => {
                 self.tls = true;
                 let apop = self.session.offer().apop_timestamp.clone();
@@ -218,6 +228,10 @@ impl Connection {
             Action::CheckPassword { user, password } => {
                 self.method = "USER";
                 self.attempted_user = user.clone().into_bytes();
+                self.attempt = self
+                    .service
+                    .guard
+                    .digest(&[b"USER", user.as_bytes(), &password]);
                 let snapshot = self.snapshot.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     snapshot
@@ -231,6 +245,10 @@ impl Connection {
             Action::CheckApop { user, digest } => {
                 self.method = "APOP";
                 self.attempted_user = user.clone().into_bytes();
+                self.attempt =
+                    self.service
+                        .guard
+                        .digest(&[b"APOP", user.as_bytes(), digest.as_bytes()]);
                 let timestamp = self
                     .session
                     .offer()
@@ -253,6 +271,10 @@ impl Connection {
             } => {
                 self.method = mechanism_name(&mechanism);
                 self.attempted_user.clear();
+                self.attempt = self.service.guard.digest(&[
+                    mechanism.as_bytes(),
+                    initial_response.as_deref().unwrap_or_default(),
+                ]);
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
@@ -273,6 +295,10 @@ impl Connection {
                 }
             }
             Action::SaslStep { response } => {
+                self.attempt = self
+                    .service
+                    .guard
+                    .digest(&[&self.attempt.to_le_bytes(), &response]);
                 let Some(mut exchange) = self.exchange.take() else {
                     self.credentials(None);
                     return;
@@ -318,7 +344,10 @@ impl Connection {
 
     fn credentials(&mut self, user: Option<String>) {
         match user {
-            Some(user) => self.session.credentials_accepted(user),
+            Some(user) => {
+                self.service.guard.succeeded(self.peer.ip());
+                self.session.credentials_accepted(user);
+            }
             None => {
                 tracing::info!(
                     session = self.id,
@@ -328,7 +357,12 @@ impl Connection {
                     tls = self.tls,
                     "pop3 login failed"
                 );
-                self.session.credentials_rejected();
+                let delay = self.service.guard.failed(
+                    self.peer.ip(),
+                    self.attempt,
+                    self.service.config.pop3.auth_failure_delay.0,
+                );
+                self.session.credentials_rejected(delay);
             }
         }
     }

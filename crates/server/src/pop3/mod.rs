@@ -26,6 +26,8 @@ use crate::userstore::{Snapshot, UserStore};
 pub struct Pop3Service {
     pub(crate) config: Arc<Config>,
     pub(crate) grants: Arc<Mutex<yubin_auth::RelayGrants>>,
+    /// Login penalties, shared with SMTP.
+    pub(crate) guard: Arc<crate::login_guard::LoginGuard>,
     pub(crate) users: Arc<UserStore>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) connections: Arc<Semaphore>,
@@ -42,10 +44,12 @@ impl Pop3Service {
         users: Arc<UserStore>,
         tls: TlsAcceptor,
         grants: Arc<Mutex<yubin_auth::RelayGrants>>,
+        guard: Arc<crate::login_guard::LoginGuard>,
         shutdown: watch::Receiver<bool>,
     ) -> Pop3Service {
         Pop3Service {
             grants,
+            guard,
             connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
             config,
             users,
@@ -73,7 +77,6 @@ impl Pop3Service {
             login_delay: (login_delay > 0).then_some(login_delay),
             expire: self.config.expire().unwrap_or(None),
             max_line_len: pop3.max_line_length,
-            auth_failure_delay: pop3.auth_failure_delay.0,
             ..SessionConfig::default()
         });
         *cached = Some((snapshot.generation, config.clone()));

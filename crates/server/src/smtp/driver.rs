@@ -18,8 +18,6 @@ use crate::relay::{Client, Decision, Policy};
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-
 struct Connection {
     service: Arc<SmtpService>,
     id: u64,
@@ -30,6 +28,8 @@ struct Connection {
     spool: Option<Spool>,
     tls: bool,
     listener: Listener,
+    /// A digest of the credentials being tried, for the login penalty.
+    attempt: u64,
 }
 
 /// Serves one connection to its end.
@@ -43,7 +43,12 @@ pub(super) async fn handle(
     let implicit = listener == Listener::Submissions;
     let id = service.next_id();
     let stream = if implicit {
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, service.tls.accept(tcp)).await {
+        match tokio::time::timeout(
+            crate::tls::handshake_timeout(service.timeout()),
+            service.tls.accept(tcp),
+        )
+        .await
+        {
             Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
             _ => {
                 tracing::info!(session = id, rip = %peer.ip(), "smtps TLS handshake failed");
@@ -66,6 +71,7 @@ pub(super) async fn handle(
         spool: None,
         tls: implicit,
         listener,
+        attempt: 0,
     };
     connection.run(stream).await;
     tracing::debug!(session = id, rip = %peer.ip(), "smtp disconnect");
@@ -156,7 +162,12 @@ impl Connection {
         let Stream::Plain(tcp) = stream else {
             return None;
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.service.tls.accept(tcp)).await {
+        match tokio::time::timeout(
+            crate::tls::handshake_timeout(self.service.timeout()),
+            self.service.tls.accept(tcp),
+        )
+        .await
+        {
             Ok(Ok(tls)) => {
                 self.tls = true;
                 let offer = self.service.offer(self.listener, true, self.peer.ip());
@@ -180,6 +191,10 @@ impl Connection {
                 mechanism,
                 initial_response,
             } => {
+                self.attempt = self.service.guard.digest(&[
+                    mechanism.as_bytes(),
+                    initial_response.as_deref().unwrap_or_default(),
+                ]);
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
@@ -201,6 +216,10 @@ impl Connection {
                 }
             }
             Action::SaslStep { response } => {
+                self.attempt = self
+                    .service
+                    .guard
+                    .digest(&[&self.attempt.to_le_bytes(), &response]);
                 let Some(mut exchange) = self.exchange.take() else {
                     self.auth_failed();
                     return;
@@ -243,6 +262,7 @@ impl Connection {
             Step::Challenge(challenge) => self.session.sasl_challenge(&challenge),
             Step::Success(user) => {
                 self.exchange = None;
+                self.service.guard.succeeded(self.peer.ip());
                 tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), rip = %self.peer.ip(), tls = self.tls, "smtp auth");
                 self.session.credentials_accepted(user);
             }
@@ -260,7 +280,12 @@ impl Connection {
 
     fn auth_failed(&mut self) {
         tracing::info!(session = self.id, rip = %self.peer.ip(), tls = self.tls, "smtp auth failed");
-        self.session.credentials_rejected();
+        let delay = self.service.guard.failed(
+            self.peer.ip(),
+            self.attempt,
+            self.service.config.smtp.auth_failure_delay.0,
+        );
+        self.session.credentials_rejected(delay);
     }
 
     fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {

@@ -39,6 +39,8 @@ pub struct SmtpService {
     pub(crate) users: Arc<UserStore>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) grants: Arc<Mutex<RelayGrants>>,
+    /// Login penalties, shared with POP3.
+    pub(crate) guard: Arc<crate::login_guard::LoginGuard>,
     pub(crate) queue: Queue,
     pub(crate) aliases: Aliases,
     pub(crate) relay_networks: Vec<Network>,
@@ -57,6 +59,7 @@ impl SmtpService {
         users: Arc<UserStore>,
         tls: TlsAcceptor,
         grants: Arc<Mutex<RelayGrants>>,
+        guard: Arc<crate::login_guard::LoginGuard>,
         aliases: Aliases,
         shutdown: watch::Receiver<bool>,
     ) -> Result<SmtpService, crate::config::ConfigError> {
@@ -72,6 +75,7 @@ impl SmtpService {
             users,
             tls,
             grants,
+            guard,
             aliases,
             shutdown,
             session_config: Mutex::new(None),
@@ -94,7 +98,6 @@ impl SmtpService {
             max_line_len: smtp.max_line_length,
             max_errors: smtp.max_errors,
             sasl_mechanisms: snapshot.mechanisms.clone(),
-            auth_failure_delay: smtp.auth_failure_delay.0,
             max_hops: smtp.max_hops,
         });
         *cached = Some((snapshot.generation, config.clone()));

@@ -3,6 +3,7 @@
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use std::time::Duration;
 
 use super::{Action, Awaiting, Phase, Session};
 use crate::reply::{Reply, replies};
@@ -134,21 +135,20 @@ impl Session {
         }
     }
 
-    /// The credentials are wrong: the same answer after the same delay.
-    pub fn credentials_rejected(&mut self) {
+    /// The credentials are wrong: the same answer after `delay` (the
+    /// driver's login penalty, which depends on the client's recent
+    /// failures, not on why this one failed).
+    pub fn credentials_rejected(&mut self, delay: Duration) {
         if !self.take_awaiting(Awaiting::Credentials) {
             return;
         }
         // The failure is counted when its 535 goes out (`delay_elapsed`), so
         // guessing passwords uses up the session's error allowance.
-        if self.config.auth_failure_delay.is_zero() {
+        if delay.is_zero() {
             self.awaiting = Some(Awaiting::Delay);
             self.delay_elapsed();
         } else {
-            self.act(
-                Action::Delay(self.config.auth_failure_delay),
-                Awaiting::Delay,
-            );
+            self.act(Action::Delay(delay), Awaiting::Delay);
         }
     }
 }

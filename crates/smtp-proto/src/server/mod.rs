@@ -46,8 +46,6 @@ pub struct SessionConfig {
     pub max_errors: u32,
     /// SASL mechanisms the server supports, upper-case.
     pub sasl_mechanisms: Vec<String>,
-    /// Pause before answering a failed authentication.
-    pub auth_failure_delay: Duration,
     /// Most `Received:` fields a message may carry; more is a forwarding
     /// loop (RFC 5321 §6.3) and the message is refused.
     pub max_hops: u32,
@@ -62,7 +60,6 @@ impl Default for SessionConfig {
             max_line_len: 4096,
             max_errors: 20,
             sasl_mechanisms: Vec::new(),
-            auth_failure_delay: Duration::from_secs(2),
             max_hops: 50,
         }
     }

@@ -3,6 +3,9 @@
 use super::*;
 use crate::address::Domain;
 
+/// The login penalty the driver would choose.
+const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
 struct Harness {
     session: Session,
     received: Vec<u8>,
@@ -19,7 +22,6 @@ fn config() -> SessionConfig {
         max_message_size: 1000,
         max_recipients: 3,
         sasl_mechanisms: vec!["PLAIN".into(), "LOGIN".into(), "CRAM-MD5".into()],
-        auth_failure_delay: Duration::from_secs(1),
         ..SessionConfig::default()
     }
 }
@@ -147,7 +149,7 @@ impl Harness {
         } else if response == b"\0alice\0backend-down" {
             self.session.credentials_unverifiable();
         } else {
-            self.session.credentials_rejected();
+            self.session.credentials_rejected(FAILURE_DELAY);
         }
     }
 

@@ -1,0 +1,32 @@
+//! What identifies a client address in per-client tables (relay grants,
+//! login penalties): IPv4, and IPv4-mapped IPv6, by the exact address;
+//! other IPv6 by a prefix, since one client may use many addresses of its
+//! subnet.
+
+use std::net::IpAddr;
+
+/// A client address reduced to what identifies the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ClientKey {
+    V4(u32),
+    V6(u128),
+}
+
+impl ClientKey {
+    /// The key of `ip`, IPv6 cut to its first `ipv6_prefix` bits (0–128).
+    pub(crate) fn of(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {
+        match ip {
+            IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey::V4(u32::from(v4)),
+                None => {
+                    let mask = match ipv6_prefix.min(128) {
+                        0 => 0,
+                        p => u128::MAX << (128 - u32::from(p)),
+                    };
+                    ClientKey::V6(u128::from(v6) & mask)
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Login penalties: each failed login from a client address makes the next
+//! failure's delay longer (doubling from a base up to a cap, see
+//! [`penalty`]), whichever protocol and connection it came through, so
+//! twenty parallel connections guess no faster than one (reliability.md
+//! AU-03; Dovecot's auth_penalty, without its gap for parallel connections).
+//!
+//! Like [`crate::grants`], the table holds no clock: every call takes `now`.
+//! A client that repeats the very same wrong attempt (a mail client with a
+//! stale password, retrying) does not climb further. A success forgets the
+//! address; so does an hour without failures.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::client_key::ClientKey;
+
+/// Failures older than this are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// IPv6 clients are counted by /64: one host usually has a whole one.
+const IPV6_PREFIX: u8 = 64;
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    failures: u32,
+    last: Instant,
+    last_attempt: u64,
+}
+
+/// Failed logins per client address.
+#[derive(Debug)]
+pub struct LoginPenalties {
+    max: usize,
+    records: HashMap<ClientKey, Record>,
+}
+
+/// The delay after `failures` failures in a row: `base`, doubling with
+/// each further failure, never more than `cap` (nor less than `base`).
+pub fn penalty(base: Duration, cap: Duration, failures: u32) -> Duration {
+    let cap = cap.max(base);
+    let doublings = failures.saturating_sub(1).min(30);
+    base.checked_mul(1 << doublings).map_or(cap, |d| d.min(cap))
+}
+
+impl LoginPenalties {
+    /// A table remembering at most `max` addresses.
+    pub fn new(max: usize) -> LoginPenalties {
+        LoginPenalties {
+            max: max.max(1),
+            records: HashMap::new(),
+        }
+    }
+
+    /// Records a failed login from `ip` at `now` and returns the failures
+    /// in a row from that address, this one included (for [`penalty`]).
+    /// `attempt` identifies what was tried (a digest of the name and
+    /// credentials): the same attempt again does not count again.
+    pub fn failure(&mut self, ip: IpAddr, attempt: u64, now: Instant) -> u32 {
+        let key = ClientKey::of(ip, IPV6_PREFIX);
+        if !self.records.contains_key(&key) && self.records.len() >= self.max {
+            self.purge(now);
+        }
+        let record = self.records.entry(key).or_insert(Record {
+            failures: 0,
+            last: now,
+            last_attempt: attempt,
+        });
+        if now.saturating_duration_since(record.last) >= FORGET_AFTER {
+            record.failures = 0;
+        }
+        if record.failures == 0 || record.last_attempt != attempt {
+            record.failures = record.failures.saturating_add(1);
+        }
+        record.last = now;
+        record.last_attempt = attempt;
+        record.failures
+    }
+
+    /// A successful login from `ip`: its failures are forgotten.
+    pub fn success(&mut self, ip: IpAddr) {
+        self.records.remove(&ClientKey::of(ip, IPV6_PREFIX));
+    }
+
+    /// Addresses remembered (stale ones included until purged).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no address is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Forgets stale addresses; if still full, the tenth that failed
+    /// longest ago (one sort per tenth of the table, not per failure).
+    fn purge(&mut self, now: Instant) {
+        self.records
+            .retain(|_, r| now.saturating_duration_since(r.last) < FORGET_AFTER);
+        if self.records.len() >= self.max {
+            let mut by_age: Vec<(Instant, ClientKey)> =
+                self.records.iter().map(|(k, r)| (r.last, *k)).collect();
+            by_age.sort_unstable_by_key(|(last, _)| *last);
+            let keep = self.max - self.max / 10 - 1;
+            let excess = self.records.len().saturating_sub(keep);
+            for (_, key) in by_age.into_iter().take(excess) {
+                self.records.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// AU-03: 2 s, doubling, capped at 15 s; shared by every connection
+    /// from the address (the table is per address, not per session).
+    #[test]
+    fn au03_delays_double_to_the_cap_per_address() {
+        let t0 = Instant::now();
+        let mut p = LoginPenalties::new(1000);
+        let delays: Vec<u64> = (0..6)
+            .map(|i| {
+                let n = p.failure(ip("127.0.0.5"), i, t0);
+                penalty(Duration::from_secs(2), Duration::from_secs(15), n).as_secs()
+            })
+            .collect();
+        assert_eq!(delays, [2, 4, 8, 15, 15, 15]);
+        assert_eq!(p.failure(ip("127.0.0.6"), 0, t0), 1);
+    }
+
+    #[test]
+    fn penalties_never_overflow_and_respect_base_and_cap() {
+        let base = Duration::from_secs(2);
+        assert_eq!(penalty(base, Duration::from_secs(15), 0), base);
+        assert_eq!(
+            penalty(base, Duration::from_secs(15), u32::MAX),
+            Duration::from_secs(15)
+        );
+        assert_eq!(penalty(base, Duration::ZERO, 9), base, "cap below base");
+        assert_eq!(penalty(Duration::ZERO, Duration::ZERO, 40), Duration::ZERO);
+        assert_eq!(penalty(Duration::MAX, Duration::MAX, 40), Duration::MAX);
+    }
+
+    #[test]
+    fn the_same_wrong_attempt_does_not_climb() {
+        let t0 = Instant::now();
+        let mut p = LoginPenalties::new(1000);
+        for _ in 0..5 {
+            assert_eq!(p.failure(ip("192.0.2.1"), 42, t0), 1);
+        }
+        assert_eq!(p.failure(ip("192.0.2.1"), 43, t0), 2);
+    }
+
+    #[test]
+    fn success_and_an_hour_of_quiet_forget() {
+        let t0 = Instant::now();
+        let mut p = LoginPenalties::new(1000);
+        p.failure(ip("192.0.2.1"), 1, t0);
+        p.failure(ip("192.0.2.1"), 2, t0);
+        p.success(ip("192.0.2.1"));
+        assert_eq!(p.failure(ip("192.0.2.1"), 3, t0), 1);
+        p.failure(ip("192.0.2.1"), 4, t0);
+        assert_eq!(p.failure(ip("192.0.2.1"), 5, t0 + FORGET_AFTER), 1);
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
+        let t0 = Instant::now();
+        let mut p = LoginPenalties::new(1000);
+        p.failure(ip("2001:db8:1:2::1"), 1, t0);
+        assert_eq!(p.failure(ip("2001:db8:1:2::99"), 2, t0), 2);
+        assert_eq!(p.failure(ip("2001:db8:1:3::1"), 3, t0), 1);
+        p.failure(ip("::ffff:192.0.2.9"), 1, t0);
+        assert_eq!(p.failure(ip("192.0.2.9"), 2, t0), 2);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut p = LoginPenalties::new(500);
+        for i in 0..50_000u32 {
+            let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            p.failure(addr, 0, t0 + Duration::from_millis(u64::from(i)));
+        }
+        assert!(p.len() <= 500);
+    }
+}

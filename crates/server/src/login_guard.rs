@@ -1,0 +1,60 @@
+//! The login penalty shared by POP3 and SMTP: failures from one client
+//! address, over any protocol and connection, lengthen the delay before the
+//! next failure is answered (reliability.md AU-03).
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use yubin_auth::LoginPenalties;
+use yubin_auth::penalty::penalty;
+
+/// Addresses remembered at most (a flood of distinct addresses evicts the
+/// oldest, never grows memory without bound).
+const MAX_ADDRESSES: usize = 100_000;
+
+/// Failed logins per client address, for both protocols.
+pub struct LoginGuard {
+    penalties: Mutex<LoginPenalties>,
+    /// Keyed per process: digests of attempts mean nothing outside it.
+    hasher: std::collections::hash_map::RandomState,
+    cap: Duration,
+}
+
+impl LoginGuard {
+    /// Delays double per failure up to `cap`.
+    pub fn new(cap: Duration) -> LoginGuard {
+        LoginGuard {
+            penalties: Mutex::new(LoginPenalties::new(MAX_ADDRESSES)),
+            hasher: std::collections::hash_map::RandomState::new(),
+            cap,
+        }
+    }
+
+    /// A digest of what a client tried (name and credentials), to tell a
+    /// retry of the same stale password from a new guess. Never stored
+    /// beyond the table, never logged.
+    pub fn digest(&self, parts: &[&[u8]]) -> u64 {
+        self.hasher.hash_one(parts)
+    }
+
+    /// Records a failure and returns how long to wait before answering it:
+    /// `base` (the protocol's `auth_failure_delay`) doubled per recent
+    /// failure from the address, up to the cap.
+    pub fn failed(&self, ip: IpAddr, attempt: u64, base: Duration) -> Duration {
+        let failures = self.lock().failure(ip, attempt, Instant::now());
+        penalty(base, self.cap, failures)
+    }
+
+    /// A successful login: the address starts afresh.
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.lock().success(ip);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoginPenalties> {
+        self.penalties
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
