@@ -7,9 +7,16 @@
 //! a client sending megabytes without a newline costs a bounded amount of
 //! memory.
 //!
+//! [`stuffing`] turns stored messages (LF line ends) into dot-stuffed CRLF
+//! text, for POP3 RETR/TOP and for SMTP DATA sent by the delivery engine.
+//!
 //! No I/O and no dependency on either protocol: both cores use it.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod stuffing;
+
+pub use stuffing::{Encoder, WireSize};
 
 /// One unit of input, as returned by [`LineReader::next_line`].
 #[derive(Debug, PartialEq, Eq)]

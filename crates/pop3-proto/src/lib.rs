@@ -19,7 +19,7 @@ pub mod header;
 pub mod msgnum;
 mod reply;
 pub mod server;
-pub mod stuffing;
+pub use yubin_line::stuffing;
 
 pub use command::Command;
 pub use msgnum::MsgNum;

@@ -1,4 +1,6 @@
-//! From stored message bytes to the bytes of a POP3 multi-line response.
+//! From stored message bytes to the bytes of a POP3 multi-line response or
+//! of SMTP DATA content: the two protocols use the same transparency rule
+//! (RFC 1939 §3, RFC 5321 §4.5.2).
 //!
 //! Stored messages may use LF, CRLF or (rarely) bare CR line ends. On the wire
 //! every line ends in CRLF: RFC 1939 §3 says responses are "terminated with
