@@ -1,10 +1,11 @@
 //! SMTP on bytes: commands, addresses, replies, the DATA and BDAT receivers
-//! and the server session.
+//! and the server and client sessions.
 //!
 //! No I/O and no clock: bytes go in, bytes and [`Action`]s come out, and
 //! whoever owns the socket carries the actions out (see [`server`]).
 //!
 //! - [`address`]: paths and mailboxes (RFC 5321 §4.1.2).
+//! - [`client`]: the client session, for the delivery engine.
 //! - [`command`]: parsing a command line.
 //! - [`data`]: DATA (dot-terminated, smuggling-proof) and BDAT content.
 //! - [`reply`]: replies with enhanced status codes.
@@ -13,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod hops;
