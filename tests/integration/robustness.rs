@@ -398,3 +398,52 @@ fn connections_over_the_limit_are_told_to_retry() {
     assert!(result[2].as_str().unwrap().starts_with("+OK"), "{result}");
     assert!(result[3].as_str().unwrap().starts_with("220 "), "{result}");
 }
+
+/// One address cannot take every connection: past
+/// `max_connections_per_ip` (here 2) it is told to come back later, while
+/// other addresses, and loopback (exempt), are served.
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"100ms\"\nmax_connections_per_ip = 2\n".into(),
+        smtp: "auth_failure_delay = \"100ms\"\nmax_connections_per_ip = 2\n".into(),
+        any_address: true,
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, smtpclient as s\n\
+         host = p.non_loopback_address()\n\
+         pops = [p.Raw(host=host) for _ in range(2)]\n\
+         smtps = [s.Raw(host=host) for _ in range(2)]\n\
+         over = [p.Raw(host=host).greeting, s.Raw(host=host).greeting]\n\
+         local = [p.Raw().greeting for _ in range(3)] + [s.Raw().greeting for _ in range(3)]\n\
+         pops[0].cmd('QUIT'); smtps[0].cmd('QUIT')\n\
+         import time; time.sleep(0.5)\n\
+         again = [p.Raw(host=host).greeting, s.Raw(host=host).greeting]\n\
+         s.emit([host, over, local, again])",
+        &[],
+    );
+    assert!(!result[0].as_str().unwrap().starts_with("127."));
+    assert_eq!(
+        result[1],
+        serde_json::json!([
+            "-ERR [SYS/TEMP] Too many connections from your address",
+            "421 4.7.0 Too many connections from your address; try again later"
+        ])
+    );
+    for greeting in result[2].as_array().unwrap() {
+        let greeting = greeting.as_str().unwrap();
+        assert!(
+            greeting.starts_with("+OK") || greeting.starts_with("220 "),
+            "{greeting}"
+        );
+    }
+    assert!(
+        result[3][0].as_str().unwrap().starts_with("+OK"),
+        "{result}"
+    );
+    assert!(
+        result[3][1].as_str().unwrap().starts_with("220 "),
+        "{result}"
+    );
+}

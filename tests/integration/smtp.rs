@@ -457,7 +457,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// RFC 5321 §4.5.3.2.7: the command timeout counts from the last reply, so
 /// a command trickled in a byte at a time is cut off with 421 4.4.2, while
-/// message content that keeps flowing is not.
+/// message content that keeps flowing is not; content trickled below the
+/// minimum data rate (500 octets/s on average, after a first timeout) is.
 #[test]
 fn a_trickled_command_times_out_but_flowing_content_does_not() {
     let server = TestServer::with(Setup {
@@ -466,23 +467,36 @@ fn a_trickled_command_times_out_but_flowing_content_does_not() {
     });
     let result = server.python(
         "import smtpclient as s, time\n\
+         def trickle(r, data, pause):\n\
+         \x20   started = time.monotonic()\n\
+         \x20   for byte in data:\n\
+         \x20       if s.select.select([r.sock], [], [], pause)[0]: break\n\
+         \x20       r.send(bytes([byte]))\n\
+         \x20   return [r.reply(), time.monotonic() - started]\n\
          r = s.Raw(); r.cmd('EHLO client.example')\n\
-         started = time.monotonic(); cut = None\n\
-         for byte in b'NOOP NOOP NOOP NOOP NOOP NOOP':\n\
-         \x20   if s.select.select([r.sock], [], [], 0.25)[0]: break\n\
-         \x20   r.send(bytes([byte]))\n\
-         cut = r.reply(); elapsed = time.monotonic() - started\n\
+         command = trickle(r, b'NOOP NOOP NOOP NOOP NOOP NOOP', 0.25)\n\
+         r = s.Raw(); r.cmd('EHLO client.example'); r.cmd('MAIL FROM:<a@remote.example>')\n\
+         r.cmd('RCPT TO:<alice@test.example>'); r.cmd('DATA')\n\
+         content = trickle(r, b'Subject: trickled' * 10, 1.0)\n\
          r = s.Raw(); r.cmd('EHLO client.example'); r.cmd('MAIL FROM:<a@remote.example>')\n\
          r.cmd('RCPT TO:<alice@test.example>'); r.cmd('DATA')\n\
          r.send(b'Subject: slow\\r\\n\\r\\n')\n\
          for i in range(16):\n\
-         \x20   r.send(b'line %d\\r\\n' % i); time.sleep(0.25)\n\
-         s.emit([cut, elapsed, r.cmd('.')])",
+         \x20   r.send(b'line %d ' % i + b'x' * 1000 + b'\\r\\n'); time.sleep(0.25)\n\
+         s.emit([command, content, r.cmd('.')])",
         &[],
     );
-    assert_eq!(result[0], "421 4.4.2 Timeout exceeded; closing connection");
-    let elapsed = result[1].as_f64().expect("elapsed seconds");
-    assert!((1.5..5.0).contains(&elapsed), "cut after {elapsed} s");
+    for (what, cut) in [("command", &result[0]), ("content", &result[1])] {
+        assert_eq!(
+            cut[0], "421 4.4.2 Timeout exceeded; closing connection",
+            "{what}"
+        );
+        let elapsed = cut[1].as_f64().expect("elapsed seconds");
+        assert!(
+            (1.5..5.0).contains(&elapsed),
+            "{what} cut after {elapsed} s"
+        );
+    }
     assert!(
         result[2].as_str().unwrap().starts_with("250 2.0.0"),
         "{result}"

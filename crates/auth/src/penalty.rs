@@ -1,13 +1,22 @@
-//! Login penalties: each failed login from a client address makes the next
-//! failure's delay longer (doubling from a base up to a cap, see
-//! [`penalty`]), whichever protocol and connection it came through, so
-//! twenty parallel connections guess no faster than one (reliability.md
-//! AU-03; Dovecot's auth_penalty, without its gap for parallel connections).
+//! Login penalties: failed logins from a client address slow down every
+//! further login from it, whichever protocol and connection it comes
+//! through (reliability.md AU-03; Dovecot's auth_penalty).
 //!
-//! Like [`crate::grants`], the table holds no clock: every call takes `now`.
-//! A client that repeats the very same wrong attempt (a mail client with a
-//! stale password, retrying) does not climb further. A success forgets the
-//! address; so does an hour without failures.
+//! Two things grow with the failures in a row from an address (doubling
+//! from a base up to a cap, see [`penalty`]): the pause before a failure is
+//! answered, and the spacing between credential checks. The second is what
+//! limits guessing: every check must first [`reserve`](LoginPenalties::reserve)
+//! a slot, and slots from one penalised address are one penalty apart, so
+//! twenty parallel connections, or a client that hangs up and reconnects
+//! instead of waiting for the answer, check no faster than one patient
+//! client. An address with no recent failures never waits.
+//!
+//! A success does not wipe the record (an attacker with one valid account
+//! would reset it between guesses); an hour without failures does. A mail
+//! client that checks every few minutes never notices: its slot is long
+//! free. Like [`crate::grants`], the table holds no clock: every call takes
+//! `now`. A client repeating the very same wrong attempt (a stale password,
+//! retried) does not climb further.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +35,8 @@ struct Record {
     failures: u32,
     last: Instant,
     last_attempt: u64,
+    /// The earliest moment the next credential check may start.
+    next_slot: Instant,
 }
 
 /// Failed logins per client address.
@@ -65,6 +76,7 @@ impl LoginPenalties {
             failures: 0,
             last: now,
             last_attempt: attempt,
+            next_slot: now,
         });
         if now.saturating_duration_since(record.last) >= FORGET_AFTER {
             record.failures = 0;
@@ -77,9 +89,21 @@ impl LoginPenalties {
         record.failures
     }
 
-    /// A successful login from `ip`: its failures are forgotten.
-    pub fn success(&mut self, ip: IpAddr) {
-        self.records.remove(&ClientKey::of(ip, IPV6_PREFIX));
+    /// Reserves the moment a credential check from `ip` may start, and
+    /// returns how long to wait for it (zero for an address without recent
+    /// failures). Reservations from one address are spaced by the penalty
+    /// for its failures so far (`base` doubled per failure, up to `cap`).
+    pub fn reserve(&mut self, ip: IpAddr, now: Instant, base: Duration, cap: Duration) -> Duration {
+        let Some(record) = self.records.get_mut(&ClientKey::of(ip, IPV6_PREFIX)) else {
+            return Duration::ZERO;
+        };
+        if record.failures == 0 || now.saturating_duration_since(record.last) >= FORGET_AFTER {
+            return Duration::ZERO;
+        }
+        let slot = record.next_slot.max(now);
+        let spacing = penalty(base, cap, record.failures);
+        record.next_slot = slot.checked_add(spacing).unwrap_or(slot);
+        slot - now
     }
 
     /// Addresses remembered (stale ones included until purged).
@@ -158,15 +182,39 @@ mod tests {
     }
 
     #[test]
-    fn success_and_an_hour_of_quiet_forget() {
+    fn an_hour_of_quiet_forgets() {
         let t0 = Instant::now();
         let mut p = LoginPenalties::new(1000);
         p.failure(ip("192.0.2.1"), 1, t0);
         p.failure(ip("192.0.2.1"), 2, t0);
-        p.success(ip("192.0.2.1"));
-        assert_eq!(p.failure(ip("192.0.2.1"), 3, t0), 1);
-        p.failure(ip("192.0.2.1"), 4, t0);
         assert_eq!(p.failure(ip("192.0.2.1"), 5, t0 + FORGET_AFTER), 1);
+    }
+
+    /// AU-03, the guessing rate: checks from a penalised address are spaced
+    /// by the penalty however many connections ask at once; an address
+    /// without failures, or one whose slot is long free, never waits.
+    #[test]
+    fn au03_checks_from_a_penalised_address_are_spaced() {
+        let t0 = Instant::now();
+        let base = Duration::from_secs(2);
+        let cap = Duration::from_secs(15);
+        let mut p = LoginPenalties::new(1000);
+        assert_eq!(p.reserve(ip("192.0.2.1"), t0, base, cap), Duration::ZERO);
+        p.failure(ip("192.0.2.1"), 1, t0);
+        p.failure(ip("192.0.2.1"), 2, t0);
+        // Two failures: 4 s apart. Five parallel attempts queue up.
+        let waits: Vec<u64> = (0..5)
+            .map(|_| p.reserve(ip("192.0.2.1"), t0, base, cap).as_secs())
+            .collect();
+        assert_eq!(waits, [0, 4, 8, 12, 16]);
+        assert_eq!(p.reserve(ip("192.0.2.2"), t0, base, cap), Duration::ZERO);
+        // Long after, the slot is free again.
+        let later = t0 + Duration::from_secs(600);
+        assert_eq!(p.reserve(ip("192.0.2.1"), later, base, cap), Duration::ZERO);
+        assert_eq!(
+            p.reserve(ip("192.0.2.1"), later, base, cap),
+            Duration::from_secs(4)
+        );
     }
 
     #[test]

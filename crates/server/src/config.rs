@@ -123,6 +123,9 @@ pub struct Pop3Config {
     pub max_line_length: usize,
     /// Most simultaneous connections; more are turned away.
     pub max_connections: usize,
+    /// Simultaneous connections from one client address (loopback exempt);
+    /// 0: no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Pop3Config {
@@ -139,6 +142,7 @@ impl Default for Pop3Config {
             utf8_headers: Utf8Headers::Refuse,
             max_line_length: 8190,
             max_connections: 10_000,
+            max_connections_per_ip: 50,
         }
     }
 }
@@ -183,8 +187,15 @@ pub struct SmtpConfig {
     /// Most simultaneous SMTP connections.
     pub max_connections: usize,
     /// Most `Received:` fields a message may carry before it is refused as
-    /// a forwarding loop (RFC 5321 §6.3; Postfix's `hopcount_limit`).
+    /// a forwarding loop (RFC 5321 §6.3 asks for at least 100).
     pub max_hops: u32,
+    /// Commands that move no mail (NOOP, RSET, VRFY, HELP) allowed in a
+    /// session before each counts as an error (Postfix's
+    /// `smtpd_junk_command_limit`).
+    pub max_junk_commands: u32,
+    /// Simultaneous connections from one client address (loopback exempt);
+    /// 0: no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for SmtpConfig {
@@ -205,7 +216,9 @@ impl Default for SmtpConfig {
             aliases_file: None,
             queue_dir: None,
             max_connections: 10_000,
-            max_hops: 50,
+            max_hops: 100,
+            max_junk_commands: 100,
+            max_connections_per_ip: 50,
         }
     }
 }

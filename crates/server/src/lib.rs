@@ -23,6 +23,7 @@ pub mod duration;
 pub mod first_run;
 pub mod login_guard;
 mod logtext;
+mod per_ip;
 pub mod policy;
 pub mod pop3;
 pub mod relay;

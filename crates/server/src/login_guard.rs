@@ -1,6 +1,7 @@
 //! The login penalty shared by POP3 and SMTP: failures from one client
 //! address, over any protocol and connection, lengthen the delay before the
-//! next failure is answered (reliability.md AU-03).
+//! next failure is answered and space out the address's next credential
+//! checks (reliability.md AU-03; see [`yubin_auth::penalty`]).
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -47,9 +48,10 @@ impl LoginGuard {
         penalty(base, self.cap, failures)
     }
 
-    /// A successful login: the address starts afresh.
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.lock().success(ip);
+    /// How long a credential check from `ip` must wait for its slot (zero
+    /// unless the address failed recently); the slot is taken.
+    pub fn wait_before_check(&self, ip: IpAddr, base: Duration) -> Duration {
+        self.lock().reserve(ip, Instant::now(), base, self.cap)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LoginPenalties> {

@@ -24,7 +24,8 @@ pub struct Network {
     prefix: u8,
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// The address as one form: IPv4-mapped IPv6 as IPv4.
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -38,7 +39,7 @@ impl Network {
             Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
             None => (text.parse::<IpAddr>().ok()?, None),
         };
-        let addr = canonical(addr);
+        let addr = canonical_ip(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
         (prefix <= max).then_some(Network { addr, prefix })
@@ -46,7 +47,7 @@ impl Network {
 
     /// Whether `ip` is in the network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
+        match (self.addr, canonical_ip(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = if self.prefix == 0 {
                     0

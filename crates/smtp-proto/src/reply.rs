@@ -141,19 +141,27 @@ pub mod replies {
     /// RFC 5321 §3.1: a server that cannot take the connection says so.
     pub const TOO_MANY_CONNECTIONS: Reply =
         Reply::new(421, "4.3.2", "Too many connections; try again later");
+    /// Over the per-address connection limit.
+    pub const TOO_MANY_FROM_ADDRESS: Reply = Reply::new(
+        421,
+        "4.7.0",
+        "Too many connections from your address; try again later",
+    );
     pub const SHUTTING_DOWN: Reply = Reply::new(421, "4.3.2", "Server shutting down");
     pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "Timeout exceeded; closing connection");
     /// RFC 5321 §4.2.3 452 / RFC 3463 X.3.1: the disk is full for now.
     pub const INSUFFICIENT_STORAGE: Reply = Reply::new(452, "4.3.1", "Insufficient system storage");
     /// Input that ignored a refused DATA (RFC 2920 §3.1).
     pub const SYNC_ERROR: Reply = Reply::new(
-        554,
-        "5.5.0",
+        421,
+        "4.5.0",
         "Protocol synchronization error; closing connection",
     );
     /// RFC 5321 §6.3 loop detection; RFC 3463 X.4.6 routing loop.
     pub const TOO_MANY_HOPS: Reply =
         Reply::new(554, "5.4.6", "Too many hops; mail forwarding loop detected");
+    /// A user's quota is exhausted (RFC 3463 X.2.2), for now.
+    pub const MAILBOX_FULL: Reply = Reply::new(452, "4.2.2", "Mailbox full");
     pub const LOCAL_ERROR: Reply =
         Reply::new(451, "4.3.0", "Local error in processing; try again later");
     pub const DATA_AFTER_BDAT: Reply = Reply::new(503, "5.5.1", "DATA not allowed after BDAT");

@@ -232,6 +232,7 @@ impl Connection {
                     .service
                     .guard
                     .digest(&[b"USER", user.as_bytes(), &password]);
+                self.wait_for_check_slot().await;
                 let snapshot = self.snapshot.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     snapshot
@@ -249,6 +250,7 @@ impl Connection {
                     self.service
                         .guard
                         .digest(&[b"APOP", user.as_bytes(), digest.as_bytes()]);
+                self.wait_for_check_slot().await;
                 let timestamp = self
                     .session
                     .offer()
@@ -275,6 +277,7 @@ impl Connection {
                     mechanism.as_bytes(),
                     initial_response.as_deref().unwrap_or_default(),
                 ]);
+                self.wait_for_check_slot().await;
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
@@ -342,10 +345,21 @@ impl Connection {
         }
     }
 
+    /// Waits for this address's turn to have credentials checked (no wait
+    /// unless it failed recently): the login penalty's limit on guessing.
+    async fn wait_for_check_slot(&self) {
+        let wait = self.service.guard.wait_before_check(
+            self.peer.ip(),
+            self.service.config.pop3.auth_failure_delay.0,
+        );
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     fn credentials(&mut self, user: Option<String>) {
         match user {
             Some(user) => {
-                self.service.guard.succeeded(self.peer.ip());
                 self.session.credentials_accepted(user);
             }
             None => {

@@ -31,6 +31,8 @@ pub struct Pop3Service {
     pub(crate) users: Arc<UserStore>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) connections: Arc<Semaphore>,
+    /// Connections per client address.
+    pub(crate) per_ip: Arc<crate::per_ip::PerIpLimit>,
     pub(crate) shutdown: watch::Receiver<bool>,
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
     last_login: Mutex<HashMap<String, Instant>>,
@@ -51,6 +53,7 @@ impl Pop3Service {
             grants,
             guard,
             connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
+            per_ip: crate::per_ip::PerIpLimit::new(config.pop3.max_connections_per_ip),
             config,
             users,
             tls,
@@ -215,9 +218,18 @@ pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tl
             drop(tcp);
             continue;
         };
+        let Some(slot) = service.per_ip.try_take(peer.ip()) else {
+            tracing::warn!(rip = %peer.ip(), "pop3 connection refused: too many connections from the address");
+            if !implicit_tls {
+                let _ =
+                    tcp.try_write(b"-ERR [SYS/TEMP] Too many connections from your address\r\n");
+            }
+            continue;
+        };
         let service = service.clone();
         tokio::spawn(async move {
             driver::handle(service, tcp, peer, implicit_tls).await;
+            drop(slot);
             drop(permit);
         });
     }

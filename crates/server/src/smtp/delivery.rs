@@ -128,18 +128,28 @@ fn address_literal(ip: IpAddr) -> String {
 }
 
 /// Why a message could not be made durable: the client gets
-/// `452 4.3.1` when the disk is full, `451 4.3.0` otherwise.
+/// `452 4.3.1` when the disk is full, `452 4.2.2` over a quota, `451 4.3.0`
+/// otherwise.
 #[derive(Debug)]
 pub(super) struct Failed {
     pub(super) reason: String,
-    pub(super) storage_full: bool,
+    pub(super) storage_full: Option<Full>,
+}
+
+/// Which kind of full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Full {
+    /// The filesystem (RFC 3463 X.3.1).
+    Disk,
+    /// A user's quota (X.2.2, mailbox full).
+    Quota,
 }
 
 impl Failed {
     fn new(reason: String) -> Failed {
         Failed {
             reason,
-            storage_full: false,
+            storage_full: None,
         }
     }
 
@@ -147,26 +157,27 @@ impl Failed {
     fn from_error(error: &impl std::fmt::Display, io: Option<&std::io::Error>) -> Failed {
         Failed {
             reason: error.to_string(),
-            storage_full: io.is_some_and(is_storage_full),
+            storage_full: io.and_then(storage_full),
         }
     }
 
     /// The reply for the client.
     pub(super) fn reply(&self) -> yubin_smtp_proto::Reply {
-        if self.storage_full {
-            yubin_smtp_proto::replies::INSUFFICIENT_STORAGE
-        } else {
-            yubin_smtp_proto::replies::LOCAL_ERROR
+        match self.storage_full {
+            Some(Full::Disk) => yubin_smtp_proto::replies::INSUFFICIENT_STORAGE,
+            Some(Full::Quota) => yubin_smtp_proto::replies::MAILBOX_FULL,
+            None => yubin_smtp_proto::replies::LOCAL_ERROR,
         }
     }
 }
 
-/// A full disk or an exhausted quota: a passing condition (RFC 3463 X.3.1).
-fn is_storage_full(error: &std::io::Error) -> bool {
-    matches!(
-        error.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    )
+/// A full disk or an exhausted quota: passing conditions.
+fn storage_full(error: &std::io::Error) -> Option<Full> {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull => Some(Full::Disk),
+        std::io::ErrorKind::QuotaExceeded => Some(Full::Quota),
+        _ => None,
+    }
 }
 
 /// What was done.
@@ -187,7 +198,7 @@ pub(super) fn deliver(
     if let Some(error) = spool.failure() {
         return Err(Failed {
             reason: format!("spooling the message failed: {error}"),
-            storage_full: is_storage_full(error),
+            storage_full: storage_full(error),
         });
     }
     let mut locals: Vec<String> = Vec::new();

@@ -18,6 +18,11 @@ use crate::relay::{Client, Decision, Policy};
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
 
+/// The slowest average rate message content may arrive at (octets per
+/// second, after a first `timeout` of grace): Postfix's
+/// `smtpd_min_data_rate`.
+const MIN_DATA_RATE: u64 = 500;
+
 struct Connection {
     service: Arc<SmtpService>,
     id: u64,
@@ -86,6 +91,8 @@ impl Connection {
         // byte cannot hold the connection for ever. Message content is
         // timed per read instead: it keeps flowing for as long as it takes.
         let mut command_deadline = tokio::time::Instant::now() + self.service.timeout();
+        // When the current message content began, and its octets so far.
+        let mut content: Option<(tokio::time::Instant, u64)> = None;
         loop {
             let poll = self.session.poll();
             let replied = !self.session.output().is_empty();
@@ -106,8 +113,15 @@ impl Connection {
                         self.session.shrink_buffers();
                     }
                     let deadline = if self.session.in_data() {
-                        tokio::time::Instant::now() + self.service.timeout()
+                        // Per read, and on average at least MIN_DATA_RATE:
+                        // content trickled a byte per timeout is cut off.
+                        let (started, octets) =
+                            *content.get_or_insert((tokio::time::Instant::now(), 0));
+                        let earned = Duration::from_secs(octets / MIN_DATA_RATE);
+                        (tokio::time::Instant::now() + self.service.timeout())
+                            .min(started + self.service.timeout() + earned)
                     } else {
+                        content = None;
                         command_deadline
                     };
                     let read = tokio::select! {
@@ -121,6 +135,9 @@ impl Connection {
                         Err(_) => self.session.timed_out(),
                         Ok(Ok(0)) | Ok(Err(_)) => return,
                         Ok(Ok(n)) => {
+                            if let Some((_, octets)) = &mut content {
+                                *octets += n as u64;
+                            }
                             if !self.session.in_data() {
                                 self.session.set_storage_low(self.service.storage.low());
                             }
@@ -130,6 +147,18 @@ impl Connection {
                 }
                 Poll::Close => {
                     let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+                    // Closing with unread input makes the kernel send a
+                    // reset, which can destroy our last reply before the
+                    // client reads it (a 421 after pipelined junk, say).
+                    // Unless the client said QUIT, read briefly what is
+                    // left; the client will see EOF.
+                    if !self.session.quit_received() {
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            drain(&mut stream, &mut buf),
+                        )
+                        .await;
+                    }
                     return;
                 }
                 Poll::Pending => {
@@ -195,6 +224,7 @@ impl Connection {
                     mechanism.as_bytes(),
                     initial_response.as_deref().unwrap_or_default(),
                 ]);
+                self.wait_for_check_slot().await;
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
@@ -262,7 +292,6 @@ impl Connection {
             Step::Challenge(challenge) => self.session.sasl_challenge(&challenge),
             Step::Success(user) => {
                 self.exchange = None;
-                self.service.guard.succeeded(self.peer.ip());
                 tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), rip = %self.peer.ip(), tls = self.tls, "smtp auth");
                 self.session.credentials_accepted(user);
             }
@@ -270,6 +299,18 @@ impl Connection {
                 self.exchange = None;
                 self.auth_failed();
             }
+        }
+    }
+
+    /// Waits for this address's turn to have credentials checked (no wait
+    /// unless it failed recently): the login penalty's limit on guessing.
+    async fn wait_for_check_slot(&self) {
+        let wait = self.service.guard.wait_before_check(
+            self.peer.ip(),
+            self.service.config.smtp.auth_failure_delay.0,
+        );
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -386,6 +427,17 @@ impl Connection {
                 self.session.message_refused(reply);
             }
             Err(_) => self.session.message_refused(replies::LOCAL_ERROR),
+        }
+    }
+}
+
+/// Reads and discards up to 64 KiB of what the client still sends.
+async fn drain(stream: &mut Stream, buf: &mut [u8]) {
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match stream.read(buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }

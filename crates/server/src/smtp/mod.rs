@@ -45,6 +45,8 @@ pub struct SmtpService {
     pub(crate) aliases: Aliases,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
+    /// Connections per client address.
+    pub(crate) per_ip: Arc<crate::per_ip::PerIpLimit>,
     /// Free space where messages are spooled and queued.
     pub(crate) storage: storage::StorageGauge,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -65,8 +67,9 @@ impl SmtpService {
     ) -> Result<SmtpService, crate::config::ConfigError> {
         Ok(SmtpService {
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
+            per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
             storage: storage::StorageGauge::new(
-                config.data_dir.clone(),
+                vec![config.data_dir.clone(), config.queue_dir()],
                 storage::StorageGauge::needed_for(config.smtp.max_message_size),
             ),
             queue: Queue::new(config.queue_dir()),
@@ -99,6 +102,7 @@ impl SmtpService {
             max_errors: smtp.max_errors,
             sasl_mechanisms: snapshot.mechanisms.clone(),
             max_hops: smtp.max_hops,
+            max_junk_commands: smtp.max_junk_commands,
         });
         *cached = Some((snapshot.generation, config.clone()));
         config
@@ -178,9 +182,19 @@ pub async fn serve(service: Arc<SmtpService>, listener: TcpListener, kind: Liste
             }
             continue;
         };
+        let Some(slot) = service.per_ip.try_take(peer.ip()) else {
+            tracing::warn!(rip = %peer.ip(), "smtp connection refused: too many connections from the address");
+            if kind != Listener::Submissions {
+                let mut reply = Vec::new();
+                yubin_smtp_proto::replies::TOO_MANY_FROM_ADDRESS.write_to(&mut reply);
+                let _ = tcp.try_write(&reply);
+            }
+            continue;
+        };
         let service = service.clone();
         tokio::spawn(async move {
             driver::handle(service, tcp, peer, kind).await;
+            drop(slot);
             drop(permit);
         });
     }

@@ -4,26 +4,35 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a measurement is trusted: statvfs is cheap, but not free, and
 /// free space does not change meaningfully within a second.
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// Watches one filesystem for room for a whole message.
+/// Watches the filesystems messages are written to for room for a whole
+/// message.
 pub(crate) struct StorageGauge {
-    dir: PathBuf,
+    dirs: Vec<PathBuf>,
     needed: u64,
-    last: Mutex<Option<(Instant, bool)>>,
+    low: AtomicBool,
+    /// When last measured. Only one session measures at a time; the others
+    /// take the last answer instead of waiting (a hung network filesystem
+    /// must not stall every session).
+    measured: Mutex<Option<Instant>>,
 }
 
 impl StorageGauge {
-    /// `needed`: the free bytes below which new transactions are refused.
-    pub(crate) fn new(dir: PathBuf, needed: u64) -> StorageGauge {
+    /// `needed`: the free bytes below which new transactions are refused,
+    /// on any of `dirs`.
+    pub(crate) fn new(mut dirs: Vec<PathBuf>, needed: u64) -> StorageGauge {
+        dirs.dedup();
         StorageGauge {
-            dir,
+            dirs,
             needed,
-            last: Mutex::new(None),
+            low: AtomicBool::new(false),
+            measured: Mutex::new(None),
         }
     }
 
@@ -38,30 +47,30 @@ impl StorageGauge {
     /// be measured counts as having room: the writes themselves will
     /// report a real failure.
     pub(crate) fn low(&self) -> bool {
+        let Ok(mut measured) = self.measured.try_lock() else {
+            return self.low.load(Ordering::Relaxed);
+        };
         let now = Instant::now();
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, low)) = *last
-            && now.duration_since(at) < FRESH_FOR
-        {
-            return low;
+        if measured.is_some_and(|at| now.duration_since(at) < FRESH_FOR) {
+            return self.low.load(Ordering::Relaxed);
         }
-        let low = match rustix::fs::statvfs(&self.dir) {
+        let low = self.dirs.iter().any(|dir| match rustix::fs::statvfs(dir) {
             Ok(stat) => stat.f_bavail.saturating_mul(stat.f_frsize) < self.needed,
             Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), %error, "cannot measure free space");
+                tracing::warn!(dir = %dir.display(), %error, "cannot measure free space");
                 false
             }
-        };
-        let was_low = last.is_some_and(|(_, low)| low);
+        });
+        let was_low = self.low.swap(low, Ordering::Relaxed);
         if low && !was_low {
-            tracing::warn!(dir = %self.dir.display(), needed = self.needed, "free space low: refusing new mail with 452 4.3.1");
+            tracing::warn!(
+                needed = self.needed,
+                "free space low: refusing new mail with 452 4.3.1"
+            );
         } else if was_low && !low {
-            tracing::info!(dir = %self.dir.display(), "free space back: taking mail again");
+            tracing::info!("free space back: taking mail again");
         }
-        *last = Some((now, low));
+        *measured = Some(now);
         low
     }
 }
@@ -73,8 +82,8 @@ mod tests {
     #[test]
     fn a_filesystem_with_room_is_not_low_and_an_impossible_need_is() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        assert!(!StorageGauge::new(dir.path().to_owned(), 1).low());
-        assert!(StorageGauge::new(dir.path().to_owned(), u64::MAX).low());
+        assert!(!StorageGauge::new(vec![dir.path().to_owned()], 1).low());
+        assert!(StorageGauge::new(vec![dir.path().to_owned()], u64::MAX).low());
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Session {
     pub(super) fn sasl_response(&mut self, line: &[u8]) {
         self.sasl = None;
         if line == b"*" {
-            self.reply(replies::AUTH_CANCELLED);
+            self.junk(replies::AUTH_CANCELLED);
             return;
         }
         match BASE64.decode(line) {

@@ -49,6 +49,9 @@ pub struct SessionConfig {
     /// Most `Received:` fields a message may carry; more is a forwarding
     /// loop (RFC 5321 §6.3) and the message is refused.
     pub max_hops: u32,
+    /// Commands that move no mail (NOOP, RSET, VRFY, HELP) allowed before
+    /// each one counts as an error.
+    pub max_junk_commands: u32,
 }
 
 impl Default for SessionConfig {
@@ -60,7 +63,8 @@ impl Default for SessionConfig {
             max_line_len: 4096,
             max_errors: 20,
             sasl_mechanisms: Vec::new(),
-            max_hops: 50,
+            max_hops: 100,
+            max_junk_commands: 100,
         }
     }
 }
@@ -207,6 +211,8 @@ pub struct Session {
     quit: bool,
     /// The driver says the spool's filesystem is nearly full.
     storage_low: bool,
+    /// Commands so far that moved no mail.
+    junk_commands: u32,
     /// BDAT content of the current message, converted as it arrives.
     bdat: BdatConverter,
     /// A transaction that BDAT has started (so DATA is no longer allowed).
@@ -241,6 +247,7 @@ impl Session {
             sasl: None,
             quit: false,
             storage_low: false,
+            junk_commands: 0,
             bdat: BdatConverter::default(),
             bdat_started: false,
             data_handed: false,
@@ -447,6 +454,20 @@ impl Session {
         self.error(reply);
     }
 
+    /// Answers a command that moves no mail (NOOP, RSET, VRFY, HELP, a
+    /// cancelled AUTH). Each one resets the client's command timeout, so
+    /// past `max_junk_commands` they count as errors (Postfix's
+    /// `smtpd_junk_command_limit`): a client cannot hold a connection for
+    /// ever with NOOPs.
+    pub(super) fn junk(&mut self, reply: Reply) {
+        self.junk_commands = self.junk_commands.saturating_add(1);
+        if self.junk_commands > self.config.max_junk_commands {
+            self.error(reply);
+        } else {
+            self.reply(reply);
+        }
+    }
+
     /// Answers with an error reply and closes after too many.
     fn error(&mut self, reply: Reply) {
         self.errors += 1;
@@ -481,7 +502,7 @@ impl Session {
         match command {
             Command::Ehlo(name) => self.greet(name, true),
             Command::Helo(name) => self.greet(name, false),
-            Command::Noop => self.reply(replies::OK),
+            Command::Noop => self.junk(replies::OK),
             Command::Quit => {
                 self.quit = true;
                 self.reply(replies::BYE);
@@ -489,11 +510,11 @@ impl Session {
             }
             Command::Rset => {
                 self.reset_transaction();
-                self.reply(replies::OK);
+                self.junk(replies::OK);
             }
-            Command::Vrfy => self.reply(replies::VRFY),
+            Command::Vrfy => self.junk(replies::VRFY),
             Command::Expn => self.error(replies::EXPN),
-            Command::Help => self.reply(replies::HELP),
+            Command::Help => self.junk(replies::HELP),
             Command::StartTls => self.starttls(),
             Command::Auth {
                 mechanism,

@@ -768,7 +768,7 @@ fn si04_content_sent_after_a_refused_data_is_not_executed() {
     assert_eq!(
         reply,
         "250 2.1.0 Sender OK\r\n550 5.1.1 User unknown\r\n554 5.5.1 No valid recipients\r\n\
-         554 5.5.0 Protocol synchronization error; closing connection\r\n"
+         421 4.5.0 Protocol synchronization error; closing connection\r\n"
     );
     assert!(h.closed);
     assert!(h.delivered.is_empty());
@@ -842,4 +842,28 @@ fn si12_too_many_received_fields_is_a_loop() {
         h.send("MAIL FROM:<a@remote.example>"),
         "250 2.1.0 Sender OK\r\n"
     );
+}
+
+/// Commands that move no mail reset the command timeout, so they are
+/// limited: past `max_junk_commands` each counts as an error, and the
+/// error limit ends the session.
+#[test]
+fn endless_noops_end_the_session() {
+    let mut h = Harness::with(
+        SessionConfig {
+            max_junk_commands: 5,
+            max_errors: 3,
+            ..config()
+        },
+        mx_offer(),
+    );
+    h.greet();
+    for _ in 0..7 {
+        assert_eq!(h.send("NOOP"), "250 2.0.0 OK\r\n");
+    }
+    assert_eq!(
+        h.send("RSET"),
+        "250 2.0.0 OK\r\n421 4.7.0 Too many errors; closing connection\r\n"
+    );
+    assert!(h.closed);
 }

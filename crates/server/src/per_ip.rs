@@ -1,0 +1,93 @@
+//! A cap on simultaneous connections from one client address, so one
+//! client cannot take all of `max_connections` (a slow-loris holds many
+//! connections open doing almost nothing). Loopback is exempt: local
+//! programs and the benchmark open many connections legitimately, as
+//! Postfix exempts `$mynetworks` from its anvil limits.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Connection counts per client address.
+#[derive(Debug)]
+pub(crate) struct PerIpLimit {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; dropping it frees the place.
+#[derive(Debug)]
+pub(crate) struct PerIpSlot {
+    limit: Arc<PerIpLimit>,
+    ip: Option<IpAddr>,
+}
+
+impl PerIpLimit {
+    /// At most `max` connections per address; 0 means no limit.
+    pub(crate) fn new(max: usize) -> Arc<PerIpLimit> {
+        Arc::new(PerIpLimit {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for a connection from `ip`, or `None` if it has too many.
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
+        let ip = crate::relay::canonical_ip(ip);
+        if self.max == 0 || ip.is_loopback() {
+            return Some(PerIpSlot {
+                limit: self.clone(),
+                ip: None,
+            });
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PerIpSlot {
+            limit: self.clone(),
+            ip: Some(ip),
+        })
+    }
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut counts = self
+            .limit
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_per_address_with_loopback_exempt() {
+        let limit = PerIpLimit::new(2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = limit.try_take(ip).unwrap();
+        let _b = limit.try_take("::ffff:192.0.2.1".parse().unwrap()).unwrap();
+        assert!(limit.try_take(ip).is_none());
+        assert!(limit.try_take("192.0.2.2".parse().unwrap()).is_some());
+        drop(a);
+        assert!(limit.try_take(ip).is_some());
+        let local: Vec<_> = (0..10)
+            .map(|_| limit.try_take("127.0.0.1".parse().unwrap()))
+            .collect();
+        assert!(local.iter().all(Option::is_some));
+        assert!(PerIpLimit::new(0).try_take(ip).is_some());
+    }
+}
