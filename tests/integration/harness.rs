@@ -45,6 +45,10 @@ pub struct Setup {
     /// failure at `auth_failure_delay`, so tests that fail many logins on
     /// purpose are not slowed by the growing penalty.
     pub login_penalty_max: String,
+    /// The server's host name.
+    pub hostname: String,
+    /// The MX listener's port (0: any free one).
+    pub smtp_port: u16,
 }
 
 impl Default for Setup {
@@ -61,6 +65,8 @@ impl Default for Setup {
             ],
             any_address: false,
             login_penalty_max: "0".into(),
+            hostname: "test.example".into(),
+            smtp_port: 0,
         }
     }
 }
@@ -83,11 +89,13 @@ impl TestServer {
             "127.0.0.1"
         };
         let config_extra = format!(
-            "hostname = \"test.example\"\ndata_dir = \"{}\"\n{}\n[users]\nlogin_penalty_max = \"{}\"\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:0\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
+            "hostname = \"{}\"\ndata_dir = \"{}\"\n{}\n[users]\nlogin_penalty_max = \"{}\"\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:{}\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
+            setup.hostname,
             dir.path().display(),
             setup.top,
             setup.login_penalty_max,
             setup.pop3,
+            setup.smtp_port,
             setup.smtp,
             setup.tables,
         );

@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod fidelity;
 mod login;
+mod outbound;
 mod relay;
 mod robustness;
 mod session;

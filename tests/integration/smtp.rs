@@ -5,7 +5,7 @@ use crate::harness::{Setup, TestServer, hex_list, yubin};
 
 /// A message with the awkward parts: dot lines (stuffed on the wire),
 /// 8-bit UTF-8, empty lines, a long line, no trailing blank.
-fn awkward_message() -> Vec<u8> {
+pub(crate) fn awkward_message() -> Vec<u8> {
     let mut m = b"From: Bob <bob@remote.example>\r\nTo: alice@test.example\r\nSubject: =?UTF-8?B?6YO15L6/?=\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
     m.extend_from_slice(".\r\n..\r\n.leading dot\r\n\r\n\r\n郵便 is post\r\n".as_bytes());
     m.extend_from_slice(&[b'x'; 900]);
@@ -451,7 +451,7 @@ fn queued_mail_survives_a_restart_and_is_listed() {
     assert!(text.ends_with("1 message queued\n"), "{text}");
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

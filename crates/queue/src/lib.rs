@@ -1,10 +1,13 @@
 //! The outbound queue: mail accepted for remote recipients waits here until
-//! it is delivered (the delivery engine comes with the next issue).
+//! it is delivered.
 //!
 //! Blocking I/O; the server calls it off its async threads.
 //!
 //! Layout under the queue directory: `tmp/` for entries being written,
-//! `active/` for committed ones, `corrupt/` for damaged files moved aside.
+//! `active/` for committed ones, `state/` for the delivery engine's record
+//! of each ([`state`]), `corrupt/` for damaged files moved aside. While an
+//! entry is being delivered, its file in `active/` is locked (flock), so
+//! `yubin queue delete` and the engine never work on it at once.
 //! An entry is one file: a small text envelope, an empty line, then the
 //! message (LF line ends):
 //!
@@ -27,11 +30,19 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub mod date;
+pub mod engine;
+pub mod schedule;
+pub mod state;
+
+pub use schedule::Schedule;
+pub use state::EntryState;
 
 const MAGIC: &str = "yubin-queue 1";
 
@@ -124,6 +135,21 @@ pub fn new_id() -> String {
         random[1],
         random[2]
     )
+}
+
+/// A held lock on a queue entry.
+#[derive(Debug)]
+pub struct EntryLock {
+    _file: File,
+}
+
+/// Queue ids are file names of our own making: no paths, no dot files.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Text fields must stay on one line of the envelope.
@@ -220,7 +246,11 @@ impl Queue {
             }
         };
         for entry in read {
-            let path = entry.map_err(io_at(&active))?.path();
+            let entry = entry.map_err(io_at(&active))?;
+            if !entry.file_name().to_str().is_some_and(valid_id) {
+                continue;
+            }
+            let path = entry.path();
             match read_envelope(&path) {
                 Ok(envelope) => entries.push(envelope),
                 Err(error @ QueueError::Damaged { .. }) => {
@@ -238,18 +268,121 @@ impl Queue {
 
     /// An entry's envelope and message.
     pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), QueueError> {
-        if id.contains('/') || id.starts_with('.') {
-            return Err(QueueError::Damaged {
-                path: PathBuf::from(id),
-                reason: "not a queue id".into(),
-            });
-        }
-        let path = self.root.join("active").join(id);
+        let path = self.entry_path(id)?;
         let mut reader = BufReader::new(File::open(&path).map_err(io_at(&path))?);
         let envelope = parse_envelope(&mut reader, &path)?;
         let mut message = Vec::new();
         reader.read_to_end(&mut message).map_err(io_at(&path))?;
         Ok((envelope, message))
+    }
+
+    /// Asks the engine of a running server to try every entry now
+    /// (`yubin queue flush`): a marker file it looks for every second.
+    pub fn request_flush(&self) -> Result<(), QueueError> {
+        fs::create_dir_all(&self.root).map_err(io_at(&self.root))?;
+        let path = self.root.join("flush");
+        File::create(&path).map(drop).map_err(io_at(&path))
+    }
+
+    /// Whether a flush was requested (the request is taken).
+    pub fn take_flush_request(&self) -> bool {
+        fs::remove_file(self.root.join("flush")).is_ok()
+    }
+
+    /// The ids of the committed entries (unordered), without reading them.
+    pub fn ids(&self) -> Result<Vec<String>, QueueError> {
+        let active = self.root.join("active");
+        let read = match fs::read_dir(&active) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => {
+                return Err(QueueError::Io {
+                    path: active,
+                    error,
+                });
+            }
+        };
+        Ok(read
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| valid_id(name))
+            .collect())
+    }
+
+    /// Opens an entry for delivery: its envelope, and the file positioned
+    /// at the start of the message. A damaged entry is moved to
+    /// `corrupt/` and reported.
+    pub fn open(&self, id: &str) -> Result<(Envelope, File), QueueError> {
+        let path = self.entry_path(id)?;
+        let file = File::open(&path).map_err(io_at(&path))?;
+        let mut reader = BufReader::new(file);
+        let envelope = match parse_envelope(&mut reader, &path) {
+            Ok(envelope) => envelope,
+            Err(error @ QueueError::Damaged { .. }) => {
+                let _ = self.quarantine(&path);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        let start = reader.stream_position().map_err(io_at(&path))?;
+        let mut file = reader.into_inner();
+        file.seek(SeekFrom::Start(start)).map_err(io_at(&path))?;
+        Ok((envelope, file))
+    }
+
+    /// Locks an entry against concurrent delivery or removal; `None` if
+    /// someone else holds it. The lock goes with the returned value.
+    pub fn lock(&self, id: &str) -> Result<Option<EntryLock>, QueueError> {
+        let path = self.entry_path(id)?;
+        let file = File::open(&path).map_err(io_at(&path))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(EntryLock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(errno) => Err(QueueError::Io {
+                path,
+                error: errno.into(),
+            }),
+        }
+    }
+
+    /// The engine's record of an entry (fresh if none).
+    pub fn load_state(&self, id: &str) -> Result<EntryState, QueueError> {
+        Ok(EntryState::load(&self.state_path(id)?))
+    }
+
+    /// Records the engine's state of an entry, durably.
+    pub fn save_state(&self, id: &str, state: &EntryState) -> Result<(), QueueError> {
+        let path = self.state_path(id)?;
+        state.save(&path).map_err(io_at(&path))
+    }
+
+    /// Removes a finished entry: the entry first (durably), then its state.
+    /// A crash in between leaves a state file without an entry, removed by
+    /// [`Queue::clean_tmp`] at the next start.
+    pub fn remove(&self, id: &str) -> Result<(), QueueError> {
+        let path = self.entry_path(id)?;
+        fs::remove_file(&path).map_err(io_at(&path))?;
+        let active = self.root.join("active");
+        File::open(&active)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_at(&active))?;
+        let _ = fs::remove_file(self.state_path(id)?);
+        Ok(())
+    }
+
+    fn entry_path(&self, id: &str) -> Result<PathBuf, QueueError> {
+        if !valid_id(id) {
+            return Err(QueueError::Damaged {
+                path: PathBuf::from(id),
+                reason: "not a queue id".into(),
+            });
+        }
+        Ok(self.root.join("active").join(id))
+    }
+
+    fn state_path(&self, id: &str) -> Result<PathBuf, QueueError> {
+        self.entry_path(id)?;
+        Ok(self.root.join("state").join(id))
     }
 
     /// Removes entries left in `tmp/` by a crash (never acknowledged).
@@ -259,6 +392,16 @@ impl Queue {
         for entry in fs::read_dir(&tmp).map_err(io_at(&tmp))?.flatten() {
             if fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
+            }
+        }
+        // State files whose entry is gone (a crash during removal), and
+        // half-written state files.
+        if let Ok(states) = fs::read_dir(self.root.join("state")) {
+            for entry in states.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !valid_id(&name) || !self.root.join("active").join(&name).exists() {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
         Ok(removed)
@@ -451,5 +594,48 @@ mod tests {
             .unwrap();
         let (read, _) = queue.read("three").unwrap();
         assert_eq!(read.recipients.len(), 2);
+    }
+
+    #[test]
+    fn open_lock_state_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(dir.path());
+        queue
+            .stage(&envelope("four"), |f| f.write_all(b"Subject: x\n\nbody\n"))
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(queue.ids().unwrap(), ["four"]);
+        let (env, mut file) = queue.open("four").unwrap();
+        assert_eq!(env.id, "four");
+        let mut message = Vec::new();
+        file.read_to_end(&mut message).unwrap();
+        assert_eq!(message, b"Subject: x\n\nbody\n");
+
+        let lock = queue.lock("four").unwrap().expect("free");
+        assert!(queue.lock("four").unwrap().is_none(), "held");
+        drop(lock);
+        assert!(queue.lock("four").unwrap().is_some());
+
+        let state = EntryState {
+            attempts: 1,
+            ..EntryState::default()
+        };
+        queue.save_state("four", &state).unwrap();
+        assert_eq!(queue.load_state("four").unwrap(), state);
+        queue.remove("four").unwrap();
+        assert!(queue.ids().unwrap().is_empty());
+        assert_eq!(queue.load_state("four").unwrap(), EntryState::default());
+        assert!(queue.open("../etc/passwd").is_err());
+        assert!(queue.lock(".hidden").is_err());
+    }
+
+    #[test]
+    fn orphan_states_are_cleaned_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(dir.path());
+        queue.save_state("gone", &EntryState::default()).unwrap();
+        queue.clean_tmp().unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("state")).unwrap().count(), 0);
     }
 }

@@ -29,6 +29,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// POP-before-SMTP relay grants.
     pub pop_before_smtp: PopBeforeSmtpConfig,
+    /// The outbound queue's delivery engine.
+    pub queue: crate::queue_config::QueueConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -274,6 +276,7 @@ impl Default for Config {
             pop3: Pop3Config::default(),
             smtp: SmtpConfig::default(),
             pop_before_smtp: PopBeforeSmtpConfig::default(),
+            queue: crate::queue_config::QueueConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -308,7 +311,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -403,6 +406,7 @@ impl Config {
                 "must be at least 512 (RFC 5321 §4.5.3.1.4)",
             ));
         }
+        self.queue.check()?;
         if self.pop_before_smtp.ipv6_prefix > 128 {
             return Err(invalid("pop_before_smtp.ipv6_prefix", "must be 0 to 128"));
         }

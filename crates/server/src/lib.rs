@@ -26,6 +26,7 @@ mod logtext;
 mod per_ip;
 pub mod policy;
 pub mod pop3;
+pub mod queue_config;
 pub mod relay;
 pub mod server;
 pub mod smtp;

@@ -1,6 +1,5 @@
 //! Starting and stopping the whole server.
 
-use crate::login_guard::LoginGuard;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,11 +12,30 @@ use tokio_rustls::TlsAcceptor;
 use yubin_auth::RelayGrants;
 
 use crate::config::{Config, ConfigError};
+use crate::login_guard::LoginGuard;
 use crate::pop3::{self, Pop3Service};
 use crate::relay::Aliases;
 use crate::smtp::{self, Listener, SmtpService};
 use crate::tls::{self, TlsError};
 use crate::userstore::UserStore;
+
+/// What the POP3 and SMTP services share: configuration, users, TLS,
+/// relay grants, login penalties, and the shutdown signal.
+#[derive(Clone)]
+pub struct Shared {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The users (reloaded when the passwd-file changes).
+    pub users: Arc<UserStore>,
+    /// The TLS acceptor.
+    pub tls: TlsAcceptor,
+    /// POP-before-SMTP grants.
+    pub grants: Arc<Mutex<RelayGrants>>,
+    /// Login penalties.
+    pub guard: Arc<LoginGuard>,
+    /// Turns true when the server stops.
+    pub shutdown: watch::Receiver<bool>,
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -97,23 +115,17 @@ impl Server {
             pbs.max_grants,
         )));
         let guard = Arc::new(LoginGuard::new(config.users.login_penalty_max.0));
-        let pop3 = Arc::new(Pop3Service::new(
-            config.clone(),
-            users.clone(),
-            tls.clone(),
-            grants.clone(),
-            guard.clone(),
-            shutdown_rx.clone(),
-        ));
-        let smtp = Arc::new(SmtpService::new(
-            config.clone(),
-            users.clone(),
+        let queue_wake = Arc::new(tokio::sync::Notify::new());
+        let shared = Shared {
+            config: config.clone(),
+            users: users.clone(),
             tls,
-            grants.clone(),
+            grants: grants.clone(),
             guard,
-            aliases,
-            shutdown_rx.clone(),
-        )?);
+            shutdown: shutdown_rx.clone(),
+        };
+        let pop3 = Arc::new(Pop3Service::new(&shared));
+        let smtp = Arc::new(SmtpService::new(&shared, aliases, queue_wake.clone())?);
         // Entries in tmp/ were never acknowledged with 250: the client
         // still has them and will retry.
         let abandoned = smtp.queue.clean_tmp()?;
@@ -185,6 +197,33 @@ impl Server {
                 tasks.push(tokio::spawn(smtp::serve(smtp.clone(), listener, kind)));
             }
         }
+
+        // The delivery engine: relayed mail leaves from here.
+        let engine = Arc::new(yubin_queue::engine::Engine::new(
+            smtp.queue.clone(),
+            yubin_queue::engine::EngineConfig {
+                hostname: config.hostname.clone(),
+                routes: config.queue.routes()?,
+                schedule: config.queue.schedule(),
+                max_workers: config.queue.max_workers,
+                max_per_destination: config.queue.max_per_destination,
+                rescan: Duration::from_secs(30),
+            },
+            yubin_queue::engine::Transport::new(
+                config.hostname.clone(),
+                config.queue.connect_timeout.0,
+                smtp_addresses
+                    .iter()
+                    .chain(&submission_addresses)
+                    .chain(&submissions_addresses)
+                    .copied()
+                    .collect(),
+            ),
+            yubin_queue::engine::NoMx,
+            smtp.clone(),
+            queue_wake,
+        ));
+        tasks.push(tokio::spawn(engine.run(shutdown_rx.clone())));
 
         let mut policy_addresses = Vec::new();
         for address in config.policy_listen()? {

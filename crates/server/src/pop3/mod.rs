@@ -41,23 +41,17 @@ pub struct Pop3Service {
 
 impl Pop3Service {
     /// Creates the service.
-    pub fn new(
-        config: Arc<Config>,
-        users: Arc<UserStore>,
-        tls: TlsAcceptor,
-        grants: Arc<Mutex<yubin_auth::RelayGrants>>,
-        guard: Arc<crate::login_guard::LoginGuard>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Pop3Service {
+    pub fn new(shared: &crate::server::Shared) -> Pop3Service {
+        let config = shared.config.clone();
         Pop3Service {
-            grants,
-            guard,
+            grants: shared.grants.clone(),
+            guard: shared.guard.clone(),
             connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.pop3.max_connections_per_ip),
             config,
-            users,
-            tls,
-            shutdown,
+            users: shared.users.clone(),
+            tls: shared.tls.clone(),
+            shutdown: shared.shutdown.clone(),
             session_config: Mutex::new(None),
             last_login: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),

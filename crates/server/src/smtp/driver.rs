@@ -419,6 +419,9 @@ impl Connection {
                     tls = trace.tls,
                     "smtp message accepted"
                 );
+                if done.queued > 0 {
+                    self.service.queue_wake.notify_one();
+                }
                 self.session.message_accepted(&trace.id);
             }
             Ok((Err(failed), trace, _)) => {

@@ -4,6 +4,7 @@ mod delivery;
 mod driver;
 pub(crate) mod spool;
 mod storage;
+mod submit;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct SmtpService {
     /// Free space where messages are spooled and queued.
     pub(crate) storage: storage::StorageGauge,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Wakes the delivery engine when something was queued.
+    pub(crate) queue_wake: Arc<tokio::sync::Notify>,
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
     counter: AtomicU64,
 }
@@ -57,14 +60,11 @@ pub struct SmtpService {
 impl SmtpService {
     /// Creates the service.
     pub fn new(
-        config: Arc<Config>,
-        users: Arc<UserStore>,
-        tls: TlsAcceptor,
-        grants: Arc<Mutex<RelayGrants>>,
-        guard: Arc<crate::login_guard::LoginGuard>,
+        shared: &crate::server::Shared,
         aliases: Aliases,
-        shutdown: watch::Receiver<bool>,
+        queue_wake: Arc<tokio::sync::Notify>,
     ) -> Result<SmtpService, crate::config::ConfigError> {
+        let config = shared.config.clone();
         Ok(SmtpService {
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
@@ -75,12 +75,13 @@ impl SmtpService {
             queue: Queue::new(config.queue_dir()),
             relay_networks: config.relay_networks()?,
             config,
-            users,
-            tls,
-            grants,
-            guard,
+            users: shared.users.clone(),
+            tls: shared.tls.clone(),
+            grants: shared.grants.clone(),
+            guard: shared.guard.clone(),
             aliases,
-            shutdown,
+            shutdown: shared.shutdown.clone(),
+            queue_wake,
             session_config: Mutex::new(None),
             counter: AtomicU64::new(0),
         })

@@ -35,11 +35,12 @@ use response::ResponseReader;
 pub use response::{ProtocolError, Response};
 
 /// Whether the client starts TLS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TlsPolicy {
     /// Never send STARTTLS.
     Never,
     /// STARTTLS when the server offers it; plaintext otherwise.
+    #[default]
     Opportunistic,
     /// STARTTLS or nothing: a server that does not offer it, or refuses
     /// it, gets no transaction (the mail waits).
@@ -172,6 +173,7 @@ pub struct Client {
     empty_data: bool,
     accepted: Vec<usize>,
     results: Vec<Option<(Status, Response)>>,
+    transaction_started: bool,
 }
 
 impl Client {
@@ -194,6 +196,7 @@ impl Client {
             empty_data: false,
             accepted: Vec::new(),
             results,
+            transaction_started: false,
         }
     }
 
@@ -220,6 +223,14 @@ impl Client {
     /// Whether the conversation is under TLS.
     pub fn tls_active(&self) -> bool {
         self.tls_active
+    }
+
+    /// Whether MAIL was sent: from then on this server's answers are final
+    /// for this attempt, and no other server (a lower-preference MX) is
+    /// tried (RFC 5321 §5.1 tries the next one only when a connection or
+    /// greeting fails).
+    pub fn transaction_started(&self) -> bool {
+        self.transaction_started
     }
 
     /// The next step.
@@ -528,6 +539,7 @@ impl Client {
             }
         }
         self.state = State::Transaction;
+        self.transaction_started = true;
         let mut mail = format!("MAIL FROM:<{}>", self.message.from);
         if self.extensions.size.is_some() {
             mail.push_str(&format!(" SIZE={}", self.message.size));

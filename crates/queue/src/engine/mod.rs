@@ -1,0 +1,544 @@
+//! The delivery engine: works through the queue, delivering each entry to
+//! its recipients' servers, retrying on a schedule, and bouncing what
+//! cannot be delivered.
+//!
+//! An entry leaves the queue only when every recipient is finished:
+//! delivered (the remote `250` to the end of data) or bounced (the
+//! notification itself durably delivered or queued). A crash between a
+//! remote `250` and the record of it means that recipient gets the message
+//! again at the next attempt: a duplicate, never a loss (RFC 5321 §6.1).
+//!
+//! Concurrency: at most `max_workers` entries are being delivered at once,
+//! and at most `max_per_destination` connections go to one domain, so a
+//! slow or dead destination holds up only its own mail. Recipients of one
+//! entry in different domains are delivered in parallel.
+
+pub mod dsn;
+pub mod route;
+pub mod transport;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use yubin_line::WireSize;
+use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
+
+pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target};
+pub use transport::{MessageSource, Transport};
+
+use crate::{EntryState, Envelope, Queue, QueueError, Schedule};
+
+/// Where notifications go: the server's own delivery path (a local
+/// Maildir, or back into this queue for a remote sender).
+pub trait Submit: Send + Sync + 'static {
+    /// Delivers `message` from the null sender to `recipient`, durably,
+    /// before returning. Blocking.
+    fn submit(&self, recipient: &str, message: &[u8]) -> Result<(), String>;
+}
+
+/// The engine's settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This server's name (in notifications).
+    pub hostname: String,
+    /// Where mail goes.
+    pub routes: Routes,
+    /// Retries, expiry, delay warnings.
+    pub schedule: Schedule,
+    /// Entries delivered at once.
+    pub max_workers: usize,
+    /// Connections to one destination domain at once.
+    pub max_per_destination: usize,
+    /// How often the queue directory is read again even without news.
+    pub rescan: Duration,
+}
+
+/// The delivery engine.
+pub struct Engine<D: Dns> {
+    queue: Queue,
+    config: EngineConfig,
+    transport: Transport,
+    dns: D,
+    submit: Arc<dyn Submit>,
+    wake: Arc<Notify>,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// How far an attempt got: the entry is gone, or is due again then.
+type Outcome = (String, Option<u64>);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What an attempt needs from disk, read under the entry's lock.
+struct Prepared {
+    _lock: crate::EntryLock,
+    envelope: Envelope,
+    source: MessageSource,
+    wire_size: u64,
+    headers: Vec<u8>,
+    state: EntryState,
+}
+
+impl<D: Dns + 'static> Engine<D> {
+    /// An engine for `queue`; whoever queues mail notifies `wake`, and the
+    /// engine looks at once.
+    pub fn new(
+        queue: Queue,
+        config: EngineConfig,
+        transport: Transport,
+        dns: D,
+        submit: Arc<dyn Submit>,
+        wake: Arc<Notify>,
+    ) -> Engine<D> {
+        Engine {
+            queue,
+            config,
+            transport,
+            dns,
+            submit,
+            wake,
+            destinations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. Attempts in progress then are
+    /// dropped; their entries stay queued and are tried again after the
+    /// restart.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let workers = Arc::new(Semaphore::new(self.config.max_workers.max(1)));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+        let mut due: HashMap<String, u64> = HashMap::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut scan = true;
+        let mut last_scan = tokio::time::Instant::now();
+        loop {
+            if scan || last_scan.elapsed() >= self.config.rescan {
+                scan = false;
+                last_scan = tokio::time::Instant::now();
+                self.scan(&mut due).await;
+            }
+            if self.queue.take_flush_request() {
+                tracing::info!("queue flush requested: every entry is due now");
+                due.values_mut().for_each(|when| *when = 0);
+            }
+            let now = unix_now();
+            let ready: Vec<String> = due
+                .iter()
+                .filter(|(id, when)| **when <= now && !busy.contains(*id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ready {
+                busy.insert(id.clone());
+                let engine = self.clone();
+                let workers = workers.clone();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let next = match workers.acquire_owned().await {
+                        Ok(_permit) => engine.attempt(&id).await,
+                        Err(_) => Some(unix_now() + 60),
+                    };
+                    let _ = done.send((id, next));
+                });
+            }
+            let next_due = due
+                .iter()
+                .filter(|(id, _)| !busy.contains(*id))
+                .map(|(_, when)| *when)
+                .min();
+            // Wake at the next due entry, and at least every second to see
+            // a flush request.
+            let sleep = next_due.map_or(Duration::from_secs(1), |when| {
+                Duration::from_secs(when.saturating_sub(now)).min(Duration::from_secs(1))
+            });
+            tokio::select! {
+                () = self.wake.notified() => scan = true,
+                finished = done_rx.recv() => {
+                    if let Some((id, next)) = finished {
+                        busy.remove(&id);
+                        match next {
+                            Some(when) => { due.insert(id, when); }
+                            None => { due.remove(&id); }
+                        }
+                    }
+                }
+                () = tokio::time::sleep(sleep.max(Duration::from_millis(50))) => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the queue directory: new entries become due at their recorded
+    /// time; entries no longer there are forgotten.
+    async fn scan(&self, due: &mut HashMap<String, u64>) {
+        let queue = self.queue.clone();
+        let known: HashSet<String> = due.keys().cloned().collect();
+        let found = tokio::task::spawn_blocking(
+            move || -> Result<Vec<(String, Option<u64>)>, QueueError> {
+                let ids = queue.ids()?;
+                Ok(ids
+                    .into_iter()
+                    .map(|id| {
+                        let when = if known.contains(&id) {
+                            None
+                        } else {
+                            Some(queue.load_state(&id).map_or(0, |s| s.next_attempt))
+                        };
+                        (id, when)
+                    })
+                    .collect())
+            },
+        )
+        .await;
+        match found {
+            Ok(Ok(found)) => {
+                let present: HashSet<&String> = found.iter().map(|(id, _)| id).collect();
+                due.retain(|id, _| present.contains(id));
+                for (id, when) in &found {
+                    if let Some(when) = when {
+                        due.insert(id.clone(), *when);
+                    }
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "cannot read the queue"),
+            Err(error) => tracing::error!(%error, "queue scan failed"),
+        }
+    }
+
+    /// One attempt at one entry; returns when it is due again, or `None`
+    /// if it left the queue.
+    async fn attempt(&self, id: &str) -> Option<u64> {
+        let queue = self.queue.clone();
+        let owned_id = id.to_owned();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&queue, &owned_id)).await;
+        let prepared = match prepared {
+            Ok(Ok(Some(prepared))) => prepared,
+            // Locked by someone else (`yubin queue delete`): look again soon.
+            Ok(Ok(None)) => return Some(unix_now() + 5),
+            Ok(Err(QueueError::Damaged { path, reason })) => {
+                tracing::error!(id, path = %path.display(), %reason, "damaged queue entry moved to corrupt/");
+                return None;
+            }
+            Ok(Err(QueueError::Io { error, .. }))
+                if error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return None;
+            }
+            Ok(Err(error)) => {
+                tracing::error!(id, %error, "cannot read queue entry; trying again in a minute");
+                return Some(unix_now() + 60);
+            }
+            Err(error) => {
+                tracing::error!(id, %error, "queue entry preparation failed");
+                return Some(unix_now() + 60);
+            }
+        };
+        let results = self.deliver_all(&prepared).await;
+        let queue = self.queue.clone();
+        let submit = self.submit.clone();
+        let config = self.config.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            conclude(&queue, &config, submit.as_ref(), &id, prepared, results)
+        })
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "recording a delivery attempt failed");
+            Some(unix_now() + 60)
+        })
+    }
+
+    /// Delivers the unfinished recipients, one parallel task per domain.
+    async fn deliver_all(&self, prepared: &Prepared) -> Vec<(RecipientResult, Option<String>)> {
+        let mut by_domain: Vec<(String, Vec<String>)> = Vec::new();
+        for recipient in &prepared.envelope.recipients {
+            if prepared.state.is_done(recipient) {
+                continue;
+            }
+            let domain = recipient
+                .rsplit_once('@')
+                .map_or("", |(_, d)| d)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            match by_domain.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, list)) => list.push(recipient.clone()),
+                None => by_domain.push((domain, vec![recipient.clone()])),
+            }
+        }
+        let groups = by_domain.into_iter().map(|(domain, recipients)| {
+            let message = Message {
+                from: prepared.envelope.from.clone(),
+                recipients,
+                size: prepared.wire_size,
+                eight_bit: prepared.envelope.body.eq_ignore_ascii_case("8BITMIME"),
+                smtputf8: prepared.envelope.smtputf8,
+            };
+            self.deliver_group(domain, message, &prepared.source)
+        });
+        let mut all = Vec::new();
+        for results in futures_join_all(groups).await {
+            all.extend(results);
+        }
+        all
+    }
+
+    async fn deliver_group(
+        &self,
+        domain: String,
+        message: Message,
+        source: &MessageSource,
+    ) -> Vec<(RecipientResult, Option<String>)> {
+        let same = |status: Status, response: Response| -> Vec<(RecipientResult, Option<String>)> {
+            message
+                .recipients
+                .iter()
+                .map(|recipient| {
+                    (
+                        RecipientResult {
+                            recipient: recipient.clone(),
+                            status,
+                            response: response.clone(),
+                        },
+                        None,
+                    )
+                })
+                .collect()
+        };
+        let targets = match self.config.routes.resolve(&domain, &self.dns).await {
+            Ok(targets) if !targets.is_empty() => targets,
+            Ok(_) => return same(Status::Deferred, Response::local(451, "4.4.4 no route")),
+            Err(RouteError::Permanent(text)) => {
+                return same(Status::Failed, Response::local(550, text));
+            }
+            Err(RouteError::Temporary(text)) => {
+                return same(Status::Deferred, Response::local(451, text));
+            }
+        };
+        let permit = self.destination(&domain).acquire_owned().await;
+        let (results, remote) = self.transport.deliver(&targets, &message, source).await;
+        drop(permit);
+        results.into_iter().map(|r| (r, remote.clone())).collect()
+    }
+
+    fn destination(&self, domain: &str) -> Arc<Semaphore> {
+        let mut map = self
+            .destinations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, s| Arc::strong_count(s) > 1);
+        map.entry(domain.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
+            .clone()
+    }
+}
+
+/// Awaits all futures, in order (the groups of one entry run in parallel).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Locks and reads an entry (blocking). `None`: locked elsewhere.
+fn prepare(queue: &Queue, id: &str) -> Result<Option<Prepared>, QueueError> {
+    let Some(lock) = queue.lock(id)? else {
+        return Ok(None);
+    };
+    let (envelope, mut file) = queue.open(id)?;
+    let path = queue.root().join("active").join(id);
+    let io = |error| QueueError::Io {
+        path: path.clone(),
+        error,
+    };
+    let offset = file.stream_position().map_err(io)?;
+    let mut wire = WireSize::new();
+    let mut headers = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        wire.update(&chunk[..n]);
+        if headers.len() < 64 * 1024 {
+            headers.extend_from_slice(&chunk[..n.min(64 * 1024 - headers.len())]);
+        }
+    }
+    let headers = dsn::header_section(&headers, 64 * 1024).to_vec();
+    let state = queue.load_state(id)?;
+    Ok(Some(Prepared {
+        _lock: lock,
+        source: MessageSource {
+            path: path.clone(),
+            offset,
+        },
+        envelope,
+        wire_size: wire.finish(),
+        headers,
+        state,
+    }))
+}
+
+/// Records an attempt's results (blocking): notifications, the state, or
+/// the entry's removal. Returns when it is due again.
+fn conclude(
+    queue: &Queue,
+    config: &EngineConfig,
+    submit: &dyn Submit,
+    id: &str,
+    prepared: Prepared,
+    results: Vec<(RecipientResult, Option<String>)>,
+) -> Option<u64> {
+    let Prepared {
+        _lock,
+        envelope,
+        mut state,
+        headers,
+        ..
+    } = prepared;
+    let now = unix_now();
+    let expired = config.schedule.expired(envelope.created, now);
+    let mut failed: Vec<dsn::Reported> = Vec::new();
+    let mut deferred: Vec<dsn::Reported> = Vec::new();
+    for (result, remote_mta) in results {
+        let rcpt = &result.recipient;
+        match result.status {
+            Status::Delivered => {
+                tracing::info!(id, rcpt = %rcpt, relay = remote_mta.as_deref().unwrap_or("-"), reply = %result.response, "delivered");
+                state.done.push(rcpt.clone());
+            }
+            Status::Failed => {
+                tracing::info!(id, rcpt = %rcpt, relay = remote_mta.as_deref().unwrap_or("-"), reply = %result.response, "bounced");
+                failed.push(dsn::Reported {
+                    recipient: rcpt.clone(),
+                    response: result.response,
+                    remote_mta,
+                });
+            }
+            Status::Deferred if expired => {
+                tracing::info!(id, rcpt = %rcpt, reply = %result.response, "expired in the queue; bounced");
+                let text = format!(
+                    "4.4.7 delivery time expired; last error: {}",
+                    result.response
+                );
+                failed.push(dsn::Reported {
+                    recipient: rcpt.clone(),
+                    response: Response::local(result.response.code, text),
+                    remote_mta,
+                });
+            }
+            Status::Deferred => {
+                tracing::info!(id, rcpt = %rcpt, relay = remote_mta.as_deref().unwrap_or("-"), reply = %result.response, "deferred");
+                deferred.push(dsn::Reported {
+                    recipient: rcpt.clone(),
+                    response: result.response,
+                    remote_mta,
+                });
+            }
+        }
+    }
+    if !failed.is_empty() {
+        if envelope.from.is_empty() {
+            // RFC 5321 §4.5.5: never a notification about a notification.
+            tracing::info!(id, "no bounce for a message from the null sender");
+            state
+                .done
+                .extend(failed.iter().map(|f| f.recipient.clone()));
+        } else {
+            let report = dsn::Report {
+                hostname: &config.hostname,
+                queue_id: id,
+                sender: &envelope.from,
+                arrival: envelope.created,
+                now,
+                action: dsn::Action::Failed,
+                recipients: &failed,
+                retry_until: None,
+            };
+            match submit.submit(&envelope.from, &dsn::build(&report, &headers)) {
+                Ok(()) => state
+                    .done
+                    .extend(failed.iter().map(|f| f.recipient.clone())),
+                // Keep them: the failure is found again next time, and the
+                // bounce tried again.
+                Err(error) => tracing::error!(id, %error, "could not send the bounce"),
+            }
+        }
+    }
+    if !deferred.is_empty()
+        && !envelope.from.is_empty()
+        && config
+            .schedule
+            .warn_now(envelope.created, now, state.warned)
+    {
+        let report = dsn::Report {
+            hostname: &config.hostname,
+            queue_id: id,
+            sender: &envelope.from,
+            arrival: envelope.created,
+            now,
+            action: dsn::Action::Delayed,
+            recipients: &deferred,
+            retry_until: Some(
+                envelope
+                    .created
+                    .saturating_add(config.schedule.max_age.as_secs()),
+            ),
+        };
+        match submit.submit(&envelope.from, &dsn::build(&report, &headers)) {
+            Ok(()) => state.warned = true,
+            Err(error) => tracing::error!(id, %error, "could not send the delay warning"),
+        }
+    }
+    let finished = envelope.recipients.iter().all(|r| state.is_done(r));
+    if finished {
+        return match queue.remove(id) {
+            Ok(()) => {
+                tracing::info!(id, "removed from the queue");
+                None
+            }
+            Err(error) => {
+                tracing::error!(id, %error, "cannot remove a finished entry");
+                Some(now + 60)
+            }
+        };
+    }
+    state.attempts = state.attempts.saturating_add(1);
+    state.next_attempt = config.schedule.next_attempt(state.attempts, now);
+    if let Some(first) = deferred.first() {
+        state.last_error = first.response.to_string();
+    }
+    if let Err(error) = queue.save_state(id, &state) {
+        tracing::error!(id, %error, "cannot record the attempt");
+    }
+    Some(state.next_attempt)
+}

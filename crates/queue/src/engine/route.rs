@@ -1,0 +1,233 @@
+//! Where mail for a domain goes, in order (like Postfix's transport(5),
+//! then `relayhost`, then DNS): a transport map entry for the domain or
+//! `*`, else the smarthost, else the domain's MX hosts by preference,
+//! falling back to its address records (RFC 5321 §5.1). A null MX
+//! (RFC 7505) means the domain takes no mail: the message bounces at once.
+
+use std::net::SocketAddr;
+
+use yubin_smtp_proto::client::{Credentials, TlsPolicy};
+
+/// One server to try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The host name (for TLS and logs) or address literal.
+    pub host: String,
+    /// Port (25 for MX hosts).
+    pub port: u16,
+    /// STARTTLS policy for this server.
+    pub tls: TlsPolicy,
+    /// AUTH credentials (a smarthost).
+    pub credentials: Option<Credentials>,
+}
+
+/// A next hop given by configuration: `host:port` and how to talk to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// STARTTLS policy.
+    pub tls: TlsPolicy,
+    /// AUTH credentials.
+    pub credentials: Option<Credentials>,
+}
+
+impl Hop {
+    fn target(&self) -> Target {
+        Target {
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls,
+            credentials: self.credentials.clone(),
+        }
+    }
+}
+
+/// Why a domain has no server to try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// The domain says it takes no mail (null MX), or does not exist:
+    /// bounce, with this enhanced status and text.
+    Permanent(String),
+    /// DNS trouble: try again later.
+    Temporary(String),
+}
+
+/// Looks up mail servers in the DNS.
+pub trait Dns: Send + Sync {
+    /// The MX hosts of `domain` by preference, as `(preference, host)`;
+    /// empty if it has none (then its own address is used). A null MX is
+    /// one record with host `.` (or empty).
+    fn mx(
+        &self,
+        domain: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<(u16, String)>, RouteError>> + Send;
+}
+
+/// DNS without MX support: every domain is its own mail server (address
+/// records only). Used when no resolver is configured, and in tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMx;
+
+impl Dns for NoMx {
+    async fn mx(&self, _domain: &str) -> Result<Vec<(u16, String)>, RouteError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The routing table.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    /// Transport map: lower-case domain (or `*`) → next hop.
+    pub map: Vec<(String, Hop)>,
+    /// The smarthost for everything the map does not name.
+    pub relayhost: Option<Hop>,
+    /// STARTTLS policy for MX hosts.
+    pub mx_tls: TlsPolicy,
+}
+
+impl Routes {
+    /// The servers to try for `domain`, best first.
+    pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if let Some((_, hop)) = self.map.iter().find(|(d, _)| *d == domain) {
+            return Ok(vec![hop.target()]);
+        }
+        if let Some((_, hop)) = self.map.iter().find(|(d, _)| d == "*") {
+            return Ok(vec![hop.target()]);
+        }
+        if let Some(hop) = &self.relayhost {
+            return Ok(vec![hop.target()]);
+        }
+        if domain.starts_with('[') {
+            return Err(RouteError::Permanent(
+                "5.1.2 address literals are not routed".into(),
+            ));
+        }
+        let mut mx = dns.mx(&domain).await?;
+        if mx.len() == 1 && matches!(mx[0].1.as_str(), "." | "") {
+            return Err(RouteError::Permanent(format!(
+                "5.1.10 {domain} accepts no mail (null MX, RFC 7505)"
+            )));
+        }
+        mx.retain(|(_, host)| !matches!(host.as_str(), "." | ""));
+        mx.sort_by_key(|(preference, _)| *preference);
+        let hosts: Vec<String> = if mx.is_empty() {
+            vec![domain]
+        } else {
+            mx.into_iter().map(|(_, host)| host).collect()
+        };
+        Ok(hosts
+            .into_iter()
+            .map(|host| Target {
+                host: host.trim_end_matches('.').to_owned(),
+                port: 25,
+                tls: self.mx_tls,
+                credentials: None,
+            })
+            .collect())
+    }
+}
+
+/// Whether `address` is one of ours: delivering there would loop.
+pub fn is_own_address(address: SocketAddr, own: &[SocketAddr]) -> bool {
+    own.iter().any(|o| {
+        o.port() == address.port()
+            && (o.ip() == address.ip() || (o.ip().is_unspecified() && is_local_ip(address.ip())))
+    })
+}
+
+/// Whether `ip` belongs to this machine as far as a wildcard listener is
+/// concerned (loopback; other local interfaces are not known here).
+fn is_local_ip(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeDns(Vec<(u16, String)>);
+
+    impl Dns for FakeDns {
+        async fn mx(&self, _domain: &str) -> Result<Vec<(u16, String)>, RouteError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn hop(host: &str, port: u16) -> Hop {
+        Hop {
+            host: host.into(),
+            port,
+            tls: TlsPolicy::Never,
+            credentials: None,
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_map_then_the_smarthost_then_mx_by_preference() {
+        let routes = Routes {
+            map: vec![("remote.test".into(), hop("127.0.0.1", 2526))],
+            relayhost: None,
+            mx_tls: TlsPolicy::Opportunistic,
+        };
+        let dns = FakeDns(vec![
+            (20, "mx2.other.test.".into()),
+            (10, "mx1.other.test".into()),
+        ]);
+        let to = block_on(routes.resolve("Remote.Test.", &dns)).unwrap();
+        assert_eq!((to[0].host.as_str(), to[0].port), ("127.0.0.1", 2526));
+        let to = block_on(routes.resolve("other.test", &dns)).unwrap();
+        let hosts: Vec<_> = to.iter().map(|t| (t.host.as_str(), t.port)).collect();
+        assert_eq!(hosts, [("mx1.other.test", 25), ("mx2.other.test", 25)]);
+        assert_eq!(to[0].tls, TlsPolicy::Opportunistic);
+
+        let smarthost = Routes {
+            relayhost: Some(hop("smarthost.test", 587)),
+            ..routes.clone()
+        };
+        let to = block_on(smarthost.resolve("other.test", &dns)).unwrap();
+        assert_eq!(to[0].host, "smarthost.test");
+        let star = Routes {
+            map: vec![("*".into(), hop("10.0.0.1", 25))],
+            ..routes
+        };
+        assert_eq!(
+            block_on(star.resolve("any.test", &dns)).unwrap()[0].host,
+            "10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn no_mx_means_the_domain_itself_and_a_null_mx_bounces() {
+        let routes = Routes::default();
+        let to = block_on(routes.resolve("plain.test", &NoMx)).unwrap();
+        assert_eq!((to[0].host.as_str(), to[0].port), ("plain.test", 25));
+        let null = FakeDns(vec![(0, ".".into())]);
+        assert!(matches!(
+            block_on(routes.resolve("nomail.test", &null)),
+            Err(RouteError::Permanent(text)) if text.starts_with("5.1.10")
+        ));
+    }
+
+    #[test]
+    fn own_addresses_are_loops() {
+        let own: Vec<SocketAddr> = vec![
+            "127.0.0.1:2525".parse().unwrap(),
+            "0.0.0.0:25".parse().unwrap(),
+        ];
+        assert!(is_own_address("127.0.0.1:2525".parse().unwrap(), &own));
+        assert!(is_own_address("127.0.0.1:25".parse().unwrap(), &own));
+        assert!(!is_own_address("127.0.0.1:2526".parse().unwrap(), &own));
+        assert!(!is_own_address("192.0.2.1:2525".parse().unwrap(), &own));
+    }
+}

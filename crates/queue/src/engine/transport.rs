@@ -1,0 +1,355 @@
+//! One delivery attempt to one destination: connect to its servers in
+//! order, drive the SMTP client over TCP (and TLS after STARTTLS), stream
+//! the message from its queue file, and return per-recipient results.
+
+use std::io::SeekFrom;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use yubin_line::Encoder;
+use yubin_smtp_proto::client::{
+    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status,
+};
+
+use super::route::{Target, is_own_address};
+
+/// Where a message's content is: its queue file, from an offset.
+#[derive(Clone, Debug)]
+pub struct MessageSource {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Where the message starts in it (after the envelope).
+    pub offset: u64,
+}
+
+/// How the engine connects.
+#[derive(Clone)]
+pub struct Transport {
+    /// Our name for EHLO.
+    pub helo_name: String,
+    /// How long a TCP connect may take (Postfix: 30 s).
+    pub connect_timeout: Duration,
+    /// Our own SMTP listeners: a route to one of them is a loop.
+    pub own_addresses: Vec<SocketAddr>,
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("helo_name", &self.helo_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("own_addresses", &self.own_addresses)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// A transport presenting itself as `helo_name`.
+    pub fn new(
+        helo_name: String,
+        connect_timeout: Duration,
+        own_addresses: Vec<SocketAddr>,
+    ) -> Transport {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|builder| {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(EncryptionOnly(provider)))
+                    .with_no_client_auth()
+            });
+        let config = match config {
+            Ok(config) => config,
+            // The ring provider supports the default versions; this is
+            // unreachable in practice, and TLS then simply fails per
+            // connection rather than at start.
+            Err(error) => {
+                tracing::error!(%error, "TLS client configuration failed");
+                rustls::ClientConfig::builder()
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(EncryptionOnly(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))))
+                    .with_no_client_auth()
+            }
+        };
+        Transport {
+            helo_name,
+            connect_timeout,
+            own_addresses,
+            tls: TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// Tries `targets` in order until one takes the transaction; returns a
+    /// result for every recipient of `message`, and the server that gave
+    /// them (none if no server was reached).
+    pub async fn deliver(
+        &self,
+        targets: &[Target],
+        message: &Message,
+        source: &MessageSource,
+    ) -> (Vec<RecipientResult>, Option<String>) {
+        let mut last = Response::local(451, "4.4.1 no server to try");
+        for target in targets {
+            let addresses: Vec<SocketAddr> =
+                match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+                    Ok(found) => found.collect(),
+                    Err(error) => {
+                        last = Response::local(
+                            451,
+                            format!("4.4.3 cannot resolve {}: {error}", target.host),
+                        );
+                        continue;
+                    }
+                };
+            for address in addresses {
+                if is_own_address(address, &self.own_addresses) {
+                    let text = format!(
+                        "5.4.6 mail for {} loops back to myself ({address})",
+                        target.host
+                    );
+                    return (
+                        all(message, Status::Failed, &Response::local(554, text)),
+                        None,
+                    );
+                }
+                let connected =
+                    tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await;
+                let tcp = match connected {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(error)) => {
+                        last = Response::local(
+                            421,
+                            format!("4.4.1 connect to {}[{address}]: {error}", target.host),
+                        );
+                        continue;
+                    }
+                    Err(_) => {
+                        last = Response::local(
+                            421,
+                            format!("4.4.1 connect to {}[{address}]: timed out", target.host),
+                        );
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (results, started) = self.session(tcp, target, message, source).await;
+                let decided = results.iter().any(|r| r.status != Status::Deferred);
+                if started || decided {
+                    return (results, Some(format!("{}[{}]", target.host, address.ip())));
+                }
+                // No transaction here (refused greeting, TLS required and
+                // missing, …): the next server may do better.
+                if let Some(first) = results.first() {
+                    last = first.response.clone();
+                }
+            }
+        }
+        (all(message, Status::Deferred, &last), None)
+    }
+
+    /// One SMTP conversation; returns the results and whether a
+    /// transaction was started.
+    async fn session(
+        &self,
+        tcp: TcpStream,
+        target: &Target,
+        message: &Message,
+        source: &MessageSource,
+    ) -> (Vec<RecipientResult>, bool) {
+        let config = ClientConfig {
+            helo_name: self.helo_name.clone(),
+            tls: target.tls,
+            credentials: target.credentials.clone(),
+        };
+        let mut client = Client::new(config, message.clone(), false);
+        let mut conn = Some(Conn::Plain(tcp));
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Some(stream) = conn.as_mut() {
+            match client.poll() {
+                Poll::Done => break,
+                Poll::Write => {
+                    let written = tokio::time::timeout(
+                        client.timeout(),
+                        stream.io().write_all(client.output()),
+                    )
+                    .await;
+                    client.clear_output();
+                    if !matches!(written, Ok(Ok(()))) {
+                        client.connection_lost("the connection broke");
+                    }
+                }
+                Poll::NeedInput => {
+                    match tokio::time::timeout(client.timeout(), stream.io().read(&mut buf)).await {
+                        Err(_) => client.timed_out(),
+                        Ok(Ok(0)) => client.connection_lost("the server closed the connection"),
+                        Ok(Err(error)) => client.connection_lost(&format!("read error ({error})")),
+                        Ok(Ok(n)) => client.receive(&buf[..n]),
+                    }
+                }
+                Poll::StartTls => {
+                    let Some(Conn::Plain(tcp)) = conn.take() else {
+                        client.connection_lost("STARTTLS over TLS");
+                        continue;
+                    };
+                    let name = ServerName::try_from(target.host.clone()).unwrap_or_else(|_| {
+                        ServerName::try_from("invalid.invalid").expect("a valid name")
+                    });
+                    let handshake =
+                        tokio::time::timeout(client.timeout(), self.tls.connect(name, tcp)).await;
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            conn = Some(Conn::Tls(Box::new(tls)));
+                            client.tls_established();
+                        }
+                        Ok(Err(error)) => {
+                            client.connection_lost(&format!("TLS handshake failed ({error})"));
+                        }
+                        Err(_) => client.timed_out(),
+                    }
+                }
+                Poll::SendContent => match send_content(stream, source).await {
+                    Ok(()) => client.content_sent(),
+                    Err(error) => {
+                        client.connection_lost(&format!("sending the message failed ({error})"));
+                    }
+                },
+            }
+        }
+        if let Some(mut stream) = conn {
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.io().shutdown()).await;
+        }
+        (client.results(), client.transaction_started())
+    }
+}
+
+/// The same result for every recipient.
+fn all(message: &Message, status: Status, response: &Response) -> Vec<RecipientResult> {
+    message
+        .recipients
+        .iter()
+        .map(|recipient| RecipientResult {
+            recipient: recipient.clone(),
+            status,
+            response: response.clone(),
+        })
+        .collect()
+}
+
+/// The message, dot-stuffed with CRLF line ends (RFC 5321 §4.5.2), and the
+/// final `.` line. Each write must finish within 3 minutes (§4.5.3.2.5).
+async fn send_content(stream: &mut Conn, source: &MessageSource) -> std::io::Result<()> {
+    const BLOCK: Duration = Duration::from_secs(180);
+    let mut file = tokio::fs::File::open(&source.path).await?;
+    file.seek(SeekFrom::Start(source.offset)).await?;
+    let mut encoder = Encoder::whole();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(80 * 1024);
+    loop {
+        let n = file.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        out.clear();
+        encoder.encode(&chunk[..n], &mut out);
+        write_within(stream, &out, BLOCK).await?;
+    }
+    out.clear();
+    encoder.finish(&mut out);
+    write_within(stream, &out, BLOCK).await
+}
+
+async fn write_within(stream: &mut Conn, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, stream.io().write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write timed out",
+        )),
+    }
+}
+
+/// Anything we can read and write.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The connection, before and after STARTTLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn io(&mut self) -> &mut dyn Io {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => tls.as_mut(),
+        }
+    }
+}
+
+/// TLS for encryption only, as Postfix's `smtp_tls_security_level = may`
+/// and `encrypt` do: the server's certificate is not checked against a
+/// name or a CA (MX hosts rarely have certificates for the names they are
+/// reached by, and DNS is unauthenticated anyway), but the handshake
+/// signatures are, so the session key is really shared with the holder of
+/// the presented key.
+#[derive(Debug)]
+struct EncryptionOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptionOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,146 @@
+//! What the delivery engine knows about an entry beyond its envelope:
+//! attempts so far, when to try next, the last error, which recipients are
+//! finished (delivered or bounced) and whether the sender was warned of the
+//! delay. Kept in `state/{id}`, a small text file rewritten atomically (tmp
+//! → fsync → rename → fsync the directory), so the entry itself, which may
+//! be megabytes, is written once and never rewritten.
+//!
+//! ```text
+//! attempts 3
+//! next 1795731574
+//! error 451 4.3.0 try later (mx.remote.example)
+//! done <bob@remote.example>
+//! warned
+//! ```
+//!
+//! A missing state file is a fresh entry. A damaged one is treated as
+//! fresh too (it only says what was already done; the worst outcome is a
+//! duplicate delivery, never a lost message).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The engine's record of one entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryState {
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// Unix time of the next attempt (0: as soon as possible).
+    pub next_attempt: u64,
+    /// The last failure, for `yubin queue list` and the bounce.
+    pub last_error: String,
+    /// Recipients finished: delivered, or bounced.
+    pub done: Vec<String>,
+    /// The sender was told the message is delayed.
+    pub warned: bool,
+}
+
+impl EntryState {
+    /// Reads `path`; missing or unreadable is a fresh state.
+    pub fn load(path: &Path) -> EntryState {
+        let Ok(text) = fs::read_to_string(path) else {
+            return EntryState::default();
+        };
+        let mut state = EntryState::default();
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "attempts" => state.attempts = value.parse().unwrap_or(0),
+                "next" => state.next_attempt = value.parse().unwrap_or(0),
+                "error" => state.last_error = value.to_owned(),
+                "done" => {
+                    if let Some(address) = value.strip_prefix('<').and_then(|v| v.strip_suffix('>'))
+                    {
+                        state.done.push(address.to_owned());
+                    }
+                }
+                "warned" => state.warned = true,
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// Writes the state to `path` atomically and durably.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut text = format!("attempts {}\nnext {}\n", self.attempts, self.next_attempt);
+        if !self.last_error.is_empty() {
+            text.push_str(&format!("error {}\n", one_line(&self.last_error)));
+        }
+        for address in &self.done {
+            text.push_str(&format!("done <{}>\n", one_line(address)));
+        }
+        if self.warned {
+            text.push_str("warned\n");
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// Whether `address` is finished.
+    pub fn is_done(&self, address: &str) -> bool {
+        self.done.iter().any(|d| d == address)
+    }
+}
+
+/// Text fields stay on one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_survives_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/abc");
+        assert_eq!(EntryState::load(&path), EntryState::default());
+        let state = EntryState {
+            attempts: 3,
+            next_attempt: 1_795_731_574,
+            last_error: "451 4.3.0 try later\r\ndone <evil@x>".into(),
+            done: vec!["bob@remote.example".into()],
+            warned: true,
+        };
+        state.save(&path).unwrap();
+        let read = EntryState::load(&path);
+        assert_eq!(read.attempts, 3);
+        assert_eq!(read.next_attempt, 1_795_731_574);
+        assert_eq!(read.done, ["bob@remote.example"], "no injected line");
+        assert!(read.warned && read.is_done("bob@remote.example"));
+        fs::write(&path, b"\xff\xfe garbage").unwrap();
+        assert_eq!(EntryState::load(&path), EntryState::default());
+        assert_eq!(
+            fs::read_dir(dir.path().join("state")).unwrap().count(),
+            1,
+            "no tmp left"
+        );
+    }
+}

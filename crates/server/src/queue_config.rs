@@ -1,0 +1,248 @@
+//! `[queue]`: where relayed mail goes and how hard we try (the delivery
+//! engine of `yubin-queue`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use yubin_queue::Schedule;
+use yubin_queue::engine::{Hop, Routes};
+use yubin_smtp_proto::client::{Credentials, TlsPolicy};
+
+use crate::config::{ConfigError, invalid};
+use crate::duration::HumanDuration;
+
+/// `[queue]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Transport map: domain (or `*`) → `host:port` (Postfix's transport(5)).
+    pub routes: BTreeMap<String, String>,
+    /// STARTTLS to MX hosts and routes: `none`, `opportunistic`, `required`.
+    pub tls: String,
+    /// Smarthost for everything the routes do not name: `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayhost: Option<String>,
+    /// STARTTLS to the smarthost.
+    pub relayhost_tls: String,
+    /// A file whose first line is `user:password` for AUTH at the smarthost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayhost_auth_file: Option<PathBuf>,
+    /// How long a message may wait before it bounces.
+    pub max_age: HumanDuration,
+    /// When the sender is told a message is delayed; `"0"`: never.
+    pub delay_warning: HumanDuration,
+    /// The wait after the first failed attempt; it doubles each time.
+    pub first_retry: HumanDuration,
+    /// The longest wait between attempts.
+    pub max_retry: HumanDuration,
+    /// Messages delivered at once.
+    pub max_workers: usize,
+    /// Connections to one destination domain at once.
+    pub max_per_destination: usize,
+    /// How long a TCP connect to a server may take.
+    pub connect_timeout: HumanDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            routes: BTreeMap::new(),
+            tls: "opportunistic".into(),
+            relayhost: None,
+            relayhost_tls: "opportunistic".into(),
+            relayhost_auth_file: None,
+            max_age: HumanDuration(Duration::from_secs(5 * 86_400)),
+            delay_warning: HumanDuration(Duration::from_secs(4 * 3600)),
+            first_retry: HumanDuration(Duration::from_secs(5 * 60)),
+            max_retry: HumanDuration(Duration::from_secs(3600)),
+            max_workers: 20,
+            max_per_destination: 5,
+            connect_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Checks every value; errors name the key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.routes()?;
+        if self.max_workers == 0 {
+            return Err(invalid("queue.max_workers", "must be at least 1"));
+        }
+        if self.max_per_destination == 0 {
+            return Err(invalid("queue.max_per_destination", "must be at least 1"));
+        }
+        if self.first_retry.0.is_zero() {
+            return Err(invalid("queue.first_retry", "must be positive"));
+        }
+        if self.max_retry.0 < self.first_retry.0 {
+            return Err(invalid(
+                "queue.max_retry",
+                "must be at least queue.first_retry",
+            ));
+        }
+        if self.connect_timeout.0.is_zero() {
+            return Err(invalid("queue.connect_timeout", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The retry schedule.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            first_retry: self.first_retry.0,
+            max_retry: self.max_retry.0,
+            max_age: self.max_age.0,
+            delay_warning: self.delay_warning.0,
+        }
+    }
+
+    /// The routing table (reads the smarthost's credentials file).
+    pub fn routes(&self) -> Result<Routes, ConfigError> {
+        let tls = tls_policy(&self.tls, "queue.tls")?;
+        let mut map = Vec::new();
+        for (domain, next_hop) in &self.routes {
+            let key = format!("queue.routes.{domain:?}");
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || domain.contains(['@', ' ', '/']) {
+                return Err(invalid(key, "the key must be a domain or \"*\""));
+            }
+            let (host, port) = host_port(next_hop, &key)?;
+            map.push((
+                domain,
+                Hop {
+                    host,
+                    port,
+                    tls,
+                    credentials: None,
+                },
+            ));
+        }
+        let relayhost = match &self.relayhost {
+            None => None,
+            Some(text) => {
+                let (host, port) = host_port(text, "queue.relayhost")?;
+                Some(Hop {
+                    host,
+                    port,
+                    tls: tls_policy(&self.relayhost_tls, "queue.relayhost_tls")?,
+                    credentials: self.credentials()?,
+                })
+            }
+        };
+        Ok(Routes {
+            map,
+            relayhost,
+            mx_tls: tls,
+        })
+    }
+
+    fn credentials(&self) -> Result<Option<Credentials>, ConfigError> {
+        let Some(path) = &self.relayhost_auth_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            invalid(
+                "queue.relayhost_auth_file",
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        let line = text.lines().next().unwrap_or_default();
+        let Some((user, password)) = line.split_once(':') else {
+            return Err(invalid(
+                "queue.relayhost_auth_file",
+                format!("{}: the first line must be user:password", path.display()),
+            ));
+        };
+        Ok(Some(Credentials {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }))
+    }
+}
+
+fn tls_policy(text: &str, key: &str) -> Result<TlsPolicy, ConfigError> {
+    match text {
+        "none" => Ok(TlsPolicy::Never),
+        "opportunistic" => Ok(TlsPolicy::Opportunistic),
+        "required" => Ok(TlsPolicy::Required),
+        other => Err(invalid(
+            key,
+            format!("{other:?} is not one of \"none\", \"opportunistic\", \"required\""),
+        )),
+    }
+}
+
+/// `host:port`, `[v6]:port`.
+fn host_port(text: &str, key: &str) -> Result<(String, u16), ConfigError> {
+    let bad = || {
+        invalid(
+            key,
+            format!("{text:?} is not host:port (example: \"mx.example.net:25\")"),
+        )
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_errors_that_name_the_key() {
+        let mut config = QueueConfig::default();
+        config
+            .routes
+            .insert("Remote.Test".into(), "127.0.0.1:2526".into());
+        config.routes.insert("*".into(), "[::1]:25".into());
+        let routes = config.routes().unwrap();
+        assert_eq!(routes.map[0].0, "*");
+        assert_eq!(
+            (routes.map[0].1.host.as_str(), routes.map[0].1.port),
+            ("::1", 25)
+        );
+        assert_eq!(routes.map[1].0, "remote.test");
+        config.routes.insert("bad.test".into(), "nowhere".into());
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.starts_with("queue.routes.\"bad.test\""), "{error}");
+        let config = QueueConfig {
+            tls: "sometimes".into(),
+            ..QueueConfig::default()
+        };
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("queue.tls")
+        );
+    }
+
+    #[test]
+    fn smarthost_credentials_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth");
+        std::fs::write(&file, "relay:s3:cret\n").unwrap();
+        let config = QueueConfig {
+            relayhost: Some("smarthost.test:587".into()),
+            relayhost_tls: "required".into(),
+            relayhost_auth_file: Some(file),
+            ..QueueConfig::default()
+        };
+        let hop = config.routes().unwrap().relayhost.unwrap();
+        assert_eq!(hop.tls, TlsPolicy::Required);
+        let credentials = hop.credentials.unwrap();
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("relay", "s3:cret")
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Mail the server writes itself (bounces and delay warnings from the
+//! delivery engine) goes where any mail for that address would: a local
+//! user's Maildir, or back into the queue for a remote sender. Sent from
+//! the null sender (RFC 5321 §4.5.5), so it never bounces in turn.
+
+use yubin_queue::engine::Submit;
+use yubin_smtp_proto::address::parse_forward_path;
+
+use super::SmtpService;
+use crate::relay::{Client, Decision, Policy, Route};
+
+impl Submit for SmtpService {
+    fn submit(&self, recipient: &str, message: &[u8]) -> Result<(), String> {
+        let bracketed = format!("<{recipient}>");
+        let (path, rest) = parse_forward_path(&bracketed)
+            .map_err(|e| format!("<{recipient}>: not an address ({e:?})"))?;
+        if !rest.is_empty() {
+            return Err(format!("<{recipient}>: not an address"));
+        }
+        let snapshot = self.users.snapshot();
+        let local_domains = self.local_domains(&snapshot);
+        let policy = Policy {
+            users: &snapshot.users,
+            local_domains: &local_domains,
+            aliases: &self.aliases,
+            first_user: snapshot.first_user.as_deref(),
+        };
+        // The server itself may send anywhere.
+        let client = Client {
+            authenticated: Some("MAILER-DAEMON".into()),
+            trusted_network: true,
+            pop_grant: None,
+        };
+        let routes = match policy.decide(&path, &client) {
+            Decision::Accept { routes, .. } => routes,
+            Decision::Refuse(reply) => return Err(format!("<{recipient}>: {reply}")),
+        };
+        for route in routes {
+            match route {
+                Route::Local(name) => {
+                    let user = snapshot
+                        .users
+                        .get(&name)
+                        .ok_or_else(|| format!("user {name} vanished"))?;
+                    let maildir =
+                        crate::pop3::maildir_for(&self.config, user).map_err(|e| e.to_string())?;
+                    let mut copy = b"Return-Path: <>\n".to_vec();
+                    copy.extend_from_slice(message);
+                    maildir
+                        .deliver(&copy, &self.config.hostname)
+                        .map_err(|e| e.to_string())?;
+                }
+                Route::Remote(address) => {
+                    let entry = yubin_queue::Envelope {
+                        id: yubin_queue::new_id(),
+                        created: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs()),
+                        from: String::new(),
+                        recipients: vec![address],
+                        client: "localhost".into(),
+                        auth: "MAILER-DAEMON".into(),
+                        body: "8BITMIME".into(),
+                        smtputf8: !recipient.is_ascii(),
+                    };
+                    self.queue
+                        .stage(&entry, |file| std::io::Write::write_all(file, message))
+                        .and_then(yubin_queue::Staged::commit)
+                        .map_err(|e| e.to_string())?;
+                    self.queue_wake.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+}
