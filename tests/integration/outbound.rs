@@ -175,3 +175,239 @@ fn one_recipient_refused_one_delivered_and_the_bounce_comes_home() {
     );
     eventually(10, "A's queue to empty", || a.queued().is_empty());
 }
+
+/// A misbehaving SMTP server (tests/integration/py/fakesmtp.py).
+struct FakeSmtp {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeSmtp {
+    fn start(mode: &str) -> FakeSmtp {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = dir.path().join("fake.log");
+        let port = free_port();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/integration/py/fakesmtp.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(mode)
+            .arg(&log)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready");
+        FakeSmtp {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+}
+
+impl Drop for FakeSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OQ-01: the server takes the whole message and drops the connection
+/// before replying to the final dot. The message may have been delivered,
+/// so it is sent again (the documented duplicate), never dropped: the
+/// second connection gets it too, and the entry leaves the queue.
+#[test]
+fn oq01_a_drop_before_the_final_reply_is_retried_not_lost() {
+    let fake = FakeSmtp::start("drop-after-dot-once");
+    let a = sender(fake.port, "tls = \"none\"\n");
+    let sent = send_via(
+        &a,
+        &["bob@b.test"],
+        b"Subject: twice\r\n\r\nmaybe twice\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "a second delivery", || {
+        fake.events("message").len() >= 2
+    });
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+    let messages = fake.events("message");
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("maybe twice")
+    );
+}
+
+/// OQ-02: a 4xx (here to MAIL) is retried, and the message then delivered
+/// exactly once.
+#[test]
+fn oq02_a_temporary_refusal_is_retried() {
+    let fake = FakeSmtp::start("4xx-mail-once");
+    let a = sender(fake.port, "tls = \"none\"\n");
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: later\r\n\r\nlater\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the delivery", || fake.events("message").len() == 1);
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+    assert!(a.log().contains("451 4.3.0 try again later"), "{}", a.log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fake.events("message").len(), 1, "delivered once");
+}
+
+/// Kill -9 while the remote server holds the final reply: after the
+/// restart the entry is delivered again (at most a duplicate, never lost),
+/// and leaves the queue.
+#[test]
+fn oq01_kill9_during_delivery_redelivers_after_restart() {
+    let fake = FakeSmtp::start("slow-250");
+    let mut a = sender(fake.port, "tls = \"none\"\n");
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: crash\r\n\r\ncrash\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the content to arrive", || {
+        fake.events("message").len() == 1
+    });
+    a.kill9();
+    assert_eq!(a.queued().len(), 1, "still queued after the crash");
+    a.launch();
+    eventually(20, "the redelivery", || fake.events("message").len() == 2);
+    eventually(20, "A's queue to empty", || a.queued().is_empty());
+}
+
+/// OQ-05: TLS required, and the server offers no STARTTLS: not a word of
+/// the transaction in clear; the mail waits (4.7.10), it does not bounce.
+#[test]
+fn oq05_required_tls_never_sends_in_clear() {
+    let fake = FakeSmtp::start("normal");
+    let a = sender(fake.port, "tls = \"required\"\n");
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: secret\r\n\r\nsecret\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "a deferral", || a.log().contains("TLS is required"));
+    let commands: Vec<String> = fake
+        .events("command")
+        .iter()
+        .map(|c| c["line"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.starts_with("EHLO") || c == "QUIT"),
+        "{commands:?}"
+    );
+    assert!(fake.events("message").is_empty());
+    assert_eq!(a.queued().len(), 1);
+    assert!(a.messages("alice").is_empty(), "no bounce");
+}
+
+/// OQ-06: a route that leads back to this server bounces ("mail loops
+/// back to myself") instead of circling.
+#[test]
+fn oq06_a_route_back_to_ourselves_bounces() {
+    let port = free_port();
+    let a = TestServer::with(Setup {
+        smtp_port: port,
+        tables: format!("[queue]\nroutes = {{ \"b.test\" = \"127.0.0.1:{port}\" }}\n"),
+        ..Setup::default()
+    });
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: loop\r\n\r\nloop\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the bounce", || a.messages("alice").len() == 1);
+    let bounce = String::from_utf8_lossy(&a.messages("alice")[0]).into_owned();
+    assert!(bounce.contains("Status: 5.4.6"), "{bounce}");
+    assert!(bounce.contains("loops back to myself"), "{bounce}");
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+}
+
+/// OQ-07: a damaged queue file is moved to corrupt/ and logged; the rest
+/// of the queue is delivered.
+#[test]
+fn oq07_a_damaged_queue_file_is_quarantined_and_others_delivered() {
+    let b = receiver(0);
+    let a = sender(b.smtp.port(), "");
+    let active = a.dir.path().join("queue/active");
+    std::fs::create_dir_all(&active).unwrap();
+    std::fs::write(
+        active.join("damaged-1"),
+        b"yubin-queue 1\nid damaged-1\nfrom <a@b",
+    )
+    .unwrap();
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: fine\r\n\r\nfine\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "delivery to B", || b.messages("bob").len() == 1);
+    eventually(10, "the quarantine", || {
+        a.dir.path().join("queue/corrupt/damaged-1").exists()
+    });
+    assert!(
+        a.log().contains("damaged queue entry moved to corrupt/"),
+        "{}",
+        a.log()
+    );
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+}
+
+/// OQ-03: a failed message from the null sender gets no bounce; a message
+/// past `max_age` bounces with 4.4.7; the sender is warned of a delay
+/// once `delay_warning` has passed.
+#[test]
+fn oq03_no_bounce_for_null_senders_expiry_and_delay_warnings() {
+    let b = receiver(0);
+    let a = sender(b.smtp.port(), "");
+    let sent = a.python(
+        "import popclient as p, smtpclient as s\n\
+         c = p.connect(); p.login(c); c.quit()\n\
+         s.emit(s.send_once('', ['nobody@b.test'], b'Subject: from nobody\\r\\n\\r\\nx\\r\\n'))",
+        &ALICE,
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the failure", || {
+        a.log()
+            .contains("no bounce for a message from the null sender")
+    });
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+    assert!(a.messages("alice").is_empty());
+
+    let dead = free_port();
+    let a = sender(dead, "max_age = \"3s\"\ndelay_warning = \"1s\"\n");
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: doomed\r\n\r\ndoomed\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the warning and the bounce", || {
+        a.messages("alice").len() == 2
+    });
+    let reports: Vec<String> = a
+        .messages("alice")
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    assert!(
+        reports.iter().any(|r| r.contains("Action: delayed")),
+        "{reports:?}"
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.contains("Action: failed") && r.contains("4.4.7 delivery time expired")),
+        "{reports:?}"
+    );
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+}
