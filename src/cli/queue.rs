@@ -1,8 +1,10 @@
-//! `yubin queue list`: what waits in the outbound queue.
+//! `yubin queue …`: look at the outbound queue and act on it, with or
+//! without a server running (entries being delivered are locked; a running
+//! server notices a flush within a second).
 
 use anyhow::Context;
 use clap::Subcommand;
-use yubin_queue::Queue;
+use yubin_queue::{EntryState, Envelope, Queue, QueueError};
 use yubin_server::Config;
 
 use super::Failure;
@@ -10,29 +12,112 @@ use super::Failure;
 /// `yubin queue …`
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// List queued messages: id, age, sender, client and recipients.
+    /// List queued messages: id, age, sender, attempts, next attempt, last
+    /// error, and the recipients still to do.
     List,
+    /// Show one message: its envelope, delivery state and header.
+    Show {
+        /// The queue id (from `yubin queue list`).
+        id: String,
+    },
+    /// Try every queued message now (a running server does it within a
+    /// second).
+    Flush,
+    /// Remove a message from the queue without delivering or bouncing it.
+    Delete {
+        /// The queue id.
+        id: String,
+    },
+    /// Return a message to its sender now, with a bounce, instead of
+    /// trying further.
+    Bounce {
+        /// The queue id.
+        id: String,
+    },
 }
 
 /// Runs a `queue` subcommand.
 pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
+    let queue = Queue::new(config.queue_dir());
     match command {
-        QueueCommand::List => list(config),
+        QueueCommand::List => list(&queue),
+        QueueCommand::Show { id } => show(&queue, &id),
+        QueueCommand::Flush => {
+            queue
+                .request_flush()
+                .context("cannot write the flush request")?;
+            println!(
+                "flush requested: a running server tries every queued message within a second"
+            );
+            Ok(())
+        }
+        QueueCommand::Delete { id } => {
+            let _lock = lock(&queue, &id)?;
+            queue
+                .remove(&id)
+                .with_context(|| format!("cannot remove {id}"))?;
+            println!("deleted {id}");
+            Ok(())
+        }
+        QueueCommand::Bounce { id } => {
+            let lock = lock(&queue, &id)?;
+            let mut state = queue
+                .load_state(&id)
+                .context("cannot read the entry's state")?;
+            state.bounce_requested = true;
+            state.next_attempt = 0;
+            queue
+                .save_state(&id, &state)
+                .context("cannot record the bounce request")?;
+            drop(lock);
+            queue
+                .request_flush()
+                .context("cannot write the flush request")?;
+            println!(
+                "{id} will be returned to its sender (a running server does it within a second)"
+            );
+            Ok(())
+        }
     }
 }
 
-fn list(config: &Config) -> Result<(), Failure> {
-    let queue = Queue::new(config.queue_dir());
+/// Locks an entry for a change; a missing id is a usage error (status 2).
+fn lock(queue: &Queue, id: &str) -> Result<yubin_queue::EntryLock, Failure> {
+    match queue.lock(id) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Failure::Runtime(anyhow::anyhow!(
+            "{id} is being delivered right now; try again in a moment"
+        ))),
+        Err(QueueError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(not_found(id))
+        }
+        Err(QueueError::Damaged { .. }) => Err(not_found(id)),
+        Err(error) => Err(Failure::Runtime(error.into())),
+    }
+}
+
+fn not_found(id: &str) -> Failure {
+    Failure::Usage(format!(
+        "id: no queued message {id:?} (see yubin queue list)"
+    ))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn list(queue: &Queue) -> Result<(), Failure> {
     let (entries, damaged) = queue
         .list()
-        .with_context(|| format!("cannot read the queue in {}", config.queue_dir().display()))?;
+        .with_context(|| format!("cannot read the queue in {}", queue.root().display()))?;
     for problem in &damaged {
         eprintln!("yubin: warning: {problem} (moved to corrupt/)");
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = now();
     for entry in &entries {
+        let state = queue.load_state(&entry.id).unwrap_or_default();
         println!(
             "{}  {}  from <{}>  client {} ({})",
             entry.id,
@@ -41,8 +126,10 @@ fn list(config: &Config) -> Result<(), Failure> {
             entry.client,
             entry.auth,
         );
+        println!("    {}", progress(&state, now));
         for rcpt in &entry.recipients {
-            println!("    to <{rcpt}>");
+            let done = if state.is_done(rcpt) { "  (done)" } else { "" };
+            println!("    to <{rcpt}>{done}");
         }
     }
     let count = entries.len();
@@ -50,6 +137,60 @@ fn list(config: &Config) -> Result<(), Failure> {
         "{count} message{} queued",
         if count == 1 { "" } else { "s" }
     );
+    Ok(())
+}
+
+/// `3 attempts, next in 20m, last error: …`
+fn progress(state: &EntryState, now: u64) -> String {
+    let mut text = match state.attempts {
+        0 => "not tried yet".to_owned(),
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    };
+    if state.bounce_requested {
+        text.push_str(", bounce requested");
+    } else if state.next_attempt > now {
+        text.push_str(&format!(", next in {}", age(state.next_attempt - now)));
+    } else {
+        text.push_str(", due now");
+    }
+    if !state.last_error.is_empty() {
+        text.push_str(&format!(", last error: {}", state.last_error));
+    }
+    text
+}
+
+fn show(queue: &Queue, id: &str) -> Result<(), Failure> {
+    let (envelope, message): (Envelope, Vec<u8>) = match queue.read(id) {
+        Ok(read) => read,
+        Err(QueueError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_found(id));
+        }
+        Err(QueueError::Damaged { .. }) => return Err(not_found(id)),
+        Err(error) => return Err(Failure::Runtime(error.into())),
+    };
+    let state = queue.load_state(id).unwrap_or_default();
+    let now = now();
+    println!("id:        {}", envelope.id);
+    println!(
+        "queued:    {} ({} ago)",
+        yubin_queue::date::rfc5322(envelope.created),
+        age(now.saturating_sub(envelope.created))
+    );
+    println!("from:      <{}>", envelope.from);
+    for rcpt in &envelope.recipients {
+        let done = if state.is_done(rcpt) { "  (done)" } else { "" };
+        println!("to:        <{rcpt}>{done}");
+    }
+    println!("client:    {} ({})", envelope.client, envelope.auth);
+    if !envelope.body.is_empty() {
+        println!("body:      {}", envelope.body);
+    }
+    println!("state:     {}", progress(&state, now));
+    println!("size:      {} octets", message.len());
+    println!();
+    let header = yubin_queue::engine::dsn::header_section(&message, 64 * 1024);
+    print!("{}", String::from_utf8_lossy(header));
     Ok(())
 }
 

@@ -411,3 +411,90 @@ fn oq03_no_bounce_for_null_senders_expiry_and_delay_warnings() {
     );
     eventually(10, "A's queue to empty", || a.queued().is_empty());
 }
+
+/// `yubin queue` against a running server: list shows attempts and the
+/// last error, show the envelope and header, flush retries at once, bounce
+/// returns the message to its sender, delete removes one, and an unknown
+/// id is a usage error naming the argument.
+#[test]
+fn queue_commands_work_against_a_running_server() {
+    let port = free_port();
+    // Slow retries: only a flush can make the second attempt happen soon.
+    let a = TestServer::with(Setup {
+        tables: format!(
+            "[queue]\nroutes = {{ \"b.test\" = \"127.0.0.1:{port}\" }}\nfirst_retry = \"1h\"\n"
+        ),
+        ..Setup::default()
+    });
+    let config = a.config_path();
+    let config = config.to_str().unwrap();
+    let queue = |args: &[&str]| {
+        let mut all = vec!["queue"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", config]);
+        crate::harness::yubin(&all, "", a.dir.path())
+    };
+    for subject in ["one", "two", "three"] {
+        let sent = send_via(
+            &a,
+            &["bob@b.test"],
+            format!("Subject: {subject}\r\n\r\nx\r\n").as_bytes(),
+        );
+        assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    }
+    eventually(20, "three failed attempts", || {
+        a.log().matches("deferred").count() >= 3
+    });
+    let listed = queue(&["list"]);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.status.success(), "{text}");
+    assert!(text.contains("1 attempt, next in "), "{text}");
+    assert!(
+        text.contains("last error: 421 4.4.1 connect to 127.0.0.1"),
+        "{text}"
+    );
+    assert!(text.ends_with("3 messages queued\n"), "{text}");
+    let ids: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("from <alice@test.example>"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 3);
+
+    let shown = queue(&["show", &ids[0]]);
+    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(text.contains("to:        <bob@b.test>"), "{text}");
+    assert!(text.contains("Subject: "), "{text}");
+
+    let deleted = queue(&["delete", &ids[1]]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let bounced = queue(&["bounce", &ids[2]]);
+    assert!(
+        bounced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bounced.stderr)
+    );
+    eventually(20, "the bounce", || a.messages("alice").len() == 1);
+    let bounce = String::from_utf8_lossy(&a.messages("alice")[0]).into_owned();
+    assert!(
+        bounce.contains("returned to the sender by the postmaster"),
+        "{bounce}"
+    );
+
+    // B comes up; only a flush gets the remaining message there now.
+    let b = receiver(port);
+    let flushed = queue(&["flush"]);
+    assert!(flushed.status.success());
+    eventually(20, "delivery after the flush", || {
+        b.messages("bob").len() == 1
+    });
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+
+    let unknown = queue(&["delete", "no-such-id"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("id: no queued message"));
+}

@@ -11,6 +11,7 @@
 //! error 451 4.3.0 try later (mx.remote.example)
 //! done <bob@remote.example>
 //! warned
+//! bounce
 //! ```
 //!
 //! A missing state file is a fresh entry. A damaged one is treated as
@@ -35,6 +36,9 @@ pub struct EntryState {
     pub done: Vec<String>,
     /// The sender was told the message is delayed.
     pub warned: bool,
+    /// The postmaster asked for the message to be returned to its sender
+    /// (`yubin queue bounce`): the next attempt bounces instead.
+    pub bounce_requested: bool,
 }
 
 impl EntryState {
@@ -57,6 +61,7 @@ impl EntryState {
                     }
                 }
                 "warned" => state.warned = true,
+                "bounce" => state.bounce_requested = true,
                 _ => {}
             }
         }
@@ -74,6 +79,9 @@ impl EntryState {
         }
         if self.warned {
             text.push_str("warned\n");
+        }
+        if self.bounce_requested {
+            text.push_str("bounce\n");
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
@@ -128,13 +136,14 @@ mod tests {
             last_error: "451 4.3.0 try later\r\ndone <evil@x>".into(),
             done: vec!["bob@remote.example".into()],
             warned: true,
+            bounce_requested: true,
         };
         state.save(&path).unwrap();
         let read = EntryState::load(&path);
         assert_eq!(read.attempts, 3);
         assert_eq!(read.next_attempt, 1_795_731_574);
         assert_eq!(read.done, ["bob@remote.example"], "no injected line");
-        assert!(read.warned && read.is_done("bob@remote.example"));
+        assert!(read.warned && read.bounce_requested && read.is_done("bob@remote.example"));
         fs::write(&path, b"\xff\xfe garbage").unwrap();
         assert_eq!(EntryState::load(&path), EntryState::default());
         assert_eq!(

@@ -243,7 +243,11 @@ impl<D: Dns + 'static> Engine<D> {
                 return Some(unix_now() + 60);
             }
         };
-        let results = self.deliver_all(&prepared).await;
+        let results = if prepared.state.bounce_requested {
+            returned_by_postmaster(&prepared)
+        } else {
+            self.deliver_all(&prepared).await
+        };
         let queue = self.queue.clone();
         let submit = self.submit.clone();
         let config = self.config.clone();
@@ -340,6 +344,24 @@ impl<D: Dns + 'static> Engine<D> {
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
             .clone()
     }
+}
+
+/// `yubin queue bounce`: every unfinished recipient fails, undelivered.
+fn returned_by_postmaster(prepared: &Prepared) -> Vec<(RecipientResult, Option<String>)> {
+    prepared
+        .envelope
+        .recipients
+        .iter()
+        .filter(|r| !prepared.state.is_done(r))
+        .map(|recipient| {
+            let result = RecipientResult {
+                recipient: recipient.clone(),
+                status: Status::Failed,
+                response: Response::local(550, "5.0.0 returned to the sender by the postmaster"),
+            };
+            (result, None)
+        })
+        .collect()
 }
 
 /// Awaits all futures, in order (the groups of one entry run in parallel).
