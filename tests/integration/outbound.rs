@@ -498,3 +498,98 @@ fn queue_commands_work_against_a_running_server() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("id: no queued message"));
 }
+
+/// dnsmasq serving MX records for the test (installed by .ci/run).
+struct Dnsmasq {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start(records: &[&str]) -> Dnsmasq {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free UDP port");
+        let child = std::process::Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
+            .args(["--listen-address=127.0.0.1", "--pid-file=", "--user=root"])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq is installed (.ci/run installs dnsmasq-base)");
+        // Ready once it answers.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x0f\x00\x01";
+        for _ in 0..50 {
+            let _ = socket.send_to(query, ("127.0.0.1", port));
+            let mut buf = [0u8; 512];
+            if socket.recv(&mut buf).is_ok() {
+                return Dnsmasq { child, port };
+            }
+        }
+        panic!("dnsmasq did not answer");
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Routing by DNS (no transport map): MX records lead to B; a null MX
+/// (RFC 7505) and a domain that does not exist bounce at once, in one
+/// report, without a single retry.
+#[test]
+fn mx_records_route_mail_and_null_mx_or_missing_domains_bounce() {
+    let port = free_port();
+    let b = receiver(port);
+    let dns = Dnsmasq::start(&[
+        "--mx-host=b.test,localhost,10",
+        "--mx-host=nullmx.test,.,0",
+        "--address=/missing.test/",
+    ]);
+    let a = TestServer::with(Setup {
+        tables: format!(
+            "[queue]\ndns = \"127.0.0.1:{}\"\nmx_port = {port}\nfirst_retry = \"1s\"\nmax_retry = \"1s\"\n",
+            dns.port
+        ),
+        ..Setup::default()
+    });
+    let sent = send_via(
+        &a,
+        &["bob@b.test", "x@nullmx.test", "y@missing.test"],
+        b"Subject: by MX\r\n\r\nrouted by DNS\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "delivery by MX", || b.messages("bob").len() == 1);
+    eventually(20, "the bounce", || a.messages("alice").len() == 1);
+    let bounce = String::from_utf8_lossy(&a.messages("alice")[0]).into_owned();
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; x@nullmx.test\nAction: failed\nStatus: 5.1.10\n"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; y@missing.test\nAction: failed\nStatus: 5.1.2\n"),
+        "{bounce}"
+    );
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+    assert!(
+        !a.log().contains("deferred"),
+        "no retry was needed: {}",
+        a.log()
+    );
+}

@@ -43,6 +43,11 @@ pub struct QueueConfig {
     pub max_per_destination: usize,
     /// How long a TCP connect to a server may take.
     pub connect_timeout: HumanDuration,
+    /// Name server for MX lookups: `"system"` (`/etc/resolv.conf`) or
+    /// `ip:port`.
+    pub dns: String,
+    /// The port MX hosts are reached on (25; another one only for tests).
+    pub mx_port: u16,
 }
 
 impl Default for QueueConfig {
@@ -60,6 +65,8 @@ impl Default for QueueConfig {
             max_workers: 20,
             max_per_destination: 5,
             connect_timeout: HumanDuration(Duration::from_secs(30)),
+            dns: "system".into(),
+            mx_port: 25,
         }
     }
 }
@@ -83,10 +90,27 @@ impl QueueConfig {
                 "must be at least queue.first_retry",
             ));
         }
+        self.dns_server()?;
+        if self.mx_port == 0 {
+            return Err(invalid("queue.mx_port", "must be a port number"));
+        }
         if self.connect_timeout.0.is_zero() {
             return Err(invalid("queue.connect_timeout", "must be positive"));
         }
         Ok(())
+    }
+
+    /// The name server for MX lookups; `None`: the system's.
+    pub fn dns_server(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.dns == "system" {
+            return Ok(None);
+        }
+        self.dns.parse().map(Some).map_err(|_| {
+            invalid(
+                "queue.dns",
+                format!("{:?} is neither \"system\" nor ip:port", self.dns),
+            )
+        })
     }
 
     /// The retry schedule.
@@ -136,6 +160,7 @@ impl QueueConfig {
             map,
             relayhost,
             mx_tls: tls,
+            mx_port: self.mx_port,
         })
     }
 

@@ -219,7 +219,10 @@ impl Server {
                     .copied()
                     .collect(),
             ),
-            yubin_queue::engine::NoMx,
+            match config.queue.dns_server()? {
+                Some(server) => yubin_queue::engine::HickoryDns::server(server),
+                None => yubin_queue::engine::HickoryDns::system(),
+            },
             smtp.clone(),
             queue_wake,
         ));

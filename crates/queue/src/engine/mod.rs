@@ -13,6 +13,7 @@
 //! slow or dead destination holds up only its own mail. Recipients of one
 //! entry in different domains are delivered in parallel.
 
+pub mod dns;
 pub mod dsn;
 pub mod route;
 pub mod transport;
@@ -26,6 +27,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use yubin_line::WireSize;
 use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
 
+pub use dns::HickoryDns;
 pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target};
 pub use transport::{MessageSource, Transport};
 

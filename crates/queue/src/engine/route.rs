@@ -78,7 +78,7 @@ impl Dns for NoMx {
 }
 
 /// The routing table.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Routes {
     /// Transport map: lower-case domain (or `*`) → next hop.
     pub map: Vec<(String, Hop)>,
@@ -86,6 +86,19 @@ pub struct Routes {
     pub relayhost: Option<Hop>,
     /// STARTTLS policy for MX hosts.
     pub mx_tls: TlsPolicy,
+    /// The port MX hosts are reached on (25; another only for tests).
+    pub mx_port: u16,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            map: Vec::new(),
+            relayhost: None,
+            mx_tls: TlsPolicy::Opportunistic,
+            mx_port: 25,
+        }
+    }
 }
 
 impl Routes {
@@ -123,7 +136,7 @@ impl Routes {
             .into_iter()
             .map(|host| Target {
                 host: host.trim_end_matches('.').to_owned(),
-                port: 25,
+                port: self.mx_port,
                 tls: self.mx_tls,
                 credentials: None,
             })
@@ -179,6 +192,7 @@ mod tests {
             map: vec![("remote.test".into(), hop("127.0.0.1", 2526))],
             relayhost: None,
             mx_tls: TlsPolicy::Opportunistic,
+            mx_port: 25,
         };
         let dns = FakeDns(vec![
             (20, "mx2.other.test.".into()),
