@@ -27,6 +27,9 @@ pub struct TestServer {
     config_extra: String,
 }
 
+/// Relayed mail goes nowhere (port 9 is closed) and is retried hourly.
+const HOLD_QUEUE: &str = "[queue]\nroutes = { \"*\" = \"127.0.0.1:9\" }\nfirst_retry = \"1h\"\n";
+
 /// How to build a server: extra TOML per section, and users.
 pub struct Setup {
     /// Extra lines appended to the `[pop3]` table.
@@ -36,6 +39,9 @@ pub struct Setup {
     /// Extra lines appended to the `[smtp]` table.
     pub smtp: String,
     /// Extra tables appended at the end (e.g. `[pop_before_smtp]`).
+    /// Without a `[queue]` table among them, relayed mail is held: routed
+    /// to a closed port and retried hourly, so tests can look at the queue
+    /// without the delivery engine emptying it.
     pub tables: String,
     /// `(name, password field)` lines of the passwd-file.
     pub users: Vec<(String, String)>,
@@ -97,7 +103,11 @@ impl TestServer {
             setup.pop3,
             setup.smtp_port,
             setup.smtp,
-            setup.tables,
+            if setup.tables.contains("[queue]") {
+                setup.tables.clone()
+            } else {
+                format!("{}\n{HOLD_QUEUE}", setup.tables)
+            },
         );
         let mut server = TestServer {
             dir,

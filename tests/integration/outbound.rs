@@ -511,7 +511,7 @@ impl Dnsmasq {
             .and_then(|s| s.local_addr())
             .map(|a| a.port())
             .expect("a free UDP port");
-        let child = std::process::Command::new("dnsmasq")
+        let mut child = std::process::Command::new("dnsmasq")
             .args([
                 "--no-daemon",
                 "--no-resolv",
@@ -539,6 +539,8 @@ impl Dnsmasq {
                 return Dnsmasq { child, port };
             }
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("dnsmasq did not answer");
     }
 }
