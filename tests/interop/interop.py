@@ -120,7 +120,7 @@ class Yubin:
     def __init__(self, binary, root):
         self.root = root
         (self.pop3, self.pop3s, self.smtp, self.submission, self.submissions,
-         self.policy) = free_ports(6)
+         self.policy, self.sink, self.postfix) = free_ports(8)
         self.config = config = os.path.join(root, "yubin.toml")
         self.binary = binary
         with open(config, "w") as f:
@@ -131,6 +131,11 @@ class Yubin:
                     % (self.smtp, self.submission, self.submissions))
             f.write('auth_failure_delay = "100ms"\n')
             f.write('[pop_before_smtp]\npolicy_listen = ["127.0.0.1:%d"]\n' % self.policy)
+            # Relayed mail: elsewhere.example to Postfix's smtp-sink, pf.test
+            # to a private Postfix over required STARTTLS.
+            f.write('[queue]\nroutes = { "elsewhere.example" = "127.0.0.1:%d", "pf.test" = "127.0.0.1:%d" }\n'
+                    % (self.sink, self.postfix))
+            f.write('tls_policy = { "pf.test" = "required" }\nfirst_retry = "1s"\nmax_retry = "2s"\n')
         self.log = open(os.path.join(root, "yubin.log"), "ab")
         self.process = subprocess.Popen(
             [binary, "serve", "--config", config],
@@ -482,6 +487,49 @@ def run_swaks(yubin):
     check("to <dave@elsewhere.example>" in queued(yubin), "the POP-before-SMTP relay is queued")
 
 
+def run_smtp_sink(root, yubin):
+    """Postfix's smtp-sink as a foreign receiver: what run_swaks queued for
+    elsewhere.example (the sink was down, so it waited) is delivered once
+    the sink is up and the queue flushed; the dump shows the envelope and
+    the dot-stuffed content as it went over the wire."""
+    print("yubin's delivery engine into Postfix's smtp-sink")
+    dump = os.path.join(root, "sink.dump")
+    os.chmod(root, 0o777)
+    process = subprocess.Popen(["smtp-sink", "-u", "nobody", "-D", dump, "127.0.0.1:%d" % yubin.sink, "10"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(yubin.sink)
+        data = b"Subject: to the sink\r\n\r\n.leading dot\r\nbody\r\n"
+        result = swaks("--from", "alice@interop.test", "--to", "frank@elsewhere.example",
+                       "--server", "127.0.0.1:%d" % yubin.submission, "--tls", "--auth", "PLAIN",
+                       "--auth-user", "alice", "--auth-password", "alice-pw", "--data", "-", data=data)
+        check(result.returncode == 0, "submission for frank@elsewhere.example accepted")
+        subprocess.run([yubin.binary, "queue", "flush", "--config", yubin.config], capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = open(dump, errors="replace").read() if os.path.exists(dump) else ""
+            if all("X-Rcpt-Args: <%s>" % r in text for r in
+                   ("carol@elsewhere.example", "dave@elsewhere.example", "frank@elsewhere.example")):
+                break
+            time.sleep(0.2)
+        for rcpt in ("carol@elsewhere.example", "dave@elsewhere.example", "frank@elsewhere.example"):
+            check("X-Rcpt-Args: <%s>" % rcpt in text, "smtp-sink received the message for %s" % rcpt)
+        # smtp-sink removes the stuffing: an unstuffed ".leading dot" here
+        # means it arrived as "..leading dot" (sent unstuffed, it would read
+        # "leading dot").
+        check("\n.leading dot\n" in text.replace("\r\n", "\n"),
+              "the dot line arrived intact (stuffed on the wire)")
+        check("by interop.test (yubin)" in text, "with yubin's Received header")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "0 messages queued" not in queued(yubin):
+            time.sleep(0.2)
+        check("0 messages queued" in queued(yubin), "the queue is empty afterwards")
+    finally:
+        process.kill()
+        process.wait()
+
+
 # A private Postfix: its own config, queue and port; relaying decided by
 # yubin's policy service; mail for interop.test piped into `yubin deliver`.
 POSTFIX_MAIN = """compatibility_level = 3.6
@@ -496,7 +544,12 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.1/32
 maillog_file = /dev/stdout
 smtpd_relay_restrictions = check_policy_service inet:127.0.0.1:%(policy)d, reject_unauth_destination
-virtual_mailbox_domains = interop.test
+virtual_mailbox_domains = interop.test, pf.test
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = %(root)s/etc/cert.pem
+smtpd_tls_key_file = %(root)s/etc/key.pem
+smtpd_tls_loglevel = 1
+smtpd_tls_received_header = yes
 virtual_mailbox_maps = static:ok
 virtual_transport = yubin
 yubin_destination_recipient_limit = 1
@@ -525,6 +578,7 @@ error     unix  - - n -  - error
 retry     unix  - - n -  - error
 discard   unix  - - n -  - discard
 anvil     unix  - - n -  1 anvil
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 scache    unix  - - n -  1 scache
 postlog   unix-dgram n - n - 1 postlogd
 yubin     unix  - n n -  - pipe
@@ -539,8 +593,11 @@ def run_postfix(root, yubin, maildir_root):
         os.makedirs(os.path.join(pf, sub))
     postfix = pwd.getpwnam("postfix")
     os.chown(os.path.join(pf, "data"), postfix.pw_uid, postfix.pw_gid)
-    port = free_port()
+    port = yubin.postfix
     values = {"root": pf, "policy": yubin.policy, "port": port, "yubin": yubin.binary, "config": yubin.config}
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=postfix.interop.test", "-keyout", os.path.join(pf, "etc", "key.pem"),
+                    "-out", os.path.join(pf, "etc", "cert.pem")], check=True, capture_output=True)
     with open(os.path.join(pf, "etc", "main.cf"), "w") as f:
         f.write(POSTFIX_MAIN % values)
     with open(os.path.join(pf, "etc", "master.cf"), "w") as f:
@@ -581,6 +638,24 @@ def run_postfix(root, yubin, maildir_root):
             check(b"\r\nDelivered-To: alice@interop.test\r\n" in got["data"], "and Delivered-To")
             # swaks ends the data with an extra CRLF of its own.
             check(b"\r\n\r\nbody line\r\n.dot line\r\n" in got["data"], "the body intact")
+
+        # yubin's delivery engine to Postfix, STARTTLS required for pf.test;
+        # Postfix pipes it back into alice's maildrop.
+        data = b"Subject: over TLS to Postfix\r\n\r\nsecret body\r\n"
+        result = swaks("--from", "alice@interop.test", "--to", "alice@pf.test",
+                       "--server", "127.0.0.1:%d" % yubin.submission, "--tls", "--auth", "PLAIN",
+                       "--auth-user", "alice", "--auth-password", "alice-pw", "--data", "-", data=data)
+        check(result.returncode == 0, "submission for alice@pf.test accepted")
+        deadline = time.monotonic() + 30
+        got = None
+        while time.monotonic() < deadline and got is None:
+            _, fetched = fetch_all(yubin.pop3, "alice", "alice-pw")
+            got = fetched.get("over TLS to Postfix")
+            time.sleep(0.2)
+        check(got is not None, "yubin delivered to Postfix, which piped it back")
+        if got is not None:
+            check(b"(using TLS" in got["data"], "Postfix received it over TLS (its Received header says so)")
+            check(b"by interop.test (yubin)" in got["data"], "under yubin's own Received header")
     finally:
         subprocess.run(["postfix", "-c", os.path.join(pf, "etc"), "stop"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -611,6 +686,7 @@ def main():
         run_mpop(root, yubin, messages, save, maildir)
         run_dovecot(root, yubin, messages, maildir_root, maildir)
         run_swaks(yubin)
+        run_smtp_sink(root, yubin)
         run_postfix(root, yubin, maildir_root)
     finally:
         yubin.stop()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
-# getmail6, Dovecot, swaks and Postfix, all from Debian. Installs what is missing.
+# getmail6, Dovecot, swaks, Postfix and its smtp-sink, all from Debian.
+# Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,6 +14,7 @@ command -v swaks >/dev/null || missing+=(swaks)
 # swaks needs these for STARTTLS and implicit TLS.
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "interop: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -21,6 +21,9 @@ pub struct QueueConfig {
     pub routes: BTreeMap<String, String>,
     /// STARTTLS to MX hosts and routes: `none`, `opportunistic`, `required`.
     pub tls: String,
+    /// Per destination domain, a STARTTLS policy other than `tls`
+    /// (Postfix's `smtp_tls_policy_maps`), e.g. `{ "bank.example" = "required" }`.
+    pub tls_policy: BTreeMap<String, String>,
     /// Smarthost for everything the routes do not name: `host:port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relayhost: Option<String>,
@@ -55,6 +58,7 @@ impl Default for QueueConfig {
         QueueConfig {
             routes: BTreeMap::new(),
             tls: "opportunistic".into(),
+            tls_policy: BTreeMap::new(),
             relayhost: None,
             relayhost_tls: "opportunistic".into(),
             relayhost_auth_file: None,
@@ -144,6 +148,15 @@ impl QueueConfig {
                 },
             ));
         }
+        let mut tls_overrides = Vec::new();
+        for (domain, policy) in &self.tls_policy {
+            let key = format!("queue.tls_policy.{domain:?}");
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || domain.contains(['@', ' ', '/']) {
+                return Err(invalid(key, "the key must be a domain"));
+            }
+            tls_overrides.push((domain, tls_policy(policy, &key)?));
+        }
         let relayhost = match &self.relayhost {
             None => None,
             Some(text) => {
@@ -161,6 +174,7 @@ impl QueueConfig {
             relayhost,
             mx_tls: tls,
             mx_port: self.mx_port,
+            tls_overrides,
         })
     }
 

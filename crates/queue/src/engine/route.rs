@@ -88,6 +88,8 @@ pub struct Routes {
     pub mx_tls: TlsPolicy,
     /// The port MX hosts are reached on (25; another only for tests).
     pub mx_port: u16,
+    /// Per destination domain, a STARTTLS policy that replaces the hop's.
+    pub tls_overrides: Vec<(String, TlsPolicy)>,
 }
 
 impl Default for Routes {
@@ -97,6 +99,7 @@ impl Default for Routes {
             relayhost: None,
             mx_tls: TlsPolicy::Opportunistic,
             mx_port: 25,
+            tls_overrides: Vec::new(),
         }
     }
 }
@@ -105,6 +108,17 @@ impl Routes {
     /// The servers to try for `domain`, best first.
     pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let mut targets = self.targets(&domain, dns).await?;
+        if let Some((_, policy)) = self.tls_overrides.iter().find(|(d, _)| *d == domain) {
+            for target in &mut targets {
+                target.tls = *policy;
+            }
+        }
+        Ok(targets)
+    }
+
+    async fn targets(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
+        let domain = domain.to_owned();
         if let Some((_, hop)) = self.map.iter().find(|(d, _)| *d == domain) {
             return Ok(vec![hop.target()]);
         }
@@ -193,6 +207,7 @@ mod tests {
             relayhost: None,
             mx_tls: TlsPolicy::Opportunistic,
             mx_port: 25,
+            tls_overrides: vec![("other.test".into(), TlsPolicy::Required)],
         };
         let dns = FakeDns(vec![
             (20, "mx2.other.test.".into()),
@@ -203,7 +218,7 @@ mod tests {
         let to = block_on(routes.resolve("other.test", &dns)).unwrap();
         let hosts: Vec<_> = to.iter().map(|t| (t.host.as_str(), t.port)).collect();
         assert_eq!(hosts, [("mx1.other.test", 25), ("mx2.other.test", 25)]);
-        assert_eq!(to[0].tls, TlsPolicy::Opportunistic);
+        assert_eq!(to[0].tls, TlsPolicy::Required, "the per-domain policy");
 
         let smarthost = Routes {
             relayhost: Some(hop("smarthost.test", 587)),
