@@ -595,3 +595,27 @@ fn mx_records_route_mail_and_null_mx_or_missing_domains_bounce() {
         a.log()
     );
 }
+
+/// A destination that accepts connections and never says a word holds up
+/// only its own mail: a message for another domain, queued after it, is
+/// delivered at once.
+#[test]
+fn a_stuck_destination_does_not_hold_up_others() {
+    let tarpit = FakeSmtp::start("tarpit");
+    let b = receiver(0);
+    let a = TestServer::with(Setup {
+        tables: format!(
+            "[queue]\nroutes = {{ \"slow.test\" = \"127.0.0.1:{}\", \"b.test\" = \"127.0.0.1:{}\" }}\n",
+            tarpit.port,
+            b.smtp.port()
+        ),
+        ..Setup::default()
+    });
+    let sent = send_via(&a, &["x@slow.test"], b"Subject: stuck\r\n\r\nstuck\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(10, "the tarpit to be reached", || !tarpit.events("connect").is_empty());
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: free\r\n\r\nfree\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(10, "delivery past the stuck one", || b.messages("bob").len() == 1);
+    assert_eq!(a.queued().len(), 1, "the stuck one still waits");
+}
