@@ -573,7 +573,12 @@ fn mx_records_route_mail_and_null_mx_or_missing_domains_bounce() {
     });
     let sent = send_via(
         &a,
-        &["bob@b.test", "x@nullmx.test", "y@missing.test"],
+        &[
+            "bob@b.test",
+            "x@nullmx.test",
+            "y@missing.test",
+            "z@refused.test",
+        ],
         b"Subject: by MX\r\n\r\nrouted by DNS\r\n",
     );
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
@@ -588,34 +593,74 @@ fn mx_records_route_mail_and_null_mx_or_missing_domains_bounce() {
         bounce.contains("Final-Recipient: rfc822; y@missing.test\nAction: failed\nStatus: 5.1.2\n"),
         "{bounce}"
     );
-    eventually(10, "A's queue to empty", || a.queued().is_empty());
-    assert!(
-        !a.log().contains("deferred"),
-        "no retry was needed: {}",
-        a.log()
-    );
+    // dnsmasq answers REFUSED for names it does not know: DNS trouble,
+    // not a missing domain, so z@refused.test waits instead of bouncing.
+    assert!(!bounce.contains("refused.test"), "{bounce}");
+    eventually(10, "the DNS failure to be recorded", || {
+        a.log().contains("4.4.3 DNS lookup of refused.test failed")
+    });
+    assert_eq!(a.queued().len(), 1, "z@refused.test waits");
 }
 
 /// A destination that accepts connections and never says a word holds up
-/// only its own mail: a message for another domain, queued after it, is
-/// delivered at once.
+/// only its own mail: with two workers and one connection per destination,
+/// three messages stuck for it do not keep a fourth, for another domain,
+/// from being delivered at once (waiting for a busy destination does not
+/// hold a worker).
 #[test]
 fn a_stuck_destination_does_not_hold_up_others() {
     let tarpit = FakeSmtp::start("tarpit");
     let b = receiver(0);
     let a = TestServer::with(Setup {
         tables: format!(
-            "[queue]\nroutes = {{ \"slow.test\" = \"127.0.0.1:{}\", \"b.test\" = \"127.0.0.1:{}\" }}\n",
+            "[queue]\nroutes = {{ \"slow.test\" = \"127.0.0.1:{}\", \"b.test\" = \"127.0.0.1:{}\" }}\nmax_workers = 2\nmax_per_destination = 1\n",
             tarpit.port,
             b.smtp.port()
         ),
         ..Setup::default()
     });
-    let sent = send_via(&a, &["x@slow.test"], b"Subject: stuck\r\n\r\nstuck\r\n");
-    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
-    eventually(10, "the tarpit to be reached", || !tarpit.events("connect").is_empty());
+    for n in 0..3 {
+        let subject = format!("Subject: stuck {n}\r\n\r\nstuck\r\n");
+        let sent = send_via(&a, &["x@slow.test"], subject.as_bytes());
+        assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    }
+    eventually(10, "the tarpit to be reached", || {
+        !tarpit.events("connect").is_empty()
+    });
     let sent = send_via(&a, &["bob@b.test"], b"Subject: free\r\n\r\nfree\r\n");
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
-    eventually(10, "delivery past the stuck one", || b.messages("bob").len() == 1);
-    assert_eq!(a.queued().len(), 1, "the stuck one still waits");
+    eventually(10, "delivery past the stuck ones", || {
+        b.messages("bob").len() == 1
+    });
+    assert_eq!(a.queued().len(), 3, "the stuck ones still wait");
+    assert_eq!(
+        tarpit.events("connect").len(),
+        1,
+        "one connection at a time to the stuck destination"
+    );
+}
+
+/// Opportunistic TLS that fails in the handshake falls back to plaintext
+/// (Postfix's "may"); required TLS never does.
+#[test]
+fn a_failed_opportunistic_handshake_falls_back_to_plaintext() {
+    let fake = FakeSmtp::start("broken-starttls");
+    let a = sender(fake.port, "");
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: plain\r\n\r\nplain\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the plaintext delivery", || {
+        fake.events("message").len() == 1
+    });
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+
+    let fake = FakeSmtp::start("broken-starttls");
+    let a = sender(fake.port, "tls = \"required\"\n");
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: secret\r\n\r\nsecret\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "a deferral", || {
+        a.log().contains("TLS handshake failed")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fake.events("message").is_empty(), "never in clear");
+    assert_eq!(a.queued().len(), 1);
 }

@@ -429,7 +429,14 @@ fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, Qu
     let mut first = true;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(io_at(path))?;
+        let n = match reader.read_line(&mut line) {
+            Ok(n) => n,
+            // Not UTF-8: not something we wrote.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(damaged("the envelope is not text"));
+            }
+            Err(e) => return Err(io_at(path)(e)),
+        };
         if n == 0 {
             return Err(damaged("ends before the message"));
         }

@@ -45,7 +45,16 @@ def serve(conn, number):
         verb = command.split(" ", 1)[0].upper()
         record({"connection": number, "event": "command", "line": command})
         if verb in ("EHLO", "HELO"):
-            send("250-fake.test\r\n250-PIPELINING\r\n250 8BITMIME")
+            if mode == "broken-starttls":
+                send("250-fake.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME")
+            else:
+                send("250-fake.test\r\n250-PIPELINING\r\n250 8BITMIME")
+        elif verb == "STARTTLS" and mode == "broken-starttls":
+            # Agree, then speak no TLS at all: the handshake fails.
+            send("220 2.0.0 go ahead")
+            conn.sendall(b"this is not TLS\r\n")
+            conn.close()
+            return
         elif verb == "MAIL":
             if mode == "4xx-mail-once" and number == 1:
                 send("451 4.3.0 try again later")

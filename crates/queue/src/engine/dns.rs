@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
 
 use super::route::{Dns, RouteError};
 
@@ -71,13 +73,26 @@ impl Dns for HickoryDns {
                     )
                 })
                 .collect()),
-            Err(error) if error.is_nx_domain() => Err(RouteError::Permanent(format!(
-                "5.1.2 the domain {domain} does not exist"
-            ))),
-            Err(error) if error.is_no_records_found() => Ok(Vec::new()),
-            Err(error) => Err(RouteError::Temporary(format!(
-                "4.4.3 DNS lookup of {domain} failed: {error}"
-            ))),
+            Err(error) => match error.proto().map(ProtoError::kind) {
+                // An authoritative "no such domain".
+                Some(ProtoErrorKind::NoRecordsFound {
+                    response_code: ResponseCode::NXDomain,
+                    trusted: true,
+                    ..
+                }) => Err(RouteError::Permanent(format!(
+                    "5.1.2 the domain {domain} does not exist"
+                ))),
+                // The domain exists and has no MX: its address records.
+                Some(ProtoErrorKind::NoRecordsFound {
+                    response_code: ResponseCode::NoError,
+                    ..
+                }) => Ok(Vec::new()),
+                // SERVFAIL, REFUSED, timeouts, an untrusted NXDOMAIN: the
+                // DNS is in trouble, not the domain; try again later.
+                _ => Err(RouteError::Temporary(format!(
+                    "4.4.3 DNS lookup of {domain} failed: {error}"
+                ))),
+            },
         }
     }
 }

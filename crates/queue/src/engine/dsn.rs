@@ -71,7 +71,7 @@ pub fn build(report: &Report<'_>, original_headers: &[u8]) -> Vec<u8> {
          To: <{to}>\n\
          Subject: {subject}\n\
          Date: {date}\n\
-         Message-ID: <{id}.{kind}@{host}>\n\
+         Message-ID: <{id}.{kind}.{now}@{host}>\n\
          Auto-Submitted: auto-replied\n\
          MIME-Version: 1.0\n\
          Content-Type: multipart/report; report-type=delivery-status;\n\
@@ -98,6 +98,7 @@ pub fn build(report: &Report<'_>, original_headers: &[u8]) -> Vec<u8> {
         } else {
             "delay"
         },
+        now = report.now,
     ));
     for r in report.recipients {
         let via = r

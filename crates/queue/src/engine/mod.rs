@@ -15,6 +15,7 @@
 
 pub mod dns;
 pub mod dsn;
+mod record;
 pub mod route;
 pub mod transport;
 
@@ -67,7 +68,13 @@ pub struct Engine<D: Dns> {
     submit: Arc<dyn Submit>,
     wake: Arc<Notify>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// States that could not be written (disk full, read-only): kept here
+    /// so a retry does not deliver again to recipients already done.
+    unsaved: Arc<Mutex<HashMap<String, EntryState>>>,
 }
+
+/// The reply recorded for recipients whose destination was saturated.
+const DESTINATION_BUSY: &str = "4.4.5 destination busy; trying again shortly";
 
 /// How far an attempt got: the entry is gone, or is due again then.
 type Outcome = (String, Option<u64>);
@@ -79,7 +86,7 @@ fn unix_now() -> u64 {
 }
 
 /// What an attempt needs from disk, read under the entry's lock.
-struct Prepared {
+pub(crate) struct Prepared {
     _lock: crate::EntryLock,
     envelope: Envelope,
     source: MessageSource,
@@ -107,6 +114,7 @@ impl<D: Dns + 'static> Engine<D> {
             submit,
             wake,
             destinations: Mutex::new(HashMap::new()),
+            unsaved: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -171,8 +179,9 @@ impl<D: Dns + 'static> Engine<D> {
                     }
                 }
                 () = tokio::time::sleep(sleep.max(Duration::from_millis(50))) => {}
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
+                changed = shutdown.changed() => {
+                    // A dropped sender means the server is gone too.
+                    if changed.is_err() || *shutdown.borrow() {
                         return;
                     }
                 }
@@ -222,7 +231,17 @@ impl<D: Dns + 'static> Engine<D> {
     async fn attempt(&self, id: &str) -> Option<u64> {
         let queue = self.queue.clone();
         let owned_id = id.to_owned();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&queue, &owned_id)).await;
+        let unsaved = self.unsaved.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mut prepared = prepare(&queue, &owned_id)?;
+            if let Some(prepared) = &mut prepared
+                && let Some(state) = lock(&unsaved).get(&owned_id)
+            {
+                prepared.state = state.clone();
+            }
+            Ok::<_, QueueError>(prepared)
+        })
+        .await;
         let prepared = match prepared {
             Ok(Ok(Some(prepared))) => prepared,
             // Locked by someone else (`yubin queue delete`): look again soon.
@@ -253,9 +272,16 @@ impl<D: Dns + 'static> Engine<D> {
         let queue = self.queue.clone();
         let submit = self.submit.clone();
         let config = self.config.clone();
+        let unsaved = self.unsaved.clone();
         let id = id.to_owned();
         tokio::task::spawn_blocking(move || {
-            conclude(&queue, &config, submit.as_ref(), &id, prepared, results)
+            let record = record::Record {
+                queue: &queue,
+                config: &config,
+                submit: submit.as_ref(),
+                unsaved: &unsaved,
+            };
+            record.conclude(&id, prepared, results)
         })
         .await
         .unwrap_or_else(|error| {
@@ -330,22 +356,29 @@ impl<D: Dns + 'static> Engine<D> {
                 return same(Status::Deferred, Response::local(451, text));
             }
         };
-        let permit = self.destination(&domain).acquire_owned().await;
+        // A destination with all its connections in use is not waited for
+        // (that would hold a worker idle while other mail waits): the
+        // entry is looked at again shortly, without counting an attempt.
+        let Ok(permit) = self.destination(&domain).try_acquire_owned() else {
+            return same(Status::Deferred, Response::local(451, DESTINATION_BUSY));
+        };
         let (results, remote) = self.transport.deliver(&targets, &message, source).await;
         drop(permit);
         results.into_iter().map(|r| (r, remote.clone())).collect()
     }
 
     fn destination(&self, domain: &str) -> Arc<Semaphore> {
-        let mut map = self
-            .destinations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = lock(&self.destinations);
         map.retain(|_, s| Arc::strong_count(s) > 1);
         map.entry(domain.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
             .clone()
     }
+}
+
+/// A mutex whose holder panicked still holds good data here.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `yubin queue bounce`: every unfinished recipient fails, undelivered.
@@ -430,139 +463,4 @@ fn prepare(queue: &Queue, id: &str) -> Result<Option<Prepared>, QueueError> {
         headers,
         state,
     }))
-}
-
-/// Records an attempt's results (blocking): notifications, the state, or
-/// the entry's removal. Returns when it is due again.
-fn conclude(
-    queue: &Queue,
-    config: &EngineConfig,
-    submit: &dyn Submit,
-    id: &str,
-    prepared: Prepared,
-    results: Vec<(RecipientResult, Option<String>)>,
-) -> Option<u64> {
-    let Prepared {
-        _lock,
-        envelope,
-        mut state,
-        headers,
-        ..
-    } = prepared;
-    let now = unix_now();
-    let expired = config.schedule.expired(envelope.created, now);
-    let mut failed: Vec<dsn::Reported> = Vec::new();
-    let mut deferred: Vec<dsn::Reported> = Vec::new();
-    for (result, remote_mta) in results {
-        let rcpt = &result.recipient;
-        match result.status {
-            Status::Delivered => {
-                tracing::info!(id, rcpt = %rcpt, relay = remote_mta.as_deref().unwrap_or("-"), reply = %result.response, "delivered");
-                state.done.push(rcpt.clone());
-            }
-            Status::Failed => {
-                tracing::info!(id, rcpt = %rcpt, relay = remote_mta.as_deref().unwrap_or("-"), reply = %result.response, "bounced");
-                failed.push(dsn::Reported {
-                    recipient: rcpt.clone(),
-                    response: result.response,
-                    remote_mta,
-                });
-            }
-            Status::Deferred if expired => {
-                tracing::info!(id, rcpt = %rcpt, reply = %result.response, "expired in the queue; bounced");
-                let text = format!(
-                    "4.4.7 delivery time expired; last error: {}",
-                    result.response
-                );
-                failed.push(dsn::Reported {
-                    recipient: rcpt.clone(),
-                    response: Response::local(result.response.code, text),
-                    remote_mta,
-                });
-            }
-            Status::Deferred => {
-                tracing::info!(id, rcpt = %rcpt, relay = remote_mta.as_deref().unwrap_or("-"), reply = %result.response, "deferred");
-                deferred.push(dsn::Reported {
-                    recipient: rcpt.clone(),
-                    response: result.response,
-                    remote_mta,
-                });
-            }
-        }
-    }
-    if !failed.is_empty() {
-        if envelope.from.is_empty() {
-            // RFC 5321 §4.5.5: never a notification about a notification.
-            tracing::info!(id, "no bounce for a message from the null sender");
-            state
-                .done
-                .extend(failed.iter().map(|f| f.recipient.clone()));
-        } else {
-            let report = dsn::Report {
-                hostname: &config.hostname,
-                queue_id: id,
-                sender: &envelope.from,
-                arrival: envelope.created,
-                now,
-                action: dsn::Action::Failed,
-                recipients: &failed,
-                retry_until: None,
-            };
-            match submit.submit(&envelope.from, &dsn::build(&report, &headers)) {
-                Ok(()) => state
-                    .done
-                    .extend(failed.iter().map(|f| f.recipient.clone())),
-                // Keep them: the failure is found again next time, and the
-                // bounce tried again.
-                Err(error) => tracing::error!(id, %error, "could not send the bounce"),
-            }
-        }
-    }
-    if !deferred.is_empty()
-        && !envelope.from.is_empty()
-        && config
-            .schedule
-            .warn_now(envelope.created, now, state.warned)
-    {
-        let report = dsn::Report {
-            hostname: &config.hostname,
-            queue_id: id,
-            sender: &envelope.from,
-            arrival: envelope.created,
-            now,
-            action: dsn::Action::Delayed,
-            recipients: &deferred,
-            retry_until: Some(
-                envelope
-                    .created
-                    .saturating_add(config.schedule.max_age.as_secs()),
-            ),
-        };
-        match submit.submit(&envelope.from, &dsn::build(&report, &headers)) {
-            Ok(()) => state.warned = true,
-            Err(error) => tracing::error!(id, %error, "could not send the delay warning"),
-        }
-    }
-    let finished = envelope.recipients.iter().all(|r| state.is_done(r));
-    if finished {
-        return match queue.remove(id) {
-            Ok(()) => {
-                tracing::info!(id, "removed from the queue");
-                None
-            }
-            Err(error) => {
-                tracing::error!(id, %error, "cannot remove a finished entry");
-                Some(now + 60)
-            }
-        };
-    }
-    state.attempts = state.attempts.saturating_add(1);
-    state.next_attempt = config.schedule.next_attempt(state.attempts, now);
-    if let Some(first) = deferred.first() {
-        state.last_error = first.response.to_string();
-    }
-    if let Err(error) = queue.save_state(id, &state) {
-        tracing::error!(id, %error, "cannot record the attempt");
-    }
-    Some(state.next_attempt)
 }

@@ -109,7 +109,14 @@ impl Routes {
     pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let mut targets = self.targets(&domain, dns).await?;
-        if let Some((_, policy)) = self.tls_overrides.iter().find(|(d, _)| *d == domain) {
+        // The smarthost keeps its own policy: a per-domain entry must not
+        // weaken `relayhost_tls = "required"`.
+        let via_relayhost = self.relayhost.as_ref().is_some_and(|hop| {
+            targets.len() == 1 && targets[0].host == hop.host && targets[0].port == hop.port
+        });
+        if !via_relayhost
+            && let Some((_, policy)) = self.tls_overrides.iter().find(|(d, _)| *d == domain)
+        {
             for target in &mut targets {
                 target.tls = *policy;
             }

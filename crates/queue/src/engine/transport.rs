@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use yubin_line::Encoder;
 use yubin_smtp_proto::client::{
-    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status,
+    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, TlsPolicy,
 };
 
 use super::route::{Target, is_own_address};
@@ -145,9 +145,25 @@ impl Transport {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let (results, started) = self.session(tcp, target, message, source).await;
+                let (mut results, mut outcome) = self.session(tcp, target, message, source).await;
+                if outcome == Outcome::TlsFailed && target.tls == TlsPolicy::Opportunistic {
+                    // Postfix's "may": a server whose TLS we cannot speak
+                    // (an old cipher suite) gets the mail in plaintext
+                    // rather than never. Never for "required".
+                    tracing::info!(host = %target.host, %address, "TLS handshake failed; trying again without TLS");
+                    let plain = Target {
+                        tls: TlsPolicy::Never,
+                        ..target.clone()
+                    };
+                    if let Ok(Ok(tcp)) =
+                        tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+                            .await
+                    {
+                        (results, outcome) = self.session(tcp, &plain, message, source).await;
+                    }
+                }
                 let decided = results.iter().any(|r| r.status != Status::Deferred);
-                if started || decided {
+                if outcome == Outcome::Started || decided {
                     return (results, Some(format!("{}[{}]", target.host, address.ip())));
                 }
                 // No transaction here (refused greeting, TLS required and
@@ -160,15 +176,14 @@ impl Transport {
         (all(message, Status::Deferred, &last), None)
     }
 
-    /// One SMTP conversation; returns the results and whether a
-    /// transaction was started.
+    /// One SMTP conversation; returns the results and how far it got.
     async fn session(
         &self,
         tcp: TcpStream,
         target: &Target,
         message: &Message,
         source: &MessageSource,
-    ) -> (Vec<RecipientResult>, bool) {
+    ) -> (Vec<RecipientResult>, Outcome) {
         let config = ClientConfig {
             helo_name: self.helo_name.clone(),
             tls: target.tls,
@@ -177,6 +192,10 @@ impl Transport {
         let mut client = Client::new(config, message.clone(), false);
         let mut conn = Some(Conn::Plain(tcp));
         let mut buf = vec![0u8; 16 * 1024];
+        let mut tls_failed = false;
+        // RFC 5321 §4.5.3.2 times a whole reply, from the command: a server
+        // trickling a byte per read cannot stretch it.
+        let mut sent_at = tokio::time::Instant::now();
         while let Some(stream) = conn.as_mut() {
             match client.poll() {
                 Poll::Done => break,
@@ -187,12 +206,14 @@ impl Transport {
                     )
                     .await;
                     client.clear_output();
+                    sent_at = tokio::time::Instant::now();
                     if !matches!(written, Ok(Ok(()))) {
                         client.connection_lost("the connection broke");
                     }
                 }
                 Poll::NeedInput => {
-                    match tokio::time::timeout(client.timeout(), stream.io().read(&mut buf)).await {
+                    let deadline = sent_at + client.timeout();
+                    match tokio::time::timeout_at(deadline, stream.io().read(&mut buf)).await {
                         Err(_) => client.timed_out(),
                         Ok(Ok(0)) => client.connection_lost("the server closed the connection"),
                         Ok(Err(error)) => client.connection_lost(&format!("read error ({error})")),
@@ -215,13 +236,17 @@ impl Transport {
                             client.tls_established();
                         }
                         Ok(Err(error)) => {
+                            tls_failed = true;
                             client.connection_lost(&format!("TLS handshake failed ({error})"));
                         }
                         Err(_) => client.timed_out(),
                     }
                 }
                 Poll::SendContent => match send_content(stream, source).await {
-                    Ok(()) => client.content_sent(),
+                    Ok(()) => {
+                        sent_at = tokio::time::Instant::now();
+                        client.content_sent();
+                    }
                     Err(error) => {
                         client.connection_lost(&format!("sending the message failed ({error})"));
                     }
@@ -231,8 +256,26 @@ impl Transport {
         if let Some(mut stream) = conn {
             let _ = tokio::time::timeout(Duration::from_secs(5), stream.io().shutdown()).await;
         }
-        (client.results(), client.transaction_started())
+        let outcome = if client.transaction_started() {
+            Outcome::Started
+        } else if tls_failed {
+            Outcome::TlsFailed
+        } else {
+            Outcome::NotStarted
+        };
+        (client.results(), outcome)
     }
+}
+
+/// How far a conversation got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// MAIL was sent: this server's answers decide the attempt.
+    Started,
+    /// The TLS handshake failed before any transaction.
+    TlsFailed,
+    /// No transaction (refused greeting, TLS required and missing, …).
+    NotStarted,
 }
 
 /// The same result for every recipient.

@@ -248,14 +248,8 @@ impl Client {
             match self.reader.next() {
                 None => return Poll::NeedInput,
                 Some(Err(error)) => {
-                    self.finish(
-                        Status::Deferred,
-                        Response::local(
-                            451,
-                            format!("4.5.0 protocol error from the server: {error}"),
-                        ),
-                    );
-                    self.state = State::Done;
+                    let text = format!("4.5.0 protocol error from the server: {error}");
+                    self.abandon(Response::local(451, text));
                 }
                 Some(Ok(response)) => self.on_response(response),
             }
@@ -271,6 +265,8 @@ impl Client {
             // While the driver sends content: per write of a data block.
             State::Content => 3 * MINUTE,
             State::DataEnd => 10 * MINUTE,
+            // The answer to QUIT changes nothing; do not wait long for it.
+            State::Quit => MINUTE / 2,
             _ => 5 * MINUTE,
         })
     }
@@ -295,21 +291,34 @@ impl Client {
     /// later (the server may have taken the message; RFC 1047).
     pub fn connection_lost(&mut self, what: &str) {
         let during = self.activity();
-        self.finish(
-            Status::Deferred,
-            Response::local(421, format!("4.4.2 {what} {during}")),
-        );
-        self.state = State::Done;
+        self.abandon(Response::local(421, format!("4.4.2 {what} {during}")));
     }
 
     /// The server said nothing for [`Client::timeout`].
     pub fn timed_out(&mut self) {
         let during = self.activity();
-        self.finish(
-            Status::Deferred,
-            Response::local(421, format!("4.4.2 timeout {during}")),
-        );
+        self.abandon(Response::local(421, format!("4.4.2 timeout {during}")));
+    }
+
+    /// The connection is no use any more: undecided recipients are
+    /// deferred, and nothing more is sent (not even QUIT: writing to a
+    /// broken connection would only fail again).
+    fn abandon(&mut self, response: Response) {
+        if self.state == State::Done {
+            return;
+        }
+        self.decide_rest(Status::Deferred, &response);
+        self.output.clear();
         self.state = State::Done;
+    }
+
+    /// Gives every recipient without a result this one.
+    fn decide_rest(&mut self, status: Status, response: &Response) {
+        for result in &mut self.results {
+            if result.is_none() {
+                *result = Some((status, response.clone()));
+            }
+        }
     }
 
     /// Per recipient, in the order given; recipients without a result (the
@@ -365,11 +374,7 @@ impl Client {
 
     /// Gives every recipient without a result this one, and ends politely.
     fn finish(&mut self, status: Status, response: Response) {
-        for result in &mut self.results {
-            if result.is_none() {
-                *result = Some((status, response.clone()));
-            }
-        }
+        self.decide_rest(status, &response);
         self.quit();
     }
 
@@ -436,7 +441,12 @@ impl Client {
             State::Transaction => self.on_transaction_response(response),
             State::DataEnd => {
                 if !self.empty_data {
-                    let status = status_of(&response);
+                    // Only 2xx delivers; a 3xx here is nonsense.
+                    let status = match response.code / 100 {
+                        2 => Status::Delivered,
+                        3 => Status::Deferred,
+                        _ => status_of(&response),
+                    };
                     for &i in &self.accepted {
                         self.results[i] = Some((status, response.clone()));
                     }
@@ -447,11 +457,10 @@ impl Client {
             // Nothing is expected here (the driver is busy); the reply is
             // out of turn: the server is confused.
             State::Handshake | State::Content | State::Done => {
-                self.finish(
-                    Status::Deferred,
-                    Response::local(451, format!("4.5.0 reply out of turn: {response}")),
-                );
-                self.state = State::Done;
+                self.abandon(Response::local(
+                    451,
+                    format!("4.5.0 reply out of turn: {response}"),
+                ));
             }
         }
     }
@@ -604,6 +613,16 @@ impl Client {
                 }
             }
             Expect::Data => {
+                if response.code == 354 && self.reader.has_pending() {
+                    // A reply sent before our content could have reached
+                    // the server would be taken for the answer to the
+                    // content. The server is not speaking SMTP.
+                    self.abandon(Response::local(
+                        451,
+                        "4.5.0 the server replied before the message was sent",
+                    ));
+                    return;
+                }
                 if response.code == 354 {
                     self.empty_data = self.accepted.is_empty();
                     if self.empty_data {
@@ -617,7 +636,13 @@ impl Client {
                     }
                     return;
                 }
-                let status = status_of(&response);
+                // Anything but 354 refuses the content; a positive reply
+                // here took no content, so it delivers nothing.
+                let status = if response.is_positive() {
+                    Status::Deferred
+                } else {
+                    status_of(&response)
+                };
                 for &i in &self.accepted {
                     self.results[i] = Some((status, response.clone()));
                 }

@@ -108,6 +108,11 @@ impl ResponseReader {
         self.lines.push(bytes);
     }
 
+    /// Whether bytes are buffered that have not been returned as a reply.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.lines.is_empty() || self.code.is_some()
+    }
+
     /// Drops everything buffered (after STARTTLS: bytes sent before the
     /// handshake must not be read as if they came over TLS).
     pub(crate) fn clear(&mut self) {

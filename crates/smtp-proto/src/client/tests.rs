@@ -373,9 +373,12 @@ fn lost_connections_and_timeouts_defer() {
         "DATA termination"
     );
     c.client.connection_lost("connection closed");
-    assert_eq!(c.client.poll(), Poll::Write, "QUIT is still offered");
-    c.client.clear_output();
-    assert_eq!(c.client.poll(), Poll::Done);
+    assert_eq!(
+        c.client.poll(),
+        Poll::Done,
+        "nothing more to write on a broken connection"
+    );
+    c.client.connection_lost("again");
     assert_eq!(
         c.statuses(),
         [(Status::Deferred, 421), (Status::Failed, 550)]
@@ -401,13 +404,18 @@ fn lost_connections_and_timeouts_defer() {
 /// defers; garbage from the server defers; neither bounces.
 #[test]
 fn bad_greetings_and_garbage_defer() {
-    for greeting in ["554 no service\r\n", "421 busy\r\n", "HTTP/1.1 400 Bad\r\n"] {
+    for (greeting, answer) in [
+        ("554 no service\r\n", "QUIT\r\n"),
+        ("421 busy\r\n", "QUIT\r\n"),
+        // Not SMTP at all: hang up without a word.
+        ("HTTP/1.1 400 Bad\r\n", ""),
+    ] {
         let mut c = Conversation::new(Client::new(
             config(TlsPolicy::Never),
             message(&["bob@remote.test"]),
             false,
         ));
-        assert_eq!(c.step(greeting), "QUIT\r\n", "{greeting}");
+        assert_eq!(c.step(greeting), answer, "{greeting}");
         assert_eq!(c.statuses()[0].0, Status::Deferred, "{greeting}");
         assert!(!c.events.contains(&Poll::SendContent));
     }
@@ -491,4 +499,36 @@ fn the_null_sender() {
     ));
     c.step("220 mx.remote.test\r\n");
     assert!(c.step(EHLO_FULL).starts_with("MAIL FROM:<> SIZE=1000\r\n"));
+}
+
+/// Only 354 starts the content and only 2xx after it delivers: a server
+/// that answers DATA with 250, or pushes a reply before the content was
+/// sent, or answers the content with 3xx, delivers nothing (the mail waits).
+#[test]
+fn only_354_then_2xx_delivers() {
+    for (server, expected) in [
+        ("250 ok\r\n250 ok\r\n250 2.0.0 pretend\r\n", "QUIT\r\n"),
+        ("250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 too early\r\n", ""),
+    ] {
+        let mut c = Conversation::new(Client::new(
+            config(TlsPolicy::Never),
+            message(&["bob@remote.test"]),
+            false,
+        ));
+        c.step("220 mx.remote.test\r\n");
+        c.step(EHLO_FULL);
+        assert_eq!(c.step(server), expected, "{server:?}");
+        assert_eq!(c.statuses()[0].0, Status::Deferred, "{server:?}");
+        assert!(!c.events.contains(&Poll::SendContent), "{server:?}");
+    }
+    let mut c = Conversation::new(Client::new(
+        config(TlsPolicy::Never),
+        message(&["bob@remote.test"]),
+        false,
+    ));
+    c.step("220 mx.remote.test\r\n");
+    c.step(EHLO_FULL);
+    c.step("250 ok\r\n250 ok\r\n354 go\r\n");
+    assert_eq!(c.step("354 again?\r\n"), "QUIT\r\n");
+    assert_eq!(c.statuses()[0].0, Status::Deferred);
 }

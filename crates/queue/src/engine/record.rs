@@ -1,0 +1,198 @@
+//! After an attempt (blocking): the results become notifications, the
+//! entry's new state, or its removal, in the order that never loses mail:
+//! a bounce is stored before its recipients are marked done, the state is
+//! written before the entry is removed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use yubin_smtp_proto::client::{RecipientResult, Response, Status};
+
+use super::{DESTINATION_BUSY, EngineConfig, Prepared, Submit, dsn, lock, unix_now};
+use crate::{EntryState, Queue};
+
+/// What recording needs.
+pub(super) struct Record<'a> {
+    pub(super) queue: &'a Queue,
+    pub(super) config: &'a EngineConfig,
+    pub(super) submit: &'a dyn Submit,
+    pub(super) unsaved: &'a Mutex<HashMap<String, EntryState>>,
+}
+
+impl Record<'_> {
+    /// Records an attempt's results; returns when the entry is due again,
+    /// or `None` if it left the queue.
+    pub(super) fn conclude(
+        &self,
+        id: &str,
+        prepared: Prepared,
+        results: Vec<(RecipientResult, Option<String>)>,
+    ) -> Option<u64> {
+        let Prepared {
+            _lock,
+            envelope,
+            mut state,
+            headers,
+            ..
+        } = prepared;
+        let now = unix_now();
+        let expired = self.config.schedule.expired(envelope.created, now);
+        let mut failed: Vec<dsn::Reported> = Vec::new();
+        let mut deferred: Vec<dsn::Reported> = Vec::new();
+        let mut busy = 0;
+        for (result, remote_mta) in results {
+            let rcpt = &result.recipient;
+            let relay = remote_mta.as_deref().unwrap_or("-");
+            let reported = |response: Response| dsn::Reported {
+                recipient: rcpt.clone(),
+                response,
+                remote_mta: remote_mta.clone(),
+            };
+            match result.status {
+                Status::Delivered => {
+                    tracing::info!(id, rcpt = %rcpt, relay, reply = %result.response, "delivered");
+                    state.done.push(rcpt.clone());
+                }
+                Status::Failed => {
+                    tracing::info!(id, rcpt = %rcpt, relay, reply = %result.response, "bounced");
+                    failed.push(reported(result.response));
+                }
+                Status::Deferred if result.response.text() == DESTINATION_BUSY => busy += 1,
+                Status::Deferred if expired => {
+                    tracing::info!(id, rcpt = %rcpt, reply = %result.response, "expired in the queue; bounced");
+                    let text = format!(
+                        "4.4.7 delivery time expired; last error: {}",
+                        result.response
+                    );
+                    failed.push(reported(Response::local(result.response.code, text)));
+                }
+                Status::Deferred => {
+                    tracing::info!(id, rcpt = %rcpt, relay, reply = %result.response, "deferred");
+                    deferred.push(reported(result.response));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.bounce(id, &envelope, &headers, &failed, now, &mut state);
+        }
+        if !deferred.is_empty()
+            && !envelope.from.is_empty()
+            && self
+                .config
+                .schedule
+                .warn_now(envelope.created, now, state.warned)
+        {
+            let report = dsn::Report {
+                hostname: &self.config.hostname,
+                queue_id: id,
+                sender: &envelope.from,
+                arrival: envelope.created,
+                now,
+                action: dsn::Action::Delayed,
+                recipients: &deferred,
+                retry_until: Some(
+                    envelope
+                        .created
+                        .saturating_add(self.config.schedule.max_age.as_secs()),
+                ),
+            };
+            match self
+                .submit
+                .submit(&envelope.from, &dsn::build(&report, &headers))
+            {
+                Ok(()) => state.warned = true,
+                Err(error) => tracing::error!(id, %error, "could not send the delay warning"),
+            }
+        }
+        if envelope.recipients.iter().all(|r| state.is_done(r)) {
+            // The state first: if the removal fails, the next attempt finds
+            // everyone done and only removes.
+            self.save(id, &state);
+            return match self.queue.remove(id) {
+                Ok(()) => {
+                    lock(self.unsaved).remove(id);
+                    tracing::info!(id, "removed from the queue");
+                    None
+                }
+                Err(error) => {
+                    tracing::error!(id, %error, "cannot remove a finished entry");
+                    Some(now + 60)
+                }
+            };
+        }
+        if deferred.is_empty() && failed.is_empty() && busy > 0 {
+            // Only waited for a busy destination: not an attempt.
+            self.save(id, &state);
+            return Some(now + 5);
+        }
+        state.attempts = state.attempts.saturating_add(1);
+        state.next_attempt = self.config.schedule.next_attempt(state.attempts, now);
+        if let Some(first) = deferred.first() {
+            state.last_error = first.response.to_string();
+        }
+        self.save(id, &state);
+        Some(state.next_attempt)
+    }
+
+    /// One report for the failed recipients, to the sender; to the
+    /// postmaster if the sender cannot take it (a double bounce, as
+    /// Postfix does); recipients are done only once a report is stored.
+    fn bounce(
+        &self,
+        id: &str,
+        envelope: &crate::Envelope,
+        headers: &[u8],
+        failed: &[dsn::Reported],
+        now: u64,
+        state: &mut EntryState,
+    ) {
+        let done = |state: &mut EntryState| {
+            state
+                .done
+                .extend(failed.iter().map(|f| f.recipient.clone()))
+        };
+        if envelope.from.is_empty() {
+            // RFC 5321 §4.5.5: never a notification about a notification.
+            tracing::info!(id, "no bounce for a message from the null sender");
+            done(state);
+            return;
+        }
+        let report = dsn::Report {
+            hostname: &self.config.hostname,
+            queue_id: id,
+            sender: &envelope.from,
+            arrival: envelope.created,
+            now,
+            action: dsn::Action::Failed,
+            recipients: failed,
+            retry_until: None,
+        };
+        let message = dsn::build(&report, headers);
+        match self.submit.submit(&envelope.from, &message) {
+            Ok(()) => done(state),
+            Err(error) => {
+                tracing::warn!(id, %error, sender = %envelope.from, "the sender cannot take the bounce; sending it to the postmaster");
+                match self.submit.submit("postmaster", &message) {
+                    Ok(()) => done(state),
+                    // Keep them: the failure is found again next time, and
+                    // the bounce tried again.
+                    Err(error) => tracing::error!(id, %error, "could not send the bounce"),
+                }
+            }
+        }
+    }
+
+    /// Writes the state; if the disk will not take it, keeps it in memory
+    /// so a retry does not deliver again to recipients already done.
+    fn save(&self, id: &str, state: &EntryState) {
+        match self.queue.save_state(id, state) {
+            Ok(()) => {
+                lock(self.unsaved).remove(id);
+            }
+            Err(error) => {
+                tracing::error!(id, %error, "cannot record the attempt; keeping it in memory");
+                lock(self.unsaved).insert(id.to_owned(), state.clone());
+            }
+        }
+    }
+}
