@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
             user: "u".into(),
             password: "p".into(),
         }),
+        timeouts: Default::default(),
     };
     let message = Message {
         from: "a@fuzz.test".into(),

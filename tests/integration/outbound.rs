@@ -664,3 +664,30 @@ fn a_failed_opportunistic_handshake_falls_back_to_plaintext() {
     assert!(fake.events("message").is_empty(), "never in clear");
     assert_eq!(a.queued().len(), 1);
 }
+
+/// OQ-04: a server that never greets, one that trickles its greeting a
+/// byte at a time, and one that goes silent after the final dot are given
+/// up on at the RFC 5321 §4.5.3.2 timeouts (shortened here to 1 s), the
+/// worker is freed, and the message is tried again later.
+#[test]
+fn oq04_tarpits_time_out_and_are_retried() {
+    for (mode, expected) in [
+        ("tarpit", "4.4.2 timeout before the greeting"),
+        ("trickle-greeting", "4.4.2 timeout before the greeting"),
+        (
+            "silent-after-dot",
+            "4.4.2 timeout after the end of data (the message may have been delivered)",
+        ),
+    ] {
+        let fake = FakeSmtp::start(mode);
+        let a = sender(
+            fake.port,
+            "tls = \"none\"\ncommand_timeout = \"1s\"\ndata_done_timeout = \"1s\"\n",
+        );
+        let sent = send_via(&a, &["bob@b.test"], b"Subject: tarpit\r\n\r\nx\r\n");
+        assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+        eventually(15, "the timeout", || a.log().contains(expected));
+        eventually(15, "a second attempt", || fake.events("connect").len() >= 2);
+        assert_eq!(a.queued().len(), 1, "{mode}: still queued");
+    }
+}

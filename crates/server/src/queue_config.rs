@@ -46,6 +46,15 @@ pub struct QueueConfig {
     pub max_per_destination: usize,
     /// How long a TCP connect to a server may take.
     pub connect_timeout: HumanDuration,
+    /// Waiting for the greeting and the answers to EHLO, MAIL, RCPT
+    /// (RFC 5321 §4.5.3.2: 5 minutes).
+    pub command_timeout: HumanDuration,
+    /// Waiting for the answer to DATA (2 minutes).
+    pub data_init_timeout: HumanDuration,
+    /// Each write of message content (3 minutes).
+    pub data_block_timeout: HumanDuration,
+    /// Waiting for the answer after the final dot (10 minutes).
+    pub data_done_timeout: HumanDuration,
     /// Name server for MX lookups: `"system"` (`/etc/resolv.conf`) or
     /// `ip:port`.
     pub dns: String,
@@ -69,6 +78,10 @@ impl Default for QueueConfig {
             max_workers: 20,
             max_per_destination: 5,
             connect_timeout: HumanDuration(Duration::from_secs(30)),
+            command_timeout: HumanDuration(Duration::from_secs(300)),
+            data_init_timeout: HumanDuration(Duration::from_secs(120)),
+            data_block_timeout: HumanDuration(Duration::from_secs(180)),
+            data_done_timeout: HumanDuration(Duration::from_secs(600)),
             dns: "system".into(),
             mx_port: 25,
         }
@@ -98,8 +111,16 @@ impl QueueConfig {
         if self.mx_port == 0 {
             return Err(invalid("queue.mx_port", "must be a port number"));
         }
-        if self.connect_timeout.0.is_zero() {
-            return Err(invalid("queue.connect_timeout", "must be positive"));
+        for (key, value) in [
+            ("queue.connect_timeout", self.connect_timeout),
+            ("queue.command_timeout", self.command_timeout),
+            ("queue.data_init_timeout", self.data_init_timeout),
+            ("queue.data_block_timeout", self.data_block_timeout),
+            ("queue.data_done_timeout", self.data_done_timeout),
+        ] {
+            if value.0.is_zero() {
+                return Err(invalid(key, "must be positive"));
+            }
         }
         Ok(())
     }
@@ -115,6 +136,16 @@ impl QueueConfig {
                 format!("{:?} is neither \"system\" nor ip:port", self.dns),
             )
         })
+    }
+
+    /// How long the client waits for servers.
+    pub fn timeouts(&self) -> yubin_smtp_proto::client::Timeouts {
+        yubin_smtp_proto::client::Timeouts {
+            command: self.command_timeout.0,
+            data_init: self.data_init_timeout.0,
+            data_block: self.data_block_timeout.0,
+            data_done: self.data_done_timeout.0,
+        }
     }
 
     /// The retry schedule.

@@ -218,7 +218,8 @@ impl Server {
                     .chain(&submissions_addresses)
                     .copied()
                     .collect(),
-            ),
+            )
+            .with_timeouts(config.queue.timeouts()),
             match config.queue.dns_server()? {
                 Some(server) => yubin_queue::engine::HickoryDns::server(server),
                 None => yubin_queue::engine::HickoryDns::system(),

@@ -38,7 +38,12 @@ def serve(conn, number):
     record({"connection": number, "event": "connect"})
     if mode == "tarpit":
         time.sleep(3600)
-    send("220 fake.test ESMTP")
+    if mode == "trickle-greeting":
+        for byte in b"220 fake.test ESMTP\r\n":
+            conn.sendall(bytes([byte]))
+            time.sleep(0.3)
+    else:
+        send("220 fake.test ESMTP")
     sender, recipients = None, []
     while True:
         command = line()
@@ -85,6 +90,8 @@ def serve(conn, number):
                 return
             if mode == "slow-250":
                 time.sleep(3)
+            if mode == "silent-after-dot":
+                time.sleep(3600)
             send("250 2.0.0 queued")
             sender, recipients = None, []
         elif verb == "QUIT":

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use yubin_line::Encoder;
 use yubin_smtp_proto::client::{
-    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, TlsPolicy,
+    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, Timeouts, TlsPolicy,
 };
 
 use super::route::{Target, is_own_address};
@@ -40,6 +40,8 @@ pub struct Transport {
     pub connect_timeout: Duration,
     /// Our own SMTP listeners: a route to one of them is a loop.
     pub own_addresses: Vec<SocketAddr>,
+    /// How long to wait for servers.
+    pub timeouts: Timeouts,
     tls: TlsConnector,
 }
 
@@ -54,6 +56,11 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// The same transport with other timeouts.
+    pub fn with_timeouts(self, timeouts: Timeouts) -> Transport {
+        Transport { timeouts, ..self }
+    }
+
     /// A transport presenting itself as `helo_name`.
     pub fn new(
         helo_name: String,
@@ -88,6 +95,7 @@ impl Transport {
             helo_name,
             connect_timeout,
             own_addresses,
+            timeouts: Timeouts::default(),
             tls: TlsConnector::from(Arc::new(config)),
         }
     }
@@ -188,6 +196,7 @@ impl Transport {
             helo_name: self.helo_name.clone(),
             tls: target.tls,
             credentials: target.credentials.clone(),
+            timeouts: self.timeouts,
         };
         let mut client = Client::new(config, message.clone(), false);
         let mut conn = Some(Conn::Plain(tcp));
@@ -242,7 +251,7 @@ impl Transport {
                         Err(_) => client.timed_out(),
                     }
                 }
-                Poll::SendContent => match send_content(stream, source).await {
+                Poll::SendContent => match send_content(stream, source, client.timeout()).await {
                     Ok(()) => {
                         sent_at = tokio::time::Instant::now();
                         client.content_sent();
@@ -293,8 +302,11 @@ fn all(message: &Message, status: Status, response: &Response) -> Vec<RecipientR
 
 /// The message, dot-stuffed with CRLF line ends (RFC 5321 §4.5.2), and the
 /// final `.` line. Each write must finish within 3 minutes (§4.5.3.2.5).
-async fn send_content(stream: &mut Conn, source: &MessageSource) -> std::io::Result<()> {
-    const BLOCK: Duration = Duration::from_secs(180);
+async fn send_content(
+    stream: &mut Conn,
+    source: &MessageSource,
+    block: Duration,
+) -> std::io::Result<()> {
     let mut file = tokio::fs::File::open(&source.path).await?;
     file.seek(SeekFrom::Start(source.offset)).await?;
     let mut encoder = Encoder::whole();
@@ -307,11 +319,11 @@ async fn send_content(stream: &mut Conn, source: &MessageSource) -> std::io::Res
         }
         out.clear();
         encoder.encode(&chunk[..n], &mut out);
-        write_within(stream, &out, BLOCK).await?;
+        write_within(stream, &out, block).await?;
     }
     out.clear();
     encoder.finish(&mut out);
-    write_within(stream, &out, BLOCK).await
+    write_within(stream, &out, block).await
 }
 
 async fn write_within(stream: &mut Conn, bytes: &[u8], limit: Duration) -> std::io::Result<()> {

@@ -75,6 +75,34 @@ pub struct ClientConfig {
     pub tls: TlsPolicy,
     /// AUTH credentials, used over TLS only.
     pub credentials: Option<Credentials>,
+    /// How long to wait for the server.
+    pub timeouts: Timeouts,
+}
+
+/// How long the client waits for the server (RFC 5321 §4.5.3.2; the
+/// defaults are its values, as Postfix's `smtp_*_timeout` are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The greeting and the answers to EHLO, STARTTLS, AUTH, MAIL and RCPT
+    /// (5 minutes).
+    pub command: Duration,
+    /// The answer to DATA (2 minutes).
+    pub data_init: Duration,
+    /// Each write of message content (3 minutes).
+    pub data_block: Duration,
+    /// The answer after the final dot (10 minutes).
+    pub data_done: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command: Duration::from_secs(300),
+            data_init: Duration::from_secs(120),
+            data_block: Duration::from_secs(180),
+            data_done: Duration::from_secs(600),
+        }
+    }
 }
 
 /// The envelope of the message to send.
@@ -259,16 +287,16 @@ impl Client {
     /// How long to wait for the server now (RFC 5321 §4.5.3.2): the driver
     /// gives up with [`Client::timed_out`] after that.
     pub fn timeout(&self) -> Duration {
-        const MINUTE: u64 = 60;
-        Duration::from_secs(match self.state {
-            State::Transaction if self.expect.front() == Some(&Expect::Data) => 2 * MINUTE,
+        let t = &self.config.timeouts;
+        match self.state {
+            State::Transaction if self.expect.front() == Some(&Expect::Data) => t.data_init,
             // While the driver sends content: per write of a data block.
-            State::Content => 3 * MINUTE,
-            State::DataEnd => 10 * MINUTE,
+            State::Content => t.data_block,
+            State::DataEnd => t.data_done,
             // The answer to QUIT changes nothing; do not wait long for it.
-            State::Quit => MINUTE / 2,
-            _ => 5 * MINUTE,
-        })
+            State::Quit => t.command.min(Duration::from_secs(30)),
+            _ => t.command,
+        }
     }
 
     /// TLS is up (after [`Poll::StartTls`]): EHLO again (RFC 3207 §4.2).

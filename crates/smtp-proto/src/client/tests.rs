@@ -8,6 +8,7 @@ fn config(tls: TlsPolicy) -> ClientConfig {
         helo_name: "mx.yubin.test".into(),
         tls,
         credentials: None,
+        timeouts: Timeouts::default(),
     }
 }
 
