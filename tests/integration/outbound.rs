@@ -691,3 +691,53 @@ fn oq04_tarpits_time_out_and_are_retried() {
         assert_eq!(a.queued().len(), 1, "{mode}: still queued");
     }
 }
+
+/// OQ-08: ten thousand messages for a dead destination. The server starts
+/// listening at once (the queue is read in the background), its memory
+/// stays small, the engine works through the backlog, and a flood of due
+/// entries leaves new mail deliverable.
+#[test]
+fn oq08_a_large_backlog_for_a_dead_destination_stays_bounded() {
+    let b = receiver(0);
+    let dead = free_port();
+    let mut a = TestServer::with(Setup {
+        tables: format!(
+            "[queue]\nroutes = {{ \"dead.test\" = \"127.0.0.1:{dead}\", \"b.test\" = \"127.0.0.1:{}\" }}\nfirst_retry = \"1h\"\n",
+            b.smtp.port()
+        ),
+        ..Setup::default()
+    });
+    a.stop();
+    let active = a.dir.path().join("queue/active");
+    std::fs::create_dir_all(&active).unwrap();
+    for n in 0..10_000 {
+        let id = format!("backlog-{n:05}");
+        std::fs::write(
+            active.join(&id),
+            format!(
+                "yubin-queue 1\nid {id}\ncreated 1795722405\nfrom <alice@test.example>\nrcpt <r{n}@dead.test>\nclient 127.0.0.1\nauth network\n\nSubject: backlog {n}\n\nbody\n"
+            ),
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    a.launch();
+    let startup = started.elapsed();
+    assert!(
+        startup < Duration::from_secs(5),
+        "listening after {startup:?}"
+    );
+    let sent = send_via(&a, &["bob@b.test"], b"Subject: new mail\r\n\r\nnew\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(60, "new mail past the backlog", || {
+        b.messages("bob").len() == 1
+    });
+    let states = || std::fs::read_dir(a.dir.path().join("queue/state")).map_or(0, |d| d.count());
+    eventually(120, "the backlog to be worked through", || {
+        states() >= 10_000
+    });
+    let rss = a.rss_kib();
+    eprintln!("oq08: listening after {startup:?}; RSS {rss} KiB with 10,000 queued");
+    assert!(rss < 128 * 1024, "RSS {rss} KiB with 10,000 queued");
+    assert_eq!(a.queued().len(), 10_000);
+}

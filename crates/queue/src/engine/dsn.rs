@@ -130,11 +130,14 @@ pub fn build(report: &Report<'_>, original_headers: &[u8]) -> Vec<u8> {
             },
             status_of(&r.response),
         ));
+        let diagnostic = field_text(&r.response.to_string());
         if let Some(mta) = &r.remote_mta {
-            out.push_str(&format!("Remote-MTA: dns; {mta}\n"));
-            out.push_str(&format!("Diagnostic-Code: smtp; {}\n", r.response));
+            // "host[192.0.2.1]" in logs; a DNS name here (RFC 3464 §2.3.5).
+            let host = mta.split('[').next().unwrap_or(mta);
+            out.push_str(&format!("Remote-MTA: dns; {}\n", field_text(host)));
+            out.push_str(&format!("Diagnostic-Code: smtp; {diagnostic}\n"));
         } else {
-            out.push_str(&format!("Diagnostic-Code: X-Yubin; {}\n", r.response));
+            out.push_str(&format!("Diagnostic-Code: X-Yubin; {diagnostic}\n"));
         }
         out.push_str(&format!("Last-Attempt-Date: {}\n", rfc5322(report.now)));
         if let Some(until) = report.retry_until {
@@ -168,6 +171,28 @@ pub fn header_section(message: &[u8], limit: usize) -> &[u8] {
         Some(last) if end < message.len() => &message[..=last],
         _ => &message[..end],
     }
+}
+
+/// Text for a message/delivery-status field: ASCII (RFC 3464 §2.1; the
+/// server's reply may carry anything), one line, and short enough for
+/// RFC 5322's line limit.
+fn field_text(text: &str) -> String {
+    const MAX: usize = 900;
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push_str("...");
+    }
+    out
 }
 
 /// The RFC 3463 status: the server's enhanced code, or one from the class.
@@ -239,6 +264,33 @@ mod tests {
         assert!(text.contains("Subject: Delayed Mail (still being retried)\n"));
         assert!(text.contains("Action: delayed\nStatus: 4.3.0\n"));
         assert!(text.contains("Will-Retry-Until: Tue, 06 Jan 1970 00:00:00 +0000\n"));
+    }
+
+    #[test]
+    fn fields_stay_ascii_short_and_name_hosts() {
+        let long = "x".repeat(5000);
+        let recipients = [Reported {
+            recipient: "bob@remote.test".into(),
+            response: Response::local(550, format!("5.7.1 refusé {long}")),
+            remote_mta: Some("mx.remote.test[192.0.2.1]".into()),
+        }];
+        let report = Report {
+            hostname: "mx.yubin.test",
+            queue_id: "abc-3",
+            sender: "alice@yubin.test",
+            arrival: 0,
+            now: 0,
+            action: Action::Failed,
+            recipients: &recipients,
+            retry_until: None,
+        };
+        let text = String::from_utf8(build(&report, b"Subject: x\n")).unwrap();
+        let status_part = text.split("message/delivery-status").nth(1).unwrap();
+        let status_part = status_part.split("text/rfc822-headers").next().unwrap();
+        assert!(status_part.is_ascii());
+        assert!(status_part.lines().all(|l| l.len() < 998));
+        assert!(status_part.contains("Remote-MTA: dns; mx.remote.test\n"));
+        assert!(status_part.contains("Diagnostic-Code: smtp; 550 5.7.1 refus? x"));
     }
 
     #[test]

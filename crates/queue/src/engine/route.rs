@@ -147,7 +147,20 @@ impl Routes {
             )));
         }
         mx.retain(|(_, host)| !matches!(host.as_str(), "." | ""));
-        mx.sort_by_key(|(preference, _)| *preference);
+        // By preference; hosts of equal preference in random order, so
+        // the load spreads (RFC 5321 §5.1).
+        let mut noise = vec![0u8; mx.len() * 4];
+        let _ = getrandom::fill(&mut noise);
+        let mut keyed: Vec<((u16, u32), String)> = mx
+            .into_iter()
+            .zip(noise.chunks(4))
+            .map(|((preference, host), r)| {
+                let r = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+                ((preference, r), host)
+            })
+            .collect();
+        keyed.sort_by_key(|(key, _)| *key);
+        let mx: Vec<(u16, String)> = keyed.into_iter().map(|((p, _), h)| (p, h)).collect();
         let hosts: Vec<String> = if mx.is_empty() {
             vec![domain]
         } else {
@@ -241,6 +254,24 @@ mod tests {
             block_on(star.resolve("any.test", &dns)).unwrap()[0].host,
             "10.0.0.1"
         );
+    }
+
+    #[test]
+    fn equal_preferences_come_in_varying_order() {
+        let routes = Routes::default();
+        let dns = FakeDns(vec![
+            (10, "a.test".into()),
+            (10, "b.test".into()),
+            (10, "c.test".into()),
+            (5, "first.test".into()),
+        ]);
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let to = block_on(routes.resolve("x.test", &dns)).unwrap();
+            assert_eq!(to[0].host, "first.test");
+            orders.insert(to.iter().map(|t| t.host.clone()).collect::<Vec<_>>());
+        }
+        assert!(orders.len() > 1, "always the same order");
     }
 
     #[test]
