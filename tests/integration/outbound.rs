@@ -741,3 +741,82 @@ fn oq08_a_large_backlog_for_a_dead_destination_stays_bounded() {
     assert!(rss < 128 * 1024, "RSS {rss} KiB with 10,000 queued");
     assert_eq!(a.queued().len(), 10_000);
 }
+
+/// SI-03: what goes out is canonical whatever came in: stray CR and LF
+/// (taken in by BDAT, which has no end marker) leave as CRLF line ends,
+/// and every line starting with a dot is stuffed on the wire.
+#[test]
+fn si03_relayed_content_is_canonical_on_the_wire() {
+    let fake = FakeSmtp::start("normal");
+    let a = sender(fake.port, "tls = \"none\"\n");
+    let sent = a.python(
+        "import popclient as p, smtpclient as s\n\
+         c = p.connect(); p.login(c); c.quit()\n\
+         r = s.Raw(); r.cmd('EHLO client.example'); r.cmd('MAIL FROM:<alice@test.example>')\n\
+         r.cmd('RCPT TO:<bob@b.test>')\n\
+         body = b'Subject: stray\\r\\n\\r\\nbare cr\\rbare lf\\n.dot\\r\\n..two\\r\\n.\\r\\nlast'\n\
+         r.send(b'BDAT %d LAST\\r\\n' % len(body) + body)\n\
+         s.emit(r.reply())",
+        &ALICE,
+    );
+    assert!(sent.as_str().unwrap().starts_with("250 "), "{sent}");
+    eventually(20, "the delivery", || fake.events("message").len() == 1);
+    let raw = crate::harness::unhex(fake.events("message")[0]["raw"].as_str().unwrap());
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    for (i, byte) in raw.iter().enumerate() {
+        match byte {
+            b'\r' => assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}: {text:?}"),
+            b'\n' => assert_eq!(raw[i.saturating_sub(1)], b'\r', "bare LF at {i}: {text:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        text.ends_with("\r\nbare cr\r\nbare lf\r\n..dot\r\n...two\r\n..\r\nlast\r\n.\r\n"),
+        "{text:?}"
+    );
+}
+
+/// A bounce for a remote sender goes through the queue like any mail: the
+/// sender's server (B) receives it from the null sender.
+#[test]
+fn a_bounce_for_a_remote_sender_is_queued_and_delivered() {
+    let b = receiver(0);
+    let a = sender(b.smtp.port(), "");
+    let sent = a.python(
+        "import popclient as p, smtpclient as s\n\
+         c = p.connect(); p.login(c); c.quit()\n\
+         s.emit(s.send_once('bob@b.test', ['nobody@b.test'], b'Subject: to nobody\\r\\n\\r\\nx\\r\\n'))",
+        &ALICE,
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the bounce at B", || b.messages("bob").len() == 1);
+    let bounce = String::from_utf8_lossy(&b.messages("bob")[0]).into_owned();
+    assert!(bounce.starts_with("Return-Path: <>\n"), "{bounce}");
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; nobody@b.test"),
+        "{bounce}"
+    );
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+}
+
+/// OQ-06 by DNS: an MX record that points back at this server bounces
+/// ("loops back to myself") instead of circling.
+#[test]
+fn oq06_an_mx_pointing_back_at_us_bounces() {
+    let port = free_port();
+    let dns = Dnsmasq::start(&["--mx-host=self.test,localhost,10"]);
+    let a = TestServer::with(Setup {
+        smtp_port: port,
+        tables: format!(
+            "[queue]\ndns = \"127.0.0.1:{}\"\nmx_port = {port}\n",
+            dns.port
+        ),
+        ..Setup::default()
+    });
+    let sent = send_via(&a, &["x@self.test"], b"Subject: loop\r\n\r\nloop\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the bounce", || a.messages("alice").len() == 1);
+    let bounce = String::from_utf8_lossy(&a.messages("alice")[0]).into_owned();
+    assert!(bounce.contains("Status: 5.4.6"), "{bounce}");
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+}

@@ -77,14 +77,19 @@ def serve(conn, number):
                 send("554 5.5.1 no valid recipients")
                 continue
             send("354 go ahead")
-            lines = []
+            lines, raw = [], b""
             while True:
-                data = line()
-                if data == ".":
+                data = f.readline()
+                if not data:
+                    raise EOFError
+                raw += data
+                text = data.rstrip(b"\r\n").decode("utf-8", "replace")
+                if data == b".\r\n":
                     break
-                lines.append(data[1:] if data.startswith(".") else data)
+                lines.append(text[1:] if text.startswith(".") else text)
             record({"connection": number, "event": "message", "from": sender,
-                    "to": recipients, "content": "\r\n".join(lines) + "\r\n"})
+                    "to": recipients, "content": "\r\n".join(lines) + "\r\n",
+                    "raw": raw.hex()})
             if mode == "drop-after-dot-once" and number == 1:
                 conn.close()
                 return
