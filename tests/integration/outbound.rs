@@ -820,3 +820,22 @@ fn oq06_an_mx_pointing_back_at_us_bounces() {
     assert!(bounce.contains("Status: 5.4.6"), "{bounce}");
     eventually(10, "A's queue to empty", || a.queued().is_empty());
 }
+
+/// Pipelined replies each get their own timeout: a server that takes
+/// 0.6 s per RCPT answer (recipient checks) is fine with a 1 s command
+/// timeout and three recipients, though all three answers together take
+/// longer than that.
+#[test]
+fn oq04_each_pipelined_reply_has_its_own_timeout() {
+    let fake = FakeSmtp::start("slow-rcpt");
+    let a = sender(fake.port, "tls = \"none\"\ncommand_timeout = \"1s\"\n");
+    let sent = send_via(
+        &a,
+        &["one@b.test", "two@b.test", "three@b.test"],
+        b"Subject: patient\r\n\r\nx\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the delivery", || fake.events("message").len() == 1);
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+    assert!(!a.log().contains("timeout"), "{}", a.log());
+}

@@ -71,6 +71,8 @@ def serve(conn, number):
                 send("503 5.5.1 MAIL first")
                 continue
             recipients.append(command[8:])
+            if mode == "slow-rcpt":
+                time.sleep(0.6)
             send("250 2.1.5 ok")
         elif verb == "DATA":
             if not recipients:

@@ -71,7 +71,7 @@ pub fn build(report: &Report<'_>, original_headers: &[u8]) -> Vec<u8> {
          To: <{to}>\n\
          Subject: {subject}\n\
          Date: {date}\n\
-         Message-ID: <{id}.{kind}.{now}@{host}>\n\
+         Message-ID: <{id}.{kind}.{now}.{unique}@{host}>\n\
          Auto-Submitted: auto-replied\n\
          MIME-Version: 1.0\n\
          Content-Type: multipart/report; report-type=delivery-status;\n\
@@ -99,6 +99,7 @@ pub fn build(report: &Report<'_>, original_headers: &[u8]) -> Vec<u8> {
             "delay"
         },
         now = report.now,
+        unique = unique(),
     ));
     for r in report.recipients {
         let via = r
@@ -106,7 +107,11 @@ pub fn build(report: &Report<'_>, original_headers: &[u8]) -> Vec<u8> {
             .as_ref()
             .map(|m| format!(" (host {m})"))
             .unwrap_or_default();
-        out.push_str(&format!("<{}>: {}{via}\n", r.recipient, r.response));
+        out.push_str(&format!(
+            "<{}>: {}{via}\n",
+            r.recipient,
+            bounded(&r.response.to_string())
+        ));
     }
     out.push_str(&format!(
         "\n--{boundary}\n\
@@ -173,6 +178,18 @@ pub fn header_section(message: &[u8], limit: usize) -> &[u8] {
     }
 }
 
+/// A server's reply in the human-readable part: any characters, but no
+/// line longer than RFC 5322 allows.
+fn bounded(text: &str) -> String {
+    const MAX: usize = 900;
+    if text.chars().count() <= MAX {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(MAX).collect();
+    out.push_str("...");
+    out
+}
+
 /// Text for a message/delivery-status field: ASCII (RFC 3464 §2.1; the
 /// server's reply may carry anything), one line, and short enough for
 /// RFC 5322's line limit.
@@ -193,6 +210,13 @@ fn field_text(text: &str) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// A few random hex digits, so two reports in one second differ.
+fn unique() -> String {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The RFC 3463 status: the server's enhanced code, or one from the class.

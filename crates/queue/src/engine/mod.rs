@@ -73,8 +73,14 @@ pub struct Engine<D: Dns> {
     unsaved: Arc<Mutex<HashMap<String, EntryState>>>,
 }
 
-/// The reply recorded for recipients whose destination was saturated.
-const DESTINATION_BUSY: &str = "4.4.5 destination busy; trying again shortly";
+/// The destination domain of an address, lower-case.
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
 
 /// How far an attempt got: the entry is gone, or is due again then.
 type Outcome = (String, Option<u64>);
@@ -126,6 +132,7 @@ impl<D: Dns + 'static> Engine<D> {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
         let mut due: HashMap<String, u64> = HashMap::new();
         let mut busy: HashSet<String> = HashSet::new();
+
         let mut scan = true;
         let mut last_scan = tokio::time::Instant::now();
         loop {
@@ -150,10 +157,7 @@ impl<D: Dns + 'static> Engine<D> {
                 let workers = workers.clone();
                 let done = done_tx.clone();
                 tokio::spawn(async move {
-                    let next = match workers.acquire_owned().await {
-                        Ok(_permit) => engine.attempt(&id).await,
-                        Err(_) => Some(unix_now() + 60),
-                    };
+                    let next = engine.attempt(&id, &workers).await;
                     let _ = done.send((id, next));
                 });
             }
@@ -228,7 +232,24 @@ impl<D: Dns + 'static> Engine<D> {
 
     /// One attempt at one entry; returns when it is due again, or `None`
     /// if it left the queue.
-    async fn attempt(&self, id: &str) -> Option<u64> {
+    async fn attempt(&self, id: &str, workers: &Arc<Semaphore>) -> Option<u64> {
+        // First a connection slot at every destination the entry still has
+        // (holding nothing else while waiting: a slow destination's backlog
+        // waits here, not in the workers), then a worker.
+        let domains = match self.pending_domains(id).await {
+            Ok(domains) => domains,
+            Err(next) => return next,
+        };
+        let mut slots = Vec::new();
+        for domain in &domains {
+            match self.destination(domain).acquire_owned().await {
+                Ok(slot) => slots.push(slot),
+                Err(_) => return Some(unix_now() + 60),
+            }
+        }
+        let Ok(_worker) = workers.acquire().await else {
+            return Some(unix_now() + 60);
+        };
         let queue = self.queue.clone();
         let owned_id = id.to_owned();
         let unsaved = self.unsaved.clone();
@@ -237,7 +258,10 @@ impl<D: Dns + 'static> Engine<D> {
             if let Some(prepared) = &mut prepared
                 && let Some(state) = lock(&unsaved).get(&owned_id)
             {
+                // What the disk says the postmaster asked for still holds.
+                let bounce = prepared.state.bounce_requested;
                 prepared.state = state.clone();
+                prepared.state.bounce_requested |= bounce;
             }
             Ok::<_, QueueError>(prepared)
         })
@@ -269,6 +293,7 @@ impl<D: Dns + 'static> Engine<D> {
         } else {
             self.deliver_all(&prepared).await
         };
+        drop(slots);
         let queue = self.queue.clone();
         let submit = self.submit.clone();
         let config = self.config.clone();
@@ -297,11 +322,7 @@ impl<D: Dns + 'static> Engine<D> {
             if prepared.state.is_done(recipient) {
                 continue;
             }
-            let domain = recipient
-                .rsplit_once('@')
-                .map_or("", |(_, d)| d)
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
+            let domain = domain_of(recipient);
             match by_domain.iter_mut().find(|(d, _)| *d == domain) {
                 Some((_, list)) => list.push(recipient.clone()),
                 None => by_domain.push((domain, vec![recipient.clone()])),
@@ -335,14 +356,12 @@ impl<D: Dns + 'static> Engine<D> {
                 .recipients
                 .iter()
                 .map(|recipient| {
-                    (
-                        RecipientResult {
-                            recipient: recipient.clone(),
-                            status,
-                            response: response.clone(),
-                        },
-                        None,
-                    )
+                    let result = RecipientResult {
+                        recipient: recipient.clone(),
+                        status,
+                        response: response.clone(),
+                    };
+                    (result, None)
                 })
                 .collect()
         };
@@ -356,15 +375,56 @@ impl<D: Dns + 'static> Engine<D> {
                 return same(Status::Deferred, Response::local(451, text));
             }
         };
-        // A destination with all its connections in use is not waited for
-        // (that would hold a worker idle while other mail waits): the
-        // entry is looked at again shortly, without counting an attempt.
-        let Ok(permit) = self.destination(&domain).try_acquire_owned() else {
-            return same(Status::Deferred, Response::local(451, DESTINATION_BUSY));
-        };
         let (results, remote) = self.transport.deliver(&targets, &message, source).await;
-        drop(permit);
         results.into_iter().map(|r| (r, remote.clone())).collect()
+    }
+
+    /// The destination domains an entry still has to reach, read without
+    /// locking it. `Err` carries the scheduler's answer when the entry
+    /// cannot be read (gone, damaged: see [`Engine::attempt`]).
+    async fn pending_domains(&self, id: &str) -> Result<Vec<String>, Option<u64>> {
+        let queue = self.queue.clone();
+        let unsaved = self.unsaved.clone();
+        let owned_id = id.to_owned();
+        let read = tokio::task::spawn_blocking(move || {
+            let (envelope, _) = queue.open(&owned_id)?;
+            let state = match lock(&unsaved).get(&owned_id) {
+                Some(state) => state.clone(),
+                None => queue.load_state(&owned_id)?,
+            };
+            let mut domains: Vec<String> = envelope
+                .recipients
+                .iter()
+                .filter(|r| !state.is_done(r))
+                .map(|r| domain_of(r))
+                .collect();
+            // Always in the same order, so two entries never each hold
+            // the slot the other waits for.
+            domains.sort();
+            domains.dedup();
+            Ok::<_, QueueError>(domains)
+        })
+        .await;
+        match read {
+            Ok(Ok(domains)) => Ok(domains),
+            Ok(Err(QueueError::Damaged { path, reason })) => {
+                tracing::error!(id, path = %path.display(), %reason, "damaged queue entry moved to corrupt/");
+                Err(None)
+            }
+            Ok(Err(QueueError::Io { error, .. }))
+                if error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(None)
+            }
+            Ok(Err(error)) => {
+                tracing::error!(id, %error, "cannot read queue entry; trying again in a minute");
+                Err(Some(unix_now() + 60))
+            }
+            Err(error) => {
+                tracing::error!(id, %error, "queue entry preparation failed");
+                Err(Some(unix_now() + 60))
+            }
+        }
     }
 
     fn destination(&self, domain: &str) -> Arc<Semaphore> {

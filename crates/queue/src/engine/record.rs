@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use yubin_smtp_proto::client::{RecipientResult, Response, Status};
 
-use super::{DESTINATION_BUSY, EngineConfig, Prepared, Submit, dsn, lock, unix_now};
+use super::{EngineConfig, Prepared, Submit, dsn, lock, unix_now};
 use crate::{EntryState, Queue};
 
 /// What recording needs.
@@ -39,7 +39,6 @@ impl Record<'_> {
         let expired = self.config.schedule.expired(envelope.created, now);
         let mut failed: Vec<dsn::Reported> = Vec::new();
         let mut deferred: Vec<dsn::Reported> = Vec::new();
-        let mut busy = 0;
         for (result, remote_mta) in results {
             let rcpt = &result.recipient;
             let relay = remote_mta.as_deref().unwrap_or("-");
@@ -57,7 +56,6 @@ impl Record<'_> {
                     tracing::info!(id, rcpt = %rcpt, relay, reply = %result.response, "bounced");
                     failed.push(reported(result.response));
                 }
-                Status::Deferred if result.response.text() == DESTINATION_BUSY => busy += 1,
                 Status::Deferred if expired => {
                     tracing::info!(id, rcpt = %rcpt, reply = %result.response, "expired in the queue; bounced");
                     let text = format!(
@@ -120,11 +118,6 @@ impl Record<'_> {
                 }
             };
         }
-        if deferred.is_empty() && failed.is_empty() && busy > 0 {
-            // Only waited for a busy destination: not an attempt.
-            self.save(id, &state);
-            return Some(now + 5);
-        }
         state.attempts = state.attempts.saturating_add(1);
         state.next_attempt = self.config.schedule.next_attempt(state.attempts, now);
         if let Some(first) = deferred.first() {
@@ -174,6 +167,12 @@ impl Record<'_> {
                 tracing::warn!(id, %error, sender = %envelope.from, "the sender cannot take the bounce; sending it to the postmaster");
                 match self.submit.submit("postmaster", &message) {
                     Ok(()) => done(state),
+                    // Past its lifetime, as Postfix does with an
+                    // undeliverable double bounce: give up, loudly.
+                    Err(error) if self.config.schedule.expired(envelope.created, now) => {
+                        tracing::error!(id, %error, "the bounce cannot be delivered to the sender or the postmaster; dropped");
+                        done(state);
+                    }
                     // Keep them: the failure is found again next time, and
                     // the bounce tried again.
                     Err(error) => tracing::error!(id, %error, "could not send the bounce"),

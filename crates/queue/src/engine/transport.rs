@@ -205,6 +205,7 @@ impl Transport {
         // RFC 5321 §4.5.3.2 times a whole reply, from the command: a server
         // trickling a byte per read cannot stretch it.
         let mut sent_at = tokio::time::Instant::now();
+        let mut replies = 0;
         while let Some(stream) = conn.as_mut() {
             match client.poll() {
                 Poll::Done => break,
@@ -221,6 +222,12 @@ impl Transport {
                     }
                 }
                 Poll::NeedInput => {
+                    // Each reply read restarts the clock for the next one
+                    // (pipelined replies each get their own timeout).
+                    if client.replies_seen() != replies {
+                        replies = client.replies_seen();
+                        sent_at = tokio::time::Instant::now();
+                    }
                     let deadline = sent_at + client.timeout();
                     match tokio::time::timeout_at(deadline, stream.io().read(&mut buf)).await {
                         Err(_) => client.timed_out(),

@@ -202,6 +202,7 @@ pub struct Client {
     accepted: Vec<usize>,
     results: Vec<Option<(Status, Response)>>,
     transaction_started: bool,
+    replies_seen: u64,
 }
 
 impl Client {
@@ -225,6 +226,7 @@ impl Client {
             accepted: Vec::new(),
             results,
             transaction_started: false,
+            replies_seen: 0,
         }
     }
 
@@ -253,6 +255,12 @@ impl Client {
         self.tls_active
     }
 
+    /// How many replies the server has sent so far (for the driver's
+    /// per-reply timeout).
+    pub fn replies_seen(&self) -> u64 {
+        self.replies_seen
+    }
+
     /// Whether MAIL was sent: from then on this server's answers are final
     /// for this attempt, and no other server (a lower-preference MX) is
     /// tried (RFC 5321 §5.1 tries the next one only when a connection or
@@ -279,7 +287,10 @@ impl Client {
                     let text = format!("4.5.0 protocol error from the server: {error}");
                     self.abandon(Response::local(451, text));
                 }
-                Some(Ok(response)) => self.on_response(response),
+                Some(Ok(response)) => {
+                    self.replies_seen += 1;
+                    self.on_response(response);
+                }
             }
         }
     }
