@@ -632,7 +632,10 @@ fn a_stuck_destination_does_not_hold_up_others() {
     eventually(10, "delivery past the stuck ones", || {
         b.messages("bob").len() == 1
     });
-    assert_eq!(a.queued().len(), 3, "the stuck ones still wait");
+    // (The delivered one leaves A's queue just after B has it.)
+    eventually(10, "the delivered one to leave the queue", || {
+        a.queued().len() == 3
+    });
     assert_eq!(
         tarpit.events("connect").len(),
         1,
@@ -739,7 +742,7 @@ fn oq08_a_large_backlog_for_a_dead_destination_stays_bounded() {
     let rss = a.rss_kib();
     eprintln!("oq08: listening after {startup:?}; RSS {rss} KiB with 10,000 queued");
     assert!(rss < 128 * 1024, "RSS {rss} KiB with 10,000 queued");
-    assert_eq!(a.queued().len(), 10_000);
+    eventually(10, "only the backlog left", || a.queued().len() == 10_000);
 }
 
 /// SI-03: what goes out is canonical whatever came in: stray CR and LF
