@@ -238,7 +238,13 @@ impl<D: Dns + 'static> Engine<D> {
         // waits here, not in the workers), then a worker.
         let domains = match self.pending_domains(id).await {
             Ok(domains) => domains,
-            Err(next) => return next,
+            Err(next) => {
+                if next.is_none() {
+                    // Gone (delivered, deleted): nothing to remember.
+                    lock(&self.unsaved).remove(id);
+                }
+                return next;
+            }
         };
         let mut slots = Vec::new();
         for domain in &domains {
