@@ -106,6 +106,10 @@ pub struct Envelope {
     /// The message was sent with SMTPUTF8 (RFC 6531): the next hop must
     /// support it, or the message cannot go there as it is.
     pub smtputf8: bool,
+    /// The message's size on the wire (CRLF line ends), for `SIZE=`; known
+    /// when it was queued, so no attempt reads the message just to count.
+    /// `None` in entries written without it: then it is counted.
+    pub size: Option<u64>,
 }
 
 /// A queue directory.
@@ -210,6 +214,9 @@ impl Queue {
             }
             if envelope.smtputf8 {
                 header.push_str("smtputf8\n");
+            }
+            if let Some(size) = envelope.size {
+                header.push_str(&format!("size {size}\n"));
             }
             header.push('\n');
             file.write_all(header.as_bytes())?;
@@ -470,6 +477,7 @@ fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, Qu
             "auth" => envelope.auth = value.to_owned(),
             "body" => envelope.body = value.to_owned(),
             "smtputf8" => envelope.smtputf8 = true,
+            "size" => envelope.size = value.parse().ok(),
             _ => {} // later versions may add fields
         }
     }
@@ -539,6 +547,7 @@ mod tests {
             auth: "pop-before-smtp alice".into(),
             body: "8BITMIME".into(),
             smtputf8: true,
+            size: Some(17),
         }
     }
 

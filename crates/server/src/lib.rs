@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod accept;
 pub mod config;
 pub mod deliver;
 pub mod duration;
@@ -35,4 +36,12 @@ pub mod tls;
 pub mod userstore;
 
 pub use config::Config;
+
+/// A mutex whose holder panicked still guards consistent data here (every
+/// critical section is a single insert, remove or lookup): use it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 pub use server::Server;

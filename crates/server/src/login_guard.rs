@@ -44,19 +44,13 @@ impl LoginGuard {
     /// `base` (the protocol's `auth_failure_delay`) doubled per recent
     /// failure from the address, up to the cap.
     pub fn failed(&self, ip: IpAddr, attempt: u64, base: Duration) -> Duration {
-        let failures = self.lock().failure(ip, attempt, Instant::now());
+        let failures = crate::lock(&self.penalties).failure(ip, attempt, Instant::now());
         penalty(base, self.cap, failures)
     }
 
     /// How long a credential check from `ip` must wait for its slot (zero
     /// unless the address failed recently); the slot is taken.
     pub fn wait_before_check(&self, ip: IpAddr, base: Duration) -> Duration {
-        self.lock().reserve(ip, Instant::now(), base, self.cap)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LoginPenalties> {
-        self.penalties
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.penalties).reserve(ip, Instant::now(), base, self.cap)
     }
 }

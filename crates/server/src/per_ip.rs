@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// Connection counts per client address.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl PerIpLimit {
                 ip: None,
             });
         }
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = crate::lock(&self.counts);
         let count = counts.entry(ip).or_insert(0);
         if *count >= self.max {
             return None;
@@ -56,11 +56,7 @@ impl PerIpLimit {
 impl Drop for PerIpSlot {
     fn drop(&mut self) {
         let Some(ip) = self.ip else { return };
-        let mut counts = self
-            .limit
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut counts = crate::lock(&self.limit.counts);
         if let Some(count) = counts.get_mut(&ip) {
             *count -= 1;
             if *count == 0 {

@@ -116,3 +116,18 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 pub(crate) fn handshake_timeout(session_timeout: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_secs(60).min(session_timeout)
 }
+
+/// Accepts a TLS handshake on `tcp` within [`handshake_timeout`] of the
+/// session's timeout (implicit TLS ports and STARTTLS alike); the error
+/// says why it failed, for the log.
+pub(crate) async fn accept_within(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    session_timeout: std::time::Duration,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, String> {
+    match tokio::time::timeout(handshake_timeout(session_timeout), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}

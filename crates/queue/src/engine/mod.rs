@@ -503,20 +503,30 @@ fn prepare(queue: &Queue, id: &str) -> Result<Option<Prepared>, QueueError> {
         error,
     };
     let offset = file.stream_position().map_err(io)?;
-    let mut wire = WireSize::new();
+    // The header section, for bounces (at most 64 KiB of it).
     let mut headers = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut chunk).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        wire.update(&chunk[..n]);
-        if headers.len() < 64 * 1024 {
-            headers.extend_from_slice(&chunk[..n.min(64 * 1024 - headers.len())]);
-        }
-    }
+    (&mut file)
+        .take(64 * 1024)
+        .read_to_end(&mut headers)
+        .map_err(io)?;
     let headers = dsn::header_section(&headers, 64 * 1024).to_vec();
+    // The wire size is in the envelope; only entries written without it
+    // are read through to count it.
+    let wire_size = match envelope.size {
+        Some(size) => size,
+        None => {
+            file.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+            let mut wire = WireSize::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut chunk).map_err(io)?;
+                if n == 0 {
+                    break wire.finish();
+                }
+                wire.update(&chunk[..n]);
+            }
+        }
+    };
     let state = queue.load_state(id)?;
     Ok(Some(Prepared {
         _lock: lock,
@@ -525,7 +535,7 @@ fn prepare(queue: &Queue, id: &str) -> Result<Option<Prepared>, QueueError> {
             offset,
         },
         envelope,
-        wire_size: wire.finish(),
+        wire_size,
         headers,
         state,
     }))

@@ -80,24 +80,15 @@ impl Record<'_> {
                 .schedule
                 .warn_now(envelope.created, now, state.warned)
         {
-            let report = dsn::Report {
-                hostname: &self.config.hostname,
-                queue_id: id,
-                sender: &envelope.from,
-                arrival: envelope.created,
+            let report = self.report(
+                id,
+                &envelope,
+                &headers,
                 now,
-                action: dsn::Action::Delayed,
-                recipients: &deferred,
-                retry_until: Some(
-                    envelope
-                        .created
-                        .saturating_add(self.config.schedule.max_age.as_secs()),
-                ),
-            };
-            match self
-                .submit
-                .submit(&envelope.from, &dsn::build(&report, &headers))
-            {
+                dsn::Action::Delayed,
+                &deferred,
+            );
+            match self.submit.submit(&envelope.from, &report) {
                 Ok(()) => state.warned = true,
                 Err(error) => tracing::error!(id, %error, "could not send the delay warning"),
             }
@@ -150,17 +141,7 @@ impl Record<'_> {
             done(state);
             return;
         }
-        let report = dsn::Report {
-            hostname: &self.config.hostname,
-            queue_id: id,
-            sender: &envelope.from,
-            arrival: envelope.created,
-            now,
-            action: dsn::Action::Failed,
-            recipients: failed,
-            retry_until: None,
-        };
-        let message = dsn::build(&report, headers);
+        let message = self.report(id, envelope, headers, now, dsn::Action::Failed, failed);
         match self.submit.submit(&envelope.from, &message) {
             Ok(()) => done(state),
             Err(error) => {
@@ -179,6 +160,35 @@ impl Record<'_> {
                 }
             }
         }
+    }
+
+    /// A delivery report to the sender of `envelope` about `recipients`;
+    /// a delay report says until when retries go on.
+    fn report(
+        &self,
+        id: &str,
+        envelope: &crate::Envelope,
+        headers: &[u8],
+        now: u64,
+        action: dsn::Action,
+        recipients: &[dsn::Reported],
+    ) -> Vec<u8> {
+        let retry_until = (action == dsn::Action::Delayed).then(|| {
+            envelope
+                .created
+                .saturating_add(self.config.schedule.max_age.as_secs())
+        });
+        let report = dsn::Report {
+            hostname: &self.config.hostname,
+            queue_id: id,
+            sender: &envelope.from,
+            arrival: envelope.created,
+            now,
+            action,
+            recipients,
+            retry_until,
+        };
+        dsn::build(&report, headers)
     }
 
     /// Writes the state; if the disk will not take it, keeps it in memory

@@ -108,29 +108,20 @@ impl Routes {
     /// The servers to try for `domain`, best first.
     pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let mut targets = self.targets(&domain, dns).await?;
-        // The smarthost keeps its own policy: a per-domain entry must not
-        // weaken `relayhost_tls = "required"`.
-        let via_relayhost = self.relayhost.as_ref().is_some_and(|hop| {
-            targets.len() == 1 && targets[0].host == hop.host && targets[0].port == hop.port
-        });
-        if !via_relayhost
-            && let Some((_, policy)) = self.tls_overrides.iter().find(|(d, _)| *d == domain)
-        {
-            for target in &mut targets {
-                target.tls = *policy;
-            }
-        }
-        Ok(targets)
-    }
-
-    async fn targets(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
-        let domain = domain.to_owned();
-        if let Some((_, hop)) = self.map.iter().find(|(d, _)| *d == domain) {
-            return Ok(vec![hop.target()]);
-        }
-        if let Some((_, hop)) = self.map.iter().find(|(d, _)| d == "*") {
-            return Ok(vec![hop.target()]);
+        // A per-domain policy replaces the route's or the MX hosts' one;
+        // the smarthost keeps its own (a domain entry must not weaken
+        // `relayhost_tls = "required"`).
+        let policy = |default: TlsPolicy| {
+            self.tls_overrides
+                .iter()
+                .find(|(d, _)| *d == domain)
+                .map_or(default, |(_, policy)| *policy)
+        };
+        let mapped = self.map.iter().find(|(d, _)| *d == domain);
+        if let Some((_, hop)) = mapped.or_else(|| self.map.iter().find(|(d, _)| d == "*")) {
+            let mut target = hop.target();
+            target.tls = policy(hop.tls);
+            return Ok(vec![target]);
         }
         if let Some(hop) = &self.relayhost {
             return Ok(vec![hop.target()]);
@@ -149,18 +140,8 @@ impl Routes {
         mx.retain(|(_, host)| !matches!(host.as_str(), "." | ""));
         // By preference; hosts of equal preference in random order, so
         // the load spreads (RFC 5321 §5.1).
-        let mut noise = vec![0u8; mx.len() * 4];
-        let _ = getrandom::fill(&mut noise);
-        let mut keyed: Vec<((u16, u32), String)> = mx
-            .into_iter()
-            .zip(noise.chunks(4))
-            .map(|((preference, host), r)| {
-                let r = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-                ((preference, r), host)
-            })
-            .collect();
-        keyed.sort_by_key(|(key, _)| *key);
-        let mx: Vec<(u16, String)> = keyed.into_iter().map(|((p, _), h)| (p, h)).collect();
+        mx.sort_by_cached_key(|(preference, _)| (*preference, getrandom::u32().unwrap_or(0)));
+        let tls = policy(self.mx_tls);
         let hosts: Vec<String> = if mx.is_empty() {
             vec![domain]
         } else {
@@ -171,7 +152,7 @@ impl Routes {
             .map(|host| Target {
                 host: host.trim_end_matches('.').to_owned(),
                 port: self.mx_port,
-                tls: self.mx_tls,
+                tls,
                 credentials: None,
             })
             .collect())

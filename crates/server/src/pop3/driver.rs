@@ -79,19 +79,10 @@ pub(super) async fn handle(
     let local = tcp.local_addr().unwrap_or(peer);
     let id = service.next_id();
     let stream = if implicit_tls {
-        match tokio::time::timeout(
-            crate::tls::handshake_timeout(service.idle_timeout()),
-            service.tls.accept(tcp),
-        )
-        .await
-        {
-            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
-            Ok(Err(error)) => {
+        match crate::tls::accept_within(&service.tls, tcp, service.idle_timeout()).await {
+            Ok(tls) => Stream::Tls(Box::new(tls)),
+            Err(error) => {
                 tracing::info!(session = id, rip = %display_ip(peer), %error, "pop3s TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(session = id, rip = %display_ip(peer), "pop3s TLS handshake timed out");
                 return;
             }
         }
@@ -202,24 +193,18 @@ impl Connection {
         let Stream::Plain(tcp) = stream else {
             return None;
         };
-        match tokio::time::timeout(
-            crate::tls::handshake_timeout(self.service.idle_timeout()),
-            self.service.tls.accept(tcp),
-        )
-        .await
-        {
-            Ok(Ok(tls)) => {
+        match crate::tls::accept_within(&self.service.tls, tcp, self.service.idle_timeout()).await {
+            Ok(tls) => {
                 self.tls = true;
                 let apop = self.session.offer().apop_timestamp.clone();
                 let offer = self.service.offer(true, self.peer.ip(), apop);
                 self.session.tls_established(offer);
                 Some(Stream::Tls(Box::new(tls)))
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 tracing::info!(session = self.id, rip = %display_ip(self.peer), %error, "pop3 STLS handshake failed");
                 None
             }
-            Err(_) => None,
         }
     }
 

@@ -5,6 +5,7 @@ mod retrieve;
 
 pub(crate) use driver::write_all;
 
+use crate::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,64 +170,29 @@ pub fn maildir_for(config: &Config, user: &User) -> Result<Maildir, LocationErro
 
 /// Whether an address is a loopback address (v4-mapped included).
 pub(crate) fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    crate::relay::canonical_ip(ip).is_loopback()
 }
 
 /// Accepts connections until shutdown. `implicit_tls` is the POP3S port.
 pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tls: bool) {
-    let mut shutdown = service.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%error, "pop3 accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = service.connections.clone().try_acquire_owned() else {
-            tracing::warn!(rip = %peer.ip(), "pop3 connection refused: too many connections");
-            // RFC 3206 SYS/TEMP: a passing condition, the client retries.
-            // The send buffer of a fresh socket is empty, so this never
-            // waits; over implicit TLS there is no one to tell.
-            if !implicit_tls {
-                let _ = tcp.try_write(b"-ERR [SYS/TEMP] Too many connections; try again later\r\n");
-            }
-            drop(tcp);
-            continue;
-        };
-        let Some(slot) = service.per_ip.try_take(peer.ip()) else {
-            tracing::warn!(rip = %peer.ip(), "pop3 connection refused: too many connections from the address");
-            if !implicit_tls {
-                let _ =
-                    tcp.try_write(b"-ERR [SYS/TEMP] Too many connections from your address\r\n");
-            }
-            continue;
-        };
-        let service = service.clone();
-        tokio::spawn(async move {
-            driver::handle(service, tcp, peer, implicit_tls).await;
-            drop(slot);
-            drop(permit);
-        });
-    }
+    let gate = crate::accept::Gate {
+        protocol: "pop3",
+        connections: service.connections.clone(),
+        per_ip: service.per_ip.clone(),
+        // RFC 3206 SYS/TEMP: a passing condition, the client retries. Over
+        // implicit TLS there is no one to tell.
+        refusals: (!implicit_tls).then(|| {
+            (
+                b"-ERR [SYS/TEMP] Too many connections; try again later\r\n".to_vec(),
+                b"-ERR [SYS/TEMP] Too many connections from your address\r\n".to_vec(),
+            )
+        }),
+    };
+    let shutdown = service.shutdown.clone();
+    crate::accept::serve(gate, listener, shutdown, |tcp, peer| {
+        driver::handle(service.clone(), tcp, peer, implicit_tls)
+    })
+    .await;
 }
 
 /// Records a POP-before-SMTP grant for a successful login.
@@ -240,8 +206,5 @@ pub(crate) fn grant_relay(service: &Pop3Service, ip: IpAddr, user: &str) {
 
 /// Addresses for logs: the peer's address without a v4-mapped prefix.
 pub(crate) fn display_ip(addr: SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        ip => ip,
-    }
+    crate::relay::canonical_ip(addr.ip())
 }

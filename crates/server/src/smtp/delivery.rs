@@ -269,6 +269,8 @@ pub(super) fn deliver(
                 Body::EightBitMime => "8BITMIME".into(),
             },
             smtputf8: envelope.params.smtputf8,
+            // What the entry holds: our Received line, then the message.
+            size: Some(WireSize::of(received.as_bytes()) + spool.wire_size()),
         };
         Some(
             queue

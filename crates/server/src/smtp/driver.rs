@@ -12,7 +12,8 @@ use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Session, replies};
 
 use super::delivery::{self, Trace};
 use super::spool::Spool;
-use super::{Listener, SmtpService, lock};
+use super::{Listener, SmtpService};
+use crate::lock;
 use crate::logtext::Escaped;
 use crate::relay::{Client, Decision, Policy};
 use crate::stream::Stream;
@@ -48,15 +49,10 @@ pub(super) async fn handle(
     let implicit = listener == Listener::Submissions;
     let id = service.next_id();
     let stream = if implicit {
-        match tokio::time::timeout(
-            crate::tls::handshake_timeout(service.timeout()),
-            service.tls.accept(tcp),
-        )
-        .await
-        {
-            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
-            _ => {
-                tracing::info!(session = id, rip = %peer.ip(), "smtps TLS handshake failed");
+        match crate::tls::accept_within(&service.tls, tcp, service.timeout()).await {
+            Ok(tls) => Stream::Tls(Box::new(tls)),
+            Err(error) => {
+                tracing::info!(session = id, rip = %peer.ip(), %error, "smtps TLS handshake failed");
                 return;
             }
         }
@@ -191,20 +187,15 @@ impl Connection {
         let Stream::Plain(tcp) = stream else {
             return None;
         };
-        match tokio::time::timeout(
-            crate::tls::handshake_timeout(self.service.timeout()),
-            self.service.tls.accept(tcp),
-        )
-        .await
-        {
-            Ok(Ok(tls)) => {
+        match crate::tls::accept_within(&self.service.tls, tcp, self.service.timeout()).await {
+            Ok(tls) => {
                 self.tls = true;
                 let offer = self.service.offer(self.listener, true, self.peer.ip());
                 self.session.tls_established(offer);
                 Some(Stream::Tls(Box::new(tls)))
             }
-            _ => {
-                tracing::info!(session = self.id, rip = %self.peer.ip(), "smtp STARTTLS handshake failed");
+            Err(error) => {
+                tracing::info!(session = self.id, rip = %self.peer.ip(), %error, "smtp STARTTLS handshake failed");
                 None
             }
         }

@@ -6,8 +6,8 @@ pub(crate) mod spool;
 mod storage;
 mod submit;
 
+use crate::lock;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -148,55 +148,28 @@ impl SmtpService {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 /// Accepts connections until shutdown.
 pub async fn serve(service: Arc<SmtpService>, listener: TcpListener, kind: Listener) {
-    let mut shutdown = service.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
-        };
-        let (tcp, peer): (_, SocketAddr) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "smtp accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = service.connections.clone().try_acquire_owned() else {
-            tracing::warn!(rip = %peer.ip(), "smtp connection refused: too many connections");
-            // A 421 tells the client to retry later rather than guess at a
-            // network fault. The send buffer of a fresh socket is empty, so
-            // this never waits; over implicit TLS there is no one to tell.
-            if kind != Listener::Submissions {
-                let mut reply = Vec::new();
-                yubin_smtp_proto::replies::TOO_MANY_CONNECTIONS.write_to(&mut reply);
-                let _ = tcp.try_write(&reply);
-            }
-            continue;
-        };
-        let Some(slot) = service.per_ip.try_take(peer.ip()) else {
-            tracing::warn!(rip = %peer.ip(), "smtp connection refused: too many connections from the address");
-            if kind != Listener::Submissions {
-                let mut reply = Vec::new();
-                yubin_smtp_proto::replies::TOO_MANY_FROM_ADDRESS.write_to(&mut reply);
-                let _ = tcp.try_write(&reply);
-            }
-            continue;
-        };
-        let service = service.clone();
-        tokio::spawn(async move {
-            driver::handle(service, tcp, peer, kind).await;
-            drop(slot);
-            drop(permit);
-        });
-    }
+    let reply = |r: yubin_smtp_proto::Reply| {
+        let mut bytes = Vec::new();
+        r.write_to(&mut bytes);
+        bytes
+    };
+    let gate = crate::accept::Gate {
+        protocol: "smtp",
+        connections: service.connections.clone(),
+        per_ip: service.per_ip.clone(),
+        // Over implicit TLS there is no one to tell.
+        refusals: (kind != Listener::Submissions).then(|| {
+            (
+                reply(yubin_smtp_proto::replies::TOO_MANY_CONNECTIONS),
+                reply(yubin_smtp_proto::replies::TOO_MANY_FROM_ADDRESS),
+            )
+        }),
+    };
+    let shutdown = service.shutdown.clone();
+    crate::accept::serve(gate, listener, shutdown, |tcp, peer| {
+        driver::handle(service.clone(), tcp, peer, kind)
+    })
+    .await;
 }

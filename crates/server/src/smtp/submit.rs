@@ -62,6 +62,7 @@ impl Submit for SmtpService {
                         auth: "MAILER-DAEMON".into(),
                         body: "8BITMIME".into(),
                         smtputf8: !recipient.is_ascii(),
+                        size: Some(yubin_pop3_proto::WireSize::of(message)),
                     };
                     self.queue
                         .stage(&entry, |file| std::io::Write::write_all(file, message))
