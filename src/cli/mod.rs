@@ -1,6 +1,8 @@
 //! Subcommands and their arguments.
 
 mod deliver;
+mod fetch;
+mod fetch_config;
 mod password;
 mod pw;
 mod queue;
@@ -48,6 +50,11 @@ enum Command {
     /// mailbox_command or a pipe transport). Exit status: 0 delivered,
     /// 67 unknown user, 75 temporary failure (the MTA retries).
     Deliver(deliver::DeliverArgs),
+    /// Fetch mail from POP3 accounts into local mailboxes. Exit status: 0
+    /// fetched; 75 try again later; 77 login refused; 76 protocol error;
+    /// 69 TLS or login impossible as configured; 74 a local write failed;
+    /// 78 a password source failed; 2 bad arguments.
+    Fetch(Box<fetch::FetchArgs>),
     /// Inspect the outbound queue.
     Queue {
         #[command(subcommand)]
@@ -82,6 +89,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Command::User { command, config } => user::run(command, &load_config(config.as_deref())?),
         Command::Pw(args) => pw::run(args),
         Command::Deliver(args) => deliver::run(args),
+        Command::Fetch(args) => fetch::run(*args),
         Command::Queue { command, config } => queue::run(command, &load_config(config.as_deref())?),
     }
 }

@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod durability;
+mod fetch;
 mod fidelity;
 mod login;
 mod outbound;

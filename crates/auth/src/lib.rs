@@ -1,5 +1,6 @@
 //! Users and authentication: Dovecot's passwd-file, Dovecot's password
-//! schemes, APOP and the SASL mechanisms, server side.
+//! schemes, APOP and the SASL mechanisms, server side (and the client's
+//! side of them, for `yubin fetch`).
 //!
 //! Blocking and CPU-bound (password hashing): the server calls into this
 //! crate off its async threads. No I/O except reading and atomically
@@ -10,10 +11,12 @@
 //! - [`users`]: the lookup table a server authenticates against (incl. APOP).
 //! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256.
 //! - [`grants`]: POP-before-SMTP relay grants.
+//! - [`client`]: the client's side: APOP, CRAM-MD5, PLAIN, SCRAM.
 //! - [`penalty`]: growing delays after failed logins, per client address.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod client;
 mod client_key;
 pub mod grants;
 mod md5_context;

@@ -11,9 +11,11 @@
 //! - [`stuffing`]: stored message → RETR/TOP body ([`Encoder`]) and its size ([`WireSize`]).
 //! - [`header`]: the header check behind RFC 6856's `[UTF8]`.
 //! - [`server`]: the session state machine.
+//! - [`client`]: the client's half of a connection, for `yubin fetch` and others.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod client;
 pub mod command;
 pub mod header;
 pub mod msgnum;

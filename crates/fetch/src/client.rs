@@ -1,0 +1,735 @@
+//! The POP3 client over a socket: [`yubin_pop3_proto::client::Connection`]
+//! driven over tokio, with TLS by rustls (implicit, or STLS), every read
+//! and write under a timeout, and authentication chosen from CAPA.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), yubin_fetch::client::ClientError> {
+//! use yubin_fetch::client::{AuthMethod, Pop3Client, ServerOptions};
+//!
+//! let server = ServerOptions::new("pop.example.org");
+//! let mut pop = Pop3Client::connect(&server).await?;
+//! pop.login("alice", "secret", AuthMethod::Auto).await?;
+//! for entry in pop.list().await?.entries {
+//!     let mut message = Vec::new();
+//!     pop.retr(entry.number, entry.size + 1024, &mut message).await?;
+//!     println!("message {}: {} octets", entry.number, message.len());
+//! }
+//! pop.quit().await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use yubin_auth::client::{ScramClient, ScramError, apop_digest, cram_md5_response, plain_response};
+use yubin_auth::scram::Hash;
+use yubin_pop3_proto::MsgNum;
+use yubin_pop3_proto::client::{
+    Capabilities, Connection, Event, Limits, ProtocolError, RequestError, ScanEntry, Status,
+    UidEntry,
+};
+
+use crate::tls::{SeenCertificate, TlsSetupError, Trust, client_config, fingerprint_text};
+
+/// How the connection is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (POP3S, port 995, RFC 8314).
+    #[default]
+    Implicit,
+    /// Plain TCP, then STLS before anything else (RFC 2595, port 110).
+    /// A server that does not offer or refuses STLS gets no credentials.
+    Stls,
+    /// No TLS at all. Only challenge-response methods are chosen
+    /// automatically; the password goes in clear only if forced.
+    None,
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Host name (also the name the certificate must carry).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// How the certificate is trusted.
+    pub trust: Trust,
+    /// Longest wait for any read, write, connect or handshake.
+    pub timeout: Duration,
+    /// Bounds on listings.
+    pub limits: Limits,
+}
+
+impl ServerOptions {
+    /// Implicit TLS on port 995, system roots, a 60-second timeout.
+    pub fn new(host: impl Into<String>) -> Self {
+        ServerOptions {
+            host: host.into(),
+            port: 995,
+            tls: TlsMode::Implicit,
+            trust: Trust::System,
+            timeout: Duration::from_secs(60),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// How to log in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Chosen from CAPA; see [`Pop3Client::login`].
+    #[default]
+    Auto,
+    /// USER and PASS.
+    User,
+    /// APOP (the greeting must carry a valid timestamp).
+    Apop,
+    /// SASL PLAIN.
+    Plain,
+    /// SASL LOGIN.
+    Login,
+    /// SASL CRAM-MD5.
+    CramMd5,
+    /// SASL SCRAM-SHA-1.
+    ScramSha1,
+    /// SASL SCRAM-SHA-256.
+    ScramSha256,
+}
+
+impl AuthMethod {
+    /// Parses the names used in configuration: `auto`, `user`, `apop`,
+    /// `plain`, `login`, `cram-md5`, `scram-sha-1`, `scram-sha-256`.
+    pub fn parse(name: &str) -> Option<AuthMethod> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "auto" => AuthMethod::Auto,
+            "user" => AuthMethod::User,
+            "apop" => AuthMethod::Apop,
+            "plain" => AuthMethod::Plain,
+            "login" => AuthMethod::Login,
+            "cram-md5" => AuthMethod::CramMd5,
+            "scram-sha-1" => AuthMethod::ScramSha1,
+            "scram-sha-256" => AuthMethod::ScramSha256,
+            _ => return None,
+        })
+    }
+
+    /// The name as [`AuthMethod::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Auto => "auto",
+            AuthMethod::User => "user",
+            AuthMethod::Apop => "apop",
+            AuthMethod::Plain => "plain",
+            AuthMethod::Login => "login",
+            AuthMethod::CramMd5 => "cram-md5",
+            AuthMethod::ScramSha1 => "scram-sha-1",
+            AuthMethod::ScramSha256 => "scram-sha-256",
+        }
+    }
+
+    /// Whether the method sends the password itself (not a proof of it).
+    pub fn sends_password(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::User | AuthMethod::Plain | AuthMethod::Login
+        )
+    }
+}
+
+/// What went wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Resolving or connecting failed.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    /// The server did not answer in time.
+    #[error("timed out after {0:?} waiting for the server ({1})")]
+    Timeout(Duration, &'static str),
+    /// The connection broke.
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The TLS setup or handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The server broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The server refused service at the greeting.
+    #[error("the server refused the connection: {0}")]
+    Greeting(Status),
+    /// TLS was required and the server would not do STLS.
+    #[error("STLS required but {0}; no credentials were sent")]
+    NoStls(String),
+    /// No acceptable way to log in.
+    #[error("no acceptable login method: {0}")]
+    NoAuthMethod(String),
+    /// The server refused the login (see [`Status::in_use`] and
+    /// [`Status::login_delay`]).
+    #[error("login refused: {0}")]
+    Auth(Status),
+    /// The server could not be authenticated by SCRAM.
+    #[error("SCRAM: {0}")]
+    Scram(ScramError),
+    /// The server refused a command after login.
+    #[error("{0} refused: {1}")]
+    Refused(&'static str, Status),
+    /// A command could not be written as asked.
+    #[error("bad request: {0}")]
+    Request(#[from] RequestError),
+}
+
+impl From<TlsSetupError> for ClientError {
+    fn from(error: TlsSetupError) -> Self {
+        ClientError::Tls(error.to_string())
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// An open POP3 session.
+pub struct Pop3Client {
+    stream: Option<Stream>,
+    conn: Connection,
+    greeting: Status,
+    capabilities: Capabilities,
+    /// CAPA answered `+OK` (an empty answer still counts).
+    capa_known: bool,
+    options: ServerOptions,
+    tls: Option<(TlsConnector, SeenCertificate)>,
+    buf: Vec<u8>,
+}
+
+impl fmt::Debug for Pop3Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pop3Client")
+            .field("host", &self.options.host)
+            .field("port", &self.options.port)
+            .field("tls", &self.is_tls())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A listing and the number of lines the server got wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing<T> {
+    /// The well-formed entries.
+    pub entries: Vec<T>,
+    /// Lines refused as malformed.
+    pub rejected: usize,
+}
+
+impl Pop3Client {
+    /// Connects, starts TLS as the options say, reads the greeting and
+    /// the capabilities.
+    pub async fn connect(options: &ServerOptions) -> Result<Pop3Client, ClientError> {
+        let timeout = options.timeout;
+        let target = format!("{}:{}", options.host, options.port);
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&target)).await {
+            Err(_) => return Err(ClientError::Timeout(timeout, "connect")),
+            Ok(Err(error)) => return Err(ClientError::Connect(target, error)),
+            Ok(Ok(tcp)) => tcp,
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = match options.tls {
+            TlsMode::None => None,
+            TlsMode::Implicit | TlsMode::Stls => {
+                let (config, seen) = client_config(&options.trust)?;
+                Some((TlsConnector::from(Arc::new(config)), seen))
+            }
+        };
+        let mut client = Pop3Client {
+            stream: Some(Stream::Plain(tcp)),
+            conn: Connection::new(options.limits),
+            greeting: Status {
+                ok: false,
+                code: None,
+                text: String::new(),
+            },
+            capabilities: Capabilities::default(),
+            capa_known: false,
+            options: options.clone(),
+            tls,
+            buf: vec![0; 16 * 1024],
+        };
+        if options.tls == TlsMode::Implicit {
+            client.handshake().await?;
+        }
+        client.greeting = match client.event("greeting").await? {
+            Event::Greeting(status) if status.ok => status,
+            Event::Greeting(status) => return Err(ClientError::Greeting(status)),
+            other => return Err(unexpected(other)),
+        };
+        client.read_capabilities().await?;
+        if options.tls == TlsMode::Stls {
+            client.start_tls().await?;
+        }
+        Ok(client)
+    }
+
+    /// The greeting.
+    pub fn greeting(&self) -> &Status {
+        &self.greeting
+    }
+
+    /// The capabilities (empty if the server has no CAPA).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Some(Stream::Tls(_)))
+    }
+
+    /// Logs in. [`AuthMethod::Auto`] picks, over TLS: USER/PASS when
+    /// offered (or when the server has no CAPA), else SASL PLAIN, LOGIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP; without TLS only
+    /// SCRAM-SHA-256, SCRAM-SHA-1 and CRAM-MD5, so the password never
+    /// crosses the network in clear unless a method is forced. APOP is
+    /// used only with a greeting timestamp of the msg-id form.
+    pub async fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+        method: AuthMethod,
+    ) -> Result<(), ClientError> {
+        let method = match method {
+            AuthMethod::Auto => self.choose_method()?,
+            forced => forced,
+        };
+        tracing::debug!(method = method.name(), "logging in");
+        match method {
+            AuthMethod::User => {
+                self.conn.user(user)?;
+                self.flush().await?;
+                let status = self.status("USER").await?;
+                if !status.ok {
+                    return Err(ClientError::Auth(status));
+                }
+                self.conn.pass(password)?;
+                self.expect_login_ok().await
+            }
+            AuthMethod::Apop => {
+                let Some(stamp) = self.greeting.apop_timestamp() else {
+                    return Err(ClientError::NoAuthMethod(
+                        "APOP needs a greeting with a <local@host> timestamp".into(),
+                    ));
+                };
+                let digest = apop_digest(stamp, password);
+                self.conn.apop(user, &digest)?;
+                self.expect_login_ok().await
+            }
+            AuthMethod::Plain => {
+                let message = plain_response(user, password);
+                self.sasl_start("PLAIN", Some(&message)).await?;
+                self.expect_login_ok().await
+            }
+            AuthMethod::Login => {
+                self.sasl_start("LOGIN", None).await?;
+                self.sasl_challenge().await?;
+                self.conn.auth_response(user.as_bytes())?;
+                self.sasl_challenge().await?;
+                self.conn.auth_response(password.as_bytes())?;
+                self.expect_login_ok().await
+            }
+            AuthMethod::CramMd5 => {
+                self.sasl_start("CRAM-MD5", None).await?;
+                let challenge = self.sasl_challenge().await?;
+                self.conn
+                    .auth_response(&cram_md5_response(user, password, &challenge))?;
+                self.expect_login_ok().await
+            }
+            AuthMethod::ScramSha1 | AuthMethod::ScramSha256 => {
+                let (name, hash) = if method == AuthMethod::ScramSha1 {
+                    ("SCRAM-SHA-1", Hash::Sha1)
+                } else {
+                    ("SCRAM-SHA-256", Hash::Sha256)
+                };
+                let mut scram = ScramClient::new(hash, user, password);
+                self.sasl_start(name, Some(&scram.client_first())).await?;
+                let server_first = self.sasl_challenge().await?;
+                let client_final = match scram.client_final(&server_first) {
+                    Ok(message) => message,
+                    Err(error) => return self.sasl_abort(error).await,
+                };
+                self.conn.auth_response(&client_final)?;
+                let server_final = self.sasl_challenge().await?;
+                if let Err(error) = scram.verify_server_final(&server_final) {
+                    return self.sasl_abort(error).await;
+                }
+                self.conn.auth_response(b"")?;
+                self.expect_login_ok().await
+            }
+            AuthMethod::Auto => Err(ClientError::NoAuthMethod("no method chosen".into())),
+        }
+    }
+
+    fn choose_method(&self) -> Result<AuthMethod, ClientError> {
+        let caps = &self.capabilities;
+        let sasl = |name: &str| caps.has_sasl(name);
+        if self.is_tls() {
+            let user_ok = caps.user || !self.capa_known;
+            let order = [
+                (user_ok, AuthMethod::User),
+                (sasl("PLAIN"), AuthMethod::Plain),
+                (sasl("LOGIN"), AuthMethod::Login),
+                (sasl("SCRAM-SHA-256"), AuthMethod::ScramSha256),
+                (sasl("SCRAM-SHA-1"), AuthMethod::ScramSha1),
+                (sasl("CRAM-MD5"), AuthMethod::CramMd5),
+                (self.greeting.apop_timestamp().is_some(), AuthMethod::Apop),
+            ];
+            if let Some((_, method)) = order.into_iter().find(|(offered, _)| *offered) {
+                return Ok(method);
+            }
+            // A server with CAPA that lists no way in: USER is RFC 1939's.
+            return Ok(AuthMethod::User);
+        }
+        let order = [
+            (sasl("SCRAM-SHA-256"), AuthMethod::ScramSha256),
+            (sasl("SCRAM-SHA-1"), AuthMethod::ScramSha1),
+            (sasl("CRAM-MD5"), AuthMethod::CramMd5),
+        ];
+        match order.into_iter().find(|(offered, _)| *offered) {
+            Some((_, method)) => Ok(method),
+            None => Err(ClientError::NoAuthMethod(
+                "without TLS only SCRAM or CRAM-MD5 is chosen automatically, and the server \
+                 offers neither; refusing to send the password in clear (set the auth method \
+                 explicitly to override)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// `STAT`: message count and total size.
+    pub async fn stat(&mut self) -> Result<(u32, u64), ClientError> {
+        self.conn.stat()?;
+        let status = self.status("STAT").await?;
+        if !status.ok {
+            return Err(ClientError::Refused("STAT", status));
+        }
+        status
+            .stat()
+            .ok_or_else(|| ClientError::Protocol(ProtocolError::BadStatusLine(status.to_string())))
+    }
+
+    /// `LIST`: every message's number and size.
+    pub async fn list(&mut self) -> Result<Listing<ScanEntry>, ClientError> {
+        self.conn.list()?;
+        self.flush().await?;
+        match self.event("LIST").await? {
+            Event::Scan { entries, rejected } => Ok(Listing { entries, rejected }),
+            Event::Status(status) => Err(ClientError::Refused("LIST", status)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `UIDL`: every message's unique-id; `None` if the server has no UIDL.
+    pub async fn uidl(&mut self) -> Result<Option<Listing<UidEntry>>, ClientError> {
+        self.conn.uidl()?;
+        self.flush().await?;
+        match self.event("UIDL").await? {
+            Event::Uids { entries, rejected } => Ok(Some(Listing { entries, rejected })),
+            Event::Status(_) => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `RETR n`: appends the message (CRLF line ends, unstuffed) to `out`.
+    /// More than `limit` octets is a protocol error. `Ok(false)` if the
+    /// server refused (`-ERR`, e.g. the message is gone).
+    pub async fn retr(
+        &mut self,
+        n: MsgNum,
+        limit: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ClientError> {
+        self.conn.retr(n, limit)?;
+        self.content("RETR", out).await
+    }
+
+    /// `TOP n lines`: appends the headers and `lines` lines of body.
+    pub async fn top(
+        &mut self,
+        n: MsgNum,
+        lines: u32,
+        limit: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ClientError> {
+        self.conn.top(n, lines, limit)?;
+        self.content("TOP", out).await
+    }
+
+    /// `DELE n`: marks the message; the server removes it at QUIT.
+    pub async fn dele(&mut self, n: MsgNum) -> Result<(), ClientError> {
+        self.conn.dele(n)?;
+        let status = self.status("DELE").await?;
+        if status.ok {
+            Ok(())
+        } else {
+            Err(ClientError::Refused("DELE", status))
+        }
+    }
+
+    /// `RSET`: unmarks everything.
+    pub async fn rset(&mut self) -> Result<(), ClientError> {
+        self.conn.rset()?;
+        let status = self.status("RSET").await?;
+        if status.ok {
+            Ok(())
+        } else {
+            Err(ClientError::Refused("RSET", status))
+        }
+    }
+
+    /// `NOOP`
+    pub async fn noop(&mut self) -> Result<(), ClientError> {
+        self.conn.noop()?;
+        self.status("NOOP").await.map(|_| ())
+    }
+
+    /// Sends `QUIT` without waiting for the answer; [`Pop3Client::finish_quit`]
+    /// reads it. (Split so a crash test can stop in between.)
+    pub async fn send_quit(&mut self) -> Result<(), ClientError> {
+        self.conn.quit()?;
+        self.flush().await
+    }
+
+    /// Reads the answer to QUIT: `+OK` means the server committed the
+    /// deletions (RFC 1939 §6); `-ERR` means it could not remove some.
+    pub async fn finish_quit(mut self) -> Result<(), ClientError> {
+        let status = match self.event("QUIT").await? {
+            Event::Status(status) => status,
+            other => return Err(unexpected(other)),
+        };
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = match stream {
+                Stream::Plain(s) => s.shutdown().await,
+                Stream::Tls(s) => s.shutdown().await,
+            };
+        }
+        if status.ok {
+            Ok(())
+        } else {
+            Err(ClientError::Refused("QUIT", status))
+        }
+    }
+
+    /// `QUIT`, and its answer.
+    pub async fn quit(mut self) -> Result<(), ClientError> {
+        self.send_quit().await?;
+        self.finish_quit().await
+    }
+
+    async fn read_capabilities(&mut self) -> Result<(), ClientError> {
+        self.conn.capa()?;
+        self.flush().await?;
+        match self.event("CAPA").await? {
+            Event::Capabilities(caps) => {
+                self.capabilities = caps;
+                self.capa_known = true;
+            }
+            Event::Status(_) => {
+                self.capabilities = Capabilities::default();
+                self.capa_known = false;
+            }
+            other => return Err(unexpected(other)),
+        }
+        Ok(())
+    }
+
+    async fn start_tls(&mut self) -> Result<(), ClientError> {
+        if self.capa_known && !self.capabilities.stls {
+            return Err(ClientError::NoStls("the server does not offer it".into()));
+        }
+        self.conn.stls()?;
+        self.flush().await?;
+        let status = self.status("STLS").await?;
+        if !status.ok {
+            return Err(ClientError::NoStls(format!(
+                "the server refused it: {status}"
+            )));
+        }
+        self.handshake().await?;
+        // RFC 2595 §4: forget what was learnt before TLS and ask again.
+        self.read_capabilities().await
+    }
+
+    async fn handshake(&mut self) -> Result<(), ClientError> {
+        let Some((connector, seen)) = self.tls.clone() else {
+            return Err(ClientError::Tls("TLS is not configured".into()));
+        };
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+            return Err(ClientError::Tls("TLS is already active".into()));
+        };
+        let name = ServerName::try_from(self.options.host.clone()).map_err(|_| {
+            ClientError::Tls(format!(
+                "{:?} is not a valid server name",
+                self.options.host
+            ))
+        })?;
+        let timeout = self.options.timeout;
+        match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+            Err(_) => Err(ClientError::Timeout(timeout, "TLS handshake")),
+            Ok(Err(error)) => Err(ClientError::Tls(match seen.refused() {
+                Some(fp) => format!(
+                    "{error}; the server's certificate has SHA-256 fingerprint {}",
+                    fingerprint_text(&fp)
+                ),
+                None => error.to_string(),
+            })),
+            Ok(Ok(tls)) => {
+                self.stream = Some(Stream::Tls(Box::new(tls)));
+                Ok(())
+            }
+        }
+    }
+
+    async fn sasl_start(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> Result<(), ClientError> {
+        // RFC 5034 §4: an initial response that would make the argument
+        // longer than 255 octets goes after an empty challenge instead.
+        let fits = initial.is_some_and(|data| data.len().div_ceil(3) * 4 <= 255);
+        if fits {
+            self.conn.auth(mechanism, initial)?;
+        } else {
+            self.conn.auth(mechanism, None)?;
+            if let Some(data) = initial {
+                let challenge = self.sasl_challenge().await?;
+                if !challenge.is_empty() {
+                    return self.sasl_abort(ScramError::Malformed).await;
+                }
+                self.conn.auth_response(data)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued and reads a challenge; a status here ends the
+    /// exchange as a refusal.
+    async fn sasl_challenge(&mut self) -> Result<Vec<u8>, ClientError> {
+        self.flush().await?;
+        match self.event("AUTH").await? {
+            Event::Challenge(data) => Ok(data),
+            Event::Status(status) => Err(ClientError::Auth(status)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn sasl_abort<T>(&mut self, error: ScramError) -> Result<T, ClientError> {
+        self.conn.auth_cancel()?;
+        self.flush().await?;
+        let _ = self.event("AUTH cancel").await;
+        Err(ClientError::Scram(error))
+    }
+
+    async fn expect_login_ok(&mut self) -> Result<(), ClientError> {
+        let status = self.status("login").await?;
+        if status.ok {
+            Ok(())
+        } else {
+            Err(ClientError::Auth(status))
+        }
+    }
+
+    async fn content(
+        &mut self,
+        what: &'static str,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ClientError> {
+        self.flush().await?;
+        loop {
+            match self.event(what).await? {
+                Event::Content(piece) => out.extend_from_slice(&piece),
+                Event::ContentEnd => return Ok(true),
+                Event::Status(status) if !status.ok => return Ok(false),
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// Flushes queued commands and reads a status reply.
+    async fn status(&mut self, what: &'static str) -> Result<Status, ClientError> {
+        self.flush().await?;
+        match self.event(what).await? {
+            Event::Status(status) => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        if self.conn.output().is_empty() {
+            return Ok(());
+        }
+        let timeout = self.options.timeout;
+        let output = self.conn.output();
+        let written = match self.stream.as_mut() {
+            Some(Stream::Plain(s)) => tokio::time::timeout(timeout, s.write_all(output)).await,
+            Some(Stream::Tls(s)) => {
+                tokio::time::timeout(timeout, async {
+                    s.write_all(output).await?;
+                    s.flush().await
+                })
+                .await
+            }
+            None => return Err(ClientError::Closed),
+        };
+        match written {
+            Err(_) => Err(ClientError::Timeout(timeout, "write")),
+            Ok(Err(error)) => Err(ClientError::Io(error)),
+            Ok(Ok(())) => {
+                self.conn.clear_output();
+                Ok(())
+            }
+        }
+    }
+
+    async fn event(&mut self, what: &'static str) -> Result<Event, ClientError> {
+        let timeout = self.options.timeout;
+        loop {
+            if let Some(event) = self.conn.next_event()? {
+                return Ok(event);
+            }
+            let read = match self.stream.as_mut() {
+                Some(Stream::Plain(s)) => {
+                    tokio::time::timeout(timeout, s.read(&mut self.buf)).await
+                }
+                Some(Stream::Tls(s)) => tokio::time::timeout(timeout, s.read(&mut self.buf)).await,
+                None => return Err(ClientError::Closed),
+            };
+            match read {
+                Err(_) => return Err(ClientError::Timeout(timeout, what)),
+                Ok(Err(error)) => return Err(ClientError::Io(error)),
+                Ok(Ok(0)) => return Err(ClientError::Closed),
+                Ok(Ok(n)) => self.conn.receive(&self.buf[..n]),
+            }
+        }
+    }
+}
+
+fn unexpected(event: Event) -> ClientError {
+    let shown = match &event {
+        Event::Greeting(s) | Event::Status(s) => s.to_string(),
+        Event::Challenge(_) => "a SASL challenge".into(),
+        Event::Capabilities(_) => "a capability list".into(),
+        Event::Scan { .. } | Event::Uids { .. } => "a listing".into(),
+        Event::Content(_) | Event::ContentEnd => "message content".into(),
+    };
+    ClientError::Protocol(ProtocolError::BadStatusLine(shown))
+}

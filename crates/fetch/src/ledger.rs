@@ -1,0 +1,465 @@
+//! The UIDL ledger: which messages of one account have been fetched, and
+//! when. It is what lets `yubin fetch` take only new mail, keep mail on
+//! the server for N days, and delete only what it has delivered.
+//!
+//! Two files per account in the state directory:
+//! - `NAME.ledger`, the snapshot: a header line, one `SECS KIND KEY` line
+//!   per message (SECS: when it was first fetched; KIND: `F` fetched whole,
+//!   `H` headers only), and an `# end COUNT` line, so a truncated file is known
+//!   to be damaged. Written whole: temporary file, fsync, rename, fsync of
+//!   the directory.
+//! - `NAME.journal`, the records made since the last snapshot, one line
+//!   each, appended and fsynced one by one: `KIND SECS KEY CHECK`, where
+//!   CHECK is the start of a SHA-256 of the rest. A crash can tear only the
+//!   last line; a torn last line is ignored (its message was delivered but
+//!   not recorded: the one duplicate the design allows). A bad line
+//!   anywhere else means the ledger is damaged.
+//!
+//! Keys are UIDL unique-ids (printable ASCII, no spaces), or `hdr:` and a
+//! digest of the headers for servers without usable UIDs.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+const HEADER: &str = "# yubin fetch ledger 1";
+
+/// What the ledger knows of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// When it was first fetched (Unix seconds).
+    pub first_fetched: u64,
+    /// Only its headers were delivered (it was over `max_size`): it must
+    /// never be deleted on the strength of this entry.
+    pub headers_only: bool,
+}
+
+/// Why the ledger cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage(pub String);
+
+/// An account's ledger, open for recording.
+#[derive(Debug)]
+pub struct Ledger {
+    snapshot: PathBuf,
+    journal_path: PathBuf,
+    journal: Option<File>,
+    entries: HashMap<String, Entry>,
+    damage: Option<Damage>,
+    /// Held while the ledger is open: one run per account at a time.
+    _lock: File,
+}
+
+/// Why a ledger could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another run holds the account's lock.
+    #[error("another yubin fetch is running for this account ({0} is locked)")]
+    Busy(PathBuf),
+    /// The files could not be read or created.
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+}
+
+impl Ledger {
+    /// Opens the ledger `name` in `dir` (created if missing). A missing
+    /// ledger is an empty one; a damaged one loads what it can and
+    /// reports the damage in [`Ledger::damage`].
+    pub fn open(dir: &Path, name: &str) -> Result<Ledger, OpenError> {
+        let io_error = |error| OpenError::Io(dir.to_owned(), error);
+        fs::create_dir_all(dir).map_err(io_error)?;
+        let lock_path = dir.join(format!("{name}.lock"));
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_error)?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(OpenError::Busy(lock_path));
+        }
+        Self::load(dir, name, lock).map_err(io_error)
+    }
+
+    fn load(dir: &Path, name: &str, lock: File) -> io::Result<Ledger> {
+        let snapshot = dir.join(format!("{name}.ledger"));
+        let journal_path = dir.join(format!("{name}.journal"));
+        let mut entries = HashMap::new();
+        let mut damage = None;
+        match File::open(&snapshot) {
+            Ok(file) => {
+                if let Err(reason) = read_snapshot(file, &mut entries)? {
+                    damage = Some(Damage(format!("{}: {reason}", snapshot.display())));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match File::open(&journal_path) {
+            Ok(file) => {
+                if let Err(reason) = replay_journal(file, &mut entries)? {
+                    damage.get_or_insert(Damage(format!("{}: {reason}", journal_path.display())));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(Damage(reason)) = &damage {
+            // Keep the evidence; the next snapshot replaces the files.
+            let keep = dir.join(format!("{name}.damaged-{}", now_secs()));
+            let _ = fs::copy(&snapshot, &keep);
+            tracing::warn!(%reason, kept = %keep.display(), "the fetch ledger is damaged");
+        }
+        Ok(Ledger {
+            snapshot,
+            journal_path,
+            journal: None,
+            entries,
+            damage,
+            _lock: lock,
+        })
+    }
+
+    /// Why the ledger is not to be trusted this run, if it is not.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.damage.as_ref()
+    }
+
+    /// What is known about `key`.
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        self.entries.get(key).copied()
+    }
+
+    /// How many messages the ledger knows.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the ledger knows no message.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records that `key` was fetched (delivered and durable) at `now`.
+    /// Returns once the record is on disk.
+    pub fn record_fetched(&mut self, key: &str, now: u64) -> io::Result<()> {
+        self.record(key, now, false)
+    }
+
+    /// Records that only the headers of `key` were delivered.
+    pub fn record_headers_only(&mut self, key: &str, now: u64) -> io::Result<()> {
+        self.record(key, now, true)
+    }
+
+    fn record(&mut self, key: &str, now: u64, headers_only: bool) -> io::Result<()> {
+        let first = self.entries.get(key).map_or(now, |e| e.first_fetched);
+        self.append(kind(headers_only), first, key)?;
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                first_fetched: first,
+                headers_only,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes a fresh snapshot and empties the journal. With `present`,
+    /// entries whose key is not in it are dropped (the server no longer
+    /// has those messages). The damage, if any, is repaired by this.
+    pub fn compact(&mut self, present: Option<&dyn Fn(&str) -> bool>) -> io::Result<()> {
+        if let Some(present) = present {
+            self.entries.retain(|key, _| present(key));
+        }
+        let mut keys: Vec<&String> = self.entries.keys().collect();
+        keys.sort();
+        let mut text = String::with_capacity(64 * keys.len() + 64);
+        text.push_str(HEADER);
+        text.push('\n');
+        for key in &keys {
+            let entry = self.entries[*key];
+            let kind = kind(entry.headers_only);
+            text.push_str(&format!("{} {kind} {key}\n", entry.first_fetched));
+        }
+        text.push_str(&format!("# end {}\n", keys.len()));
+        let tmp = self.snapshot.with_extension("ledger.tmp");
+        {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, &self.snapshot)?;
+        sync_parent(&self.snapshot)?;
+        // The snapshot holds everything now; an old journal replayed on top
+        // of it would change nothing, so a crash here is harmless.
+        self.journal = None;
+        match fs::remove_file(&self.journal_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.damage = None;
+        Ok(())
+    }
+
+    fn append(&mut self, kind: char, secs: u64, key: &str) -> io::Result<()> {
+        if self.journal.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&self.journal_path)?;
+            sync_parent(&self.journal_path)?;
+            self.journal = Some(file);
+        }
+        let body = format!("{kind} {secs} {key}");
+        let line = format!("{body} {}\n", check(&body));
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(io::Error::other("journal not open"));
+        };
+        journal.write_all(line.as_bytes())?;
+        journal.sync_data()
+    }
+}
+
+/// The first 8 hex digits of SHA-256: enough to tell a torn line.
+fn check(body: &str) -> String {
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a snapshot into `entries`; `Ok(Err(reason))` if it is damaged.
+fn read_snapshot(
+    file: File,
+    entries: &mut HashMap<String, Entry>,
+) -> io::Result<Result<(), String>> {
+    let mut lines = BufReader::new(file).split(b'\n');
+    match lines.next().transpose()? {
+        Some(line) if line == HEADER.as_bytes() => {}
+        _ => return Ok(Err("no ledger header".into())),
+    }
+    // `number` counts the entries read so far (every line before the end
+    // line is one, or the file is damaged).
+    for (number, line) in lines.enumerate() {
+        let line = line?;
+        let Ok(line) = std::str::from_utf8(&line) else {
+            return Ok(Err(format!("line {}: not text", number + 2)));
+        };
+        if let Some(end) = line.strip_prefix("# end ") {
+            return Ok(if end.parse() == Ok(number) {
+                Ok(())
+            } else {
+                Err(format!("end line says {end} entries, found {number}"))
+            });
+        }
+        let mut parts = line.splitn(3, ' ');
+        let (Some(secs), Some(kind), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(Err(format!("line {}: malformed", number + 2)));
+        };
+        let (Ok(first_fetched), Some(headers_only)) = (secs.parse(), parse_kind(kind)) else {
+            return Ok(Err(format!("line {}: malformed", number + 2)));
+        };
+        if !valid_key(key) {
+            return Ok(Err(format!("line {}: malformed key", number + 2)));
+        }
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                first_fetched,
+                headers_only,
+            },
+        );
+    }
+    Ok(Err("truncated (no end line)".into()))
+}
+
+/// Replays a journal; `Ok(Err(reason))` if a line other than a torn last
+/// one is bad (the good lines are replayed all the same).
+fn replay_journal(
+    file: File,
+    entries: &mut HashMap<String, Entry>,
+) -> io::Result<Result<(), String>> {
+    let mut data = Vec::new();
+    io::Read::read_to_end(&mut BufReader::new(file), &mut data)?;
+    let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    // The piece after the last LF is either empty or a torn write.
+    let torn = lines.pop().filter(|rest| !rest.is_empty());
+    if torn.is_some() {
+        tracing::warn!("the fetch journal ends in a torn record (a crash while writing); ignored");
+    }
+    let last = lines.len();
+    let mut damage = Ok(());
+    for (index, line) in lines.into_iter().enumerate() {
+        match parse_record(line) {
+            Some((headers_only, secs, key)) => {
+                let entry = entries.entry(key.to_owned()).or_insert(Entry {
+                    first_fetched: secs,
+                    headers_only,
+                });
+                entry.first_fetched = entry.first_fetched.min(secs);
+                // The latest record says what was delivered last.
+                entry.headers_only = headers_only;
+            }
+            // A complete last line that fails its check: torn as well
+            // (the length reached the disk before the data).
+            None if index + 1 == last && torn.is_none() => {
+                tracing::warn!("the fetch journal's last record is incomplete; ignored");
+            }
+            // Keep reading: what can be read still counts as fetched.
+            None => {
+                if damage.is_ok() {
+                    damage = Err(format!("record {} is damaged", index + 1));
+                }
+            }
+        }
+    }
+    Ok(damage)
+}
+
+fn parse_record(line: &[u8]) -> Option<(bool, u64, &str)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (body, sum) = line.rsplit_once(' ')?;
+    if check(body) != sum {
+        return None;
+    }
+    let mut parts = body.splitn(3, ' ');
+    let headers_only = parse_kind(parts.next()?)?;
+    let secs = parts.next()?.parse().ok()?;
+    let key = parts.next()?;
+    valid_key(key).then_some((headers_only, secs, key))
+}
+
+fn kind(headers_only: bool) -> char {
+    if headers_only { 'H' } else { 'F' }
+}
+
+fn parse_kind(kind: &str) -> Option<bool> {
+    match kind {
+        "F" => Some(false),
+        "H" => Some(true),
+        _ => None,
+    }
+}
+
+/// Keys are what UIDL allows (RFC 1939 §7) plus the `hdr:` digests.
+pub fn valid_key(key: &str) -> bool {
+    (1..=80).contains(&key.len()) && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Ledger::open(dir.path(), "a").unwrap();
+        assert!(matches!(
+            Ledger::open(dir.path(), "a"),
+            Err(OpenError::Busy(_))
+        ));
+        drop(first);
+        Ledger::open(dir.path(), "a").unwrap();
+    }
+
+    #[test]
+    fn records_survive_reopening_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), "acct").unwrap();
+        assert!(ledger.is_empty() && ledger.damage().is_none());
+        ledger.record_fetched("uid-1", 100).unwrap();
+        ledger.record_fetched("uid-2", 200).unwrap();
+        ledger.record_fetched("uid-1", 300).unwrap();
+        drop(ledger);
+        // Not compacted: everything comes from the journal.
+        let mut ledger = Ledger::open(dir.path(), "acct").unwrap();
+        assert_eq!(
+            ledger.get("uid-1"),
+            Some(Entry {
+                first_fetched: 100,
+                headers_only: false
+            })
+        );
+        assert_eq!(ledger.get("uid-2").unwrap().first_fetched, 200);
+        ledger.compact(Some(&|key: &str| key != "uid-1")).unwrap();
+        assert!(!dir.path().join("acct.journal").exists());
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), "acct").unwrap();
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger.get("uid-2").unwrap().first_fetched, 200);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored_but_other_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        ledger.record_fetched("one", 1).unwrap();
+        ledger.record_fetched("two", 2).unwrap();
+        drop(ledger);
+        let journal = dir.path().join("a.journal");
+        let mut data = fs::read(&journal).unwrap();
+        data.extend_from_slice(b"F 3 thr");
+        fs::write(&journal, &data).unwrap();
+        let ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(ledger.damage().is_none());
+        assert_eq!(ledger.len(), 2);
+        drop(ledger);
+
+        data[2] = b'9';
+        fs::write(&journal, &data).unwrap();
+        let ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(ledger.damage().is_some());
+        assert_eq!(ledger.get("two").unwrap().first_fetched, 2);
+    }
+
+    #[test]
+    fn a_truncated_snapshot_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        for i in 0..10 {
+            ledger.record_fetched(&format!("uid{i}"), i).unwrap();
+        }
+        ledger.compact(None).unwrap();
+        drop(ledger);
+        let path = dir.path().join("a.ledger");
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, &text[..text.len() / 2]).unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(ledger.damage().unwrap().0.contains("truncated"));
+        assert!(fs::read_dir(dir.path()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("a.damaged-")
+        }));
+        ledger.compact(None).unwrap();
+        drop(ledger);
+        assert!(Ledger::open(dir.path(), "a").unwrap().damage().is_none());
+        fs::write(&path, "garbage\n").unwrap();
+        assert!(Ledger::open(dir.path(), "a").unwrap().damage().is_some());
+    }
+}

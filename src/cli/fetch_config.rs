@@ -1,0 +1,408 @@
+//! The `yubin fetch` configuration file: accounts in TOML.
+//!
+//! ```toml
+//! [accounts.work]
+//! server = "pop.example.org"      # implicit TLS on 995 by default
+//! user = "alice"
+//! password_file = "~/.config/yubin/work.password"
+//! maildir = "~/Maildir"           # or mbox = …, mda = "…", to = "localuser"
+//! keep_days = 30                  # or keep = true; default: delete
+//! ```
+//!
+//! Every key of an account can also be given at the top level, as the
+//! default for all accounts. Unknown keys are errors, named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use yubin_fetch::tls::{Trust, parse_fingerprint};
+use yubin_fetch::{
+    Account, AuthMethod, Oversize, PasswordSource, Policy, Retention, ServerOptions, TlsMode,
+};
+use yubin_server::duration::HumanDuration;
+
+/// The settings of one account, as written (all optional until merged).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    pub server: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub allow_plaintext: Option<bool>,
+    pub fingerprint: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub password_command: Option<String>,
+    pub auth: Option<String>,
+    pub maildir: Option<String>,
+    pub mbox: Option<String>,
+    pub mda: Option<String>,
+    pub to: Option<String>,
+    pub keep: Option<bool>,
+    pub keep_days: Option<u32>,
+    pub max_size: Option<Size>,
+    pub oversize: Option<String>,
+    pub limit: Option<usize>,
+    pub timeout: Option<HumanDuration>,
+    pub in_use_wait: Option<HumanDuration>,
+    pub state_dir: Option<String>,
+    pub yubin_config: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchFile {
+    #[serde(flatten)]
+    pub defaults: AccountSettings,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountSettings>,
+}
+
+/// A size: octets, or with a K, M or G suffix (powers of 1024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub fn parse(text: &str) -> Result<Size, String> {
+        let text = text.trim();
+        let (digits, shift) = match text.as_bytes().last() {
+            Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
+            Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
+            Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
+            _ => (text, 0),
+        };
+        let value: u64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size (examples: 500000, \"500K\", \"10M\")"))?;
+        value
+            .checked_mul(1 << shift)
+            .map(Size)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Size(n)),
+            Raw::Text(text) => Size::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl AccountSettings {
+    /// `self`, with `defaults` filling the gaps.
+    pub fn or(self, defaults: &AccountSettings) -> AccountSettings {
+        let d = defaults.clone();
+        AccountSettings {
+            server: self.server.or(d.server),
+            port: self.port.or(d.port),
+            tls: self.tls.or(d.tls),
+            allow_plaintext: self.allow_plaintext.or(d.allow_plaintext),
+            fingerprint: self.fingerprint.or(d.fingerprint),
+            user: self.user.or(d.user),
+            password_file: self.password_file.or(d.password_file),
+            password_env: self.password_env.or(d.password_env),
+            password_command: self.password_command.or(d.password_command),
+            auth: self.auth.or(d.auth),
+            maildir: self.maildir.or(d.maildir),
+            mbox: self.mbox.or(d.mbox),
+            mda: self.mda.or(d.mda),
+            to: self.to.or(d.to),
+            keep: self.keep.or(d.keep),
+            keep_days: self.keep_days.or(d.keep_days),
+            max_size: self.max_size.or(d.max_size),
+            oversize: self.oversize.or(d.oversize),
+            limit: self.limit.or(d.limit),
+            timeout: self.timeout.or(d.timeout),
+            in_use_wait: self.in_use_wait.or(d.in_use_wait),
+            state_dir: self.state_dir.or(d.state_dir),
+            yubin_config: self.yubin_config.or(d.yubin_config),
+        }
+    }
+}
+
+/// Where an account's mail goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Maildir(PathBuf),
+    Mbox(PathBuf),
+    Mda(String),
+    /// A user of the local yubin server, and its configuration file.
+    LocalUser(String, Option<PathBuf>),
+}
+
+/// An account ready to run, and its destination.
+#[derive(Debug)]
+pub struct Resolved {
+    pub account: Account,
+    pub target: Target,
+}
+
+/// Turns settings into an account. `prefix` names where they came from
+/// (`accounts.work.` or `--`), so errors name the key as the user wrote it.
+pub fn resolve(name: &str, s: AccountSettings, prefix: &str) -> Result<Resolved, String> {
+    let key = |k: &str| {
+        if prefix == "--" {
+            format!("--{}", k.replace('_', "-"))
+        } else {
+            format!("{prefix}{k}")
+        }
+    };
+    if !yubin_fetch::account::valid_account_name(name) {
+        return Err(format!(
+            "account name {name:?}: use letters, digits, '.', '_', '-' and '@'"
+        ));
+    }
+    let server = s
+        .server
+        .ok_or_else(|| format!("{} is required", key("server")))?;
+    let tls = match s.tls.as_deref().unwrap_or("implicit") {
+        "implicit" => TlsMode::Implicit,
+        "stls" | "starttls" => TlsMode::Stls,
+        "none" => TlsMode::None,
+        other => {
+            return Err(format!(
+                "{}: {other:?} is not one of \"implicit\", \"stls\", \"none\"",
+                key("tls")
+            ));
+        }
+    };
+    if tls == TlsMode::None && s.allow_plaintext != Some(true) {
+        return Err(format!(
+            "{} = \"none\" sends everything in clear; set {} = true to mean it",
+            key("tls"),
+            key("allow_plaintext")
+        ));
+    }
+    let trust = match &s.fingerprint {
+        None => Trust::System,
+        Some(text) => Trust::Pinned(parse_fingerprint(text).ok_or_else(|| {
+            format!(
+                "{}: {text:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)",
+                key("fingerprint")
+            )
+        })?),
+    };
+    let user = s
+        .user
+        .ok_or_else(|| format!("{} is required", key("user")))?;
+    let sources = [
+        s.password_file
+            .map(|p| PasswordSource::File(expand_home(&p))),
+        s.password_env.map(PasswordSource::Env),
+        s.password_command.map(PasswordSource::Command),
+    ];
+    let mut sources = sources.into_iter().flatten();
+    let password = sources.next().ok_or_else(|| {
+        format!(
+            "a password source is required: {}, {} or {}",
+            key("password_file"),
+            key("password_env"),
+            key("password_command")
+        )
+    })?;
+    if sources.next().is_some() {
+        return Err(format!(
+            "give only one of {}, {} and {}",
+            key("password_file"),
+            key("password_env"),
+            key("password_command")
+        ));
+    }
+    let auth = match &s.auth {
+        None => AuthMethod::Auto,
+        Some(text) => AuthMethod::parse(text).ok_or_else(|| {
+            format!(
+                "{}: {text:?} is not one of auto, user, apop, plain, login, cram-md5, scram-sha-1, scram-sha-256",
+                key("auth")
+            )
+        })?,
+    };
+    let targets = [
+        s.maildir.map(|p| Target::Maildir(expand_home(&p))),
+        s.mbox.map(|p| Target::Mbox(expand_home(&p))),
+        s.mda.map(Target::Mda),
+        s.to.map(|user| Target::LocalUser(user, s.yubin_config.as_deref().map(expand_home))),
+    ];
+    let mut targets = targets.into_iter().flatten();
+    let target = targets
+        .next()
+        .unwrap_or_else(|| Target::Maildir(expand_home("~/Maildir")));
+    if targets.next().is_some() {
+        return Err(format!(
+            "give only one destination: {}, {}, {} or {}",
+            key("maildir"),
+            key("mbox"),
+            key("mda"),
+            key("to")
+        ));
+    }
+    let retention = match (s.keep, s.keep_days) {
+        (Some(true), Some(_)) => {
+            return Err(format!(
+                "{} and {} exclude each other",
+                key("keep"),
+                key("keep_days")
+            ));
+        }
+        (_, Some(0)) => {
+            return Err(format!(
+                "{}: must be at least 1 (or leave mail: keep = true)",
+                key("keep_days")
+            ));
+        }
+        (_, Some(days)) => Retention::KeepDays(days),
+        (Some(true), None) => Retention::Keep,
+        _ => Retention::Delete,
+    };
+    let oversize = match s.oversize.as_deref().unwrap_or("skip") {
+        "skip" => Oversize::Skip,
+        "headers" => Oversize::Headers,
+        other => {
+            return Err(format!(
+                "{}: {other:?} is not \"skip\" or \"headers\"",
+                key("oversize")
+            ));
+        }
+    };
+    if s.limit == Some(0) {
+        return Err(format!("{}: must be at least 1", key("limit")));
+    }
+    let mut options = ServerOptions::new(server);
+    options.tls = tls;
+    options.port = s
+        .port
+        .unwrap_or(if tls == TlsMode::Implicit { 995 } else { 110 });
+    options.trust = trust;
+    if let Some(timeout) = s.timeout {
+        if timeout.0.is_zero() {
+            return Err(format!("{}: must be more than 0", key("timeout")));
+        }
+        options.timeout = timeout.0;
+    }
+    let state_dir = match s.state_dir {
+        Some(dir) => expand_home(&dir),
+        None => default_state_dir(),
+    };
+    Ok(Resolved {
+        account: Account {
+            name: name.to_owned(),
+            server: options,
+            user,
+            password,
+            auth,
+            policy: Policy {
+                retention,
+                max_size: s.max_size.map(|s| s.0),
+                oversize,
+                limit: s.limit,
+            },
+            state_dir,
+            in_use_wait: s.in_use_wait.map_or(Duration::from_secs(10), |d| d.0),
+        },
+        target,
+    })
+}
+
+/// Reads and resolves a configuration file; with `names`, only those
+/// accounts (each must exist).
+pub fn load(path: &Path, names: &[String]) -> Result<Vec<Resolved>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: FetchFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if file.accounts.is_empty() {
+        return Err(format!("{}: no [accounts.NAME] table", path.display()));
+    }
+    for name in names {
+        if !file.accounts.contains_key(name) {
+            return Err(format!("{}: no account named {name:?}", path.display()));
+        }
+    }
+    file.accounts
+        .into_iter()
+        .filter(|(name, _)| names.is_empty() || names.contains(name))
+        .map(|(name, settings)| {
+            let prefix = format!("accounts.{name}.");
+            resolve(&name, settings.or(&file.defaults), &prefix)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// `~/x` → `$HOME/x`.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// `$XDG_STATE_HOME/yubin/fetch`, or `~/.local/state/yubin/fetch`.
+fn default_state_dir() -> PathBuf {
+    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("yubin/fetch"),
+        None => expand_home("~/.local/state/yubin/fetch"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Resolved>, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("fetch.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        load(&path, &[])
+    }
+
+    #[test]
+    fn a_full_account_and_defaults() {
+        let accounts = parse(
+            "keep_days = 7\nstate_dir = \"/tmp/st\"\n[accounts.work]\nserver = \"pop.example.org\"\nuser = \"alice\"\npassword_env = \"PW\"\nmbox = \"/tmp/mbox\"\nmax_size = \"10M\"\noversize = \"headers\"\n",
+        )
+        .unwrap();
+        let work = &accounts[0];
+        assert_eq!(work.account.server.port, 995);
+        assert_eq!(work.account.policy.retention, Retention::KeepDays(7));
+        assert_eq!(work.account.policy.max_size, Some(10 << 20));
+        assert_eq!(work.account.policy.oversize, Oversize::Headers);
+        assert_eq!(work.target, Target::Mbox("/tmp/mbox".into()));
+        assert_eq!(work.account.state_dir, PathBuf::from("/tmp/st"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "[accounts.w]\nserver = \"h\"\nuser = \"u\"\npassword_env = \"P\"\n";
+        for (extra, key) in [
+            ("tls = \"none\"\n", "accounts.w.allow_plaintext"),
+            ("tls = \"ssl\"\n", "accounts.w.tls"),
+            ("fingerprint = \"zz\"\n", "accounts.w.fingerprint"),
+            ("auth = \"ntlm\"\n", "accounts.w.auth"),
+            ("keep = true\nkeep_days = 3\n", "accounts.w.keep_days"),
+            ("maildir = \"a\"\nmbox = \"b\"\n", "accounts.w.mbox"),
+            ("password_file = \"f\"\n", "accounts.w.password_file"),
+            ("max_size = \"10X\"\n", "max_size"),
+            ("colour = \"red\"\n", "colour"),
+        ] {
+            let error = parse(&format!("{base}{extra}")).unwrap_err();
+            assert!(error.contains(key), "{extra:?}: {error}");
+        }
+        assert!(
+            parse("[accounts.w]\nuser = \"u\"\n")
+                .unwrap_err()
+                .contains("accounts.w.server")
+        );
+    }
+}
