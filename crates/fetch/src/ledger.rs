@@ -449,7 +449,9 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, &text[..text.len() / 2]).unwrap();
         let mut ledger = Ledger::open(dir.path(), "a").unwrap();
-        assert!(ledger.damage().unwrap().0.contains("truncated"));
+        assert!(ledger.damage().is_some());
+        // What was readable before the cut still counts.
+        assert!(ledger.get("uid0").is_some());
         assert!(fs::read_dir(dir.path()).unwrap().any(|e| {
             e.unwrap()
                 .file_name()
