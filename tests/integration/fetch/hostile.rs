@@ -1,1 +1,341 @@
-//! placeholder
+//! `yubin fetch` against a server that misbehaves on purpose
+//! (py/fakepop3.py), one case of reliability.md §3.10 per test: PC-01
+//! hostile listings, PC-02/03/04 STLS stripped, injected or stalled,
+//! PC-06 bad APOP challenges, PC-07 huge hostile errors, PC-08 bad SASL
+//! challenges, PC-09 broken message transfers.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Client, report};
+
+/// The fake server, killed when dropped.
+struct Fake {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fake {
+    fn start(mode: &str, messages: &[&str]) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let messages_path = dir.path().join("messages.json");
+        fs::write(&messages_path, serde_json::to_string(messages).unwrap()).unwrap();
+        let log = dir.path().join("log");
+        fs::write(&log, "").unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/integration/py/fakepop3.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(mode)
+            .arg(&messages_path)
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap();
+        Fake {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Every command line the server received.
+    fn lines(&self) -> Vec<String> {
+        self.events()
+            .filter_map(|e| e["line"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The deletions committed at each QUIT.
+    fn committed(&self) -> Vec<Vec<u64>> {
+        self.events()
+            .filter_map(|e| {
+                e["committed"]
+                    .as_array()
+                    .map(|a| a.iter().map(|n| n.as_u64().unwrap()).collect())
+            })
+            .collect()
+    }
+
+    fn events(&self) -> impl Iterator<Item = serde_json::Value> {
+        fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// No credentials of any kind crossed the connection.
+    fn assert_no_credentials(&self) {
+        for line in self.lines() {
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            assert!(
+                !["USER", "PASS", "APOP", "AUTH"].contains(&verb.as_str())
+                    && !line.contains("alice-pw"),
+                "credentials sent: {line:?}"
+            );
+        }
+    }
+
+    fn args(&self, client: &Client, tls: &str) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "fetch",
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--tls",
+            tls,
+            "--user",
+            "alice",
+            "--password-file",
+            &client.dir.path().join("password").display().to_string(),
+            "--maildir",
+            &client.maildir().display().to_string(),
+            "--state-dir",
+            &client.state().display().to_string(),
+            "--timeout",
+            "5s",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec();
+        if tls == "none" {
+            args.extend(["--allow-plaintext", "--auth", "user"].map(String::from));
+        }
+        args
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const THREE: [&str; 3] = [
+    "Subject: one\n\nfirst\n",
+    "Subject: two\n\nsecond\n.dotted\n",
+    "Subject: three\n\nthird\n",
+];
+
+#[test]
+fn stls_stripped_refused_or_capa_failing_sends_no_credentials() {
+    for mode in ["no-stls", "stls-refused", "capa-fails"] {
+        let fake = Fake::start(mode, &THREE);
+        let client = Client::new();
+        let out = report(&client.run(&fake.args(&client, "stls"), &[]), 69);
+        assert!(
+            out["error"].as_str().unwrap().contains("STLS"),
+            "{mode}: {out}"
+        );
+        fake.assert_no_credentials();
+    }
+}
+
+#[test]
+fn replies_injected_before_the_tls_handshake_abort_the_session() {
+    let fake = Fake::start("stls-inject", &THREE);
+    let client = Client::new();
+    let out = report(&client.run(&fake.args(&client, "stls"), &[]), 76);
+    assert!(
+        out["error"].as_str().unwrap().contains("injection"),
+        "{out}"
+    );
+    fake.assert_no_credentials();
+}
+
+#[test]
+fn a_server_that_stalls_after_stls_times_out() {
+    let fake = Fake::start("stls-stall", &THREE);
+    let client = Client::new();
+    let started = Instant::now();
+    let out = report(
+        &client.run(&fake.args(&client, "stls"), &["--timeout", "1s"]),
+        75,
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        out["error"].as_str().unwrap().contains("timed out"),
+        "{out}"
+    );
+    fake.assert_no_credentials();
+}
+
+#[test]
+fn hostile_uidls_are_fetched_by_number_and_never_deleted() {
+    let messages: Vec<String> = (1..=8)
+        .map(|i| format!("Subject: m{i}\n\nbody {i}\n"))
+        .collect();
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let fake = Fake::start("hostile-uidl", &messages);
+    let client = Client::new();
+    let args = fake.args(&client, "none");
+    let out = report(&client.run(&args, &[]), 0);
+    assert_eq!(out["fetched"], 8, "{out}");
+    assert_eq!(client.delivered().len(), 8);
+    // Only 1 and 8 have good, unique ids; the rest stay on the server.
+    assert_eq!(fake.committed(), vec![vec![1, 8]]);
+    assert_eq!(out["without_uid"], 6);
+
+    // The fake forgets deletions: a second run sees all eight again,
+    // deletes 1 and 8 again, and fetches nothing.
+    let again = report(&client.run(&args, &[]), 0);
+    assert_eq!(again["fetched"], 0, "{again}");
+    assert_eq!(client.delivered().len(), 8);
+    assert_eq!(fake.committed()[1], vec![1, 8]);
+}
+
+#[test]
+fn an_endless_listing_fails_cleanly() {
+    let fake = Fake::start("endless-list", &THREE);
+    let client = Client::new();
+    let out = report(
+        &client.run(&fake.args(&client, "none"), &["--timeout", "30s"]),
+        76,
+    );
+    assert!(
+        out["error"].as_str().unwrap().contains("more than 1000000"),
+        "{out}"
+    );
+    assert!(client.delivered().is_empty());
+    assert!(fake.committed().is_empty());
+}
+
+#[test]
+fn broken_transfers_deliver_nothing_partial_and_delete_nothing() {
+    for (mode, status) in [
+        ("drop-mid-retr", 75),
+        ("no-terminator", 75),
+        ("long-retr", 76),
+    ] {
+        let fake = Fake::start(mode, &THREE);
+        let client = Client::new();
+        let out = report(&client.run(&fake.args(&client, "none"), &[]), status);
+        assert_eq!(out["ok"], false, "{mode}");
+        // Message 1 arrived whole; message 2 broke; nothing was committed,
+        // since there was no QUIT.
+        assert_eq!(
+            client.delivered(),
+            vec![THREE[0].as_bytes().to_vec()],
+            "{mode}"
+        );
+        assert!(fake.committed().is_empty(), "{mode}");
+        assert!(fake.lines().iter().all(|l| l != "QUIT"), "{mode}");
+    }
+}
+
+#[test]
+fn a_message_shorter_than_listed_is_delivered_but_kept() {
+    let fake = Fake::start("short-retr", &THREE);
+    let client = Client::new();
+    let out = report(&client.run(&fake.args(&client, "none"), &[]), 0);
+    assert_eq!(out["fetched"], 3);
+    assert_eq!(out["size_mismatches"], 1);
+    assert_eq!(fake.committed(), vec![vec![2, 3]]);
+}
+
+#[test]
+fn servers_without_uidl_are_never_deleted_from() {
+    let fake = Fake::start("no-uidl", &THREE);
+    let client = Client::new();
+    let args = fake.args(&client, "none");
+    let out = report(&client.run(&args, &[]), 0);
+    assert_eq!(out["fetched"], 3);
+    assert_eq!(fake.committed(), vec![Vec::<u64>::new()]);
+    let again = report(&client.run(&args, &[]), 0);
+    assert_eq!(again["fetched"], 0, "known by their headers: {again}");
+    assert_eq!(client.delivered().len(), 3);
+}
+
+#[test]
+fn bad_apop_challenges_and_sasl_challenges_are_refused() {
+    let fake = Fake::start("apop-bad-challenge", &THREE);
+    let client = Client::new();
+    let out = report(
+        &client.run(&fake.args(&client, "none"), &["--auth", "apop"]),
+        69,
+    );
+    assert!(out["error"].as_str().unwrap().contains("APOP"), "{out}");
+    fake.assert_no_credentials();
+
+    let fake = Fake::start("sasl-bad-base64", &THREE);
+    let client = Client::new();
+    let out = report(
+        &client.run(&fake.args(&client, "none"), &["--auth", "cram-md5"]),
+        76,
+    );
+    assert!(out["error"].as_str().unwrap().contains("base64"), "{out}");
+
+    let fake = Fake::start("sasl-err-challenge", &THREE);
+    let client = Client::new();
+    report(
+        &client.run(&fake.args(&client, "none"), &["--auth", "cram-md5"]),
+        77,
+    );
+}
+
+#[test]
+fn a_ten_megabyte_error_is_truncated_and_escaped() {
+    let fake = Fake::start("huge-err", &THREE);
+    let client = Client::new();
+    let mut args = fake.args(&client, "none");
+    args.retain(|a| a != "--json");
+    let out = client.run(&args, &[]);
+    assert_eq!(out.status.code(), Some(77));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.len() < 8 * 1024, "{} bytes on stderr", stderr.len());
+    assert!(
+        stderr.contains("\\x1b[31m%n%n") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn in_use_is_waited_for_and_login_delay_reported() {
+    let fake = Fake::start("in-use", &THREE);
+    let client = Client::new();
+    let config = client.dir.path().join("fetch.toml");
+    fs::write(
+        &config,
+        format!(
+            "[accounts.fake]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_plaintext = true\nauth = \"user\"\nuser = \"alice\"\npassword_file = \"{}\"\nmaildir = \"{}\"\nstate_dir = \"{}\"\nin_use_wait = \"200ms\"\n",
+            fake.port,
+            client.dir.path().join("password").display(),
+            client.maildir().display(),
+            client.state().display()
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = ["fetch", "--json", "--config", &config.display().to_string()]
+        .map(String::from)
+        .to_vec();
+    let out = report(&client.run(&args, &[]), 0);
+    assert_eq!(out["fetched"], 3);
+    assert!(
+        out["warnings"][0].as_str().unwrap().contains("in use"),
+        "{out}"
+    );
+
+    let fake = Fake::start("login-delay", &THREE);
+    let client = Client::new();
+    let out = report(&client.run(&fake.args(&client, "none"), &[]), 75);
+    assert!(
+        out["error"].as_str().unwrap().contains("LOGIN-DELAY"),
+        "{out}"
+    );
+}

@@ -75,9 +75,21 @@ impl Client {
     }
 
     pub fn command(&self, args: &[String], extra: &[&str], env: &[(&str, &str)]) -> Command {
+        // A flag in `extra` replaces the same flag (and its value) in `args`.
+        let mut base = Vec::new();
+        let mut skip = false;
+        for (i, arg) in args.iter().enumerate() {
+            if skip {
+                skip = false;
+            } else if extra.contains(&arg.as_str()) {
+                skip = args.get(i + 1).is_some_and(|v| !v.starts_with("--"));
+            } else {
+                base.push(arg.clone());
+            }
+        }
         let mut command = Command::new(BIN);
         command
-            .args(args)
+            .args(base)
             .args(extra)
             .env("HOME", self.dir.path())
             .env_remove("YUBIN_FETCH_FAILPOINT")
