@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let config = ClientConfig {
+        lmtp: false,
         helo_name: "mx.fuzz.test".into(),
         tls: match flags % 3 {
             0 => TlsPolicy::Never,

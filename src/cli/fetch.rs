@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
-use yubin_fetch::deliver::{Deliver, MaildirDestination, MboxDestination, MdaDestination};
+use yubin_fetch::deliver::{
+    Deliver, MaildirDestination, MboxDestination, MdaDestination, SmtpDestination,
+};
 use yubin_fetch::{Progress, Report, RunOptions};
 use yubin_server::Config;
 use yubin_server::duration::HumanDuration;
@@ -63,6 +65,15 @@ pub struct FetchArgs {
     /// Deliver to this user of the local yubin server (for migrations, with --keep).
     #[arg(long)]
     to: Option<String>,
+    /// Deliver by SMTP to this server (host[:port], default port 25).
+    #[arg(long)]
+    smtp: Option<String>,
+    /// Deliver by LMTP to this server (host[:port] or a Unix socket path).
+    #[arg(long)]
+    lmtp: Option<String>,
+    /// The recipient for --smtp and --lmtp (default: $USER).
+    #[arg(long)]
+    recipient: Option<String>,
     /// The local yubin server's configuration, for --to.
     #[arg(long)]
     yubin_config: Option<String>,
@@ -187,6 +198,9 @@ fn accounts(args: &FetchArgs) -> Result<Vec<Resolved>, String> {
         mbox: args.mbox.clone(),
         mda: args.mda.clone(),
         to: args.to.clone(),
+        smtp: args.smtp.clone(),
+        lmtp: args.lmtp.clone(),
+        recipient: args.recipient.clone(),
         keep: args.keep.then_some(true),
         keep_days: args.keep_days,
         max_size: args
@@ -237,6 +251,12 @@ fn destination(target: &Target) -> Result<Box<dyn Deliver>, String> {
         Target::Mbox(path) => Box::new(MboxDestination::new(path)),
         Target::Mda(command) => Box::new(MdaDestination::new(command)),
         Target::LocalUser(user, config) => local_user(user, config.as_deref())?,
+        Target::Smtp(endpoint, lmtp, recipient) => Box::new(SmtpDestination::new(
+            endpoint.clone(),
+            *lmtp,
+            recipient,
+            hostname,
+        )),
     })
 }
 

@@ -5,7 +5,7 @@
 //! server = "pop.example.org"      # implicit TLS on 995 by default
 //! user = "alice"
 //! password_file = "~/.config/yubin/work.password"
-//! maildir = "~/Maildir"           # or mbox = …, mda = "…", to = "localuser"
+//! maildir = "~/Maildir"           # or mbox, mda, to (a yubin user), smtp, lmtp
 //! keep_days = 30                  # or keep = true; default: delete
 //! ```
 //!
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use yubin_fetch::deliver::Endpoint;
 use yubin_fetch::tls::{Trust, parse_fingerprint};
 use yubin_fetch::{
     Account, AuthMethod, Oversize, PasswordSource, Policy, Retention, ServerOptions, TlsMode,
@@ -41,6 +42,9 @@ pub struct AccountSettings {
     pub mbox: Option<String>,
     pub mda: Option<String>,
     pub to: Option<String>,
+    pub smtp: Option<String>,
+    pub lmtp: Option<String>,
+    pub recipient: Option<String>,
     pub keep: Option<bool>,
     pub keep_days: Option<u32>,
     pub max_size: Option<Size>,
@@ -119,6 +123,9 @@ impl AccountSettings {
             mbox: self.mbox.or(d.mbox),
             mda: self.mda.or(d.mda),
             to: self.to.or(d.to),
+            smtp: self.smtp.or(d.smtp),
+            lmtp: self.lmtp.or(d.lmtp),
+            recipient: self.recipient.or(d.recipient),
             keep: self.keep.or(d.keep),
             keep_days: self.keep_days.or(d.keep_days),
             max_size: self.max_size.or(d.max_size),
@@ -140,6 +147,8 @@ pub enum Target {
     Mda(String),
     /// A user of the local yubin server, and its configuration file.
     LocalUser(String, Option<PathBuf>),
+    /// An SMTP or LMTP server, and the recipient.
+    Smtp(Endpoint, bool, String),
 }
 
 /// An account ready to run, and its destination.
@@ -229,23 +238,42 @@ pub fn resolve(name: &str, s: AccountSettings, prefix: &str) -> Result<Resolved,
             )
         })?,
     };
+    let recipient = || {
+        s.recipient
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .ok_or_else(|| format!("{} is required with smtp or lmtp", key("recipient")))
+    };
     let targets = [
-        s.maildir.map(|p| Target::Maildir(expand_home(&p))),
-        s.mbox.map(|p| Target::Mbox(expand_home(&p))),
-        s.mda.map(Target::Mda),
-        s.to.map(|user| Target::LocalUser(user, s.yubin_config.as_deref().map(expand_home))),
+        s.maildir.map(|p| Ok(Target::Maildir(expand_home(&p)))),
+        s.mbox.map(|p| Ok(Target::Mbox(expand_home(&p)))),
+        s.mda.map(|c| Ok(Target::Mda(c))),
+        s.to.map(|user| {
+            Ok(Target::LocalUser(
+                user,
+                s.yubin_config.as_deref().map(expand_home),
+            ))
+        }),
+        s.smtp
+            .as_deref()
+            .map(|e| recipient().map(|r| Target::Smtp(Endpoint::parse(e, 25), false, r))),
+        s.lmtp
+            .as_deref()
+            .map(|e| recipient().map(|r| Target::Smtp(Endpoint::parse(e, 24), true, r))),
     ];
     let mut targets = targets.into_iter().flatten();
     let target = targets
         .next()
-        .unwrap_or_else(|| Target::Maildir(expand_home("~/Maildir")));
+        .unwrap_or_else(|| Ok(Target::Maildir(expand_home("~/Maildir"))))?;
     if targets.next().is_some() {
         return Err(format!(
-            "give only one destination: {}, {}, {} or {}",
+            "give only one destination: {}, {}, {}, {}, {} or {}",
             key("maildir"),
             key("mbox"),
             key("mda"),
-            key("to")
+            key("to"),
+            key("smtp"),
+            key("lmtp")
         ));
     }
     let retention = match (s.keep, s.keep_days) {

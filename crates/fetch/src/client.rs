@@ -211,6 +211,9 @@ pub struct Pop3Client {
     options: ServerOptions,
     tls: Option<(TlsConnector, SeenCertificate)>,
     buf: Vec<u8>,
+    /// DELEs queued by [`Pop3Client::dele_pipelined`] whose replies are
+    /// still to be read.
+    unsettled_deles: usize,
 }
 
 impl fmt::Debug for Pop3Client {
@@ -264,6 +267,7 @@ impl Pop3Client {
             options: options.clone(),
             tls,
             buf: vec![0; 16 * 1024],
+            unsettled_deles: 0,
         };
         if options.tls == TlsMode::Implicit {
             client.handshake().await?;
@@ -441,6 +445,33 @@ impl Pop3Client {
     pub async fn uidl(&mut self) -> Result<Option<Listing<UidEntry>>, ClientError> {
         self.conn.uidl()?;
         self.flush().await?;
+        self.uidl_reply().await
+    }
+
+    /// LIST and UIDL, in one write when the server offers PIPELINING.
+    pub async fn list_and_uidl(
+        &mut self,
+    ) -> Result<(Listing<ScanEntry>, Option<Listing<UidEntry>>), ClientError> {
+        if !self.capabilities.pipelining {
+            let list = self.list().await?;
+            return Ok((list, self.uidl().await?));
+        }
+        self.conn.list()?;
+        self.conn.uidl()?;
+        self.flush().await?;
+        let list = match self.event("LIST").await? {
+            Event::Scan { entries, rejected } => Listing { entries, rejected },
+            Event::Status(status) => {
+                // Read UIDL's answer too, so the session stays in step.
+                let _ = self.uidl_reply().await?;
+                return Err(ClientError::Refused("LIST", status));
+            }
+            other => return Err(unexpected(other)),
+        };
+        Ok((list, self.uidl_reply().await?))
+    }
+
+    async fn uidl_reply(&mut self) -> Result<Option<Listing<UidEntry>>, ClientError> {
         match self.event("UIDL").await? {
             Event::Uids { entries, rejected } => Ok(Some(Listing { entries, rejected })),
             Event::Status(_) => Ok(None),
@@ -482,6 +513,18 @@ impl Pop3Client {
         } else {
             Err(ClientError::Refused("DELE", status))
         }
+    }
+
+    /// `DELE n`, sent with the next command when the server offers
+    /// PIPELINING (its reply is checked before that command's), or at
+    /// once otherwise.
+    pub async fn dele_pipelined(&mut self, n: MsgNum) -> Result<(), ClientError> {
+        if !self.capabilities.pipelining {
+            return self.dele(n).await;
+        }
+        self.conn.dele(n)?;
+        self.unsettled_deles += 1;
+        Ok(())
     }
 
     /// `RSET`: unmarks everything.
@@ -677,6 +720,21 @@ impl Pop3Client {
         if self.conn.output().is_empty() {
             return Ok(());
         }
+        self.write_output().await?;
+        // Replies to pipelined DELEs come before the reply to what was
+        // sent with them.
+        while self.unsettled_deles > 0 {
+            self.unsettled_deles -= 1;
+            match self.event("DELE").await? {
+                Event::Status(status) if status.ok => {}
+                Event::Status(status) => return Err(ClientError::Refused("DELE", status)),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_output(&mut self) -> Result<(), ClientError> {
         let timeout = self.options.timeout;
         let output = self.conn.output();
         let written = match self.stream.as_mut() {

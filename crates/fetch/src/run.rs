@@ -252,7 +252,7 @@ pub async fn fetch(
                     }
                 };
                 if due && may_delete && message.trusted {
-                    pop.dele(message.number).await?;
+                    pop.dele_pipelined(message.number).await?;
                     marked += 1;
                     failpoint::hit("after-dele");
                 }
@@ -324,7 +324,7 @@ pub async fn fetch(
                 && message.trusted
                 && exact
             {
-                pop.dele(message.number).await?;
+                pop.dele_pipelined(message.number).await?;
                 marked += 1;
                 failpoint::hit("after-dele");
             }
@@ -390,9 +390,8 @@ async fn login(
 /// LIST and UIDL, merged: each message's number, size and, when it has a
 /// unique one, its UIDL.
 async fn inventory(pop: &mut Pop3Client, report: &mut Report) -> Result<Vec<Message>, FetchError> {
-    let scan = pop.list().await?;
+    let (scan, uids) = pop.list_and_uidl().await?;
     report.rejected_lines += scan.rejected;
-    let uids = pop.uidl().await?;
     let mut by_number: HashMap<MsgNum, &str> = HashMap::new();
     let mut uses: HashMap<&str, usize> = HashMap::new();
     if let Some(uids) = &uids {

@@ -383,3 +383,55 @@ fn migration_to_a_local_user_keeps_every_message_on_the_old_server() {
     );
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn smtp_destination_hands_mail_to_another_server() {
+    let old = TestServer::start();
+    let messages = awkward_messages();
+    put_all(&old, &messages);
+    let mx = TestServer::with(Setup {
+        users: vec![("carol".into(), "{PLAIN}carol-pw".into())],
+        ..Setup::default()
+    });
+    let client = Client::new();
+    let args = without(&client.args(&old), &["--maildir"]);
+    let smtp = format!("127.0.0.1:{}", mx.smtp.port());
+
+    // An unknown recipient is a permanent refusal: exit 74, nothing deleted.
+    let refused = report(
+        &client.run(
+            &args,
+            &["--smtp", &smtp, "--recipient", "nobody@test.example"],
+        ),
+        74,
+    );
+    assert!(
+        refused["error"].as_str().unwrap().contains("550"),
+        "{refused}"
+    );
+    assert_eq!(old.messages("alice").len(), 3);
+
+    let out = report(
+        &client.run(
+            &args,
+            &["--smtp", &smtp, "--recipient", "carol@test.example"],
+        ),
+        0,
+    );
+    assert_eq!(
+        (out["fetched"].as_u64(), out["deleted"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(old.messages("alice").is_empty());
+    // The receiving server adds its trace headers; the message follows intact.
+    let received = mx.messages("carol");
+    assert_eq!(received.len(), 3);
+    for m in &messages {
+        let body = as_delivered(m);
+        assert!(
+            received.iter().any(|r| r.ends_with(&body)),
+            "missing {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

@@ -81,9 +81,11 @@ def serve(conn, number):
             if mode == "capa-fails":
                 send("-ERR no CAPA here")
                 continue
-            caps = ["USER", "TOP", "SASL PLAIN CRAM-MD5", "PIPELINING"]
-            if mode not in ("no-uidl",):
-                caps.append("UIDL")
+            caps = ["USER", "TOP", "SASL PLAIN CRAM-MD5"]
+            # An old server: no UIDL, and no PIPELINING either (so the
+            # client's one-command-at-a-time path is exercised).
+            if mode != "no-uidl":
+                caps += ["UIDL", "PIPELINING"]
             if mode not in ("no-stls", "capa-fails"):
                 caps.append("STLS")
             send("+OK\r\n" + "\r\n".join(caps) + "\r\n.")

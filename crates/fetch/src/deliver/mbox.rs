@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 
-use super::{Deliver, DeliverError};
+use super::{Deliver, DeliverError, return_path};
 
 /// How long to wait for another program's lock on the mbox.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -98,24 +98,6 @@ fn ends_with_blank_line(file: &mut File, len: u64) -> io::Result<bool> {
 fn separator(message: &[u8], now: u64) -> Vec<u8> {
     let sender = return_path(message).unwrap_or_else(|| "MAILER-DAEMON".to_owned());
     format!("From {sender} {}\n", asctime(now)).into_bytes()
-}
-
-/// The address in the first Return-Path header, if it is one plain word.
-fn return_path(message: &[u8]) -> Option<String> {
-    for line in message.split(|&b| b == b'\n') {
-        if line.is_empty() {
-            break;
-        }
-        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
-            let value = String::from_utf8_lossy(&line[12..]);
-            let address = value.trim().trim_start_matches('<').trim_end_matches('>');
-            let plain = !address.is_empty()
-                && address.len() <= 256
-                && address.bytes().all(|b| b.is_ascii_graphic());
-            return plain.then(|| address.to_owned());
-        }
-    }
-    None
 }
 
 /// mboxrd: `>*From ` at the start of a line gets one more `>`.

@@ -1,5 +1,6 @@
-//! Where fetched mail goes: a Maildir (the default), an mbox file, or a
-//! command (an MDA such as procmail or Dovecot's `dovecot-lda`). Other
+//! Where fetched mail goes: a Maildir (the default), an mbox file, a
+//! command (an MDA such as procmail or Dovecot's `dovecot-lda`), or an
+//! SMTP or LMTP server (the local MTA, Dovecot's LMTP). Other
 //! programs can bring their own destination by implementing [`Deliver`]
 //! (the `yubin` binary does, for its own users' mailboxes).
 //!
@@ -10,10 +11,12 @@
 mod maildir;
 mod mbox;
 mod mda;
+mod smtp;
 
 pub use maildir::MaildirDestination;
 pub use mbox::MboxDestination;
 pub use mda::MdaDestination;
+pub use smtp::{Endpoint, SmtpDestination};
 
 /// Why a delivery did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +67,27 @@ pub fn to_lf(wire: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(&wire[start..]);
     out
+}
+
+/// The address in the first Return-Path header, if it is one plain word
+/// (the envelope sender for mbox separators and SMTP's MAIL FROM).
+pub(crate) fn return_path(message: &[u8]) -> Option<String> {
+    for line in message.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
+            let value = String::from_utf8_lossy(&line[12..]);
+            let address = value.trim().trim_start_matches('<').trim_end_matches('>');
+            let plain = !address.is_empty()
+                && address.len() <= 256
+                && address
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+            return plain.then(|| address.to_owned());
+        }
+    }
+    None
 }
 
 #[cfg(test)]

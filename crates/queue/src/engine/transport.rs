@@ -193,6 +193,7 @@ impl Transport {
         source: &MessageSource,
     ) -> (Vec<RecipientResult>, Outcome) {
         let config = ClientConfig {
+            lmtp: false,
             helo_name: self.helo_name.clone(),
             tls: target.tls,
             credentials: target.credentials.clone(),

@@ -17,6 +17,8 @@
 //! offered (MAIL, every RCPT and DATA in one write, RFC 2920 §3.1), SIZE
 //! checked before sending, SMTPUTF8 required when the message needs it, and
 //! a server that greets with our own name is a loop, not a destination.
+//! With [`ClientConfig::lmtp`] the same machine speaks LMTP (RFC 2033), for
+//! local delivery agents such as Dovecot's.
 
 mod extensions;
 mod response;
@@ -77,6 +79,9 @@ pub struct ClientConfig {
     pub credentials: Option<Credentials>,
     /// How long to wait for the server.
     pub timeouts: Timeouts,
+    /// Speak LMTP (RFC 2033) instead: LHLO, and after the content one
+    /// reply per accepted recipient.
+    pub lmtp: bool,
 }
 
 /// How long the client waits for the server (RFC 5321 §4.5.3.2; the
@@ -200,6 +205,9 @@ pub struct Client {
     /// whose reply does not matter.
     empty_data: bool,
     accepted: Vec<usize>,
+    /// LMTP: how many of the per-recipient replies after the content have
+    /// arrived.
+    lmtp_replies: usize,
     results: Vec<Option<(Status, Response)>>,
     transaction_started: bool,
     replies_seen: u64,
@@ -224,6 +232,7 @@ impl Client {
             mail_refused: false,
             empty_data: false,
             accepted: Vec::new(),
+            lmtp_replies: 0,
             results,
             transaction_started: false,
             replies_seen: 0,
@@ -406,7 +415,8 @@ impl Client {
     }
 
     fn send_ehlo(&mut self) {
-        let line = format!("EHLO {}", self.config.helo_name);
+        let verb = if self.config.lmtp { "LHLO" } else { "EHLO" };
+        let line = format!("{verb} {}", self.config.helo_name);
         self.send(&line);
         self.state = State::Ehlo;
     }
@@ -432,7 +442,7 @@ impl Client {
             }
             // RFC 5321 §3.2: an old server; HELO, without extensions (not
             // after STARTTLS: a server that did EHLO before must do it now).
-            State::Ehlo if response.is_permanent() && !self.tls_active => {
+            State::Ehlo if response.is_permanent() && !self.tls_active && !self.config.lmtp => {
                 let line = format!("HELO {}", self.config.helo_name);
                 self.send(&line);
                 self.state = State::Helo;
@@ -478,6 +488,21 @@ impl Client {
                 self.finish(Status::Deferred, Response::local(451, text));
             }
             State::Transaction => self.on_transaction_response(response),
+            State::DataEnd if self.config.lmtp && !self.empty_data => {
+                // RFC 2033 §4.2: one reply per accepted recipient, in order.
+                let status = match response.code / 100 {
+                    2 => Status::Delivered,
+                    3 => Status::Deferred,
+                    _ => status_of(&response),
+                };
+                if let Some(&i) = self.accepted.get(self.lmtp_replies) {
+                    self.results[i] = Some((status, response));
+                }
+                self.lmtp_replies += 1;
+                if self.lmtp_replies >= self.accepted.len() {
+                    self.quit();
+                }
+            }
             State::DataEnd => {
                 if !self.empty_data {
                     // Only 2xx delivers; a 3xx here is nonsense.

@@ -9,6 +9,7 @@ fn config(tls: TlsPolicy) -> ClientConfig {
         tls,
         credentials: None,
         timeouts: Timeouts::default(),
+        lmtp: false,
     }
 }
 
@@ -532,4 +533,63 @@ fn only_354_then_2xx_delivers() {
     c.step("250 ok\r\n250 ok\r\n354 go\r\n");
     assert_eq!(c.step("354 again?\r\n"), "QUIT\r\n");
     assert_eq!(c.statuses()[0].0, Status::Deferred);
+}
+
+/// RFC 2033 §4.2: LHLO instead of EHLO, and after the content one reply
+/// per accepted recipient, in RCPT order; a refused RCPT gets none.
+#[test]
+fn lmtp_gives_each_recipient_its_own_final_reply() {
+    let lmtp = ClientConfig {
+        lmtp: true,
+        ..config(TlsPolicy::Never)
+    };
+    let mut c = Conversation::new(Client::new(
+        lmtp,
+        message(&[
+            "a@local.test",
+            "b@local.test",
+            "c@local.test",
+            "d@local.test",
+        ]),
+        false,
+    ));
+    assert_eq!(c.step("220 lmtp ready\r\n"), "LHLO mx.yubin.test\r\n");
+    assert_eq!(
+        c.step("250-lmtp\r\n250 PIPELINING\r\n"),
+        "MAIL FROM:<alice@yubin.test>\r\nRCPT TO:<a@local.test>\r\nRCPT TO:<b@local.test>\r\n\
+         RCPT TO:<c@local.test>\r\nRCPT TO:<d@local.test>\r\nDATA\r\n"
+    );
+    assert_eq!(
+        c.step("250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+        "<content>.\r\n"
+    );
+    // Three accepted, three replies: the first two alone do not end it.
+    // b was refused at RCPT: a, c and d are accepted.
+    assert_eq!(
+        c.step("250 2.0.0 a delivered\r\n452 4.2.2 c over quota\r\n"),
+        ""
+    );
+    assert_eq!(c.step("552 5.2.2 d mailbox full\r\n"), "QUIT\r\n");
+    assert_eq!(
+        c.statuses(),
+        [
+            (Status::Delivered, 250),
+            (Status::Failed, 550),
+            (Status::Deferred, 452),
+            (Status::Failed, 552),
+        ]
+    );
+}
+
+/// An LMTP server that refuses LHLO gets no HELO: LMTP has none.
+#[test]
+fn lmtp_never_falls_back_to_helo() {
+    let lmtp = ClientConfig {
+        lmtp: true,
+        ..config(TlsPolicy::Never)
+    };
+    let mut c = Conversation::new(Client::new(lmtp, message(&["a@local.test"]), false));
+    c.step("220 ready\r\n");
+    assert_eq!(c.step("500 what\r\n"), "QUIT\r\n");
+    assert_eq!(c.statuses(), [(Status::Deferred, 500)]);
 }
