@@ -12,10 +12,16 @@
    AUTH PLAIN/LOGIN/CRAM-MD5, pipelining); what POP3 returns is what was sent.
 5. A real Postfix uses yubin as its POP-before-SMTP policy service
    (check_policy_service) and delivers into yubin with `yubin deliver`.
+6. `yubin fetch` pulls from a private Dovecot over POP3S and STLS, with
+   every login method (APOP, USER, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
+   SCRAM-SHA-256), in every mode (keep, keep_days with time moved,
+   max_size, delete); what lands is what Dovecot serves, byte for byte.
 
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
+import hashlib
+import json
 import os
 import poplib
 import pwd
@@ -404,6 +410,165 @@ def run_dovecot(root, yubin, messages, maildir_root, maildir):
           "yubin's UIDLs are the Maildir base names")
 
 
+FETCH_DOVECOT_CONFIG = """
+base_dir = %(root)s/run
+state_dir = %(root)s/state
+instance_name = yubin-fetch-%(port)d
+protocols = pop3
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <%(root)s/cert.pem
+ssl_key = <%(root)s/key.pem
+disable_plaintext_auth = yes
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 apop
+log_path = %(root)s/dovecot.log
+mail_location = maildir:%(maildirs)s/%%u
+passdb {
+  driver = passwd-file
+  args = %(users)s
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=%(root)s/home/%%u
+}
+service pop3-login {
+  chroot =
+  inet_listener pop3 {
+    port = %(port)d
+  }
+  inet_listener pop3s {
+    port = %(tls_port)d
+  }
+}
+"""
+
+
+def run_fetch(root, binary, messages):
+    """`yubin fetch` against Dovecot: every login method, every mode."""
+    print("yubin fetch from Dovecot")
+    base = os.path.join(root, "fetch")
+    os.makedirs(os.path.join(base, "state"))
+    port, tls_port = free_ports(2)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", os.path.join(base, "key.pem"), "-out", os.path.join(base, "cert.pem")],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(base, "cert.pem")) as f:
+        pin = hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+    users = os.path.join(base, "users")
+    with open(users, "w") as f:
+        f.write("dave:{PLAIN}dave-pw\n")
+    with open(os.path.join(base, "password"), "w") as f:
+        f.write("dave-pw\n")
+    maildirs = os.path.join(base, "mail")
+    seed(os.path.join(maildirs, "dave"), messages)
+    nobody = pwd.getpwnam("nobody")
+    for dirpath, dirnames, filenames in os.walk(maildirs):
+        os.chown(dirpath, nobody.pw_uid, nobody.pw_gid)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
+    config = os.path.join(base, "dovecot.conf")
+    with open(config, "w") as f:
+        f.write(FETCH_DOVECOT_CONFIG % {"root": base, "port": port, "tls_port": tls_port,
+                                        "users": users, "maildirs": maildirs})
+    subprocess.run(["/usr/sbin/dovecot", "-c", config], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(tls_port)
+
+    def served():
+        """What Dovecot sends, by subject (read with poplib over POP3S)."""
+        client = poplib.POP3_SSL("127.0.0.1", tls_port, context=tls_context(), timeout=30)
+        client.user("dave")
+        client.pass_("dave-pw")
+        out = {}
+        for line in client.list()[1]:
+            n = int(line.split()[0])
+            lines = client.retr(n)[1]
+            data = b"\r\n".join(lines) + (b"\r\n" if lines else b"")
+            out[subject(data)] = as_lf(data)
+        client.quit()
+        return out
+
+    def fetch(name, *extra, tls="implicit"):
+        state = os.path.join(base, "state", name)
+        target = os.path.join(base, "out", name)
+        pinned = [] if "--fingerprint" in extra else ["--fingerprint", pin]
+        args = [binary, "fetch", "--json", "--server", "127.0.0.1", "--user", "dave",
+                "--password-file", os.path.join(base, "password"), "--state-dir", state,
+                "--tls", tls] + pinned + [
+                "--port", str(tls_port if tls == "implicit" else port)]
+        args += ["--maildir", target]
+        result = subprocess.run(args + list(extra), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = result.stdout.decode(errors="replace").strip().splitlines()
+        try:
+            report = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            report = {"ok": False, "error": result.stderr.decode(errors="replace")}
+        return result.returncode, report, target
+
+    def delivered(target):
+        out = {}
+        for sub in ("new", "cur"):
+            d = os.path.join(target, sub)
+            for name in (os.listdir(d) if os.path.isdir(d) else []):
+                with open(os.path.join(d, name), "rb") as f:
+                    data = f.read()
+                out[subject(data)] = data
+        return out
+
+    try:
+        expected = served()
+        check(len(expected) == len(messages), "Dovecot serves %d messages" % len(expected))
+        code, report, target = fetch("keep", "--keep")
+        check(code == 0 and report.get("fetched") == len(messages),
+              "POP3S, pinned: fetched %s of %d (%s)" % (report.get("fetched"), len(messages), report.get("error")))
+        got = delivered(target)
+        for key, data in expected.items():
+            check(got.get(key) == data, "keep: %r delivered as Dovecot serves it" % key)
+        code, report, _ = fetch("keep", "--keep")
+        check(code == 0 and report.get("fetched") == 0, "keep: a second run fetches nothing")
+
+        for method in ("user", "apop", "plain", "login", "cram-md5", "scram-sha-1", "scram-sha-256"):
+            code, report, _ = fetch("auth-" + method, "--keep", "--auth", method, tls="stls")
+            check(code == 0 and report.get("fetched") == len(messages),
+                  "STLS, %s: fetched %s (%s)" % (method, report.get("fetched"), report.get("error")))
+
+        code, report, _ = fetch("wrong-pin", "--keep", "--fingerprint", "00" * 32)
+        check(code == 69 and not report.get("ok"), "a wrong pin is refused (exit %d)" % code)
+
+        code, report, _ = fetch("size", "--keep", "--max-size", "100K")
+        check(code == 0 and report.get("skipped_oversize") == 1 and report.get("fetched") == len(messages) - 1,
+              "max_size: the 1 MB message is skipped (%s)" % report)
+        check(report.get("size_mismatches") == 0,
+              "Dovecot's short count of an unterminated message is not taken for a cut one")
+
+        # keep_days: move time by rewriting the ledger, one message 3 days back.
+        code, report, _ = fetch("days", "--keep-days", "2")
+        check(code == 0 and report.get("deleted") == 0, "keep_days: nothing deleted on the first day")
+        ledger_dir = os.path.join(base, "state", "days")
+        ledger = [n for n in os.listdir(ledger_dir) if n.endswith(".ledger")][0]
+        path = os.path.join(ledger_dir, ledger)
+        with open(path) as f:
+            lines = f.read().splitlines()
+        first = next(i for i, l in enumerate(lines) if not l.startswith("#"))
+        secs, rest = lines[first].split(" ", 1)
+        lines[first] = "%d %s" % (int(secs) - 3 * 86400, rest)
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        code, report, _ = fetch("days", "--keep-days", "2")
+        check(code == 0 and report.get("deleted") == 1 and report.get("fetched") == 0,
+              "keep_days: the message fetched 3 days ago is deleted, nothing refetched (%s)" % report)
+
+        code, report, target = fetch("delete")
+        check(code == 0 and report.get("deleted") == len(messages) - 1 == report.get("fetched"),
+              "delete: everything fetched and deleted (%s)" % report)
+        check(len(served()) == 0, "Dovecot's mailbox is empty after delete")
+    finally:
+        subprocess.run(["/usr/sbin/dovecot", "-c", config, "stop"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def pop3_login_from(address, port):
     """A POP3 login from a given loopback address (what POP before SMTP keys on)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(address, 0))
@@ -688,6 +853,7 @@ def main():
         run_swaks(yubin)
         run_smtp_sink(root, yubin)
         run_postfix(root, yubin, maildir_root)
+        run_fetch(root, binary, messages)
     finally:
         yubin.stop()
     if FAILURES:

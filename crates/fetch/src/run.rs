@@ -45,7 +45,7 @@ pub struct Report {
     pub truncated: usize,
     /// New messages left for the next run by `limit`.
     pub deferred: usize,
-    /// Messages whose size differed from LIST (delivered, kept on the server).
+    /// Messages shorter than LIST said (delivered, kept on the server).
     pub size_mismatches: usize,
     /// Messages identified by a digest of their headers, never deleted.
     pub without_uid: usize,
@@ -302,8 +302,12 @@ pub async fn fetch(
                 ));
                 continue;
             }
-            let exact = content.len() as u64 == message.size;
-            if !exact {
+            // Fewer octets than LIST promised may be a message cut short on
+            // the server's side: deliver what came, but keep the original.
+            // More is harmless (Dovecot, for one, leaves the CRLF it adds
+            // to an unterminated last line out of its count).
+            let short = (content.len() as u64) < message.size;
+            if short {
                 report.size_mismatches += 1;
                 report.warnings.push(format!(
                     "message {} has {} octets but LIST said {}; delivered and kept on the server",
@@ -311,6 +315,13 @@ pub async fn fetch(
                     content.len(),
                     message.size
                 ));
+            } else if content.len() as u64 != message.size {
+                tracing::debug!(
+                    number = %message.number,
+                    received = content.len(),
+                    listed = message.size,
+                    "message larger than LIST said"
+                );
             }
             deliver(destination, &to_lf(&content))?;
             failpoint::hit("after-deliver");
@@ -322,7 +333,7 @@ pub async fn fetch(
             if account.policy.retention == Retention::Delete
                 && may_delete
                 && message.trusted
-                && exact
+                && !short
             {
                 pop.dele_pipelined(message.number).await?;
                 marked += 1;
