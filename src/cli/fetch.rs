@@ -158,6 +158,14 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
                     if status == 0 {
                         status = error.exit_code();
                     }
+                    // Refused for logging in too soon: the next poll waits
+                    // as long as the server asked.
+                    if let yubin_fetch::FetchError::LoginDelay {
+                        delay: Some(delay), ..
+                    } = error
+                    {
+                        wait = wait.max(*delay);
+                    }
                 }
             }
             print_result(
@@ -411,10 +419,9 @@ impl Bar {
         }
         self.last_draw = Some(Instant::now());
         const WIDTH: u64 = 30;
-        let filled = (self.done.1 * WIDTH)
-            .checked_div(self.total.1.max(1))
-            .unwrap_or(0)
-            .min(WIDTH);
+        // In u128: LIST sizes come from the server and may be huge.
+        let filled = (u128::from(self.done.1) * u128::from(WIDTH) / u128::from(self.total.1.max(1)))
+            .min(u128::from(WIDTH)) as u64;
         let mut out = std::io::stdout().lock();
         let _ = write!(
             out,
@@ -439,7 +446,7 @@ impl Progress for Bar {
 
     fn advance(&mut self, bytes: u64) {
         self.done.0 += 1;
-        self.done.1 += bytes;
+        self.done.1 = self.done.1.saturating_add(bytes);
         self.draw(false);
     }
 

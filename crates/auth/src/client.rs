@@ -47,6 +47,10 @@ pub fn plain_response(user: &str, password: &str) -> Vec<u8> {
 /// the client burn CPU, not a security setting anyone uses.
 pub const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
 
+/// Fewest iterations accepted (RFC 7677 §4: at least 4096): a server
+/// asking for fewer weakens what an eavesdropper can brute-force.
+pub const MIN_SCRAM_ITERATIONS: u32 = 4096;
+
 /// Why a SCRAM exchange failed on the client's side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScramError {
@@ -54,7 +58,8 @@ pub enum ScramError {
     Malformed,
     /// The server's nonce does not extend ours.
     NonceMismatch,
-    /// The iteration count is zero or above [`MAX_SCRAM_ITERATIONS`].
+    /// The iteration count is below [`MIN_SCRAM_ITERATIONS`] or above
+    /// [`MAX_SCRAM_ITERATIONS`].
     Iterations,
     /// The server sent `e=…`, or a signature that proves it does not
     /// know the password: it is not the server we think.
@@ -136,7 +141,7 @@ impl ScramClient {
         if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
             return Err(ScramError::NonceMismatch);
         }
-        if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
+        if !(MIN_SCRAM_ITERATIONS..=MAX_SCRAM_ITERATIONS).contains(&iterations) {
             return Err(ScramError::Iterations);
         }
         let hash = self.hash;
@@ -231,19 +236,23 @@ mod tests {
         let mut client = ScramClient::with_nonce(Hash::Sha256, "u,=", "p", "abc");
         assert_eq!(client.client_first(), b"n,,n=u=2C=3D,r=abc");
         assert_eq!(
-            client.client_final(b"r=xyz,s=AA==,i=1"),
+            client.client_final(b"r=xyz,s=AA==,i=4096"),
             Err(ScramError::NonceMismatch)
         );
         assert_eq!(
-            client.client_final(b"r=abc,s=AA==,i=1"),
+            client.client_final(b"r=abc,s=AA==,i=4096"),
             Err(ScramError::NonceMismatch)
+        );
+        assert_eq!(
+            client.client_final(b"r=abcd,s=AA==,i=4095"),
+            Err(ScramError::Iterations)
         );
         assert_eq!(
             client.client_final(b"r=abcd,s=AA==,i=4000000000"),
             Err(ScramError::Iterations)
         );
         assert_eq!(
-            client.client_final(b"r=abcd,s=!!,i=1"),
+            client.client_final(b"r=abcd,s=!!,i=4096"),
             Err(ScramError::Malformed)
         );
         assert_eq!(client.client_final(b"garbage"), Err(ScramError::Malformed));

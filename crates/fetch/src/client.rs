@@ -304,7 +304,7 @@ impl Pop3Client {
     /// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP; without TLS only
     /// SCRAM-SHA-256, SCRAM-SHA-1 and CRAM-MD5, so the password never
     /// crosses the network in clear unless a method is forced. APOP is
-    /// used only with a greeting timestamp of the msg-id form.
+    /// used only over TLS and with a greeting timestamp of the msg-id form.
     pub async fn login(
         &mut self,
         user: &str,
@@ -333,6 +333,13 @@ impl Pop3Client {
                         "APOP needs a greeting with a <local@host> timestamp".into(),
                     ));
                 };
+                if !self.is_tls() {
+                    // An eavesdropper with the challenge and the digest can
+                    // guess the password offline (reliability.md PC-06).
+                    return Err(ClientError::NoAuthMethod(
+                        "APOP is not used without TLS: its digest invites offline guessing".into(),
+                    ));
+                }
                 let digest = apop_digest(stamp, password);
                 self.conn.apop(user, &digest)?;
                 self.expect_login_ok().await
@@ -471,9 +478,15 @@ impl Pop3Client {
         Ok((list, self.uidl_reply().await?))
     }
 
+    /// `-ERR` means "no UIDL here" only from a server that did not claim
+    /// it and gave no reason code; otherwise it is a failure (a `[SYS/TEMP]`
+    /// must not make every message look new).
     async fn uidl_reply(&mut self) -> Result<Option<Listing<UidEntry>>, ClientError> {
         match self.event("UIDL").await? {
             Event::Uids { entries, rejected } => Ok(Some(Listing { entries, rejected })),
+            Event::Status(status) if status.code.is_some() || self.capabilities.uidl => {
+                Err(ClientError::Refused("UIDL", status))
+            }
             Event::Status(_) => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -509,6 +522,7 @@ impl Pop3Client {
         self.conn.dele(n)?;
         let status = self.status("DELE").await?;
         if status.ok {
+            crate::failpoint::hit("after-dele");
             Ok(())
         } else {
             Err(ClientError::Refused("DELE", status))
@@ -545,9 +559,17 @@ impl Pop3Client {
     }
 
     /// Sends `QUIT` without waiting for the answer; [`Pop3Client::finish_quit`]
-    /// reads it. (Split so a crash test can stop in between.)
+    /// reads it. (Split so a crash test can stop in between.) Pipelined
+    /// DELEs are sent and their answers checked first: a refused one fails
+    /// the run before QUIT commits anything.
     pub async fn send_quit(&mut self) -> Result<(), ClientError> {
+        self.settle().await?;
         self.conn.quit()?;
+        self.flush().await
+    }
+
+    /// Sends what is queued and reads the answers to pipelined DELEs.
+    pub async fn settle(&mut self) -> Result<(), ClientError> {
         self.flush().await
     }
 
@@ -646,9 +668,13 @@ impl Pop3Client {
         mechanism: &str,
         initial: Option<&[u8]>,
     ) -> Result<(), ClientError> {
-        // RFC 5034 §4: an initial response that would make the argument
-        // longer than 255 octets goes after an empty challenge instead.
-        let fits = initial.is_some_and(|data| data.len().div_ceil(3) * 4 <= 255);
+        // RFC 5034 §4 (RFC 2449 §4): a command line is at most 255 octets
+        // with its CRLF; an initial response that does not fit goes after
+        // an empty challenge instead.
+        let fits = initial.is_some_and(|data| {
+            let line = "AUTH ".len() + mechanism.len() + 1 + data.len().div_ceil(3) * 4 + 2;
+            line <= 255
+        });
         if fits {
             self.conn.auth(mechanism, initial)?;
         } else {
@@ -726,7 +752,7 @@ impl Pop3Client {
         while self.unsettled_deles > 0 {
             self.unsettled_deles -= 1;
             match self.event("DELE").await? {
-                Event::Status(status) if status.ok => {}
+                Event::Status(status) if status.ok => crate::failpoint::hit("after-dele"),
                 Event::Status(status) => return Err(ClientError::Refused("DELE", status)),
                 other => return Err(unexpected(other)),
             }

@@ -3,13 +3,14 @@
 //! the server for N days, and delete only what it has delivered.
 //!
 //! Two files per account in the state directory:
-//! - `NAME.ledger`, the snapshot: a header line, one `SECS KIND KEY` line
-//!   per message (SECS: when it was first fetched; KIND: `F` fetched whole,
-//!   `H` headers only), and an `# end COUNT` line, so a truncated file is known
+//! - `NAME.ledger`, the snapshot: a header line, one `SECS KIND SIZE KEY`
+//!   line per message (SECS: when it was first fetched; KIND: `F` fetched
+//!   whole, `H` headers only, `K` fetched but to be kept on the server;
+//!   SIZE: its size in the server's LIST), and an `# end COUNT` line, so a truncated file is known
 //!   to be damaged. Written whole: temporary file, fsync, rename, fsync of
 //!   the directory.
 //! - `NAME.journal`, the records made since the last snapshot, one line
-//!   each, appended and fsynced one by one: `KIND SECS KEY CHECK`, where
+//!   each, appended and fsynced one by one: `KIND SECS SIZE KEY CHECK`, where
 //!   CHECK is the start of a SHA-256 of the rest. A crash can tear only the
 //!   last line; a torn last line is ignored (its message was delivered but
 //!   not recorded: the one duplicate the design allows). A bad line
@@ -17,6 +18,10 @@
 //!
 //! Keys are UIDL unique-ids (printable ASCII, no spaces), or `hdr:` and a
 //! digest of the headers for servers without usable UIDs.
+//!
+//! `NAME.lock` holds the account's lock, and once a snapshot has been
+//! written it says so: a lock file that says so next to no snapshot and no
+//! journal means the ledger was lost, not that this is the first run.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -28,14 +33,52 @@ use sha2::Digest;
 
 const HEADER: &str = "# yubin fetch ledger 1";
 
+/// What the lock file says once a snapshot exists.
+const WRITTEN: &str = "ledger written\n";
+
+/// How much of a message was delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Delivered whole: may be deleted from the server.
+    Whole,
+    /// Only its headers were delivered (it was over `max_size`): never
+    /// deleted on the strength of this entry, fetched whole once allowed.
+    HeadersOnly,
+    /// Delivered, but to stay on the server (it arrived shorter than LIST
+    /// said, so the server's copy may be the only whole one).
+    Kept,
+}
+
+impl Kind {
+    fn letter(self) -> char {
+        match self {
+            Kind::Whole => 'F',
+            Kind::HeadersOnly => 'H',
+            Kind::Kept => 'K',
+        }
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "F" => Some(Kind::Whole),
+            "H" => Some(Kind::HeadersOnly),
+            "K" => Some(Kind::Kept),
+            _ => None,
+        }
+    }
+}
+
 /// What the ledger knows of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// When it was first fetched (Unix seconds).
     pub first_fetched: u64,
-    /// Only its headers were delivered (it was over `max_size`): it must
-    /// never be deleted on the strength of this entry.
-    pub headers_only: bool,
+    /// What was delivered.
+    pub kind: Kind,
+    /// Its size in LIST when it was fetched: a message with the same
+    /// unique-id and another size is not the same message (a server that
+    /// reuses ids), and is never deleted on the strength of this entry.
+    pub size: u64,
 }
 
 /// Why the ledger cannot be trusted.
@@ -51,7 +94,7 @@ pub struct Ledger {
     entries: HashMap<String, Entry>,
     damage: Option<Damage>,
     /// Held while the ledger is open: one run per account at a time.
-    _lock: File,
+    lock: File,
 }
 
 /// Why a ledger could not be opened.
@@ -74,6 +117,7 @@ impl Ledger {
         fs::create_dir_all(dir).map_err(io_error)?;
         let lock_path = dir.join(format!("{name}.lock"));
         let lock = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
@@ -109,6 +153,15 @@ impl Ledger {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        let mut lock_text = String::new();
+        let _ = io::Read::read_to_string(&mut &lock, &mut lock_text);
+        if damage.is_none() && lock_text == WRITTEN && !snapshot.exists() && !journal_path.exists()
+        {
+            damage = Some(Damage(format!(
+                "{} is missing, though this account has been fetched before",
+                snapshot.display()
+            )));
+        }
         if let Some(Damage(reason)) = &damage {
             // Keep the evidence; the next snapshot replaces the files.
             let keep = dir.join(format!("{name}.damaged-{}", now_secs()));
@@ -121,7 +174,7 @@ impl Ledger {
             journal: None,
             entries,
             damage,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -145,28 +198,25 @@ impl Ledger {
         self.entries.is_empty()
     }
 
-    /// Records that `key` was fetched (delivered and durable) at `now`.
-    /// Returns once the record is on disk.
-    pub fn record_fetched(&mut self, key: &str, now: u64) -> io::Result<()> {
-        self.record(key, now, false)
-    }
-
-    /// Records that only the headers of `key` were delivered.
-    pub fn record_headers_only(&mut self, key: &str, now: u64) -> io::Result<()> {
-        self.record(key, now, true)
-    }
-
-    fn record(&mut self, key: &str, now: u64, headers_only: bool) -> io::Result<()> {
+    /// Records that `key` (of LIST size `size`) was delivered, durably,
+    /// at `now`, as much as `kind` says. Returns once the record is on disk.
+    pub fn record(&mut self, key: &str, kind: Kind, size: u64, now: u64) -> io::Result<()> {
         let first = self.entries.get(key).map_or(now, |e| e.first_fetched);
-        self.append(kind(headers_only), first, key)?;
-        self.entries.insert(
-            key.to_owned(),
-            Entry {
-                first_fetched: first,
-                headers_only,
-            },
-        );
+        let entry = Entry {
+            first_fetched: first,
+            kind,
+            size,
+        };
+        self.append(key, entry)?;
+        self.entries.insert(key.to_owned(), entry);
         Ok(())
+    }
+
+    /// Forgets `key` (the server has confirmed its removal). Takes effect
+    /// at the next [`Ledger::compact`]; if that never comes, the key stays,
+    /// which only means a DELE is tried again.
+    pub fn forget(&mut self, key: &str) {
+        self.entries.remove(key);
     }
 
     /// Writes a fresh snapshot and empties the journal. With `present`,
@@ -182,9 +232,9 @@ impl Ledger {
         text.push_str(HEADER);
         text.push('\n');
         for key in &keys {
-            let entry = self.entries[*key];
-            let kind = kind(entry.headers_only);
-            text.push_str(&format!("{} {kind} {key}\n", entry.first_fetched));
+            let e = self.entries[*key];
+            let kind = e.kind.letter();
+            text.push_str(&format!("{} {kind} {} {key}\n", e.first_fetched, e.size));
         }
         text.push_str(&format!("# end {}\n", keys.len()));
         let tmp = self.snapshot.with_extension("ledger.tmp");
@@ -209,10 +259,19 @@ impl Ledger {
             Err(e) => return Err(e),
         }
         self.damage = None;
+        if fs::read_to_string(self.snapshot.with_extension("lock"))
+            .ok()
+            .as_deref()
+            != Some(WRITTEN)
+        {
+            use std::os::unix::fs::FileExt;
+            self.lock.set_len(0)?;
+            self.lock.write_all_at(WRITTEN.as_bytes(), 0)?;
+        }
         Ok(())
     }
 
-    fn append(&mut self, kind: char, secs: u64, key: &str) -> io::Result<()> {
+    fn append(&mut self, key: &str, entry: Entry) -> io::Result<()> {
         if self.journal.is_none() {
             let file = OpenOptions::new()
                 .append(true)
@@ -222,7 +281,12 @@ impl Ledger {
             sync_parent(&self.journal_path)?;
             self.journal = Some(file);
         }
-        let body = format!("{kind} {secs} {key}");
+        let body = format!(
+            "{} {} {} {key}",
+            entry.kind.letter(),
+            entry.first_fetched,
+            entry.size
+        );
         let line = format!("{body} {}\n", check(&body));
         let Some(journal) = self.journal.as_mut() else {
             return Err(io::Error::other("journal not open"));
@@ -262,11 +326,15 @@ fn read_snapshot(
                 Err(format!("end line says {end} entries, found {number}"))
             });
         }
-        let mut parts = line.splitn(3, ' ');
-        let (Some(secs), Some(kind), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = line.splitn(4, ' ');
+        let (Some(secs), Some(kind), Some(size), Some(key)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Ok(Err(format!("line {}: malformed", number + 2)));
         };
-        let (Ok(first_fetched), Some(headers_only)) = (secs.parse(), parse_kind(kind)) else {
+        let (Ok(first_fetched), Some(kind), Ok(size)) =
+            (secs.parse(), Kind::parse(kind), size.parse())
+        else {
             return Ok(Err(format!("line {}: malformed", number + 2)));
         };
         if !valid_key(key) {
@@ -276,7 +344,8 @@ fn read_snapshot(
             key.to_owned(),
             Entry {
                 first_fetched,
-                headers_only,
+                kind,
+                size,
             },
         );
     }
@@ -301,14 +370,13 @@ fn replay_journal(
     let mut damage = Ok(());
     for (index, line) in lines.into_iter().enumerate() {
         match parse_record(line) {
-            Some((headers_only, secs, key)) => {
-                let entry = entries.entry(key.to_owned()).or_insert(Entry {
-                    first_fetched: secs,
-                    headers_only,
-                });
-                entry.first_fetched = entry.first_fetched.min(secs);
-                // The latest record says what was delivered last.
-                entry.headers_only = headers_only;
+            Some((key, record)) => {
+                let entry = entries.entry(key.to_owned()).or_insert(record);
+                // The latest record says what was delivered last; the
+                // first says when.
+                entry.first_fetched = entry.first_fetched.min(record.first_fetched);
+                entry.kind = record.kind;
+                entry.size = record.size;
             }
             // A complete last line that fails its check: torn as well
             // (the length reached the disk before the data).
@@ -326,29 +394,23 @@ fn replay_journal(
     Ok(damage)
 }
 
-fn parse_record(line: &[u8]) -> Option<(bool, u64, &str)> {
+fn parse_record(line: &[u8]) -> Option<(&str, Entry)> {
     let line = std::str::from_utf8(line).ok()?;
     let (body, sum) = line.rsplit_once(' ')?;
     if check(body) != sum {
         return None;
     }
-    let mut parts = body.splitn(3, ' ');
-    let headers_only = parse_kind(parts.next()?)?;
-    let secs = parts.next()?.parse().ok()?;
+    let mut parts = body.splitn(4, ' ');
+    let kind = Kind::parse(parts.next()?)?;
+    let first_fetched = parts.next()?.parse().ok()?;
+    let size = parts.next()?.parse().ok()?;
     let key = parts.next()?;
-    valid_key(key).then_some((headers_only, secs, key))
-}
-
-fn kind(headers_only: bool) -> char {
-    if headers_only { 'H' } else { 'F' }
-}
-
-fn parse_kind(kind: &str) -> Option<bool> {
-    match kind {
-        "F" => Some(false),
-        "H" => Some(true),
-        _ => None,
-    }
+    let entry = Entry {
+        first_fetched,
+        kind,
+        size,
+    };
+    valid_key(key).then_some((key, entry))
 }
 
 /// Keys are what UIDL allows (RFC 1939 §7) plus the `hdr:` digests.
@@ -375,6 +437,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_lost_ledger_is_not_a_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        ledger.record("one", Kind::Whole, 1, 1).unwrap();
+        drop(ledger);
+        // Never compacted: a crashed first run is still a first run.
+        fs::remove_file(dir.path().join("a.journal")).unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(ledger.damage().is_none());
+        ledger.record("one", Kind::Whole, 1, 1).unwrap();
+        ledger.compact(None).unwrap();
+        drop(ledger);
+        fs::remove_file(dir.path().join("a.ledger")).unwrap();
+        let ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(
+            ledger.damage().unwrap().0.contains("missing"),
+            "{:?}",
+            ledger.damage()
+        );
+    }
+
+    #[test]
     fn one_run_per_account() {
         let dir = tempfile::tempdir().unwrap();
         let first = Ledger::open(dir.path(), "a").unwrap();
@@ -391,9 +475,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path(), "acct").unwrap();
         assert!(ledger.is_empty() && ledger.damage().is_none());
-        ledger.record_fetched("uid-1", 100).unwrap();
-        ledger.record_fetched("uid-2", 200).unwrap();
-        ledger.record_fetched("uid-1", 300).unwrap();
+        ledger.record("uid-1", Kind::Whole, 10, 100).unwrap();
+        ledger.record("uid-2", Kind::Whole, 20, 200).unwrap();
+        ledger.record("uid-1", Kind::Kept, 10, 300).unwrap();
         drop(ledger);
         // Not compacted: everything comes from the journal.
         let mut ledger = Ledger::open(dir.path(), "acct").unwrap();
@@ -401,7 +485,8 @@ mod tests {
             ledger.get("uid-1"),
             Some(Entry {
                 first_fetched: 100,
-                headers_only: false
+                kind: Kind::Kept,
+                size: 10
             })
         );
         assert_eq!(ledger.get("uid-2").unwrap().first_fetched, 200);
@@ -417,12 +502,12 @@ mod tests {
     fn a_torn_last_record_is_ignored_but_other_damage_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path(), "a").unwrap();
-        ledger.record_fetched("one", 1).unwrap();
-        ledger.record_fetched("two", 2).unwrap();
+        ledger.record("one", Kind::Whole, 1, 1).unwrap();
+        ledger.record("two", Kind::Whole, 2, 2).unwrap();
         drop(ledger);
         let journal = dir.path().join("a.journal");
         let mut data = fs::read(&journal).unwrap();
-        data.extend_from_slice(b"F 3 thr");
+        data.extend_from_slice(b"F 3 3 thr");
         fs::write(&journal, &data).unwrap();
         let ledger = Ledger::open(dir.path(), "a").unwrap();
         assert!(ledger.damage().is_none());
@@ -441,7 +526,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path(), "a").unwrap();
         for i in 0..10 {
-            ledger.record_fetched(&format!("uid{i}"), i).unwrap();
+            ledger
+                .record(&format!("uid{i}"), Kind::Whole, i, i)
+                .unwrap();
         }
         ledger.compact(None).unwrap();
         drop(ledger);

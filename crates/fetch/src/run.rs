@@ -26,7 +26,7 @@ use crate::account::{Account, Oversize, Retention};
 use crate::client::{ClientError, Pop3Client};
 use crate::deliver::{Deliver, DeliverError, to_lf};
 use crate::failpoint;
-use crate::ledger::{Ledger, OpenError, now_secs};
+use crate::ledger::{Kind, Ledger, OpenError, now_secs};
 
 /// What a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,6 +78,14 @@ pub enum FetchError {
     /// Talking to the server failed.
     #[error("{0}")]
     Client(#[from] ClientError),
+    /// The server wants more time between logins (`[LOGIN-DELAY]`).
+    #[error("login refused for now: {status}; the server allows one login every {}", delay.map_or("while".to_owned(), |d| format!("{} s", d.as_secs())))]
+    LoginDelay {
+        /// The server's reply.
+        status: yubin_pop3_proto::client::Status,
+        /// The delay its CAPA announced, if it did.
+        delay: Option<Duration>,
+    },
     /// The local destination refused a message.
     #[error("delivery to {destination} failed: {error}")]
     Deliver {
@@ -98,6 +106,7 @@ impl FetchError {
             FetchError::Ledger(OpenError::Busy(_)) => 75,
             FetchError::Ledger(OpenError::Io(..)) | FetchError::LedgerWrite(_) => 74,
             FetchError::Password(_) => 78,
+            FetchError::LoginDelay { .. } => 75,
             FetchError::Deliver { error, .. } => {
                 if error.temporary {
                     75
@@ -153,13 +162,17 @@ impl Progress for NoProgress {
     fn end(&mut self) {}
 }
 
+/// The most octets one message may take in memory, whatever LIST says: a
+/// server announcing an endless message must not exhaust the machine.
+pub const MAX_MESSAGE: u64 = 512 << 20;
+
 /// One message as the run sees it.
 #[derive(Debug)]
 struct Message {
     number: MsgNum,
     size: u64,
     /// The ledger key: the UIDL, or `hdr:` + digest for messages without
-    /// a trustworthy one (filled in later).
+    /// a trustworthy one (filled in later; `None` until then).
     key: Option<String>,
     /// The key is a real, unique UIDL (deletion may rest on it).
     trusted: bool,
@@ -178,7 +191,7 @@ pub async fn fetch(
     let mut pop = login(account, &password, &mut report).await?;
     drop(password);
 
-    let mut messages = inventory(&mut pop, &mut report).await?;
+    let (mut messages, uidl_complete) = inventory(&mut pop, &mut report).await?;
     report.on_server = messages.len();
     if let Some(damage) = ledger.damage() {
         report.deletion_suspended = Some(format!(
@@ -190,60 +203,44 @@ pub async fn fetch(
     }
     let may_delete = report.deletion_suspended.is_none();
 
-    // Messages without a trustworthy UIDL are known by their headers.
+    // Messages without a trustworthy UIDL are known by their headers (TOP
+    // n 0; servers without TOP get RETR below). Equal digests within one
+    // listing are told apart by their order.
+    let mut digests: HashMap<String, usize> = HashMap::new();
     for message in messages.iter_mut().filter(|m| m.key.is_none()) {
         let mut headers = Vec::new();
-        let limit = message.size.saturating_add(64 * 1024).min(1 << 20);
-        let found = match pop.top(message.number, 0, limit, &mut headers).await {
-            Ok(found) => found,
-            Err(ClientError::Protocol(_)) if message.size > limit => {
-                return Err(ClientError::Protocol(
-                    yubin_pop3_proto::client::ProtocolError::ContentTooLong(limit),
-                )
-                .into());
-            }
-            Err(error) => return Err(error.into()),
-        };
-        if found {
-            message.key = Some(header_key(&headers, message.size));
+        if pop.top(message.number, 0, 1 << 20, &mut headers).await? {
+            message.key = Some(header_key(&headers, message.size, &mut digests));
             report.without_uid += 1;
         }
     }
 
     let now = now_secs();
+    let fits = |m: &Message| {
+        m.size <= MAX_MESSAGE && account.policy.max_size.is_none_or(|max| m.size <= max)
+    };
     // New messages that will be fetched whole: never seen, or seen only as
-    // headers and small enough now.
-    let fits = |m: &Message| account.policy.max_size.is_none_or(|max| m.size <= max);
+    // headers and small enough now, or not identifiable without RETR.
+    let is_new = |m: &Message| known(&ledger, m).is_none_or(|e| e.kind == Kind::HeadersOnly);
     let planned: Vec<&Message> = messages
         .iter()
-        .filter(|m| fits(m))
-        .filter(|m| {
-            m.key
-                .as_ref()
-                .is_some_and(|k| ledger.get(k).is_none_or(|e| e.headers_only))
-        })
+        .filter(|m| fits(m) && is_new(m))
         .take(account.policy.limit.unwrap_or(usize::MAX))
         .collect();
-    progress.begin(planned.len(), planned.iter().map(|m| m.size).sum());
+    let planned_bytes = planned
+        .iter()
+        .fold(0u64, |sum, m| sum.saturating_add(m.size));
+    progress.begin(planned.len(), planned_bytes);
     let planned: HashSet<MsgNum> = planned.iter().map(|m| m.number).collect();
 
-    let mut marked = 0usize;
+    // Keys DELE'd this session: forgotten once QUIT confirms.
+    let mut deleted_keys: Vec<String> = Vec::new();
     let outcome = async {
         for message in &messages {
-            let Some(key) = message.key.as_deref() else {
-                // TOP failed for it: not identifiable, so not touched.
-                report.warnings.push(format!(
-                    "message {} has no usable unique-id and TOP failed; left alone",
-                    message.number
-                ));
-                continue;
-            };
-            let fits = account.policy.max_size.is_none_or(|max| message.size <= max);
-            if let Some(entry) = ledger.get(key).filter(|e| !(e.headers_only && fits)) {
-                if entry.headers_only {
-                    // Only its headers were delivered: it stays on the server.
-                    continue;
-                }
+            if let Some(key) = message.key.as_deref()
+                && let Some(entry) = known(&ledger, message)
+                && !(entry.kind == Kind::HeadersOnly && fits(message))
+            {
                 let due = match account.policy.retention {
                     Retention::Delete => true,
                     Retention::Keep => false,
@@ -251,14 +248,23 @@ pub async fn fetch(
                         now.saturating_sub(entry.first_fetched) >= u64::from(days) * 86_400
                     }
                 };
-                if due && may_delete && message.trusted {
+                if due && may_delete && message.trusted && entry.kind == Kind::Whole {
                     pop.dele_pipelined(message.number).await?;
-                    marked += 1;
-                    failpoint::hit("after-dele");
+                    deleted_keys.push(key.to_owned());
                 }
                 continue;
             }
-            if !fits {
+            if !fits(message) {
+                if message.size > MAX_MESSAGE {
+                    report.warnings.push(format!(
+                        "message {} is {} octets, over the {MAX_MESSAGE}-octet limit; left on the server",
+                        message.number, message.size
+                    ));
+                }
+                let Some(key) = message.key.as_deref() else {
+                    report.skipped_oversize += 1;
+                    continue;
+                };
                 if account.policy.oversize == Oversize::Skip || options.dry_run {
                     report.skipped_oversize += 1;
                     continue;
@@ -276,7 +282,7 @@ pub async fn fetch(
                 flagged.extend_from_slice(&headers);
                 deliver(destination, &to_lf(&flagged))?;
                 ledger
-                    .record_headers_only(key, now)
+                    .record(key, Kind::HeadersOnly, message.size, now)
                     .map_err(FetchError::LedgerWrite)?;
                 report.truncated += 1;
                 continue;
@@ -287,13 +293,17 @@ pub async fn fetch(
             }
             if options.dry_run {
                 report.fetched += 1;
-                report.fetched_bytes += message.size;
+                report.fetched_bytes = report.fetched_bytes.saturating_add(message.size);
                 progress.advance(message.size);
                 continue;
             }
             // Room for a server that counts sizes loosely, not for one
             // that streams forever.
-            let limit = message.size.saturating_add(message.size / 8).saturating_add(64 * 1024);
+            let limit = message
+                .size
+                .saturating_add(message.size / 8)
+                .saturating_add(64 * 1024)
+                .min(MAX_MESSAGE);
             let mut content = Vec::with_capacity(message.size.min(64 << 20) as usize);
             if !pop.retr(message.number, limit, &mut content).await? {
                 report.warnings.push(format!(
@@ -302,6 +312,19 @@ pub async fn fetch(
                 ));
                 continue;
             }
+            let key = match &message.key {
+                Some(key) => key.clone(),
+                // No UIDL and no TOP: the digest comes from the message.
+                None => {
+                    let end = memchr::memmem::find(&content, b"\r\n\r\n").map_or(content.len(), |i| i + 4);
+                    report.without_uid += 1;
+                    let key = header_key(&content[..end], message.size, &mut digests);
+                    if ledger.get(&key).is_some() {
+                        continue;
+                    }
+                    key
+                }
+            };
             // Fewer octets than LIST promised may be a message cut short on
             // the server's side: deliver what came, but keep the original.
             // More is harmless (Dovecot, for one, leaves the CRLF it adds
@@ -325,19 +348,21 @@ pub async fn fetch(
             }
             deliver(destination, &to_lf(&content))?;
             failpoint::hit("after-deliver");
-            ledger.record_fetched(key, now).map_err(FetchError::LedgerWrite)?;
+            let kind = if short { Kind::Kept } else { Kind::Whole };
+            ledger
+                .record(&key, kind, message.size, now)
+                .map_err(FetchError::LedgerWrite)?;
             failpoint::hit("after-record");
             report.fetched += 1;
-            report.fetched_bytes += content.len() as u64;
+            report.fetched_bytes = report.fetched_bytes.saturating_add(content.len() as u64);
             progress.advance(message.size);
             if account.policy.retention == Retention::Delete
                 && may_delete
                 && message.trusted
-                && !short
+                && kind == Kind::Whole
             {
                 pop.dele_pipelined(message.number).await?;
-                marked += 1;
-                failpoint::hit("after-dele");
+                deleted_keys.push(key);
             }
         }
         Ok::<(), FetchError>(())
@@ -351,19 +376,26 @@ pub async fn fetch(
     pop.send_quit().await?;
     failpoint::hit("after-quit-sent");
     match pop.finish_quit().await {
-        Ok(()) => report.deleted = marked,
+        Ok(()) => {
+            report.deleted = deleted_keys.len();
+            for key in &deleted_keys {
+                ledger.forget(key);
+            }
+        }
         Err(error) => {
             report.quit_uncertain = true;
             report.warnings.push(format!(
-                "QUIT: {error}; the {marked} marked messages may still be on the server and will be deleted next run"
+                "QUIT: {error}; the {} marked messages may still be on the server and will be deleted next run",
+                deleted_keys.len()
             ));
         }
     }
     if !options.dry_run {
         let on_server: HashSet<&str> = messages.iter().filter_map(|m| m.key.as_deref()).collect();
         // Forget what the server no longer has, but only from a listing
-        // that is complete: a rejected line might have been one of ours.
-        let complete = report.rejected_lines == 0 && messages.iter().all(|m| m.key.is_some());
+        // that is complete: a UIDL listing without a rejected line, every
+        // message identified. Without UIDL this run, nothing is forgotten.
+        let complete = uidl_complete && messages.iter().all(|m| m.key.is_some());
         let present = |key: &str| on_server.contains(key);
         ledger
             .compact(complete.then_some(&present as &dyn Fn(&str) -> bool))
@@ -393,24 +425,38 @@ async fn login(
                 ));
                 tokio::time::sleep(wait).await;
             }
+            Err(ClientError::Auth(status)) if status.login_delay() => {
+                return Err(FetchError::LoginDelay {
+                    status,
+                    delay: pop.capabilities().login_delay,
+                });
+            }
             Err(error) => return Err(error.into()),
         }
     }
 }
 
 /// LIST and UIDL, merged: each message's number, size and, when it has a
-/// unique one, its UIDL.
-async fn inventory(pop: &mut Pop3Client, report: &mut Report) -> Result<Vec<Message>, FetchError> {
+/// unique one, its UIDL; and whether the UIDL listing was complete (every
+/// line well-formed), which is what allows forgetting vanished messages.
+async fn inventory(
+    pop: &mut Pop3Client,
+    report: &mut Report,
+) -> Result<(Vec<Message>, bool), FetchError> {
     let (scan, uids) = pop.list_and_uidl().await?;
     report.rejected_lines += scan.rejected;
-    let mut by_number: HashMap<MsgNum, &str> = HashMap::new();
+    let mut by_number: HashMap<MsgNum, Option<&str>> = HashMap::new();
     let mut uses: HashMap<&str, usize> = HashMap::new();
+    let complete = uids.as_ref().is_some_and(|u| u.rejected == 0);
     if let Some(uids) = &uids {
         report.rejected_lines += uids.rejected;
         for entry in &uids.entries {
-            if by_number.insert(entry.number, &entry.uid).is_none() {
-                *uses.entry(entry.uid.as_str()).or_default() += 1;
-            }
+            *uses.entry(entry.uid.as_str()).or_default() += 1;
+            // A number listed twice has no trustworthy id at all.
+            by_number
+                .entry(entry.number)
+                .and_modify(|uid| *uid = None)
+                .or_insert(Some(entry.uid.as_str()));
         }
     } else {
         report.warnings.push(
@@ -433,6 +479,7 @@ async fn inventory(pop: &mut Pop3Client, report: &mut Report) -> Result<Vec<Mess
         let uid = by_number
             .get(&entry.number)
             .copied()
+            .flatten()
             .filter(|uid| uses[uid] == 1);
         messages.push(Message {
             number: entry.number,
@@ -442,18 +489,33 @@ async fn inventory(pop: &mut Pop3Client, report: &mut Report) -> Result<Vec<Mess
         });
     }
     messages.sort_by_key(|m| m.number);
-    Ok(messages)
+    Ok((messages, complete))
+}
+
+/// What the ledger knows of a message. An entry with another size is
+/// another message under a reused id (a broken server), not this one.
+fn known(ledger: &Ledger, message: &Message) -> Option<crate::ledger::Entry> {
+    let key = message.key.as_deref()?;
+    ledger.get(key).filter(|e| e.size == message.size)
 }
 
 /// The key of a message without a trustworthy UIDL: a digest of its
-/// headers (as TOP n 0 returns them) and its size.
-fn header_key(headers: &[u8], size: u64) -> String {
+/// headers (as TOP n 0 returns them) and its size; the second message of a
+/// listing with the same digest gets `#2`, and so on.
+fn header_key(headers: &[u8], size: u64, seen: &mut HashMap<String, usize>) -> String {
     let digest = sha2::Sha256::new()
         .chain_update(size.to_be_bytes())
         .chain_update(headers)
         .finalize();
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("hdr:{hex}")
+    let key = format!("hdr:{hex}");
+    let count = seen.entry(key.clone()).or_default();
+    *count += 1;
+    if *count == 1 {
+        key
+    } else {
+        format!("{key}#{count}")
+    }
 }
 
 fn deliver(destination: &dyn Deliver, message: &[u8]) -> Result<(), FetchError> {

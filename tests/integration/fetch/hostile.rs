@@ -188,16 +188,21 @@ fn hostile_uidls_are_fetched_by_number_and_never_deleted() {
     let out = report(&client.run(&args, &[]), 0);
     assert_eq!(out["fetched"], 8, "{out}");
     assert_eq!(client.delivered().len(), 8);
-    // Only 1 and 8 have good, unique ids; the rest stay on the server.
-    assert_eq!(fake.committed(), vec![vec![1, 8]]);
-    assert_eq!(out["without_uid"], 6);
+    // Only 1 has a good, unique id; 8 is listed twice with two ids. The
+    // rest stay on the server.
+    assert_eq!(fake.committed(), vec![vec![1]]);
+    assert_eq!(out["without_uid"], 7);
 
-    // The fake forgets deletions: a second run sees all eight again,
-    // deletes 1 and 8 again, and fetches nothing.
+    // A second run finds the seven left, knows them by their headers, and
+    // neither fetches nor deletes any of them.
     let again = report(&client.run(&args, &[]), 0);
-    assert_eq!(again["fetched"], 0, "{again}");
+    assert_eq!(
+        (again["fetched"].as_u64(), again["on_server"].as_u64()),
+        (Some(0), Some(7)),
+        "{again}"
+    );
     assert_eq!(client.delivered().len(), 8);
-    assert_eq!(fake.committed()[1], vec![1, 8]);
+    assert_eq!(fake.committed()[1], Vec::<u64>::new());
 }
 
 #[test]
@@ -243,23 +248,76 @@ fn broken_transfers_deliver_nothing_partial_and_delete_nothing() {
 fn a_message_shorter_than_listed_is_delivered_but_kept() {
     let fake = Fake::start("short-retr", &THREE);
     let client = Client::new();
-    let out = report(&client.run(&fake.args(&client, "none"), &[]), 0);
+    let args = fake.args(&client, "none");
+    let out = report(&client.run(&args, &[]), 0);
     assert_eq!(out["fetched"], 3);
     assert_eq!(out["size_mismatches"], 1);
     assert_eq!(fake.committed(), vec![vec![2, 3]]);
+    // Kept for good: a later run neither fetches it again nor deletes it.
+    let again = report(&client.run(&args, &[]), 0);
+    assert_eq!(
+        (again["fetched"].as_u64(), again["deleted"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(fake.committed()[1], Vec::<u64>::new());
+    assert_eq!(client.delivered().len(), 3);
+}
+
+#[test]
+fn a_reused_unique_id_is_another_message() {
+    let fake = Fake::start("uid-reuse", &THREE);
+    let client = Client::new();
+    let args = fake.args(&client, "none");
+    let first = report(&client.run(&args, &["--limit", "1"]), 0);
+    assert_eq!(
+        (first["fetched"].as_u64(), first["deleted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // Message two now has message one's old id, with another size: it is
+    // fetched, not taken for the one already fetched, and none is lost.
+    let second = report(&client.run(&args, &[]), 0);
+    assert_eq!(second["fetched"], 2, "{second}");
+    let mut expected: Vec<Vec<u8>> = THREE.iter().map(|m| m.as_bytes().to_vec()).collect();
+    expected.sort();
+    assert_eq!(client.delivered(), expected);
+}
+
+#[test]
+fn a_temporary_uidl_failure_is_not_taken_for_a_server_without_uidl() {
+    let fake = Fake::start("uidl-temp", &THREE);
+    let client = Client::new();
+    let out = report(&client.run(&fake.args(&client, "none"), &[]), 75);
+    assert!(out["error"].as_str().unwrap().contains("SYS/TEMP"), "{out}");
+    assert!(client.delivered().is_empty());
+}
+
+#[test]
+fn without_uidl_and_top_messages_are_fetched_once_and_kept() {
+    let fake = Fake::start("no-uidl-no-top", &THREE);
+    let client = Client::new();
+    let args = fake.args(&client, "none");
+    let out = report(&client.run(&args, &[]), 0);
+    assert_eq!(out["fetched"], 3, "{out}");
+    assert_eq!(fake.committed(), vec![Vec::<u64>::new()]);
+    let again = report(&client.run(&args, &[]), 0);
+    assert_eq!(again["fetched"], 0, "{again}");
+    assert_eq!(client.delivered().len(), 3);
 }
 
 #[test]
 fn servers_without_uidl_are_never_deleted_from() {
-    let fake = Fake::start("no-uidl", &THREE);
+    // The fourth message has the first's headers and size: two messages,
+    // not one seen twice.
+    let four = [THREE[0], THREE[1], THREE[2], THREE[0]];
+    let fake = Fake::start("no-uidl", &four);
     let client = Client::new();
     let args = fake.args(&client, "none");
     let out = report(&client.run(&args, &[]), 0);
-    assert_eq!(out["fetched"], 3);
+    assert_eq!(out["fetched"], 4);
     assert_eq!(fake.committed(), vec![Vec::<u64>::new()]);
     let again = report(&client.run(&args, &[]), 0);
     assert_eq!(again["fetched"], 0, "known by their headers: {again}");
-    assert_eq!(client.delivered().len(), 3);
+    assert_eq!(client.delivered().len(), 4);
 }
 
 #[test]
@@ -270,7 +328,23 @@ fn bad_apop_challenges_and_sasl_challenges_are_refused() {
         &client.run(&fake.args(&client, "none"), &["--auth", "apop"]),
         69,
     );
-    assert!(out["error"].as_str().unwrap().contains("APOP"), "{out}");
+    assert!(
+        out["error"].as_str().unwrap().contains("<local@host>"),
+        "{out}"
+    );
+    fake.assert_no_credentials();
+
+    // A good challenge, but no TLS: APOP's digest is not sent in clear.
+    let fake = Fake::start("normal", &THREE);
+    let client = Client::new();
+    let out = report(
+        &client.run(&fake.args(&client, "none"), &["--auth", "apop"]),
+        69,
+    );
+    assert!(
+        out["error"].as_str().unwrap().contains("without TLS"),
+        "{out}"
+    );
     fake.assert_no_credentials();
 
     let fake = Fake::start("sasl-bad-base64", &THREE);

@@ -435,3 +435,79 @@ fn smtp_destination_hands_mail_to_another_server() {
         );
     }
 }
+
+#[test]
+fn every_polls_again_and_prints_one_summary_line_per_run() {
+    let server = TestServer::start();
+    put_all(&server, &awkward_messages());
+    let client = Client::new();
+    let mut args = client.args(&server);
+    args.retain(|a| a != "--json");
+    let mut child = client
+        .command(&args, &["--every", "1s"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while client.delivered().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run delivered nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.put_message("alice", "3000.M1P1.test", b"Subject: later\n\nlater\n");
+    while client.delivered().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next poll did not come"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Let the second run finish its summary line, then stop the daemon.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("alice@127.0.0.1: fetched 3 new messages (")
+            && lines[0].contains(", 3 deleted from the server, 3 on the server"),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("fetched 1 new message (")),
+        "{stdout}"
+    );
+    assert!(server.messages("alice").is_empty());
+}
+
+#[test]
+fn a_headers_only_message_is_fetched_whole_once_max_size_allows() {
+    let server = TestServer::start();
+    let mut big = b"Subject: big\n\n".to_vec();
+    big.extend(std::iter::repeat_n(b'z', 20_000));
+    big.push(b'\n');
+    put_all(&server, &[big.clone()]);
+    let client = Client::new();
+    let args = client.args(&server);
+    let stub = report(
+        &client.run(&args, &["--max-size", "10K", "--oversize", "headers"]),
+        0,
+    );
+    assert_eq!(
+        (stub["truncated"].as_u64(), stub["deleted"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let whole = report(&client.run(&args, &[]), 0);
+    assert_eq!(
+        (whole["fetched"].as_u64(), whole["deleted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let delivered = client.delivered();
+    assert_eq!(delivered.len(), 2);
+    assert!(delivered.contains(&big));
+    assert!(server.messages("alice").is_empty());
+}

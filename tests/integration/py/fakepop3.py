@@ -5,7 +5,8 @@
 MESSAGES is a JSON list of messages (strings, LF line ends; sent with CRLF
 and dot-stuffed). Every command line received is appended to LOG as one
 JSON line ({"connection": n, "line": "..."}), and every deletion committed
-at QUIT as {"connection": n, "committed": [numbers]}, so a test can check
+at QUIT as {"connection": n, "committed": [numbers]} (the messages'
+original numbers; they are gone for later connections), so a test can check
 that no password crossed in clear and what was removed. Prints the port
 once listening. MODE says how it misbehaves (see `behave` and the checks
 in `serve`)."""
@@ -20,6 +21,9 @@ with open(messages_path) as f:
     mailbox = [m.encode("utf-8", "surrogateescape") for m in json.load(f)]
 lock = threading.Lock()
 connections = [0]
+# The original numbers (1-based) of the messages still in the mailbox;
+# deletions committed at QUIT remove them for later connections.
+alive = list(range(1, len(mailbox) + 1))
 
 
 def record(entry):
@@ -43,23 +47,32 @@ def wire(message):
 
 
 def uidl_lines(live):
-    if mode == "hostile-uidl":
-        # 1 good, 2 a 100 KB uid, 3 control characters, 4 no uid, 5 and 6
-        # share one uid, 7 a 71-character uid, 8 good.
-        bad = {2: b"u" * 100_000, 3: b"ctl\x01\x1b[2J", 4: None, 5: b"same", 6: b"same",
-               7: b"x" * 71}
-        out = []
-        for n in live:
-            uid = bad.get(n, b"good-%d" % n)
-            out.append(b"%d" % n if uid is None else b"%d %s" % (n, uid))
-        return out
-    return [b"%d uid-%d" % (n, n) for n in live]
+    """`live[n - 1]` is the original number of message n this session."""
+    out = []
+    for n, orig in enumerate(live, 1):
+        # uid-reuse: ids by position, as a broken server might hand them out.
+        uid = b"uid-%d" % (n if mode == "uid-reuse" else orig)
+        if mode == "hostile-uidl":
+            # 1 good, 2 a 100 KB uid, 3 control characters, 4 no uid, 5 and 6
+            # share one uid, 7 a 71-character uid, 8 good.
+            bad = {2: b"u" * 100_000, 3: b"ctl\x01\x1b[2J", 4: None, 5: b"same", 6: b"same",
+                   7: b"x" * 71}
+            uid = bad.get(orig, b"good-%d" % orig)
+        out.append(b"%d" % n if uid is None else b"%d %s" % (n, uid))
+        if mode == "hostile-uidl" and orig == 8:
+            # The same number twice, with two different ids.
+            out.append(b"%d other-8" % n)
+    return out
 
 
 def serve(conn, number):
     f = conn.makefile("rb")
     deleted = set()
-    live = [i + 1 for i in range(len(mailbox))]
+    with lock:
+        live = list(alive)
+
+    def message(n):
+        return mailbox[live[n - 1] - 1]
 
     def send(data):
         conn.sendall(data if isinstance(data, bytes) else data.encode() + b"\r\n")
@@ -84,8 +97,10 @@ def serve(conn, number):
             caps = ["USER", "TOP", "SASL PLAIN CRAM-MD5"]
             # An old server: no UIDL, and no PIPELINING either (so the
             # client's one-command-at-a-time path is exercised).
-            if mode != "no-uidl":
+            if mode not in ("no-uidl", "no-uidl-no-top"):
                 caps += ["UIDL", "PIPELINING"]
+            if mode == "no-uidl-no-top":
+                caps.remove("TOP")
             if mode not in ("no-stls", "capa-fails"):
                 caps.append("STLS")
             send("+OK\r\n" + "\r\n".join(caps) + "\r\n.")
@@ -124,7 +139,7 @@ def serve(conn, number):
         elif verb == "APOP":
             send("-ERR no")
         elif verb == "STAT":
-            send("+OK %d %d" % (len(live), sum(len(crlf(mailbox[n - 1])) for n in live)))
+            send("+OK %d %d" % (len(live), sum(len(crlf(mailbox[o - 1])) for o in live)))
         elif verb == "LIST":
             if mode == "endless-list":
                 send("+OK")
@@ -137,22 +152,28 @@ def serve(conn, number):
                 send(".")
                 continue
             body = b""
-            for n in live:
+            for n in range(1, len(live) + 1):
                 if n in deleted:
                     continue
-                size = len(crlf(mailbox[n - 1]))
+                size = len(crlf(message(n)))
                 if mode == "short-retr" and n == 1:
                     size += 10
                 body += b"%d %d\r\n" % (n, size)
             send(b"+OK\r\n" + body + b".\r\n")
         elif verb == "UIDL":
-            if mode == "no-uidl":
+            if mode in ("no-uidl", "no-uidl-no-top"):
                 send("-ERR no UIDL")
+                continue
+            if mode == "uidl-temp":
+                send("-ERR [SYS/TEMP] index busy, try later")
                 continue
             send(b"+OK\r\n" + b"".join(l + b"\r\n" for l in uidl_lines(live)) + b".\r\n")
         elif verb in ("RETR", "TOP"):
             n = int(args[0])
-            data = wire(mailbox[n - 1])
+            data = wire(message(n))
+            if verb == "TOP" and mode == "no-uidl-no-top":
+                send("-ERR unknown command")
+                continue
             if verb == "TOP":
                 head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
                 send(b"+OK\r\n" + head + b".\r\n")
@@ -185,7 +206,11 @@ def serve(conn, number):
         elif verb == "NOOP":
             send("+OK")
         elif verb == "QUIT":
-            record({"connection": number, "committed": sorted(deleted)})
+            committed = sorted(live[n - 1] for n in deleted)
+            with lock:
+                for orig in committed:
+                    alive.remove(orig)
+            record({"connection": number, "committed": committed})
             send("+OK bye")
             return
         else:

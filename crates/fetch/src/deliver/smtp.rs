@@ -110,6 +110,8 @@ impl Deliver for SmtpDestination {
             credentials: None,
             timeouts: Timeouts::default(),
             lmtp: self.lmtp,
+            // The local MTA or LMTP server shares our host name.
+            loop_check: false,
         };
         let mut client = Client::new(config, envelope, false);
         let mut buf = vec![0u8; 8192];

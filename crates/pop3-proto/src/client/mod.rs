@@ -524,6 +524,19 @@ fn parse_body(
         if *done {
             return Ok(Some(Event::ContentEnd));
         }
+        // The rest of an over-long `+OK` line is not content.
+        if *discarding {
+            match memchr::memchr(b'\n', &input[*pos..]) {
+                Some(lf) => {
+                    *pos += lf + 1;
+                    *discarding = false;
+                }
+                None => {
+                    *pos = input.len();
+                    return Ok(None);
+                }
+            }
+        }
         let mut out = Vec::new();
         let (used, finished) = decoder.decode(&input[*pos..], &mut out);
         *pos += used;

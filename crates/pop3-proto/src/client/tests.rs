@@ -269,3 +269,31 @@ fn capabilities_and_failed_multiline_commands() {
     assert!(matches!(&events[1], Event::Status(s) if !s.ok));
     assert_eq!(events.len(), 2);
 }
+
+#[test]
+fn an_overlong_ok_line_to_retr_is_not_content() {
+    let mut pop = greeted();
+    pop.retr(n(1), 1000).unwrap();
+    pop.noop().unwrap();
+    let mut wire = b"+OK ".to_vec();
+    wire.extend(std::iter::repeat_n(b'o', 5000));
+    wire.extend_from_slice(b" octets\r\nbody\r\n.\r\n+OK noop\r\n");
+    let mut events = Vec::new();
+    for chunk in wire.chunks(700) {
+        pop.receive(chunk);
+        events.extend(drain(&mut pop));
+    }
+    let content: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Content(c) => Some(c.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(content, b"body\r\n");
+    assert!(
+        matches!(events.last(), Some(Event::Status(s)) if s.text == "noop"),
+        "{events:?}"
+    );
+}

@@ -194,6 +194,7 @@ impl Transport {
     ) -> (Vec<RecipientResult>, Outcome) {
         let config = ClientConfig {
             lmtp: false,
+            loop_check: true,
             helo_name: self.helo_name.clone(),
             tls: target.tls,
             credentials: target.credentials.clone(),

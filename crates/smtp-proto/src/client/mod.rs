@@ -82,6 +82,9 @@ pub struct ClientConfig {
     /// Speak LMTP (RFC 2033) instead: LHLO, and after the content one
     /// reply per accepted recipient.
     pub lmtp: bool,
+    /// Refuse a server that greets with our own name (a mail loop). Off
+    /// for handing mail to the local MTA, which rightly shares our name.
+    pub loop_check: bool,
 }
 
 /// How long the client waits for the server (RFC 5321 §4.5.3.2; the
@@ -530,7 +533,9 @@ impl Client {
     }
 
     fn after_ehlo(&mut self) {
-        if is_same_host(&self.extensions.server_name, &self.config.helo_name) {
+        if self.config.loop_check
+            && is_same_host(&self.extensions.server_name, &self.config.helo_name)
+        {
             let text = format!(
                 "5.4.6 mail loops back to myself (the server calls itself {})",
                 self.extensions.server_name

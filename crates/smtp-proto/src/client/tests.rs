@@ -10,6 +10,7 @@ fn config(tls: TlsPolicy) -> ClientConfig {
         credentials: None,
         timeouts: Timeouts::default(),
         lmtp: false,
+        loop_check: true,
     }
 }
 
