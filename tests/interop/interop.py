@@ -16,6 +16,7 @@
    every login method (APOP, USER, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
    SCRAM-SHA-256), in every mode (keep, keep_days with time moved,
    max_size, delete); what lands is what Dovecot serves, byte for byte.
+   It also hands mail to Dovecot's LMTP server.
 
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
@@ -414,7 +415,7 @@ FETCH_DOVECOT_CONFIG = """
 base_dir = %(root)s/run
 state_dir = %(root)s/state
 instance_name = yubin-fetch-%(port)d
-protocols = pop3
+protocols = pop3 lmtp
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <%(root)s/cert.pem
@@ -440,6 +441,11 @@ service pop3-login {
     port = %(tls_port)d
   }
 }
+service lmtp {
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
 """
 
 
@@ -457,7 +463,7 @@ def run_fetch(root, binary, messages):
         pin = hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
     users = os.path.join(base, "users")
     with open(users, "w") as f:
-        f.write("dave:{PLAIN}dave-pw\n")
+        f.write("dave:{PLAIN}dave-pw\nerin:{PLAIN}erin-pw\n")
     with open(os.path.join(base, "password"), "w") as f:
         f.write("dave-pw\n")
     maildirs = os.path.join(base, "mail")
@@ -475,11 +481,11 @@ def run_fetch(root, binary, messages):
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(tls_port)
 
-    def served():
+    def served(user="dave"):
         """What Dovecot sends, by subject (read with poplib over POP3S)."""
         client = poplib.POP3_SSL("127.0.0.1", tls_port, context=tls_context(), timeout=30)
-        client.user("dave")
-        client.pass_("dave-pw")
+        client.user(user)
+        client.pass_(user + "-pw")
         out = {}
         for line in client.list()[1]:
             n = int(line.split()[0])
@@ -497,7 +503,8 @@ def run_fetch(root, binary, messages):
                 "--password-file", os.path.join(base, "password"), "--state-dir", state,
                 "--tls", tls] + pinned + [
                 "--port", str(tls_port if tls == "implicit" else port)]
-        args += ["--maildir", target]
+        if "--lmtp" not in extra:
+            args += ["--maildir", target]
         result = subprocess.run(args + list(extra), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lines = result.stdout.decode(errors="replace").strip().splitlines()
@@ -533,6 +540,20 @@ def run_fetch(root, binary, messages):
             code, report, _ = fetch("auth-" + method, "--keep", "--auth", method, tls="stls")
             check(code == 0 and report.get("fetched") == len(messages),
                   "STLS, %s: fetched %s (%s)" % (method, report.get("fetched"), report.get("error")))
+
+        # LMTP into Dovecot's own LMTP server, for another of its users.
+        code, report, _ = fetch("lmtp", "--keep", "--lmtp", os.path.join(base, "run", "lmtp"),
+                                "--recipient", "erin")
+        check(code == 0 and report.get("fetched") == len(messages),
+              "LMTP to Dovecot: fetched %s (%s)" % (report.get("fetched"), report.get("error")))
+        handed = served("erin")
+        for key, data in expected.items():
+            # Dovecot's LMTP adds Return-Path and Received in front. A lone
+            # CR goes out as a line end (SMTP has no other way to carry it,
+            # docs/DESIGN.md).
+            if key == "bare cr":
+                data = data.replace(b"\r", b"\n")
+            check(key in handed and handed[key].endswith(data), "LMTP: %r arrived whole" % key)
 
         code, report, _ = fetch("wrong-pin", "--keep", "--fingerprint", "00" * 32)
         check(code == 69 and not report.get("ok"), "a wrong pin is refused (exit %d)" % code)

@@ -10,6 +10,7 @@ command -v fetchmail >/dev/null || missing+=(fetchmail)
 command -v mpop >/dev/null || missing+=(mpop)
 command -v getmail >/dev/null || missing+=(getmail6)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-core dovecot-pop3d)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 command -v swaks >/dev/null || missing+=(swaks)
 # swaks needs these for STARTTLS and implicit TLS.
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)

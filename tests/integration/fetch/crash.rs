@@ -66,3 +66,50 @@ fn killed_after_quit_sent_before_its_reply_no_duplicate() {
     // message either gone or in the ledger: no duplicate either way.
     assert_eq!(crash_and_rerun("after-quit-sent").1, 3);
 }
+
+/// PC-12: a damaged ledger deletes nothing that run, fetches what it
+/// cannot account for, and is rebuilt; the run after that deletes again.
+#[test]
+fn a_damaged_ledger_suspends_deletion_for_one_run() {
+    let server = TestServer::start();
+    let messages = awkward_messages();
+    for (i, m) in messages.iter().enumerate() {
+        server.put_message("alice", &format!("100{i}.M1P1.test"), m);
+    }
+    let client = Client::new();
+    let args = client.args(&server);
+    report(&client.run(&args, &["--keep"]), 0);
+    let ledger = std::fs::read_dir(client.state())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "ledger"))
+        .unwrap();
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    // Cut off the end line and the last entry: a torn snapshot.
+    let cut = text.trim_end().rsplitn(3, '\n').last().unwrap().to_owned() + "\n";
+    std::fs::write(&ledger, cut).unwrap();
+
+    let damaged = report(&client.run(&args, &[]), 0);
+    assert!(
+        damaged["deletion_suspended"]
+            .as_str()
+            .unwrap()
+            .contains("damaged"),
+        "{damaged}"
+    );
+    assert_eq!(damaged["deleted"], 0);
+    assert_eq!(
+        damaged["fetched"], 1,
+        "the entry lost with the cut: {damaged}"
+    );
+    assert_eq!(server.messages("alice").len(), 3);
+    assert_eq!(client.delivered().len(), 4);
+
+    let repaired = report(&client.run(&args, &[]), 0);
+    assert_eq!(
+        (repaired["fetched"].as_u64(), repaired["deleted"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert!(server.messages("alice").is_empty());
+}
