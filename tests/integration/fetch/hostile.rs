@@ -413,3 +413,59 @@ fn in_use_is_waited_for_and_login_delay_reported() {
         "{out}"
     );
 }
+
+/// PC-04: a stalled server fails its account after the timeout, and the
+/// next account in the file is fetched all the same; the exit status is
+/// the failed account's.
+#[test]
+fn a_stalled_account_does_not_hold_up_the_next() {
+    let stalled = Fake::start("stls-stall", &THREE);
+    let good = Fake::start("normal", &THREE);
+    let client = Client::new();
+    let config = client.dir.path().join("fetch.toml");
+    let account = |name: &str, port: u16, tls: &str, extra: &str| {
+        format!(
+            "[accounts.{name}]\nserver = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\nuser = \"alice\"\n{extra}state_dir = \"{}\"\nmaildir = \"{}\"\n",
+            client.state().display(),
+            client.maildir().display()
+        )
+    };
+    fs::write(
+        &config,
+        format!(
+            "password_file = \"{}\"\ntimeout = \"1s\"\n{}{}",
+            client.dir.path().join("password").display(),
+            account("a-stalled", stalled.port, "stls", ""),
+            account(
+                "b-good",
+                good.port,
+                "none",
+                "allow_plaintext = true\nauth = \"user\"\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = ["fetch", "--json", "--config", &config.display().to_string()]
+        .map(String::from)
+        .to_vec();
+    let output = client.run(&args, &[]);
+    assert_eq!(output.status.code(), Some(75));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "{stdout}");
+    assert_eq!(
+        (reports[0]["account"].as_str(), reports[0]["ok"].as_bool()),
+        (Some("a-stalled"), Some(false))
+    );
+    assert_eq!(
+        (
+            reports[1]["account"].as_str(),
+            reports[1]["fetched"].as_u64()
+        ),
+        (Some("b-good"), Some(3))
+    );
+    assert_eq!(client.delivered().len(), 3);
+}

@@ -1,6 +1,7 @@
 //! `yubin fetch` against yubin's own POP3 server, a hostile fake server
 //! (py/fakepop3.py), and kill -9 at each step of a run.
 
+mod certificates;
 mod crash;
 mod hostile;
 mod modes;
@@ -45,16 +46,23 @@ impl Client {
         all
     }
 
-    /// The arguments every run against `server`'s POP3S listener uses.
+    /// The arguments every run against `server`'s POP3S listener uses,
+    /// trusting its generated certificate by its fingerprint.
     pub fn args(&self, server: &TestServer) -> Vec<String> {
+        let mut args = self.unpinned_args(server);
+        args.push("--fingerprint".into());
+        args.push(fingerprint(&server.dir.path().join("tls/cert.pem")));
+        args
+    }
+
+    /// The same without a pinned certificate.
+    pub fn unpinned_args(&self, server: &TestServer) -> Vec<String> {
         vec![
             "fetch".into(),
             "--server".into(),
             "127.0.0.1".into(),
             "--port".into(),
             server.pop3s.port().to_string(),
-            "--fingerprint".into(),
-            fingerprint(&server.dir.path().join("tls/cert.pem")),
             "--user".into(),
             "alice".into(),
             "--password-file".into(),

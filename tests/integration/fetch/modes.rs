@@ -511,3 +511,52 @@ fn a_headers_only_message_is_fetched_whole_once_max_size_allows() {
     assert!(delivered.contains(&big));
     assert!(server.messages("alice").is_empty());
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar_and_a_pipe_does_not() {
+    let server = TestServer::start();
+    put_all(&server, &awkward_messages());
+    let client = Client::new();
+    let mut args = client.args(&server);
+    args.retain(|a| a != "--json");
+    args.push("--keep".into());
+    // util-linux's script(1) gives the command a pseudo-terminal.
+    let line = std::iter::once(crate::harness::BIN.to_owned())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", client.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains(&format!("[{}] 3/3 messages", "#".repeat(30))),
+        "{shown:?}"
+    );
+
+    // The same three messages again (a fresh ledger), into a pipe.
+    let state = client.dir.path().join("state-piped").display().to_string();
+    let piped = report_text(&client.run(&args, &["--state-dir", &state]));
+    assert!(piped.contains("fetched 3 new messages"), "{piped:?}");
+    assert!(
+        !piped.contains('\r') && !piped.contains("messages, "),
+        "{piped:?}"
+    );
+    assert_eq!(piped.lines().count(), 1, "{piped:?}");
+}
+
+fn report_text(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
