@@ -151,7 +151,10 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
             match &result {
                 Ok(report) => {
                     if let Some(delay) = report.login_delay {
-                        wait = wait.max(delay);
+                        wait = wait.max(delay.min(MAX_LOGIN_DELAY));
+                    }
+                    if status == 0 {
+                        status = report_status(report);
                     }
                 }
                 Err(error) => {
@@ -164,7 +167,7 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
                         delay: Some(delay), ..
                     } = error
                     {
-                        wait = wait.max(*delay);
+                        wait = wait.max((*delay).min(MAX_LOGIN_DELAY));
                     }
                 }
             }
@@ -188,6 +191,16 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
         };
         std::thread::sleep(wait.saturating_sub(started.elapsed()));
     }
+}
+
+/// The longest a server's LOGIN-DELAY may hold `--every` back: a hostile
+/// or mistaken value must not stop polling for good.
+const MAX_LOGIN_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The exit status of a run that completed: 74 if the destination refused
+/// messages for good (they stay on the server), else 0.
+fn report_status(report: &Report) -> u8 {
+    if report.refused_deliveries > 0 { 74 } else { 0 }
 }
 
 fn accounts(args: &FetchArgs) -> Result<Vec<Resolved>, String> {
@@ -309,8 +322,8 @@ fn print_result(
         let value = match result {
             Ok(r) => serde_json::json!({
                 "account": name,
-                "ok": true,
-                "exit_code": 0,
+                "ok": report_status(r) == 0,
+                "exit_code": report_status(r),
                 "dry_run": dry_run,
                 "destination": destination.describe(),
                 "on_server": r.on_server,
@@ -325,6 +338,7 @@ fn print_result(
                 "rejected_lines": r.rejected_lines,
                 "deletion_suspended": r.deletion_suspended,
                 "quit_uncertain": r.quit_uncertain,
+                "refused_deliveries": r.refused_deliveries,
                 "warnings": r.warnings,
             }),
             Err(error) => serde_json::json!({
@@ -367,6 +381,7 @@ fn summary(name: &str, destination: &dyn Deliver, r: &Report, dry_run: bool) -> 
         (r.truncated, "delivered as headers only"),
         (r.deferred, "left for the next run (limit)"),
         (r.size_mismatches, "with sizes unlike LIST (kept)"),
+        (r.refused_deliveries, "refused by the destination (kept)"),
     ] {
         if count > 0 {
             parts.push(format!("{count} {what}"));

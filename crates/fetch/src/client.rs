@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,7 +214,9 @@ pub struct Pop3Client {
     buf: Vec<u8>,
     /// DELEs queued by [`Pop3Client::dele_pipelined`] whose replies are
     /// still to be read.
-    unsettled_deles: usize,
+    unsettled_deles: VecDeque<MsgNum>,
+    /// DELEs the server refused (`-ERR`), with its answers.
+    refused_deles: Vec<(MsgNum, Status)>,
 }
 
 impl fmt::Debug for Pop3Client {
@@ -267,7 +270,8 @@ impl Pop3Client {
             options: options.clone(),
             tls,
             buf: vec![0; 16 * 1024],
-            unsettled_deles: 0,
+            unsettled_deles: VecDeque::new(),
+            refused_deles: Vec::new(),
         };
         if options.tls == TlsMode::Implicit {
             client.handshake().await?;
@@ -530,15 +534,23 @@ impl Pop3Client {
     }
 
     /// `DELE n`, sent with the next command when the server offers
-    /// PIPELINING (its reply is checked before that command's), or at
-    /// once otherwise.
+    /// PIPELINING (its reply is read before that command's), or at once
+    /// otherwise. A refusal is not an error here: the message is simply
+    /// not marked, and [`Pop3Client::refused_deles`] lists it.
     pub async fn dele_pipelined(&mut self, n: MsgNum) -> Result<(), ClientError> {
-        if !self.capabilities.pipelining {
-            return self.dele(n).await;
-        }
         self.conn.dele(n)?;
-        self.unsettled_deles += 1;
+        self.unsettled_deles.push_back(n);
+        // Without PIPELINING one at a time; with it, a bounded batch, so
+        // neither side's buffers fill with unread replies.
+        if !self.capabilities.pipelining || self.unsettled_deles.len() >= 64 {
+            self.flush().await?;
+        }
         Ok(())
+    }
+
+    /// The DELEs the server refused so far, and why.
+    pub fn refused_deles(&self) -> &[(MsgNum, Status)] {
+        &self.refused_deles
     }
 
     /// `RSET`: unmarks everything.
@@ -749,11 +761,10 @@ impl Pop3Client {
         self.write_output().await?;
         // Replies to pipelined DELEs come before the reply to what was
         // sent with them.
-        while self.unsettled_deles > 0 {
-            self.unsettled_deles -= 1;
+        while let Some(n) = self.unsettled_deles.pop_front() {
             match self.event("DELE").await? {
                 Event::Status(status) if status.ok => crate::failpoint::hit("after-dele"),
-                Event::Status(status) => return Err(ClientError::Refused("DELE", status)),
+                Event::Status(status) => self.refused_deles.push((n, status)),
                 other => return Err(unexpected(other)),
             }
         }

@@ -3,13 +3,16 @@
 //! the server for N days, and delete only what it has delivered.
 //!
 //! Two files per account in the state directory:
-//! - `NAME.ledger`, the snapshot: a header line, one `SECS KIND SIZE KEY`
+//! - `NAME.ledger`, the snapshot: a header line, `# generation N`, one `SECS KIND SIZE KEY`
 //!   line per message (SECS: when it was first fetched; KIND: `F` fetched
 //!   whole, `H` headers only, `K` fetched but to be kept on the server;
 //!   SIZE: its size in the server's LIST), and an `# end COUNT` line, so a truncated file is known
 //!   to be damaged. Written whole: temporary file, fsync, rename, fsync of
 //!   the directory.
-//! - `NAME.journal`, the records made since the last snapshot, one line
+//! - `NAME.journal`, the records made since the last snapshot (its first
+//!   line names the snapshot's generation; a journal of an older
+//!   generation is left over from a crash after the snapshot replaced it,
+//!   and is ignored), one line
 //!   each, appended and fsynced one by one: `KIND SECS SIZE KEY CHECK`, where
 //!   CHECK is the start of a SHA-256 of the rest. A crash can tear only the
 //!   last line; a torn last line is ignored (its message was delivered but
@@ -47,6 +50,10 @@ pub enum Kind {
     /// Delivered, but to stay on the server (it arrived shorter than LIST
     /// said, so the server's copy may be the only whole one).
     Kept,
+    /// Not delivered: retrieving it broke the session (the server sent
+    /// far more than LIST said). Left on the server and passed over, so
+    /// it does not stop every later run at the same place.
+    Skipped,
 }
 
 impl Kind {
@@ -55,6 +62,7 @@ impl Kind {
             Kind::Whole => 'F',
             Kind::HeadersOnly => 'H',
             Kind::Kept => 'K',
+            Kind::Skipped => 'S',
         }
     }
 
@@ -63,6 +71,7 @@ impl Kind {
             "F" => Some(Kind::Whole),
             "H" => Some(Kind::HeadersOnly),
             "K" => Some(Kind::Kept),
+            "S" => Some(Kind::Skipped),
             _ => None,
         }
     }
@@ -93,6 +102,8 @@ pub struct Ledger {
     journal: Option<File>,
     entries: HashMap<String, Entry>,
     damage: Option<Damage>,
+    /// The snapshot's generation; the journal belongs to it.
+    generation: u64,
     /// Held while the ledger is open: one run per account at a time.
     lock: File,
 }
@@ -135,19 +146,30 @@ impl Ledger {
         let journal_path = dir.join(format!("{name}.journal"));
         let mut entries = HashMap::new();
         let mut damage = None;
+        let mut generation = 0;
         match File::open(&snapshot) {
-            Ok(file) => {
-                if let Err(reason) = read_snapshot(file, &mut entries)? {
-                    damage = Some(Damage(format!("{}: {reason}", snapshot.display())));
-                }
-            }
+            Ok(file) => match read_snapshot(file, &mut entries)? {
+                Ok(g) => generation = g,
+                Err(reason) => damage = Some(Damage(format!("{}: {reason}", snapshot.display()))),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         match File::open(&journal_path) {
             Ok(file) => {
-                if let Err(reason) = replay_journal(file, &mut entries)? {
+                let replayed = replay_journal(file, generation, &mut entries)?;
+                if let Err(reason) = replayed.verdict {
                     damage.get_or_insert(Damage(format!("{}: {reason}", journal_path.display())));
+                }
+                if replayed.stale {
+                    fs::remove_file(&journal_path)?;
+                } else if let Some(len) = replayed.torn_at {
+                    // Cut the torn record off, so the next one starts on a
+                    // line of its own.
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&journal_path)?
+                        .set_len(len)?;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -155,8 +177,7 @@ impl Ledger {
         }
         let mut lock_text = String::new();
         let _ = io::Read::read_to_string(&mut &lock, &mut lock_text);
-        if damage.is_none() && lock_text == WRITTEN && !snapshot.exists() && !journal_path.exists()
-        {
+        if damage.is_none() && lock_text == WRITTEN && !snapshot.exists() {
             damage = Some(Damage(format!(
                 "{} is missing, though this account has been fetched before",
                 snapshot.display()
@@ -164,9 +185,14 @@ impl Ledger {
         }
         if let Some(Damage(reason)) = &damage {
             // Keep the evidence; the next snapshot replaces the files.
-            let keep = dir.join(format!("{name}.damaged-{}", now_secs()));
-            let _ = fs::copy(&snapshot, &keep);
-            tracing::warn!(%reason, kept = %keep.display(), "the fetch ledger is damaged");
+            let stamp = now_secs();
+            let kept = dir.join(format!("{name}.damaged-{stamp}"));
+            let _ = fs::copy(&snapshot, &kept);
+            let _ = fs::copy(
+                &journal_path,
+                dir.join(format!("{name}.damaged-{stamp}.journal")),
+            );
+            tracing::warn!(%reason, kept = %kept.display(), "the fetch ledger is damaged");
         }
         Ok(Ledger {
             snapshot,
@@ -174,6 +200,7 @@ impl Ledger {
             journal: None,
             entries,
             damage,
+            generation,
             lock,
         })
     }
@@ -186,6 +213,11 @@ impl Ledger {
     /// What is known about `key`.
     pub fn get(&self, key: &str) -> Option<Entry> {
         self.entries.get(key).copied()
+    }
+
+    /// Whether any entry is keyed by a UIDL (not a header digest).
+    pub fn has_unique_ids(&self) -> bool {
+        self.entries.keys().any(|key| !key.starts_with("hdr:"))
     }
 
     /// How many messages the ledger knows.
@@ -201,7 +233,12 @@ impl Ledger {
     /// Records that `key` (of LIST size `size`) was delivered, durably,
     /// at `now`, as much as `kind` says. Returns once the record is on disk.
     pub fn record(&mut self, key: &str, kind: Kind, size: u64, now: u64) -> io::Result<()> {
-        let first = self.entries.get(key).map_or(now, |e| e.first_fetched);
+        // Another size is another message under a reused id: its own date.
+        let first = self
+            .entries
+            .get(key)
+            .filter(|e| e.size == size)
+            .map_or(now, |e| e.first_fetched);
         let entry = Entry {
             first_fetched: first,
             kind,
@@ -228,9 +265,10 @@ impl Ledger {
         }
         let mut keys: Vec<&String> = self.entries.keys().collect();
         keys.sort();
+        let generation = self.generation + 1;
         let mut text = String::with_capacity(64 * keys.len() + 64);
         text.push_str(HEADER);
-        text.push('\n');
+        text.push_str(&format!("\n# generation {generation}\n"));
         for key in &keys {
             let e = self.entries[*key];
             let kind = e.kind.letter();
@@ -250,8 +288,10 @@ impl Ledger {
         }
         fs::rename(&tmp, &self.snapshot)?;
         sync_parent(&self.snapshot)?;
-        // The snapshot holds everything now; an old journal replayed on top
-        // of it would change nothing, so a crash here is harmless.
+        // The snapshot holds everything now. A crash before the journal is
+        // gone leaves a journal of the old generation, which is ignored
+        // (replayed, it would bring back keys forgotten since).
+        self.generation = generation;
         self.journal = None;
         match fs::remove_file(&self.journal_path) {
             Ok(()) => {}
@@ -273,11 +313,14 @@ impl Ledger {
 
     fn append(&mut self, key: &str, entry: Entry) -> io::Result<()> {
         if self.journal.is_none() {
-            let file = OpenOptions::new()
+            let mut file = OpenOptions::new()
                 .append(true)
                 .create(true)
                 .mode(0o600)
                 .open(&self.journal_path)?;
+            if file.metadata()?.len() == 0 {
+                file.write_all(format!("# generation {}\n", self.generation).as_bytes())?;
+            }
             sync_parent(&self.journal_path)?;
             self.journal = Some(file);
         }
@@ -306,12 +349,19 @@ fn check(body: &str) -> String {
 fn read_snapshot(
     file: File,
     entries: &mut HashMap<String, Entry>,
-) -> io::Result<Result<(), String>> {
+) -> io::Result<Result<u64, String>> {
     let mut lines = BufReader::new(file).split(b'\n');
     match lines.next().transpose()? {
         Some(line) if line == HEADER.as_bytes() => {}
         _ => return Ok(Err("no ledger header".into())),
     }
+    let generation = match lines.next().transpose()? {
+        Some(line) => match parse_generation(&line) {
+            Some(g) => g,
+            None => return Ok(Err("no generation line".into())),
+        },
+        None => return Ok(Err("truncated (no generation line)".into())),
+    };
     // `number` counts the entries read so far (every line before the end
     // line is one, or the file is damaged).
     for (number, line) in lines.enumerate() {
@@ -321,7 +371,7 @@ fn read_snapshot(
         };
         if let Some(end) = line.strip_prefix("# end ") {
             return Ok(if end.parse() == Ok(number) {
-                Ok(())
+                Ok(generation)
             } else {
                 Err(format!("end line says {end} entries, found {number}"))
             });
@@ -352,46 +402,110 @@ fn read_snapshot(
     Ok(Err("truncated (no end line)".into()))
 }
 
-/// Replays a journal; `Ok(Err(reason))` if a line other than a torn last
-/// one is bad (the good lines are replayed all the same).
+/// What replaying a journal found.
+struct Replayed {
+    /// `Err(reason)` if a record other than a torn last one is bad (the
+    /// good ones are replayed all the same).
+    verdict: Result<(), String>,
+    /// The length up to the end of the last whole line, when a torn record
+    /// follows it.
+    torn_at: Option<u64>,
+    /// The journal belongs to an older snapshot: remove it.
+    stale: bool,
+}
+
+/// Replays a journal of snapshot generation `generation` into `entries`;
+/// a journal of an older generation is ignored.
 fn replay_journal(
     file: File,
+    generation: u64,
     entries: &mut HashMap<String, Entry>,
-) -> io::Result<Result<(), String>> {
+) -> io::Result<Replayed> {
     let mut data = Vec::new();
     io::Read::read_to_end(&mut BufReader::new(file), &mut data)?;
-    let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
-    // The piece after the last LF is either empty or a torn write.
-    let torn = lines.pop().filter(|rest| !rest.is_empty());
-    if torn.is_some() {
+    let whole = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let torn_at = (whole < data.len()).then_some(whole as u64);
+    if torn_at.is_some() {
         tracing::warn!("the fetch journal ends in a torn record (a crash while writing); ignored");
     }
+    let mut lines = data[..whole].split(|&b| b == b'\n');
+    lines.next_back(); // the empty piece after the last LF
+    let journal_generation = match lines.next() {
+        None => {
+            return Ok(Replayed {
+                verdict: Ok(()),
+                torn_at,
+                stale: false,
+            });
+        }
+        Some(first) => parse_generation(first),
+    };
+    match journal_generation {
+        Some(g) if g == generation => {}
+        Some(g) if g < generation => {
+            tracing::info!(
+                journal = g,
+                snapshot = generation,
+                "ignoring a journal the snapshot replaced"
+            );
+            return Ok(Replayed {
+                verdict: Ok(()),
+                torn_at: None,
+                stale: true,
+            });
+        }
+        _ => {
+            return Ok(Replayed {
+                verdict: Err("the journal does not belong to the snapshot".into()),
+                torn_at,
+                stale: false,
+            });
+        }
+    }
+    let lines: Vec<&[u8]> = lines.collect();
     let last = lines.len();
-    let mut damage = Ok(());
+    let mut verdict = Ok(());
     for (index, line) in lines.into_iter().enumerate() {
         match parse_record(line) {
             Some((key, record)) => {
                 let entry = entries.entry(key.to_owned()).or_insert(record);
                 // The latest record says what was delivered last; the
-                // first says when.
-                entry.first_fetched = entry.first_fetched.min(record.first_fetched);
+                // first says when (for the same message: the same size).
+                if entry.size == record.size {
+                    entry.first_fetched = entry.first_fetched.min(record.first_fetched);
+                } else {
+                    entry.first_fetched = record.first_fetched;
+                }
                 entry.kind = record.kind;
                 entry.size = record.size;
             }
             // A complete last line that fails its check: torn as well
             // (the length reached the disk before the data).
-            None if index + 1 == last && torn.is_none() => {
+            None if index + 1 == last && torn_at.is_none() => {
                 tracing::warn!("the fetch journal's last record is incomplete; ignored");
             }
             // Keep reading: what can be read still counts as fetched.
             None => {
-                if damage.is_ok() {
-                    damage = Err(format!("record {} is damaged", index + 1));
+                if verdict.is_ok() {
+                    verdict = Err(format!("record {} is damaged", index + 1));
                 }
             }
         }
     }
-    Ok(damage)
+    Ok(Replayed {
+        verdict,
+        torn_at,
+        stale: false,
+    })
+}
+
+/// `# generation N`
+fn parse_generation(line: &[u8]) -> Option<u64> {
+    std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix("# generation ")?
+        .parse()
+        .ok()
 }
 
 fn parse_record(line: &[u8]) -> Option<(&str, Entry)> {
@@ -513,12 +627,38 @@ mod tests {
         assert!(ledger.damage().is_none());
         assert_eq!(ledger.len(), 2);
         drop(ledger);
+        // The torn piece is cut off, so the next record starts a line.
+        assert!(fs::read(&journal).unwrap().ends_with(b"\n"));
 
-        data[2] = b'9';
+        // Damage the first record (after the generation line).
+        let first = data.iter().position(|&b| b == b'\n').unwrap() + 3;
+        data[first] = b'9';
         fs::write(&journal, &data).unwrap();
         let ledger = Ledger::open(dir.path(), "a").unwrap();
         assert!(ledger.damage().is_some());
         assert_eq!(ledger.get("two").unwrap().first_fetched, 2);
+    }
+
+    #[test]
+    fn a_journal_left_from_before_the_snapshot_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        ledger.record("gone", Kind::Whole, 1, 1).unwrap();
+        let stale = fs::read(dir.path().join("a.journal")).unwrap();
+        // The server confirmed removing it; the snapshot forgets it.
+        ledger.forget("gone");
+        ledger.compact(None).unwrap();
+        drop(ledger);
+        // A crash between the snapshot's rename and the journal's removal.
+        fs::write(dir.path().join("a.journal"), stale).unwrap();
+        let mut ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(ledger.damage().is_none());
+        assert!(ledger.get("gone").is_none());
+        // New records start a journal of the current generation.
+        ledger.record("new", Kind::Whole, 2, 2).unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), "a").unwrap();
+        assert!(ledger.get("new").is_some() && ledger.get("gone").is_none());
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::client::{ClientError, Pop3Client};
 use crate::deliver::{Deliver, DeliverError, to_lf};
 use crate::failpoint;
 use crate::ledger::{Kind, Ledger, OpenError, now_secs};
+use yubin_pop3_proto::client::ProtocolError;
 
 /// What a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub struct Report {
     /// The QUIT reply was an error or never came: marked messages may or
     /// may not be gone (they are known to the ledger either way).
     pub quit_uncertain: bool,
+    /// Messages the destination refused for good (left on the server,
+    /// tried again next run).
+    pub refused_deliveries: usize,
     /// Warnings worth showing the user.
     pub warnings: Vec<String>,
 }
@@ -78,6 +82,9 @@ pub enum FetchError {
     /// Talking to the server failed.
     #[error("{0}")]
     Client(#[from] ClientError),
+    /// The server refused UIDL although earlier runs had unique-ids.
+    #[error("the server refused UIDL, which it answered before; not treating every message as new")]
+    UidlLost,
     /// The server wants more time between logins (`[LOGIN-DELAY]`).
     #[error("login refused for now: {status}; the server allows one login every {}", delay.map_or("while".to_owned(), |d| format!("{} s", d.as_secs())))]
     LoginDelay {
@@ -106,7 +113,7 @@ impl FetchError {
             FetchError::Ledger(OpenError::Busy(_)) => 75,
             FetchError::Ledger(OpenError::Io(..)) | FetchError::LedgerWrite(_) => 74,
             FetchError::Password(_) => 78,
-            FetchError::LoginDelay { .. } => 75,
+            FetchError::LoginDelay { .. } | FetchError::UidlLost => 75,
             FetchError::Deliver { error, .. } => {
                 if error.temporary {
                     75
@@ -191,7 +198,13 @@ pub async fn fetch(
     let mut pop = login(account, &password, &mut report).await?;
     drop(password);
 
-    let (mut messages, uidl_complete) = inventory(&mut pop, &mut report).await?;
+    let inventory = inventory(&mut pop, &mut report).await?;
+    let mut messages = inventory.messages;
+    if !inventory.has_uidl && ledger.has_unique_ids() {
+        // Earlier runs had unique-ids: a server that now refuses UIDL is
+        // in trouble, and every message would look new.
+        return Err(FetchError::UidlLost);
+    }
     report.on_server = messages.len();
     if let Some(damage) = ledger.damage() {
         report.deletion_suspended = Some(format!(
@@ -202,6 +215,14 @@ pub async fn fetch(
         report.deletion_suspended = Some("dry run".into());
     }
     let may_delete = report.deletion_suspended.is_none();
+    // RFC 2449 §6.7: EXPIRE 0 servers remove whatever was retrieved, at QUIT.
+    let server_expires = pop.capabilities().expire_days == Some(0);
+    if server_expires && account.policy.retention != Retention::Delete {
+        report.warnings.push(
+            "the server removes retrieved mail itself (EXPIRE 0): keep and keep_days cannot be honoured"
+                .into(),
+        );
+    }
 
     // Messages without a trustworthy UIDL are known by their headers (TOP
     // n 0; servers without TOP get RETR below). Equal digests within one
@@ -209,7 +230,10 @@ pub async fn fetch(
     let mut digests: HashMap<String, usize> = HashMap::new();
     for message in messages.iter_mut().filter(|m| m.key.is_none()) {
         let mut headers = Vec::new();
-        if pop.top(message.number, 0, 1 << 20, &mut headers).await? {
+        if pop
+            .top(message.number, 0, MAX_MESSAGE, &mut headers)
+            .await?
+        {
             message.key = Some(header_key(&headers, message.size, &mut digests));
             report.without_uid += 1;
         }
@@ -222,25 +246,32 @@ pub async fn fetch(
     // New messages that will be fetched whole: never seen, or seen only as
     // headers and small enough now, or not identifiable without RETR.
     let is_new = |m: &Message| known(&ledger, m).is_none_or(|e| e.kind == Kind::HeadersOnly);
-    let planned: Vec<&Message> = messages
+    let limit = account.policy.limit.unwrap_or(usize::MAX);
+    let (planned, planned_bytes) = messages
         .iter()
         .filter(|m| fits(m) && is_new(m))
-        .take(account.policy.limit.unwrap_or(usize::MAX))
-        .collect();
-    let planned_bytes = planned
-        .iter()
-        .fold(0u64, |sum, m| sum.saturating_add(m.size));
-    progress.begin(planned.len(), planned_bytes);
-    let planned: HashSet<MsgNum> = planned.iter().map(|m| m.number).collect();
+        .take(limit)
+        .fold((0, 0u64), |(n, bytes), m| {
+            (n + 1, bytes.saturating_add(m.size))
+        });
+    progress.begin(planned, planned_bytes);
 
-    // Keys DELE'd this session: forgotten once QUIT confirms.
-    let mut deleted_keys: Vec<String> = Vec::new();
+    // DELEs sent this session: the keys are forgotten once QUIT confirms.
+    let mut deleted: Vec<(MsgNum, String)> = Vec::new();
+    // Retrieved but to stay on the server (shorter than LIST said).
+    let mut kept_retrieved = false;
     let outcome = async {
         for message in &messages {
             if let Some(key) = message.key.as_deref()
                 && let Some(entry) = known(&ledger, message)
                 && !(entry.kind == Kind::HeadersOnly && fits(message))
             {
+                if entry.kind == Kind::Skipped {
+                    report.warnings.push(format!(
+                        "message {} ({key}) broke an earlier run and is left on the server",
+                        message.number
+                    ));
+                }
                 let due = match account.policy.retention {
                     Retention::Delete => true,
                     Retention::Keep => false,
@@ -250,7 +281,7 @@ pub async fn fetch(
                 };
                 if due && may_delete && message.trusted && entry.kind == Kind::Whole {
                     pop.dele_pipelined(message.number).await?;
-                    deleted_keys.push(key.to_owned());
+                    deleted.push((message.number, key.to_owned()));
                 }
                 continue;
             }
@@ -270,7 +301,7 @@ pub async fn fetch(
                     continue;
                 }
                 let mut headers = Vec::new();
-                if !pop.top(message.number, 0, 1 << 20, &mut headers).await? {
+                if !pop.top(message.number, 0, MAX_MESSAGE, &mut headers).await? {
                     report.skipped_oversize += 1;
                     continue;
                 }
@@ -280,14 +311,21 @@ pub async fn fetch(
                 )
                 .into_bytes();
                 flagged.extend_from_slice(&headers);
-                deliver(destination, &to_lf(&flagged))?;
+                match deliver(destination, &to_lf(&flagged))? {
+                    Delivered::Yes => {}
+                    Delivered::Refused(reason) => {
+                        report.refused_deliveries += 1;
+                        report.warnings.push(format!("message {}: {reason}", message.number));
+                        continue;
+                    }
+                }
                 ledger
                     .record(key, Kind::HeadersOnly, message.size, now)
                     .map_err(FetchError::LedgerWrite)?;
                 report.truncated += 1;
                 continue;
             }
-            if !planned.contains(&message.number) {
+            if report.fetched >= limit {
                 report.deferred += 1;
                 continue;
             }
@@ -299,24 +337,39 @@ pub async fn fetch(
             }
             // Room for a server that counts sizes loosely, not for one
             // that streams forever.
-            let limit = message
+            let room = message
                 .size
                 .saturating_add(message.size / 8)
                 .saturating_add(64 * 1024)
                 .min(MAX_MESSAGE);
             let mut content = Vec::with_capacity(message.size.min(64 << 20) as usize);
-            if !pop.retr(message.number, limit, &mut content).await? {
-                report.warnings.push(format!(
-                    "the server refused to send message {}; left for the next run",
-                    message.number
-                ));
-                continue;
+            match pop.retr(message.number, room, &mut content).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.warnings.push(format!(
+                        "the server refused to send message {}; left for the next run",
+                        message.number
+                    ));
+                    continue;
+                }
+                Err(ClientError::Protocol(ProtocolError::ContentTooLong(_))) => {
+                    // The session is lost; remember the message so that it
+                    // does not stop every later run at the same place.
+                    if let Some(key) = &message.key {
+                        ledger
+                            .record(key, Kind::Skipped, message.size, now)
+                            .map_err(FetchError::LedgerWrite)?;
+                    }
+                    return Err(ClientError::Protocol(ProtocolError::ContentTooLong(room)).into());
+                }
+                Err(error) => return Err(error.into()),
             }
             let key = match &message.key {
                 Some(key) => key.clone(),
                 // No UIDL and no TOP: the digest comes from the message.
                 None => {
-                    let end = memchr::memmem::find(&content, b"\r\n\r\n").map_or(content.len(), |i| i + 4);
+                    let end = memchr::memmem::find(&content, b"\r\n\r\n")
+                        .map_or(content.len(), |i| i + 4);
                     report.without_uid += 1;
                     let key = header_key(&content[..end], message.size, &mut digests);
                     if ledger.get(&key).is_some() {
@@ -331,6 +384,7 @@ pub async fn fetch(
             // to an unterminated last line out of its count).
             let short = (content.len() as u64) < message.size;
             if short {
+                kept_retrieved = true;
                 report.size_mismatches += 1;
                 report.warnings.push(format!(
                     "message {} has {} octets but LIST said {}; delivered and kept on the server",
@@ -346,7 +400,16 @@ pub async fn fetch(
                     "message larger than LIST said"
                 );
             }
-            deliver(destination, &to_lf(&content))?;
+            match deliver(destination, &to_lf(&content))? {
+                Delivered::Yes => {}
+                Delivered::Refused(reason) => {
+                    // Refused for good: not recorded, not deleted, tried
+                    // again next run; the messages after it go on.
+                    report.refused_deliveries += 1;
+                    report.warnings.push(format!("message {}: {reason}", message.number));
+                    continue;
+                }
+            }
             failpoint::hit("after-deliver");
             let kind = if short { Kind::Kept } else { Kind::Whole };
             ledger
@@ -362,9 +425,11 @@ pub async fn fetch(
                 && kind == Kind::Whole
             {
                 pop.dele_pipelined(message.number).await?;
-                deleted_keys.push(key);
+                deleted.push((message.number, key));
             }
         }
+        // Read the answers to the last DELEs before anything is decided.
+        pop.settle().await?;
         Ok::<(), FetchError>(())
     }
     .await;
@@ -373,29 +438,46 @@ pub async fn fetch(
     // removes nothing (RFC 1939 §6); what was delivered is in the ledger.
     outcome?;
 
-    pop.send_quit().await?;
-    failpoint::hit("after-quit-sent");
-    match pop.finish_quit().await {
-        Ok(()) => {
-            report.deleted = deleted_keys.len();
-            for key in &deleted_keys {
-                ledger.forget(key);
+    for (number, status) in pop.refused_deles() {
+        report.warnings.push(format!(
+            "DELE {number} refused: {status}; it stays on the server"
+        ));
+    }
+    let refused: HashSet<MsgNum> = pop.refused_deles().iter().map(|(n, _)| *n).collect();
+    deleted.retain(|(n, _)| !refused.contains(n));
+    if server_expires && kept_retrieved {
+        // QUIT would let the server remove the one whole copy of a message
+        // that came short; without QUIT it removes nothing (RFC 1939 §6).
+        report.warnings.push(
+            "not sending QUIT: the server would remove a message that arrived short (EXPIRE 0); nothing is deleted this run"
+                .into(),
+        );
+        deleted.clear();
+    } else {
+        pop.send_quit().await?;
+        failpoint::hit("after-quit-sent");
+        match pop.finish_quit().await {
+            Ok(()) => {
+                report.deleted = deleted.len();
+                for (_, key) in &deleted {
+                    ledger.forget(key);
+                }
             }
-        }
-        Err(error) => {
-            report.quit_uncertain = true;
-            report.warnings.push(format!(
-                "QUIT: {error}; the {} marked messages may still be on the server and will be deleted next run",
-                deleted_keys.len()
-            ));
+            Err(error) => {
+                report.quit_uncertain = true;
+                report.warnings.push(format!(
+                    "QUIT: {error}; the {} marked messages may still be on the server and will be deleted next run",
+                    deleted.len()
+                ));
+            }
         }
     }
     if !options.dry_run {
         let on_server: HashSet<&str> = messages.iter().filter_map(|m| m.key.as_deref()).collect();
-        // Forget what the server no longer has, but only from a listing
-        // that is complete: a UIDL listing without a rejected line, every
-        // message identified. Without UIDL this run, nothing is forgotten.
-        let complete = uidl_complete && messages.iter().all(|m| m.key.is_some());
+        // Forget what the server no longer has, but only from listings
+        // that are complete: LIST and UIDL without a rejected or repeated
+        // line, every message identified. Without UIDL, nothing is forgotten.
+        let complete = inventory.complete && messages.iter().all(|m| m.key.is_some());
         let present = |key: &str| on_server.contains(key);
         ledger
             .compact(complete.then_some(&present as &dyn Fn(&str) -> bool))
@@ -436,18 +518,25 @@ async fn login(
     }
 }
 
+/// What LIST and UIDL said.
+struct Inventory {
+    /// Every message, by number.
+    messages: Vec<Message>,
+    /// The server answered UIDL.
+    has_uidl: bool,
+    /// Both listings came without a rejected or repeated line: what they
+    /// do not list, the server does not have.
+    complete: bool,
+}
+
 /// LIST and UIDL, merged: each message's number, size and, when it has a
-/// unique one, its UIDL; and whether the UIDL listing was complete (every
-/// line well-formed), which is what allows forgetting vanished messages.
-async fn inventory(
-    pop: &mut Pop3Client,
-    report: &mut Report,
-) -> Result<(Vec<Message>, bool), FetchError> {
+/// unique one, its UIDL.
+async fn inventory(pop: &mut Pop3Client, report: &mut Report) -> Result<Inventory, FetchError> {
     let (scan, uids) = pop.list_and_uidl().await?;
     report.rejected_lines += scan.rejected;
+    let mut complete = scan.rejected == 0 && uids.as_ref().is_some_and(|u| u.rejected == 0);
     let mut by_number: HashMap<MsgNum, Option<&str>> = HashMap::new();
     let mut uses: HashMap<&str, usize> = HashMap::new();
-    let complete = uids.as_ref().is_some_and(|u| u.rejected == 0);
     if let Some(uids) = &uids {
         report.rejected_lines += uids.rejected;
         for entry in &uids.entries {
@@ -455,7 +544,10 @@ async fn inventory(
             // A number listed twice has no trustworthy id at all.
             by_number
                 .entry(entry.number)
-                .and_modify(|uid| *uid = None)
+                .and_modify(|uid| {
+                    *uid = None;
+                    complete = false;
+                })
                 .or_insert(Some(entry.uid.as_str()));
         }
     } else {
@@ -474,6 +566,7 @@ async fn inventory(
     for entry in scan.entries {
         if !seen.insert(entry.number) {
             report.rejected_lines += 1;
+            complete = false;
             continue;
         }
         let uid = by_number
@@ -489,7 +582,11 @@ async fn inventory(
         });
     }
     messages.sort_by_key(|m| m.number);
-    Ok((messages, complete))
+    Ok(Inventory {
+        messages,
+        has_uidl: uids.is_some(),
+        complete,
+    })
 }
 
 /// What the ledger knows of a message. An entry with another size is
@@ -518,11 +615,27 @@ fn header_key(headers: &[u8], size: u64, seen: &mut HashMap<String, usize>) -> S
     }
 }
 
-fn deliver(destination: &dyn Deliver, message: &[u8]) -> Result<(), FetchError> {
-    destination
-        .deliver(message)
-        .map_err(|error| FetchError::Deliver {
+/// A delivery's outcome when it did not fail the run.
+enum Delivered {
+    Yes,
+    /// Refused for good (the destination's verdict): this message is left
+    /// for the next run, the others go on.
+    Refused(String),
+}
+
+/// Delivers; a temporary failure (a full disk, a busy lock) stops the run,
+/// since the next message would fare no better.
+fn deliver(destination: &dyn Deliver, message: &[u8]) -> Result<Delivered, FetchError> {
+    match destination.deliver(message) {
+        Ok(()) => Ok(Delivered::Yes),
+        Err(error) if !error.temporary => Ok(Delivered::Refused(format!(
+            "{} refused it: {}",
+            destination.describe(),
+            error.reason
+        ))),
+        Err(error) => Err(FetchError::Deliver {
             destination: destination.describe(),
             error,
-        })
+        }),
+    }
 }

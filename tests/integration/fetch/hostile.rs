@@ -241,6 +241,20 @@ fn broken_transfers_deliver_nothing_partial_and_delete_nothing() {
         );
         assert!(fake.committed().is_empty(), "{mode}");
         assert!(fake.lines().iter().all(|l| l != "QUIT"), "{mode}");
+        if mode == "long-retr" {
+            // The endless message is passed over from now on: the next run
+            // fetches the third, and deletes the first and the third.
+            let again = report(&client.run(&fake.args(&client, "none"), &[]), 0);
+            assert_eq!(again["fetched"], 1, "{again}");
+            assert!(
+                again["warnings"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("broke an earlier run"),
+                "{again}"
+            );
+            assert_eq!(fake.committed(), vec![vec![1, 3]]);
+        }
     }
 }
 
