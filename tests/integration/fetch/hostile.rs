@@ -483,3 +483,44 @@ fn a_stalled_account_does_not_hold_up_the_next() {
     );
     assert_eq!(client.delivered().len(), 3);
 }
+
+/// RFC 2449 §6.7: a server with `EXPIRE 0` removes what was retrieved at
+/// QUIT. A run that retrieved a message shorter than LIST said (whose
+/// server copy must survive) ends without QUIT; `keep` gets a warning.
+#[test]
+fn expire_zero_servers_get_no_quit_after_a_short_message() {
+    let fake = Fake::start("expire-short", &THREE);
+    let client = Client::new();
+    let out = report(&client.run(&fake.args(&client, "none"), &["--keep"]), 0);
+    assert_eq!(out["fetched"], 3);
+    let warnings = out["warnings"].to_string();
+    assert!(
+        warnings.contains("EXPIRE 0") && warnings.contains("not sending QUIT"),
+        "{out}"
+    );
+    assert!(fake.lines().iter().all(|l| l != "QUIT"));
+    assert!(fake.committed().is_empty());
+}
+
+/// A DELE the server refuses leaves that message alone; the run goes on,
+/// and later runs neither fail on it nor fetch it again.
+#[test]
+fn a_refused_dele_does_not_stop_the_run() {
+    let fake = Fake::start("dele-refused", &THREE);
+    let client = Client::new();
+    let args = fake.args(&client, "none");
+    let out = report(&client.run(&args, &[]), 0);
+    assert_eq!(
+        (out["fetched"].as_u64(), out["deleted"].as_u64()),
+        (Some(3), Some(0)),
+        "{out}"
+    );
+    assert!(out["warnings"].to_string().contains("read-only"), "{out}");
+    let again = report(&client.run(&args, &[]), 0);
+    assert_eq!(
+        (again["fetched"].as_u64(), again["deleted"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+    assert_eq!(client.delivered().len(), 3);
+}

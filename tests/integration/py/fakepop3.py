@@ -101,6 +101,8 @@ def serve(conn, number):
                 caps += ["UIDL", "PIPELINING"]
             if mode == "no-uidl-no-top":
                 caps.remove("TOP")
+            if mode == "expire-short":
+                caps.append("EXPIRE 0")
             if mode not in ("no-stls", "capa-fails"):
                 caps.append("STLS")
             send("+OK\r\n" + "\r\n".join(caps) + "\r\n.")
@@ -156,7 +158,7 @@ def serve(conn, number):
                 if n in deleted:
                     continue
                 size = len(crlf(message(n)))
-                if mode == "short-retr" and n == 1:
+                if mode in ("short-retr", "expire-short") and n == 1:
                     size += 10
                 body += b"%d %d\r\n" % (n, size)
             send(b"+OK\r\n" + body + b".\r\n")
@@ -198,6 +200,9 @@ def serve(conn, number):
                 continue
             send(b"+OK\r\n" + data + b".\r\n")
         elif verb == "DELE":
+            if mode == "dele-refused":
+                send("-ERR [SYS/PERM] the mailbox is read-only")
+                continue
             deleted.add(int(args[0]))
             send("+OK marked")
         elif verb == "RSET":
