@@ -498,7 +498,7 @@ def run_fetch(root, binary, messages):
     def fetch(name, *extra, tls="implicit"):
         state = os.path.join(base, "state", name)
         target = os.path.join(base, "out", name)
-        pinned = [] if "--fingerprint" in extra else ["--fingerprint", pin]
+        pinned = [] if "--fingerprint" in extra or tls == "none" else ["--fingerprint", pin]
         args = [binary, "fetch", "--json", "--server", "127.0.0.1", "--user", "dave",
                 "--password-file", os.path.join(base, "password"), "--state-dir", state,
                 "--tls", tls] + pinned + [
@@ -540,6 +540,19 @@ def run_fetch(root, binary, messages):
             code, report, _ = fetch("auth-" + method, "--keep", "--auth", method, tls="stls")
             check(code == 0 and report.get("fetched") == len(messages),
                   "STLS, %s: fetched %s (%s)" % (method, report.get("fetched"), report.get("error")))
+
+        # No TLS, by explicit choice: auto picks a method that never sends
+        # the password (SCRAM here).
+        dovecot_log = os.path.join(base, "dovecot.log")
+        before = os.path.getsize(dovecot_log)
+        code, report, _ = fetch("plain", "--keep", "--allow-plaintext", tls="none")
+        check(code == 0 and report.get("fetched") == len(messages),
+              "no TLS (--allow-plaintext), auto login: fetched %s (%s)" % (report.get("fetched"), report.get("error")))
+        with open(dovecot_log, errors="replace") as f:
+            f.seek(before)
+            logins = [l for l in f.read().splitlines() if "Login: user=<dave>" in l]
+        check(len(logins) == 1 and "method=SCRAM-SHA-256" in logins[0],
+              "without TLS the automatic choice was SCRAM-SHA-256 (%s)" % logins)
 
         # LMTP into Dovecot's own LMTP server, for another of its users.
         code, report, _ = fetch("lmtp", "--keep", "--lmtp", os.path.join(base, "run", "lmtp"),
