@@ -77,6 +77,9 @@ pub struct FetchArgs {
     /// The local yubin server's configuration, for --to.
     #[arg(long)]
     yubin_config: Option<String>,
+    /// Delete fetched mail from the server (the default: POP moves mail).
+    #[arg(long, conflicts_with_all = ["keep", "keep_days"])]
+    delete: bool,
     /// Leave mail on the server (fetch only what is new).
     #[arg(long)]
     keep: bool,
@@ -222,6 +225,7 @@ fn accounts(args: &FetchArgs) -> Result<Vec<Resolved>, String> {
         smtp: args.smtp.clone(),
         lmtp: args.lmtp.clone(),
         recipient: args.recipient.clone(),
+        delete: args.delete.then_some(true),
         keep: args.keep.then_some(true),
         keep_days: args.keep_days,
         max_size: args

@@ -45,6 +45,7 @@ pub struct AccountSettings {
     pub smtp: Option<String>,
     pub lmtp: Option<String>,
     pub recipient: Option<String>,
+    pub delete: Option<bool>,
     pub keep: Option<bool>,
     pub keep_days: Option<u32>,
     pub max_size: Option<Size>,
@@ -126,6 +127,7 @@ impl AccountSettings {
             smtp: self.smtp.or(d.smtp),
             lmtp: self.lmtp.or(d.lmtp),
             recipient: self.recipient.or(d.recipient),
+            delete: self.delete.or(d.delete),
             keep: self.keep.or(d.keep),
             keep_days: self.keep_days.or(d.keep_days),
             max_size: self.max_size.or(d.max_size),
@@ -276,23 +278,38 @@ pub fn resolve(name: &str, s: AccountSettings, prefix: &str) -> Result<Resolved,
             key("lmtp")
         ));
     }
-    let retention = match (s.keep, s.keep_days) {
-        (Some(true), Some(_)) => {
+    // `delete = false` says `keep = true`; either may be written.
+    if let (Some(delete), Some(keep)) = (s.delete, s.keep)
+        && delete == keep
+    {
+        return Err(format!(
+            "{} and {} contradict each other",
+            key("delete"),
+            key("keep")
+        ));
+    }
+    let retention = match s.keep_days {
+        Some(_) if s.keep == Some(true) || s.delete == Some(true) => {
+            let other = if s.keep == Some(true) {
+                "keep"
+            } else {
+                "delete"
+            };
             return Err(format!(
                 "{} and {} exclude each other",
-                key("keep"),
+                key(other),
                 key("keep_days")
             ));
         }
-        (_, Some(0)) => {
+        Some(0) => {
             return Err(format!(
                 "{}: must be at least 1 (or leave mail: keep = true)",
                 key("keep_days")
             ));
         }
-        (_, Some(days)) => Retention::KeepDays(days),
-        (Some(true), None) => Retention::Keep,
-        _ => Retention::Delete,
+        Some(days) => Retention::KeepDays(days),
+        None if s.keep == Some(true) || s.delete == Some(false) => Retention::Keep,
+        None => Retention::Delete,
     };
     let oversize = match s.oversize.as_deref().unwrap_or("skip") {
         "skip" => Oversize::Skip,
@@ -411,6 +428,21 @@ mod tests {
     }
 
     #[test]
+    fn delete_and_keep_say_the_same_thing_two_ways() {
+        let base = "[accounts.w]\nserver = \"h\"\nuser = \"u\"\npassword_env = \"P\"\n";
+        for (extra, retention) in [
+            ("", Retention::Delete),
+            ("delete = true\n", Retention::Delete),
+            ("delete = false\n", Retention::Keep),
+            ("keep = true\n", Retention::Keep),
+            ("delete = false\nkeep_days = 9\n", Retention::KeepDays(9)),
+        ] {
+            let accounts = parse(&format!("{base}{extra}")).unwrap();
+            assert_eq!(accounts[0].account.policy.retention, retention, "{extra:?}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let base = "[accounts.w]\nserver = \"h\"\nuser = \"u\"\npassword_env = \"P\"\n";
         for (extra, key) in [
@@ -419,6 +451,8 @@ mod tests {
             ("fingerprint = \"zz\"\n", "accounts.w.fingerprint"),
             ("auth = \"ntlm\"\n", "accounts.w.auth"),
             ("keep = true\nkeep_days = 3\n", "accounts.w.keep_days"),
+            ("delete = true\nkeep = true\n", "accounts.w.delete"),
+            ("delete = true\nkeep_days = 3\n", "accounts.w.keep_days"),
             ("maildir = \"a\"\nmbox = \"b\"\n", "accounts.w.mbox"),
             ("password_file = \"f\"\n", "accounts.w.password_file"),
             ("max_size = \"10X\"\n", "max_size"),
