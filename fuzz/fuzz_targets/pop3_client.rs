@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let one = MsgNum::from_index(0).expect("1 is a message number");
     // The commands a fetch sends, pipelined as PIPELINING allows.
     let _ = pop.capa();
+    let _ = pop.utf8();
     let _ = pop.user("alice");
     let _ = pop.pass("secret");
     let _ = pop.auth("CRAM-MD5", None);

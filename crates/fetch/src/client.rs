@@ -285,6 +285,16 @@ impl Pop3Client {
         if options.tls == TlsMode::Stls {
             client.start_tls().await?;
         }
+        if client.capabilities.utf8 {
+            // RFC 6856: messages with UTF-8 headers are sent only in UTF-8
+            // mode (yubin refuses them otherwise). The client takes any
+            // octets, so the mode costs nothing; a refusal changes nothing.
+            client.conn.utf8()?;
+            let status = client.status("UTF8").await?;
+            if !status.ok {
+                tracing::debug!(%status, "UTF8 refused");
+            }
+        }
         Ok(client)
     }
 

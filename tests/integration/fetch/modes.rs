@@ -565,3 +565,23 @@ fn report_text(output: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// RFC 6856: a message with UTF-8 headers is served only in UTF-8 mode
+/// (yubin refuses it otherwise), so the client enables the mode when the
+/// server offers it, and the message arrives as it is.
+#[test]
+fn messages_with_utf8_headers_are_fetched_in_utf8_mode() {
+    let server = TestServer::start();
+    let message = "From: Zoë <zoe@example.org>\nSubject: café ☕\n\nbody\n"
+        .as_bytes()
+        .to_vec();
+    put_all(&server, std::slice::from_ref(&message));
+    let client = Client::new();
+    let out = report(&client.run(&client.args(&server), &[]), 0);
+    assert_eq!(
+        (out["fetched"].as_u64(), out["deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{out}"
+    );
+    assert_eq!(client.delivered(), vec![message]);
+}

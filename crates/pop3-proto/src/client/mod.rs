@@ -269,6 +269,12 @@ impl Connection {
         self.command(b"STLS", &[], Expect::Stls)
     }
 
+    /// `UTF8` (RFC 6856 §2): UTF-8 mode, in the AUTHORIZATION state, so the
+    /// server sends internationalised messages as they are.
+    pub fn utf8(&mut self) -> Result<(), RequestError> {
+        self.command(b"UTF8", &[], Expect::Single)
+    }
+
     /// `USER name`
     pub fn user(&mut self, name: &str) -> Result<(), RequestError> {
         self.command(b"USER", &[name.as_bytes()], Expect::Single)
