@@ -200,7 +200,7 @@ pub async fn fetch(
 
     let inventory = inventory(&mut pop, &mut report).await?;
     let mut messages = inventory.messages;
-    if !inventory.has_uidl && ledger.has_unique_ids() {
+    if !inventory.has_uidl && !messages.is_empty() && ledger.has_unique_ids() {
         // Earlier runs had unique-ids: a server that now refuses UIDL is
         // in trouble, and every message would look new.
         return Err(FetchError::UidlLost);

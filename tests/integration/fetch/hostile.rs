@@ -524,3 +524,21 @@ fn a_refused_dele_does_not_stop_the_run() {
     );
     assert_eq!(client.delivered().len(), 3);
 }
+
+/// A server without CAPA's UIDL that answered UIDL before and now says
+/// `-ERR`: not a server without UIDL (every message would look new), but
+/// one in trouble; the run fails (75) and nothing is fetched twice.
+#[test]
+fn a_server_that_stops_answering_uidl_fails_the_run() {
+    let fake = Fake::start("uidl-vanishes", &THREE);
+    let client = Client::new();
+    let args = fake.args(&client, "none");
+    let first = report(&client.run(&args, &["--keep"]), 0);
+    assert_eq!(first["fetched"], 3);
+    let second = report(&client.run(&args, &["--keep"]), 75);
+    assert!(
+        second["error"].as_str().unwrap().contains("UIDL"),
+        "{second}"
+    );
+    assert_eq!(client.delivered().len(), 3);
+}

@@ -97,7 +97,7 @@ def serve(conn, number):
             caps = ["USER", "TOP", "SASL PLAIN CRAM-MD5"]
             # An old server: no UIDL, and no PIPELINING either (so the
             # client's one-command-at-a-time path is exercised).
-            if mode not in ("no-uidl", "no-uidl-no-top"):
+            if mode not in ("no-uidl", "no-uidl-no-top", "uidl-vanishes"):
                 caps += ["UIDL", "PIPELINING"]
             if mode == "no-uidl-no-top":
                 caps.remove("TOP")
@@ -165,6 +165,9 @@ def serve(conn, number):
         elif verb == "UIDL":
             if mode in ("no-uidl", "no-uidl-no-top"):
                 send("-ERR no UIDL")
+                continue
+            if mode == "uidl-vanishes" and number > 1:
+                send("-ERR unknown command")
                 continue
             if mode == "uidl-temp":
                 send("-ERR [SYS/TEMP] index busy, try later")
