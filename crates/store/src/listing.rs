@@ -63,7 +63,7 @@ struct Entry {
     base_len: usize,
     sub: Sub,
     size: u64,
-    timestamp: u64,
+    delivered: (u64, u32),
 }
 
 /// The messages of a maildrop, oldest first (message 1 first).
@@ -128,8 +128,8 @@ impl Listing {
         }
     }
 
-    pub(crate) fn timestamp(&self, i: usize) -> u64 {
-        self.entries.get(i).map_or(0, |e| e.timestamp)
+    pub(crate) fn delivered(&self, i: usize) -> (u64, u32) {
+        self.entries.get(i).map_or((0, 0), |e| e.delivered)
     }
 
     /// Adds a file found in `sub`; its size comes from `,W=` if present.
@@ -143,7 +143,7 @@ impl Listing {
             base_len: base.len(),
             sub,
             size: name::size_field(base, b'W').unwrap_or(UNKNOWN),
-            timestamp: name::timestamp(base),
+            delivered: name::delivery_time(base),
         });
     }
 
@@ -153,8 +153,8 @@ impl Listing {
         let names = &self.names;
         let base = |e: &Entry| &names[e.start..e.start + e.base_len];
         self.entries.sort_unstable_by(|a, b| {
-            a.timestamp
-                .cmp(&b.timestamp)
+            a.delivered
+                .cmp(&b.delivered)
                 .then_with(|| base(a).cmp(base(b)))
                 .then_with(|| (b.sub == Sub::Cur).cmp(&(a.sub == Sub::Cur)))
         });

@@ -177,8 +177,8 @@ impl Maildir {
             if listing.size(i) != UNKNOWN {
                 continue;
             }
-            let key = (listing.timestamp(i), listing.base(i));
-            while next < previous.len() && (previous.timestamp(next), previous.base(next)) < key {
+            let key = (listing.delivered(i), listing.base(i));
+            while next < previous.len() && (previous.delivered(next), previous.base(next)) < key {
                 next += 1;
             }
             let size = if next < previous.len() && previous.base(next) == listing.base(i) {

@@ -66,13 +66,29 @@ pub fn uid_cow(base: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// The leading delivery time of a base (`1700000000.M1P2.host` → 1700000000),
-/// used to list messages in delivery order.
-pub fn timestamp(base: &[u8]) -> u64 {
-    base.iter()
-        .take_while(|b| b.is_ascii_digit())
-        .take(19)
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+/// The delivery time of a base, used to list messages in delivery order:
+/// the leading seconds and, in the `secs.M<usecs>…` form yubin and Dovecot
+/// write, the microseconds (`1700000000.M12P2.host` → (1700000000, 12)).
+/// The microseconds are not zero-padded, so comparing names as text would
+/// put `M99999` after `M100001` within one second.
+pub fn delivery_time(base: &[u8]) -> (u64, u32) {
+    let digits = |text: &[u8], most: usize| -> (u64, usize) {
+        let n = text
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .take(most)
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        (n, text.iter().take_while(|b| b.is_ascii_digit()).count())
+    };
+    let (secs, len) = digits(base, 19);
+    let micros = match base.get(len..) {
+        Some([b'.', b'M', rest @ ..]) => {
+            let (micros, _) = digits(rest, 6);
+            u32::try_from(micros).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    (secs, micros)
 }
 
 /// The file name of a message after it is marked seen: `base:2,<flags + S>`,
@@ -131,8 +147,17 @@ mod tests {
         assert_eq!(size_field(b"1.2.host,W=12x", b'W'), None);
         assert_eq!(flags(b"1.2.host"), b"");
         assert_eq!(flags(b"1.2.host:2,FS,ext"), b"FS");
-        assert_eq!(timestamp(b"1700000000.M1P2.host"), 1_700_000_000);
-        assert_eq!(timestamp(b"x"), 0);
+        assert_eq!(delivery_time(b"1700000000.M1P2.host"), (1_700_000_000, 1));
+        assert_eq!(
+            delivery_time(b"1700000000.M100001P2.host"),
+            (1_700_000_000, 100_001)
+        );
+        assert!(delivery_time(b"1700000000.M99999P2.h") < delivery_time(b"1700000000.M100001P2.h"));
+        assert_eq!(
+            delivery_time(b"1035478339.27041_118.foo.org"),
+            (1_035_478_339, 0)
+        );
+        assert_eq!(delivery_time(b"x"), (0, 0));
     }
 
     #[test]
