@@ -371,9 +371,24 @@ fn deliveries_within_one_second_are_listed_by_their_microseconds() {
     let (_dir, md) = maildir();
     // Written by yubin and Dovecot as `secs.M<usecs>…`, not zero-padded:
     // as text, M100001 would come before M99999.
-    put(&md, "new", "1700000000.M100001P1.host", b"Subject: later\n\n");
-    put(&md, "new", "1700000000.M99999P1.host", b"Subject: earlier\n\n");
-    put(&md, "new", "1699999999.M999999P1.host", b"Subject: first\n\n");
+    put(
+        &md,
+        "new",
+        "1700000000.M100001P1.host",
+        b"Subject: later\n\n",
+    );
+    put(
+        &md,
+        "new",
+        "1700000000.M99999P1.host",
+        b"Subject: earlier\n\n",
+    );
+    put(
+        &md,
+        "new",
+        "1699999999.M999999P1.host",
+        b"Subject: first\n\n",
+    );
     let listing = md.scan().unwrap();
     assert_eq!(
         uids(&listing),
