@@ -10,6 +10,7 @@ use yubin_fetch::deliver::{
 };
 use yubin_fetch::{Progress, Report, RunOptions};
 use yubin_server::Config;
+use yubin_server::deliver::DeliverError;
 use yubin_server::duration::HumanDuration;
 
 use super::Failure;
@@ -270,7 +271,7 @@ fn accounts(args: &FetchArgs) -> Result<Vec<Resolved>, String> {
 }
 
 fn destination(target: &Target) -> Result<Box<dyn Deliver>, String> {
-    let hostname = hostname();
+    let hostname = yubin_server::config::system_hostname();
     Ok(match target {
         Target::Maildir(path) => Box::new(MaildirDestination::new(path, hostname)),
         Target::Mbox(path) => Box::new(MboxDestination::new(path)),
@@ -291,28 +292,19 @@ fn local_user(user: &str, config: Option<&std::path::Path>) -> Result<Box<dyn De
         Some(path) => Config::load(path).map_err(|e| format!("--yubin-config: {e}"))?,
         None => Config::default(),
     };
-    let passwd = config.passwd_file();
-    let users = yubin_server::userstore::UserStore::open(&passwd)
-        .map_err(|e| format!("cannot read users from {}: {e}", passwd.display()))?;
-    let snapshot = users.snapshot();
-    let entry = snapshot
-        .users
-        .get(user)
-        .ok_or_else(|| format!("--to: no user {user:?} in {}", passwd.display()))?;
-    let maildir =
-        yubin_server::pop3::maildir_for(&config, entry).map_err(|e| format!("--to: {e}"))?;
+    let maildir = yubin_server::deliver::user_maildir(&config, user).map_err(|e| match e {
+        DeliverError::UnknownUser(_) => {
+            format!(
+                "--to: no user {user:?} in {}",
+                config.passwd_file().display()
+            )
+        }
+        DeliverError::Temporary(reason) => format!("--to: {reason}"),
+    })?;
     Ok(Box::new(MaildirDestination::new(
         maildir.root(),
         config.hostname,
     )))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 fn print_result(

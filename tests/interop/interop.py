@@ -156,13 +156,18 @@ class Yubin:
 
 
 class Dovecot:
-    def __init__(self, root, users, maildirs):
-        self.root = os.path.join(root, "dovecot")
+    """A private Dovecot in `root/name`, from a configuration template
+    (`DOVECOT_CONFIG` unless told), on free ports `port` and `tls_port`."""
+
+    def __init__(self, root, users, maildirs, template=None, name="dovecot", **values):
+        self.root = os.path.join(root, name)
         os.makedirs(os.path.join(self.root, "state"))
-        self.port = free_port()
+        self.port, self.tls_port = free_ports(2)
         self.config = os.path.join(self.root, "dovecot.conf")
         with open(self.config, "w") as f:
-            f.write(DOVECOT_CONFIG % {"root": self.root, "port": self.port, "users": users, "maildirs": maildirs})
+            f.write((template or DOVECOT_CONFIG) % dict(
+                values, root=self.root, port=self.port, tls_port=self.tls_port,
+                users=users, maildirs=maildirs))
         subprocess.run(["/usr/sbin/dovecot", "-c", self.config], check=True,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
@@ -214,6 +219,15 @@ def wait_for_port(port, timeout=20):
         except OSError:
             time.sleep(0.05)
     raise SystemExit("nothing listens on port %d" % port)
+
+
+def give_to_nobody(tree):
+    """Dovecot runs mail processes as nobody (it refuses uid 0)."""
+    nobody = pwd.getpwnam("nobody")
+    for dirpath, dirnames, filenames in os.walk(tree):
+        os.chown(dirpath, nobody.pw_uid, nobody.pw_gid)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
 
 
 def seed(maildir, messages):
@@ -371,11 +385,7 @@ def run_dovecot(root, yubin, messages, maildir_root, maildir):
     print("Dovecot side by side on the same Maildir")
     seed(maildir, messages)
     before_stat, before = fetch_all(yubin.pop3, "alice", "alice-pw")
-    nobody = pwd.getpwnam("nobody")
-    for dirpath, dirnames, filenames in os.walk(maildir_root):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
-    os.chown(maildir_root, nobody.pw_uid, nobody.pw_gid)
+    give_to_nobody(maildir_root)
     dovecot = Dovecot(root, os.path.join(root, "users"), maildir_root)
     try:
         d_stat, theirs = fetch_all(dovecot.port, "alice", "alice-pw")
@@ -418,8 +428,8 @@ instance_name = yubin-fetch-%(port)d
 protocols = pop3 lmtp
 listen = 127.0.0.1
 ssl = yes
-ssl_cert = <%(root)s/cert.pem
-ssl_key = <%(root)s/key.pem
+ssl_cert = <%(cert)s
+ssl_key = <%(key)s
 disable_plaintext_auth = yes
 auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 apop
 log_path = %(root)s/dovecot.log
@@ -454,7 +464,6 @@ def run_fetch(root, binary, messages):
     print("yubin fetch from Dovecot")
     base = os.path.join(root, "fetch")
     os.makedirs(os.path.join(base, "state"))
-    port, tls_port = free_ports(2)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", os.path.join(base, "key.pem"), "-out", os.path.join(base, "cert.pem")],
@@ -468,17 +477,10 @@ def run_fetch(root, binary, messages):
         f.write("dave-pw\n")
     maildirs = os.path.join(base, "mail")
     seed(os.path.join(maildirs, "dave"), messages)
-    nobody = pwd.getpwnam("nobody")
-    for dirpath, dirnames, filenames in os.walk(maildirs):
-        os.chown(dirpath, nobody.pw_uid, nobody.pw_gid)
-        for name in filenames:
-            os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
-    config = os.path.join(base, "dovecot.conf")
-    with open(config, "w") as f:
-        f.write(FETCH_DOVECOT_CONFIG % {"root": base, "port": port, "tls_port": tls_port,
-                                        "users": users, "maildirs": maildirs})
-    subprocess.run(["/usr/sbin/dovecot", "-c", config], check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    give_to_nobody(maildirs)
+    dovecot = Dovecot(base, users, maildirs, template=FETCH_DOVECOT_CONFIG,
+                      cert=os.path.join(base, "cert.pem"), key=os.path.join(base, "key.pem"))
+    port, tls_port = dovecot.port, dovecot.tls_port
     wait_for_port(tls_port)
 
     def served(user="dave"):
@@ -543,7 +545,7 @@ def run_fetch(root, binary, messages):
 
         # No TLS, by explicit choice: auto picks a method that never sends
         # the password (SCRAM here).
-        dovecot_log = os.path.join(base, "dovecot.log")
+        dovecot_log = os.path.join(dovecot.root, "dovecot.log")
         before = os.path.getsize(dovecot_log)
         code, report, _ = fetch("plain", "--keep", "--allow-plaintext", tls="none")
         check(code == 0 and report.get("fetched") == len(messages),
@@ -555,7 +557,7 @@ def run_fetch(root, binary, messages):
               "without TLS the automatic choice was SCRAM-SHA-256 (%s)" % logins)
 
         # LMTP into Dovecot's own LMTP server, for another of its users.
-        code, report, _ = fetch("lmtp", "--keep", "--lmtp", os.path.join(base, "run", "lmtp"),
+        code, report, _ = fetch("lmtp", "--keep", "--lmtp", os.path.join(dovecot.root, "run", "lmtp"),
                                 "--recipient", "erin")
         check(code == 0 and report.get("fetched") == len(messages),
               "LMTP to Dovecot: fetched %s (%s)" % (report.get("fetched"), report.get("error")))
@@ -599,8 +601,7 @@ def run_fetch(root, binary, messages):
               "delete: everything fetched and deleted (%s)" % report)
         check(len(served()) == 0, "Dovecot's mailbox is empty after delete")
     finally:
-        subprocess.run(["/usr/sbin/dovecot", "-c", config, "stop"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        dovecot.stop()
 
 
 def pop3_login_from(address, port):
@@ -802,11 +803,7 @@ def run_postfix(root, yubin, maildir_root):
     with open(os.path.join(pf, "etc", "master.cf"), "w") as f:
         f.write(POSTFIX_MASTER % values)
     # The pipe runs yubin deliver as nobody: it must reach the Maildir.
-    nobody = pwd.getpwnam("nobody")
-    for dirpath, dirnames, filenames in os.walk(maildir_root):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
-    os.chown(maildir_root, nobody.pw_uid, nobody.pw_gid)
+    give_to_nobody(maildir_root)
     log = open(os.path.join(pf, "postfix.log"), "ab")
     process = subprocess.Popen(["postfix", "-c", os.path.join(pf, "etc"), "start-fg"],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -104,6 +104,8 @@ pub struct Ledger {
     damage: Option<Damage>,
     /// The snapshot's generation; the journal belongs to it.
     generation: u64,
+    /// The snapshot on disk no longer says what the ledger knows.
+    changed: bool,
     /// Held while the ledger is open: one run per account at a time.
     lock: File,
 }
@@ -194,6 +196,12 @@ impl Ledger {
             );
             tracing::warn!(%reason, kept = %kept.display(), "the fetch ledger is damaged");
         }
+        // A snapshot is written only when it would differ from the one on
+        // disk (a journal to fold in, damage to repair, the lock's marker
+        // missing), or when the run records or forgets something.
+        let stale_snapshot = damage.is_some()
+            || journal_path.exists()
+            || (snapshot.exists() && lock_text != WRITTEN);
         Ok(Ledger {
             snapshot,
             journal_path,
@@ -201,6 +209,7 @@ impl Ledger {
             entries,
             damage,
             generation,
+            changed: stale_snapshot,
             lock,
         })
     }
@@ -246,6 +255,7 @@ impl Ledger {
         };
         self.append(key, entry)?;
         self.entries.insert(key.to_owned(), entry);
+        self.changed = true;
         Ok(())
     }
 
@@ -253,15 +263,22 @@ impl Ledger {
     /// at the next [`Ledger::compact`]; if that never comes, the key stays,
     /// which only means a DELE is tried again.
     pub fn forget(&mut self, key: &str) {
-        self.entries.remove(key);
+        self.changed |= self.entries.remove(key).is_some();
     }
 
-    /// Writes a fresh snapshot and empties the journal. With `present`,
-    /// entries whose key is not in it are dropped (the server no longer
-    /// has those messages). The damage, if any, is repaired by this.
+    /// Writes a fresh snapshot and empties the journal, if anything changed
+    /// since the snapshot on disk. With `present`, entries whose key is not
+    /// in it are dropped (the server no longer has those messages). The
+    /// damage, if any, is repaired by this.
     pub fn compact(&mut self, present: Option<&dyn Fn(&str) -> bool>) -> io::Result<()> {
         if let Some(present) = present {
+            let before = self.entries.len();
             self.entries.retain(|key, _| present(key));
+            self.changed |= self.entries.len() != before;
+        }
+        if !self.changed {
+            // The snapshot on disk says all of it: no rewrite, no fsyncs.
+            return Ok(());
         }
         let mut keys: Vec<&String> = self.entries.keys().collect();
         keys.sort();
@@ -299,6 +316,7 @@ impl Ledger {
             Err(e) => return Err(e),
         }
         self.damage = None;
+        self.changed = false;
         if fs::read_to_string(self.snapshot.with_extension("lock"))
             .ok()
             .as_deref()

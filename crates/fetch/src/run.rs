@@ -311,13 +311,8 @@ pub async fn fetch(
                 )
                 .into_bytes();
                 flagged.extend_from_slice(&headers);
-                match deliver(destination, &to_lf(&flagged))? {
-                    Delivered::Yes => {}
-                    Delivered::Refused(reason) => {
-                        report.refused_deliveries += 1;
-                        report.warnings.push(format!("message {}: {reason}", message.number));
-                        continue;
-                    }
+                if !deliver(destination, &to_lf(&flagged), message.number, &mut report)? {
+                    continue;
                 }
                 ledger
                     .record(key, Kind::HeadersOnly, message.size, now)
@@ -400,15 +395,8 @@ pub async fn fetch(
                     "message larger than LIST said"
                 );
             }
-            match deliver(destination, &to_lf(&content))? {
-                Delivered::Yes => {}
-                Delivered::Refused(reason) => {
-                    // Refused for good: not recorded, not deleted, tried
-                    // again next run; the messages after it go on.
-                    report.refused_deliveries += 1;
-                    report.warnings.push(format!("message {}: {reason}", message.number));
-                    continue;
-                }
+            if !deliver(destination, &to_lf(&content), message.number, &mut report)? {
+                continue;
             }
             failpoint::hit("after-deliver");
             let kind = if short { Kind::Kept } else { Kind::Whole };
@@ -615,24 +603,28 @@ fn header_key(headers: &[u8], size: u64, seen: &mut HashMap<String, usize>) -> S
     }
 }
 
-/// A delivery's outcome when it did not fail the run.
-enum Delivered {
-    Yes,
-    /// Refused for good (the destination's verdict): this message is left
-    /// for the next run, the others go on.
-    Refused(String),
-}
-
-/// Delivers; a temporary failure (a full disk, a busy lock) stops the run,
-/// since the next message would fare no better.
-fn deliver(destination: &dyn Deliver, message: &[u8]) -> Result<Delivered, FetchError> {
+/// Delivers message `number`. `Ok(false)`: the destination refused it for
+/// good; it is noted in `report`, and the message is neither recorded nor
+/// deleted but tried again next run, while the messages after it go on. A
+/// temporary failure (a full disk, a busy lock) stops the run, since the
+/// next message would fare no better.
+fn deliver(
+    destination: &dyn Deliver,
+    message: &[u8],
+    number: MsgNum,
+    report: &mut Report,
+) -> Result<bool, FetchError> {
     match destination.deliver(message) {
-        Ok(()) => Ok(Delivered::Yes),
-        Err(error) if !error.temporary => Ok(Delivered::Refused(format!(
-            "{} refused it: {}",
-            destination.describe(),
-            error.reason
-        ))),
+        Ok(()) => Ok(true),
+        Err(error) if !error.temporary => {
+            report.refused_deliveries += 1;
+            report.warnings.push(format!(
+                "message {number}: {} refused it: {}",
+                destination.describe(),
+                error.reason
+            ));
+            Ok(false)
+        }
         Err(error) => Err(FetchError::Deliver {
             destination: destination.describe(),
             error,

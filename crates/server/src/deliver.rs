@@ -9,6 +9,8 @@
 
 use std::io::{self, Read};
 
+use yubin_store::Maildir;
+
 use crate::config::Config;
 use crate::smtp::spool::Spool;
 use crate::userstore::UserStore;
@@ -35,16 +37,7 @@ pub fn deliver(
     sender: Option<&str>,
     input: &mut impl Read,
 ) -> Result<String, DeliverError> {
-    let passwd = config.passwd_file();
-    let users = UserStore::open(&passwd).map_err(|e| {
-        DeliverError::Temporary(format!("cannot read users from {}: {e}", passwd.display()))
-    })?;
-    let snapshot = users.snapshot();
-    let Some(entry) = snapshot.users.get(user) else {
-        return Err(DeliverError::UnknownUser(user.to_owned()));
-    };
-    let maildir = crate::pop3::maildir_for(config, entry)
-        .map_err(|e| DeliverError::Temporary(e.to_string()))?;
+    let maildir = user_maildir(config, user)?;
 
     let mut spool = Spool::new(&config.data_dir.join("spool"));
     read_message(input, sender, &mut spool)
@@ -63,6 +56,20 @@ pub fn deliver(
         .commit()
         .map_err(|e| DeliverError::Temporary(e.to_string()))?;
     Ok(name.to_string_lossy().into_owned())
+}
+
+/// The Maildir of `user` (named as in the passwd-file), where the POP3
+/// server will find its mail.
+pub fn user_maildir(config: &Config, user: &str) -> Result<Maildir, DeliverError> {
+    let passwd = config.passwd_file();
+    let users = UserStore::open(&passwd).map_err(|e| {
+        DeliverError::Temporary(format!("cannot read users from {}: {e}", passwd.display()))
+    })?;
+    let snapshot = users.snapshot();
+    let Some(entry) = snapshot.users.get(user) else {
+        return Err(DeliverError::UnknownUser(user.to_owned()));
+    };
+    crate::pop3::maildir_for(config, entry).map_err(|e| DeliverError::Temporary(e.to_string()))
 }
 
 /// Copies the message into the spool: CRLF (and a lone trailing CR of a

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
 
-use super::{Client, awkward_messages, fingerprint, report};
+use super::{Client, awkward_messages, fingerprint, put_all, report};
 use crate::harness::{Setup, TestServer};
 
 /// A CA, written to `dir/ca.pem`, and a function making server
@@ -61,9 +61,7 @@ fn fetch_with(tls: String, pin: bool, ca: &Path) -> (i32, serde_json::Value, Tes
         tables: tls,
         ..Setup::default()
     });
-    for (i, m) in awkward_messages().iter().enumerate() {
-        server.put_message("alice", &format!("100{i}.M1P1.test"), m);
-    }
+    put_all(&server, &awkward_messages());
     let client = Client::new();
     let mut args = client.unpinned_args(&server);
     if pin {

@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 
-use super::{Client, awkward_messages, report};
+use super::{Client, awkward_messages, put_all, report};
 use crate::harness::TestServer;
 
 /// Runs once with the client dying at `point`, then once normally; returns
@@ -14,9 +14,7 @@ use crate::harness::TestServer;
 fn crash_and_rerun(point: &str) -> (usize, usize) {
     let server = TestServer::start();
     let messages = awkward_messages();
-    for (i, m) in messages.iter().enumerate() {
-        server.put_message("alice", &format!("100{i}.M1P1.test"), m);
-    }
+    put_all(&server, &messages);
     let client = Client::new();
     let args = client.args(&server);
     let crashed = client
@@ -73,9 +71,7 @@ fn killed_after_quit_sent_before_its_reply_no_duplicate() {
 fn a_damaged_ledger_suspends_deletion_for_one_run() {
     let server = TestServer::start();
     let messages = awkward_messages();
-    for (i, m) in messages.iter().enumerate() {
-        server.put_message("alice", &format!("100{i}.M1P1.test"), m);
-    }
+    put_all(&server, &messages);
     let client = Client::new();
     let args = client.args(&server);
     report(&client.run(&args, &["--keep"]), 0);

@@ -109,6 +109,13 @@ impl Client {
     }
 }
 
+/// Puts `messages` into alice's maildrop on `server`, in this order.
+pub fn put_all(server: &TestServer, messages: &[Vec<u8>]) {
+    for (i, m) in messages.iter().enumerate() {
+        server.put_message("alice", &format!("100{i}.M1P1.test"), m);
+    }
+}
+
 /// The JSON report of a run (its last stdout line), asserting the exit status.
 pub fn report(output: &Output, status: i32) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use super::{Client, awkward_messages, report};
+use super::{Client, awkward_messages, put_all, report};
 use crate::harness::{Setup, TestServer, expected_wire};
 
 /// What the client must have for a stored message: the wire form (CRLF,
@@ -39,12 +39,6 @@ fn without(args: &[String], flags: &[&str]) -> Vec<String> {
         }
     }
     out
-}
-
-fn put_all(server: &TestServer, messages: &[Vec<u8>]) {
-    for (i, m) in messages.iter().enumerate() {
-        server.put_message("alice", &format!("100{i}.M1P1.test"), m);
-    }
 }
 
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {

@@ -97,7 +97,7 @@ fn ends_with_blank_line(file: &mut File, len: u64) -> io::Result<bool> {
 /// MAILER-DAEMON; the date in asctime form, UTC.
 fn separator(message: &[u8], now: u64) -> Vec<u8> {
     let sender = return_path(message).unwrap_or_else(|| "MAILER-DAEMON".to_owned());
-    format!("From {sender} {}\n", asctime(now)).into_bytes()
+    format!("From {sender} {}\n", yubin_smtp_proto::date::asctime(now)).into_bytes()
 }
 
 /// mboxrd: `>*From ` at the start of a line gets one more `>`.
@@ -111,46 +111,9 @@ fn quote_into(message: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// `Thu Nov 26 02:17:25 2026`, the date form of mbox separator lines.
-fn asctime(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {}",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        year
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn asctime_dates() {
-        assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(asctime(1_795_745_845), "Fri Nov 27 02:17:25 2026");
-        assert_eq!(asctime(951_782_400), "Tue Feb 29 00:00:00 2000");
-    }
 
     #[test]
     fn mboxrd_quoting_and_separators() {

@@ -595,25 +595,34 @@ fn parse_body(
                     caps.add_line(line);
                 }
             }
-            Body::Scan(entries, rejected) => match parse_scan(line) {
-                Some(entry) => {
-                    if entries.len() >= limits.max_entries {
-                        return Err(ProtocolError::TooManyEntries(limits.max_entries));
-                    }
-                    entries.push(entry);
-                }
-                None => *rejected += 1,
-            },
-            Body::Uidl(entries, rejected) => match parse_uid(line) {
-                Some(entry) => {
-                    if entries.len() >= limits.max_entries {
-                        return Err(ProtocolError::TooManyEntries(limits.max_entries));
-                    }
-                    entries.push(entry);
-                }
-                None => *rejected += 1,
-            },
+            Body::Scan(entries, rejected) => {
+                add_entry(entries, rejected, parse_scan(line), limits)?
+            }
+            Body::Uidl(entries, rejected) => add_entry(entries, rejected, parse_uid(line), limits)?,
             Body::Content { .. } => {}
+        }
+    }
+}
+
+/// Adds a parsed listing line, or counts it as rejected; more entries than
+/// [`Limits::max_entries`] is an error.
+fn add_entry<T>(
+    entries: &mut Vec<T>,
+    rejected: &mut usize,
+    parsed: Option<T>,
+    limits: Limits,
+) -> Result<(), ProtocolError> {
+    match parsed {
+        Some(_) if entries.len() >= limits.max_entries => {
+            Err(ProtocolError::TooManyEntries(limits.max_entries))
+        }
+        Some(entry) => {
+            entries.push(entry);
+            Ok(())
+        }
+        None => {
+            *rejected += 1;
+            Ok(())
         }
     }
 }

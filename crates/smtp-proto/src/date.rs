@@ -1,0 +1,80 @@
+//! Dates for what mail software writes: RFC 5322 §3.3 for headers
+//! (Received, Date in bounces, Arrival-Date in delivery reports) and the
+//! asctime form of mbox `From ` separator lines. UTC, from Unix time.
+
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// A Unix time broken down: weekday and month names, day, year, and the
+/// time of day.
+struct Civil {
+    weekday: &'static str,
+    month: &'static str,
+    day: i64,
+    year: i64,
+    hour: u64,
+    minute: u64,
+    second: u64,
+}
+
+fn civil(unix: u64) -> Civil {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    Civil {
+        weekday: DAYS[(days % 7) as usize],
+        month: MONTHS[(month - 1) as usize],
+        day,
+        year: yoe + era * 400 + i64::from(month <= 2),
+        hour: secs / 3600,
+        minute: secs % 3600 / 60,
+        second: secs % 60,
+    }
+}
+
+/// `Thu, 26 Nov 2026 19:46:45 +0000` for a Unix time.
+pub fn rfc5322(unix: u64) -> String {
+    let c = civil(unix);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        c.weekday, c.day, c.month, c.year, c.hour, c.minute, c.second
+    )
+}
+
+/// `Thu Nov 26 19:46:45 2026`, the date of an mbox `From ` line.
+pub fn asctime(unix: u64) -> String {
+    let c = civil(unix);
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}",
+        c.weekday, c.month, c.day, c.hour, c.minute, c.second, c.year
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322(1_795_722_405), "Thu, 26 Nov 2026 19:46:45 +0000");
+        assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn asctime_dates() {
+        assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(asctime(1_795_745_845), "Fri Nov 27 02:17:25 2026");
+        assert_eq!(asctime(951_782_400), "Tue Feb 29 00:00:00 2000");
+    }
+}
