@@ -4,7 +4,7 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use crate::harness::{Setup, TestServer};
+use crate::harness::{Setup, TestServer, expected_wire};
 
 const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
 
@@ -292,11 +292,54 @@ fn login_delay_is_announced_and_enforced() {
     );
 }
 
-/// RFC 6856: messages with UTF-8 headers need UTF8 mode; `[UTF8]` says so.
-/// Legacy 8-bit (non-UTF-8) headers are sent as they are.
+/// Issue 11: on the defaults, a maildrop with a UTF-8 header among other
+/// messages is fetched and emptied by a client that never sends `UTF8`
+/// (poplib's retrieval loop, as every common client does it): every message
+/// arrives as it is stored, with the size LIST announced.
+#[test]
+fn issue11_utf8_headers_reach_clients_without_utf8_mode() {
+    let server = TestServer::start();
+    let messages: [&[u8]; 4] = [
+        b"Subject: first\n\none\n",
+        "From: Zoë <zoe@example.org>\nSubject: café ☕\n\nbody\n".as_bytes(),
+        b"Subject: Gr\xfc\xdfe (Latin-1)\n\nHallo\n",
+        b"Subject: last\n\nfour\n",
+    ];
+    for (i, message) in messages.iter().enumerate() {
+        server.put_message("alice", &format!("170000000{i}.m{i}.host"), message);
+    }
+    let result = server.python(
+        "import popclient as p\n\
+         c = p.connect(); p.login(c); got = p.fetch_all(c)\n\
+         for n in range(1, len(got['list']) + 1): c.dele(n)\n\
+         c.quit(); p.emit(got)",
+        &ALICE,
+    );
+    let expected: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            expected_wire(m)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(result["messages"], serde_json::json!(expected));
+    for (listed, message) in result["list"].as_array().unwrap().iter().zip(&expected) {
+        assert_eq!(listed[1].as_u64(), Some(message.len() as u64 / 2));
+    }
+    assert!(server.message_files("alice").is_empty(), "all deleted");
+}
+
+/// RFC 6856 with `utf8_headers = "refuse"`: messages with UTF-8 headers
+/// need UTF8 mode; `[UTF8]` says so. Legacy 8-bit (non-UTF-8) headers are
+/// sent as they are.
 #[test]
 fn utf8_mode_and_the_utf8_response_code() {
-    let server = TestServer::start();
+    let server = TestServer::with(Setup {
+        pop3: "utf8_headers = \"refuse\"\n".into(),
+        ..Setup::default()
+    });
     server.put_message(
         "alice",
         "1700000001.a.host",

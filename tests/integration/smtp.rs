@@ -275,31 +275,108 @@ fn tl01_commands_injected_after_starttls_are_discarded() {
     assert_eq!(result[3], "503 5.5.1 TLS already active");
 }
 
-/// SI-01 over a socket: bare line ends inside DATA never end it; the
-/// message is refused and the smuggled transaction never runs.
+/// Sends, over a raw socket, a message with `vector` inside it followed by
+/// a smuggled second transaction for bob; returns the reply to the end of
+/// data and to a NOOP after it.
+fn smuggle(server: &TestServer, vector: &str) -> (String, String) {
+    let result = server.python(
+        &format!(
+            "import smtpclient as s\n\
+             r = s.Raw(); r.cmd('EHLO client.example'); r.cmd('MAIL FROM:<a@remote.example>')\n\
+             r.cmd('RCPT TO:<alice@test.example>'); r.cmd('DATA')\n\
+             r.send(b'Subject: legit\\r\\n\\r\\nhi{vector}MAIL FROM:<spoof@remote.example>\\r\\nRCPT TO:<bob@test.example>\\r\\nDATA\\r\\nSubject: spoofed\\r\\n\\r\\nx\\r\\n.\\r\\n')\n\
+             end = r.reply(); after = r.cmd('NOOP')\n\
+             s.emit([end, after])"
+        ),
+        &[],
+    );
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&result[0]), text(&result[1]))
+}
+
+/// SI-01 over a socket, with bare line ends refused (`bare_lf = "reject"`):
+/// bare line ends inside DATA never end it; the message is refused and the
+/// smuggled transaction never runs.
 #[test]
 fn si01_smuggled_transactions_are_never_delivered() {
-    let server = TestServer::start();
+    let server = TestServer::with(Setup {
+        smtp: "bare_lf = \"reject\"\n".into(),
+        ..Setup::default()
+    });
     for vector in ["\\n.\\r\\n", "\\r.\\r\\n", "\\n.\\n", "\\r\\n.\\n"] {
-        let result = server.python(
-            &format!(
-                "import smtpclient as s\n\
-                 r = s.Raw(); r.cmd('EHLO client.example'); r.cmd('MAIL FROM:<a@remote.example>')\n\
-                 r.cmd('RCPT TO:<alice@test.example>'); r.cmd('DATA')\n\
-                 r.send(b'Subject: legit\\r\\n\\r\\nhi{vector}MAIL FROM:<spoof@remote.example>\\r\\nRCPT TO:<bob@test.example>\\r\\nDATA\\r\\nSubject: spoofed\\r\\n\\r\\nx\\r\\n.\\r\\n')\n\
-                 end = r.reply(); after = r.cmd('NOOP')\n\
-                 s.emit([end, after])"
-            ),
-            &[],
-        );
+        let (end, after) = smuggle(&server, vector);
         assert_eq!(
-            result[0], "550 5.5.2 Message contains bare CR or LF; lines must end with CRLF",
+            end, "550 5.5.2 Message contains bare CR or LF; lines must end with CRLF",
             "{vector}"
         );
-        assert_eq!(result[1], "250 2.0.0 OK", "{vector}: session in sync");
+        assert_eq!(after, "250 2.0.0 OK", "{vector}: session in sync");
     }
     assert!(server.message_files("alice").is_empty());
     assert!(server.message_files("bob").is_empty());
+}
+
+/// SI-01 on the defaults (issue 11): a bare LF is a line end, as Postfix
+/// takes it, so the smuggled transaction is one message's text and never
+/// runs; a bare CR is refused.
+#[test]
+fn si01_smuggling_on_the_defaults_delivers_one_message_and_runs_nothing() {
+    let server = TestServer::start();
+    for vector in ["\\n.\\r\\n", "\\n.\\n", "\\r\\n.\\n"] {
+        let (end, after) = smuggle(&server, vector);
+        assert!(
+            end.starts_with("250 2.0.0 Ok: queued as "),
+            "{vector}: {end}"
+        );
+        assert_eq!(after, "250 2.0.0 OK", "{vector}: session in sync");
+    }
+    for vector in ["\\r.\\r\\n", "\\r\\n.\\r"] {
+        let (end, _) = smuggle(&server, vector);
+        assert_eq!(
+            end, "550 5.5.2 Message contains bare CR or LF; lines must end with CRLF",
+            "{vector}"
+        );
+    }
+    let files = server.message_files("alice");
+    assert_eq!(files.len(), 3);
+    for file in files {
+        let stored = std::fs::read(server.maildir("alice").join(&file)).expect("read the message");
+        let body = &stored[stored
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .expect("header end")..];
+        assert_eq!(
+            body,
+            b"\n\nhi\n.\nMAIL FROM:<spoof@remote.example>\nRCPT TO:<bob@test.example>\nDATA\nSubject: spoofed\n\nx\n"
+        );
+    }
+    assert!(server.message_files("bob").is_empty());
+}
+
+/// Issue 11: a sender whose lines end in a bare LF (a script, an
+/// appliance, an old library) gets its mail delivered, line for line.
+#[test]
+fn issue11_mail_with_lf_line_ends_is_delivered() {
+    let server = TestServer::start();
+    let result = server.python(
+        "import smtpclient as s\n\
+         r = s.Raw(); r.cmd('EHLO script.example'); r.cmd('MAIL FROM:<cron@remote.example>')\n\
+         r.cmd('RCPT TO:<alice@test.example>'); r.cmd('DATA')\n\
+         r.send(b'Subject: nightly report\\n\\nall good\\n..leading dot\\n\\r\\n.\\r\\n')\n\
+         s.emit([r.reply()])",
+        &[],
+    );
+    assert!(
+        result[0].as_str().unwrap_or_default().starts_with("250 "),
+        "{result:?}"
+    );
+    let files = server.message_files("alice");
+    assert_eq!(files.len(), 1);
+    let stored = std::fs::read(server.maildir("alice").join(&files[0])).expect("read the message");
+    assert!(
+        stored.ends_with(b"\nSubject: nightly report\n\nall good\n.leading dot\n\n"),
+        "{:?}",
+        String::from_utf8_lossy(&stored)
+    );
 }
 
 /// SI-06, SI-07, SI-09, SI-10, SI-11, SI-13 in one conversation each.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use yubin_smtp_proto::data::{BareLineEnd, LineEnds};
 
 use crate::duration::HumanDuration;
 
@@ -86,16 +87,17 @@ pub enum PlaintextAuth {
     Never,
 }
 
-/// What to do with a message whose header has 8-bit octets when the client
-/// has not enabled UTF-8 mode (RFC 6856 §2.1).
+/// What to do with a message whose header has UTF-8 when the client has
+/// not enabled UTF-8 mode (RFC 6856 §2.1).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Utf8Headers {
-    /// Refuse RETR and TOP with `-ERR [UTF8]`, as RFC 6856 asks.
+    /// Send it as it is stored, as Dovecot and most servers do: every
+    /// client can fetch and delete it.
     #[default]
-    Refuse,
-    /// Send it as it is (what most servers do).
     Send,
+    /// Refuse RETR and TOP with `-ERR [UTF8]`, RFC 6856's strict reading.
+    Refuse,
 }
 
 /// `[pop3]`
@@ -141,7 +143,7 @@ impl Default for Pop3Config {
             login_delay: HumanDuration(Duration::ZERO),
             expire: None,
             apop: true,
-            utf8_headers: Utf8Headers::Refuse,
+            utf8_headers: Utf8Headers::Send,
             max_line_length: 8190,
             max_connections: 10_000,
             max_connections_per_ip: 50,
@@ -198,6 +200,35 @@ pub struct SmtpConfig {
     /// Simultaneous connections from one client address (loopback exempt);
     /// 0: no limit.
     pub max_connections_per_ip: usize,
+    /// A DATA line ending in LF without CR: `"normalize"` takes it as a line
+    /// end (Postfix's default), `"reject"` refuses the message (550 5.5.2).
+    pub bare_lf: BareLineEndPolicy,
+    /// A CR without LF inside DATA: `"reject"` (the default) or `"normalize"`.
+    pub bare_cr: BareLineEndPolicy,
+}
+
+/// What a bare LF or bare CR inside DATA does (see `yubin_smtp_proto::data`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndPolicy {
+    /// Taken as a line end; the line after it can never end the data.
+    Normalize,
+    /// The message is refused with 550 5.5.2.
+    Reject,
+}
+
+impl SmtpConfig {
+    /// The DATA line-end policy for the protocol core.
+    pub fn line_ends(&self) -> LineEnds {
+        let policy = |p: BareLineEndPolicy| match p {
+            BareLineEndPolicy::Normalize => BareLineEnd::Normalize,
+            BareLineEndPolicy::Reject => BareLineEnd::Reject,
+        };
+        LineEnds {
+            bare_lf: policy(self.bare_lf),
+            bare_cr: policy(self.bare_cr),
+        }
+    }
 }
 
 impl Default for SmtpConfig {
@@ -221,6 +252,8 @@ impl Default for SmtpConfig {
             max_hops: 100,
             max_junk_commands: 100,
             max_connections_per_ip: 50,
+            bare_lf: BareLineEndPolicy::Normalize,
+            bare_cr: BareLineEndPolicy::Reject,
         }
     }
 }

@@ -6,24 +6,75 @@
 //!
 //! SMTP smuggling (CVE-2023-51764 and relatives) needs a receiver that ends
 //! DATA on something other than `CRLF . CRLF`. Here only that sequence ends
-//! it; a bare LF or a bare CR anywhere in the content is noted, and the
-//! message is refused once it has ended (550 5.5.2), so nothing that another
-//! server might read as an end of data can sit inside a message we accept.
+//! it: the `.` line must follow a CRLF and end in CRLF. What a bare LF or a
+//! bare CR (one not part of CRLF) means is the [`LineEnds`] policy's:
+//!
+//! - [`BareLineEnd::Normalize`]: it ends a line, as CRLF would (stored as
+//!   LF), but the line after it can never be the end of data. This is
+//!   Postfix's `smtpd_forbid_bare_newline = normalize`, the default for LF:
+//!   scripts and appliances that send LF line ends get their mail through,
+//!   and a smuggled `LF . LF` or `LF . CRLF` stays content of the one message.
+//! - [`BareLineEnd::Reject`]: it is noted and the whole message is refused
+//!   once it has ended (550 5.5.2), so nothing that another server might read
+//!   as an end of data can sit inside a message we accept.
+//!
+//! Either way the content we store, deliver and relay has canonical line
+//! ends and is stuffed again on the way out, so no receiver after us can
+//! find an end of data inside it.
 
 use memchr::memchr2;
 
+/// What a line end other than CRLF inside DATA does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BareLineEnd {
+    /// It ends a line, like CRLF; a `.` line after it does not end the data.
+    Normalize,
+    /// The message is refused with 550 5.5.2 once it has ended.
+    Reject,
+}
+
+/// The policy for bare LF and bare CR in DATA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineEnds {
+    /// An LF without a CR before it.
+    pub bare_lf: BareLineEnd,
+    /// A CR without an LF after it.
+    pub bare_cr: BareLineEnd,
+}
+
+impl Default for LineEnds {
+    /// Bare LF normalised (Postfix's default since 3.9); bare CR refused:
+    /// no common sender produces it, it is what `CR . CR` smuggling is made
+    /// of, and a CR inside a line is not a line end to most software.
+    fn default() -> Self {
+        LineEnds {
+            bare_lf: BareLineEnd::Normalize,
+            bare_cr: BareLineEnd::Reject,
+        }
+    }
+}
+
+impl LineEnds {
+    /// Both refused: RFC 5321 §2.3.8 to the letter.
+    pub const STRICT: LineEnds = LineEnds {
+        bare_lf: BareLineEnd::Reject,
+        bare_cr: BareLineEnd::Reject,
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// At the start of a line.
-    LineStart,
+    /// At the start of a line. `clean`: the line end before it was CRLF
+    /// (or the data just began), so a `.` line here may end the data.
+    LineStart { clean: bool },
     /// In a line.
     Text,
-    /// A CR was seen in a line; an LF must follow.
+    /// A CR was seen in a line; an LF should follow.
     Cr,
     /// A `.` at the start of a line.
-    Dot,
-    /// `.` CR at the start of a line: an LF ends the data.
-    DotCr,
+    Dot { clean: bool },
+    /// `.` CR at the start of a line: an LF ends the data if `clean`.
+    DotCr { clean: bool },
     /// The end was seen.
     Done,
 }
@@ -34,28 +85,35 @@ pub struct DataReceiver {
     state: State,
     received: u64,
     limit: u64,
-    bare_line_end: bool,
+    policy: LineEnds,
+    /// A bare line end the policy refuses was seen.
+    refused_line_end: bool,
+    /// A bare line end was taken as a line end.
+    normalized: bool,
 }
 
 /// How a DATA transfer ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataEnd {
-    /// A message within the limit and with CRLF line ends only.
+    /// A message within the limit whose line ends the policy accepts.
     Complete,
     /// More octets than the size limit; the content was not kept.
     TooBig,
-    /// A bare LF or bare CR was found.
+    /// A bare LF or bare CR the policy refuses was found.
     BareLineEnd,
 }
 
 impl DataReceiver {
-    /// A receiver that keeps at most `limit` octets.
-    pub fn new(limit: u64) -> DataReceiver {
+    /// A receiver that keeps at most `limit` octets and treats bare line
+    /// ends as `policy` says.
+    pub fn new(limit: u64, policy: LineEnds) -> DataReceiver {
         DataReceiver {
-            state: State::LineStart,
+            state: State::LineStart { clean: true },
             received: 0,
             limit,
-            bare_line_end: false,
+            policy,
+            refused_line_end: false,
+            normalized: false,
         }
     }
 
@@ -68,11 +126,16 @@ impl DataReceiver {
     pub fn end(&self) -> DataEnd {
         if self.received > self.limit {
             DataEnd::TooBig
-        } else if self.bare_line_end {
+        } else if self.refused_line_end {
             DataEnd::BareLineEnd
         } else {
             DataEnd::Complete
         }
+    }
+
+    /// Whether a bare LF or CR was taken as a line end (for the log).
+    pub fn normalized(&self) -> bool {
+        self.normalized
     }
 
     /// Feeds bytes; content goes to `out` until the limit is passed, after
@@ -83,49 +146,53 @@ impl DataReceiver {
         while i < input.len() {
             match self.state {
                 State::Done => return i,
-                State::LineStart => {
+                State::LineStart { clean } => {
                     if input[i] == b'.' {
-                        self.state = State::Dot;
+                        self.state = State::Dot { clean };
                         i += 1;
                     } else {
                         self.state = State::Text;
                     }
                 }
-                State::Dot => match input[i] {
+                State::Dot { clean } => match input[i] {
                     b'\r' => {
-                        self.state = State::DotCr;
+                        self.state = State::DotCr { clean };
                         i += 1;
                     }
-                    // ".\n": not an end of data (only CRLF.CRLF is), and a
-                    // bare LF starts no line: a "." after it is just text.
+                    // ".\n" is not an end of data (only CRLF.CRLF is). RFC
+                    // 5321 §4.5.2 removes a leading dot only when more
+                    // follows on the line, so the "." stays.
                     b'\n' => {
-                        self.bare_line_end = true;
-                        self.emit(b".\n", out);
-                        self.state = State::Text;
+                        self.emit(b".", out);
+                        self.bare_lf(out);
                         i += 1;
                     }
                     // RFC 5321 §4.5.2: a leading dot with more on the line is removed.
                     _ => self.state = State::Text,
                 },
-                State::DotCr => {
+                State::DotCr { clean } => {
                     if input[i] == b'\n' {
-                        self.state = State::Done;
-                        return i + 1;
+                        i += 1;
+                        if clean {
+                            self.state = State::Done;
+                            return i;
+                        }
+                        // ". CRLF" after a bare line end: a "." line of content.
+                        self.emit(b".\n", out);
+                        self.state = State::LineStart { clean: true };
+                    } else {
+                        // ". CR x": a bare CR after the dot.
+                        self.emit(b".", out);
+                        self.bare_cr(out);
                     }
-                    // ".\rX": a bare CR.
-                    self.bare_line_end = true;
-                    self.emit(b".\r", out);
-                    self.state = State::Text;
                 }
                 State::Cr => {
                     if input[i] == b'\n' {
                         self.emit(b"\n", out);
-                        self.state = State::LineStart;
+                        self.state = State::LineStart { clean: true };
                         i += 1;
                     } else {
-                        self.bare_line_end = true;
-                        self.emit(b"\r", out);
-                        self.state = State::Text;
+                        self.bare_cr(out);
                     }
                 }
                 State::Text => match memchr2(b'\r', b'\n', &input[i..]) {
@@ -139,11 +206,7 @@ impl DataReceiver {
                         if input[end] == b'\r' {
                             self.state = State::Cr;
                         } else {
-                            // A bare LF: noted, and it starts no line, so
-                            // "\n.\r\n" cannot end the data.
-                            self.bare_line_end = true;
-                            self.emit(b"\n", out);
-                            self.state = State::Text;
+                            self.bare_lf(out);
                         }
                         i = end + 1;
                     }
@@ -151,6 +214,38 @@ impl DataReceiver {
             }
         }
         i
+    }
+
+    /// An LF without a CR before it has been read. Either way the next line
+    /// cannot end the data, so `LF . CRLF` and `LF . LF` never do.
+    fn bare_lf(&mut self, out: &mut Vec<u8>) {
+        self.bare_line_end(self.policy.bare_lf);
+        self.emit(b"\n", out);
+        self.state = State::LineStart { clean: false };
+    }
+
+    /// A CR not followed by LF has been read (the byte after it is not used).
+    fn bare_cr(&mut self, out: &mut Vec<u8>) {
+        self.bare_line_end(self.policy.bare_cr);
+        match self.policy.bare_cr {
+            BareLineEnd::Normalize => {
+                self.emit(b"\n", out);
+                self.state = State::LineStart { clean: false };
+            }
+            // The message is refused; the CR starts no line, so `CR . CRLF`
+            // cannot end the data.
+            BareLineEnd::Reject => {
+                self.emit(b"\r", out);
+                self.state = State::Text;
+            }
+        }
+    }
+
+    fn bare_line_end(&mut self, policy: BareLineEnd) {
+        match policy {
+            BareLineEnd::Normalize => self.normalized = true,
+            BareLineEnd::Reject => self.refused_line_end = true,
+        }
     }
 
     fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -219,8 +314,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn receive(input: &[u8], chunk: usize) -> (Vec<u8>, usize, DataEnd) {
-        let mut receiver = DataReceiver::new(1 << 20);
+    fn receive_with(policy: LineEnds, input: &[u8], chunk: usize) -> (Vec<u8>, usize, DataEnd) {
+        let mut receiver = DataReceiver::new(1 << 20, policy);
         let mut out = Vec::new();
         let mut used = 0;
         for part in input.chunks(chunk) {
@@ -234,45 +329,132 @@ mod tests {
         (out, used, receiver.end())
     }
 
+    fn receive(input: &[u8], chunk: usize) -> (Vec<u8>, usize, DataEnd) {
+        receive_with(LineEnds::default(), input, chunk)
+    }
+
+    const POLICIES: [LineEnds; 4] = [
+        LineEnds::STRICT,
+        LineEnds {
+            bare_lf: BareLineEnd::Normalize,
+            bare_cr: BareLineEnd::Reject,
+        },
+        LineEnds {
+            bare_lf: BareLineEnd::Reject,
+            bare_cr: BareLineEnd::Normalize,
+        },
+        LineEnds {
+            bare_lf: BareLineEnd::Normalize,
+            bare_cr: BareLineEnd::Normalize,
+        },
+    ];
+
     #[test]
     fn crlf_dot_crlf_ends_and_dots_are_unstuffed() {
         let input = b"Subject: x\r\n\r\n..hidden\r\n.x\r\n...\r\nend\r\n.\r\nQUIT\r\n";
-        for chunk in [1, 2, 3, 5, 100] {
-            let (out, used, end) = receive(input, chunk);
-            assert_eq!(out, b"Subject: x\n\n.hidden\nx\n..\nend\n", "chunk {chunk}");
-            assert_eq!(&input[used..], b"QUIT\r\n");
-            assert_eq!(end, DataEnd::Complete);
+        for policy in POLICIES {
+            for chunk in [1, 2, 3, 5, 100] {
+                let (out, used, end) = receive_with(policy, input, chunk);
+                assert_eq!(out, b"Subject: x\n\n.hidden\nx\n..\nend\n", "chunk {chunk}");
+                assert_eq!(&input[used..], b"QUIT\r\n");
+                assert_eq!(end, DataEnd::Complete);
+            }
         }
         assert_eq!(receive(b".\r\n", 1), (Vec::new(), 3, DataEnd::Complete));
     }
 
-    /// SI-01: the smuggling vectors never end the data; they mark it refused.
+    const SMUGGLING_VECTORS: [&[u8]; 7] = [
+        b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\r.\r", b"\n.\r",
+    ];
+
+    fn smuggle(vector: &[u8]) -> Vec<u8> {
+        let mut input = b"Subject: x\r\n\r\na".to_vec();
+        input.extend_from_slice(vector);
+        input.extend_from_slice(b"MAIL FROM:<evil@x>\r\nRCPT TO:<v@y>\r\nDATA\r\nspoof\r\n.\r\n");
+        input
+    }
+
+    /// SI-01: whatever the policy, the smuggling vectors never end the data.
     #[test]
-    fn smuggling_vectors_do_not_end_data() {
-        for vector in [
-            &b"\n.\n"[..],
-            b"\n.\r\n",
-            b"\r\n.\n",
-            b"\r.\r\n",
-            b"\r\n.\r",
-        ] {
-            let mut input = b"Subject: x\r\n\r\na".to_vec();
-            input.extend_from_slice(vector);
-            input.extend_from_slice(
-                b"MAIL FROM:<evil@x>\r\nRCPT TO:<v@y>\r\nDATA\r\nspoof\r\n.\r\n",
-            );
-            for chunk in [1, 4, 1000] {
-                let (out, used, end) = receive(&input, chunk);
-                assert_eq!(used, input.len(), "{vector:?} ended early");
+    fn smuggling_vectors_never_end_data() {
+        for policy in POLICIES {
+            for vector in SMUGGLING_VECTORS {
+                let input = smuggle(vector);
+                for chunk in [1, 4, 1000] {
+                    let (out, used, _) = receive_with(policy, &input, chunk);
+                    assert_eq!(used, input.len(), "{vector:?} ended early under {policy:?}");
+                    assert!(out.windows(4).any(|w| w == b"MAIL"));
+                }
+            }
+        }
+    }
+
+    /// With both refused, every vector gets the message refused.
+    #[test]
+    fn strict_policy_refuses_every_vector() {
+        for vector in SMUGGLING_VECTORS {
+            let (_, _, end) = receive_with(LineEnds::STRICT, &smuggle(vector), 3);
+            assert_eq!(end, DataEnd::BareLineEnd, "{vector:?}");
+        }
+    }
+
+    /// The default: a bare LF is a line end (the smuggled text stays content
+    /// of the one message); a bare CR gets the message refused.
+    #[test]
+    fn default_policy_normalizes_lf_and_refuses_cr() {
+        for vector in SMUGGLING_VECTORS {
+            let has_bare_cr = vector
+                .iter()
+                .enumerate()
+                .any(|(k, &b)| b == b'\r' && vector.get(k + 1) != Some(&b'\n'));
+            let (out, _, end) = receive(&smuggle(vector), 2);
+            if has_bare_cr {
                 assert_eq!(end, DataEnd::BareLineEnd, "{vector:?}");
-                assert!(out.windows(4).any(|w| w == b"MAIL"));
+            } else {
+                assert_eq!(end, DataEnd::Complete, "{vector:?}");
+                // The smuggled "." line is content, and every line ends in LF.
+                assert!(out.windows(3).any(|w| w == b"\n.\n"), "{vector:?}: {out:?}");
+                assert!(!out.contains(&b'\r'));
             }
         }
     }
 
     #[test]
+    fn lf_only_content_is_taken_as_lines() {
+        let input = b"Subject: x\n\na\n.\n..b\n.\r\nc\r\n.\r\nNOOP\r\n";
+        for chunk in [1, 2, 7, 100] {
+            let (out, used, end) = receive(input, chunk);
+            // "." after a bare LF stays a line of content (nothing else is
+            // on it, so RFC 5321 §4.5.2 removes no dot); "..b" is unstuffed
+            // as usual; ". CRLF" after a bare LF ends nothing either.
+            assert_eq!(out, b"Subject: x\n\na\n.\n.b\n.\nc\n", "chunk {chunk}");
+            assert_eq!(&input[used..], b"NOOP\r\n");
+            assert_eq!(end, DataEnd::Complete);
+        }
+        let mut receiver = DataReceiver::new(100, LineEnds::default());
+        receiver.feed(b"a\r\n.\r\n", &mut Vec::new());
+        assert!(!receiver.normalized());
+        let mut receiver = DataReceiver::new(100, LineEnds::default());
+        receiver.feed(b"a\n\r\n.\r\n", &mut Vec::new());
+        assert!(receiver.normalized());
+    }
+
+    #[test]
+    fn bare_cr_normalized_is_a_line_end() {
+        let policy = LineEnds {
+            bare_lf: BareLineEnd::Reject,
+            bare_cr: BareLineEnd::Normalize,
+        };
+        for chunk in [1, 3, 100] {
+            let (out, _, end) = receive_with(policy, b"a\rb\r\r\n.\rc\r\n.\r\n", chunk);
+            assert_eq!(out, b"a\nb\n\n.\nc\n", "chunk {chunk}");
+            assert_eq!(end, DataEnd::Complete);
+        }
+    }
+
+    #[test]
     fn oversize_data_is_read_to_the_end_and_not_kept() {
-        let mut receiver = DataReceiver::new(10);
+        let mut receiver = DataReceiver::new(10, LineEnds::default());
         let mut out = Vec::new();
         let input = b"0123456789abcdef\r\nmore\r\n.\r\nNOOP\r\n";
         let used = receiver.feed(input, &mut out);
@@ -301,6 +483,20 @@ mod tests {
     }
 
     proptest! {
+        /// Any bytes, any policy: how the input is split changes nothing.
+        #[test]
+        fn chunking_changes_nothing(
+            bytes in prop::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(b'a')], 0..64),
+            chunk in 1usize..9,
+            policy in 0usize..4,
+        ) {
+            let mut input = bytes;
+            input.extend_from_slice(b"\r\n.\r\n");
+            let policy = POLICIES[policy];
+            let whole = receive_with(policy, &input, input.len());
+            prop_assert_eq!(receive_with(policy, &input, chunk), whole);
+        }
+
         /// Stuffing any content, sending it, and receiving it gives the
         /// content back with LF line ends; chunking changes nothing.
         #[test]

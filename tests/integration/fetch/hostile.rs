@@ -542,3 +542,19 @@ fn a_server_that_stops_answering_uidl_fails_the_run() {
     );
     assert_eq!(client.delivered().len(), 3);
 }
+
+/// Issue 11: a server that sends a stored lone CR as `CR CRLF` (Dovecot
+/// does, for a last line that is only a CR) gets it stored so that it
+/// reads back the same: the CR is kept, not taken for half of a line end.
+#[test]
+fn issue11_a_line_ending_in_cr_is_stored_as_sent() {
+    let fake = Fake::start("normal", &["Subject: cr\n\nmiddle\r\nend\n\r"]);
+    let client = Client::new();
+    let out = report(&client.run(&fake.args(&client, "none"), &[]), 0);
+    assert_eq!(out["fetched"], 1, "{out}");
+    // On the wire: "middle CR CRLF end CRLF CR CRLF".
+    assert_eq!(
+        client.delivered(),
+        vec![b"Subject: cr\n\nmiddle\r\r\nend\n\r\r\n".to_vec()]
+    );
+}

@@ -560,12 +560,15 @@ fn report_text(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// RFC 6856: a message with UTF-8 headers is served only in UTF-8 mode
-/// (yubin refuses it otherwise), so the client enables the mode when the
-/// server offers it, and the message arrives as it is.
+/// RFC 6856: a strict server (yubin with `utf8_headers = "refuse"`) serves
+/// a message with UTF-8 headers only in UTF-8 mode, so the client enables
+/// the mode when the server offers it, and the message arrives as it is.
 #[test]
 fn messages_with_utf8_headers_are_fetched_in_utf8_mode() {
-    let server = TestServer::start();
+    let server = TestServer::with(Setup {
+        pop3: "utf8_headers = \"refuse\"\n".into(),
+        ..Setup::default()
+    });
     let message = "From: Zoë <zoe@example.org>\nSubject: café ☕\n\nbody\n"
         .as_bytes()
         .to_vec();

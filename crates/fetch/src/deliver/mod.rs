@@ -56,11 +56,17 @@ pub trait Deliver: Send + Sync {
 }
 
 /// A message as the server sent it (CRLF) in the stored form (LF). Bare CR
-/// and LF inside lines are left as they are.
+/// and LF inside lines are left as they are. So is the CRLF of a line whose
+/// text ends in CR (Dovecot sends a stored lone CR that way, as `CR CRLF`):
+/// written as `CR LF`, it would read back as a CRLF line end and the CR
+/// would be lost, so the only faithful stored form is the one received.
 pub fn to_lf(wire: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(wire.len());
     let mut start = 0;
     for crlf in memchr::memmem::find_iter(wire, b"\r\n") {
+        if crlf > start && wire[crlf - 1] == b'\r' {
+            continue;
+        }
         out.extend_from_slice(&wire[start..crlf]);
         out.push(b'\n');
         start = crlf + 2;
@@ -96,5 +102,14 @@ mod tests {
     fn crlf_becomes_lf_and_nothing_else_changes() {
         assert_eq!(super::to_lf(b"a\r\nb\rc\nd\r\n\r\n"), b"a\nb\rc\nd\n\n");
         assert_eq!(super::to_lf(b"no end"), b"no end");
+    }
+
+    /// Issue 11: a line whose text ends in CR keeps its CRLF, so the CR
+    /// is still there when the stored message is read back.
+    #[test]
+    fn a_line_ending_in_cr_keeps_its_crlf() {
+        assert_eq!(super::to_lf(b"a\r\r\n"), b"a\r\r\n");
+        assert_eq!(super::to_lf(b"a\n\r\r\nb\r\n"), b"a\n\r\r\nb\n");
+        assert_eq!(super::to_lf(b"\r\r\n\r\n"), b"\r\r\n\n");
     }
 }

@@ -104,6 +104,7 @@ impl SmtpService {
             sasl_mechanisms: snapshot.mechanisms.clone(),
             max_hops: smtp.max_hops,
             max_junk_commands: smtp.max_junk_commands,
+            line_ends: smtp.line_ends(),
         });
         *cached = Some((snapshot.generation, config.clone()));
         config

@@ -22,7 +22,7 @@ use yubin_line::{Line, LineReader};
 
 use crate::address::{ForwardPath, Mailbox};
 use crate::command::{self, Command, MailParams, ParseError};
-use crate::data::{BdatConverter, DataReceiver};
+use crate::data::{BdatConverter, DataReceiver, LineEnds};
 use crate::reply::{Reply, multiline, replies};
 
 /// Content is handed to the driver in pieces of about this size.
@@ -52,6 +52,8 @@ pub struct SessionConfig {
     /// Commands that move no mail (NOOP, RSET, VRFY, HELP) allowed before
     /// each one counts as an error.
     pub max_junk_commands: u32,
+    /// What a bare LF or bare CR inside DATA does.
+    pub line_ends: LineEnds,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +67,7 @@ impl Default for SessionConfig {
             sasl_mechanisms: Vec::new(),
             max_hops: 100,
             max_junk_commands: 100,
+            line_ends: LineEnds::default(),
         }
     }
 }

@@ -399,10 +399,9 @@ fn output_is_the_same_whatever_the_chunking() {
     }
 }
 
-/// SI-01: only CRLF.CRLF ends DATA; a message with bare line ends is
-/// refused, and what was smuggled inside is never run as commands.
-fn assert_smuggling_refused(vector: &[u8]) {
-    let mut h = Harness::new(mx_offer());
+/// Sends a message with a smuggling vector inside it, followed by a second
+/// transaction; returns the replies.
+fn smuggle(h: &mut Harness, vector: &[u8]) -> String {
     h.greet();
     h.send("MAIL FROM:<a@b>");
     h.send("RCPT TO:<alice@local.test>");
@@ -412,7 +411,14 @@ fn assert_smuggling_refused(vector: &[u8]) {
     body.extend_from_slice(
         b"MAIL FROM:<spoof@x>\r\nRCPT TO:<alice@local.test>\r\nDATA\r\nspoofed\r\n.\r\n",
     );
-    let out = h.send_raw(&body);
+    h.send_raw(&body)
+}
+
+/// SI-01: only CRLF.CRLF ends DATA. Where bare line ends are refused, the
+/// message is refused and what was smuggled inside is never run as commands.
+fn assert_smuggling_refused(vector: &[u8], config: SessionConfig) {
+    let mut h = Harness::with(config, mx_offer());
+    let out = smuggle(&mut h, vector);
     assert_eq!(
         out, "550 5.5.2 Message contains bare CR or LF; lines must end with CRLF\r\n",
         "{vector:?}"
@@ -423,29 +429,71 @@ fn assert_smuggling_refused(vector: &[u8]) {
     assert_eq!(h.send("RSET"), "250 2.0.0 OK\r\n");
 }
 
+/// SI-01 with bare LF normalised (the default): one message, which holds
+/// the smuggled commands as text; none of them is run.
+fn assert_smuggling_contained(vector: &[u8]) {
+    let mut h = Harness::new(mx_offer());
+    let out = smuggle(&mut h, vector);
+    assert_eq!(out, "250 2.0.0 Ok: queued as ID1\r\n", "{vector:?}");
+    assert_eq!(h.delivered.len(), 1);
+    let stored = &h.delivered[0].1;
+    assert_eq!(
+        stored,
+        b"Subject: legit\n\nhi\n.\nMAIL FROM:<spoof@x>\nRCPT TO:<alice@local.test>\nDATA\nspoofed\n",
+        "{vector:?}"
+    );
+    assert_eq!(h.send("RSET"), "250 2.0.0 OK\r\n");
+}
+
+fn strict() -> SessionConfig {
+    SessionConfig {
+        line_ends: LineEnds::STRICT,
+        ..config()
+    }
+}
+
 #[test]
 fn si01_smuggling_lf_dot_crlf() {
-    assert_smuggling_refused(b"\n.\r\n");
+    assert_smuggling_refused(b"\n.\r\n", strict());
+    assert_smuggling_contained(b"\n.\r\n");
 }
 
 #[test]
 fn si01_smuggling_cr_dot_crlf() {
-    assert_smuggling_refused(b"\r.\r\n");
+    assert_smuggling_refused(b"\r.\r\n", strict());
+    assert_smuggling_refused(b"\r.\r\n", config());
 }
 
 #[test]
 fn si01_smuggling_lf_dot_lf() {
-    assert_smuggling_refused(b"\n.\n");
+    assert_smuggling_refused(b"\n.\n", strict());
+    assert_smuggling_contained(b"\n.\n");
 }
 
 #[test]
 fn si01_smuggling_crlf_dot_lf() {
-    assert_smuggling_refused(b"\r\n.\n");
+    assert_smuggling_refused(b"\r\n.\n", strict());
+    assert_smuggling_contained(b"\r\n.\n");
 }
 
 #[test]
 fn si01_smuggling_crlf_dot_cr() {
-    assert_smuggling_refused(b"\r\n.\r");
+    assert_smuggling_refused(b"\r\n.\r", strict());
+    assert_smuggling_refused(b"\r\n.\r", config());
+}
+
+/// Issue 11: mail with LF line ends (scripts, appliances) is taken, as
+/// Postfix takes it by default, once it ends with CRLF.CRLF.
+#[test]
+fn lf_line_ends_are_taken_as_line_ends() {
+    let mut h = Harness::new(mx_offer());
+    h.greet();
+    h.send("MAIL FROM:<a@b>");
+    h.send("RCPT TO:<alice@local.test>");
+    h.send("DATA");
+    let out = h.send_raw(b"Subject: lf\n\nline 1\n..dot\nline 3\r\n.\r\n");
+    assert_eq!(out, "250 2.0.0 Ok: queued as ID1\r\n");
+    assert_eq!(h.delivered[0].1, b"Subject: lf\n\nline 1\n.dot\nline 3\n");
 }
 
 #[test]

@@ -164,7 +164,10 @@ impl Session {
         }
         self.reply(replies::START_DATA);
         self.data.clear();
-        self.phase = Phase::Data(transaction, DataReceiver::new(self.config.max_message_size));
+        self.phase = Phase::Data(
+            transaction,
+            DataReceiver::new(self.config.max_message_size, self.config.line_ends),
+        );
     }
 
     pub(super) fn bdat_command(&mut self, size: u64, last: bool) {
