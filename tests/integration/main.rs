@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod corpus;
 mod durability;
 mod fetch;
 mod fidelity;
