@@ -205,6 +205,9 @@ pub struct SmtpConfig {
     pub bare_lf: BareLineEndPolicy,
     /// A CR without LF inside DATA: `"reject"` (the default) or `"normalize"`.
     pub bare_cr: BareLineEndPolicy,
+    /// Refuse MAIL FROM and RCPT TO addresses without `<` `>` (Postfix's
+    /// `strict_rfc821_envelopes`); off by default.
+    pub strict_envelopes: bool,
 }
 
 /// What a bare LF or bare CR inside DATA does (see `yubin_smtp_proto::data`).
@@ -254,6 +257,7 @@ impl Default for SmtpConfig {
             max_connections_per_ip: 50,
             bare_lf: BareLineEndPolicy::Normalize,
             bare_cr: BareLineEndPolicy::Reject,
+            strict_envelopes: false,
         }
     }
 }

@@ -147,6 +147,25 @@ pub fn parse_path(text: &str) -> Result<(Option<Mailbox>, &str), PathError> {
     Ok((Some(parse_mailbox(mailbox)?), rest))
 }
 
+/// Parses a mailbox written without the angle brackets RFC 5321 requires
+/// (`MAIL FROM:user@example.org`), as some scripts and appliances send it
+/// and Postfix accepts unless `strict_rfc821_envelopes` is set: the
+/// mailbox runs to the first space and is parsed exactly as inside `<…>`,
+/// so it can decide nothing differently. Returns the rest after it.
+pub fn parse_bare_mailbox(text: &str) -> Result<(Mailbox, &str), PathError> {
+    let (mailbox, rest) = match text.find(' ') {
+        Some(space) => (&text[..space], &text[space..]),
+        None => (text, ""),
+    };
+    if mailbox.is_empty() || mailbox.contains(['<', '>', '"']) {
+        return Err(PathError::NoBrackets);
+    }
+    if mailbox.len() > 254 {
+        return Err(PathError::TooLong);
+    }
+    Ok((parse_mailbox(mailbox)?, rest))
+}
+
 /// Parses the argument of RCPT TO: `<Postmaster>` or a path with a mailbox.
 pub fn parse_forward_path(text: &str) -> Result<(ForwardPath, &str), PathError> {
     if let Some(inner) = text.strip_prefix('<')

@@ -98,6 +98,20 @@ pub enum ParseError {
 
 /// Parses a command line (CRLF removed).
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    parse_with(line, Syntax::default())
+}
+
+/// How strictly command arguments are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Syntax {
+    /// Refuse MAIL and RCPT paths without `<` `>` (RFC 5321 §4.1.2 to the
+    /// letter). Off by default: some senders leave them out, and Postfix
+    /// takes such paths unless `strict_rfc821_envelopes` is set.
+    pub strict_paths: bool,
+}
+
+/// Parses one command line (without its line end) under `syntax`.
+pub fn parse_with(line: &[u8], syntax: Syntax) -> Result<Command, ParseError> {
     if line.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(ParseError::InvalidBytes);
     }
@@ -130,8 +144,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 Command::Helo(domain.into())
             })
         }
-        "MAIL" => mail(rest),
-        "RCPT" => rcpt(rest),
+        "MAIL" => mail(rest, syntax),
+        "RCPT" => rcpt(rest, syntax),
         "DATA" => no_args(Command::Data, "DATA"),
         "RSET" => no_args(Command::Rset, "RSET"),
         "QUIT" => no_args(Command::Quit, "QUIT"),
@@ -170,10 +184,15 @@ fn strip_keyword<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
     Some(rest[keyword.len()..].trim_start_matches(' '))
 }
 
-fn mail(rest: &str) -> Result<Command, ParseError> {
+fn mail(rest: &str, syntax: Syntax) -> Result<Command, ParseError> {
     const SYNTAX: &str = "MAIL FROM:<address> [parameters]";
     let path = strip_keyword(rest, "FROM:").ok_or(ParseError::Syntax(SYNTAX))?;
-    let (from, rest) = address::parse_path(path).map_err(ParseError::Path)?;
+    let (from, rest) = if path.starts_with('<') || syntax.strict_paths {
+        address::parse_path(path).map_err(ParseError::Path)?
+    } else {
+        let (mailbox, rest) = address::parse_bare_mailbox(path).map_err(ParseError::Path)?;
+        (Some(mailbox), rest)
+    };
     let mut params = MailParams::default();
     for param in rest.split(' ').filter(|p| !p.is_empty()) {
         let (key, value) = match param.split_once('=') {
@@ -201,10 +220,20 @@ fn mail(rest: &str) -> Result<Command, ParseError> {
     Ok(Command::Mail { from, params })
 }
 
-fn rcpt(rest: &str) -> Result<Command, ParseError> {
+fn rcpt(rest: &str, syntax: Syntax) -> Result<Command, ParseError> {
     const SYNTAX: &str = "RCPT TO:<address>";
     let path = strip_keyword(rest, "TO:").ok_or(ParseError::Syntax(SYNTAX))?;
-    let (to, rest) = address::parse_forward_path(path).map_err(ParseError::Path)?;
+    let (to, rest) = if path.starts_with('<') || syntax.strict_paths {
+        address::parse_forward_path(path).map_err(ParseError::Path)?
+    } else if path.len() >= 10
+        && path[..10].eq_ignore_ascii_case("postmaster")
+        && path[10..].chars().next().is_none_or(|c| c == ' ')
+    {
+        (ForwardPath::Postmaster, &path[10..])
+    } else {
+        let (mailbox, rest) = address::parse_bare_mailbox(path).map_err(ParseError::Path)?;
+        (ForwardPath::Mailbox(mailbox), rest)
+    };
     // DSN (NOTIFY, ORCPT) is not offered, so no RCPT parameter is supported.
     match rest.split(' ').find(|p| !p.is_empty()) {
         Some(param) => Err(ParseError::UnsupportedParameter(param.to_owned())),
@@ -329,6 +358,49 @@ mod tests {
         }
     }
 
+    /// Issue 11: paths without angle brackets, as some senders write them,
+    /// are the same mailboxes as with them; `strict_paths` refuses them.
+    #[test]
+    fn paths_without_brackets() {
+        let strict = Syntax { strict_paths: true };
+        for (bare, bracketed) in [
+            (
+                &b"MAIL FROM:a@b.example"[..],
+                &b"MAIL FROM:<a@b.example>"[..],
+            ),
+            (
+                b"MAIL FROM: a@b.example SIZE=10",
+                b"MAIL FROM:<a@b.example> SIZE=10",
+            ),
+            (b"RCPT TO:c@d.example", b"RCPT TO:<c@d.example>"),
+            (b"RCPT TO: Postmaster", b"RCPT TO:<Postmaster>"),
+            (b"RCPT TO:user%other@local", b"RCPT TO:<user%other@local>"),
+        ] {
+            assert_eq!(
+                parse(bare),
+                parse(bracketed),
+                "{}",
+                String::from_utf8_lossy(bare)
+            );
+            assert!(parse(bracketed).is_ok());
+            assert_eq!(
+                parse_with(bare, strict),
+                Err(ParseError::Path(PathError::NoBrackets)),
+                "{}",
+                String::from_utf8_lossy(bare)
+            );
+        }
+        for bad in [
+            &b"MAIL FROM:"[..],
+            b"MAIL FROM:a@b>",
+            b"MAIL FROM:\"a b\"@c",
+            b"RCPT TO:postmasterx",
+            b"RCPT TO:nodomain",
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
     #[test]
     fn errors() {
         let bad: Vec<(&[u8], ParseError)> = vec![
@@ -338,7 +410,7 @@ mod tests {
                 b"MAIL <a@b>",
                 ParseError::Syntax("MAIL FROM:<address> [parameters]"),
             ),
-            (b"MAIL FROM:a@b", ParseError::Path(PathError::NoBrackets)),
+            (b"MAIL FROM:<a@b", ParseError::Path(PathError::NoBrackets)),
             (
                 b"MAIL FROM:<a@b> FOO=bar",
                 ParseError::UnsupportedParameter("FOO=bar".into()),

@@ -105,6 +105,9 @@ impl SmtpService {
             max_hops: smtp.max_hops,
             max_junk_commands: smtp.max_junk_commands,
             line_ends: smtp.line_ends(),
+            syntax: yubin_smtp_proto::command::Syntax {
+                strict_paths: smtp.strict_envelopes,
+            },
         });
         *cached = Some((snapshot.generation, config.clone()));
         config

@@ -54,6 +54,8 @@ pub struct SessionConfig {
     pub max_junk_commands: u32,
     /// What a bare LF or bare CR inside DATA does.
     pub line_ends: LineEnds,
+    /// How strictly command arguments are read.
+    pub syntax: command::Syntax,
 }
 
 impl Default for SessionConfig {
@@ -68,6 +70,7 @@ impl Default for SessionConfig {
             max_hops: 100,
             max_junk_commands: 100,
             line_ends: LineEnds::default(),
+            syntax: command::Syntax::default(),
         }
     }
 }
@@ -422,7 +425,7 @@ impl Session {
         if self.sasl.is_some() {
             self.sasl_response(&line);
         } else {
-            match command::parse(&line) {
+            match command::parse_with(&line, self.config.syntax) {
                 Ok(command) => self.dispatch(command),
                 Err(error) => {
                     let mail = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL");

@@ -324,11 +324,11 @@ fn commands_out_of_sequence() {
          S: 501 5.5.4 Syntax: MAIL FROM:<address> [parameters]
          C: MAIL FROM:<a@b> XFOO=1
          S: 555 5.5.4 Unsupported parameter XFOO=1
-         C: MAIL FROM:a@b
+         C: MAIL FROM:<a@b
          S: 501 5.1.7 Bad sender address syntax
          C: MAIL FROM:<a@b>
          S: 250 2.1.0 Sender OK
-         C: RCPT TO:alice@local.test
+         C: RCPT TO:<alice@local.test
          S: 501 5.1.3 Bad address syntax",
     );
 }
@@ -914,4 +914,32 @@ fn endless_noops_end_the_session() {
         "250 2.0.0 OK\r\n421 4.7.0 Too many errors; closing connection\r\n"
     );
     assert!(h.closed);
+}
+
+/// Issue 11: a sender that leaves out the angle brackets gets its mail
+/// through by default, as with Postfix; `strict_paths` refuses it.
+#[test]
+fn paths_without_brackets_unless_strict() {
+    let mut h = Harness::new(mx_offer());
+    transcript(
+        &mut h,
+        "C: HELO appliance
+         S: 250 mx.local.test Hello
+         C: MAIL FROM:alarm@device.example
+         S: 250 2.1.0 Sender OK
+         C: RCPT TO:alice@local.test
+         S: 250 2.1.5 Recipient OK",
+    );
+    let strict = SessionConfig {
+        syntax: command::Syntax { strict_paths: true },
+        ..config()
+    };
+    let mut h = Harness::with(strict, mx_offer());
+    transcript(
+        &mut h,
+        "C: HELO appliance
+         S: 250 mx.local.test Hello
+         C: MAIL FROM:alarm@device.example
+         S: 501 5.1.7 Bad sender address syntax",
+    );
 }
