@@ -19,10 +19,11 @@
    It also hands mail to Dovecot's LMTP server.
 7. The real-mail corpus (tests/corpus) plus mail that arrived over SMTP
    with SMTPUTF8 and with bare LF goes through fetchmail, mpop, getmail,
-   curl and poplib, each in keep mode and in delete mode, on yubin's
+   mutt, curl and poplib, each in keep mode and in delete mode, on yubin's
    defaults: every message arrives byte for byte and nothing is left
-   behind. Dovecot then serves the same Maildir side by side; every
-   difference is one of the documented ones.
+   behind (mutt too, from a terminal under script(1)). Dovecot then serves
+   the same Maildir side by side; every difference is one of the
+   documented ones.
 
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
@@ -995,6 +996,29 @@ def corpus_getmail(root, port, tls, save, keep):
     return saved(out)
 
 
+def corpus_mutt(root, port, keep):
+    """mutt's fetch-mail (a terminal program, run under script(1)) from
+    plain POP3 on loopback into a Maildir; pop_delete says keep or delete."""
+    spool = fresh_dir(root, "corpus-mutt")
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(spool, sub))
+    rc = os.path.join(root, "corpus-muttrc")
+    with open(rc, "w") as f:
+        f.write('set mbox_type=Maildir\nset spoolfile="%s"\nset folder="%s"\n' % (spool, root))
+        f.write('set pop_host="pop://carol@127.0.0.1:%d"\nset pop_pass="carol-pw"\n' % port)
+        f.write("set pop_delete=%s\nset ssl_starttls=no\nset ssl_force_tls=no\n" % ("no" if keep else "yes"))
+        f.write('set pop_last=no\nset header_cache=""\nset confirmcreate=no\nset confirmappend=no\n')
+        f.write("set wait_key=no\nset beep=no\n")
+    command = "mutt -n -F %s -e 'push <fetch-mail><quit>'" % rc
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], env=dict(os.environ, TERM="xterm", HOME=root),
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    check(result.returncode == 0, "mutt %s exits 0 (%d)" % ("keep" if keep else "delete", result.returncode))
+    got = []
+    for sub in ("new", "cur"):
+        got += saved(os.path.join(spool, sub))
+    return got
+
+
 def corpus_curl(root, yubin, count, keep):
     base = "pop3s://127.0.0.1:%d/" % yubin.pop3s
     args = ["curl", "-s", "--insecure", "--user", "carol:carol-pw"]
@@ -1025,15 +1049,15 @@ def corpus_poplib(yubin, keep):
     return got
 
 
-# fetchmail and getmail change some messages themselves on the way to the
-# MDA: fetchmail drops a leading mbox "From " line and NUL octets, adds a
-# blank line to a message without one after its header, and breaks lines
-# longer than its 8 KB buffer; getmail re-serialises every message through
-# Python's email package (refolding headers, repairing MIME). So for them
-# the corpus runs check that every message arrives and nothing is left
-# behind, and run_corpus_clients_vs_dovecot checks that what they make of
-# yubin's answers is exactly what they make of Dovecot's.
-REWRITING = ("fetchmail", "getmail")
+# fetchmail, getmail and mutt change some messages themselves on the way:
+# fetchmail drops a leading mbox "From " line and NUL octets, adds a blank
+# line to a message without one after its header, and breaks lines longer
+# than its 8 KB buffer; getmail re-serialises every message through
+# Python's email package (refolding headers, repairing MIME); mutt drops
+# NUL octets. So for them the corpus runs check that every message arrives
+# and nothing is left behind, and run_corpus_clients_vs_dovecot checks that
+# what they make of yubin's answers is exactly what they make of Dovecot's.
+REWRITING = ("fetchmail", "getmail", "mutt")
 
 
 def run_corpus(root, yubin):
@@ -1042,6 +1066,7 @@ def run_corpus(root, yubin):
     clients = (
         ("fetchmail", lambda keep, count: corpus_fetchmail(root, yubin.pop3s, True, save, keep), True),
         ("getmail", lambda keep, count: corpus_getmail(root, yubin.pop3s, True, save, keep), True),
+        ("mutt", lambda keep, count: corpus_mutt(root, yubin.pop3, keep), True),
         ("mpop", lambda keep, count: corpus_mpop(root, yubin, save, keep), True),
         ("curl", lambda keep, count: corpus_curl(root, yubin, count, keep), False),
         ("poplib", lambda keep, count: corpus_poplib(yubin, keep), False),
@@ -1063,13 +1088,13 @@ def run_corpus(root, yubin):
 
 
 def run_corpus_clients_vs_dovecot(root, yubin):
-    """fetchmail and getmail get the same corpus from yubin and from a
+    """fetchmail, getmail and mutt get the same corpus from yubin and from a
     private Dovecot on the same Maildir; what they deliver must be the same
     bytes, for every message the two servers send alike (all but those with
     a lone CR, which run_corpus_dovecot checks on their own). Messages with
     lines longer than 8 KB are left out too: fetchmail breaks such a line
     with two octets of uninitialised memory, different on every run."""
-    print("fetchmail and getmail: yubin's answers and Dovecot's give the same deliveries")
+    print("fetchmail, getmail and mutt: yubin's answers and Dovecot's give the same deliveries")
     save = save_script(root)
     corpus_seed(yubin)
     maildir = os.path.join(yubin.root, "mail", "carol")
@@ -1083,6 +1108,7 @@ def run_corpus_clients_vs_dovecot(root, yubin):
     ours = {
         "fetchmail": corpus_fetchmail(root, yubin.pop3, False, save, True),
         "getmail": corpus_getmail(root, yubin.pop3, False, save, True),
+        "mutt": corpus_mutt(root, yubin.pop3, True),
     }
     give_to_nobody(os.path.join(yubin.root, "mail"))
     dovecot = Dovecot(root, os.path.join(root, "users"), os.path.join(yubin.root, "mail"), name="dovecot-clients")
@@ -1090,6 +1116,7 @@ def run_corpus_clients_vs_dovecot(root, yubin):
         theirs = {
             "fetchmail": corpus_fetchmail(root, dovecot.port, False, save, True),
             "getmail": corpus_getmail(root, dovecot.port, False, save, True),
+            "mutt": corpus_mutt(root, dovecot.port, True),
         }
     finally:
         dovecot.stop()

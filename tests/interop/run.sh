@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
-# getmail6, Dovecot, swaks, Postfix and its smtp-sink, all from Debian.
+# getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, all from Debian.
 # Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,6 +9,7 @@ missing=()
 command -v fetchmail >/dev/null || missing+=(fetchmail)
 command -v mpop >/dev/null || missing+=(mpop)
 command -v getmail >/dev/null || missing+=(getmail6)
+command -v mutt >/dev/null || missing+=(mutt)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-core dovecot-pop3d)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 command -v swaks >/dev/null || missing+=(swaks)
