@@ -191,12 +191,13 @@ impl FakeSmtp {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = dir.path().join("fake.log");
-        let port = free_port();
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/integration/py/fakesmtp.py");
+        // Port 0: the script binds a free port itself and says which, so
+        // no other test can take it in between.
         let mut child = std::process::Command::new("python3")
             .arg(script)
-            .arg(port.to_string())
+            .arg("0")
             .arg(mode)
             .arg(&log)
             .stdin(std::process::Stdio::null())
@@ -209,7 +210,11 @@ impl FakeSmtp {
         std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .expect("ready line");
-        assert_eq!(line.trim(), "ready");
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("fakesmtp.py did not start: {line:?}"));
         FakeSmtp {
             child,
             port,

@@ -10,6 +10,7 @@
 //! - [`msgnum`]: strict message numbers.
 //! - [`stuffing`]: stored message → RETR/TOP body ([`Encoder`]) and its size ([`WireSize`]).
 //! - [`header`]: the header check behind RFC 6856's `[UTF8]`.
+//! - [`downgrade`]: RFC 6858's surrogate header for clients without UTF-8 mode.
 //! - [`server`]: the session state machine.
 //! - [`client`]: the client's half of a connection, for `yubin fetch` and others.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod command;
+pub mod downgrade;
 pub mod header;
 pub mod msgnum;
 mod reply;

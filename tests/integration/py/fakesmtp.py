@@ -5,7 +5,8 @@
 MODE says how it misbehaves (see `behave`). Every message it receives (the
 DATA content, dot-unstuffed) is appended to LOG as one JSON line, with the
 envelope and the connection number, so a test can count deliveries,
-duplicates included. Prints "ready" once listening."""
+duplicates included. Prints "ready PORT" once listening (PORT 0 picks a
+free one, so no other process can take it between choosing and binding)."""
 import json
 import socket
 import sys
@@ -116,7 +117,7 @@ listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", port))
 listener.listen(50)
-print("ready", flush=True)
+print("ready %d" % listener.getsockname()[1], flush=True)
 while True:
     conn, _ = listener.accept()
     connections[0] += 1
