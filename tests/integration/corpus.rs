@@ -162,3 +162,50 @@ fn issue11_curl_keeps_then_deletes_the_whole_corpus() {
         server.message_files("alice")
     );
 }
+
+/// `utf8_headers = "downgrade"` over the whole corpus: for every message
+/// LIST announces exactly the octets RETR sends; messages whose header has
+/// no UTF-8 go out as stored; surrogate headers are ASCII.
+#[test]
+fn issue11_downgrade_sizes_agree_over_the_corpus() {
+    let server = TestServer::with(crate::harness::Setup {
+        pop3: "utf8_headers = \"downgrade\"\n".into(),
+        ..crate::harness::Setup::default()
+    });
+    let messages = corpus_and_smtp(&server);
+    let result = server.python(
+        "import popclient as p\nc = p.connect(); p.login(c); r = p.fetch_all(c); c.quit(); p.emit(r)",
+        &ALICE,
+    );
+    let received = hex_list(&result["messages"]);
+    assert_eq!(received.len(), messages.len());
+    let mut downgraded = 0;
+    for (i, ((name, stored), got)) in messages.iter().zip(&received).enumerate() {
+        assert_eq!(
+            result["list"][i][1].as_u64(),
+            Some(got.len() as u64),
+            "{name}: LIST and RETR disagree"
+        );
+        let header_end = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(got.len());
+        // RFC 6532: a header with UTF-8 beyond ASCII (legacy 8-bit
+        // octets that are not UTF-8 are not downgraded).
+        let stored_header = stored
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map_or(&stored[..], |end| &stored[..end]);
+        let stored_header_is_utf8 =
+            !stored_header.is_ascii() && std::str::from_utf8(stored_header).is_ok();
+        if stored_header_is_utf8 {
+            downgraded += 1;
+            assert!(got[..header_end].is_ascii(), "{name}: surrogate not ASCII");
+        } else {
+            assert!(got == &expected_wire(stored), "{name} differs");
+        }
+    }
+    // mail-parser's mail_test_12, the raw UTF-8 Subject variant and the
+    // SMTPUTF8 message.
+    assert_eq!(downgraded, 3);
+}

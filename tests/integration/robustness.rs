@@ -4,7 +4,7 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use crate::harness::{Setup, TestServer, expected_wire};
+use crate::harness::{Setup, TestServer, expected_wire, hex_list};
 
 const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
 
@@ -489,4 +489,78 @@ fn one_address_cannot_take_every_connection() {
         result[3][1].as_str().unwrap().starts_with("220 "),
         "{result}"
     );
+}
+
+/// Issue 11, `utf8_headers = "downgrade"` (RFC 6858): a client without UTF8
+/// mode gets a surrogate (UTF-8 turned into RFC 2047 encoded-words, the
+/// internationalised address into an invalid one), with LIST, STAT and the
+/// octets received in agreement; UIDL does not change; a client in UTF8
+/// mode gets the message as stored; ASCII messages are untouched; TOP
+/// counts the surrogate's lines; and the sizes come from the cache the
+/// second time.
+#[test]
+fn issue11_downgrade_sends_a_surrogate_with_exact_sizes() {
+    let server = TestServer::with(Setup {
+        pop3: "utf8_headers = \"downgrade\"\n".into(),
+        ..Setup::default()
+    });
+    let utf8 =
+        "From: Zoë <zoë@bücher.example>\nSubject: Grüße aus Köln\nMessage-ID: <1@x>\n\nHallo ☕\n";
+    server.put_message("alice", "1700000001.u.host", utf8.as_bytes());
+    server.put_message("alice", "1700000002.a.host", b"Subject: plain\n\nascii\n");
+    let script = "import popclient as p, base64\n\
+         c = p.connect(); p.login(c); got = p.fetch_all(c)\n\
+         top = c.top(1, 0)[1]\n\
+         c.quit()\n\
+         r = p.Raw(); r.cmd('UTF8'); r.login(); r.cmd('RETR 1'); raw = r.multi(); r.cmd('QUIT')\n\
+         p.emit([got, [l.decode() for l in top], raw])";
+    for round in 0..2 {
+        let result = server.python(script, &ALICE);
+        let got = &result[0];
+        let messages = hex_list(&got["messages"]);
+        let surrogate = String::from_utf8(messages[0].clone()).expect("UTF-8");
+        let header = &surrogate[..surrogate.find("\r\n\r\n").expect("a header")];
+        assert!(header.is_ascii(), "{surrogate}");
+        assert!(
+            surrogate.contains("Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n"),
+            "{surrogate}"
+        );
+        assert!(
+            surrogate.contains("<invalid@internationalized-address.invalid>"),
+            "{surrogate}"
+        );
+        assert!(surrogate.contains("Message-ID: <1@x>\r\n"));
+        // The body goes as stored (8-bit bodies always have).
+        assert!(messages[0].ends_with("\r\nHallo ☕\r\n".as_bytes()));
+        assert_eq!(messages[1], b"Subject: plain\r\n\r\nascii\r\n");
+        for i in 0..2 {
+            assert_eq!(
+                got["list"][i][1].as_u64(),
+                Some(messages[i].len() as u64),
+                "round {round}: LIST {i}"
+            );
+            assert_eq!(got["octets"][i].as_u64(), Some(messages[i].len() as u64));
+        }
+        assert_eq!(
+            got["stat"][1].as_u64(),
+            Some((messages[0].len() + messages[1].len()) as u64)
+        );
+        assert_eq!(got["uidl"][0], "1700000001.u.host");
+        // TOP 1 0: the surrogate header and the empty line.
+        let top = result[1].as_array().unwrap();
+        assert_eq!(top.last().unwrap(), "");
+        assert!(
+            top.iter()
+                .any(|l| l.as_str().unwrap().starts_with("Subject: =?UTF-8?B?"))
+        );
+        // In UTF8 mode the stored message (the raw client decodes Latin-1).
+        let raw: Vec<u8> = result[2]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l.as_str().unwrap().chars().map(|c| c as u8).chain(*b"\r\n"))
+            .collect();
+        assert_eq!(raw, expected_wire(utf8.as_bytes()));
+    }
+    assert!(server.maildir("alice").join("yubin-surrogates").exists());
 }

@@ -416,8 +416,7 @@ mod tests {
     use super::*;
 
     fn down(header: &str) -> String {
-        String::from_utf8(downgrade_header(header.as_bytes()).expect("downgraded"))
-            .expect("ASCII")
+        String::from_utf8(downgrade_header(header.as_bytes()).expect("downgraded")).expect("ASCII")
     }
 
     fn decode_words(text: &str) -> String {
@@ -463,7 +462,11 @@ mod tests {
                 assert!(word.len() <= 75, "{word}");
             }
         }
-        let value: String = out.lines().take_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+        let value: String = out
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
         assert_eq!(decode_words(&value["Subject:".len()..]), subject);
     }
 
@@ -486,7 +489,10 @@ mod tests {
             .collect();
         assert!(to.contains(&format!("<{INVALID}>")), "{to}");
         assert!(to.contains("\"Ann\" <ann@example.org>"), "{to}");
-        assert!(to.contains("<bob@example.org>") || to.contains("bob@example.org"), "{to}");
+        assert!(
+            to.contains("<bob@example.org>") || to.contains("bob@example.org"),
+            "{to}"
+        );
         let cc = out.lines().find(|l| l.starts_with("Cc:")).unwrap();
         assert_eq!(
             decode_words(cc[3..].trim_end_matches(&format!("<{INVALID}>"))),

@@ -39,6 +39,14 @@ pub fn check_header(prefix: &[u8], whole_message: bool) -> HeaderCheck {
     }
 }
 
+/// The length of the header section at the start of `bytes`, through the
+/// empty line that ends it, if that line is there.
+pub fn header_len(bytes: &[u8]) -> Option<usize> {
+    let end = header_end(bytes)?;
+    let blank = if bytes[end] == b'\n' { 1 } else { 2 };
+    Some(end + blank)
+}
+
 /// The offset of the empty line that ends the header section, if present.
 fn header_end(bytes: &[u8]) -> Option<usize> {
     if bytes.starts_with(b"\n") || bytes.starts_with(b"\r\n") {
@@ -75,6 +83,14 @@ mod tests {
             HeaderCheck::Other8Bit
         );
         assert_eq!(check_header(b"\nbody \xff", true), HeaderCheck::Ascii);
+    }
+
+    #[test]
+    fn header_len_runs_through_the_empty_line() {
+        assert_eq!(header_len(b"A: b\n\nbody"), Some(6));
+        assert_eq!(header_len(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(header_len(b"\nbody"), Some(1));
+        assert_eq!(header_len(b"A: b\nC: d"), None);
     }
 
     #[test]

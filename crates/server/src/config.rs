@@ -98,6 +98,10 @@ pub enum Utf8Headers {
     Send,
     /// Refuse RETR and TOP with `-ERR [UTF8]`, RFC 6856's strict reading.
     Refuse,
+    /// Send an RFC 6858 surrogate: UTF-8 in the header turned into RFC
+    /// 2047 encoded-words, internationalised addresses into invalid ones
+    /// that show what they were; LIST and STAT give the surrogate's size.
+    Downgrade,
 }
 
 /// `[pop3]`

@@ -9,11 +9,13 @@
 //! - [`name`]: file-name anatomy, unique-ids.
 //! - [`maildir`]: scanning, opening, delivery, UPDATE.
 //! - [`listing`]: a scan's result, compact, and its on-disk cache.
+//! - `derived`: sizes derived from message content by a caller's rule, cached.
 //! - [`lock`]: one POP3 session per maildrop.
 //! - [`location`]: `mail_location` templates.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod derived;
 pub mod listing;
 pub mod location;
 pub mod lock;

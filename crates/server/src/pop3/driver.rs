@@ -11,7 +11,8 @@ use yubin_auth::sasl::{Exchange, Step};
 use yubin_pop3_proto::{Action, MessageList, Poll, Refusal, Session};
 use yubin_store::{Listing, LockError, Maildir, MaildropLock, StoreError};
 
-use super::{Pop3Service, display_ip};
+use super::{Pop3Service, display_ip, surrogate};
+use crate::config::Utf8Headers;
 use crate::logtext::Escaped;
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
@@ -20,6 +21,10 @@ use crate::userstore::Snapshot;
 pub(super) struct OpenMaildrop {
     pub(super) maildir: Maildir,
     pub(super) listing: Arc<Listing>,
+    /// Which messages go out with an RFC 6858 surrogate header (empty
+    /// unless `utf8_headers = "downgrade"` and the client is not in UTF-8
+    /// mode).
+    pub(super) surrogates: Vec<bool>,
     _lock: MaildropLock,
 }
 
@@ -418,10 +423,27 @@ impl Connection {
             refuse(self, Refusal::LoginDelay(seconds), &"login delay");
             return;
         }
+        let mut maildrop = maildrop;
+        // RFC 6858 §4: LIST may report the surrogate's size; yubin reports
+        // the size of what RETR sends, so the two always agree.
+        let surrogate_sizes = if self.service.config.pop3.utf8_headers == Utf8Headers::Downgrade
+            && !self.session.utf8()
+        {
+            let (maildir, listing) = (maildrop.maildir.clone(), maildrop.listing.clone());
+            tokio::task::spawn_blocking(move || {
+                maildir.derived_sizes(&listing, surrogate::CACHE, surrogate::surrogate_size)
+            })
+            .await
+            .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        maildrop.surrogates = surrogate_sizes.iter().map(Option::is_some).collect();
         let listing = &maildrop.listing;
         let mut infos = MessageList::with_capacity(listing.len(), listing.len() * 40);
         for i in 0..listing.len() {
-            infos.push(listing.size(i), &listing.uid(i));
+            let size = surrogate_sizes.get(i).copied().flatten();
+            infos.push(size.unwrap_or(listing.size(i)), &listing.uid(i));
         }
         tracing::info!(
             session = self.id,
@@ -577,6 +599,7 @@ async fn open_maildrop(
                     Ok(listing) => Ok(OpenMaildrop {
                         maildir,
                         listing: Arc::new(listing),
+                        surrogates: Vec::new(),
                         _lock: lock,
                     }),
                     Err(error) => Err((maildir, OpenFailure::Store(error))),

@@ -2,6 +2,7 @@
 
 pub(crate) mod driver;
 mod retrieve;
+mod surrogate;
 
 pub(crate) use driver::write_all;
 

@@ -9,6 +9,7 @@ use yubin_pop3_proto::{Encoder, MessageError};
 use yubin_store::OpenError;
 
 use super::driver::{Connection, write_all};
+use super::surrogate;
 use crate::config::Utf8Headers;
 use crate::stream::Stream;
 
@@ -42,11 +43,28 @@ impl Connection {
             self.session.message_failed(MessageError::Io);
             return Ok(());
         };
+        // RFC 6858: this message goes out with a surrogate header.
+        let downgrade = !utf8
+            && self
+                .maildrop
+                .as_ref()
+                .is_some_and(|m| m.surrogates.get(index).copied().unwrap_or(false));
         let first =
             tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
                 let mut file = maildir.open(&listing, index)?;
                 let mut buf = Vec::with_capacity(first_len);
-                let eof = read_chunk(&mut file, &mut buf, first_len)?;
+                let mut eof = read_chunk(&mut file, &mut buf, first_len)?;
+                if downgrade {
+                    let (len, at_end) = surrogate::read_header(&mut file, &mut buf, eof)?;
+                    eof = at_end;
+                    if let Some(replaced) =
+                        len.and_then(|len| Some((surrogate::surrogate(&buf, len)?, len)))
+                    {
+                        let (mut header, len) = replaced;
+                        header.extend_from_slice(&buf[len..]);
+                        buf = header;
+                    }
+                }
                 Ok((file, buf, eof))
             })
             .await;
