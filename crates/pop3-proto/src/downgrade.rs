@@ -552,6 +552,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Any bytes at all: no panic, and an ASCII, stable surrogate.
+        #[test]
+        fn any_header_is_handled(
+            lines in proptest::collection::vec(proptest::prelude::any::<String>(), 0..8),
+            ends in proptest::collection::vec(proptest::sample::select(vec!["\n", "\r\n", "\n ", ":", "<", ">;", ","]), 0..8),
+        ) {
+            let mut header = String::new();
+            for (line, end) in lines.iter().zip(ends.iter().cycle()) {
+                header.push_str(line);
+                header.push_str(end);
+            }
+            if let Some(out) = downgrade_header(header.as_bytes()) {
+                proptest::prop_assert!(out.is_ascii());
+                proptest::prop_assert_eq!(downgrade_header(header.as_bytes()), Some(out));
+            }
+        }
+    }
+
     #[test]
     fn the_same_header_gives_the_same_surrogate() {
         let header = "Subject: ☃\nTo: ☃@☃.example\n\n".as_bytes();

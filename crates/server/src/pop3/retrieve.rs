@@ -57,10 +57,9 @@ impl Connection {
                 if downgrade {
                     let (len, at_end) = surrogate::read_header(&mut file, &mut buf, eof)?;
                     eof = at_end;
-                    if let Some(replaced) =
-                        len.and_then(|len| Some((surrogate::surrogate(&buf, len)?, len)))
+                    if let Some(len) = len
+                        && let Some(mut header) = surrogate::surrogate(&buf, len)
                     {
-                        let (mut header, len) = replaced;
                         header.extend_from_slice(&buf[len..]);
                         buf = header;
                     }
