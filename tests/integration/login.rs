@@ -415,3 +415,54 @@ fn au03_failures_from_one_address_slow_every_login_from_it() {
     assert!(last >= 3.5, "the burst was not spaced: {result}");
     assert_eq!(result["right"], "ok", "{result}");
 }
+
+/// Issue 12, finding 1: clients that send credentials and hang up at once
+/// must not keep their connection slots (and file descriptors) until the
+/// delayed answer: with room for 4 connections and failures answered after
+/// 30 s, 8 such hang-ups leave room for the next client as soon as the
+/// server has read each close (the test allows 10 s, a third of the wait),
+/// over POP3 and over SMTP AUTH. The failures still count (they are logged).
+#[test]
+fn issue12_hang_ups_during_a_login_release_their_slots_at_once() {
+    let server = TestServer::with(Setup {
+        pop3: "max_connections = 4\nauth_failure_delay = \"30s\"\n".into(),
+        smtp: "max_connections = 4\nauth_failure_delay = \"30s\"\n".into(),
+        login_penalty_max: "30s".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import os, socket, time, base64\n\
+         host = os.environ['HOST']\n\
+         def hang_up(port, commands):\n\
+         \x20   s = socket.create_connection((host, port), timeout=10)\n\
+         \x20   s.recv(4096)\n\
+         \x20   s.sendall(commands); time.sleep(0.05); s.close()\n\
+         def greeting(port):\n\
+         \x20   s = socket.create_connection((host, port), timeout=5)\n\
+         \x20   line = s.recv(4096).decode(errors='replace').strip(); s.close(); return line\n\
+         def served(port, ok):\n\
+         \x20   # Until the server has noticed every hang-up; well before the 30 s.\n\
+         \x20   deadline = time.time() + 10\n\
+         \x20   while True:\n\
+         \x20       line = greeting(port)\n\
+         \x20       if line.startswith(ok) or time.time() > deadline: return line\n\
+         \x20       time.sleep(0.1)\n\
+         pop, smtp = int(os.environ['PORT']), int(os.environ['SMTP_PORT'])\n\
+         plain = base64.b64encode(b'\\0alice\\0wrong').decode()\n\
+         for n in range(8):\n\
+         \x20   hang_up(pop, b'USER alice\\r\\nPASS wrong%d\\r\\n' % n)\n\
+         \x20   hang_up(smtp, ('EHLO x\\r\\nAUTH PLAIN %s\\r\\n' % plain).encode())\n\
+         print(__import__('json').dumps([served(pop, '+OK'), served(smtp, '220 ')]))",
+        &[],
+    );
+    assert!(
+        result[0].as_str().unwrap_or_default().starts_with("+OK"),
+        "POP3 turned a client away: {result}"
+    );
+    assert!(
+        result[1].as_str().unwrap_or_default().starts_with("220 "),
+        "SMTP turned a client away: {result}"
+    );
+    server.wait_for_log("pop3 login failed");
+    server.wait_for_log("smtp auth failed");
+}

@@ -3,8 +3,9 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -70,6 +71,36 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Most octets a client may send ahead while the server waits (pipelined
+/// commands); past that, nothing more is read until the wait is over.
+const EARLY_INPUT: usize = 16 * 1024;
+
+/// Waits `duration` (a login's turn, the delay before a failure is
+/// answered), unless the client hangs up first: then `None`, so that the
+/// connection and its slot are released at once instead of when the wait
+/// would have ended (issue 12). Otherwise what the client sent meanwhile,
+/// which the caller hands to its session; nothing is lost if the wait is
+/// cut short.
+pub(crate) async fn wait_unless_gone(stream: &mut Stream, duration: Duration) -> Option<Vec<u8>> {
+    let mut early = Vec::new();
+    if duration.is_zero() {
+        return Some(early);
+    }
+    let mut buf = [0u8; 1024];
+    let sleep = tokio::time::sleep(duration);
+    tokio::pin!(sleep);
+    loop {
+        let room = early.len() < EARLY_INPUT;
+        tokio::select! {
+            () = &mut sleep => return Some(early),
+            read = stream.read(&mut buf), if room => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => early.extend_from_slice(&buf[..n]),
+            },
         }
     }
 }

@@ -172,6 +172,27 @@ impl Connection {
                         return End::IoError;
                     }
                 }
+                // A credential check waits for the address's turn, and a
+                // failure is answered after a delay. A client that hangs up
+                // meanwhile must not hold its connection slot until then
+                // (issue 12): the wait is dropped at once. The check itself
+                // is not, so its failure is recorded and keeps counting.
+                Poll::Action(Action::Delay(duration)) => {
+                    if self.wait_unless_gone(&mut stream, duration).await {
+                        return End::Disconnected;
+                    }
+                    self.session.delay_elapsed();
+                }
+                Poll::Action(action) if waits_for_check_slot(&action) => {
+                    let wait = self.service.guard.wait_before_check(
+                        self.peer.ip(),
+                        self.service.config.pop3.auth_failure_delay.0,
+                    );
+                    if self.wait_unless_gone(&mut stream, wait).await {
+                        return End::Disconnected;
+                    }
+                    self.perform(action).await;
+                }
                 Poll::Action(action) => self.perform(action).await,
             }
         }
@@ -222,7 +243,6 @@ impl Connection {
                     .service
                     .guard
                     .digest(&[b"USER", user.as_bytes(), &password]);
-                self.wait_for_check_slot().await;
                 let snapshot = self.snapshot.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     snapshot
@@ -240,7 +260,6 @@ impl Connection {
                     self.service
                         .guard
                         .digest(&[b"APOP", user.as_bytes(), digest.as_bytes()]);
-                self.wait_for_check_slot().await;
                 let timestamp = self
                     .session
                     .offer()
@@ -267,7 +286,6 @@ impl Connection {
                     mechanism.as_bytes(),
                     initial_response.as_deref().unwrap_or_default(),
                 ]);
-                self.wait_for_check_slot().await;
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
@@ -312,12 +330,8 @@ impl Connection {
             }
             Action::OpenMaildrop { user } => self.open_maildrop(user).await,
             Action::Commit { delete, retrieved } => self.commit(delete, retrieved).await,
-            Action::Delay(duration) => {
-                tokio::time::sleep(duration).await;
-                self.session.delay_elapsed();
-            }
             // Handled in `run`, where the stream is.
-            Action::StartTls | Action::SendMessage { .. } => {}
+            Action::StartTls | Action::SendMessage { .. } | Action::Delay(_) => {}
         }
     }
 
@@ -335,15 +349,15 @@ impl Connection {
         }
     }
 
-    /// Waits for this address's turn to have credentials checked (no wait
-    /// unless it failed recently): the login penalty's limit on guessing.
-    async fn wait_for_check_slot(&self) {
-        let wait = self.service.guard.wait_before_check(
-            self.peer.ip(),
-            self.service.config.pop3.auth_failure_delay.0,
-        );
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+    /// Waits `duration` unless the client hangs up first (then returns
+    /// true). What the client sends meanwhile goes to the session.
+    async fn wait_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
+        match crate::stream::wait_unless_gone(stream, duration).await {
+            Some(early) => {
+                self.session.receive(&early);
+                false
+            }
+            None => true,
         }
     }
 
@@ -615,6 +629,15 @@ async fn open_maildrop(
             Err((_, failure)) => return Ok(Err(failure)),
         }
     }
+}
+
+/// The actions that check credentials and so wait for the address's turn
+/// first (the login penalty's limit on guessing).
+fn waits_for_check_slot(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::CheckPassword { .. } | Action::CheckApop { .. } | Action::SaslStart { .. }
+    )
 }
 
 enum OpenFailure {

@@ -168,8 +168,39 @@ impl Connection {
                     Some(upgraded) => stream = upgraded,
                     None => return,
                 },
+                // As in POP3: a client that hangs up while its AUTH waits
+                // for the address's turn, or for the answer to a failure,
+                // releases its connection at once (issue 12).
+                Poll::Action(Action::Delay(duration)) => {
+                    if self.wait_unless_gone(&mut stream, duration).await {
+                        return;
+                    }
+                    self.session.delay_elapsed();
+                }
+                Poll::Action(action @ Action::SaslStart { .. }) => {
+                    let wait = self.service.guard.wait_before_check(
+                        self.peer.ip(),
+                        self.service.config.smtp.auth_failure_delay.0,
+                    );
+                    if self.wait_unless_gone(&mut stream, wait).await {
+                        return;
+                    }
+                    self.perform(action).await;
+                }
                 Poll::Action(action) => self.perform(action).await,
             }
+        }
+    }
+
+    /// Waits `duration` unless the client hangs up first (then returns
+    /// true). What the client sends meanwhile goes to the session.
+    async fn wait_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
+        match crate::stream::wait_unless_gone(stream, duration).await {
+            Some(early) => {
+                self.session.receive(&early);
+                false
+            }
+            None => true,
         }
     }
 
@@ -215,7 +246,6 @@ impl Connection {
                     mechanism.as_bytes(),
                     initial_response.as_deref().unwrap_or_default(),
                 ]);
-                self.wait_for_check_slot().await;
                 let snapshot = self.snapshot.clone();
                 let hostname = self.service.config.hostname.clone();
                 let started = tokio::task::spawn_blocking(move || {
@@ -265,11 +295,8 @@ impl Connection {
             }
             Action::EndOfMessage(envelope) => self.end_of_message(envelope).await,
             Action::DiscardMessage => self.spool = None,
-            Action::Delay(duration) => {
-                tokio::time::sleep(duration).await;
-                self.session.delay_elapsed();
-            }
-            Action::StartTls => {}
+            // Handled in `run`, where the stream is.
+            Action::Delay(_) | Action::StartTls => {}
         }
     }
 
@@ -290,18 +317,6 @@ impl Connection {
                 self.exchange = None;
                 self.auth_failed();
             }
-        }
-    }
-
-    /// Waits for this address's turn to have credentials checked (no wait
-    /// unless it failed recently): the login penalty's limit on guessing.
-    async fn wait_for_check_slot(&self) {
-        let wait = self.service.guard.wait_before_check(
-            self.peer.ip(),
-            self.service.config.smtp.auth_failure_delay.0,
-        );
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
         }
     }
 
