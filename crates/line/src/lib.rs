@@ -23,9 +23,14 @@ pub use stuffing::{Encoder, WireSize};
 pub enum Line {
     /// A complete line, terminator removed, copied into the caller's buffer.
     Complete,
-    /// A line passed the length limit; its remaining bytes are being discarded.
+    /// A line passed the length limit; its remaining bytes are being
+    /// discarded. The caller's buffer holds its first [`PREFIX`] octets (or
+    /// fewer), so a protocol can tell what kind of line it was.
     TooLong,
 }
+
+/// How many leading octets of an overlong line are handed back.
+pub const PREFIX: usize = 16;
 
 /// An incremental line splitter with a length limit.
 #[derive(Debug)]
@@ -78,6 +83,7 @@ impl LineReader {
                     end -= 1;
                 }
                 if end - self.start > self.max_len {
+                    self.keep_prefix(line);
                     self.consume(lf + 1);
                     return Some(Line::TooLong);
                 }
@@ -90,6 +96,7 @@ impl LineReader {
                 self.scanned = self.buf.len();
                 // One more byte than the limit may be a CR that belongs to the terminator.
                 if self.buf.len() - self.start > self.max_len + 1 {
+                    self.keep_prefix(line);
                     self.clear();
                     self.discarding = true;
                     return Some(Line::TooLong);
@@ -97,6 +104,13 @@ impl LineReader {
                 None
             }
         }
+    }
+
+    /// Copies the first octets of the current (overlong) line into `line`.
+    fn keep_prefix(&self, line: &mut Vec<u8>) {
+        line.clear();
+        let end = (self.start + PREFIX).min(self.buf.len());
+        line.extend_from_slice(&self.buf[self.start..end]);
     }
 
     /// Whether no byte is waiting to be read as a line.
@@ -200,6 +214,22 @@ mod tests {
                 vec![Some(vec![b'a'; 10]), None, Some(b"NOOP".to_vec())],
                 "chunk size {chunk}"
             );
+        }
+    }
+
+    /// The caller learns how an overlong line began (SMTP must know whether
+    /// it was a BDAT, whose chunk follows it).
+    #[test]
+    fn an_overlong_line_hands_back_its_first_octets() {
+        for input in [
+            &b"BDAT 93 LAST xxxxxxxxxxxxxxxxxxxxxxxx\r\n"[..],
+            b"BDAT 93 LAST xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ] {
+            let mut reader = LineReader::new(20);
+            let mut line = Vec::new();
+            reader.push(input);
+            assert_eq!(reader.next_line(&mut line), Some(Line::TooLong));
+            assert_eq!(line, &input[..PREFIX]);
         }
     }
 

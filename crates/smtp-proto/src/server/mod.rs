@@ -363,6 +363,9 @@ impl Session {
                     Some(Line::TooLong) => {
                         self.sasl = None;
                         self.error(replies::LINE_TOO_LONG);
+                        if is_verb(&self.line, b"BDAT") {
+                            self.end_unsynchronised();
+                        }
                     }
                     Some(Line::Complete) => self.handle_line(),
                 }
@@ -420,6 +423,15 @@ impl Session {
         }
     }
 
+    /// Ends the session with 421 4.5.0: what follows cannot be told apart
+    /// from commands.
+    fn end_unsynchronised(&mut self) {
+        if !matches!(self.phase, Phase::Closed) {
+            replies::SYNC_ERROR.write_to(&mut self.output);
+            self.phase = Phase::Closed;
+        }
+    }
+
     fn handle_line(&mut self) {
         let line = std::mem::take(&mut self.line);
         if self.sasl.is_some() {
@@ -428,8 +440,14 @@ impl Session {
             match command::parse_with(&line, self.config.syntax) {
                 Ok(command) => self.dispatch(command),
                 Err(error) => {
-                    let mail = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL");
-                    self.parse_error(error, mail);
+                    self.parse_error(error, is_verb(&line, b"MAIL"));
+                    // A BDAT line that does not parse has no size to trust:
+                    // the octets behind it are a chunk of unknown length,
+                    // and reading them as commands could run a smuggled
+                    // transaction (issue 12). The session ends instead.
+                    if is_verb(&line, b"BDAT") {
+                        self.end_unsynchronised();
+                    }
                 }
             }
         }
@@ -602,6 +620,14 @@ impl Session {
             self.error(replies::AUTH_FAILED);
         }
     }
+}
+
+/// Whether a command line starts with `verb` (any case) followed by a
+/// space or nothing.
+fn is_verb(line: &[u8], verb: &[u8]) -> bool {
+    line.len() >= verb.len()
+        && line[..verb.len()].eq_ignore_ascii_case(verb)
+        && line.get(verb.len()).is_none_or(|&b| b == b' ')
 }
 
 #[cfg(test)]

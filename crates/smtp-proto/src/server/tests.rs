@@ -943,3 +943,35 @@ fn paths_without_brackets_unless_strict() {
          S: 501 5.1.7 Bad sender address syntax",
     );
 }
+
+/// Issue 12, finding 6: a BDAT line that does not parse (a stray argument,
+/// a bad size, 8-bit octets, or more than the line limit) has no size to
+/// trust, so the chunk behind it is never read as commands: the session
+/// ends with 421 after the reply, and the smuggled RCPT never runs.
+#[test]
+fn issue12_an_unparsable_bdat_line_ends_the_session() {
+    let mut long = b"BDAT 93 LAST ".to_vec();
+    long.resize(5000, b'x');
+    for bad in [
+        &b"BDAT 93 LAST x"[..],
+        b"BDAT 9x3 LAST",
+        b"BDAT 93 LAST \xff",
+        b"bdat",
+        &long,
+    ] {
+        let mut h = Harness::new(mx_offer());
+        h.greet();
+        h.send("MAIL FROM:<a@b>");
+        h.send("RCPT TO:<alice@local.test>");
+        let mut input = bad.to_vec();
+        input.extend_from_slice(b"\r\nRCPT TO:<bob@remote.example>\r\nBDAT 2 LAST\r\nhi");
+        let out = h.send_raw(&input);
+        assert!(
+            out.ends_with("421 4.5.0 Protocol synchronization error; closing connection\r\n"),
+            "{}: {out}",
+            String::from_utf8_lossy(&bad[..bad.len().min(20)])
+        );
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(h.delivered.is_empty());
+    }
+}
