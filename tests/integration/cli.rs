@@ -295,3 +295,47 @@ fn the_embedded_default_works_with_the_printed_curl_command() {
     );
     assert!(dir.path().join("yubin-data/users").exists());
 }
+
+/// Issue 12, finding 3 (and a finding 9 item): names whose domain is not a
+/// domain (`bob@.` would share bob's Maildir, `x@.hidden` hide in a dot
+/// directory) and names the passwd-file reader would take for a comment
+/// are refused by `user add` with status 2, naming the argument; written
+/// into the file by hand, they are skipped at load and cannot log in.
+#[test]
+fn issue12_user_names_with_invalid_domains_are_refused() {
+    let server = TestServer::with(Setup {
+        users: vec![("bob".into(), "{PLAIN}bob-pw".into())],
+        ..Setup::default()
+    });
+    let config = server.config_path();
+    let config = config.to_str().unwrap();
+    for bad in ["bob@.", "x@.hidden", "x@-", "x@.example.org", "#comment"] {
+        let out = yubin(
+            &["user", "add", bad, "--password-stdin", "--config", config],
+            "pw\n",
+            server.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("NAME") && stderr.contains("not a valid user name"),
+            "{bad}: {stderr}"
+        );
+    }
+    // Written by hand: skipped, with a warning, and no login as bob's twin.
+    let users = server.dir.path().join("users");
+    let mut text = fs::read_to_string(&users).unwrap();
+    text.push_str("bob@.:{PLAIN}twin-pw\n");
+    fs::write(&users, text).unwrap();
+    server.wait_for_log("invalid user name \"bob@.\"");
+    let result = server.python(
+        "import popclient as p, poplib\n\
+         c = p.connect()\n\
+         try:\n\
+         \x20   c.user('bob@.'); c.pass_('twin-pw'); p.emit('logged in')\n\
+         except poplib.error_proto as e:\n\
+         \x20   p.emit(e.args[0].decode())",
+        &[],
+    );
+    assert_eq!(result, "-ERR [AUTH] Authentication failed.");
+}

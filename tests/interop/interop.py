@@ -1181,6 +1181,18 @@ def corpus_poplib_sizes(port, user, password):
     return out
 
 
+def run_listen_backlog(yubin):
+    """Issue 12: the listeners queue listen_backlog (4096) connections, not
+    the standard library's 128, so a burst of connects is not dropped. ss
+    shows a listening socket's backlog as its Send-Q."""
+    print("listen backlog")
+    with open("/proc/sys/net/core/somaxconn") as f:
+        expected = min(4096, int(f.read()))
+    for port in (yubin.pop3, yubin.pop3s, yubin.smtp):
+        out = subprocess.run(["ss", "-ltnH", "sport = :%d" % port], capture_output=True, text=True).stdout.split()
+        check(len(out) >= 3 and out[2] == str(expected), "port %d listens with backlog %d (%s)" % (port, expected, out[:3]))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--yubin", required=True)
@@ -1201,6 +1213,7 @@ def main():
         run_getmail(root, yubin, messages, save)
         run_mpop(root, yubin, messages, save, maildir)
         run_dovecot(root, yubin, messages, maildir_root, maildir)
+        run_listen_backlog(yubin)
         run_corpus(root, yubin)
         run_corpus_dovecot(root, yubin)
         run_corpus_clients_vs_dovecot(root, yubin)

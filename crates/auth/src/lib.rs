@@ -31,7 +31,7 @@ pub mod users;
 
 pub use grants::RelayGrants;
 pub use md5_context::HmacMd5Contexts;
-pub use passwd::{PasswdFile, UserEntry, check_user_name};
+pub use passwd::{PasswdFile, UserEntry, check_domain, check_user_name};
 pub use penalty::LoginPenalties;
 pub use scheme::{Scheme, SchemeError, StoredPassword};
 pub use users::{User, Users};

@@ -97,7 +97,11 @@ impl UserEntry {
 
 /// Checks a user name for use in the file, in paths and in logs: 1–255
 /// octets, no control characters, spaces, `:`, `/`, `\`, `%`; not starting
-/// with `.`; at most one `@`, with text on both sides.
+/// with `.` or `#` (a passwd-file comment); at most one `@`, with a local
+/// part before it and a valid domain name after it. The domain is a
+/// directory of the default mail layout (`mail/<domain>/<local>`), so
+/// `bob@.` would be bob's own Maildir and `x@.hidden` a hidden directory
+/// (issue 12): [`check_domain`] holds it to DNS's rules.
 pub fn check_user_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("empty");
@@ -114,14 +118,43 @@ pub fn check_user_name(name: &str) -> Result<(), &'static str> {
     if name.starts_with('.') || name.contains("..") {
         return Err("starts with '.' or contains '..'");
     }
+    if name.starts_with('#') {
+        return Err("starts with '#' (a comment in the passwd-file)");
+    }
     let mut parts = name.split('@');
     let local = parts.next().unwrap_or_default();
     match (parts.next(), parts.next()) {
         (None, _) => Ok(()),
-        (Some(domain), None) if !local.is_empty() && !domain.is_empty() => Ok(()),
+        (Some(domain), None) if !local.is_empty() && !domain.is_empty() => check_domain(domain),
         (Some(_), None) => Err("has an empty part before or after '@'"),
         (Some(_), Some(_)) => Err("contains more than one '@'"),
     }
+}
+
+/// A domain as DNS names it (RFC 1035 §2.3.1, with RFC 1123's leading
+/// digits): dot-separated labels of 1–63 letters, digits and hyphens, not
+/// starting or ending with a hyphen, at most 253 octets, no final dot.
+/// Letters beyond ASCII are allowed (internationalised domains, RFC 5890
+/// U-labels), so `bücher.example` is a domain.
+pub fn check_domain(domain: &str) -> Result<(), &'static str> {
+    if domain.len() > 253 {
+        return Err("has a domain longer than 253 octets");
+    }
+    for label in domain.split('.') {
+        if label.is_empty() {
+            return Err("has a domain with an empty label (a leading, trailing or double '.')");
+        }
+        if label.len() > 63 {
+            return Err("has a domain label longer than 63 octets");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("has a domain label that starts or ends with '-'");
+        }
+        if !label.chars().all(|c| c.is_alphanumeric() || c == '-') {
+            return Err("has a domain with characters other than letters, digits, '-' and '.'");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,11 +334,40 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         for bad in [
-            "", ".hidden", "a/b", "a:b", "../x", "a b", "a@b@c", "@x", "x@", "a%n", "a\u{7}",
+            "",
+            ".hidden",
+            "a/b",
+            "a:b",
+            "../x",
+            "a b",
+            "a@b@c",
+            "@x",
+            "x@",
+            "a%n",
+            "a\u{7}",
+            // Issue 12: domains that are not domains.
+            "bob@.",
+            "x@.hidden",
+            "x@-",
+            "x@.example.org",
+            "x@example.org.",
+            "x@-a.org",
+            "x@a-.org",
+            "x@a_b.org",
+            "x@a b.org",
+            "#comment",
         ] {
             assert!(check_user_name(bad).is_err(), "{bad:?}");
         }
-        for good in ["alice", "alice@example.org", "jörg", "a.b-c_d"] {
+        for good in [
+            "alice",
+            "alice@example.org",
+            "jörg",
+            "a.b-c_d",
+            "x@bücher.example",
+            "x@localhost",
+            "x@a-b.0x.example",
+        ] {
             assert!(check_user_name(good).is_ok(), "{good:?}");
         }
     }

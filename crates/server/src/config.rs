@@ -34,6 +34,11 @@ pub struct Config {
     pub queue: crate::queue_config::QueueConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How many connections each listener lets the kernel queue before
+    /// they are accepted (listen(2)'s backlog; Linux caps it at
+    /// `net.core.somaxconn`). The standard library's 128 drops connections
+    /// in bursts (issue 12).
+    pub listen_backlog: u32,
 }
 
 /// `[tls]`
@@ -319,6 +324,7 @@ impl Default for Config {
             pop_before_smtp: PopBeforeSmtpConfig::default(),
             queue: crate::queue_config::QueueConfig::default(),
             log: LogConfig::default(),
+            listen_backlog: 4096,
         }
     }
 }

@@ -148,7 +148,7 @@ impl Server {
             ("pop3.listen_tls", config.pop3_listen_tls()?, true),
         ] {
             for address in addresses {
-                let listener = bind(address, key).await?;
+                let listener = bind(address, key, config.listen_backlog)?;
                 let bound = listener.local_addr().unwrap_or(address);
                 if implicit {
                     tracing::info!("pop3s listening on {bound} (implicit TLS)");
@@ -178,7 +178,7 @@ impl Server {
             ),
         ] {
             for address in addresses {
-                let listener = bind(address, key).await?;
+                let listener = bind(address, key, config.listen_backlog)?;
                 let bound = listener.local_addr().unwrap_or(address);
                 match kind {
                     Listener::Mx => {
@@ -231,7 +231,11 @@ impl Server {
 
         let mut policy_addresses = Vec::new();
         for address in config.policy_listen()? {
-            let listener = bind(address, "pop_before_smtp.policy_listen").await?;
+            let listener = bind(
+                address,
+                "pop_before_smtp.policy_listen",
+                config.listen_backlog,
+            )?;
             let bound = listener.local_addr().unwrap_or(address);
             tracing::info!("policy service listening on {bound}");
             policy_addresses.push(bound);
@@ -299,14 +303,27 @@ impl Server {
     }
 }
 
-async fn bind(address: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|error| StartError::Listen {
-            address,
-            key,
-            error,
-        })
+/// A listening socket with `backlog` (see `Config::listen_backlog`),
+/// address reuse as the standard library sets it, and dual-stack `[::]`
+/// as the system's default has it.
+fn bind(address: SocketAddr, key: &'static str, backlog: u32) -> Result<TcpListener, StartError> {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+        TcpListener::from_std(socket.into())
+    };
+    listen().map_err(|error| StartError::Listen {
+        address,
+        key,
+        error,
+    })
 }
 
 async fn wait_for_signal() {

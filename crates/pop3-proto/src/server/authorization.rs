@@ -30,6 +30,10 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 const PLAINTEXT_REFUSED: &str =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections. Use STLS.";
+/// Where plaintext logins are off altogether (`plaintext_auth = "never"`),
+/// TLS would not help: saying "Use STLS" there sends the client in circles.
+const PLAINTEXT_DISABLED: &str =
+    "Plaintext authentication is disabled. Use APOP, CRAM-MD5 or SCRAM.";
 
 /// What the AUTHORIZATION state remembers between commands.
 #[derive(Debug, Default)]
@@ -77,11 +81,7 @@ impl Session {
         match command {
             Command::User(name) => {
                 if !self.offer.plaintext_auth {
-                    reply::err(
-                        &mut self.output,
-                        Some(Code::Auth),
-                        format_args!("{PLAINTEXT_REFUSED}"),
-                    );
+                    self.refuse_plaintext();
                     return;
                 }
                 // The same answer for every name (RFC 1939 §13: no user enumeration).
@@ -143,6 +143,17 @@ impl Session {
         }
     }
 
+    /// Refuses USER or a plaintext SASL mechanism, saying what would help:
+    /// TLS where it would make the login acceptable, else another method.
+    fn refuse_plaintext(&mut self) {
+        let why = if self.offer.tls_active {
+            PLAINTEXT_DISABLED
+        } else {
+            PLAINTEXT_REFUSED
+        };
+        reply::err(&mut self.output, Some(Code::Auth), format_args!("{why}"));
+    }
+
     fn auth_start(&mut self, mechanism: &str, initial_response: Option<&str>) {
         let mechanism = mechanism.to_ascii_uppercase();
         if !self.config.sasl_mechanisms.contains(&mechanism) {
@@ -150,11 +161,7 @@ impl Session {
             return;
         }
         if !self.offer.plaintext_auth && PLAINTEXT_MECHANISMS.contains(&mechanism.as_str()) {
-            reply::err(
-                &mut self.output,
-                Some(Code::Auth),
-                format_args!("{PLAINTEXT_REFUSED}"),
-            );
+            self.refuse_plaintext();
             return;
         }
         let initial_response = match initial_response {

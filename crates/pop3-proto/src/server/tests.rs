@@ -678,6 +678,29 @@ fn stls_forgets_a_user_given_before_it() {
     );
 }
 
+/// Issue 12 (finding 9): under TLS with plaintext logins off altogether,
+/// the refusal does not send the client to STLS.
+#[test]
+fn plaintext_login_refused_under_tls_names_what_would_work() {
+    let offer = Offer {
+        tls_active: true,
+        stls_available: false,
+        plaintext_auth: false,
+        ..plain_offer()
+    };
+    let mut h = Harness::new(offer, vec![]);
+    let refused = "-ERR [AUTH] Plaintext authentication is disabled. Use APOP, CRAM-MD5 or SCRAM.";
+    transcript(
+        &mut h,
+        &format!(
+            "C: USER mrose
+             S: {refused}
+             C: AUTH PLAIN
+             S: {refused}"
+        ),
+    );
+}
+
 #[test]
 fn plaintext_login_is_refused_where_not_allowed() {
     let offer = Offer {
