@@ -130,6 +130,36 @@ fn ps02_autologout_closes_silently_and_removes_nothing() {
     assert_eq!(server.message_files("alice").len(), 3);
 }
 
+/// Issue 12, finding 7: a command must arrive whole within the autologout
+/// time of the last answer; a line trickled a byte every 0.4 s (each byte
+/// well within the 1 s timer) is cut off after about 1 s, not kept for the
+/// 8 s it takes, and the login it would have completed never happens.
+#[test]
+fn issue12_a_trickled_command_does_not_reset_the_autologout_timer() {
+    let server = TestServer::with(Setup {
+        pop3: "idle_timeout = \"1s\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, time\n\
+         r = p.Raw(); t = time.monotonic(); gone = None\n\
+         for b in b'USER alice-trickling-slowly\\r\\n':\n\
+         \x20   try:\n\
+         \x20       r.send(bytes([b])); time.sleep(0.4)\n\
+         \x20   except OSError:\n\
+         \x20       gone = time.monotonic() - t; break\n\
+         closed = r.closed(wait=5)\n\
+         p.emit([gone, closed, time.monotonic() - t])",
+        &ALICE,
+    );
+    assert_eq!(result[1], true, "closed: {result}");
+    let took = result[0]
+        .as_f64()
+        .or_else(|| result[2].as_f64())
+        .unwrap_or(f64::MAX);
+    assert!(took < 5.0, "the trickle held the connection for {took} s");
+}
+
 #[test]
 fn the_default_autologout_is_the_rfc_minimum() {
     let out = crate::harness::yubin(&["check-config"], "", std::path::Path::new("/"));

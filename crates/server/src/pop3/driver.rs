@@ -120,10 +120,18 @@ impl Connection {
     async fn run(&mut self, mut stream: Stream) -> End {
         let mut buf = vec![0u8; 4096];
         let mut shutdown = self.service.shutdown.clone();
+        // RFC 1939 §3's autologout timer runs from our last answer to the
+        // next whole command (issue 12): a client trickling a command a
+        // byte at a time cannot hold the connection for ever.
+        let mut deadline = tokio::time::Instant::now() + self.service.idle_timeout();
         loop {
             let poll = self.session.poll();
+            let replied = !self.session.output().is_empty();
             if self.write_output(&mut stream).await.is_err() {
                 return End::IoError;
+            }
+            if replied {
+                deadline = tokio::time::Instant::now() + self.service.idle_timeout();
             }
             match poll {
                 Poll::Flush => {}
@@ -133,7 +141,7 @@ impl Connection {
                     }
                     self.session.shrink_buffers();
                     let read = tokio::select! {
-                        read = tokio::time::timeout(self.service.idle_timeout(), stream.read(&mut buf)) => read,
+                        read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
                         _ = shutdown.changed() => return self.shut_down(&mut stream).await,
                     };
                     match read {
@@ -160,7 +168,10 @@ impl Connection {
                     return End::Closed;
                 }
                 Poll::Action(Action::StartTls) => match self.start_tls(stream).await {
-                    Some(upgraded) => stream = upgraded,
+                    Some(upgraded) => {
+                        stream = upgraded;
+                        deadline = tokio::time::Instant::now() + self.service.idle_timeout();
+                    }
                     None => return End::TlsFailed,
                 },
                 Poll::Action(Action::SendMessage { index, top, utf8 }) => {
@@ -171,6 +182,8 @@ impl Connection {
                     {
                         return End::IoError;
                     }
+                    // The message was an answer, however long it took to send.
+                    deadline = tokio::time::Instant::now() + self.service.idle_timeout();
                 }
                 // A credential check waits for the address's turn, and a
                 // failure is answered after a delay. A client that hangs up
