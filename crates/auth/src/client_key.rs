@@ -7,14 +7,20 @@ use std::net::IpAddr;
 
 /// A client address reduced to what identifies the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum ClientKey {
+pub enum ClientKey {
+    /// An IPv4 address (or an IPv4-mapped IPv6 one).
     V4(u32),
+    /// An IPv6 prefix.
     V6(u128),
 }
 
+/// The IPv6 prefix that stands for one client where nothing else is
+/// configured: a host usually has a whole /64.
+pub const CLIENT_IPV6_PREFIX: u8 = 64;
+
 impl ClientKey {
     /// The key of `ip`, IPv6 cut to its first `ipv6_prefix` bits (0–128).
-    pub(crate) fn of(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {
+    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {
         match ip {
             IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -18,6 +18,7 @@
 
 pub mod client;
 mod client_key;
+pub use client_key::{CLIENT_IPV6_PREFIX, ClientKey};
 pub mod grants;
 mod md5_context;
 mod md5_crypt;

@@ -28,7 +28,7 @@ use crate::client_key::ClientKey;
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// IPv6 clients are counted by /64: one host usually has a whole one.
-const IPV6_PREFIX: u8 = 64;
+const IPV6_PREFIX: u8 = crate::client_key::CLIENT_IPV6_PREFIX;
 
 #[derive(Clone, Copy, Debug)]
 struct Record {

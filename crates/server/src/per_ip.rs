@@ -2,24 +2,28 @@
 //! client cannot take all of `max_connections` (a slow-loris holds many
 //! connections open doing almost nothing). Loopback is exempt: local
 //! programs and the benchmark open many connections legitimately, as
-//! Postfix exempts `$mynetworks` from its anvil limits.
+//! Postfix exempts `$mynetworks` from its anvil limits. IPv6 clients are
+//! counted by /64, as login penalties are (issue 12): one host usually has
+//! a whole /64 and could otherwise open the cap once per address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use yubin_auth::{CLIENT_IPV6_PREFIX, ClientKey};
+
 /// Connection counts per client address.
 #[derive(Debug)]
 pub(crate) struct PerIpLimit {
     max: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<HashMap<ClientKey, usize>>,
 }
 
 /// One counted connection; dropping it frees the place.
 #[derive(Debug)]
 pub(crate) struct PerIpSlot {
     limit: Arc<PerIpLimit>,
-    ip: Option<IpAddr>,
+    key: Option<ClientKey>,
 }
 
 impl PerIpLimit {
@@ -37,30 +41,31 @@ impl PerIpLimit {
         if self.max == 0 || ip.is_loopback() {
             return Some(PerIpSlot {
                 limit: self.clone(),
-                ip: None,
+                key: None,
             });
         }
+        let key = ClientKey::of(ip, CLIENT_IPV6_PREFIX);
         let mut counts = crate::lock(&self.counts);
-        let count = counts.entry(ip).or_insert(0);
+        let count = counts.entry(key).or_insert(0);
         if *count >= self.max {
             return None;
         }
         *count += 1;
         Some(PerIpSlot {
             limit: self.clone(),
-            ip: Some(ip),
+            key: Some(key),
         })
     }
 }
 
 impl Drop for PerIpSlot {
     fn drop(&mut self) {
-        let Some(ip) = self.ip else { return };
+        let Some(key) = self.key else { return };
         let mut counts = crate::lock(&self.limit.counts);
-        if let Some(count) = counts.get_mut(&ip) {
+        if let Some(count) = counts.get_mut(&key) {
             *count -= 1;
             if *count == 0 {
-                counts.remove(&ip);
+                counts.remove(&key);
             }
         }
     }
@@ -85,5 +90,21 @@ mod tests {
             .collect();
         assert!(local.iter().all(Option::is_some));
         assert!(PerIpLimit::new(0).try_take(ip).is_some());
+    }
+
+    /// Issue 12: addresses of one IPv6 /64 share one cap.
+    #[test]
+    fn ipv6_clients_are_capped_by_their_64() {
+        let limit = PerIpLimit::new(2);
+        let _a = limit.try_take("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _b = limit
+            .try_take("2001:db8:1:2::beef".parse().unwrap())
+            .unwrap();
+        assert!(
+            limit
+                .try_take("2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_none()
+        );
+        assert!(limit.try_take("2001:db8:1:3::1".parse().unwrap()).is_some());
     }
 }
