@@ -466,3 +466,32 @@ fn issue12_hang_ups_during_a_login_release_their_slots_at_once() {
     server.wait_for_log("pop3 login failed");
     server.wait_for_log("smtp auth failed");
 }
+
+/// Issue 12, finding 2: SCRAM's first answer tells nothing about a name.
+/// A PLAIN user's salt and an unknown name's are each the same on every
+/// asking and after a restart (they come from the server secret in
+/// `{data_dir}/secret`), with the same iteration count.
+#[test]
+fn issue12_scram_salts_do_not_tell_who_exists() {
+    let mut server = server();
+    let script = "import popclient as p, base64, json\n\
+         def first(name):\n\
+         \x20   r = p.Raw()\n\
+         \x20   msg = base64.b64encode(('n,,n=%s,r=clientnonce' % name).encode()).decode()\n\
+         \x20   line = r.cmd('AUTH SCRAM-SHA-256 ' + msg)\n\
+         \x20   r.send(b'*\\r\\n'); r.line()\n\
+         \x20   fields = dict(f.split('=', 1) for f in base64.b64decode(line[2:]).decode().split(','))\n\
+         \x20   return [fields['s'], fields['i']]\n\
+         p.emit({n: [first(n), first(n)] for n in ['alice', 'nobody', 'crypt']})";
+    let before = server.python(script, &[]);
+    for name in ["alice", "nobody", "crypt"] {
+        let asked = &before[name];
+        assert_eq!(asked[0], asked[1], "{name}: the same salt each time");
+        assert_eq!(asked[0][1], "4096", "{name}");
+    }
+    assert_ne!(before["alice"][0][0], before["nobody"][0][0]);
+    assert!(server.dir.path().join("secret").exists());
+    server.restart();
+    let after = server.python(script, &[]);
+    assert_eq!(before, after, "the same salts after a restart");
+}

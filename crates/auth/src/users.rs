@@ -29,6 +29,8 @@ pub struct Users {
     by_name: HashMap<String, User>,
     /// Verified against for unknown users, so they cost the same time as known ones.
     dummy: StoredPassword,
+    /// The secret behind SCRAM salts that are not stored (see [`Users::scram_keys`]).
+    secret: Vec<u8>,
 }
 
 impl Users {
@@ -64,6 +66,7 @@ impl Users {
         (
             Users {
                 by_name,
+                secret: crate::random::bytes(32),
                 dummy: dummy_password(),
             },
             errors,
@@ -75,6 +78,7 @@ impl Users {
         Users {
             by_name: HashMap::new(),
             dummy: dummy_password(),
+            secret: crate::random::bytes(32),
         }
     }
 
@@ -131,7 +135,56 @@ impl Users {
     /// The SCRAM keys of a user, if the stored password allows SCRAM with `hash`.
     pub fn scram(&self, name: &str, hash: scram::Hash) -> Option<(&User, scram::StoredKeys)> {
         let user = self.get(name)?;
-        user.password.scram(hash).map(|k| (user, k))
+        match user.password.scheme() {
+            // A PLAIN password has no stored salt: derive one that stays
+            // the same for the name, as a stored SCRAM entry's does.
+            Scheme::Plain => user.password.plaintext().map(|p| {
+                (
+                    user,
+                    scram::StoredKeys::derive(hash, &p, &self.salt(hash, name), 4096),
+                )
+            }),
+            _ => user.password.scram(hash).map(|k| (user, k)),
+        }
+    }
+
+    /// SCRAM keys for `name` whoever asks: the user's own (stored, or
+    /// derived from a PLAIN password), or, for a name that is unknown or
+    /// cannot do SCRAM, made-up keys with the same kind of salt and the
+    /// default iteration count, so the server-first message tells nothing
+    /// (issue 12). Every salt not stored comes from [`Users::set_secret`]'s
+    /// secret and the name, so it is the same on every asking, across
+    /// restarts and on every node that shares the secret.
+    pub fn scram_keys(&self, name: &str, hash: scram::Hash) -> (Option<&User>, scram::StoredKeys) {
+        match self.scram(name, hash) {
+            Some((user, keys)) => (Some(user), keys),
+            None => (
+                None,
+                scram::StoredKeys {
+                    hash,
+                    iterations: 4096,
+                    salt: self.salt(hash, name),
+                    stored_key: hash.hmac(&self.secret, b"stored key of nobody"),
+                    server_key: hash.hmac(&self.secret, b"server key of nobody"),
+                },
+            ),
+        }
+    }
+
+    /// Sets the secret that SCRAM salts not stored in the file derive
+    /// from. Without it, a random one is used (salts then change with
+    /// every load, which tells a careful client the name has no stored
+    /// SCRAM entry).
+    pub fn set_secret(&mut self, secret: &[u8]) {
+        self.secret = secret.to_vec();
+    }
+
+    /// The salt for a name without a stored one: 16 octets of
+    /// HMAC(secret, name), the name compared without case as logins are.
+    fn salt(&self, hash: scram::Hash, name: &str) -> Vec<u8> {
+        let mut input = b"scram salt:".to_vec();
+        input.extend_from_slice(name.to_ascii_lowercase().as_bytes());
+        hash.hmac(&self.secret, &input)[..16].to_vec()
     }
 
     /// Whether any user could log in with APOP (a plaintext secret is stored).
@@ -169,6 +222,43 @@ fn dummy_password() -> StoredPassword {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12, finding 2: SCRAM's server-first message tells nothing
+    /// about a name. Unknown names, names without a SCRAM-capable
+    /// password, and PLAIN users all get a salt that stays the same for the
+    /// name across loads (restarts) and nodes sharing the secret, with the
+    /// default iteration count; only the secret changes it.
+    #[test]
+    fn scram_salts_are_stable_and_alike_for_every_kind_of_name() {
+        let text = "alice:{PLAIN}alice-pw\nbob:{SSHA}aGVsbG8gd29ybGQ=\n";
+        let load = |secret: &[u8]| {
+            let (mut users, _) = Users::from_file(&PasswdFile::parse(text).0);
+            users.set_secret(secret);
+            users
+        };
+        let (one, two, other) = (load(b"node secret"), load(b"node secret"), load(b"another"));
+        for hash in [scram::Hash::Sha1, scram::Hash::Sha256] {
+            for name in ["alice", "bob", "nobody", "Nobody"] {
+                let (_, a) = one.scram_keys(name, hash);
+                let (_, b) = two.scram_keys(name, hash);
+                let (_, c) = other.scram_keys(name, hash);
+                assert_eq!(a.salt, b.salt, "{name}: same secret, same salt");
+                assert_ne!(a.salt, c.salt, "{name}: another secret, another salt");
+                assert_eq!((a.salt.len(), a.iterations), (16, 4096), "{name}");
+                assert_eq!(
+                    one.scram_keys(name, hash).1.salt,
+                    a.salt,
+                    "{name}: asked twice"
+                );
+            }
+            assert_ne!(
+                one.scram_keys("nobody", hash).1.salt,
+                one.scram_keys("alice", hash).1.salt
+            );
+            assert!(one.scram_keys("alice", hash).0.is_some());
+            assert!(one.scram_keys("bob", hash).0.is_none());
+        }
+    }
 
     fn users(text: &str) -> Users {
         let (file, errors) = PasswdFile::parse(text);

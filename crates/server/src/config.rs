@@ -67,6 +67,11 @@ pub struct UsersConfig {
     /// Failed logins from one address (POP3 and SMTP together) double the
     /// protocol's `auth_failure_delay` each time, up to this.
     pub login_penalty_max: HumanDuration,
+    /// The server secret (made on first start): what SCRAM salts that are
+    /// not stored derive from. Default `{data_dir}/secret`; nodes that share
+    /// users share this file too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for UsersConfig {
@@ -75,6 +80,7 @@ impl Default for UsersConfig {
             passwd_file: None,
             mail_location: None,
             login_penalty_max: HumanDuration(Duration::from_secs(15)),
+            secret_file: None,
         }
     }
 }
@@ -559,6 +565,14 @@ impl Config {
             .passwd_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("users"))
+    }
+
+    /// The server secret (`users.secret_file`, default `{data_dir}/secret`).
+    pub fn secret_file(&self) -> PathBuf {
+        self.users
+            .secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret"))
     }
 
     /// The root of the default mail location.

@@ -29,6 +29,7 @@ pub mod policy;
 pub mod pop3;
 pub mod queue_config;
 pub mod relay;
+mod secret;
 pub mod server;
 pub mod smtp;
 mod stream;

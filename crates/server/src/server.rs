@@ -54,6 +54,14 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// The server secret could not be read or made.
+    #[error("users.secret_file {path}: {error}")]
+    Secret {
+        /// The secret file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The aliases file could not be read or parsed.
     #[error("smtp.aliases_file: {0}")]
     Aliases(String),
@@ -99,10 +107,18 @@ impl Server {
         let config = Arc::new(config);
         let tls = TlsAcceptor::from(tls::server_config(&config)?);
         let passwd = config.passwd_file();
-        let users = Arc::new(UserStore::open(&passwd).map_err(|error| StartError::Users {
-            path: passwd.clone(),
-            error,
-        })?);
+        let secret_path = config.secret_file();
+        let secret =
+            crate::secret::load_or_create(&secret_path).map_err(|error| StartError::Secret {
+                path: secret_path,
+                error,
+            })?;
+        let users = Arc::new(UserStore::open_with_secret(&passwd, Some(secret)).map_err(
+            |error| StartError::Users {
+                path: passwd.clone(),
+                error,
+            },
+        )?);
         let aliases = match &config.smtp.aliases_file {
             Some(path) => Aliases::load(path).map_err(StartError::Aliases)?,
             None => Aliases::default(),

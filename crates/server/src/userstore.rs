@@ -38,16 +38,25 @@ struct Stamp {
 #[derive(Debug)]
 pub struct UserStore {
     path: PathBuf,
+    /// What SCRAM salts that are not stored derive from.
+    secret: Option<Vec<u8>>,
     current: RwLock<(Option<Stamp>, Arc<Snapshot>)>,
 }
 
 impl UserStore {
     /// Loads the passwd-file (a missing file means no users yet).
     pub fn open(path: &Path) -> std::io::Result<UserStore> {
+        Self::open_with_secret(path, None)
+    }
+
+    /// Loads the passwd-file, with the server secret that SCRAM salts not
+    /// stored in it derive from (without one, they change with every load).
+    pub fn open_with_secret(path: &Path, secret: Option<Vec<u8>>) -> std::io::Result<UserStore> {
         let stamp = stamp(path);
-        let snapshot = load(path, 0)?;
+        let snapshot = load(path, 0, secret.as_deref())?;
         Ok(UserStore {
             path: path.to_owned(),
+            secret,
             current: RwLock::new((stamp, Arc::new(snapshot))),
         })
     }
@@ -74,7 +83,7 @@ impl UserStore {
         if now == old_stamp {
             return;
         }
-        match load(&self.path, generation + 1) {
+        match load(&self.path, generation + 1, self.secret.as_deref()) {
             Ok(snapshot) => {
                 tracing::info!(users = snapshot.users.len(), file = %self.path.display(), "users reloaded");
                 let mut guard = match self.current.write() {
@@ -99,9 +108,12 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-fn load(path: &Path, generation: u64) -> std::io::Result<Snapshot> {
+fn load(path: &Path, generation: u64, secret: Option<&[u8]>) -> std::io::Result<Snapshot> {
     let (file, mut problems) = PasswdFile::load(path)?;
-    let (users, more) = Users::from_file(&file);
+    let (mut users, more) = Users::from_file(&file);
+    if let Some(secret) = secret {
+        users.set_secret(secret);
+    }
     problems.extend(more);
     for problem in &problems {
         tracing::warn!(file = %path.display(), "skipping passwd-file entry: {problem}");

@@ -136,17 +136,16 @@ impl Scram {
         let Some(name) = unescape(name) else {
             return Step::Failure;
         };
-        let found = users.scram(&name, self.hash);
-        let (user, keys) = match found {
-            Some((user, keys))
-                if authzid
+        let (found, keys) = users.scram_keys(&name, self.hash);
+        // An authorization identity other than the user fails like a wrong
+        // password, at the end, with the same keys shown until then.
+        let user = found
+            .filter(|user| {
+                authzid
                     .as_deref()
-                    .is_none_or(|a| a.eq_ignore_ascii_case(&user.name)) =>
-            {
-                (Some(user.name.clone()), keys)
-            }
-            _ => (None, made_up_keys(self.hash, &name)),
-        };
+                    .is_none_or(|a| a.eq_ignore_ascii_case(&user.name))
+            })
+            .map(|user| user.name.clone());
         let nonce = format!("{client_nonce}{}", crate::random::alphanumeric(24));
         let server_first = format!(
             "r={nonce},s={},i={}",
@@ -182,23 +181,6 @@ fn unescape(name: &str) -> Option<String> {
     }
     out.push_str(rest);
     Some(out)
-}
-
-/// Keys for a user who does not exist (or cannot use SCRAM): the salt is
-/// derived from the name and a per-process secret, so asking twice gives the
-/// same answer and nothing tells the client the user is unknown.
-fn made_up_keys(hash: Hash, name: &str) -> StoredKeys {
-    use std::sync::OnceLock;
-    static SECRET: OnceLock<Vec<u8>> = OnceLock::new();
-    let secret = SECRET.get_or_init(|| crate::random::bytes(32));
-    let salt = hash.hmac(secret, name.as_bytes());
-    StoredKeys {
-        hash,
-        iterations: 4096,
-        salt: salt[..16].to_vec(),
-        stored_key: hash.hmac(secret, b"stored"),
-        server_key: hash.hmac(secret, b"server"),
-    }
 }
 
 #[cfg(test)]

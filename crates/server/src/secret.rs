@@ -1,0 +1,78 @@
+//! The server secret: 32 random octets in a file (hex), made on the first
+//! start and kept. It is what SCRAM salts that are not stored derive from
+//! (`yubin_auth::Users::set_secret`), so they stay the same across restarts
+//! and on every node that is given the same file (issue 12).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Reads the secret from `path`, or makes one there (mode 0600) if the
+/// file does not exist.
+pub fn load_or_create(path: &Path) -> io::Result<Vec<u8>> {
+    match fs::read_to_string(path) {
+        Ok(text) => decode(text.trim()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not 64 hexadecimal digits (delete it to have a new one made)",
+            )
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).map_err(io::Error::other)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                fs::create_dir_all(dir)?;
+            }
+            let text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            // create_new: two nodes starting at once on a shared file do not
+            // overwrite each other; the loser reads the winner's.
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(mut file) => {
+                    file.write_all(format!("{text}\n").as_bytes())?;
+                    file.sync_all()?;
+                    Ok(secret)
+                }
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => load_or_create(path),
+                Err(error) => Err(error),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn decode(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_once_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/secret");
+        let first = load_or_create(&path).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(load_or_create(&path).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::write(&path, "short\n").unwrap();
+        assert!(load_or_create(&path).is_err());
+    }
+}
