@@ -1193,6 +1193,48 @@ def run_listen_backlog(yubin):
         check(len(out) >= 3 and out[2] == str(expected), "port %d listens with backlog %d (%s)" % (port, expected, out[:3]))
 
 
+def run_fail2ban(root, yubin):
+    """Issue 12, finding 8: the fail2ban filter shipped in contrib/ finds the
+    client's address in yubin's failure lines, and user names that plant a
+    fake rip= field (with a space, a no-break space, U+2028, a bidi
+    override) never make it ban another address."""
+    print("fail2ban against planted user names")
+    names = ["x rip=6.6.6.8", "x\u00a0rip=6.6.6.8", "x\u2028rip=6.6.6.8", "x\u202erip=6.6.6.8"]
+    before = os.path.getsize(os.path.join(root, "yubin.log"))
+    for name in names:
+        s = socket.create_connection(("127.0.0.1", yubin.pop3), timeout=10)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"UTF8\r\n")
+        f.readline()
+        s.sendall(b"USER " + name.encode() + b"\r\nPASS wrong\r\n")
+        f.readline()
+        f.readline()
+        s.close()
+    client = smtplib.SMTP("127.0.0.1", yubin.smtp, timeout=30)
+    client.ehlo("x")
+    try:
+        client.login("x rip=6.6.6.8", "wrong")
+    except smtplib.SMTPException:
+        pass
+    client.quit()
+    time.sleep(0.5)
+    log = os.path.join(root, "fail2ban-sample.log")
+    with open(os.path.join(root, "yubin.log"), "rb") as src, open(log, "wb") as out:
+        src.seek(before)
+        out.write(src.read())
+    filter_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                               "contrib", "fail2ban", "filter.d", "yubin.conf")
+    result = subprocess.run(["fail2ban-regex", "-o", "ip", log, filter_path], capture_output=True, text=True)
+    found = result.stdout.split()
+    with open(log, "rb") as f:
+        failures = [line for line in f if b"pop3 login failed" in line or b"smtp auth failed" in line]
+    check(result.returncode == 0, "fail2ban-regex runs (%s)" % result.stderr.strip()[-200:])
+    check(sum(b"rip=6.6.6.8" in line for line in failures) >= 3, "the planted names were logged")
+    check(len(found) == len(failures) >= 4, "every failure line is found (%d of %d)" % (len(found), len(failures)))
+    check(found and all(ip == "127.0.0.1" for ip in found), "only the client's address is found: %s" % sorted(set(found)))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--yubin", required=True)
@@ -1214,6 +1256,7 @@ def main():
         run_mpop(root, yubin, messages, save, maildir)
         run_dovecot(root, yubin, messages, maildir_root, maildir)
         run_listen_backlog(yubin)
+        run_fail2ban(root, yubin)
         run_corpus(root, yubin)
         run_corpus_dovecot(root, yubin)
         run_corpus_clients_vs_dovecot(root, yubin)

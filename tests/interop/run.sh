@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
-# getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, all from Debian.
+# getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, fail2ban, all
+# from Debian.
 # Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,6 +12,7 @@ command -v mpop >/dev/null || missing+=(mpop)
 command -v getmail >/dev/null || missing+=(getmail6)
 command -v mutt >/dev/null || missing+=(mutt)
 command -v ss >/dev/null || missing+=(iproute2)
+command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-core dovecot-pop3d)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 command -v swaks >/dev/null || missing+=(swaks)
