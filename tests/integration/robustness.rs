@@ -562,5 +562,5 @@ fn issue11_downgrade_sends_a_surrogate_with_exact_sizes() {
             .collect();
         assert_eq!(raw, expected_wire(utf8.as_bytes()));
     }
-    assert!(server.maildir("alice").join("yubin-surrogates").exists());
+    assert!(server.maildir("alice").join("yubin-surrogates-1").exists());
 }

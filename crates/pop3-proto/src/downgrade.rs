@@ -55,6 +55,18 @@ const ADDRESS_FIELDS: &[&str] = &[
     "resent-bcc",
 ];
 
+/// Other fields that hold addresses, where an encoded-word may not stand
+/// (RFC 2047 §5): left out when they carry UTF-8.
+const ADDRESS_LIKE_FIELDS: &[&str] = &[
+    "disposition-notification-to",
+    "mail-followup-to",
+    "mail-reply-to",
+    "original-recipient",
+    "errors-to",
+    "delivered-to",
+    "x-original-to",
+];
+
 /// Fields whose bodies are structured (RFC 5322, RFC 2045, RFC 5321 trace),
 /// where an encoded-word may not stand (RFC 2047 §5): left out when they
 /// carry UTF-8. Content-Type and Content-Disposition lose parameters instead.
@@ -163,16 +175,26 @@ fn fields(header: &[u8]) -> Vec<Field<'_>> {
 fn downgrade_field(name: &str, value: &[u8]) -> Option<String> {
     let value = unfold(std::str::from_utf8(value).ok()?);
     let lower = name.to_ascii_lowercase();
-    let body = if ADDRESS_FIELDS.contains(&lower.as_str()) {
+    // Only folding white space is trimmed: other spaces are text.
+    let text = value.trim_matches([' ', '\t']);
+    let body = if lower == "return-path" {
+        // RFC 5322 §3.6.7: an angle-addr alone, no display name.
+        if text.is_ascii() {
+            return None;
+        }
+        format!("<{INVALID}>")
+    } else if ADDRESS_FIELDS.contains(&lower.as_str()) {
         address_list(&value)
             .map(|addresses| addresses.join(", "))
-            .unwrap_or_else(|| format!("{} :;", encoded_words(value.trim())))
+            .unwrap_or_else(|| format!("{} :;", encoded_words(text)))
     } else if lower == "content-type" || lower == "content-disposition" {
         ascii_parameters(&value)?
-    } else if STRUCTURED_FIELDS.contains(&lower.as_str()) {
+    } else if STRUCTURED_FIELDS.contains(&lower.as_str())
+        || ADDRESS_LIKE_FIELDS.contains(&lower.as_str())
+    {
         return None;
     } else {
-        encoded_words(value.trim())
+        encoded_words(text)
     };
     Some(fold(name, &body))
 }
@@ -237,13 +259,19 @@ fn encoded_words(text: &str) -> String {
 /// The value of an address field, address by address (see the module
 /// documentation), or `None` if it does not parse as an address list.
 fn address_list(value: &str) -> Option<Vec<String>> {
+    members(value, true)
+}
+
+/// The addresses of a list; groups only at the top (RFC 5322 §3.4: a
+/// group's members are mailboxes), so hostile nesting cannot recurse deep.
+fn members(value: &str, groups: bool) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for item in split_top_level(value, ',')? {
         let item = item.trim();
         if item.is_empty() {
             continue;
         }
-        out.push(address(item)?);
+        out.push(address(item, groups)?);
     }
     (!out.is_empty()).then_some(out)
 }
@@ -263,19 +291,23 @@ fn strip_comments(text: &str) -> String {
 }
 
 /// One address (`name <mailbox>`, a bare mailbox, or a group).
-fn address(item: &str) -> Option<String> {
+fn address(item: &str, groups: bool) -> Option<String> {
     let item = &strip_comments(item);
     let item = item.trim();
     if let Some(colon) = top_level_find(item, ':')
         && !item[..colon].contains('<')
         && item.trim_end().ends_with(';')
     {
+        // A group needs a display name; a nested one is not a group.
+        if !groups || item[..colon].trim().is_empty() {
+            return None;
+        }
         let name = phrase(&item[..colon]);
         let members = item.trim_end().trim_end_matches(';')[colon + 1..].to_owned();
         let members = if members.trim().is_empty() {
             Vec::new()
         } else {
-            address_list(&members)?
+            self::members(&members, false)?
         };
         return Some(format!("{name}: {};", members.join(", ")));
     }
@@ -570,6 +602,32 @@ mod tests {
                 proptest::prop_assert_eq!(downgrade_header(header.as_bytes()), Some(out));
             }
         }
+    }
+
+    /// Review findings: deep nesting does not recurse, nothing empty is
+    /// encoded, Return-Path stays an angle-addr, groups keep a name.
+    #[test]
+    fn hostile_and_edge_headers() {
+        let mut deep = "To: ü".to_owned();
+        for _ in 0..8000 {
+            deep.push_str("\n a:");
+        }
+        deep.push_str("\n x");
+        for _ in 0..8000 {
+            deep.push_str("\n ;");
+        }
+        deep.push_str("\n\n");
+        assert!(downgrade_header(deep.as_bytes()).unwrap().is_ascii());
+        let out = down(
+            "Subject: \u{a0}\nReturn-Path: <jörg@x.example>\nTo: :;, ü@x\nDisposition-Notification-To: jörg@x.example\n\n",
+        );
+        assert!(!out.contains("?B??="), "{out}");
+        assert!(
+            out.contains(&format!("Return-Path: <{INVALID}>\n")),
+            "{out}"
+        );
+        assert!(!out.contains("To: : ;"), "{out}");
+        assert!(!out.contains("Disposition-Notification-To"), "{out}");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use yubin_pop3_proto::WireSize;
 use yubin_pop3_proto::downgrade::downgrade_header;
 use yubin_pop3_proto::header::header_len;
 
-/// The name of the per-Maildir cache of surrogate sizes (`yubin-surrogates`).
-pub(super) const CACHE: &str = "surrogates";
+/// The name of the per-Maildir cache of surrogate sizes (`yubin-surrogates-1`).
+/// The version is part of the name: a changed surrogate means new sizes.
+pub(super) const CACHE: &str = "surrogates-1";
 
 /// A header section longer than this is sent as it is stored: nothing
 /// legitimate has one, and a surrogate must be built in memory.
@@ -51,7 +52,7 @@ pub(super) fn surrogate(buf: &[u8], len: usize) -> Option<Vec<u8>> {
 
 /// The wire size of a message whose listed (stored) wire size is `listed`
 /// once its header is replaced by its surrogate, or `None` if it needs no
-/// surrogate. The rule behind the `yubin-surrogates` cache.
+/// surrogate. The rule behind the `yubin-surrogates-1` cache.
 pub(super) fn surrogate_size(file: &mut File, listed: u64) -> io::Result<Option<u64>> {
     let mut buf = Vec::new();
     let (Some(len), _) = read_header(file, &mut buf, false)? else {
@@ -60,7 +61,12 @@ pub(super) fn surrogate_size(file: &mut File, listed: u64) -> io::Result<Option<
     let header = &buf[..len];
     // The header ends at a line end (or is the whole message), so the wire
     // size of the message is that of its header plus that of its body.
-    Ok(surrogate(&buf, len).map(|s| listed - WireSize::of(header) + WireSize::of(&s)))
+    // `listed` may come from a foreign `,W=` that counts differently; never
+    // let it wrap.
+    Ok(
+        surrogate(&buf, len)
+            .map(|s| listed.saturating_sub(WireSize::of(header)) + WireSize::of(&s)),
+    )
 }
 
 #[cfg(test)]
