@@ -423,7 +423,10 @@ fn au03_failures_from_one_address_slow_every_login_from_it() {
 /// delayed answer: with room for 4 connections and failures answered after
 /// 30 s, 8 such hang-ups leave room for the next client as soon as the
 /// server has read each close (the test allows 10 s, a third of the wait),
-/// over POP3 and over SMTP AUTH. The failures still count (they are logged).
+/// over POP3 and over SMTP AUTH (from another address, so that its first
+/// check does not wait for the first address's penalty). The checks that
+/// ran still count (they are logged); the ones still waiting for their turn
+/// are dropped unchecked.
 #[test]
 fn issue12_hang_ups_during_a_login_release_their_slots_at_once() {
     let server = TestServer::with(Setup {
@@ -435,8 +438,8 @@ fn issue12_hang_ups_during_a_login_release_their_slots_at_once() {
     let result = server.python(
         "import os, socket, time, base64\n\
          host = os.environ['HOST']\n\
-         def hang_up(port, commands):\n\
-         \x20   s = socket.create_connection((host, port), timeout=10)\n\
+         def hang_up(port, commands, source):\n\
+         \x20   s = socket.create_connection((host, port), timeout=10, source_address=(source, 0))\n\
          \x20   s.recv(4096)\n\
          \x20   s.sendall(commands); time.sleep(0.05); s.close()\n\
          def greeting(port):\n\
@@ -452,8 +455,8 @@ fn issue12_hang_ups_during_a_login_release_their_slots_at_once() {
          pop, smtp = int(os.environ['PORT']), int(os.environ['SMTP_PORT'])\n\
          plain = base64.b64encode(b'\\0alice\\0wrong').decode()\n\
          for n in range(8):\n\
-         \x20   hang_up(pop, b'USER alice\\r\\nPASS wrong%d\\r\\n' % n)\n\
-         \x20   hang_up(smtp, ('EHLO x\\r\\nAUTH PLAIN %s\\r\\n' % plain).encode())\n\
+         \x20   hang_up(pop, b'USER alice\\r\\nPASS wrong%d\\r\\n' % n, '127.0.0.1')\n\
+         \x20   hang_up(smtp, ('EHLO x\\r\\nAUTH PLAIN %s\\r\\n' % plain).encode(), '127.0.0.2')\n\
          print(__import__('json').dumps([served(pop, '+OK'), served(smtp, '220 ')]))",
         &[],
     );
@@ -496,4 +499,110 @@ fn issue12_scram_salts_do_not_tell_who_exists() {
     server.restart();
     let after = server.python(script, &[]);
     assert_eq!(before, after, "the same salts after a restart");
+}
+
+/// Issue 12, finding 4: a failure is answered one fixed time after its
+/// check began, whatever the stored hash. A bcrypt user whose hash takes a
+/// while (measured by logging in) fails exactly as fast as a PLAIN user
+/// and an unknown name; before, the hash's time was added to the delay.
+/// Each attempt comes from its own address, so that no turn is waited for.
+#[test]
+fn issue12_failures_take_the_same_time_whatever_the_hash() {
+    let slow = yubin_auth::scheme::hash(yubin_auth::Scheme::BlfCrypt, b"slow-pw", Some(11))
+        .expect("bcrypt hash");
+    let server = TestServer::with(Setup {
+        users: vec![
+            ("alice".into(), "{PLAIN}alice-pw".into()),
+            ("slow".into(), slow),
+        ],
+        pop3: "auth_failure_delay = \"500ms\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, time, statistics\n\
+         source = [10]\n\
+         def attempt(user, pw):\n\
+         \x20   source[0] += 1\n\
+         \x20   r = p.Raw(source=('127.0.3.%d' % source[0], 0)); r.cmd('USER ' + user)\n\
+         \x20   t = time.monotonic(); reply = r.cmd('PASS ' + pw); took = time.monotonic() - t\n\
+         \x20   assert reply.startswith('-ERR' if pw == 'wrong' else '+OK'), reply\n\
+         \x20   return took\n\
+         hash_time = min(attempt('slow', 'slow-pw') for _ in range(3))\n\
+         times = {k: [] for k in ('plain', 'slow', 'unknown')}\n\
+         for _ in range(5):\n\
+         \x20   times['plain'].append(attempt('alice', 'wrong'))\n\
+         \x20   times['slow'].append(attempt('slow', 'wrong'))\n\
+         \x20   times['unknown'].append(attempt('nobody', 'wrong'))\n\
+         p.emit({'hash': hash_time, **{k: statistics.median(v) for k, v in times.items()}})",
+        &[],
+    );
+    let secs = |k: &str| result[k].as_f64().unwrap_or(-1.0);
+    // The hash must be slow enough for the test to tell (before the fix,
+    // the bcrypt user's failures came this much later).
+    assert!(
+        secs("hash") > 0.05,
+        "the hash is too fast to tell: {result}"
+    );
+    let medians = [secs("plain"), secs("slow"), secs("unknown")];
+    let spread = medians.iter().copied().fold(f64::MIN, f64::max)
+        - medians.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        spread < secs("hash") / 2.0 && spread < 0.03,
+        "failures differ by {spread} s with a hash of {} s: {result}",
+        secs("hash")
+    );
+    for median in medians {
+        assert!((0.5..0.7).contains(&median), "{result}");
+    }
+}
+
+/// Issue 12, finding 5: the spacing between one address's credential
+/// checks holds when each check runs, however many connections arrive at
+/// once. Six connections from a clean address send wrong passwords at the
+/// same instant: each check waits for the penalty of every failure before
+/// it (0.2, 0.4, 0.8 s, then the 0.8 s cap), so the failures are answered
+/// at about 0.2, 0.6, 1.4, 2.2, 3.0 and 3.8 s, never two together. Before,
+/// all six were checked at once and answered 0.2 s apart or less.
+#[test]
+fn issue12_simultaneous_guesses_are_checked_one_penalty_apart() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"200ms\"\n".into(),
+        smtp: "auth_failure_delay = \"200ms\"\n".into(),
+        login_penalty_max: "800ms".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, smtpclient as s, time, threading, base64\n\
+         start = threading.Barrier(6); out = []\n\
+         def pop(pw):\n\
+         \x20   r = p.Raw(source=('127.0.4.1', 0)); r.cmd('USER alice'); start.wait()\n\
+         \x20   t = time.monotonic(); reply = r.cmd('PASS ' + pw); out.append((time.monotonic() - t, reply[:4]))\n\
+         def smtp(pw):\n\
+         \x20   r = s.Raw(source='127.0.4.1'); r.cmd('EHLO c'); start.wait(); t = time.monotonic()\n\
+         \x20   reply = r.cmd('AUTH PLAIN ' + base64.b64encode(b'\\0alice\\0' + pw.encode()).decode())\n\
+         \x20   out.append((time.monotonic() - t, reply[:4]))\n\
+         threads = [threading.Thread(target=pop if i % 2 else smtp, args=('guess%d' % i,)) for i in range(6)]\n\
+         [t.start() for t in threads]; [t.join() for t in threads]\n\
+         p.emit(sorted(out))",
+        &[],
+    );
+    let answers: Vec<f64> = result
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| {
+            let reply = a[1].as_str().unwrap_or_default();
+            assert!(reply == "-ERR" || reply == "535 ", "{result}");
+            a[0].as_f64().unwrap_or(-1.0)
+        })
+        .collect();
+    assert_eq!(answers.len(), 6, "{result}");
+    for pair in answers.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 0.3,
+            "two failures answered {} s apart: {result}",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(answers[5] >= 3.5, "{result}");
 }

@@ -5,11 +5,14 @@
 //! Two things grow with the failures in a row from an address (doubling
 //! from a base up to a cap, see [`penalty`]): the pause before a failure is
 //! answered, and the spacing between credential checks. The second is what
-//! limits guessing: every check must first [`reserve`](LoginPenalties::reserve)
-//! a slot, and slots from one penalised address are one penalty apart, so
-//! twenty parallel connections, or a client that hangs up and reconnects
-//! instead of waiting for the answer, check no faster than one patient
-//! client. An address with no recent failures never waits.
+//! limits guessing: the caller runs an address's checks one at a time, and
+//! before each asks [`wait`](LoginPenalties::wait), which is the time left
+//! until one penalty (for the failures so far) has passed since the last
+//! failure. The spacing is thus measured when the check runs, with every
+//! failure before it counted, so twenty parallel connections, or a client
+//! that hangs up and reconnects instead of waiting for the answer, check no
+//! faster than one patient client (issue 12, finding 5). An address with no
+//! recent failures never waits.
 //!
 //! A success does not wipe the record (an attacker with one valid account
 //! would reset it between guesses); an hour without failures does. A mail
@@ -35,8 +38,6 @@ struct Record {
     failures: u32,
     last: Instant,
     last_attempt: u64,
-    /// The earliest moment the next credential check may start.
-    next_slot: Instant,
 }
 
 /// Failed logins per client address.
@@ -76,7 +77,6 @@ impl LoginPenalties {
             failures: 0,
             last: now,
             last_attempt: attempt,
-            next_slot: now,
         });
         if now.saturating_duration_since(record.last) >= FORGET_AFTER {
             record.failures = 0;
@@ -89,21 +89,23 @@ impl LoginPenalties {
         record.failures
     }
 
-    /// Reserves the moment a credential check from `ip` may start, and
-    /// returns how long to wait for it (zero for an address without recent
-    /// failures). Reservations from one address are spaced by the penalty
-    /// for its failures so far (`base` doubled per failure, up to `cap`).
-    pub fn reserve(&mut self, ip: IpAddr, now: Instant, base: Duration, cap: Duration) -> Duration {
-        let Some(record) = self.records.get_mut(&ClientKey::of(ip, IPV6_PREFIX)) else {
+    /// How long a credential check from `ip` must still wait at `now`: until
+    /// the penalty for the failures so far (`base` doubled per failure, up to
+    /// `cap`) has passed since the last one. Zero for an address without
+    /// recent failures. Only meaningful if the address's checks run one at a
+    /// time, each recording its failure before the next asks.
+    pub fn wait(&self, ip: IpAddr, now: Instant, base: Duration, cap: Duration) -> Duration {
+        let Some(record) = self.records.get(&ClientKey::of(ip, IPV6_PREFIX)) else {
             return Duration::ZERO;
         };
         if record.failures == 0 || now.saturating_duration_since(record.last) >= FORGET_AFTER {
             return Duration::ZERO;
         }
-        let slot = record.next_slot.max(now);
         let spacing = penalty(base, cap, record.failures);
-        record.next_slot = slot.checked_add(spacing).unwrap_or(slot);
-        slot - now
+        record
+            .last
+            .checked_add(spacing)
+            .map_or(Duration::ZERO, |next| next.saturating_duration_since(now))
     }
 
     /// Addresses remembered (stale ones included until purged).
@@ -190,31 +192,38 @@ mod tests {
         assert_eq!(p.failure(ip("192.0.2.1"), 5, t0 + FORGET_AFTER), 1);
     }
 
-    /// AU-03, the guessing rate: checks from a penalised address are spaced
-    /// by the penalty however many connections ask at once; an address
-    /// without failures, or one whose slot is long free, never waits.
+    /// AU-03, the guessing rate: a check from a penalised address waits
+    /// until the penalty for every failure so far has passed since the last
+    /// one; an address without failures, or one whose last failure is long
+    /// past, never waits.
     #[test]
     fn au03_checks_from_a_penalised_address_are_spaced() {
         let t0 = Instant::now();
         let base = Duration::from_secs(2);
         let cap = Duration::from_secs(15);
         let mut p = LoginPenalties::new(1000);
-        assert_eq!(p.reserve(ip("192.0.2.1"), t0, base, cap), Duration::ZERO);
-        p.failure(ip("192.0.2.1"), 1, t0);
-        p.failure(ip("192.0.2.1"), 2, t0);
-        // Two failures: 4 s apart. Five parallel attempts queue up.
-        let waits: Vec<u64> = (0..5)
-            .map(|_| p.reserve(ip("192.0.2.1"), t0, base, cap).as_secs())
-            .collect();
-        assert_eq!(waits, [0, 4, 8, 12, 16]);
-        assert_eq!(p.reserve(ip("192.0.2.2"), t0, base, cap), Duration::ZERO);
-        // Long after, the slot is free again.
-        let later = t0 + Duration::from_secs(600);
-        assert_eq!(p.reserve(ip("192.0.2.1"), later, base, cap), Duration::ZERO);
+        let a = ip("192.0.2.1");
+        assert_eq!(p.wait(a, t0, base, cap), Duration::ZERO);
+        p.failure(a, 1, t0);
+        assert_eq!(p.wait(a, t0, base, cap), Duration::from_secs(2));
+        // The next failure arrives 2 s later: the one after must wait 4 s
+        // from then, counted when it asks, not when it queued.
+        let t2 = t0 + Duration::from_secs(2);
+        p.failure(a, 2, t2);
+        assert_eq!(p.wait(a, t2, base, cap), Duration::from_secs(4));
         assert_eq!(
-            p.reserve(ip("192.0.2.1"), later, base, cap),
-            Duration::from_secs(4)
+            p.wait(a, t2 + Duration::from_secs(1), base, cap),
+            Duration::from_secs(3)
         );
+        assert_eq!(p.wait(ip("192.0.2.2"), t2, base, cap), Duration::ZERO);
+        assert_eq!(
+            p.wait(a, t2 + Duration::from_secs(600), base, cap),
+            Duration::ZERO
+        );
+        for n in 3..10 {
+            p.failure(a, n, t2);
+        }
+        assert_eq!(p.wait(a, t2, base, cap), cap);
     }
 
     #[test]

@@ -79,24 +79,33 @@ impl AsyncWrite for Stream {
 /// commands); past that, nothing more is read until the wait is over.
 const EARLY_INPUT: usize = 16 * 1024;
 
-/// Waits `duration` (a login's turn, the delay before a failure is
-/// answered), unless the client hangs up first: then `None`, so that the
-/// connection and its slot are released at once instead of when the wait
-/// would have ended (issue 12). Otherwise what the client sent meanwhile,
-/// which the caller hands to its session; nothing is lost if the wait is
-/// cut short.
-pub(crate) async fn wait_unless_gone(stream: &mut Stream, duration: Duration) -> Option<Vec<u8>> {
-    let mut early = Vec::new();
-    if duration.is_zero() {
-        return Some(early);
+/// Sleeps for `duration`; returns at once (without a trip through the timer)
+/// if it is zero.
+pub(crate) async fn pause(duration: Duration) {
+    if !duration.is_zero() {
+        tokio::time::sleep(duration).await;
     }
+}
+
+/// Waits for `until` (a login's turn, the delay before a failure is
+/// answered), unless the client hangs up first: then `None`, and `until` is
+/// dropped, so that the connection and its slot are released at once
+/// instead of when the wait would have ended (issue 12). Otherwise what
+/// `until` gave and what the client sent meanwhile, which the caller hands
+/// to its session; nothing is lost if the wait is cut short.
+pub(crate) async fn wait_unless_gone<T>(
+    stream: &mut Stream,
+    until: impl Future<Output = T>,
+) -> Option<(T, Vec<u8>)> {
+    let mut early = Vec::new();
     let mut buf = [0u8; 1024];
-    let sleep = tokio::time::sleep(duration);
-    tokio::pin!(sleep);
+    tokio::pin!(until);
     loop {
         let room = early.len() < EARLY_INPUT;
         tokio::select! {
-            () = &mut sleep => return Some(early),
+            // Something ready at once (no wait) is taken without a read.
+            biased;
+            done = &mut until => return Some((done, early)),
             read = stream.read(&mut buf), if room => match read {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => early.extend_from_slice(&buf[..n]),

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,6 +68,9 @@ pub(super) struct Connection {
     attempted_user: Vec<u8>,
     /// A digest of the credentials being tried, for the login penalty.
     attempt: u64,
+    /// When the check in progress began: its failure is answered one fixed
+    /// delay after that.
+    check_started: Instant,
     pub(super) maildrop: Option<OpenMaildrop>,
     tls: bool,
 }
@@ -109,6 +112,7 @@ pub(super) async fn handle(
         method: "",
         attempted_user: Vec::new(),
         attempt: 0,
+        check_started: Instant::now(),
         maildrop: None,
         tls: implicit_tls,
     };
@@ -191,20 +195,22 @@ impl Connection {
                 // (issue 12): the wait is dropped at once. The check itself
                 // is not, so its failure is recorded and keeps counting.
                 Poll::Action(Action::Delay(duration)) => {
-                    if self.wait_unless_gone(&mut stream, duration).await {
+                    let until = crate::stream::pause(duration);
+                    if self.wait_unless_gone(&mut stream, until).await.is_none() {
                         return End::Disconnected;
                     }
                     self.session.delay_elapsed();
                 }
-                Poll::Action(action) if waits_for_check_slot(&action) => {
-                    let wait = self.service.guard.wait_before_check(
-                        self.peer.ip(),
-                        self.service.config.pop3.auth_failure_delay.0,
-                    );
-                    if self.wait_unless_gone(&mut stream, wait).await {
+                Poll::Action(action) if checks_credentials(&action) => {
+                    let guard = self.service.guard.clone();
+                    let base = self.service.config.pop3.auth_failure_delay.0;
+                    let turn = guard.turn(self.peer.ip(), base);
+                    let Some(turn) = self.wait_unless_gone(&mut stream, turn).await else {
                         return End::Disconnected;
-                    }
+                    };
+                    self.check_started = Instant::now();
                     self.perform(action).await;
+                    drop(turn);
                 }
                 Poll::Action(action) => self.perform(action).await,
             }
@@ -362,16 +368,16 @@ impl Connection {
         }
     }
 
-    /// Waits `duration` unless the client hangs up first (then returns
-    /// true). What the client sends meanwhile goes to the session.
-    async fn wait_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
-        match crate::stream::wait_unless_gone(stream, duration).await {
-            Some(early) => {
-                self.session.receive(&early);
-                false
-            }
-            None => true,
-        }
+    /// Waits for `until` unless the client hangs up first (then `None`).
+    /// What the client sends meanwhile goes to the session.
+    async fn wait_unless_gone<T>(
+        &mut self,
+        stream: &mut Stream,
+        until: impl Future<Output = T>,
+    ) -> Option<T> {
+        let (done, early) = crate::stream::wait_unless_gone(stream, until).await?;
+        self.session.receive(&early);
+        Some(done)
     }
 
     fn credentials(&mut self, user: Option<String>) {
@@ -393,7 +399,10 @@ impl Connection {
                     self.attempt,
                     self.service.config.pop3.auth_failure_delay.0,
                 );
-                self.session.credentials_rejected(delay);
+                // Answered a fixed time after the check began, however
+                // long the stored hash took (issue 12, finding 4).
+                self.session
+                    .credentials_rejected(delay.saturating_sub(self.check_started.elapsed()));
             }
         }
     }
@@ -644,12 +653,15 @@ async fn open_maildrop(
     }
 }
 
-/// The actions that check credentials and so wait for the address's turn
-/// first (the login penalty's limit on guessing).
-fn waits_for_check_slot(action: &Action) -> bool {
+/// The actions that check credentials (or may: any SASL step) and so run
+/// in the address's turn (the login penalty's limit on guessing).
+fn checks_credentials(action: &Action) -> bool {
     matches!(
         action,
-        Action::CheckPassword { .. } | Action::CheckApop { .. } | Action::SaslStart { .. }
+        Action::CheckPassword { .. }
+            | Action::CheckApop { .. }
+            | Action::SaslStart { .. }
+            | Action::SaslStep { .. }
     )
 }
 

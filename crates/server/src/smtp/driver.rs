@@ -36,6 +36,9 @@ struct Connection {
     listener: Listener,
     /// A digest of the credentials being tried, for the login penalty.
     attempt: u64,
+    /// When the check in progress began: its failure is answered one fixed
+    /// delay after that.
+    check_started: Instant,
 }
 
 /// Serves one connection to its end.
@@ -73,6 +76,7 @@ pub(super) async fn handle(
         tls: implicit,
         listener,
         attempt: 0,
+        check_started: Instant::now(),
     };
     connection.run(stream).await;
     tracing::debug!(session = id, rip = %peer.ip(), "smtp disconnect");
@@ -172,36 +176,38 @@ impl Connection {
                 // for the address's turn, or for the answer to a failure,
                 // releases its connection at once (issue 12).
                 Poll::Action(Action::Delay(duration)) => {
-                    if self.wait_unless_gone(&mut stream, duration).await {
+                    let until = crate::stream::pause(duration);
+                    if self.wait_unless_gone(&mut stream, until).await.is_none() {
                         return;
                     }
                     self.session.delay_elapsed();
                 }
-                Poll::Action(action @ Action::SaslStart { .. }) => {
-                    let wait = self.service.guard.wait_before_check(
-                        self.peer.ip(),
-                        self.service.config.smtp.auth_failure_delay.0,
-                    );
-                    if self.wait_unless_gone(&mut stream, wait).await {
+                Poll::Action(action @ (Action::SaslStart { .. } | Action::SaslStep { .. })) => {
+                    let guard = self.service.guard.clone();
+                    let base = self.service.config.smtp.auth_failure_delay.0;
+                    let turn = guard.turn(self.peer.ip(), base);
+                    let Some(turn) = self.wait_unless_gone(&mut stream, turn).await else {
                         return;
-                    }
+                    };
+                    self.check_started = Instant::now();
                     self.perform(action).await;
+                    drop(turn);
                 }
                 Poll::Action(action) => self.perform(action).await,
             }
         }
     }
 
-    /// Waits `duration` unless the client hangs up first (then returns
-    /// true). What the client sends meanwhile goes to the session.
-    async fn wait_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
-        match crate::stream::wait_unless_gone(stream, duration).await {
-            Some(early) => {
-                self.session.receive(&early);
-                false
-            }
-            None => true,
-        }
+    /// Waits for `until` unless the client hangs up first (then `None`).
+    /// What the client sends meanwhile goes to the session.
+    async fn wait_unless_gone<T>(
+        &mut self,
+        stream: &mut Stream,
+        until: impl Future<Output = T>,
+    ) -> Option<T> {
+        let (done, early) = crate::stream::wait_unless_gone(stream, until).await?;
+        self.session.receive(&early);
+        Some(done)
     }
 
     async fn write_output(&mut self, stream: &mut Stream) -> io::Result<()> {
@@ -332,7 +338,10 @@ impl Connection {
             self.attempt,
             self.service.config.smtp.auth_failure_delay.0,
         );
-        self.session.credentials_rejected(delay);
+        // A fixed time after the check began, whatever the stored hash
+        // (issue 12, finding 4).
+        self.session
+            .credentials_rejected(delay.saturating_sub(self.check_started.elapsed()));
     }
 
     fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
