@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let config = ClientConfig {
         lmtp: false,
-            loop_check: true,
+        loop_check: true,
         helo_name: "mx.fuzz.test".into(),
         tls: match flags % 3 {
             0 => TlsPolicy::Never,

@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -146,36 +146,30 @@ impl Ledger {
     fn load(dir: &Path, name: &str, lock: File) -> io::Result<Ledger> {
         let snapshot = dir.join(format!("{name}.ledger"));
         let journal_path = dir.join(format!("{name}.journal"));
-        let mut entries = HashMap::new();
-        let mut damage = None;
-        let mut generation = 0;
-        match File::open(&snapshot) {
-            Ok(file) => match read_snapshot(file, &mut entries)? {
-                Ok(g) => generation = g,
-                Err(reason) => damage = Some(Damage(format!("{}: {reason}", snapshot.display()))),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let contents = read_contents(
+            read_if_present(&snapshot)?.as_deref(),
+            read_if_present(&journal_path)?.as_deref(),
+        );
+        let Contents {
+            entries,
+            generation,
+            ..
+        } = contents;
+        let mut damage = contents
+            .snapshot_damage
+            .map(|reason| Damage(format!("{}: {reason}", snapshot.display())));
+        if let Some(reason) = contents.journal_damage {
+            damage.get_or_insert(Damage(format!("{}: {reason}", journal_path.display())));
         }
-        match File::open(&journal_path) {
-            Ok(file) => {
-                let replayed = replay_journal(file, generation, &mut entries)?;
-                if let Err(reason) = replayed.verdict {
-                    damage.get_or_insert(Damage(format!("{}: {reason}", journal_path.display())));
-                }
-                if replayed.stale {
-                    fs::remove_file(&journal_path)?;
-                } else if let Some(len) = replayed.torn_at {
-                    // Cut the torn record off, so the next one starts on a
-                    // line of its own.
-                    OpenOptions::new()
-                        .write(true)
-                        .open(&journal_path)?
-                        .set_len(len)?;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if contents.journal_stale {
+            fs::remove_file(&journal_path)?;
+        } else if let Some(len) = contents.journal_torn_at {
+            // Cut the torn record off, so the next one starts on a line of
+            // its own.
+            OpenOptions::new()
+                .write(true)
+                .open(&journal_path)?
+                .set_len(len)?;
         }
         let mut lock_text = String::new();
         let _ = io::Read::read_to_string(&mut &lock, &mut lock_text);
@@ -280,18 +274,8 @@ impl Ledger {
             // The snapshot on disk says all of it: no rewrite, no fsyncs.
             return Ok(());
         }
-        let mut keys: Vec<&String> = self.entries.keys().collect();
-        keys.sort();
         let generation = self.generation + 1;
-        let mut text = String::with_capacity(64 * keys.len() + 64);
-        text.push_str(HEADER);
-        text.push_str(&format!("\n# generation {generation}\n"));
-        for key in &keys {
-            let e = self.entries[*key];
-            let kind = e.kind.letter();
-            text.push_str(&format!("{} {kind} {} {key}\n", e.first_fetched, e.size));
-        }
-        text.push_str(&format!("# end {}\n", keys.len()));
+        let text = snapshot_text(generation, &self.entries);
         let tmp = self.snapshot.with_extension("ledger.tmp");
         {
             let mut file = OpenOptions::new()
@@ -337,18 +321,12 @@ impl Ledger {
                 .mode(0o600)
                 .open(&self.journal_path)?;
             if file.metadata()?.len() == 0 {
-                file.write_all(format!("# generation {}\n", self.generation).as_bytes())?;
+                file.write_all(journal_header(self.generation).as_bytes())?;
             }
             sync_parent(&self.journal_path)?;
             self.journal = Some(file);
         }
-        let body = format!(
-            "{} {} {} {key}",
-            entry.kind.letter(),
-            entry.first_fetched,
-            entry.size
-        );
-        let line = format!("{body} {}\n", check(&body));
+        let line = journal_record(key, &entry);
         let Some(journal) = self.journal.as_mut() else {
             return Err(io::Error::other("journal not open"));
         };
@@ -357,56 +335,134 @@ impl Ledger {
     }
 }
 
+/// A file's contents; `None` if it does not exist.
+fn read_if_present(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(data) => Ok(Some(data)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a ledger's two files say, read from memory ([`read_contents`]).
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// Every message known, from the snapshot and the journal.
+    pub entries: HashMap<String, Entry>,
+    /// The snapshot's generation (0 without one).
+    pub generation: u64,
+    /// Why the snapshot cannot be trusted, if it cannot.
+    pub snapshot_damage: Option<String>,
+    /// Why the journal cannot be trusted (a bad record before its last).
+    pub journal_damage: Option<String>,
+    /// Where the journal's whole records end, when a torn one follows.
+    pub journal_torn_at: Option<u64>,
+    /// The journal belongs to an older snapshot and is to be removed.
+    pub journal_stale: bool,
+}
+
+/// Reads a snapshot and a journal (either may be missing), as
+/// [`Ledger::open`] does, without touching the disk: what a damaged file
+/// still says is kept, and the damage is reported. A torn last journal
+/// record is never taken for a record.
+pub fn read_contents(snapshot: Option<&[u8]>, journal: Option<&[u8]>) -> Contents {
+    let mut contents = Contents::default();
+    if let Some(snapshot) = snapshot {
+        match read_snapshot(snapshot, &mut contents.entries) {
+            Ok(generation) => contents.generation = generation,
+            Err(reason) => contents.snapshot_damage = Some(reason),
+        }
+    }
+    if let Some(journal) = journal {
+        let replayed = replay_journal(journal, contents.generation, &mut contents.entries);
+        contents.journal_damage = replayed.verdict.err();
+        contents.journal_torn_at = replayed.torn_at;
+        contents.journal_stale = replayed.stale;
+    }
+    contents
+}
+
+/// A snapshot of `entries` as generation `generation` (sorted by key).
+pub fn snapshot_text(generation: u64, entries: &HashMap<String, Entry>) -> String {
+    let mut keys: Vec<&String> = entries.keys().collect();
+    keys.sort();
+    let mut text = String::with_capacity(64 * keys.len() + 64);
+    text.push_str(HEADER);
+    text.push_str(&format!("\n# generation {generation}\n"));
+    for key in &keys {
+        let e = entries[*key];
+        let kind = e.kind.letter();
+        text.push_str(&format!("{} {kind} {} {key}\n", e.first_fetched, e.size));
+    }
+    text.push_str(&format!("# end {}\n", keys.len()));
+    text
+}
+
+/// A journal's first line: the generation of the snapshot it follows.
+pub fn journal_header(generation: u64) -> String {
+    format!("# generation {generation}\n")
+}
+
+/// One journal record, its check included, with its line end.
+pub fn journal_record(key: &str, entry: &Entry) -> String {
+    let body = format!(
+        "{} {} {} {key}",
+        entry.kind.letter(),
+        entry.first_fetched,
+        entry.size
+    );
+    format!("{body} {}\n", check(&body))
+}
+
 /// The first 8 hex digits of SHA-256: enough to tell a torn line.
 fn check(body: &str) -> String {
     let digest = sha2::Sha256::digest(body.as_bytes());
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads a snapshot into `entries`; `Ok(Err(reason))` if it is damaged.
-fn read_snapshot(
-    file: File,
-    entries: &mut HashMap<String, Entry>,
-) -> io::Result<Result<u64, String>> {
-    let mut lines = BufReader::new(file).split(b'\n');
-    match lines.next().transpose()? {
+/// Reads a snapshot into `entries` and returns its generation; `Err(reason)`
+/// if it is damaged (what was read before the damage is kept).
+fn read_snapshot(data: &[u8], entries: &mut HashMap<String, Entry>) -> Result<u64, String> {
+    // Lines as a line reader gives them: no empty piece after a final LF.
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut lines = data.split(|&b| b == b'\n');
+    match lines.next() {
         Some(line) if line == HEADER.as_bytes() => {}
-        _ => return Ok(Err("no ledger header".into())),
+        _ => return Err("no ledger header".into()),
     }
-    let generation = match lines.next().transpose()? {
-        Some(line) => match parse_generation(&line) {
+    let generation = match lines.next() {
+        Some(line) => match parse_generation(line) {
             Some(g) => g,
-            None => return Ok(Err("no generation line".into())),
+            None => return Err("no generation line".into()),
         },
-        None => return Ok(Err("truncated (no generation line)".into())),
+        None => return Err("truncated (no generation line)".into()),
     };
     // `number` counts the entries read so far (every line before the end
     // line is one, or the file is damaged).
     for (number, line) in lines.enumerate() {
-        let line = line?;
-        let Ok(line) = std::str::from_utf8(&line) else {
-            return Ok(Err(format!("line {}: not text", number + 2)));
+        let Ok(line) = std::str::from_utf8(line) else {
+            return Err(format!("line {}: not text", number + 2));
         };
         if let Some(end) = line.strip_prefix("# end ") {
-            return Ok(if end.parse() == Ok(number) {
+            return if end.parse() == Ok(number) {
                 Ok(generation)
             } else {
                 Err(format!("end line says {end} entries, found {number}"))
-            });
+            };
         }
         let mut parts = line.splitn(4, ' ');
         let (Some(secs), Some(kind), Some(size), Some(key)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Ok(Err(format!("line {}: malformed", number + 2)));
+            return Err(format!("line {}: malformed", number + 2));
         };
         let (Ok(first_fetched), Some(kind), Ok(size)) =
             (secs.parse(), Kind::parse(kind), size.parse())
         else {
-            return Ok(Err(format!("line {}: malformed", number + 2)));
+            return Err(format!("line {}: malformed", number + 2));
         };
         if !valid_key(key) {
-            return Ok(Err(format!("line {}: malformed key", number + 2)));
+            return Err(format!("line {}: malformed key", number + 2));
         }
         entries.insert(
             key.to_owned(),
@@ -417,7 +473,7 @@ fn read_snapshot(
             },
         );
     }
-    Ok(Err("truncated (no end line)".into()))
+    Err("truncated (no end line)".into())
 }
 
 /// What replaying a journal found.
@@ -434,13 +490,7 @@ struct Replayed {
 
 /// Replays a journal of snapshot generation `generation` into `entries`;
 /// a journal of an older generation is ignored.
-fn replay_journal(
-    file: File,
-    generation: u64,
-    entries: &mut HashMap<String, Entry>,
-) -> io::Result<Replayed> {
-    let mut data = Vec::new();
-    io::Read::read_to_end(&mut BufReader::new(file), &mut data)?;
+fn replay_journal(data: &[u8], generation: u64, entries: &mut HashMap<String, Entry>) -> Replayed {
     let whole = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let torn_at = (whole < data.len()).then_some(whole as u64);
     if torn_at.is_some() {
@@ -450,11 +500,11 @@ fn replay_journal(
     lines.next_back(); // the empty piece after the last LF
     let journal_generation = match lines.next() {
         None => {
-            return Ok(Replayed {
+            return Replayed {
                 verdict: Ok(()),
                 torn_at,
                 stale: false,
-            });
+            };
         }
         Some(first) => parse_generation(first),
     };
@@ -466,18 +516,18 @@ fn replay_journal(
                 snapshot = generation,
                 "ignoring a journal the snapshot replaced"
             );
-            return Ok(Replayed {
+            return Replayed {
                 verdict: Ok(()),
                 torn_at: None,
                 stale: true,
-            });
+            };
         }
         _ => {
-            return Ok(Replayed {
+            return Replayed {
                 verdict: Err("the journal does not belong to the snapshot".into()),
                 torn_at,
                 stale: false,
-            });
+            };
         }
     }
     let lines: Vec<&[u8]> = lines.collect();
@@ -510,11 +560,11 @@ fn replay_journal(
             }
         }
     }
-    Ok(Replayed {
+    Replayed {
         verdict,
         torn_at,
         stale: false,
-    })
+    }
 }
 
 /// `# generation N`

@@ -157,6 +157,104 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// Text fields must stay on one line of the envelope.
+impl Envelope {
+    /// The head of a queue file: the envelope's lines and the blank line
+    /// before the message. Control characters in a field become `?`, so a
+    /// field can never add a line.
+    pub fn header(&self) -> String {
+        let mut header = format!(
+            "{MAGIC}\nid {}\ncreated {}\nfrom <{}>\n",
+            one_line(&self.id),
+            self.created,
+            one_line(&self.from)
+        );
+        for rcpt in &self.recipients {
+            header.push_str(&format!("rcpt <{}>\n", one_line(rcpt)));
+        }
+        header.push_str(&format!(
+            "client {}\nauth {}\n",
+            one_line(&self.client),
+            one_line(&self.auth)
+        ));
+        if !self.body.is_empty() {
+            header.push_str(&format!("body {}\n", one_line(&self.body)));
+        }
+        if self.smtputf8 {
+            header.push_str("smtputf8\n");
+        }
+        if let Some(size) = self.size {
+            header.push_str(&format!("size {size}\n"));
+        }
+        header.push('\n');
+        header
+    }
+
+    /// Reads the head of a queue file ([`Envelope::header`]), leaving
+    /// `reader` at the message; `Err` says why it is not one. An error of
+    /// the reader itself is `Ok(Err(..))`'s outer error.
+    pub fn read_header(reader: &mut impl BufRead) -> io::Result<Result<Envelope, String>> {
+        let mut line = String::new();
+        let mut envelope = Envelope::default();
+        let mut first = true;
+        loop {
+            line.clear();
+            let n = match reader.read_line(&mut line) {
+                Ok(n) => n,
+                // Not UTF-8: not something we wrote.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Ok(Err("the envelope is not text".into()));
+                }
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(Err("ends before the message".into()));
+            }
+            let text = line.trim_end_matches('\n');
+            if first {
+                if text != MAGIC {
+                    return Ok(Err("not a yubin queue file".into()));
+                }
+                first = false;
+                continue;
+            }
+            if text.is_empty() {
+                break;
+            }
+            let (key, value) = text.split_once(' ').unwrap_or((text, ""));
+            let angle = |v: &str| {
+                v.strip_prefix('<')
+                    .and_then(|v| v.strip_suffix('>'))
+                    .map(str::to_owned)
+            };
+            match key {
+                "id" => envelope.id = value.to_owned(),
+                "created" => match value.parse() {
+                    Ok(created) => envelope.created = created,
+                    Err(_) => return Ok(Err("bad created time".into())),
+                },
+                "from" => match angle(value) {
+                    Some(from) => envelope.from = from,
+                    None => return Ok(Err("bad sender".into())),
+                },
+                "rcpt" => match angle(value) {
+                    Some(rcpt) => envelope.recipients.push(rcpt),
+                    None => return Ok(Err("bad recipient".into())),
+                },
+                "client" => envelope.client = value.to_owned(),
+                "auth" => envelope.auth = value.to_owned(),
+                "body" => envelope.body = value.to_owned(),
+                "smtputf8" => envelope.smtputf8 = true,
+                "size" => envelope.size = value.parse().ok(),
+                _ => {} // later versions may add fields
+            }
+        }
+        if envelope.id.is_empty() || envelope.recipients.is_empty() {
+            return Ok(Err("no id or no recipient".into()));
+        }
+        Ok(Ok(envelope))
+    }
+}
+
 fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
@@ -195,31 +293,7 @@ impl Queue {
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            let mut header = format!(
-                "{MAGIC}\nid {}\ncreated {}\nfrom <{}>\n",
-                one_line(&envelope.id),
-                envelope.created,
-                one_line(&envelope.from)
-            );
-            for rcpt in &envelope.recipients {
-                header.push_str(&format!("rcpt <{}>\n", one_line(rcpt)));
-            }
-            header.push_str(&format!(
-                "client {}\nauth {}\n",
-                one_line(&envelope.client),
-                one_line(&envelope.auth)
-            ));
-            if !envelope.body.is_empty() {
-                header.push_str(&format!("body {}\n", one_line(&envelope.body)));
-            }
-            if envelope.smtputf8 {
-                header.push_str("smtputf8\n");
-            }
-            if let Some(size) = envelope.size {
-                header.push_str(&format!("size {size}\n"));
-            }
-            header.push('\n');
-            file.write_all(header.as_bytes())?;
+            file.write_all(envelope.header().as_bytes())?;
             write_message(&mut file)?;
             file.sync_all()
         })();
@@ -427,64 +501,14 @@ fn read_envelope(path: &Path) -> Result<Envelope, QueueError> {
 }
 
 fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, QueueError> {
-    let damaged = |reason: &str| QueueError::Damaged {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let mut line = String::new();
-    let mut envelope = Envelope::default();
-    let mut first = true;
-    loop {
-        line.clear();
-        let n = match reader.read_line(&mut line) {
-            Ok(n) => n,
-            // Not UTF-8: not something we wrote.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(damaged("the envelope is not text"));
-            }
-            Err(e) => return Err(io_at(path)(e)),
-        };
-        if n == 0 {
-            return Err(damaged("ends before the message"));
-        }
-        let text = line.trim_end_matches('\n');
-        if first {
-            if text != MAGIC {
-                return Err(damaged("not a yubin queue file"));
-            }
-            first = false;
-            continue;
-        }
-        if text.is_empty() {
-            break;
-        }
-        let (key, value) = text.split_once(' ').unwrap_or((text, ""));
-        let angle = |v: &str| {
-            v.strip_prefix('<')
-                .and_then(|v| v.strip_suffix('>'))
-                .map(str::to_owned)
-        };
-        match key {
-            "id" => envelope.id = value.to_owned(),
-            "created" => {
-                envelope.created = value.parse().map_err(|_| damaged("bad created time"))?
-            }
-            "from" => envelope.from = angle(value).ok_or_else(|| damaged("bad sender"))?,
-            "rcpt" => envelope
-                .recipients
-                .push(angle(value).ok_or_else(|| damaged("bad recipient"))?),
-            "client" => envelope.client = value.to_owned(),
-            "auth" => envelope.auth = value.to_owned(),
-            "body" => envelope.body = value.to_owned(),
-            "smtputf8" => envelope.smtputf8 = true,
-            "size" => envelope.size = value.parse().ok(),
-            _ => {} // later versions may add fields
-        }
+    match Envelope::read_header(reader) {
+        Ok(Ok(envelope)) => Ok(envelope),
+        Ok(Err(reason)) => Err(QueueError::Damaged {
+            path: path.to_owned(),
+            reason,
+        }),
+        Err(error) => Err(io_at(path)(error)),
     }
-    if envelope.id.is_empty() || envelope.recipients.is_empty() {
-        return Err(damaged("no id or no recipient"));
-    }
-    Ok(envelope)
 }
 
 /// An entry in `tmp/`, written and fsynced, waiting to be committed.
