@@ -128,6 +128,7 @@ impl Server {
                     &config,
                     format!(
                         "hostname = \"bench.example\"\ndata_dir = \"{dir}\"\n\
+                         [server]\nallow_root = true\n\
                          [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
                          [users]\npasswd_file = \"{users}\"\nmail_location = \"{mail}/%u\"\n\
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\

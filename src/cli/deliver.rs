@@ -36,6 +36,7 @@ pub fn run(args: DeliverArgs) -> Result<(), Failure> {
         Ok(config) => config,
         Err(message) => return Err(Failure::Exit(EX_TEMPFAIL, message)),
     };
+    super::as_server_account(&config).map_err(|message| Failure::Exit(EX_TEMPFAIL, message))?;
     let mut stdin = std::io::stdin().lock();
     match deliver::deliver(&config, &args.user, args.from.as_deref(), &mut stdin) {
         Ok(_) => Ok(()),

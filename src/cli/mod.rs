@@ -86,12 +86,38 @@ pub fn run(args: Args) -> Result<(), Failure> {
     match args.command {
         Command::Serve { config } => serve::serve(load_config(config.as_deref())?),
         Command::CheckConfig { config } => serve::check_config(load_config(config.as_deref())?),
-        Command::User { command, config } => user::run(command, &load_config(config.as_deref())?),
+        Command::User { command, config } => {
+            let config = load_config(config.as_deref())?;
+            as_server_account(&config).map_err(Failure::Usage)?;
+            user::run(command, &config)
+        }
         Command::Pw(args) => pw::run(args),
         Command::Deliver(args) => deliver::run(args),
         Command::Fetch(args) => fetch::run(*args),
-        Command::Queue { command, config } => queue::run(command, &load_config(config.as_deref())?),
+        Command::Queue { command, config } => {
+            let config = load_config(config.as_deref())?;
+            as_server_account(&config).map_err(Failure::Usage)?;
+            queue::run(command, &config)
+        }
     }
+}
+
+/// Run as root, the commands that write into the data directory (users,
+/// queue, deliver) first become the server's account, as `serve` does, so
+/// that what they create is the server's to read and change: a passwd-file
+/// rewritten by root would be unreadable to a server running as `nobody`.
+/// Not root: nothing changes.
+pub(crate) fn as_server_account(config: &Config) -> Result<(), String> {
+    use yubin_server::privileges;
+    if !privileges::running_as_root() {
+        return Ok(());
+    }
+    let Some(run_as) = privileges::plan(&config.server).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    privileges::hand_over(&config.data_dir, &run_as).map_err(|e| e.to_string())?;
+    privileges::become_user(&run_as).map_err(|e| e.to_string())?;
+    privileges::check_access(config, &run_as).map_err(|e| e.to_string())
 }
 
 /// Loads the configuration file, or the defaults without one.

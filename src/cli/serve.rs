@@ -5,12 +5,20 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use yubin_server::Config;
 use yubin_server::first_run::{self, DemoUser};
+use yubin_server::privileges::{self, RunAs};
+use yubin_server::server::StartError;
 
 use super::Failure;
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn serve(config: Config) -> Result<(), Failure> {
+    // Before any thread exists: the flag is per thread, and inherited.
+    privileges::forbid_new_privileges().context("cannot set no_new_privs")?;
     init_logging(&config);
+    let run_as = privileges::plan(&config.server).map_err(|e| Failure::Usage(e.to_string()))?;
+    if run_as.is_none() && privileges::running_as_root() {
+        tracing::warn!("running as root (server.allow_root = true)");
+    }
     let demo = first_run::ensure_demo_user(&config).context("first start")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -18,23 +26,45 @@ pub fn serve(config: Config) -> Result<(), Failure> {
         .context("cannot start the async runtime")?;
     let hostname = config.hostname.clone();
     runtime.block_on(async {
-        let server = yubin_server::Server::start(config)
-            .await
-            .map_err(|e| match e {
-                yubin_server::server::StartError::Config(e) => {
-                    Failure::Usage(format!("configuration error: {e}"))
-                }
-                e @ yubin_server::server::StartError::Aliases(_) => {
-                    Failure::Usage(format!("configuration error: {e}"))
-                }
-                other => Failure::Runtime(other.into()),
-            })?;
+        let server = yubin_server::Server::start_then(config, |config| {
+            if let Some(run_as) = &run_as {
+                drop_root(config, run_as)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| match e {
+            yubin_server::server::StartError::Config(e) => {
+                Failure::Usage(format!("configuration error: {e}"))
+            }
+            e @ yubin_server::server::StartError::Privileges(_) => Failure::Usage(e.to_string()),
+            e @ yubin_server::server::StartError::Aliases(_) => {
+                Failure::Usage(format!("configuration error: {e}"))
+            }
+            other => Failure::Runtime(other.into()),
+        })?;
         if let Some(demo) = demo {
             print_demo(&demo, &server, &hostname);
         }
         server.run_until_signal().await;
         Ok(())
     })
+}
+
+/// Listeners are open and keys read: hands the data directory to the
+/// account and becomes it, then checks what it can reach.
+fn drop_root(config: &Config, run_as: &RunAs) -> Result<(), StartError> {
+    let handed = privileges::hand_over(&config.data_dir, run_as)?;
+    privileges::become_user(run_as)?;
+    privileges::check_access(config, run_as)?;
+    tracing::info!(
+        user = %run_as.name,
+        uid = run_as.uid.as_raw(),
+        gid = run_as.gid.as_raw(),
+        handed_over = handed,
+        "dropped root"
+    );
+    Ok(())
 }
 
 /// Prints the effective configuration, or fails naming the bad key.

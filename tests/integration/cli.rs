@@ -227,9 +227,17 @@ fn pw_makes_and_checks_dovecot_hashes() {
 
 /// The README's quick start: `yubin serve` with no configuration creates a
 /// demo user, prints its password and a curl command, and the command works.
+/// Started as root (as on this project's machines), it serves as `nobody`
+/// (issue 12), from an ordinary directory (the test's is made 0755, as a
+/// checkout is).
 #[test]
 fn the_embedded_default_works_with_the_printed_curl_command() {
     let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let mut child = std::process::Command::new(crate::harness::BIN)
         .arg("serve")
         .current_dir(dir.path())
@@ -267,6 +275,11 @@ fn the_embedded_default_works_with_the_printed_curl_command() {
     assert!(out.status.success(), "{command}: {out:?}");
     let message = String::from_utf8_lossy(&out.stdout);
     assert!(message.contains("Subject: Welcome to yubin"), "{message}");
+    let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let uid = crate::harness::status_field(&status, "Uid");
+    if crate::harness::running_as_root() {
+        assert_eq!(uid, "65534\t65534\t65534\t65534", "not nobody:\n{status}");
+    }
     // The printed SMTP command delivers a second message, fetched the same way.
     let sent = run("sh", &["-c", &format!("{} --silent", smtp_command.trim())]);
     assert!(sent.status.success(), "{smtp_command}: {sent:?}");

@@ -94,11 +94,26 @@ impl TestServer {
         } else {
             "127.0.0.1"
         };
+        // Started as root, the server would become `nobody`, which cannot
+        // enter a private temporary directory: tests stay root unless they
+        // configure `[server]` themselves (then the directory is opened up,
+        // as an ordinary checkout is).
+        let server_table = if setup.top.contains("[server]") {
+            fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .expect("open up the directory");
+            ""
+        } else {
+            "[server]\nallow_root = true\n"
+        };
         let config_extra = format!(
-            "hostname = \"{}\"\ndata_dir = \"{}\"\n{}\n[users]\nlogin_penalty_max = \"{}\"\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:{}\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
+            "hostname = \"{}\"\ndata_dir = \"{}\"\n{}\n{}[users]\nlogin_penalty_max = \"{}\"\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:{}\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
             setup.hostname,
             dir.path().display(),
             setup.top,
+            server_table,
             setup.login_penalty_max,
             setup.pop3,
             setup.smtp_port,
@@ -465,4 +480,18 @@ pub fn unhex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// A field of /proc/PID/status (`Uid`, `CapEff`, ...), without its name.
+pub fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map_or("", str::trim)
+}
+
+/// Whether the tests run as root (the project's machines do).
+pub fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_field(&status, "Uid").split_whitespace().nth(1) == Some("0")
 }

@@ -10,6 +10,7 @@ mod fetch;
 mod fidelity;
 mod login;
 mod outbound;
+mod privileges;
 mod relay;
 mod robustness;
 mod session;

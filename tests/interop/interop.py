@@ -139,7 +139,9 @@ class Yubin:
         self.config = config = os.path.join(root, "yubin.toml")
         self.binary = binary
         with open(config, "w") as f:
-            f.write('hostname = "interop.test"\ndata_dir = "%s"\n[pop3]\n' % root)
+            # Started as root in a private temporary directory: stays root
+            # (tests/integration checks the drop to an account).
+            f.write('hostname = "interop.test"\ndata_dir = "%s"\n[server]\nallow_root = true\n[pop3]\n' % root)
             f.write('listen = ["127.0.0.1:%d"]\nlisten_tls = ["127.0.0.1:%d"]\n' % (self.pop3, self.pop3s))
             f.write('auth_failure_delay = "100ms"\n')
             f.write('[smtp]\nlisten = ["127.0.0.1:%d"]\nsubmission = ["127.0.0.1:%d"]\nsubmissions = ["127.0.0.1:%d"]\n'

@@ -34,6 +34,8 @@ pub struct Config {
     pub queue: crate::queue_config::QueueConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Whom the server runs as.
+    pub server: ServerConfig,
     /// How many connections each listener lets the kernel queue before
     /// they are accepted (listen(2)'s backlog; Linux caps it at
     /// `net.core.somaxconn`). The standard library's 128 drops connections
@@ -302,6 +304,21 @@ impl Default for PopBeforeSmtpConfig {
     }
 }
 
+/// `[server]`: whom the server runs as once its listeners are open.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The account to run as when started as root (default `nobody`);
+    /// the data directory is handed to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Its group (default: the account's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Keep running as root when started as root and no `user` is set.
+    pub allow_root: bool,
+}
+
 /// `[log]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -330,6 +347,7 @@ impl Default for Config {
             pop_before_smtp: PopBeforeSmtpConfig::default(),
             queue: crate::queue_config::QueueConfig::default(),
             log: LogConfig::default(),
+            server: ServerConfig::default(),
             listen_backlog: 4096,
         }
     }

@@ -27,6 +27,7 @@ mod logtext;
 mod per_ip;
 pub mod policy;
 pub mod pop3;
+pub mod privileges;
 pub mod queue_config;
 pub mod relay;
 mod secret;

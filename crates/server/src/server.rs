@@ -68,6 +68,9 @@ pub enum StartError {
     /// The queue directory could not be prepared.
     #[error("cannot prepare the queue: {0}")]
     Queue(#[from] yubin_queue::QueueError),
+    /// The server cannot run as the configured account.
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
     /// A listening socket could not be opened.
     #[error("cannot listen on {address} ({key}): {error}")]
     Listen {
@@ -78,6 +81,13 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+}
+
+/// A listener bound at start, to be served once privileges are dropped.
+enum Bound {
+    Pop3(TcpListener, bool),
+    Smtp(TcpListener, Listener),
+    Policy(TcpListener),
 }
 
 /// A running server.
@@ -103,6 +113,16 @@ pub struct Server {
 impl Server {
     /// Loads users and TLS, binds every listener and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_then(config, |_| Ok(())).await
+    }
+
+    /// As [`Server::start`], with `before_serving` called once every
+    /// listener is bound and every file read at start is read, and before
+    /// any connection is accepted: where `yubin serve` drops root.
+    pub async fn start_then(
+        config: Config,
+        before_serving: impl FnOnce(&Config) -> Result<(), StartError>,
+    ) -> Result<Server, StartError> {
         config.validate()?;
         let config = Arc::new(config);
         let tls = TlsAcceptor::from(tls::server_config(&config)?);
@@ -156,7 +176,8 @@ impl Server {
             }
         }
 
-        let mut tasks = Vec::new();
+        // Every listener first; nothing is served until `before_serving`.
+        let mut pending: Vec<Bound> = Vec::new();
         let mut pop3_addresses = Vec::new();
         let mut pop3s_addresses = Vec::new();
         for (key, addresses, implicit) in [
@@ -173,7 +194,7 @@ impl Server {
                     tracing::info!("pop3 listening on {bound} (STLS available)");
                     pop3_addresses.push(bound);
                 }
-                tasks.push(tokio::spawn(pop3::serve(pop3.clone(), listener, implicit)));
+                pending.push(Bound::Pop3(listener, implicit));
             }
         }
 
@@ -210,10 +231,41 @@ impl Server {
                         submissions_addresses.push(bound);
                     }
                 }
-                tasks.push(tokio::spawn(smtp::serve(smtp.clone(), listener, kind)));
+                pending.push(Bound::Smtp(listener, kind));
             }
         }
 
+        let mut policy_addresses = Vec::new();
+        for address in config.policy_listen()? {
+            let listener = bind(
+                address,
+                "pop_before_smtp.policy_listen",
+                config.listen_backlog,
+            )?;
+            let bound = listener.local_addr().unwrap_or(address);
+            tracing::info!("policy service listening on {bound}");
+            policy_addresses.push(bound);
+            pending.push(Bound::Policy(listener));
+        }
+
+        before_serving(&config)?;
+
+        let mut tasks = Vec::new();
+        for bound in pending {
+            tasks.push(match bound {
+                Bound::Pop3(listener, implicit) => {
+                    tokio::spawn(pop3::serve(pop3.clone(), listener, implicit))
+                }
+                Bound::Smtp(listener, kind) => {
+                    tokio::spawn(smtp::serve(smtp.clone(), listener, kind))
+                }
+                Bound::Policy(listener) => tokio::spawn(crate::policy::serve(
+                    listener,
+                    grants.clone(),
+                    shutdown_rx.clone(),
+                )),
+            });
+        }
         // The delivery engine: relayed mail leaves from here.
         let engine = Arc::new(yubin_queue::engine::Engine::new(
             smtp.queue.clone(),
@@ -244,23 +296,6 @@ impl Server {
             queue_wake,
         ));
         tasks.push(tokio::spawn(engine.run(shutdown_rx.clone())));
-
-        let mut policy_addresses = Vec::new();
-        for address in config.policy_listen()? {
-            let listener = bind(
-                address,
-                "pop_before_smtp.policy_listen",
-                config.listen_backlog,
-            )?;
-            let bound = listener.local_addr().unwrap_or(address);
-            tracing::info!("policy service listening on {bound}");
-            policy_addresses.push(bound);
-            tasks.push(tokio::spawn(crate::policy::serve(
-                listener,
-                grants.clone(),
-                shutdown_rx.clone(),
-            )));
-        }
 
         // Pick up passwd-file changes (yubin user add) without a restart.
         let mut reload_shutdown = shutdown_rx;
