@@ -42,6 +42,25 @@ pub enum UserCommand {
     List,
 }
 
+/// Two names must never share a Maildir (`mail_location = "/var/mail/%n"`
+/// with bob@a.example and bob@b.example; issue 12): the server would leave
+/// the newer one out, so `user add` refuses it first.
+fn check_own_maildir(config: &Config, file: &PasswdFile, name: &str) -> Result<(), Failure> {
+    let mut probe = file.clone();
+    probe.add(UserEntry::new(name, "{PLAIN}-".into()));
+    let (users, _) = yubin_auth::Users::from_file(&probe);
+    let names = probe.users().map(|u| u.name.as_str());
+    let shared = yubin_server::pop3::shared_maildirs(config, &users, names);
+    match shared.iter().find(|s| s.user.eq_ignore_ascii_case(name)) {
+        Some(shared) => Err(Failure::Usage(format!(
+            "NAME: {name:?} would share the Maildir {} with {:?}; change users.mail_location (%u, or %d and %n) or give it a userdb_mail",
+            shared.path.display(),
+            shared.owner
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Runs a `user` subcommand.
 pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
     let path = config.passwd_file();
@@ -73,6 +92,7 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
                 )));
             }
             let scheme = parse_scheme(&scheme)?;
+            check_own_maildir(config, &file, &name)?;
             let hashed = hash(scheme, &password::read_new(password_stdin)?)?;
             file.add(UserEntry::new(&name, hashed));
             save(&file, &path)?;

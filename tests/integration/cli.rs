@@ -352,3 +352,74 @@ fn issue12_user_names_with_invalid_domains_are_refused() {
     );
     assert_eq!(result, "-ERR [AUTH] Authentication failed.");
 }
+
+/// Issue 12, finding 3, the rest: two user names must never map to one
+/// Maildir through a `mail_location` template. With `%n` alone,
+/// `bob@b.example` would read `bob@a.example`'s mail: `user add` refuses it
+/// with status 2, naming both; written into the file by hand, it is left
+/// out at load (logged) and cannot log in, while the first owner can.
+#[test]
+fn issue12_no_two_users_share_a_maildir_through_a_template() {
+    let probe = tempfile::tempdir().unwrap();
+    let mail = probe.path().join("mail");
+    let server = TestServer::with(Setup {
+        users: vec![("bob@a.example".into(), "{PLAIN}a-pw".into())],
+        users_table: format!("mail_location = \"{}/%n\"\n", mail.display()),
+        ..Setup::default()
+    });
+    let config = server.config_path();
+    let config = config.to_str().unwrap();
+    let out = yubin(
+        &[
+            "user",
+            "add",
+            "bob@b.example",
+            "--password-stdin",
+            "--config",
+            config,
+        ],
+        "b-pw\n",
+        server.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NAME") && stderr.contains("bob@a.example"),
+        "{stderr}"
+    );
+    let out = yubin(
+        &[
+            "user",
+            "add",
+            "carol@b.example",
+            "--password-stdin",
+            "--config",
+            config,
+        ],
+        "c-pw\n",
+        server.dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    // Written by hand, the twin is left out at load.
+    let users = server.dir.path().join("users");
+    let mut text = fs::read_to_string(&users).unwrap();
+    text.push_str("bob@b.example:{PLAIN}b-pw\n");
+    fs::write(&users, text).unwrap();
+    server.wait_for_log("its Maildir is another user's");
+    let result = server.python(
+        "import popclient as p, poplib\n\
+         def login(user, pw):\n\
+         \x20   c = p.connect()\n\
+         \x20   try:\n\
+         \x20       c.user(user); c.pass_(pw); c.quit(); return 'in'\n\
+         \x20   except poplib.error_proto as e:\n\
+         \x20       return e.args[0].decode()\n\
+         p.emit([login('bob@b.example', 'b-pw'), login('bob@a.example', 'a-pw')])",
+        &[],
+    );
+    assert!(
+        result[0].as_str().unwrap_or_default().starts_with("-ERR"),
+        "{result}"
+    );
+    assert_eq!(result[1], "in", "{result}");
+}

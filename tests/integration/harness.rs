@@ -51,6 +51,8 @@ pub struct Setup {
     /// failure at `auth_failure_delay`, so tests that fail many logins on
     /// purpose are not slowed by the growing penalty.
     pub login_penalty_max: String,
+    /// More `[users]` keys (`mail_location = ...`), each line ending in `\n`.
+    pub users_table: String,
     /// The server's host name.
     pub hostname: String,
     /// The MX listener's port (0: any free one).
@@ -71,6 +73,7 @@ impl Default for Setup {
             ],
             any_address: false,
             login_penalty_max: "0".into(),
+            users_table: String::new(),
             hostname: "test.example".into(),
             smtp_port: 0,
         }
@@ -109,12 +112,13 @@ impl TestServer {
             "[server]\nallow_root = true\n"
         };
         let config_extra = format!(
-            "hostname = \"{}\"\ndata_dir = \"{}\"\n{}\n{}[users]\nlogin_penalty_max = \"{}\"\n[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:{}\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
+            "hostname = \"{}\"\ndata_dir = \"{}\"\n{}\n{}[users]\nlogin_penalty_max = \"{}\"\n{}[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:{}\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
             setup.hostname,
             dir.path().display(),
             setup.top,
             server_table,
             setup.login_penalty_max,
+            setup.users_table,
             setup.pop3,
             setup.smtp_port,
             setup.smtp,

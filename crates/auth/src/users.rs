@@ -95,6 +95,11 @@ impl Users {
         self.by_name.is_empty()
     }
 
+    /// Takes a user out (ASCII case-insensitive); whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.by_name.remove(&name.to_ascii_lowercase()).is_some()
+    }
+
     /// Looks a user up (ASCII case-insensitive; invalid names find nobody).
     pub fn get(&self, name: &str) -> Option<&User> {
         if check_user_name(name).is_err() {

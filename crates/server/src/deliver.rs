@@ -62,9 +62,10 @@ pub fn deliver(
 /// server will find its mail.
 pub fn user_maildir(config: &Config, user: &str) -> Result<Maildir, DeliverError> {
     let passwd = config.passwd_file();
-    let users = UserStore::open(&passwd).map_err(|e| {
-        DeliverError::Temporary(format!("cannot read users from {}: {e}", passwd.display()))
-    })?;
+    let users = UserStore::open_for(&passwd, None, Some(std::sync::Arc::new(config.clone())))
+        .map_err(|e| {
+            DeliverError::Temporary(format!("cannot read users from {}: {e}", passwd.display()))
+        })?;
     let snapshot = users.snapshot();
     let Some(entry) = snapshot.users.get(user) else {
         return Err(DeliverError::UnknownUser(user.to_owned()));

@@ -133,12 +133,14 @@ impl Server {
                 path: secret_path,
                 error,
             })?;
-        let users = Arc::new(UserStore::open_with_secret(&passwd, Some(secret)).map_err(
-            |error| StartError::Users {
-                path: passwd.clone(),
-                error,
-            },
-        )?);
+        let users = Arc::new(
+            UserStore::open_for(&passwd, Some(secret), Some(config.clone())).map_err(|error| {
+                StartError::Users {
+                    path: passwd.clone(),
+                    error,
+                }
+            })?,
+        );
         let aliases = match &config.smtp.aliases_file {
             Some(path) => Aliases::load(path).map_err(StartError::Aliases)?,
             None => Aliases::default(),

@@ -8,6 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use yubin_auth::{PasswdFile, Users, sasl, scram};
 
+use crate::config::Config;
+
 /// One loaded version of the passwd-file.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -40,6 +42,8 @@ pub struct UserStore {
     path: PathBuf,
     /// What SCRAM salts that are not stored derive from.
     secret: Option<Vec<u8>>,
+    /// Where Maildirs are, to leave out a user whose Maildir is another's.
+    config: Option<Arc<Config>>,
     current: RwLock<(Option<Stamp>, Arc<Snapshot>)>,
 }
 
@@ -52,11 +56,23 @@ impl UserStore {
     /// Loads the passwd-file, with the server secret that SCRAM salts not
     /// stored in it derive from (without one, they change with every load).
     pub fn open_with_secret(path: &Path, secret: Option<Vec<u8>>) -> std::io::Result<UserStore> {
+        Self::open_for(path, secret, None)
+    }
+
+    /// As [`UserStore::open_with_secret`]; with `config`, a user whose
+    /// Maildir would be an earlier user's is left out, and logged, at every
+    /// load (issue 12, finding 3).
+    pub fn open_for(
+        path: &Path,
+        secret: Option<Vec<u8>>,
+        config: Option<Arc<Config>>,
+    ) -> std::io::Result<UserStore> {
         let stamp = stamp(path);
-        let snapshot = load(path, 0, secret.as_deref())?;
+        let snapshot = load(path, 0, secret.as_deref(), config.as_deref())?;
         Ok(UserStore {
             path: path.to_owned(),
             secret,
+            config,
             current: RwLock::new((stamp, Arc::new(snapshot))),
         })
     }
@@ -83,7 +99,12 @@ impl UserStore {
         if now == old_stamp {
             return;
         }
-        match load(&self.path, generation + 1, self.secret.as_deref()) {
+        match load(
+            &self.path,
+            generation + 1,
+            self.secret.as_deref(),
+            self.config.as_deref(),
+        ) {
             Ok(snapshot) => {
                 tracing::info!(users = snapshot.users.len(), file = %self.path.display(), "users reloaded");
                 let mut guard = match self.current.write() {
@@ -108,7 +129,12 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-fn load(path: &Path, generation: u64, secret: Option<&[u8]>) -> std::io::Result<Snapshot> {
+fn load(
+    path: &Path,
+    generation: u64,
+    secret: Option<&[u8]>,
+    config: Option<&Config>,
+) -> std::io::Result<Snapshot> {
     let (file, mut problems) = PasswdFile::load(path)?;
     let (mut users, more) = Users::from_file(&file);
     if let Some(secret) = secret {
@@ -117,6 +143,19 @@ fn load(path: &Path, generation: u64, secret: Option<&[u8]>) -> std::io::Result<
     problems.extend(more);
     for problem in &problems {
         tracing::warn!(file = %path.display(), "skipping passwd-file entry: {problem}");
+    }
+    if let Some(config) = config {
+        let names = file.users().map(|u| u.name.as_str());
+        for shared in crate::pop3::shared_maildirs(config, &users, names) {
+            tracing::warn!(
+                file = %path.display(),
+                user = %shared.user,
+                owner = %shared.owner,
+                maildir = %shared.path.display(),
+                "skipping passwd-file entry: its Maildir is another user's"
+            );
+            users.remove(&shared.user);
+        }
     }
     let mechanisms = sasl::MECHANISMS
         .iter()
