@@ -115,6 +115,7 @@ pub(crate) fn as_server_account(config: &Config) -> Result<(), String> {
     let Some(run_as) = privileges::plan(&config.server).map_err(|e| e.to_string())? else {
         return Ok(());
     };
+    privileges::forbid_new_privileges().map_err(|e| format!("cannot set no_new_privs: {e}"))?;
     privileges::hand_over(&config.data_dir, &run_as).map_err(|e| e.to_string())?;
     privileges::become_user(&run_as).map_err(|e| e.to_string())?;
     privileges::check_access(config, &run_as).map_err(|e| e.to_string())

@@ -19,17 +19,21 @@ pub fn serve(config: Config) -> Result<(), Failure> {
     if run_as.is_none() && privileges::running_as_root() {
         tracing::warn!("running as root (server.allow_root = true)");
     }
-    let demo = first_run::ensure_demo_user(&config).context("first start")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let hostname = config.hostname.clone();
+    let mut demo = None;
     runtime.block_on(async {
         let server = yubin_server::Server::start_then(config, |config| {
             if let Some(run_as) = &run_as {
                 drop_root(config, run_as)?;
             }
+            // The first start's demo user and its welcome message: written
+            // as the account the server runs as, before the users are read.
+            demo = first_run::ensure_demo_user(config)
+                .map_err(|e| StartError::FirstRun(e.to_string()))?;
             Ok(())
         })
         .await
@@ -37,7 +41,9 @@ pub fn serve(config: Config) -> Result<(), Failure> {
             yubin_server::server::StartError::Config(e) => {
                 Failure::Usage(format!("configuration error: {e}"))
             }
-            e @ yubin_server::server::StartError::Privileges(_) => Failure::Usage(e.to_string()),
+            yubin_server::server::StartError::Privileges(e) if e.is_configuration() => {
+                Failure::Usage(e.to_string())
+            }
             e @ yubin_server::server::StartError::Aliases(_) => {
                 Failure::Usage(format!("configuration error: {e}"))
             }

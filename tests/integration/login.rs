@@ -606,3 +606,30 @@ fn issue12_simultaneous_guesses_are_checked_one_penalty_apart() {
     }
     assert!(answers[5] >= 3.5, "{result}");
 }
+
+/// The wait for an address's turn is bounded by the idle timeout: a client
+/// queued behind a penalised address's guesses is told `[SYS/TEMP]` and may
+/// come back, instead of holding its connection slot indefinitely.
+#[test]
+fn a_login_that_cannot_get_its_turn_in_time_is_told_to_come_back() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"3s\"\nidle_timeout = \"1500ms\"\n".into(),
+        login_penalty_max: "3s".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import popclient as p, time, threading\n\
+         first = p.Raw(source=('127.0.5.1', 0)); first.cmd('USER alice')\n\
+         t = threading.Thread(target=lambda: first.cmd('PASS wrong')); t.start()\n\
+         time.sleep(0.3)\n\
+         second = p.Raw(source=('127.0.5.1', 0)); second.cmd('USER alice')\n\
+         start = time.monotonic(); reply = second.cmd('PASS alice-pw'); took = time.monotonic() - start\n\
+         t.join()\n\
+         p.emit([reply, took])",
+        &[],
+    );
+    let reply = result[0].as_str().unwrap_or_default();
+    assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{result}");
+    let took = result[1].as_f64().unwrap_or(-1.0);
+    assert!((1.0..2.7).contains(&took), "{result}");
+}

@@ -15,10 +15,13 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group, Uid, User};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::config::{Config, ServerConfig};
 
@@ -51,6 +54,11 @@ pub enum PrivilegeError {
         "server.user: {0:?} is root; name an unprivileged account, or set server.allow_root = true"
     )]
     UserIsRoot(String),
+    /// The group is root's.
+    #[error(
+        "server.group: {0:?} is root's group (gid 0); name an unprivileged group, or set server.allow_root = true"
+    )]
+    GroupIsRoot(String),
     /// Started without root, so the configured account cannot be taken.
     #[error(
         "server.user: cannot become {user:?}: started as uid {uid}, which cannot change users (start as root, or as {user:?})"
@@ -78,7 +86,7 @@ pub enum PrivilegeError {
         error: nix::Error,
     },
     /// Root could be regained after dropping it.
-    #[error("privileges were not dropped: root can be regained")]
+    #[error("privileges were not dropped: a root id or a capability is left")]
     NotDropped,
     /// The data directory could not be handed over.
     #[error("cannot hand {path} to {user}: {error}")]
@@ -110,6 +118,22 @@ pub enum PrivilegeError {
         /// Why.
         error: io::Error,
     },
+}
+
+impl PrivilegeError {
+    /// Whether the configuration (or the directories it names) is what
+    /// must change: exit status 2. Otherwise a system call failed.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            PrivilegeError::NoSuchUser(_)
+                | PrivilegeError::NoSuchGroup(_)
+                | PrivilegeError::UserIsRoot(_)
+                | PrivilegeError::GroupIsRoot(_)
+                | PrivilegeError::CannotSwitch { .. }
+                | PrivilegeError::Access { .. }
+        )
+    }
 }
 
 /// Sets `no_new_privs`: from now on neither this process nor anything it
@@ -165,6 +189,14 @@ pub fn plan(config: &ServerConfig) -> Result<Option<RunAs>, PrivilegeError> {
         }
         None => user.gid,
     };
+    if gid.as_raw() == 0 && !config.allow_root {
+        return Err(PrivilegeError::GroupIsRoot(
+            config
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{name}'s group")),
+        ));
+    }
     Ok(Some(RunAs {
         name,
         uid: user.uid,
@@ -182,50 +214,113 @@ fn lookup_user(name: &str) -> Result<User, PrivilegeError> {
 }
 
 /// Creates the data directory if needed and gives the account what root
-/// made in it: every root-owned directory, and every root-owned file with
-/// a single link, reached through root-owned directories only. Entries of
-/// other owners are left alone and not entered, and symbolic links are
-/// never followed, so nothing the account could have planted (a link to
-/// /etc/shadow) gets handed to it. If the data directory's parent belongs
-/// to the account itself, nothing is walked (the account could swap the
-/// directory for a link). Returns how many entries changed owner.
+/// made in it: every root-owned directory that only root may write, and
+/// every root-owned file with a single link in one. The walk goes by file
+/// descriptor, never follows a symbolic link, does not enter a directory
+/// of another owner or one others may write, and gives a directory away
+/// only after its contents, so nothing in it can change under the walk and
+/// nothing the account could have planted (a link to /etc/shadow) is
+/// handed over. If a directory above the data directory could be changed
+/// by someone other than root, nothing is walked. Returns how many entries
+/// changed owner.
 pub fn hand_over(data_dir: &Path, run: &RunAs) -> Result<usize, PrivilegeError> {
-    let error = |path: &Path| {
-        let path = path.to_owned();
+    let fail = |path: PathBuf| {
         let user = run.name.clone();
         move |error| PrivilegeError::HandOver { path, user, error }
     };
-    fs::create_dir_all(data_dir).map_err(error(data_dir))?;
-    let parent = match data_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let parent_owner = fs::metadata(parent).map_err(error(parent))?.uid();
-    if parent_owner == run.uid.as_raw() {
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(data_dir)
+        .map_err(fail(data_dir.to_owned()))?;
+    let absolute = std::path::absolute(data_dir).map_err(fail(data_dir.to_owned()))?;
+    if let Some(why) = unsafe_ancestor(&absolute) {
+        tracing::warn!(data_dir = %absolute.display(), %why, "not handing the data directory over");
         return Ok(0);
     }
+    let dir = rustix::fs::openat(rustix::fs::CWD, &absolute, DIRECTORY_FLAGS, Mode::empty())
+        .map_err(|e| fail(absolute.clone())(e.into()))?;
+    let owner = (
+        Some(rustix::fs::Uid::from_raw(run.uid.as_raw())),
+        Some(rustix::fs::Gid::from_raw(run.gid.as_raw())),
+    );
     let mut changed = 0;
-    give(data_dir, run, &mut changed).map_err(error(data_dir))?;
+    give_directory(dir, &absolute, owner, 0, &mut changed)
+        .map_err(|(path, error)| fail(path)(error))?;
     Ok(changed)
 }
 
-fn give(path: &Path, run: &RunAs, changed: &mut usize) -> io::Result<()> {
-    let meta = fs::symlink_metadata(path)?;
-    if meta.uid() != 0 || meta.file_type().is_symlink() {
+/// How directories are opened on the walk: never through a link.
+const DIRECTORY_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Deeper than any Maildir layout: a walk that goes further stops.
+const MAX_DEPTH: usize = 32;
+
+type Owner = (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>);
+
+/// Gives the root-owned contents of the open directory `dir` (at `path`,
+/// for messages), then `dir` itself, to `owner`.
+fn give_directory(
+    dir: OwnedFd,
+    path: &Path,
+    owner: Owner,
+    depth: usize,
+    changed: &mut usize,
+) -> Result<(), (PathBuf, io::Error)> {
+    let at = |error: rustix::io::Errno| (path.to_owned(), io::Error::from(error));
+    let stat = rustix::fs::fstat(&dir).map_err(at)?;
+    if stat.st_uid != 0 || stat.st_mode & 0o022 != 0 || depth > MAX_DEPTH {
         return Ok(());
     }
-    let (uid, gid) = (Some(run.uid.as_raw()), Some(run.gid.as_raw()));
-    if meta.is_dir() {
-        std::os::unix::fs::lchown(path, uid, gid)?;
-        *changed += 1;
-        for entry in fs::read_dir(path)? {
-            give(&entry?.path(), run, changed)?;
+    for entry in rustix::fs::Dir::read_from(&dir).map_err(at)? {
+        let entry = entry.map_err(at)?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
         }
-    } else if meta.is_file() && meta.nlink() == 1 {
-        std::os::unix::fs::lchown(path, uid, gid)?;
-        *changed += 1;
+        let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let at = |error: rustix::io::Errno| (child.clone(), io::Error::from(error));
+        let stat = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(at)?;
+        if stat.st_uid != 0 {
+            continue;
+        }
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Directory => {
+                let sub =
+                    rustix::fs::openat(&dir, name, DIRECTORY_FLAGS, Mode::empty()).map_err(at)?;
+                give_directory(sub, &child, owner, depth + 1, changed)?;
+            }
+            FileType::RegularFile if stat.st_nlink == 1 => {
+                rustix::fs::chownat(&dir, name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(at)?;
+                *changed += 1;
+            }
+            _ => {}
+        }
     }
+    rustix::fs::fchown(&dir, owner.0, owner.1).map_err(at)?;
+    *changed += 1;
     Ok(())
+}
+
+/// Why a directory above `path` is not safe to walk from: one that is not
+/// root's, or that others may write without the sticky bit (they could
+/// swap the data directory for a link while root walks it).
+fn unsafe_ancestor(path: &Path) -> Option<String> {
+    for ancestor in path.ancestors().skip(1) {
+        let meta = match fs::metadata(ancestor) {
+            Ok(meta) => meta,
+            Err(error) => return Some(format!("{}: {error}", ancestor.display())),
+        };
+        if meta.uid() != 0 {
+            return Some(format!("{} is not root's", ancestor.display()));
+        }
+        if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            return Some(format!("others may write {}", ancestor.display()));
+        }
+    }
+    None
 }
 
 /// Becomes the account: its supplementary groups, its group, its user.
@@ -240,7 +335,20 @@ pub fn become_user(run: &RunAs) -> Result<(), PrivilegeError> {
     nix::unistd::initgroups(&name, run.gid).map_err(drop_error("initgroups"))?;
     nix::unistd::setgid(run.gid).map_err(drop_error("setgid"))?;
     nix::unistd::setuid(run.uid).map_err(drop_error("setuid"))?;
-    if nix::unistd::setuid(Uid::from_raw(0)).is_ok() || Uid::effective().is_root() {
+    // Root must be out of reach: no uid or group of root's, no capability
+    // left (a parent's SECBIT_KEEP_CAPS would have kept the permitted set).
+    let groups = nix::unistd::getgroups().map_err(drop_error("getgroups"))?;
+    let capabilities = rustix::thread::capabilities(None).map_err(|e| PrivilegeError::Drop {
+        step: "capget",
+        error: nix::Error::from_raw(e.raw_os_error()),
+    })?;
+    if nix::unistd::setuid(Uid::from_raw(0)).is_ok()
+        || Uid::effective().is_root()
+        || Gid::effective().as_raw() == 0
+        || groups.iter().any(|g| g.as_raw() == 0)
+        || !capabilities.effective.is_empty()
+        || !capabilities.permitted.is_empty()
+    {
         return Err(PrivilegeError::NotDropped);
     }
     Ok(())

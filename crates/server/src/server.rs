@@ -68,6 +68,9 @@ pub enum StartError {
     /// The queue directory could not be prepared.
     #[error("cannot prepare the queue: {0}")]
     Queue(#[from] yubin_queue::QueueError),
+    /// The first start's demo user could not be made.
+    #[error("first start: {0}")]
+    FirstRun(String),
     /// The server cannot run as the configured account.
     #[error(transparent)]
     Privileges(#[from] crate::privileges::PrivilegeError),
@@ -117,67 +120,24 @@ impl Server {
     }
 
     /// As [`Server::start`], with `before_serving` called once every
-    /// listener is bound and every file read at start is read, and before
-    /// any connection is accepted: where `yubin serve` drops root.
+    /// listener is bound and the configured key files are read, before
+    /// anything in the data directory is touched and before any connection
+    /// is accepted: where `yubin serve` drops root.
     pub async fn start_then(
         config: Config,
         before_serving: impl FnOnce(&Config) -> Result<(), StartError>,
     ) -> Result<Server, StartError> {
         config.validate()?;
         let config = Arc::new(config);
-        let tls = TlsAcceptor::from(tls::server_config(&config)?);
-        let passwd = config.passwd_file();
-        let secret_path = config.secret_file();
-        let secret =
-            crate::secret::load_or_create(&secret_path).map_err(|error| StartError::Secret {
-                path: secret_path,
-                error,
-            })?;
-        let users = Arc::new(
-            UserStore::open_for(&passwd, Some(secret), Some(config.clone())).map_err(|error| {
-                StartError::Users {
-                    path: passwd.clone(),
-                    error,
-                }
-            })?,
-        );
-        let aliases = match &config.smtp.aliases_file {
-            Some(path) => Aliases::load(path).map_err(StartError::Aliases)?,
-            None => Aliases::default(),
+        // As root (if started so), only what needs root: the listeners,
+        // and key files named in the configuration (they may be readable by
+        // root alone). Everything in the data directory is read and written
+        // after `before_serving`, as the account the server runs as: root
+        // never follows a path that account could have planted (issue 12).
+        let explicit_tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(_), Some(_)) => Some(tls::server_config(&config)?),
+            _ => None,
         };
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let pbs = &config.pop_before_smtp;
-        let grants = Arc::new(Mutex::new(RelayGrants::new(
-            pbs.window.0,
-            pbs.ipv6_prefix,
-            pbs.max_grants,
-        )));
-        let guard = Arc::new(LoginGuard::new(config.users.login_penalty_max.0));
-        let queue_wake = Arc::new(tokio::sync::Notify::new());
-        let shared = Shared {
-            config: config.clone(),
-            users: users.clone(),
-            tls,
-            grants: grants.clone(),
-            guard,
-            shutdown: shutdown_rx.clone(),
-        };
-        let pop3 = Arc::new(Pop3Service::new(&shared));
-        let smtp = Arc::new(SmtpService::new(&shared, aliases, queue_wake.clone())?);
-        // Entries in tmp/ were never acknowledged with 250: the client
-        // still has them and will retry.
-        let abandoned = smtp.queue.clean_tmp()?;
-        if abandoned > 0 {
-            tracing::info!("removed {abandoned} unacknowledged queue entries left by a crash");
-        }
-        // Spool files of messages being received when the process died.
-        // (A file still open elsewhere stays readable through its descriptor.)
-        if let Ok(entries) = std::fs::read_dir(config.data_dir.join("spool")) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-
         // Every listener first; nothing is served until `before_serving`.
         let mut pending: Vec<Bound> = Vec::new();
         let mut pop3_addresses = Vec::new();
@@ -251,6 +211,62 @@ impl Server {
         }
 
         before_serving(&config)?;
+
+        let tls = TlsAcceptor::from(match explicit_tls {
+            Some(tls) => tls,
+            None => tls::server_config(&config)?,
+        });
+        let passwd = config.passwd_file();
+        let secret_path = config.secret_file();
+        let secret =
+            crate::secret::load_or_create(&secret_path).map_err(|error| StartError::Secret {
+                path: secret_path,
+                error,
+            })?;
+        let users = Arc::new(
+            UserStore::open_for(&passwd, Some(secret), Some(config.clone())).map_err(|error| {
+                StartError::Users {
+                    path: passwd.clone(),
+                    error,
+                }
+            })?,
+        );
+        let aliases = match &config.smtp.aliases_file {
+            Some(path) => Aliases::load(path).map_err(StartError::Aliases)?,
+            None => Aliases::default(),
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let pbs = &config.pop_before_smtp;
+        let grants = Arc::new(Mutex::new(RelayGrants::new(
+            pbs.window.0,
+            pbs.ipv6_prefix,
+            pbs.max_grants,
+        )));
+        let guard = Arc::new(LoginGuard::new(config.users.login_penalty_max.0));
+        let queue_wake = Arc::new(tokio::sync::Notify::new());
+        let shared = Shared {
+            config: config.clone(),
+            users: users.clone(),
+            tls,
+            grants: grants.clone(),
+            guard,
+            shutdown: shutdown_rx.clone(),
+        };
+        let pop3 = Arc::new(Pop3Service::new(&shared));
+        let smtp = Arc::new(SmtpService::new(&shared, aliases, queue_wake.clone())?);
+        // Entries in tmp/ were never acknowledged with 250: the client
+        // still has them and will retry.
+        let abandoned = smtp.queue.clean_tmp()?;
+        if abandoned > 0 {
+            tracing::info!("removed {abandoned} unacknowledged queue entries left by a crash");
+        }
+        // Spool files of messages being received when the process died.
+        // (A file still open elsewhere stays readable through its descriptor.)
+        if let Ok(entries) = std::fs::read_dir(config.data_dir.join("spool")) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
 
         let mut tasks = Vec::new();
         for bound in pending {

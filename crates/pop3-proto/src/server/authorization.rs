@@ -251,6 +251,19 @@ impl Session {
         }
     }
 
+    /// The credentials could not be checked now (the client's address had
+    /// to wait too long for its turn): `-ERR [SYS/TEMP]`, right away and
+    /// not as a failure, so the client may simply try again later.
+    pub fn credentials_unverifiable(&mut self) {
+        if self.take_awaiting(|a| a == Awaiting::Credentials).is_some() {
+            reply::err(
+                &mut self.output,
+                Some(Code::SysTemp),
+                format_args!("Cannot check credentials now; try again later."),
+            );
+        }
+    }
+
     /// The maildrop is locked and listed: enter TRANSACTION.
     pub fn maildrop_opened(&mut self, messages: MessageList) {
         let Some(Awaiting::Maildrop) = self.take_awaiting(|a| a == Awaiting::Maildrop) else {

@@ -204,13 +204,28 @@ impl Connection {
                 Poll::Action(action) if checks_credentials(&action) => {
                     let guard = self.service.guard.clone();
                     let base = self.service.config.pop3.auth_failure_delay.0;
-                    let turn = guard.turn(self.peer.ip(), base);
+                    // A bounded wait: behind a crowd of guesses from the
+                    // same address (a NAT, a /64), a client is told to come
+                    // back rather than held for ever.
+                    let turn = tokio::time::timeout(
+                        self.service.idle_timeout(),
+                        guard.turn(self.peer.ip(), base),
+                    );
                     let Some(turn) = self.wait_unless_gone(&mut stream, turn).await else {
                         return End::Disconnected;
                     };
-                    self.check_started = Instant::now();
-                    self.perform(action).await;
-                    drop(turn);
+                    match turn {
+                        Ok(turn) => {
+                            self.check_started = Instant::now();
+                            self.perform(action).await;
+                            drop(turn);
+                        }
+                        Err(_) => {
+                            self.exchange = None;
+                            tracing::info!(session = self.id, rip = %self.peer.ip(), "login not checked: the address's turn did not come in time");
+                            self.session.credentials_unverifiable();
+                        }
+                    }
                 }
                 Poll::Action(action) => self.perform(action).await,
             }
