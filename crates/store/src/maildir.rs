@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use yubin_pop3_proto::WireSize;
+use yubin_line::WireSize;
 
 use crate::listing::{Listing, Stamp, Sub, UNKNOWN};
 use crate::name;

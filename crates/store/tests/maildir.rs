@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use yubin_pop3_proto::WireSize;
+use yubin_line::WireSize;
 use yubin_store::{Listing, LockError, Maildir, MaildropLock, OpenError};
 
 fn maildir() -> (tempfile::TempDir, Maildir) {
