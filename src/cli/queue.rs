@@ -174,7 +174,7 @@ fn show(queue: &Queue, id: &str) -> Result<(), Failure> {
     println!("id:        {}", envelope.id);
     println!(
         "queued:    {} ({} ago)",
-        yubin_queue::date::rfc5322(envelope.created),
+        yubin_line::date::rfc5322(envelope.created),
         age(now.saturating_sub(envelope.created))
     );
     println!("from:      <{}>", envelope.from);

@@ -10,10 +10,14 @@
 //! [`stuffing`] turns stored messages (LF line ends) into dot-stuffed CRLF
 //! text, for POP3 RETR/TOP and for SMTP DATA sent by the delivery engine.
 //!
+//! [`date`] writes the dates of mail headers (RFC 5322) and mbox `From `
+//! lines, for everything that stamps a message.
+//!
 //! No I/O and no dependency on either protocol: both cores use it.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod date;
 pub mod stuffing;
 
 pub use stuffing::{Encoder, WireSize};

@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use yubin_smtp_proto::date;
 pub mod engine;
 pub mod schedule;
 pub mod state;

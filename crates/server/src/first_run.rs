@@ -94,4 +94,4 @@ fn welcome(config: &Config, user: &str) -> String {
     )
 }
 
-pub use yubin_queue::date::rfc5322 as rfc5322_date;
+use yubin_line::date::rfc5322 as rfc5322_date;

@@ -19,7 +19,6 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
-pub mod date;
 pub mod hops;
 pub mod reply;
 pub mod server;

@@ -97,7 +97,7 @@ fn ends_with_blank_line(file: &mut File, len: u64) -> io::Result<bool> {
 /// MAILER-DAEMON; the date in asctime form, UTC.
 fn separator(message: &[u8], now: u64) -> Vec<u8> {
     let sender = return_path(message).unwrap_or_else(|| "MAILER-DAEMON".to_owned());
-    format!("From {sender} {}\n", yubin_smtp_proto::date::asctime(now)).into_bytes()
+    format!("From {sender} {}\n", yubin_line::date::asctime(now)).into_bytes()
 }
 
 /// mboxrd: `>*From ` at the start of a line gets one more `>`.

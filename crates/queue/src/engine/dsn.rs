@@ -5,7 +5,7 @@
 
 use yubin_smtp_proto::client::Response;
 
-use crate::date::rfc5322;
+use yubin_line::date::rfc5322;
 
 /// Failed for good, or still being tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

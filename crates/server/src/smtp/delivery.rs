@@ -112,7 +112,7 @@ fn received(config: &Config, trace: &Trace, smtputf8: bool, for_rcpt: Option<&st
         config.hostname,
         trace.id,
         recipient.unwrap_or_default(),
-        crate::first_run::rfc5322_date(now),
+        yubin_line::date::rfc5322(now),
     )
 }
 
