@@ -50,7 +50,7 @@ fn check_own_maildir(config: &Config, file: &PasswdFile, name: &str) -> Result<(
     probe.add(UserEntry::new(name, "{PLAIN}-".into()));
     let (users, _) = yubin_auth::Users::from_file(&probe);
     let names = probe.users().map(|u| u.name.as_str());
-    let shared = yubin_server::pop3::shared_maildirs(config, &users, names);
+    let shared = yubin_server::mailbox::shared_maildirs(config, &users, names);
     match shared.iter().find(|s| s.user.eq_ignore_ascii_case(name)) {
         Some(shared) => Err(Failure::Usage(format!(
             "NAME: {name:?} would share the Maildir {} with {:?}; change users.mail_location (%u, or %d and %n) or give it a userdb_mail",

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use yubin_smtp_proto::data::{BareLineEnd, LineEnds};
 
+pub use crate::config_error::ConfigError;
+use crate::config_error::invalid;
 use crate::duration::HumanDuration;
 
 /// The whole configuration.
@@ -350,42 +352,6 @@ impl Default for Config {
             server: ServerConfig::default(),
             listen_backlog: 4096,
         }
-    }
-}
-
-/// A configuration error, naming the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {error}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The TOML is malformed or has an unknown key or a wrong type.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (it names the key and line).
-        message: String,
-    },
-    /// A value is not acceptable.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The key, e.g. `pop3.listen[0]`.
-        key: String,
-        /// What is wrong and what to write instead.
-        message: String,
-    },
-}
-
-pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
     }
 }
 

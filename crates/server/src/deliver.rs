@@ -70,7 +70,7 @@ pub fn user_maildir(config: &Config, user: &str) -> Result<Maildir, DeliverError
     let Some(entry) = snapshot.users.get(user) else {
         return Err(DeliverError::UnknownUser(user.to_owned()));
     };
-    crate::pop3::maildir_for(config, entry).map_err(|e| DeliverError::Temporary(e.to_string()))
+    crate::mailbox::maildir_for(config, entry).map_err(|e| DeliverError::Temporary(e.to_string()))
 }
 
 /// Copies the message into the spool: CRLF (and a lone trailing CR of a

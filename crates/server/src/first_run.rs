@@ -57,7 +57,7 @@ pub fn ensure_demo_user(config: &Config) -> Result<Option<DemoUser>, FirstRunErr
     let user = users
         .get(&name)
         .ok_or_else(|| FirstRunError::Deliver("the demo user did not parse".into()))?;
-    let maildir = crate::pop3::maildir_for(config, user)
+    let maildir = crate::mailbox::maildir_for(config, user)
         .map_err(|e| FirstRunError::Deliver(e.to_string()))?;
     maildir
         .deliver(welcome(config, &name).as_bytes(), &config.hostname)

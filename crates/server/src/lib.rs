@@ -19,11 +19,14 @@
 
 mod accept;
 pub mod config;
+mod config_error;
 pub mod deliver;
 pub mod duration;
 pub mod first_run;
 pub mod login_guard;
 mod logtext;
+pub mod mailbox;
+mod peer;
 mod per_ip;
 pub mod policy;
 pub mod pop3;

@@ -37,7 +37,7 @@ impl PerIpLimit {
 
     /// A place for a connection from `ip`, or `None` if it has too many.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
-        let ip = crate::relay::canonical_ip(ip);
+        let ip = crate::peer::canonical_ip(ip);
         if self.max == 0 || ip.is_loopback() {
             return Some(PerIpSlot {
                 limit: self.clone(),

@@ -10,7 +10,7 @@ use yubin_queue::Schedule;
 use yubin_queue::engine::{Hop, Routes};
 use yubin_smtp_proto::client::{Credentials, TlsPolicy};
 
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use crate::duration::HumanDuration;
 
 /// `[queue]`

@@ -24,14 +24,6 @@ pub struct Network {
     prefix: u8,
 }
 
-/// The address as one form: IPv4-mapped IPv6 as IPv4.
-pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 impl Network {
     /// Parses `192.168.0.0/24`, `2001:db8::/32`, or a single address.
     pub fn parse(text: &str) -> Option<Network> {
@@ -39,7 +31,7 @@ impl Network {
             Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
             None => (text.parse::<IpAddr>().ok()?, None),
         };
-        let addr = canonical_ip(addr);
+        let addr = crate::peer::canonical_ip(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
         (prefix <= max).then_some(Network { addr, prefix })
@@ -47,7 +39,7 @@ impl Network {
 
     /// Whether `ip` is in the network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical_ip(ip)) {
+        match (self.addr, crate::peer::canonical_ip(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = if self.prefix == 0 {
                     0

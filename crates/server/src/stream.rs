@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -111,5 +111,25 @@ pub(crate) async fn wait_unless_gone<T>(
                 Ok(n) => early.extend_from_slice(&buf[..n]),
             },
         }
+    }
+}
+
+/// Writes and flushes `bytes`; a client that does not take them within
+/// `timeout` (it stopped reading) is an error that ends the connection.
+pub(crate) async fn write_all(
+    stream: &mut Stream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading",
+        )),
     }
 }

@@ -146,7 +146,7 @@ fn load(
     }
     if let Some(config) = config {
         let names = file.users().map(|u| u.name.as_str());
-        for shared in crate::pop3::shared_maildirs(config, &users, names) {
+        for shared in crate::mailbox::shared_maildirs(config, &users, names) {
             tracing::warn!(
                 file = %path.display(),
                 user = %shared.user,

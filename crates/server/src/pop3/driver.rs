@@ -11,10 +11,12 @@ use yubin_auth::sasl::{Exchange, Step};
 use yubin_pop3_proto::{Action, MessageList, Poll, Refusal, Session};
 use yubin_store::{Listing, LockError, Maildir, MaildropLock, StoreError};
 
-use super::{Pop3Service, display_ip, surrogate};
+use super::{Pop3Service, surrogate};
 use crate::config::Utf8Headers;
 use crate::logtext::Escaped;
+use crate::peer::display_ip;
 use crate::stream::Stream;
+use crate::stream::write_all;
 use crate::userstore::Snapshot;
 
 /// The locked maildrop of a logged-in session.
@@ -575,26 +577,6 @@ impl Connection {
             size = stats.size,
             "pop3 logout"
         );
-    }
-}
-
-/// Writes and flushes `bytes`; a client that does not take them within
-/// `timeout` (it stopped reading) is an error that ends the connection.
-pub(crate) async fn write_all(
-    stream: &mut Stream,
-    bytes: &[u8],
-    timeout: Duration,
-) -> io::Result<()> {
-    let write = async {
-        stream.write_all(bytes).await?;
-        stream.flush().await
-    };
-    match tokio::time::timeout(timeout, write).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client stopped reading",
-        )),
     }
 }
 

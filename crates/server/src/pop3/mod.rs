@@ -4,11 +4,9 @@ pub(crate) mod driver;
 mod retrieve;
 mod surrogate;
 
-pub(crate) use driver::write_all;
-
 use crate::lock;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,10 +14,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use yubin_auth::{User, Users};
+use yubin_auth::User;
 use yubin_pop3_proto::{Offer, SessionConfig};
 use yubin_store::Maildir;
-use yubin_store::location::{self, LocationError};
+use yubin_store::location::LocationError;
 
 use crate::config::{Config, PlaintextAuth};
 use crate::userstore::{Snapshot, UserStore};
@@ -87,7 +85,7 @@ impl Pop3Service {
         let plaintext_auth = match self.config.pop3.plaintext_auth {
             PlaintextAuth::Always => true,
             PlaintextAuth::Never => false,
-            PlaintextAuth::Tls => tls_active || is_loopback(peer),
+            PlaintextAuth::Tls => tls_active || crate::peer::is_loopback(peer),
         };
         Offer {
             tls_active,
@@ -148,92 +146,12 @@ impl Pop3Service {
 
     /// Where a user's Maildir is.
     fn maildir_for(&self, user: &User) -> Result<Maildir, LocationError> {
-        maildir_for(&self.config, user)
+        crate::mailbox::maildir_for(&self.config, user)
     }
 
     fn idle_timeout(&self) -> Duration {
         self.config.pop3.idle_timeout.0
     }
-}
-
-/// Where a user's Maildir is: the user's `userdb_mail`, else
-/// `users.mail_location`, else the default layout under `{data_dir}/mail`.
-pub fn maildir_for(config: &Config, user: &User) -> Result<Maildir, LocationError> {
-    let home = user.home.as_deref();
-    let path = match (&user.mail, &config.users.mail_location) {
-        (Some(template), _) | (None, Some(template)) => {
-            location::expand(template, &user.name, home)?
-        }
-        (None, None) => location::default_location(&config.mail_root(), &user.name),
-    };
-    Ok(Maildir::new(path))
-}
-
-/// Two users whose Maildir would be one directory (issue 12, finding 3):
-/// a `mail_location` such as `/var/mail/%n` with `bob@a.example` and
-/// `bob@b.example`, or `userdb_mail` fields naming one place.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SharedMaildir {
-    /// The later user in the file: the one left out.
-    pub user: String,
-    /// The earlier user, whose Maildir it is.
-    pub owner: String,
-    /// The directory.
-    pub path: std::path::PathBuf,
-}
-
-/// Every user (in `names`' order, the file's) whose Maildir is an earlier
-/// user's. Paths are compared after lexical normalisation (`.`, `..`,
-/// repeated and trailing slashes), so `mail/./bob` is `mail/bob`.
-pub fn shared_maildirs<'a>(
-    config: &Config,
-    users: &Users,
-    names: impl IntoIterator<Item = &'a str>,
-) -> Vec<SharedMaildir> {
-    let mut owners: std::collections::HashMap<std::path::PathBuf, String> =
-        std::collections::HashMap::new();
-    let mut shared = Vec::new();
-    for name in names {
-        let Some(user) = users.get(name) else {
-            continue;
-        };
-        let Ok(maildir) = maildir_for(config, user) else {
-            continue;
-        };
-        let path = normalise(maildir.root());
-        match owners.get(&path) {
-            Some(owner) if !owner.eq_ignore_ascii_case(&user.name) => shared.push(SharedMaildir {
-                user: user.name.clone(),
-                owner: owner.clone(),
-                path,
-            }),
-            Some(_) => {}
-            None => {
-                owners.insert(path, user.name.clone());
-            }
-        }
-    }
-    shared
-}
-
-fn normalise(path: &std::path::Path) -> std::path::PathBuf {
-    use std::path::Component;
-    let mut out = std::path::PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Whether an address is a loopback address (v4-mapped included).
-pub(crate) fn is_loopback(ip: IpAddr) -> bool {
-    crate::relay::canonical_ip(ip).is_loopback()
 }
 
 /// Accepts connections until shutdown. `implicit_tls` is the POP3S port.
@@ -265,9 +183,4 @@ pub(crate) fn grant_relay(service: &Pop3Service, ip: IpAddr, user: &str) {
         grants.grant(ip, user, Instant::now());
         tracing::info!(rip = %ip, user = %crate::logtext::Escaped(user.as_bytes()), "pop-before-smtp grant");
     }
-}
-
-/// Addresses for logs: the peer's address without a v4-mapped prefix.
-pub(crate) fn display_ip(addr: SocketAddr) -> IpAddr {
-    crate::relay::canonical_ip(addr.ip())
 }

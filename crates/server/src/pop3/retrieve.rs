@@ -8,10 +8,11 @@ use yubin_pop3_proto::header::{HeaderCheck, check_header};
 use yubin_pop3_proto::{Encoder, MessageError};
 use yubin_store::OpenError;
 
-use super::driver::{Connection, write_all};
+use super::driver::Connection;
 use super::surrogate;
 use crate::config::Utf8Headers;
 use crate::stream::Stream;
+use crate::stream::write_all;
 
 /// How much of a message is read per blocking call.
 const CHUNK: usize = 256 * 1024;

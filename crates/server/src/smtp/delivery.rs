@@ -238,7 +238,7 @@ pub(super) fn deliver(
             .get(name)
             .ok_or_else(|| Failed::new(format!("user {name} vanished")))?;
         let maildir =
-            crate::pop3::maildir_for(config, user).map_err(|e| Failed::new(e.to_string()))?;
+            crate::mailbox::maildir_for(config, user).map_err(|e| Failed::new(e.to_string()))?;
         let copy = maildir
             .stage(size, wire, &config.hostname, |file| {
                 file.write_all(&header)?;

@@ -230,7 +230,7 @@ impl Connection {
             return Ok(());
         }
         let written =
-            crate::pop3::write_all(stream, self.session.output(), self.service.timeout()).await;
+            crate::stream::write_all(stream, self.session.output(), self.service.timeout()).await;
         self.session.clear_output();
         written
     }
@@ -415,7 +415,7 @@ impl Connection {
         let trace = Trace {
             id: yubin_queue::new_id(),
             helo: self.session.client_name().unwrap_or_default().to_owned(),
-            ip: crate::pop3::display_ip(self.peer),
+            ip: crate::peer::display_ip(self.peer),
             tls: self.tls,
             esmtp: self.session.esmtp(),
             authenticated: self.session.authenticated().map(str::to_owned),

@@ -114,7 +114,7 @@ impl SmtpService {
     }
 
     fn offer(&self, listener: Listener, tls_active: bool, peer: std::net::IpAddr) -> Offer {
-        let loopback = crate::pop3::is_loopback(peer);
+        let loopback = crate::peer::is_loopback(peer);
         let plaintext_auth = match self.config.smtp.plaintext_auth {
             PlaintextAuth::Always => true,
             PlaintextAuth::Never => false,

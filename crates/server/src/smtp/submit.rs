@@ -42,8 +42,8 @@ impl Submit for SmtpService {
                         .users
                         .get(&name)
                         .ok_or_else(|| format!("user {name} vanished"))?;
-                    let maildir =
-                        crate::pop3::maildir_for(&self.config, user).map_err(|e| e.to_string())?;
+                    let maildir = crate::mailbox::maildir_for(&self.config, user)
+                        .map_err(|e| e.to_string())?;
                     let mut copy = b"Return-Path: <>\n".to_vec();
                     copy.extend_from_slice(message);
                     maildir
