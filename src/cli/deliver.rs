@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Args as ClapArgs;
 use yubin_server::Config;
-use yubin_server::deliver::{self, DeliverError};
+use yubin_server::lda::{self, DeliverError};
 
 use super::Failure;
 
@@ -38,7 +38,7 @@ pub fn run(args: DeliverArgs) -> Result<(), Failure> {
     };
     super::as_server_account(&config).map_err(|message| Failure::Exit(EX_TEMPFAIL, message))?;
     let mut stdin = std::io::stdin().lock();
-    match deliver::deliver(&config, &args.user, args.from.as_deref(), &mut stdin) {
+    match lda::deliver(&config, &args.user, args.from.as_deref(), &mut stdin) {
         Ok(_) => Ok(()),
         Err(error @ DeliverError::UnknownUser(_)) => {
             Err(Failure::Exit(EX_NOUSER, error.to_string()))

@@ -10,8 +10,8 @@ use yubin_fetch::deliver::{
 };
 use yubin_fetch::{Progress, Report, RunOptions};
 use yubin_server::Config;
-use yubin_server::deliver::DeliverError;
 use yubin_server::duration::HumanDuration;
+use yubin_server::lda::DeliverError;
 
 use super::Failure;
 use super::fetch_config::{self, AccountSettings, Resolved, Size, Target};
@@ -292,7 +292,7 @@ fn local_user(user: &str, config: Option<&std::path::Path>) -> Result<Box<dyn De
         Some(path) => Config::load(path).map_err(|e| format!("--yubin-config: {e}"))?,
         None => Config::default(),
     };
-    let maildir = yubin_server::deliver::user_maildir(&config, user).map_err(|e| match e {
+    let maildir = yubin_server::lda::user_maildir(&config, user).map_err(|e| match e {
         DeliverError::UnknownUser(_) => {
             format!(
                 "--to: no user {user:?} in {}",

@@ -20,9 +20,9 @@
 mod accept;
 pub mod config;
 mod config_error;
-pub mod deliver;
 pub mod duration;
 pub mod first_run;
+pub mod lda;
 pub mod login_guard;
 mod logtext;
 pub mod mailbox;
@@ -36,6 +36,7 @@ pub mod relay;
 mod secret;
 pub mod server;
 pub mod smtp;
+mod spool;
 mod stream;
 pub mod tls;
 pub mod userstore;

@@ -10,12 +10,12 @@ use tokio::net::TcpStream;
 use yubin_auth::sasl::{Exchange, Step};
 use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Session, replies};
 
-use super::delivery::{self, Trace};
-use super::spool::Spool;
+use super::commit::{self, Trace};
 use super::{Listener, SmtpService};
 use crate::lock;
 use crate::logtext::Escaped;
 use crate::relay::{Client, Decision, Policy};
+use crate::spool::Spool;
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
 
@@ -396,7 +396,7 @@ impl Connection {
                     );
                 }
                 self.session
-                    .recipient_accepted(delivery::encode_routes(&routes, &reason));
+                    .recipient_accepted(commit::encode_routes(&routes, &reason));
             }
             Decision::Refuse(reply) => {
                 tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient refused");
@@ -424,7 +424,7 @@ impl Connection {
         let snapshot = self.service.users.snapshot();
         let size = spool.size();
         let result = tokio::task::spawn_blocking(move || {
-            let result = delivery::deliver(
+            let result = commit::deliver(
                 &service.config,
                 &snapshot,
                 &service.queue,

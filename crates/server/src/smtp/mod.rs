@@ -1,10 +1,9 @@
 //! The SMTP service: listeners, per-connection drivers and what they share.
 
-mod delivery;
+mod bounces;
+mod commit;
 mod driver;
-pub(crate) mod spool;
-mod storage;
-mod submit;
+mod free_space;
 
 use crate::lock;
 use std::collections::HashSet;
@@ -49,7 +48,7 @@ pub struct SmtpService {
     /// Connections per client address.
     pub(crate) per_ip: Arc<crate::per_ip::PerIpLimit>,
     /// Free space where messages are spooled and queued.
-    pub(crate) storage: storage::StorageGauge,
+    pub(crate) storage: free_space::StorageGauge,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Wakes the delivery engine when something was queued.
     pub(crate) queue_wake: Arc<tokio::sync::Notify>,
@@ -68,9 +67,9 @@ impl SmtpService {
         Ok(SmtpService {
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
-            storage: storage::StorageGauge::new(
+            storage: free_space::StorageGauge::new(
                 vec![config.data_dir.clone(), config.queue_dir()],
-                storage::StorageGauge::needed_for(config.smtp.max_message_size),
+                free_space::StorageGauge::needed_for(config.smtp.max_message_size),
             ),
             queue: Queue::new(config.queue_dir()),
             relay_networks: config.relay_networks()?,

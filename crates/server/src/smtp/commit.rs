@@ -11,9 +11,9 @@ use yubin_queue::Queue;
 use yubin_smtp_proto::{Body, Envelope, ForwardPath};
 use yubin_store::Staged;
 
-use super::spool::Spool;
 use crate::config::Config;
 use crate::relay::Route;
+use crate::spool::Spool;
 use crate::userstore::Snapshot;
 
 /// What the client and the session were like, for the Received header.

@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use yubin_store::Maildir;
 
 use crate::config::Config;
-use crate::smtp::spool::Spool;
+use crate::spool::Spool;
 use crate::userstore::UserStore;
 
 /// Why a delivery did not happen. Each maps to a sysexits code the MTA
