@@ -6,10 +6,11 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::time::Duration;
 
 use super::messages::MessageList;
+use super::replies::{Bad, Reply};
 use super::transaction::Maildrop;
 use super::{Action, Awaiting, Offer, Refusal, Session, SessionConfig, State};
 use crate::command::Command;
-use crate::reply::{self, Code};
+use crate::reply;
 
 /// Mechanisms that carry the password itself (RFC 4616; the LOGIN draft).
 const PLAINTEXT_MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
@@ -27,13 +28,6 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_encode_padding(true)
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-const PLAINTEXT_REFUSED: &str =
-    "Plaintext authentication disallowed on non-secure (SSL/TLS) connections. Use STLS.";
-/// Where plaintext logins are off altogether (`plaintext_auth = "never"`),
-/// TLS would not help: saying "Use STLS" there sends the client in circles.
-const PLAINTEXT_DISABLED: &str =
-    "Plaintext authentication is disabled. Use APOP, CRAM-MD5 or SCRAM.";
 
 /// What the AUTHORIZATION state remembers between commands.
 #[derive(Debug, Default)]
@@ -88,7 +82,7 @@ impl Session {
                 if let Some(auth) = self.auth_state() {
                     auth.user = Some(name.to_owned());
                 }
-                reply::ok(&mut self.output, format_args!(""));
+                Reply::Ok.write(&mut self.output);
             }
             Command::Pass(password) => match pending_user {
                 Some(user) => self.act(
@@ -98,11 +92,11 @@ impl Session {
                     },
                     Awaiting::Credentials,
                 ),
-                None => self.bad_command(None, "No user name given; send USER first."),
+                None => self.bad_command(Bad::NoUser),
             },
             Command::Apop { user, digest } => {
                 if self.offer.apop_timestamp.is_none() {
-                    self.bad_command(None, "APOP is not available.");
+                    self.bad_command(Bad::ApopUnavailable);
                     return;
                 }
                 self.act(
@@ -118,7 +112,7 @@ impl Session {
             } => {
                 // Not in RFC 5034 (its grammar requires a mechanism), but Outlook
                 // and others send a bare AUTH to list the mechanisms, as in RFC 1734's days.
-                reply::ok(&mut self.output, format_args!(""));
+                Reply::Ok.write(&mut self.output);
                 for mechanism in usable_mechanisms(&self.config, &self.offer) {
                     reply::line(&mut self.output, format_args!("{mechanism}"));
                 }
@@ -131,11 +125,11 @@ impl Session {
             Command::Stls => self.stls(),
             Command::Utf8 => {
                 self.utf8 = true;
-                reply::ok(&mut self.output, format_args!("UTF8 enabled."));
+                Reply::Utf8Enabled.write(&mut self.output);
             }
             Command::Quit => {
                 // RFC 1939 §6: QUIT in AUTHORIZATION does not enter UPDATE.
-                reply::ok(&mut self.output, format_args!("Logging out."));
+                Reply::LoggingOut.write(&mut self.output);
                 self.quit = true;
                 self.state = State::Closed;
             }
@@ -146,18 +140,16 @@ impl Session {
     /// Refuses USER or a plaintext SASL mechanism, saying what would help:
     /// TLS where it would make the login acceptable, else another method.
     fn refuse_plaintext(&mut self) {
-        let why = if self.offer.tls_active {
-            PLAINTEXT_DISABLED
-        } else {
-            PLAINTEXT_REFUSED
-        };
-        reply::err(&mut self.output, Some(Code::Auth), format_args!("{why}"));
+        Reply::PlaintextRefused {
+            disabled: self.offer.tls_active,
+        }
+        .write(&mut self.output);
     }
 
     fn auth_start(&mut self, mechanism: &str, initial_response: Option<&str>) {
         let mechanism = mechanism.to_ascii_uppercase();
         if !self.config.sasl_mechanisms.contains(&mechanism) {
-            self.bad_command(None, "Unsupported authentication mechanism.");
+            self.bad_command(Bad::UnsupportedMechanism);
             return;
         }
         if !self.offer.plaintext_auth && PLAINTEXT_MECHANISMS.contains(&mechanism.as_str()) {
@@ -167,14 +159,14 @@ impl Session {
         let initial_response = match initial_response {
             None => None,
             Some(_) if SERVER_FIRST_MECHANISMS.contains(&mechanism.as_str()) => {
-                self.bad_command(None, "This mechanism does not take an initial response.");
+                self.bad_command(Bad::NoInitialResponse);
                 return;
             }
             Some("=") => Some(Vec::new()),
             Some(encoded) => match BASE64.decode(encoded) {
                 Ok(decoded) => Some(decoded),
                 Err(_) => {
-                    self.bad_command(None, "Invalid base64 in initial response.");
+                    self.bad_command(Bad::InitialResponseNotBase64);
                     return;
                 }
             },
@@ -195,16 +187,12 @@ impl Session {
         }
         if line == b"*" {
             // RFC 5034 §4: a cancelled exchange is answered with -ERR.
-            reply::err(
-                &mut self.output,
-                None,
-                format_args!("Authentication cancelled."),
-            );
+            Reply::AuthCancelled.write(&mut self.output);
             return;
         }
         match BASE64.decode(line) {
             Ok(response) => self.act(Action::SaslStep { response }, Awaiting::Credentials),
-            Err(_) => self.bad_command(None, "Invalid base64 in response; authentication aborted."),
+            Err(_) => self.bad_command(Bad::ResponseNotBase64),
         }
     }
 
@@ -256,11 +244,7 @@ impl Session {
     /// not as a failure, so the client may simply try again later.
     pub fn credentials_unverifiable(&mut self) {
         if self.take_awaiting(|a| a == Awaiting::Credentials).is_some() {
-            reply::err(
-                &mut self.output,
-                Some(Code::SysTemp),
-                format_args!("Cannot check credentials now; try again later."),
-            );
+            Reply::CannotCheckCredentials.write(&mut self.output);
         }
     }
 
@@ -273,10 +257,7 @@ impl Session {
         let (count, size) = maildrop.totals();
         self.stats.messages = count;
         self.stats.size = size;
-        reply::ok(
-            &mut self.output,
-            format_args!("Logged in, {count} messages ({size} octets)."),
-        );
+        Reply::LoggedIn { count, size }.write(&mut self.output);
         self.state = State::Transaction(maildrop);
         self.bad_commands = 0;
     }
@@ -289,41 +270,24 @@ impl Session {
         self.user = None;
         let out = &mut self.output;
         match refusal {
-            Refusal::InUse => reply::err(
-                out,
-                Some(Code::InUse),
-                format_args!("Maildrop is locked by another session."),
-            ),
-            Refusal::LoginDelay(seconds) => reply::err(
-                out,
-                Some(Code::LoginDelay),
-                format_args!(
-                    "Too soon after the last login; wait {seconds} seconds between logins."
-                ),
-            ),
-            Refusal::Temporary => reply::err(
-                out,
-                Some(Code::SysTemp),
-                format_args!("Maildrop is temporarily unavailable; try again later."),
-            ),
-            Refusal::Permanent => reply::err(
-                out,
-                Some(Code::SysPerm),
-                format_args!("Maildrop cannot be opened; contact your administrator."),
-            ),
+            Refusal::InUse => Reply::MaildropInUse,
+            Refusal::LoginDelay(seconds) => Reply::LoginDelay { seconds },
+            Refusal::Temporary => Reply::MaildropUnavailable,
+            Refusal::Permanent => Reply::MaildropBroken,
         }
+        .write(out);
     }
 
     fn stls(&mut self) {
         if self.offer.tls_active {
-            self.bad_command(None, "Command not permitted when TLS active.");
+            self.bad_command(Bad::TlsActive);
             return;
         }
         if !self.offer.stls_available {
-            self.bad_command(None, "TLS is not available.");
+            self.bad_command(Bad::TlsUnavailable);
             return;
         }
-        reply::ok(&mut self.output, format_args!("Begin TLS negotiation."));
+        Reply::BeginTls.write(&mut self.output);
         // Anything pipelined after STLS was sent in plaintext and must never be
         // executed inside TLS (CVE-2011-0411 and its many relatives).
         self.lines.clear();

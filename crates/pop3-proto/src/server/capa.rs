@@ -4,7 +4,7 @@ use super::{Expire, Offer, SessionConfig};
 use crate::reply;
 
 pub(super) fn write(out: &mut Vec<u8>, config: &SessionConfig, offer: &Offer, transaction: bool) {
-    reply::ok(out, format_args!("Capability list follows"));
+    super::Reply::CapabilityList.write(out);
     for tag in ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"] {
         reply::line(out, format_args!("{tag}"));
     }

@@ -17,6 +17,7 @@
 mod authorization;
 mod capa;
 mod messages;
+mod replies;
 mod transaction;
 
 use std::sync::Arc;
@@ -24,10 +25,10 @@ use std::time::Duration;
 
 use crate::command::{self, Command, Keyword};
 use crate::line::{Line, LineReader};
-use crate::reply::{self, Code};
 
 use authorization::Authorization;
 pub use messages::MessageList;
+use replies::{Bad, Reply};
 use transaction::Maildrop;
 
 /// Output beyond this size is handed to the driver before more is produced,
@@ -261,8 +262,14 @@ impl Session {
         let mut output = Vec::with_capacity(128);
         match &offer.apop_timestamp {
             // RFC 1939 §7: the APOP timestamp goes in the greeting.
-            Some(timestamp) => reply::ok(&mut output, format_args!("yubin ready. {timestamp}")),
-            None => reply::ok(&mut output, format_args!("yubin ready.")),
+            Some(timestamp) => Reply::Greeting {
+                apop_timestamp: Some(timestamp),
+            }
+            .write(&mut output),
+            None => Reply::Greeting {
+                apop_timestamp: None,
+            }
+            .write(&mut output),
         }
         Session {
             lines: LineReader::new(config.max_line_len),
@@ -373,11 +380,7 @@ impl Session {
     /// Closes the session without UPDATE because the server is stopping.
     pub fn shutdown(&mut self) {
         if !matches!(self.state, State::Update | State::Closed) {
-            reply::err(
-                &mut self.output,
-                Some(Code::SysTemp),
-                format_args!("Server shutting down."),
-            );
+            Reply::ShuttingDown.write(&mut self.output);
             self.state = State::Closed;
         }
     }
@@ -389,10 +392,10 @@ impl Session {
             && auth.in_sasl_exchange()
         {
             auth.end_sasl_exchange();
-            self.bad_command(None, "Line too long; authentication aborted.");
+            self.bad_command(Bad::LineTooLongInAuth);
             return;
         }
-        self.bad_command(None, "Line too long.");
+        self.bad_command(Bad::LineTooLong);
     }
 
     fn handle_line(&mut self) {
@@ -410,7 +413,7 @@ impl Session {
             Ok(keyword) if !self.allowed(keyword) => self.wrong_state(),
             _ => match command::parse(&line, self.utf8) {
                 Ok(command) => self.dispatch(command),
-                Err(error) => self.bad_command(None, error.message()),
+                Err(error) => self.bad_command(Bad::Syntax(error)),
             },
         }
         self.line = line;
@@ -439,29 +442,24 @@ impl Session {
     }
 
     fn wrong_state(&mut self) {
-        let text = match self.state {
-            State::Authorization(_) => "Not logged in; that command is for the TRANSACTION state.",
-            _ => "Already logged in; that command is for the AUTHORIZATION state.",
+        let why = match self.state {
+            State::Authorization(_) => Bad::NotLoggedIn,
+            _ => Bad::AlreadyLoggedIn,
         };
-        self.bad_command(None, text);
+        self.bad_command(why);
     }
 
     /// Answers a bad command and closes the session once there are too many.
-    fn bad_command(&mut self, code: Option<Code>, text: &str) {
+    fn bad_command(&mut self, why: Bad) {
         self.bad_commands += 1;
         let limit = match self.state {
             State::Authorization(_) => self.config.max_bad_commands_before_login,
             _ => self.config.max_bad_commands_after_login,
         };
-        if self.bad_commands >= limit {
-            reply::err(
-                &mut self.output,
-                code,
-                format_args!("{text} Too many bad commands; closing connection."),
-            );
+        let closing = self.bad_commands >= limit;
+        Reply::Bad { why, closing }.write(&mut self.output);
+        if closing {
             self.state = State::Closed;
-        } else {
-            reply::err(&mut self.output, code, format_args!("{text}"));
         }
     }
 
@@ -480,11 +478,7 @@ impl Session {
     /// The outcome of `Delay`.
     pub fn delay_elapsed(&mut self) {
         if self.take_awaiting(|a| a == Awaiting::Delay).is_some() {
-            reply::err(
-                &mut self.output,
-                Some(Code::Auth),
-                format_args!("Authentication failed."),
-            );
+            Reply::AuthFailed.write(&mut self.output);
         }
     }
 

@@ -1,10 +1,11 @@
 //! The TRANSACTION and UPDATE states (RFC 1939 §5, §6, §7).
 
 use super::messages::MessageList;
+use super::replies::Reply;
 use super::{Action, Awaiting, MessageError, Session, State};
 use crate::command::Command;
 use crate::msgnum::MsgNum;
-use crate::reply::{self, Code};
+use crate::reply;
 
 /// Marks on a message during the session.
 const DELETED: u8 = 1;
@@ -83,16 +84,13 @@ impl Maildrop {
 
     fn lookup_error(&self, out: &mut Vec<u8>, n: MsgNum, error: Lookup) {
         match error {
-            Lookup::NoSuchMessage => reply::err(
-                out,
-                None,
-                format_args!(
-                    "There is no message {n}; the maildrop has {} messages.",
-                    self.list.len()
-                ),
-            ),
-            Lookup::Deleted => reply::err(out, None, format_args!("Message {n} is deleted.")),
+            Lookup::NoSuchMessage => Reply::NoSuchMessage {
+                n: n.index() + 1,
+                count: self.list.len(),
+            },
+            Lookup::Deleted => Reply::MessageDeleted { n: n.index() + 1 },
         }
+        .write(out);
     }
 
     /// Writes more of a LIST or UIDL answer; returns true if output reached
@@ -130,32 +128,40 @@ impl Session {
         };
         let out = &mut self.output;
         match command {
-            Command::Noop => reply::ok(out, format_args!("")),
+            Command::Noop => Reply::Ok.write(out),
             Command::Stat => {
                 let (count, size) = maildrop.totals();
-                reply::ok(out, format_args!("{count} {size}"));
+                Reply::Stat { count, size }.write(out);
             }
             Command::List(None) => {
                 let (count, size) = maildrop.totals();
-                reply::ok(out, format_args!("{count} messages ({size} octets)"));
+                Reply::ListFollows { count, size }.write(out);
                 maildrop.listing = Some(Listing {
                     uids: false,
                     next: 0,
                 });
             }
             Command::Uidl(None) => {
-                reply::ok(out, format_args!("Unique-ID listing follows"));
+                Reply::UidlFollows.write(out);
                 maildrop.listing = Some(Listing {
                     uids: true,
                     next: 0,
                 });
             }
             Command::List(Some(n)) => match maildrop.lookup(n) {
-                Ok(i) => reply::ok(out, format_args!("{n} {}", maildrop.list.size(i))),
+                Ok(i) => Reply::ListOne {
+                    n: n.index() + 1,
+                    size: maildrop.list.size(i),
+                }
+                .write(out),
                 Err(e) => maildrop.lookup_error(out, n, e),
             },
             Command::Uidl(Some(n)) => match maildrop.lookup(n) {
-                Ok(i) => reply::ok(out, format_args!("{n} {}", maildrop.list.uid(i))),
+                Ok(i) => Reply::UidlOne {
+                    n: n.index() + 1,
+                    uid: maildrop.list.uid(i),
+                }
+                .write(out),
                 Err(e) => maildrop.lookup_error(out, n, e),
             },
             Command::Retr(n) | Command::Top(n, _) => {
@@ -182,7 +188,7 @@ impl Session {
                     maildrop.marks[i] |= DELETED;
                     maildrop.live_count = maildrop.live_count.saturating_sub(1);
                     maildrop.live_size = maildrop.live_size.saturating_sub(maildrop.list.size(i));
-                    reply::ok(out, format_args!("Message {n} deleted."));
+                    Reply::MarkedDeleted { n: n.index() + 1 }.write(out);
                 }
                 Err(e) => maildrop.lookup_error(out, n, e),
             },
@@ -192,10 +198,7 @@ impl Session {
                 }
                 maildrop.recount();
                 let (count, size) = maildrop.totals();
-                reply::ok(
-                    out,
-                    format_args!("Maildrop has {count} messages ({size} octets)."),
-                );
+                Reply::Reset { count, size }.write(out);
             }
             Command::Quit => {
                 // RFC 1939 §6: QUIT in TRANSACTION enters UPDATE.
@@ -234,9 +237,9 @@ impl Session {
         };
         let size = maildrop.list.size(index);
         if top {
-            reply::ok(&mut self.output, format_args!("Top of message follows."));
+            Reply::TopFollows.write(&mut self.output);
         } else {
-            reply::ok(&mut self.output, format_args!("{size} octets"));
+            Reply::MessageFollows { size }.write(&mut self.output);
         }
         self.awaiting = Some(Awaiting::MessageBody { index, top });
     }
@@ -271,24 +274,12 @@ impl Session {
             return;
         };
         let n = index + 1;
-        let out = &mut self.output;
         match error {
-            MessageError::Gone => reply::err(
-                out,
-                Some(Code::SysPerm),
-                format_args!("Message {n} was removed from the maildrop by another program."),
-            ),
-            MessageError::Io => reply::err(
-                out,
-                Some(Code::SysTemp),
-                format_args!("Message {n} cannot be read now; try again later."),
-            ),
-            MessageError::NeedsUtf8 => reply::err(
-                out,
-                Some(Code::Utf8),
-                format_args!("Message {n} has UTF-8 headers; enable UTF8 mode to retrieve it."),
-            ),
+            MessageError::Gone => Reply::MessageGone { n },
+            MessageError::Io => Reply::MessageUnreadable { n },
+            MessageError::NeedsUtf8 => Reply::MessageNeedsUtf8 { n },
         }
+        .write(&mut self.output);
     }
 
     /// The outcome of `Commit`: `not_removed` marked messages could not be removed.
@@ -296,17 +287,12 @@ impl Session {
         if self.take_awaiting(|a| a == Awaiting::Update).is_none() {
             return;
         }
-        let out = &mut self.output;
         if not_removed == 0 {
-            reply::ok(out, format_args!("Logging out."));
+            Reply::LoggingOut.write(&mut self.output);
         } else {
             self.stats.not_removed = u32::try_from(not_removed).unwrap_or(u32::MAX);
             // RFC 1939 §6 and RFC 3206: the rest was still done.
-            reply::err(
-                out,
-                Some(Code::SysTemp),
-                format_args!("{not_removed} deleted messages not removed."),
-            );
+            Reply::NotRemoved { count: not_removed }.write(&mut self.output);
         }
         self.state = State::Closed;
     }
