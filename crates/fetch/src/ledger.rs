@@ -28,11 +28,12 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;
+use yubin_durable::Journal;
 
 const HEADER: &str = "# yubin fetch ledger 1";
 
@@ -99,7 +100,7 @@ pub struct Damage(pub String);
 pub struct Ledger {
     snapshot: PathBuf,
     journal_path: PathBuf,
-    journal: Option<File>,
+    journal: Option<Journal>,
     entries: HashMap<String, Entry>,
     damage: Option<Damage>,
     /// The snapshot's generation; the journal belongs to it.
@@ -276,19 +277,7 @@ impl Ledger {
         }
         let generation = self.generation + 1;
         let text = snapshot_text(generation, &self.entries);
-        let tmp = self.snapshot.with_extension("ledger.tmp");
-        {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, &self.snapshot)?;
-        sync_parent(&self.snapshot)?;
+        yubin_durable::replace(&self.snapshot, text.as_bytes(), 0o600)?;
         // The snapshot holds everything now. A crash before the journal is
         // gone leaves a journal of the old generation, which is ignored
         // (replayed, it would bring back keys forgotten since).
@@ -315,23 +304,14 @@ impl Ledger {
 
     fn append(&mut self, key: &str, entry: Entry) -> io::Result<()> {
         if self.journal.is_none() {
-            let mut file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&self.journal_path)?;
-            if file.metadata()?.len() == 0 {
-                file.write_all(journal_header(self.generation).as_bytes())?;
-            }
-            sync_parent(&self.journal_path)?;
-            self.journal = Some(file);
+            let header = journal_header(self.generation);
+            self.journal = Some(Journal::open(&self.journal_path, 0o600, header.as_bytes())?);
         }
         let line = journal_record(key, &entry);
         let Some(journal) = self.journal.as_mut() else {
             return Err(io::Error::other("journal not open"));
         };
-        journal.write_all(line.as_bytes())?;
-        journal.sync_data()
+        journal.append(line.as_bytes())
     }
 }
 
@@ -598,13 +578,6 @@ fn parse_record(line: &[u8]) -> Option<(&str, Entry)> {
 /// Keys are what UIDL allows (RFC 1939 §7) plus the `hdr:` digests.
 pub fn valid_key(key: &str) -> bool {
     (1..=80).contains(&key.len()) && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
 }
 
 /// The current time in Unix seconds.

@@ -443,9 +443,7 @@ impl Queue {
         let path = self.entry_path(id)?;
         fs::remove_file(&path).map_err(io_at(&path))?;
         let active = self.root.join("active");
-        File::open(&active)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_at(&active))?;
+        yubin_durable::sync_dir(&active).map_err(io_at(&active))?;
         let _ = fs::remove_file(self.state_path(id)?);
         Ok(())
     }
@@ -526,15 +524,13 @@ impl Staged {
         };
         fs::rename(&tmp, &self.target).map_err(io_at(&self.target))?;
         // Not durable means not queued: take it back, the sender retries.
-        File::open(&self.active)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|error| {
-                let _ = fs::remove_file(&self.target);
-                QueueError::Io {
-                    path: self.active.clone(),
-                    error,
-                }
-            })
+        yubin_durable::sync_dir(&self.active).map_err(|error| {
+            let _ = fs::remove_file(&self.target);
+            QueueError::Io {
+                path: self.active.clone(),
+                error,
+            }
+        })
     }
 
     /// Removes a committed entry again (a later part of a delivery failed).

@@ -267,7 +267,7 @@ impl Maildir {
             }
         }
         for sub in [Sub::New, Sub::Cur] {
-            if touched[slot(sub)] && sync_dir(&self.root.join(sub.dir())).is_err() {
+            if touched[slot(sub)] && yubin_durable::sync_dir(&self.root.join(sub.dir())).is_err() {
                 // The unlinks happened but might not survive a crash; say so
                 // rather than promise a removal that may be undone.
                 report.not_removed = report.not_removed.max(1);
@@ -393,7 +393,7 @@ impl Staged {
                     // If new/ cannot be made durable the delivery fails, and
                     // a failed delivery must leave no copy (the sender
                     // retries; a copy left here would be a duplicate).
-                    if let Err(error) = sync_dir(&self.new_dir) {
+                    if let Err(error) = yubin_durable::sync_dir(&self.new_dir) {
                         let _ = fs::remove_file(&target);
                         break Err(io_error(&self.new_dir)(error));
                     }
@@ -454,10 +454,6 @@ fn open_no_follow(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Whether a listing made at `now` under `stamp` can be trusted later: both
