@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         plaintext_auth: split & 2 == 0,
         submission: split & 4 == 0,
     };
-    let mut session = Session::new(Arc::new(config), offer);
+    let mut session: Session = Session::new(Arc::new(config), offer);
     let mut output = Vec::new();
     let mut content = Vec::new();
     let mut dot_lines = 0usize;

@@ -120,6 +120,18 @@ pub enum Route {
     Remote(String),
 }
 
+/// An accepted recipient's routing: where its copies go, and why relaying
+/// (if any) was allowed. Kept with the recipient in the SMTP session, as it
+/// is, until the message is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routing {
+    /// Copies.
+    pub routes: Vec<Route>,
+    /// For the log and the queue: `local`, `auth alice`, `network`,
+    /// `pop-before-smtp alice`.
+    pub reason: String,
+}
+
 /// What the client is, for the relay decision.
 #[derive(Clone, Debug, Default)]
 pub struct Client {

@@ -12,7 +12,7 @@ use yubin_smtp_proto::{Body, Envelope, ForwardPath};
 use yubin_store::Staged;
 
 use crate::config::Config;
-use crate::relay::Route;
+use crate::relay::{Route, Routing};
 use crate::spool::Spool;
 use crate::userstore::Snapshot;
 
@@ -24,32 +24,6 @@ pub(super) struct Trace {
     pub(super) tls: bool,
     pub(super) esmtp: bool,
     pub(super) authenticated: Option<String>,
-}
-
-/// How a recipient's routes are kept with it in the session: one line per
-/// route, `L user` or `R address`, after a first line with the reason.
-pub(super) fn encode_routes(routes: &[Route], reason: &str) -> String {
-    let mut out = reason.to_owned();
-    for route in routes {
-        match route {
-            Route::Local(user) => out.push_str(&format!("\nL {user}")),
-            Route::Remote(address) => out.push_str(&format!("\nR {address}")),
-        }
-    }
-    out
-}
-
-fn decode_routes(text: &str) -> (String, Vec<Route>) {
-    let mut lines = text.lines();
-    let reason = lines.next().unwrap_or_default().to_owned();
-    let routes = lines
-        .filter_map(|l| match l.split_once(' ') {
-            Some(("L", user)) => Some(Route::Local(user.to_owned())),
-            Some(("R", address)) => Some(Route::Remote(address.to_owned())),
-            _ => None,
-        })
-        .collect();
-    (reason, routes)
 }
 
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
@@ -74,7 +48,7 @@ fn header_safe(text: &str) -> String {
 
 /// The Return-Path line, added only at final delivery (RFC 5321 §4.4: a
 /// relaying server must not add one).
-fn return_path(envelope: &Envelope) -> String {
+fn return_path(envelope: &Envelope<Routing>) -> String {
     let from = envelope
         .from
         .as_ref()
@@ -191,7 +165,7 @@ pub(super) fn deliver(
     config: &Config,
     snapshot: &Snapshot,
     queue: &Queue,
-    envelope: &Envelope,
+    envelope: &Envelope<Routing>,
     trace: &Trace,
     spool: &mut Spool,
 ) -> Result<Delivered, Failed> {
@@ -205,15 +179,17 @@ pub(super) fn deliver(
     let mut remotes: Vec<String> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for recipient in &envelope.recipients {
-        let (reason, routes) = decode_routes(&recipient.route);
+        let Routing { routes, reason } = &recipient.route;
         let relayed = routes.iter().any(|r| matches!(r, Route::Remote(_)));
-        if relayed && !reasons.contains(&reason) {
-            reasons.push(reason);
+        if relayed && !reasons.contains(reason) {
+            reasons.push(reason.clone());
         }
         for route in routes {
             match route {
-                Route::Local(user) if !locals.contains(&user) => locals.push(user),
-                Route::Remote(address) if !remotes.contains(&address) => remotes.push(address),
+                Route::Local(user) if !locals.contains(user) => locals.push(user.clone()),
+                Route::Remote(address) if !remotes.contains(address) => {
+                    remotes.push(address.clone())
+                }
                 _ => {}
             }
         }
@@ -315,18 +291,6 @@ pub(super) fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_round_trip() {
-        let routes = vec![
-            Route::Local("alice".into()),
-            Route::Remote("x@remote".into()),
-        ];
-        assert_eq!(
-            decode_routes(&encode_routes(&routes, "alias")),
-            ("alias".into(), routes)
-        );
-    }
 
     #[test]
     fn client_names_are_made_safe_for_headers() {

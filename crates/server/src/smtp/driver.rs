@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 use yubin_auth::sasl::{Exchange, Step};
 use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Session, replies};
 
+use crate::relay::Routing;
+
 use super::commit::{self, Trace};
 use super::{Listener, SmtpService};
 use crate::lock;
@@ -29,7 +31,7 @@ struct Connection {
     id: u64,
     peer: SocketAddr,
     snapshot: Arc<Snapshot>,
-    session: Session,
+    session: Session<Routing>,
     exchange: Option<Exchange>,
     spool: Option<Spool>,
     tls: bool,
@@ -253,7 +255,7 @@ impl Connection {
         }
     }
 
-    async fn perform(&mut self, action: Action) {
+    async fn perform(&mut self, action: Action<Routing>) {
         match action {
             Action::CheckRecipient {
                 path,
@@ -395,8 +397,7 @@ impl Connection {
                         "smtp relay allowed"
                     );
                 }
-                self.session
-                    .recipient_accepted(commit::encode_routes(&routes, &reason));
+                self.session.recipient_accepted(Routing { routes, reason });
             }
             Decision::Refuse(reply) => {
                 tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient refused");
@@ -405,7 +406,7 @@ impl Connection {
         }
     }
 
-    async fn end_of_message(&mut self, envelope: Envelope) {
+    async fn end_of_message(&mut self, envelope: Envelope<Routing>) {
         let data = self.session.take_data();
         self.spool().append(&data);
         let Some(mut spool) = self.spool.take() else {

@@ -24,7 +24,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug)]
 pub(super) struct SaslState;
 
-impl Session {
+impl<R> Session<R> {
     /// The mechanisms this connection may use now.
     pub(super) fn usable_mechanisms(&self) -> Vec<&str> {
         self.config

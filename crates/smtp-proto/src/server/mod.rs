@@ -92,27 +92,28 @@ pub struct Offer {
 
 /// How a recipient was accepted; the driver decides, the session keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recipient {
+pub struct Recipient<R = String> {
     /// The address as the client gave it.
     pub path: ForwardPath,
-    /// The driver's note (e.g. the local user or the relay reason).
-    pub route: String,
+    /// The driver's decision, kept as it gave it (where the copies go, and
+    /// why relaying was allowed); the session never looks inside.
+    pub route: R,
 }
 
 /// The envelope handed over at the end of the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
+pub struct Envelope<R = String> {
     /// The reverse-path; `None` is the null sender.
     pub from: Option<Mailbox>,
     /// MAIL's parameters.
     pub params: MailParams,
     /// The accepted recipients, in order.
-    pub recipients: Vec<Recipient>,
+    pub recipients: Vec<Recipient<R>>,
 }
 
 /// A request for the driver.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<R = String> {
     /// Decide about a recipient (local user, relay, or refusal). Report with
     /// [`Session::recipient_accepted`] or [`Session::recipient_refused`].
     CheckRecipient {
@@ -144,7 +145,7 @@ pub enum Action {
     /// The message is complete: take the last content with
     /// [`Session::take_data`], make it durable for every recipient, then
     /// report with [`Session::message_accepted`] or [`Session::message_refused`].
-    EndOfMessage(Envelope),
+    EndOfMessage(Envelope<R>),
     /// The message was refused (too big, bare line ends): throw away what
     /// was stored. No report.
     DiscardMessage,
@@ -154,9 +155,9 @@ pub enum Action {
 
 /// What the driver should do next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Poll {
+pub enum Poll<R = String> {
     /// Write out the output, then carry out this action.
-    Action(Action),
+    Action(Action<R>),
     /// Write out the output, then poll again.
     Flush,
     /// Write out the output, then read from the client and call `receive`.
@@ -168,18 +169,18 @@ pub enum Poll {
 }
 
 #[derive(Debug)]
-enum Phase {
+enum Phase<R> {
     /// Before EHLO/HELO.
     Connected,
     /// Greeted, no transaction.
     Ready,
     /// In a transaction (MAIL given; maybe recipients).
-    Transaction(transaction::Transaction),
+    Transaction(transaction::Transaction<R>),
     /// Receiving DATA.
-    Data(transaction::Transaction, DataReceiver),
+    Data(transaction::Transaction<R>, DataReceiver),
     /// Receiving a BDAT chunk: octets still to come.
     Bdat {
-        transaction: Option<transaction::Transaction>,
+        transaction: Option<transaction::Transaction<R>>,
         remaining: u64,
         last: bool,
         /// The reply the chunk gets when it cannot be accepted.
@@ -199,15 +200,15 @@ enum Awaiting {
 }
 
 /// One SMTP server session.
-pub struct Session {
+pub struct Session<R = String> {
     config: Arc<SessionConfig>,
     offer: Offer,
-    phase: Phase,
+    phase: Phase<R>,
     lines: LineReader,
     line: Vec<u8>,
     output: Vec<u8>,
     data: Vec<u8>,
-    next_action: Option<Action>,
+    next_action: Option<Action<R>>,
     awaiting: Option<Awaiting>,
     errors: u32,
     esmtp: bool,
@@ -231,9 +232,9 @@ pub struct Session {
     discard_owed: bool,
 }
 
-impl Session {
+impl<R> Session<R> {
     /// Starts a session; the greeting is already in the output.
-    pub fn new(config: Arc<SessionConfig>, offer: Offer) -> Session {
+    pub fn new(config: Arc<SessionConfig>, offer: Offer) -> Session<R> {
         let mut output = Vec::with_capacity(128);
         Reply::with_text(220, "", format!("{} ESMTP yubin", config.hostname)).write_to(&mut output);
         Session {
@@ -333,7 +334,7 @@ impl Session {
     }
 
     /// Processes buffered input until the driver has something to do.
-    pub fn poll(&mut self) -> Poll {
+    pub fn poll(&mut self) -> Poll<R> {
         if let Some(action) = self.next_action.take() {
             return Poll::Action(self.handing_out(action));
         }
@@ -380,7 +381,7 @@ impl Session {
     }
 
     /// Keeps track of whether the driver holds message content.
-    fn handing_out(&mut self, action: Action) -> Action {
+    fn handing_out(&mut self, action: Action<R>) -> Action<R> {
         match action {
             Action::MessageData => self.data_handed = true,
             Action::EndOfMessage(_) | Action::DiscardMessage => {
@@ -508,7 +509,7 @@ impl Session {
         reply.write_to(&mut self.output);
     }
 
-    fn act(&mut self, action: Action, awaiting: Awaiting) {
+    fn act(&mut self, action: Action<R>, awaiting: Awaiting) {
         self.next_action = Some(action);
         self.awaiting = Some(awaiting);
     }

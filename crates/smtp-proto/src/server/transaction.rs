@@ -9,10 +9,10 @@ use crate::reply::{Reply, replies};
 
 /// A transaction in progress.
 #[derive(Debug)]
-pub(super) struct Transaction {
+pub(super) struct Transaction<R> {
     from: Option<Mailbox>,
     params: MailParams,
-    recipients: Vec<Recipient>,
+    recipients: Vec<Recipient<R>>,
     /// The recipient being checked by the driver.
     pending: Option<ForwardPath>,
     /// Octets received in BDAT chunks so far.
@@ -21,8 +21,8 @@ pub(super) struct Transaction {
     hops: HopCounter,
 }
 
-impl Transaction {
-    fn envelope(self) -> Envelope {
+impl<R> Transaction<R> {
+    fn envelope(self) -> Envelope<R> {
         Envelope {
             from: self.from,
             params: self.params,
@@ -31,7 +31,7 @@ impl Transaction {
     }
 }
 
-impl Session {
+impl<R> Session<R> {
     /// Ends any transaction (RSET, EHLO, after a message), keeping the greeting.
     pub(super) fn reset_transaction(&mut self) {
         let greeted = !matches!(self.phase, Phase::Connected | Phase::Closed);
@@ -117,7 +117,7 @@ impl Session {
     }
 
     /// The outcome of `CheckRecipient`: accepted; `route` is kept with it.
-    pub fn recipient_accepted(&mut self, route: String) {
+    pub fn recipient_accepted(&mut self, route: R) {
         if !self.take_awaiting(Awaiting::Recipient) {
             return;
         }
