@@ -23,6 +23,7 @@ mod config_error;
 pub mod duration;
 pub mod first_run;
 pub mod lda;
+mod login;
 pub mod login_guard;
 mod logtext;
 pub mod mailbox;

@@ -3,16 +3,16 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use yubin_auth::sasl::{Exchange, Step};
 use yubin_pop3_proto::{Action, MessageList, Poll, Refusal, Session};
 use yubin_store::{Listing, LockError, Maildir, MaildropLock, StoreError};
 
 use super::{Pop3Service, surrogate};
 use crate::config::Utf8Headers;
+use crate::login::{Check, Login, Outcome};
 use crate::logtext::Escaped;
 use crate::peer::display_ip;
 use crate::stream::Stream;
@@ -63,16 +63,12 @@ pub(super) struct Connection {
     local: SocketAddr,
     snapshot: Arc<Snapshot>,
     pub(super) session: Session,
-    exchange: Option<Exchange>,
+    /// Credential checks: turns, penalties, the SASL exchange.
+    login: Login,
     /// The mechanism of the login in progress, for logs.
     method: &'static str,
     /// The user name given in the login in progress, for logs.
     attempted_user: Vec<u8>,
-    /// A digest of the credentials being tried, for the login penalty.
-    attempt: u64,
-    /// When the check in progress began: its failure is answered one fixed
-    /// delay after that.
-    check_started: Instant,
     pub(super) maildrop: Option<OpenMaildrop>,
     tls: bool,
 }
@@ -103,6 +99,12 @@ pub(super) async fn handle(
     let apop = (service.config.pop3.apop && snapshot.apop).then(|| service.apop_timestamp());
     let offer = service.offer(implicit_tls, peer.ip(), apop);
     let session = Session::new(service.session_config(&snapshot), offer);
+    let login = Login::new(
+        service.guard.clone(),
+        service.config.pop3.auth_failure_delay.0,
+        service.idle_timeout(),
+        service.config.hostname.clone(),
+    );
     let mut connection = Connection {
         service,
         id,
@@ -110,11 +112,9 @@ pub(super) async fn handle(
         local,
         snapshot,
         session,
-        exchange: None,
+        login,
         method: "",
         attempted_user: Vec::new(),
-        attempt: 0,
-        check_started: Instant::now(),
         maildrop: None,
         tls: implicit_tls,
     };
@@ -203,33 +203,21 @@ impl Connection {
                     }
                     self.session.delay_elapsed();
                 }
-                Poll::Action(action) if checks_credentials(&action) => {
-                    let guard = self.service.guard.clone();
-                    let base = self.service.config.pop3.auth_failure_delay.0;
-                    // A bounded wait: behind a crowd of guesses from the
-                    // same address (a NAT, a /64), a client is told to come
-                    // back rather than held for ever.
-                    let turn = tokio::time::timeout(
-                        self.service.idle_timeout(),
-                        guard.turn(self.peer.ip(), base),
-                    );
-                    let Some(turn) = self.wait_unless_gone(&mut stream, turn).await else {
-                        return End::Disconnected;
-                    };
-                    match turn {
-                        Ok(turn) => {
-                            self.check_started = Instant::now();
-                            self.perform(action).await;
-                            drop(turn);
-                        }
-                        Err(_) => {
-                            self.exchange = None;
-                            tracing::info!(session = self.id, rip = %self.peer.ip(), "login not checked: the address's turn did not come in time");
-                            self.session.credentials_unverifiable();
-                        }
+                Poll::Action(action) => match self.login_check(action) {
+                    Ok(check) => {
+                        let snapshot = self.snapshot.clone();
+                        let Some((outcome, early)) = self
+                            .login
+                            .check(&mut stream, self.peer.ip(), &snapshot, check)
+                            .await
+                        else {
+                            return End::Disconnected;
+                        };
+                        self.session.receive(&early);
+                        self.login_outcome(outcome);
                     }
-                }
-                Poll::Action(action) => self.perform(action).await,
+                    Err(action) => self.perform(action).await,
+                },
             }
         }
     }
@@ -272,116 +260,16 @@ impl Connection {
 
     async fn perform(&mut self, action: Action) {
         match action {
-            Action::CheckPassword { user, password } => {
-                self.method = "USER";
-                self.attempted_user = user.clone().into_bytes();
-                self.attempt = self
-                    .service
-                    .guard
-                    .digest(&[b"USER", user.as_bytes(), &password]);
-                let snapshot = self.snapshot.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    snapshot
-                        .users
-                        .verify_password(&user, &password)
-                        .map(|u| u.name.clone())
-                })
-                .await;
-                self.credentials(result.ok().flatten());
-            }
-            Action::CheckApop { user, digest } => {
-                self.method = "APOP";
-                self.attempted_user = user.clone().into_bytes();
-                self.attempt =
-                    self.service
-                        .guard
-                        .digest(&[b"APOP", user.as_bytes(), digest.as_bytes()]);
-                let timestamp = self
-                    .session
-                    .offer()
-                    .apop_timestamp
-                    .clone()
-                    .unwrap_or_default();
-                let snapshot = self.snapshot.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    snapshot
-                        .users
-                        .verify_apop(&user, &timestamp, &digest)
-                        .map(|u| u.name.clone())
-                })
-                .await;
-                self.credentials(result.ok().flatten());
-            }
-            Action::SaslStart {
-                mechanism,
-                initial_response,
-            } => {
-                self.method = mechanism_name(&mechanism);
-                self.attempted_user.clear();
-                self.attempt = self.service.guard.digest(&[
-                    mechanism.as_bytes(),
-                    initial_response.as_deref().unwrap_or_default(),
-                ]);
-                let snapshot = self.snapshot.clone();
-                let hostname = self.service.config.hostname.clone();
-                let started = tokio::task::spawn_blocking(move || {
-                    Exchange::start(
-                        &mechanism,
-                        initial_response.as_deref(),
-                        &snapshot.users,
-                        &hostname,
-                    )
-                })
-                .await;
-                match started.ok().flatten() {
-                    Some((exchange, step)) => {
-                        self.exchange = Some(exchange);
-                        self.sasl_step(step);
-                    }
-                    None => self.credentials(None),
-                }
-            }
-            Action::SaslStep { response } => {
-                self.attempt = self
-                    .service
-                    .guard
-                    .digest(&[&self.attempt.to_le_bytes(), &response]);
-                let Some(mut exchange) = self.exchange.take() else {
-                    self.credentials(None);
-                    return;
-                };
-                let snapshot = self.snapshot.clone();
-                let stepped = tokio::task::spawn_blocking(move || {
-                    let step = exchange.step(&response, &snapshot.users);
-                    (exchange, step)
-                })
-                .await;
-                match stepped {
-                    Ok((exchange, step)) => {
-                        self.exchange = Some(exchange);
-                        self.sasl_step(step);
-                    }
-                    Err(_) => self.credentials(None),
-                }
-            }
             Action::OpenMaildrop { user } => self.open_maildrop(user).await,
             Action::Commit { delete, retrieved } => self.commit(delete, retrieved).await,
             // Handled in `run`, where the stream is.
-            Action::StartTls | Action::SendMessage { .. } | Action::Delay(_) => {}
-        }
-    }
-
-    fn sasl_step(&mut self, step: Step) {
-        match step {
-            Step::Challenge(challenge) => self.session.sasl_challenge(&challenge),
-            Step::Success(user) => {
-                self.exchange = None;
-                self.credentials(Some(user));
-            }
-            Step::Failure => {
-                self.exchange = None;
-                self.credentials(None);
-            }
+            Action::StartTls
+            | Action::SendMessage { .. }
+            | Action::Delay(_)
+            | Action::CheckPassword { .. }
+            | Action::CheckApop { .. }
+            | Action::SaslStart { .. }
+            | Action::SaslStep { .. } => {}
         }
     }
 
@@ -397,12 +285,51 @@ impl Connection {
         Some(done)
     }
 
-    fn credentials(&mut self, user: Option<String>) {
-        match user {
-            Some(user) => {
-                self.session.credentials_accepted(user);
+    /// The check a credential action asks for (noting the method and name
+    /// for the log); any other action is handed back.
+    fn login_check(&mut self, action: Action) -> Result<Check, Action> {
+        Ok(match action {
+            Action::CheckPassword { user, password } => {
+                self.method = "USER";
+                self.attempted_user = user.clone().into_bytes();
+                Check::Password { user, password }
             }
-            None => {
+            Action::CheckApop { user, digest } => {
+                self.method = "APOP";
+                self.attempted_user = user.clone().into_bytes();
+                let timestamp = self
+                    .session
+                    .offer()
+                    .apop_timestamp
+                    .clone()
+                    .unwrap_or_default();
+                Check::Apop {
+                    user,
+                    timestamp,
+                    digest,
+                }
+            }
+            Action::SaslStart {
+                mechanism,
+                initial_response,
+            } => {
+                self.method = mechanism_name(&mechanism);
+                self.attempted_user.clear();
+                Check::SaslStart {
+                    mechanism,
+                    initial_response,
+                }
+            }
+            Action::SaslStep { response } => Check::SaslStep { response },
+            other => return Err(other),
+        })
+    }
+
+    fn login_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Challenge(challenge) => self.session.sasl_challenge(&challenge),
+            Outcome::Accepted(user) => self.session.credentials_accepted(user),
+            Outcome::Rejected(delay) => {
                 tracing::info!(
                     session = self.id,
                     user = %Escaped(&self.attempted_user),
@@ -411,15 +338,15 @@ impl Connection {
                     tls = self.tls,
                     "pop3 login failed"
                 );
-                let delay = self.service.guard.failed(
-                    self.peer.ip(),
-                    self.attempt,
-                    self.service.config.pop3.auth_failure_delay.0,
+                self.session.credentials_rejected(delay);
+            }
+            Outcome::Unverifiable => {
+                tracing::info!(
+                    session = self.id,
+                    rip = %display_ip(self.peer),
+                    "pop3 login not checked: the address's turn did not come in time, or the check failed"
                 );
-                // Answered a fixed time after the check began, however
-                // long the stored hash took (issue 12, finding 4).
-                self.session
-                    .credentials_rejected(delay.saturating_sub(self.check_started.elapsed()));
+                self.session.credentials_unverifiable();
             }
         }
     }
@@ -648,18 +575,6 @@ async fn open_maildrop(
             Err((_, failure)) => return Ok(Err(failure)),
         }
     }
-}
-
-/// The actions that check credentials (or may: any SASL step) and so run
-/// in the address's turn (the login penalty's limit on guessing).
-fn checks_credentials(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::CheckPassword { .. }
-            | Action::CheckApop { .. }
-            | Action::SaslStart { .. }
-            | Action::SaslStep { .. }
-    )
 }
 
 enum OpenFailure {

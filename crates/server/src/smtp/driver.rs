@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use yubin_auth::sasl::{Exchange, Step};
 use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Session, replies};
 
+use crate::login::{Check, Login, Outcome};
 use crate::relay::Routing;
 
 use super::commit::{self, Trace};
@@ -32,15 +32,11 @@ struct Connection {
     peer: SocketAddr,
     snapshot: Arc<Snapshot>,
     session: Session<Routing>,
-    exchange: Option<Exchange>,
+    /// Credential checks: turns, penalties, the SASL exchange.
+    login: Login,
     spool: Option<Spool>,
     tls: bool,
     listener: Listener,
-    /// A digest of the credentials being tried, for the login penalty.
-    attempt: u64,
-    /// When the check in progress began: its failure is answered one fixed
-    /// delay after that.
-    check_started: Instant,
 }
 
 /// Serves one connection to its end.
@@ -67,18 +63,22 @@ pub(super) async fn handle(
     let snapshot = service.users.snapshot();
     let offer = service.offer(listener, implicit, peer.ip());
     let session = Session::new(service.session_config(&snapshot), offer);
+    let login = Login::new(
+        service.guard.clone(),
+        service.config.smtp.auth_failure_delay.0,
+        service.timeout(),
+        service.config.hostname.clone(),
+    );
     let mut connection = Connection {
         service,
         id,
         peer,
         snapshot,
         session,
-        exchange: None,
+        login,
         spool: None,
         tls: implicit,
         listener,
-        attempt: 0,
-        check_started: Instant::now(),
     };
     connection.run(stream).await;
     tracing::debug!(session = id, rip = %peer.ip(), "smtp disconnect");
@@ -184,30 +184,25 @@ impl Connection {
                     }
                     self.session.delay_elapsed();
                 }
-                Poll::Action(action @ (Action::SaslStart { .. } | Action::SaslStep { .. })) => {
-                    let guard = self.service.guard.clone();
-                    let base = self.service.config.smtp.auth_failure_delay.0;
-                    // A bounded wait: behind a crowd of guesses from the
-                    // same address (a NAT, a /64), a client is told to come
-                    // back rather than held for ever.
-                    let turn = tokio::time::timeout(
-                        self.service.timeout(),
-                        guard.turn(self.peer.ip(), base),
-                    );
-                    let Some(turn) = self.wait_unless_gone(&mut stream, turn).await else {
-                        return;
+                Poll::Action(Action::SaslStart {
+                    mechanism,
+                    initial_response,
+                }) => {
+                    let check = Check::SaslStart {
+                        mechanism,
+                        initial_response,
                     };
-                    match turn {
-                        Ok(turn) => {
-                            self.check_started = Instant::now();
-                            self.perform(action).await;
-                            drop(turn);
-                        }
-                        Err(_) => {
-                            self.exchange = None;
-                            tracing::info!(session = self.id, rip = %self.peer.ip(), "login not checked: the address's turn did not come in time");
-                            self.session.credentials_unverifiable();
-                        }
+                    if self.login(&mut stream, check).await.is_none() {
+                        return;
+                    }
+                }
+                Poll::Action(Action::SaslStep { response }) => {
+                    if self
+                        .login(&mut stream, Check::SaslStep { response })
+                        .await
+                        .is_none()
+                    {
+                        return;
                     }
                 }
                 Poll::Action(action) => self.perform(action).await,
@@ -261,57 +256,6 @@ impl Connection {
                 path,
                 authenticated,
             } => self.check_recipient(&path, authenticated),
-            Action::SaslStart {
-                mechanism,
-                initial_response,
-            } => {
-                self.attempt = self.service.guard.digest(&[
-                    mechanism.as_bytes(),
-                    initial_response.as_deref().unwrap_or_default(),
-                ]);
-                let snapshot = self.snapshot.clone();
-                let hostname = self.service.config.hostname.clone();
-                let started = tokio::task::spawn_blocking(move || {
-                    Exchange::start(
-                        &mechanism,
-                        initial_response.as_deref(),
-                        &snapshot.users,
-                        &hostname,
-                    )
-                })
-                .await;
-                match started {
-                    Ok(Some((exchange, step))) => {
-                        self.exchange = Some(exchange);
-                        self.sasl_step(step);
-                    }
-                    Ok(None) => self.auth_failed(),
-                    Err(error) => self.auth_unverifiable(&error),
-                }
-            }
-            Action::SaslStep { response } => {
-                self.attempt = self
-                    .service
-                    .guard
-                    .digest(&[&self.attempt.to_le_bytes(), &response]);
-                let Some(mut exchange) = self.exchange.take() else {
-                    self.auth_failed();
-                    return;
-                };
-                let snapshot = self.snapshot.clone();
-                match tokio::task::spawn_blocking(move || {
-                    let step = exchange.step(&response, &snapshot.users);
-                    (exchange, step)
-                })
-                .await
-                {
-                    Ok((exchange, step)) => {
-                        self.exchange = Some(exchange);
-                        self.sasl_step(step);
-                    }
-                    Err(error) => self.auth_unverifiable(&error),
-                }
-            }
             Action::MessageData => {
                 let data = self.session.take_data();
                 self.spool().append(&data);
@@ -319,7 +263,10 @@ impl Connection {
             Action::EndOfMessage(envelope) => self.end_of_message(envelope).await,
             Action::DiscardMessage => self.spool = None,
             // Handled in `run`, where the stream is.
-            Action::Delay(_) | Action::StartTls => {}
+            Action::Delay(_)
+            | Action::StartTls
+            | Action::SaslStart { .. }
+            | Action::SaslStep { .. } => {}
         }
     }
 
@@ -328,37 +275,31 @@ impl Connection {
         self.spool.get_or_insert_with(|| Spool::new(&dir))
     }
 
-    fn sasl_step(&mut self, step: Step) {
-        match step {
-            Step::Challenge(challenge) => self.session.sasl_challenge(&challenge),
-            Step::Success(user) => {
-                self.exchange = None;
+    /// Runs a credential check in the address's turn and reports the
+    /// outcome to the session; `None` if the client hung up meanwhile.
+    async fn login(&mut self, stream: &mut Stream, check: Check) -> Option<()> {
+        let snapshot = self.snapshot.clone();
+        let (outcome, early) = self
+            .login
+            .check(stream, self.peer.ip(), &snapshot, check)
+            .await?;
+        self.session.receive(&early);
+        match outcome {
+            Outcome::Challenge(challenge) => self.session.sasl_challenge(&challenge),
+            Outcome::Accepted(user) => {
                 tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), rip = %self.peer.ip(), tls = self.tls, "smtp auth");
                 self.session.credentials_accepted(user);
             }
-            Step::Failure => {
-                self.exchange = None;
-                self.auth_failed();
+            Outcome::Rejected(delay) => {
+                tracing::info!(session = self.id, rip = %self.peer.ip(), tls = self.tls, "smtp auth failed");
+                self.session.credentials_rejected(delay);
+            }
+            Outcome::Unverifiable => {
+                tracing::info!(session = self.id, rip = %self.peer.ip(), "smtp auth not checked: the address's turn did not come in time, or the check failed");
+                self.session.credentials_unverifiable();
             }
         }
-    }
-
-    fn auth_unverifiable(&mut self, error: &tokio::task::JoinError) {
-        tracing::error!(session = self.id, rip = %self.peer.ip(), %error, "smtp auth check failed");
-        self.session.credentials_unverifiable();
-    }
-
-    fn auth_failed(&mut self) {
-        tracing::info!(session = self.id, rip = %self.peer.ip(), tls = self.tls, "smtp auth failed");
-        let delay = self.service.guard.failed(
-            self.peer.ip(),
-            self.attempt,
-            self.service.config.smtp.auth_failure_delay.0,
-        );
-        // A fixed time after the check began, whatever the stored hash
-        // (issue 12, finding 4).
-        self.session
-            .credentials_rejected(delay.saturating_sub(self.check_started.elapsed()));
+        Some(())
     }
 
     fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
