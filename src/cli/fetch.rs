@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
+use yubin_duration::HumanDuration;
 use yubin_fetch::deliver::{
     Deliver, MaildirDestination, MboxDestination, MdaDestination, SmtpDestination,
 };
 use yubin_fetch::{Progress, Report, RunOptions};
 use yubin_server::Config;
-use yubin_server::duration::HumanDuration;
 use yubin_server::lda::DeliverError;
 
 use super::Failure;
-use super::fetch_config::{self, AccountSettings, Resolved, Size, Target};
+use yubin_fetch::config::{self as fetch_config, AccountSettings, Resolved, Size, Target};
 
 /// `yubin fetch --config FILE [ACCOUNT…]`, or one account from flags.
 #[derive(Debug, ClapArgs)]

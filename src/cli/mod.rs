@@ -2,7 +2,6 @@
 
 mod deliver;
 mod fetch;
-mod fetch_config;
 mod password;
 mod pw;
 mod queue;

@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod client;
+pub mod config;
 pub mod deliver;
 mod failpoint;
 pub mod ledger;

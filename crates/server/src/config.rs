@@ -12,7 +12,7 @@ use yubin_smtp_proto::data::{BareLineEnd, LineEnds};
 
 pub use crate::config_error::ConfigError;
 use crate::config_error::invalid;
-use crate::duration::HumanDuration;
+use yubin_duration::HumanDuration;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

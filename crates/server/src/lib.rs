@@ -20,7 +20,6 @@
 mod accept;
 pub mod config;
 mod config_error;
-pub mod duration;
 pub mod first_run;
 pub mod lda;
 mod login;

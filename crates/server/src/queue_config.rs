@@ -11,7 +11,7 @@ use yubin_queue::engine::{Hop, Routes};
 use yubin_smtp_proto::client::{Credentials, TlsPolicy};
 
 use crate::config_error::{ConfigError, invalid};
-use crate::duration::HumanDuration;
+use yubin_duration::HumanDuration;
 
 /// `[queue]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

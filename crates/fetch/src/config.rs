@@ -1,4 +1,7 @@
-//! The `yubin fetch` configuration file: accounts in TOML.
+//! The `yubin fetch` configuration file: accounts in TOML (documented in
+//! docs/fetch.md). Part of the library so that the file is read the same
+//! wherever the fetcher is used; [`resolve`] turns settings into an
+//! [`Account`](crate::Account).
 //!
 //! ```toml
 //! [accounts.work]
@@ -17,43 +20,71 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use yubin_fetch::deliver::Endpoint;
-use yubin_fetch::tls::{Trust, parse_fingerprint};
-use yubin_fetch::{
+use yubin_duration::HumanDuration;
+
+use crate::deliver::Endpoint;
+use crate::tls::{Trust, parse_fingerprint};
+use crate::{
     Account, AuthMethod, Oversize, PasswordSource, Policy, Retention, ServerOptions, TlsMode,
 };
-use yubin_server::duration::HumanDuration;
 
 /// The settings of one account, as written (all optional until merged).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {
+    /// The POP3 server's host name.
     pub server: Option<String>,
+    /// Its port (default: 995, or 110 without implicit TLS).
     pub port: Option<u16>,
+    /// `implicit`, `stls` or `none`.
     pub tls: Option<String>,
+    /// Allow a password over an unencrypted connection.
     pub allow_plaintext: Option<bool>,
+    /// Trust the server's certificate by its SHA-256 fingerprint.
     pub fingerprint: Option<String>,
+    /// The login name.
     pub user: Option<String>,
+    /// Read the password from this file.
     pub password_file: Option<String>,
+    /// Read the password from this environment variable.
     pub password_env: Option<String>,
+    /// Read the password from this command's output.
     pub password_command: Option<String>,
+    /// The login method: `auto`, `user`, `apop`, or a SASL mechanism.
     pub auth: Option<String>,
+    /// Deliver into this Maildir.
     pub maildir: Option<String>,
+    /// Deliver into this mbox file.
     pub mbox: Option<String>,
+    /// Deliver through this command.
     pub mda: Option<String>,
+    /// Deliver to this user of the local yubin server.
     pub to: Option<String>,
+    /// Deliver to this SMTP server.
     pub smtp: Option<String>,
+    /// Deliver to this LMTP server.
     pub lmtp: Option<String>,
+    /// The recipient for `smtp` and `lmtp`.
     pub recipient: Option<String>,
+    /// Delete fetched mail from the server (the default).
     pub delete: Option<bool>,
+    /// Leave fetched mail on the server.
     pub keep: Option<bool>,
+    /// Leave fetched mail on the server this many days.
     pub keep_days: Option<u32>,
+    /// Messages larger than this are handled as `oversize` says.
     pub max_size: Option<Size>,
+    /// `skip` or `headers`, for messages over `max_size`.
     pub oversize: Option<String>,
+    /// Fetch at most this many messages per run.
     pub limit: Option<usize>,
+    /// How long to wait for the server.
     pub timeout: Option<HumanDuration>,
+    /// How long to wait for a maildrop another session holds.
     pub in_use_wait: Option<HumanDuration>,
+    /// Where the ledger lives.
     pub state_dir: Option<String>,
+    /// The yubin server's configuration file, for `to`.
     pub yubin_config: Option<String>,
 }
 
@@ -61,8 +92,10 @@ pub struct AccountSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetchFile {
+    /// Top-level keys: the default for every account.
     #[serde(flatten)]
     pub defaults: AccountSettings,
+    /// `[accounts.NAME]` tables.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountSettings>,
 }
@@ -72,6 +105,7 @@ pub struct FetchFile {
 pub struct Size(pub u64);
 
 impl Size {
+    /// Parses `1048576`, `1024K`, `1M` or `1G`.
     pub fn parse(text: &str) -> Result<Size, String> {
         let text = text.trim();
         let (digits, shift) = match text.as_bytes().last() {
@@ -144,8 +178,11 @@ impl AccountSettings {
 /// Where an account's mail goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// A Maildir.
     Maildir(PathBuf),
+    /// An mbox file.
     Mbox(PathBuf),
+    /// A delivery command.
     Mda(String),
     /// A user of the local yubin server, and its configuration file.
     LocalUser(String, Option<PathBuf>),
@@ -156,7 +193,9 @@ pub enum Target {
 /// An account ready to run, and its destination.
 #[derive(Debug)]
 pub struct Resolved {
+    /// The account, ready for [`crate::fetch`].
     pub account: Account,
+    /// Where its mail goes.
     pub target: Target,
 }
 
@@ -170,7 +209,7 @@ pub fn resolve(name: &str, s: AccountSettings, prefix: &str) -> Result<Resolved,
             format!("{prefix}{k}")
         }
     };
-    if !yubin_fetch::account::valid_account_name(name) {
+    if !crate::account::valid_account_name(name) {
         return Err(format!(
             "account name {name:?}: use letters, digits, '.', '_', '-' and '@'"
         ));

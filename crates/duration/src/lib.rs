@@ -1,4 +1,6 @@
 //! Durations in the configuration file: `"10m"`, `"2s"`, `"500ms"`, `"1h"`, `"0"`.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::fmt;
 use std::time::Duration;
