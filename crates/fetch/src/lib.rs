@@ -3,7 +3,8 @@
 //!
 //! - [`client`]: the async POP3 client (TLS, STLS, APOP and SASL), usable
 //!   on its own; the protocol itself is `yubin_pop3_proto::client`.
-//! - [`tls`]: certificate trust: system roots or a pinned fingerprint.
+//! - [`tls`]: certificate trust (system roots or a pinned fingerprint),
+//!   from yubin-client-tls, which the delivery engine shares.
 //! - [`ledger`]: which messages have been fetched, crash-safe.
 //! - [`deliver`]: Maildir, mbox and MDA destinations.
 //! - [`account`]: an account and its policy (delete, keep, keep N days).
@@ -18,7 +19,7 @@ pub mod deliver;
 mod failpoint;
 pub mod ledger;
 pub mod run;
-pub mod tls;
+pub use yubin_client_tls as tls;
 
 pub use account::{Account, Oversize, PasswordSource, Policy, Retention};
 pub use client::{AuthMethod, ClientError, Pop3Client, ServerOptions, TlsMode};

@@ -8,13 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use yubin_client_tls::Trust;
 use yubin_line::Encoder;
 use yubin_smtp_proto::client::{
     Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, Timeouts, TlsPolicy,
@@ -67,27 +65,15 @@ impl Transport {
         connect_timeout: Duration,
         own_addresses: Vec<SocketAddr>,
     ) -> Transport {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map(|builder| {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(EncryptionOnly(provider)))
-                    .with_no_client_auth()
-            });
-        let config = match config {
-            Ok(config) => config,
-            // The ring provider supports the default versions; this is
-            // unreachable in practice, and TLS then simply fails per
-            // connection rather than at start.
+        let config = match yubin_client_tls::client_config(&Trust::EncryptionOnly) {
+            Ok((config, _)) => config,
+            // The ring provider supports the default versions, so this does
+            // not happen; if it did, every STARTTLS would fail (and mail
+            // would go on in plaintext where allowed) instead of the start.
             Err(error) => {
                 tracing::error!(%error, "TLS client configuration failed");
                 rustls::ClientConfig::builder()
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(EncryptionOnly(Arc::new(
-                        rustls::crypto::ring::default_provider(),
-                    ))))
+                    .with_root_certificates(rustls::RootCertStore::empty())
                     .with_no_client_auth()
             }
         };
@@ -361,59 +347,5 @@ impl Conn {
             Conn::Plain(tcp) => tcp,
             Conn::Tls(tls) => tls.as_mut(),
         }
-    }
-}
-
-/// TLS for encryption only, as Postfix's `smtp_tls_security_level = may`
-/// and `encrypt` do: the server's certificate is not checked against a
-/// name or a CA (MX hosts rarely have certificates for the names they are
-/// reached by, and DNS is unauthenticated anyway), but the handshake
-/// signatures are, so the session key is really shared with the holder of
-/// the presented key.
-#[derive(Debug)]
-struct EncryptionOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptionOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

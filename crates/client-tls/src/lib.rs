@@ -1,9 +1,13 @@
-//! TLS for the client: certificates checked against the system's roots by
-//! default (RFC 8314 §5.3, RFC 6125 names), or against a pinned SHA-256
-//! fingerprint for a server with a self-signed certificate. Either way
-//! the handshake's signatures are verified. When a check fails, the
-//! fingerprint of what the server showed is kept for the error message,
-//! so the user can decide to pin it.
+//! TLS for yubin's clients (`yubin fetch`, the delivery engine): a server's
+//! certificate checked against the system's roots (RFC 8314 §5.3, RFC 6125
+//! names), against a pinned SHA-256 fingerprint for a server with a
+//! self-signed certificate, or not at all for encryption only (SMTP's
+//! opportunistic TLS). Whatever the trust, the handshake's signatures are
+//! verified, so the session key is shared with the holder of the presented
+//! key. When a check fails, the fingerprint of what the server showed is
+//! kept for the error message, so the user can decide to pin it.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -22,6 +26,11 @@ pub enum Trust {
     System,
     /// Exactly the certificate with this SHA-256 fingerprint (of its DER).
     Pinned([u8; 32]),
+    /// Any certificate: encryption without authentication, as Postfix's
+    /// `smtp_tls_security_level = may` and `encrypt` (MX hosts rarely have
+    /// certificates for the names they are reached by, and DNS is not
+    /// authenticated anyway).
+    EncryptionOnly,
 }
 
 impl fmt::Debug for Trust {
@@ -29,6 +38,7 @@ impl fmt::Debug for Trust {
         match self {
             Trust::System => f.write_str("System"),
             Trust::Pinned(pin) => write!(f, "Pinned({})", fingerprint_text(pin)),
+            Trust::EncryptionOnly => f.write_str("EncryptionOnly"),
         }
     }
 }
@@ -89,7 +99,7 @@ pub fn client_config(
 ) -> Result<(rustls::ClientConfig, SeenCertificate), TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let seen = SeenCertificate::default();
-    let inner: Arc<dyn ServerCertVerifier> = match trust {
+    let check = match trust {
         Trust::System => {
             let mut roots = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
@@ -97,17 +107,18 @@ pub fn client_config(
             if added == 0 {
                 return Err(TlsSetupError::NoRoots);
             }
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?
+            let chain =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
+            Check::Chain(chain)
         }
-        Trust::Pinned(pin) => Arc::new(Pinned {
-            pin: *pin,
-            provider: provider.clone(),
-        }),
+        Trust::Pinned(pin) => Check::Pinned(*pin),
+        Trust::EncryptionOnly => Check::Any,
     };
-    let verifier = Recording {
-        inner,
+    let verifier = Verifier {
+        check,
+        provider: provider.clone(),
         seen: seen.clone(),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -129,14 +140,29 @@ impl SeenCertificate {
     }
 }
 
-/// Wraps a verifier to note what it refused.
+/// What a certificate is checked against.
 #[derive(Debug)]
-struct Recording {
-    inner: Arc<dyn ServerCertVerifier>,
+enum Check {
+    /// rustls's WebPKI verifier, with the system's roots.
+    Chain(Arc<WebPkiServerVerifier>),
+    /// One certificate, by fingerprint, whatever its names and dates say:
+    /// pinning it is the user's decision to trust it.
+    Pinned([u8; 32]),
+    /// Any certificate.
+    Any,
+}
+
+/// The one verifier of every trust: checks the certificate as `check`
+/// says, notes a refused one's fingerprint, and always verifies the
+/// handshake's signatures with the provider's algorithms.
+#[derive(Debug)]
+struct Verifier {
+    check: Check,
+    provider: Arc<CryptoProvider>,
     seen: SeenCertificate,
 }
 
-impl ServerCertVerifier for Recording {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -145,66 +171,22 @@ impl ServerCertVerifier for Recording {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
+        let result = match &self.check {
+            Check::Chain(chain) => {
+                chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            Check::Pinned(pin) if fingerprint(end_entity) == *pin => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Check::Pinned(_) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            Check::Any => Ok(ServerCertVerified::assertion()),
+        };
         if result.is_err() {
             *self.seen.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint(end_entity));
         }
         result
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Trusts one certificate, named by its fingerprint, whatever its names
-/// and dates say: pinning it is the user's decision to trust it.
-#[derive(Debug)]
-struct Pinned {
-    pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity) == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
     }
 
     fn verify_tls12_signature(
