@@ -9,6 +9,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod stream;
+
+pub use stream::{ClientStream, UpgradeError};
+
 use std::fmt;
 use std::sync::{Arc, Mutex};
 

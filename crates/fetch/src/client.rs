@@ -27,7 +27,6 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use yubin_auth::client::{ScramClient, ScramError, apop_digest, cram_md5_response, plain_response};
 use yubin_auth::scram::Hash;
 use yubin_pop3_proto::MsgNum;
@@ -36,7 +35,10 @@ use yubin_pop3_proto::client::{
     UidEntry,
 };
 
-use crate::tls::{SeenCertificate, TlsSetupError, Trust, client_config, fingerprint_text};
+use crate::tls::{
+    ClientStream, SeenCertificate, TlsSetupError, Trust, UpgradeError, client_config,
+    fingerprint_text,
+};
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,14 +198,9 @@ impl From<TlsSetupError> for ClientError {
     }
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
 /// An open POP3 session.
 pub struct Pop3Client {
-    stream: Option<Stream>,
+    stream: Option<ClientStream>,
     conn: Connection,
     greeting: Status,
     capabilities: Capabilities,
@@ -258,7 +255,7 @@ impl Pop3Client {
             }
         };
         let mut client = Pop3Client {
-            stream: Some(Stream::Plain(tcp)),
+            stream: Some(ClientStream::Plain(tcp)),
             conn: Connection::new(options.limits),
             greeting: Status {
                 ok: false,
@@ -310,7 +307,7 @@ impl Pop3Client {
 
     /// Whether the session runs over TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, Some(Stream::Tls(_)))
+        self.stream.as_ref().is_some_and(ClientStream::is_tls)
     }
 
     /// Logs in. [`AuthMethod::Auto`] picks, over TLS: USER/PASS when
@@ -603,10 +600,7 @@ impl Pop3Client {
             other => return Err(unexpected(other)),
         };
         if let Some(stream) = self.stream.as_mut() {
-            let _ = match stream {
-                Stream::Plain(s) => s.shutdown().await,
-                Stream::Tls(s) => s.shutdown().await,
-            };
+            let _ = stream.shutdown().await;
         }
         if status.ok {
             Ok(())
@@ -659,29 +653,30 @@ impl Pop3Client {
         let Some((connector, seen)) = self.tls.clone() else {
             return Err(ClientError::Tls("TLS is not configured".into()));
         };
-        let Some(Stream::Plain(tcp)) = self.stream.take() else {
-            return Err(ClientError::Tls("TLS is already active".into()));
-        };
         let name = ServerName::try_from(self.options.host.clone()).map_err(|_| {
             ClientError::Tls(format!(
                 "{:?} is not a valid server name",
                 self.options.host
             ))
         })?;
+        let Some(stream) = self.stream.take() else {
+            return Err(ClientError::Closed);
+        };
         let timeout = self.options.timeout;
-        match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
-            Err(_) => Err(ClientError::Timeout(timeout, "TLS handshake")),
-            Ok(Err(error)) => Err(ClientError::Tls(match seen.refused() {
+        match stream.upgrade(&connector, name, timeout).await {
+            Ok(tls) => {
+                self.stream = Some(tls);
+                Ok(())
+            }
+            Err(UpgradeError::Timeout) => Err(ClientError::Timeout(timeout, "TLS handshake")),
+            Err(UpgradeError::Handshake(error)) => Err(ClientError::Tls(match seen.refused() {
                 Some(fp) => format!(
                     "{error}; the server's certificate has SHA-256 fingerprint {}",
                     fingerprint_text(&fp)
                 ),
                 None => error.to_string(),
             })),
-            Ok(Ok(tls)) => {
-                self.stream = Some(Stream::Tls(Box::new(tls)));
-                Ok(())
-            }
+            Err(error @ UpgradeError::AlreadyTls) => Err(ClientError::Tls(error.to_string())),
         }
     }
 
@@ -784,17 +779,14 @@ impl Pop3Client {
     async fn write_output(&mut self) -> Result<(), ClientError> {
         let timeout = self.options.timeout;
         let output = self.conn.output();
-        let written = match self.stream.as_mut() {
-            Some(Stream::Plain(s)) => tokio::time::timeout(timeout, s.write_all(output)).await,
-            Some(Stream::Tls(s)) => {
-                tokio::time::timeout(timeout, async {
-                    s.write_all(output).await?;
-                    s.flush().await
-                })
-                .await
-            }
-            None => return Err(ClientError::Closed),
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(ClientError::Closed);
         };
+        let written = tokio::time::timeout(timeout, async {
+            stream.write_all(output).await?;
+            stream.flush().await
+        })
+        .await;
         match written {
             Err(_) => Err(ClientError::Timeout(timeout, "write")),
             Ok(Err(error)) => Err(ClientError::Io(error)),
@@ -811,13 +803,10 @@ impl Pop3Client {
             if let Some(event) = self.conn.next_event()? {
                 return Ok(event);
             }
-            let read = match self.stream.as_mut() {
-                Some(Stream::Plain(s)) => {
-                    tokio::time::timeout(timeout, s.read(&mut self.buf)).await
-                }
-                Some(Stream::Tls(s)) => tokio::time::timeout(timeout, s.read(&mut self.buf)).await,
-                None => return Err(ClientError::Closed),
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(ClientError::Closed);
             };
+            let read = tokio::time::timeout(timeout, stream.read(&mut self.buf)).await;
             match read {
                 Err(_) => return Err(ClientError::Timeout(timeout, what)),
                 Ok(Err(error)) => return Err(ClientError::Io(error)),

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use yubin_client_tls::Trust;
+use yubin_client_tls::{ClientStream, Trust, UpgradeError};
 use yubin_line::Encoder;
 use yubin_smtp_proto::client::{
     Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, Timeouts, TlsPolicy,
@@ -187,7 +187,7 @@ impl Transport {
             timeouts: self.timeouts,
         };
         let mut client = Client::new(config, message.clone(), false);
-        let mut conn = Some(Conn::Plain(tcp));
+        let mut conn = Some(ClientStream::Plain(tcp));
         let mut buf = vec![0u8; 16 * 1024];
         let mut tls_failed = false;
         // RFC 5321 §4.5.3.2 times a whole reply, from the command: a server
@@ -198,11 +198,9 @@ impl Transport {
             match client.poll() {
                 Poll::Done => break,
                 Poll::Write => {
-                    let written = tokio::time::timeout(
-                        client.timeout(),
-                        stream.io().write_all(client.output()),
-                    )
-                    .await;
+                    let written =
+                        tokio::time::timeout(client.timeout(), stream.write_all(client.output()))
+                            .await;
                     client.clear_output();
                     sent_at = tokio::time::Instant::now();
                     if !matches!(written, Ok(Ok(()))) {
@@ -217,7 +215,7 @@ impl Transport {
                         sent_at = tokio::time::Instant::now();
                     }
                     let deadline = sent_at + client.timeout();
-                    match tokio::time::timeout_at(deadline, stream.io().read(&mut buf)).await {
+                    match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
                         Err(_) => client.timed_out(),
                         Ok(Ok(0)) => client.connection_lost("the server closed the connection"),
                         Ok(Err(error)) => client.connection_lost(&format!("read error ({error})")),
@@ -225,25 +223,25 @@ impl Transport {
                     }
                 }
                 Poll::StartTls => {
-                    let Some(Conn::Plain(tcp)) = conn.take() else {
-                        client.connection_lost("STARTTLS over TLS");
+                    let Some(plain) = conn.take() else {
                         continue;
                     };
                     let name = ServerName::try_from(target.host.clone()).unwrap_or_else(|_| {
                         ServerName::try_from("invalid.invalid").expect("a valid name")
                     });
-                    let handshake =
-                        tokio::time::timeout(client.timeout(), self.tls.connect(name, tcp)).await;
-                    match handshake {
-                        Ok(Ok(tls)) => {
-                            conn = Some(Conn::Tls(Box::new(tls)));
+                    match plain.upgrade(&self.tls, name, client.timeout()).await {
+                        Ok(tls) => {
+                            conn = Some(tls);
                             client.tls_established();
                         }
-                        Ok(Err(error)) => {
+                        Err(UpgradeError::Handshake(error)) => {
                             tls_failed = true;
                             client.connection_lost(&format!("TLS handshake failed ({error})"));
                         }
-                        Err(_) => client.timed_out(),
+                        Err(UpgradeError::Timeout) => client.timed_out(),
+                        Err(UpgradeError::AlreadyTls) => {
+                            client.connection_lost("STARTTLS over TLS")
+                        }
                     }
                 }
                 Poll::SendContent => match send_content(stream, source, client.timeout()).await {
@@ -258,7 +256,7 @@ impl Transport {
             }
         }
         if let Some(mut stream) = conn {
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.io().shutdown()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
         }
         let outcome = if client.transaction_started() {
             Outcome::Started
@@ -298,7 +296,7 @@ fn all(message: &Message, status: Status, response: &Response) -> Vec<RecipientR
 /// The message, dot-stuffed with CRLF line ends (RFC 5321 §4.5.2), and the
 /// final `.` line. Each write must finish within 3 minutes (§4.5.3.2.5).
 async fn send_content(
-    stream: &mut Conn,
+    stream: &mut ClientStream,
     source: &MessageSource,
     block: Duration,
 ) -> std::io::Result<()> {
@@ -321,31 +319,16 @@ async fn send_content(
     write_within(stream, &out, block).await
 }
 
-async fn write_within(stream: &mut Conn, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
-    match tokio::time::timeout(limit, stream.io().write_all(bytes)).await {
+async fn write_within(
+    stream: &mut ClientStream,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "write timed out",
         )),
-    }
-}
-
-/// Anything we can read and write.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// The connection, before and after STARTTLS.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl Conn {
-    fn io(&mut self) -> &mut dyn Io {
-        match self {
-            Conn::Plain(tcp) => tcp,
-            Conn::Tls(tls) => tls.as_mut(),
-        }
     }
 }
