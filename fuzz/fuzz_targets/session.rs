@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use yubin_auth::Authenticated;
 use yubin_pop3_proto::{
     Action, Encoder, MessageList, Offer, Poll, Session, SessionConfig, WireSize,
 };
@@ -116,7 +117,7 @@ impl Harness {
         match action {
             Action::CheckPassword { password, .. } => {
                 if password.first() == Some(&b'y') {
-                    session.credentials_accepted("user".into());
+                    session.credentials_accepted(Authenticated::for_tests("user"));
                 } else {
                     session.credentials_rejected(Duration::ZERO);
                 }
@@ -125,13 +126,15 @@ impl Harness {
             Action::SaslStart {
                 initial_response, ..
             } => match initial_response {
-                Some(r) if r.first() == Some(&b'y') => session.credentials_accepted("user".into()),
+                Some(r) if r.first() == Some(&b'y') => {
+                    session.credentials_accepted(Authenticated::for_tests("user"))
+                }
                 Some(_) => session.credentials_rejected(Duration::ZERO),
                 None => session.sasl_challenge(b"challenge"),
             },
             Action::SaslStep { response } => {
                 if response.first() == Some(&b'y') {
-                    session.credentials_accepted("user".into());
+                    session.credentials_accepted(Authenticated::for_tests("user"));
                 } else {
                     session.sasl_challenge(&response);
                 }

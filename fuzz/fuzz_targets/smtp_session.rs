@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use yubin_auth::Authenticated;
 use yubin_smtp_proto::data::{BareLineEnd, LineEnds};
 use yubin_smtp_proto::{Action, Offer, Poll, Reply, Session, SessionConfig};
 
@@ -80,14 +81,14 @@ fuzz_target!(|data: &[u8]| {
                         initial_response, ..
                     } => match initial_response {
                         Some(r) if r.first() == Some(&b'y') => {
-                            session.credentials_accepted("user".into())
+                            session.credentials_accepted(Authenticated::for_tests("user"))
                         }
                         Some(_) => session.credentials_rejected(std::time::Duration::ZERO),
                         None => session.sasl_challenge(b"challenge"),
                     },
                     Action::SaslStep { response } => {
                         if response.first() == Some(&b'y') {
-                            session.credentials_accepted("user".into());
+                            session.credentials_accepted(Authenticated::for_tests("user"));
                         } else {
                             session.credentials_rejected(std::time::Duration::ZERO);
                         }

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod authenticated;
 pub mod client;
 mod client_key;
 pub use client_key::{CLIENT_IPV6_PREFIX, ClientKey};
@@ -30,6 +31,7 @@ pub mod scheme;
 pub mod scram;
 pub mod users;
 
+pub use authenticated::Authenticated;
 pub use grants::RelayGrants;
 pub use md5_context::HmacMd5Contexts;
 pub use passwd::{PasswdFile, UserEntry, check_domain, check_user_name};

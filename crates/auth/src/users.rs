@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use md5::Digest;
 use subtle::ConstantTimeEq;
 
+use crate::Authenticated;
 use crate::md5_context::{HmacMd5Contexts, unhex};
 use crate::passwd::{LineError, PasswdFile, check_user_name};
 use crate::scheme::{Scheme, StoredPassword};
@@ -119,6 +120,23 @@ impl Users {
                 None
             }
         }
+    }
+
+    /// [`Users::verify_password`], as the proof a protocol session takes.
+    pub fn authenticate_password(&self, name: &str, password: &[u8]) -> Option<Authenticated> {
+        self.verify_password(name, password)
+            .map(|user| Authenticated::checked(&user.name))
+    }
+
+    /// [`Users::verify_apop`], as the proof a protocol session takes.
+    pub fn authenticate_apop(
+        &self,
+        name: &str,
+        timestamp: &str,
+        digest_hex: &str,
+    ) -> Option<Authenticated> {
+        self.verify_apop(name, timestamp, digest_hex)
+            .map(|user| Authenticated::checked(&user.name))
     }
 
     /// Checks an APOP digest: MD5(timestamp ‖ secret) in hex (RFC 1939 §7).

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use yubin_auth::Authenticated;
 use yubin_auth::sasl::{Exchange, Step};
 
 use crate::login_guard::LoginGuard;
@@ -44,8 +45,8 @@ pub(crate) enum Check {
 pub(crate) enum Outcome {
     /// The SASL exchange goes on: send this challenge.
     Challenge(Vec<u8>),
-    /// The credentials are right for this user (the canonical name).
-    Accepted(String),
+    /// The credentials are right for this user.
+    Accepted(Authenticated),
     /// Wrong, unknown or malformed, all alike: counted against the address;
     /// answer after this delay.
     Rejected(Duration),
@@ -126,7 +127,7 @@ impl Login {
     /// The check itself, on a blocking thread; `None` if that failed.
     async fn run(&mut self, snapshot: &Arc<Snapshot>, check: Check) -> Option<Step> {
         let snapshot = snapshot.clone();
-        let verdict = |user: Option<String>| match user {
+        let verdict = |user: Option<Authenticated>| match user {
             Some(user) => Step::Success(user),
             None => Step::Failure,
         };
@@ -134,10 +135,7 @@ impl Login {
             Check::Password { user, password } => {
                 self.attempt = self.guard.digest(&[b"USER", user.as_bytes(), &password]);
                 let found = tokio::task::spawn_blocking(move || {
-                    snapshot
-                        .users
-                        .verify_password(&user, &password)
-                        .map(|u| u.name.clone())
+                    snapshot.users.authenticate_password(&user, &password)
                 })
                 .await
                 .ok()?;
@@ -152,10 +150,7 @@ impl Login {
                     .guard
                     .digest(&[b"APOP", user.as_bytes(), digest.as_bytes()]);
                 let found = tokio::task::spawn_blocking(move || {
-                    snapshot
-                        .users
-                        .verify_apop(&user, &timestamp, &digest)
-                        .map(|u| u.name.clone())
+                    snapshot.users.authenticate_apop(&user, &timestamp, &digest)
                 })
                 .await
                 .ok()?;

@@ -39,7 +39,7 @@ impl CramMd5 {
         };
         let expected = contexts.hmac(self.challenge.as_bytes());
         if bool::from(expected.ct_eq(&digest[..])) {
-            Step::Success(user.name.clone())
+            Step::Success(crate::Authenticated::checked(&user.name))
         } else {
             Step::Failure
         }
@@ -60,7 +60,7 @@ mod tests {
         };
         assert_eq!(
             cram.finish(b"tim b913a602c7eda7a495b4e6e7334d3890", &users),
-            Step::Success("tim".into())
+            Step::Success(crate::Authenticated::checked("tim"))
         );
     }
 
@@ -77,7 +77,7 @@ mod tests {
         let digest = hex(&HmacMd5Contexts::from_password(b"tanstaaftanstaaf").hmac(&challenge));
         assert_eq!(
             ex.step(format!("tim {digest}").as_bytes(), &users),
-            Step::Success("tim".into())
+            Step::Success(crate::Authenticated::checked("tim"))
         );
 
         let (_, Step::Challenge(other)) =

@@ -10,6 +10,7 @@
 mod cram_md5;
 mod scram;
 
+use crate::Authenticated;
 use crate::scram::Hash;
 use crate::users::Users;
 
@@ -22,7 +23,7 @@ pub enum Step {
     /// Send this challenge; the client's answer goes to [`Exchange::step`].
     Challenge(Vec<u8>),
     /// Authenticated as this user (the canonical name from the passwd-file).
-    Success(String),
+    Success(Authenticated),
     /// Authentication failed. Always the same, whatever the reason.
     Failure,
 }
@@ -90,7 +91,9 @@ impl Exchange {
             },
             State::LoginPassword { user } => users
                 .verify_password(&user, response)
-                .map_or(Step::Failure, |u| Step::Success(u.name.clone())),
+                .map_or(Step::Failure, |u| {
+                    Step::Success(Authenticated::checked(&u.name))
+                }),
             State::CramMd5(cram) => cram.finish(response, users),
             State::Scram(mut scram) => {
                 let step = scram.step(response, users);
@@ -119,7 +122,7 @@ fn plain(message: &[u8], users: &Users) -> Step {
     };
     match users.verify_password(authcid, password) {
         Some(user) if authzid.is_empty() || authzid.eq_ignore_ascii_case(&user.name) => {
-            Step::Success(user.name.clone())
+            Step::Success(Authenticated::checked(&user.name))
         }
         _ => Step::Failure,
     }
@@ -142,15 +145,24 @@ mod tests {
     fn plain_with_and_without_authzid() {
         let u = users();
         let start = |ir: &[u8]| Exchange::start("PLAIN", Some(ir), &u, "h").unwrap().1;
-        assert_eq!(start(b"\0bob\0secret"), Step::Success("bob".into()));
-        assert_eq!(start(b"bob\0bob\0secret"), Step::Success("bob".into()));
+        assert_eq!(
+            start(b"\0bob\0secret"),
+            Step::Success(crate::Authenticated::checked("bob"))
+        );
+        assert_eq!(
+            start(b"bob\0bob\0secret"),
+            Step::Success(crate::Authenticated::checked("bob"))
+        );
         assert_eq!(start(b"tim\0bob\0secret"), Step::Failure);
         assert_eq!(start(b"\0bob\0wrong"), Step::Failure);
         assert_eq!(start(b"\0bob"), Step::Failure);
         assert_eq!(start(b"\0bob\0secret\0extra"), Step::Failure);
         let (mut ex, step) = Exchange::start("PLAIN", None, &u, "h").unwrap();
         assert_eq!(step, Step::Challenge(Vec::new()));
-        assert_eq!(ex.step(b"\0bob\0secret", &u), Step::Success("bob".into()));
+        assert_eq!(
+            ex.step(b"\0bob\0secret", &u),
+            Step::Success(crate::Authenticated::checked("bob"))
+        );
         assert_eq!(
             ex.step(b"\0bob\0secret", &u),
             Step::Failure,
@@ -164,7 +176,10 @@ mod tests {
         let (mut ex, step) = Exchange::start("LOGIN", None, &u, "h").unwrap();
         assert_eq!(step, Step::Challenge(b"Username:".to_vec()));
         assert_eq!(ex.step(b"bob", &u), Step::Challenge(b"Password:".to_vec()));
-        assert_eq!(ex.step(b"secret", &u), Step::Success("bob".into()));
+        assert_eq!(
+            ex.step(b"secret", &u),
+            Step::Success(crate::Authenticated::checked("bob"))
+        );
         // Many clients send the user name as an initial response.
         let (mut ex, step) = Exchange::start("LOGIN", Some(b"bob"), &u, "h").unwrap();
         assert_eq!(step, Step::Challenge(b"Password:".to_vec()));

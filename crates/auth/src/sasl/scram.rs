@@ -33,7 +33,7 @@ enum Phase {
         nonce: String,
     },
     Acknowledge {
-        user: String,
+        user: crate::Authenticated,
     },
     Done,
 }
@@ -91,7 +91,9 @@ impl Scram {
                     Some(user) if matches => {
                         let server_signature =
                             self.hash.hmac(&keys.server_key, auth_message.as_bytes());
-                        self.phase = Phase::Acknowledge { user };
+                        self.phase = Phase::Acknowledge {
+                            user: crate::Authenticated::checked(&user),
+                        };
                         Step::Challenge(format!("v={}", B64.encode(server_signature)).into_bytes())
                     }
                     _ => Step::Failure,
@@ -253,15 +255,15 @@ mod tests {
     fn full_exchange_from_plain_and_from_stored_keys() {
         assert_eq!(
             run("user", b"pencil", Hash::Sha256, "SCRAM-SHA-256"),
-            Step::Success("user".into())
+            Step::Success(crate::Authenticated::checked("user"))
         );
         assert_eq!(
             run("user", b"pencil", Hash::Sha1, "SCRAM-SHA-1"),
-            Step::Success("user".into())
+            Step::Success(crate::Authenticated::checked("user"))
         );
         assert_eq!(
             run("carol", b"secret", Hash::Sha256, "SCRAM-SHA-256"),
-            Step::Success("carol".into())
+            Step::Success(crate::Authenticated::checked("carol"))
         );
         assert_eq!(
             run("carol", b"wrong", Hash::Sha256, "SCRAM-SHA-256"),
@@ -308,7 +310,10 @@ mod tests {
             step,
             Step::Challenge(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=".to_vec())
         );
-        assert_eq!(scram.step(b"", &users), Step::Success("user".into()));
+        assert_eq!(
+            scram.step(b"", &users),
+            Step::Success(crate::Authenticated::checked("user"))
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::time::Duration;
+use yubin_auth::Authenticated;
 
 use super::messages::MessageList;
 use super::replies::{Bad, Reply};
@@ -216,8 +217,9 @@ impl Session {
     }
 
     /// The credentials (USER/PASS, APOP or SASL) are right for `user`.
-    pub fn credentials_accepted(&mut self, user: String) {
+    pub fn credentials_accepted(&mut self, user: Authenticated) {
         if self.take_awaiting(|a| a == Awaiting::Credentials).is_some() {
+            let user = user.into_name();
             self.user = Some(user.clone());
             self.act(Action::OpenMaildrop { user }, Awaiting::Maildrop);
         }

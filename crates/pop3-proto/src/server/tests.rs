@@ -115,7 +115,8 @@ impl Harness {
         match action {
             Action::CheckPassword { user, password } => {
                 if user == "mrose" && password == b"tanstaaf" {
-                    self.session.credentials_accepted(user);
+                    self.session
+                        .credentials_accepted(yubin_auth::Authenticated::for_tests(&user));
                 } else {
                     self.session.credentials_rejected(FAILURE_DELAY);
                 }
@@ -123,7 +124,8 @@ impl Harness {
             Action::CheckApop { user, digest } => {
                 // MD5("<1896.697170952@dbc.mtview.ca.us>tanstaaf"), RFC 1939 §7.
                 if user == "mrose" && digest == "c4c9334bac560ecc979e58001b3e22fb" {
-                    self.session.credentials_accepted(user);
+                    self.session
+                        .credentials_accepted(yubin_auth::Authenticated::for_tests(&user));
                 } else {
                     self.session.credentials_rejected(FAILURE_DELAY);
                 }
@@ -198,7 +200,8 @@ impl Harness {
     fn sasl_step(&mut self, response: Vec<u8>) {
         assert_eq!(self.sasl.as_deref(), Some("PLAIN"));
         if response == b"\0mrose\0tanstaaf" {
-            self.session.credentials_accepted("mrose".into());
+            self.session
+                .credentials_accepted(yubin_auth::Authenticated::for_tests("mrose"));
         } else {
             self.session.credentials_rejected(FAILURE_DELAY);
         }

@@ -287,7 +287,7 @@ impl Connection {
         match outcome {
             Outcome::Challenge(challenge) => self.session.sasl_challenge(&challenge),
             Outcome::Accepted(user) => {
-                tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), rip = %self.peer.ip(), tls = self.tls, "smtp auth");
+                tracing::info!(session = self.id, user = %Escaped(user.name().as_bytes()), rip = %self.peer.ip(), tls = self.tls, "smtp auth");
                 self.session.credentials_accepted(user);
             }
             Outcome::Rejected(delay) => {

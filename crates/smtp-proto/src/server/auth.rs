@@ -4,6 +4,7 @@ use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::time::Duration;
+use yubin_auth::Authenticated;
 
 use super::{Action, Awaiting, Phase, Session};
 use crate::reply::{Reply, replies};
@@ -119,9 +120,9 @@ impl<R> Session<R> {
     }
 
     /// The credentials are right for `user`.
-    pub fn credentials_accepted(&mut self, user: String) {
+    pub fn credentials_accepted(&mut self, user: Authenticated) {
         if self.take_awaiting(Awaiting::Credentials) {
-            self.authenticated = Some(user);
+            self.authenticated = Some(user.into_name());
             self.reply(replies::AUTH_OK);
         }
     }

@@ -145,7 +145,8 @@ impl Harness {
 
     fn sasl(&mut self, response: Vec<u8>) {
         if response == b"\0alice\0secret" {
-            self.session.credentials_accepted("alice".into());
+            self.session
+                .credentials_accepted(yubin_auth::Authenticated::for_tests("alice"));
         } else if response == b"\0alice\0backend-down" {
             self.session.credentials_unverifiable();
         } else {
