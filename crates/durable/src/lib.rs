@@ -88,6 +88,26 @@ impl Journal {
     }
 }
 
+/// Removes the temporary files [`replace`] left beside `path` when a crash
+/// came between creating one and renaming it. Only for a caller that holds
+/// whatever serialises the writers of `path` (a lock): another writer's
+/// temporary file would go too. Returns how many were removed.
+pub fn remove_leftovers(path: &Path) -> io::Result<usize> {
+    let Some(name) = path.file_name() else {
+        return Ok(0);
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let mut removed = 0;
+    for entry in fs::read_dir(parent(path))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix)
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The directory of `path` (`.` for a bare name).
 fn parent(path: &Path) -> &Path {
     match path.parent() {
@@ -190,6 +210,17 @@ mod tests {
         };
         let error = journal.append(b"record\n").unwrap_err();
         assert_eq!(error.raw_os_error(), Some(28), "{error}");
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ledger");
+        fs::write(&path, b"kept").unwrap();
+        fs::write(dir.path().join(".a.ledger.tmp.123.0"), b"torn").unwrap();
+        fs::write(dir.path().join(".b.ledger.tmp.123.0"), b"other").unwrap();
+        assert_eq!(remove_leftovers(&path).unwrap(), 1);
+        assert_eq!(entries(dir.path()), [".b.ledger.tmp.123.0", "a.ledger"]);
     }
 
     #[test]

@@ -147,6 +147,9 @@ impl Ledger {
     fn load(dir: &Path, name: &str, lock: File) -> io::Result<Ledger> {
         let snapshot = dir.join(format!("{name}.ledger"));
         let journal_path = dir.join(format!("{name}.journal"));
+        // Snapshots half-written by a crash (we hold the lock: no other
+        // writer's file can be among them).
+        yubin_durable::remove_leftovers(&snapshot)?;
         let contents = read_contents(
             read_if_present(&snapshot)?.as_deref(),
             read_if_present(&journal_path)?.as_deref(),

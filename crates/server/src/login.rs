@@ -50,9 +50,13 @@ pub(crate) enum Outcome {
     /// Wrong, unknown or malformed, all alike: counted against the address;
     /// answer after this delay.
     Rejected(Duration),
-    /// Not checked: the address's turn did not come in time, or the check
-    /// could not run. Nothing was counted; the client may try again.
-    Unverifiable,
+    /// Not checked: the address's turn did not come in time. Nothing was
+    /// counted; the client may try again later.
+    TurnTimedOut,
+    /// The check itself could not run (its task failed). Nothing counted
+    /// yet: each protocol answers as it always has (POP3 counts it as a
+    /// failure with [`Login::count_failure`], SMTP answers `454`).
+    CheckFailed(String),
 }
 
 /// One connection's logins.
@@ -104,17 +108,17 @@ impl Login {
         let (turn, early) = crate::stream::wait_unless_gone(stream, turn).await?;
         let Ok(turn) = turn else {
             self.exchange = None;
-            return Some((Outcome::Unverifiable, early));
+            return Some((Outcome::TurnTimedOut, early));
         };
         let started = Instant::now();
         let outcome = match self.run(snapshot, check).await {
-            Some(Step::Challenge(challenge)) => Outcome::Challenge(challenge),
-            Some(Step::Success(user)) => Outcome::Accepted(user),
-            Some(Step::Failure) => {
+            Ok(Step::Challenge(challenge)) => Outcome::Challenge(challenge),
+            Ok(Step::Success(user)) => Outcome::Accepted(user),
+            Ok(Step::Failure) => {
                 let delay = self.guard.failed(ip, self.attempt, self.base_delay);
                 Outcome::Rejected(delay.saturating_sub(started.elapsed()))
             }
-            None => Outcome::Unverifiable,
+            Err(error) => Outcome::CheckFailed(error.to_string()),
         };
         // The outcome is recorded: the address's next check may go.
         drop(turn);
@@ -124,8 +128,18 @@ impl Login {
         Some((outcome, early))
     }
 
-    /// The check itself, on a blocking thread; `None` if that failed.
-    async fn run(&mut self, snapshot: &Arc<Snapshot>, check: Check) -> Option<Step> {
+    /// Counts a failure for `ip` now (a check that could not run, where the
+    /// protocol treats that as a failed login) and returns its delay.
+    pub(crate) fn count_failure(&self, ip: IpAddr) -> Duration {
+        self.guard.failed(ip, self.attempt, self.base_delay)
+    }
+
+    /// The check itself, on a blocking thread; `Err` if that failed.
+    async fn run(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        check: Check,
+    ) -> Result<Step, tokio::task::JoinError> {
         let snapshot = snapshot.clone();
         let verdict = |user: Option<Authenticated>| match user {
             Some(user) => Step::Success(user),
@@ -137,9 +151,8 @@ impl Login {
                 let found = tokio::task::spawn_blocking(move || {
                     snapshot.users.authenticate_password(&user, &password)
                 })
-                .await
-                .ok()?;
-                Some(verdict(found))
+                .await?;
+                Ok(verdict(found))
             }
             Check::Apop {
                 user,
@@ -152,9 +165,8 @@ impl Login {
                 let found = tokio::task::spawn_blocking(move || {
                     snapshot.users.authenticate_apop(&user, &timestamp, &digest)
                 })
-                .await
-                .ok()?;
-                Some(verdict(found))
+                .await?;
+                Ok(verdict(found))
             }
             Check::SaslStart {
                 mechanism,
@@ -173,29 +185,27 @@ impl Login {
                         &hostname,
                     )
                 })
-                .await
-                .ok()?;
+                .await?;
                 // A mechanism the session offered but we cannot run fails
                 // like wrong credentials.
                 let Some((exchange, step)) = started else {
-                    return Some(Step::Failure);
+                    return Ok(Step::Failure);
                 };
                 self.exchange = Some(exchange);
-                Some(step)
+                Ok(step)
             }
             Check::SaslStep { response } => {
                 self.attempt = self.guard.digest(&[&self.attempt.to_le_bytes(), &response]);
                 let Some(mut exchange) = self.exchange.take() else {
-                    return Some(Step::Failure);
+                    return Ok(Step::Failure);
                 };
                 let (exchange, step) = tokio::task::spawn_blocking(move || {
                     let step = exchange.step(&response, &snapshot.users);
                     (exchange, step)
                 })
-                .await
-                .ok()?;
+                .await?;
                 self.exchange = Some(exchange);
-                Some(step)
+                Ok(step)
             }
         }
     }

@@ -325,26 +325,35 @@ impl Connection {
         })
     }
 
+    fn login_failed(&mut self, delay: Duration) {
+        tracing::info!(
+            session = self.id,
+            user = %Escaped(&self.attempted_user),
+            method = %self.method,
+            rip = %display_ip(self.peer),
+            tls = self.tls,
+            "pop3 login failed"
+        );
+        self.session.credentials_rejected(delay);
+    }
+
     fn login_outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Challenge(challenge) => self.session.sasl_challenge(&challenge),
             Outcome::Accepted(user) => self.session.credentials_accepted(user),
-            Outcome::Rejected(delay) => {
-                tracing::info!(
-                    session = self.id,
-                    user = %Escaped(&self.attempted_user),
-                    method = %self.method,
-                    rip = %display_ip(self.peer),
-                    tls = self.tls,
-                    "pop3 login failed"
-                );
-                self.session.credentials_rejected(delay);
+            Outcome::Rejected(delay) => self.login_failed(delay),
+            // POP3 has always counted a check that could not run as a
+            // failed login: the same answer, the same penalty.
+            Outcome::CheckFailed(error) => {
+                tracing::error!(session = self.id, rip = %display_ip(self.peer), %error, "pop3 login check failed");
+                let delay = self.login.count_failure(self.peer.ip());
+                self.login_failed(delay);
             }
-            Outcome::Unverifiable => {
+            Outcome::TurnTimedOut => {
                 tracing::info!(
                     session = self.id,
                     rip = %display_ip(self.peer),
-                    "pop3 login not checked: the address's turn did not come in time, or the check failed"
+                    "login not checked: the address's turn did not come in time"
                 );
                 self.session.credentials_unverifiable();
             }

@@ -294,8 +294,12 @@ impl Connection {
                 tracing::info!(session = self.id, rip = %self.peer.ip(), tls = self.tls, "smtp auth failed");
                 self.session.credentials_rejected(delay);
             }
-            Outcome::Unverifiable => {
-                tracing::info!(session = self.id, rip = %self.peer.ip(), "smtp auth not checked: the address's turn did not come in time, or the check failed");
+            Outcome::TurnTimedOut => {
+                tracing::info!(session = self.id, rip = %self.peer.ip(), "login not checked: the address's turn did not come in time");
+                self.session.credentials_unverifiable();
+            }
+            Outcome::CheckFailed(error) => {
+                tracing::error!(session = self.id, rip = %self.peer.ip(), %error, "smtp auth check failed");
                 self.session.credentials_unverifiable();
             }
         }
