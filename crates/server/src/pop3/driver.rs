@@ -197,8 +197,7 @@ impl Connection {
                 // (issue 12): the wait is dropped at once. The check itself
                 // is not, so its failure is recorded and keeps counting.
                 Poll::Action(Action::Delay(duration)) => {
-                    let until = crate::stream::pause(duration);
-                    if self.wait_unless_gone(&mut stream, until).await.is_none() {
+                    if !self.pause_unless_gone(&mut stream, duration).await {
                         return End::Disconnected;
                     }
                     self.session.delay_elapsed();
@@ -273,16 +272,18 @@ impl Connection {
         }
     }
 
-    /// Waits for `until` unless the client hangs up first (then `None`).
-    /// What the client sends meanwhile goes to the session.
-    async fn wait_unless_gone<T>(
-        &mut self,
-        stream: &mut Stream,
-        until: impl Future<Output = T>,
-    ) -> Option<T> {
-        let (done, early) = crate::stream::wait_unless_gone(stream, until).await?;
-        self.session.receive(&early);
-        Some(done)
+    /// Waits `duration` (the answer to a failed login) unless the client
+    /// hangs up first (then false). What it sends meanwhile goes to the
+    /// session.
+    async fn pause_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
+        let pause = crate::stream::pause(duration);
+        match crate::stream::wait_unless_gone(stream, pause).await {
+            Some(((), early)) => {
+                self.session.receive(&early);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The check a credential action asks for (noting the method and name

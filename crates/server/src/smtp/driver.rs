@@ -178,8 +178,7 @@ impl Connection {
                 // for the address's turn, or for the answer to a failure,
                 // releases its connection at once (issue 12).
                 Poll::Action(Action::Delay(duration)) => {
-                    let until = crate::stream::pause(duration);
-                    if self.wait_unless_gone(&mut stream, until).await.is_none() {
+                    if !self.pause_unless_gone(&mut stream, duration).await {
                         return;
                     }
                     self.session.delay_elapsed();
@@ -210,16 +209,18 @@ impl Connection {
         }
     }
 
-    /// Waits for `until` unless the client hangs up first (then `None`).
-    /// What the client sends meanwhile goes to the session.
-    async fn wait_unless_gone<T>(
-        &mut self,
-        stream: &mut Stream,
-        until: impl Future<Output = T>,
-    ) -> Option<T> {
-        let (done, early) = crate::stream::wait_unless_gone(stream, until).await?;
-        self.session.receive(&early);
-        Some(done)
+    /// Waits `duration` (the answer to a failed login) unless the client
+    /// hangs up first (then false). What it sends meanwhile goes to the
+    /// session.
+    async fn pause_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
+        let pause = crate::stream::pause(duration);
+        match crate::stream::wait_unless_gone(stream, pause).await {
+            Some(((), early)) => {
+                self.session.receive(&early);
+                true
+            }
+            None => false,
+        }
     }
 
     async fn write_output(&mut self, stream: &mut Stream) -> io::Result<()> {
