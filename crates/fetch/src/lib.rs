@@ -8,6 +8,8 @@
 //! - [`ledger`]: which messages have been fetched, crash-safe.
 //! - [`deliver`]: Maildir, mbox and MDA destinations.
 //! - [`account`]: an account and its policy (delete, keep, keep N days).
+//! - [`plan`]: what happens to each message (fetch, keep, DELE, skip,
+//!   headers only, forget), decided without I/O.
 //! - [`run`]: one run of one account, in the order that loses nothing.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -18,6 +20,7 @@ pub mod config;
 pub mod deliver;
 mod failpoint;
 pub mod ledger;
+pub mod plan;
 pub mod run;
 pub use yubin_client_tls as tls;
 

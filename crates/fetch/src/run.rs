@@ -10,23 +10,21 @@
 //! next time (the one duplicate the design allows); after 2, it is known,
 //! and DELE is simply sent again next time if the server still has it.
 //!
-//! Deletion is refused whenever it would rest on a guess: not while the
-//! ledger is damaged, not for messages without a trustworthy unique-id
-//! (no UIDL, or a UIDL shared by two messages), not for a message whose
-//! size differed from what LIST said, and never for one fetched only in
-//! part (`oversize = "headers"`).
+//! What to do with each message, deletion above all, is decided in
+//! [`crate::plan`], without I/O; this module only carries it out, in the
+//! order above.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sha2::Digest;
 use yubin_pop3_proto::MsgNum;
 
-use crate::account::{Account, Oversize, Retention};
+use crate::account::{Account, Retention};
 use crate::client::{ClientError, Pop3Client};
 use crate::deliver::{Deliver, DeliverError, to_lf};
 use crate::failpoint;
 use crate::ledger::{Kind, Ledger, OpenError, now_secs};
+use crate::plan::{self, Step};
 use yubin_pop3_proto::client::ProtocolError;
 
 /// What a run did.
@@ -169,23 +167,10 @@ impl Progress for NoProgress {
     fn end(&mut self) {}
 }
 
-/// The most octets one message may take in memory, whatever LIST says: a
-/// server announcing an endless message must not exhaust the machine.
-pub const MAX_MESSAGE: u64 = 512 << 20;
+pub use crate::plan::MAX_MESSAGE;
 
-/// One message as the run sees it.
-#[derive(Debug)]
-struct Message {
-    number: MsgNum,
-    size: u64,
-    /// The ledger key: the UIDL, or `hdr:` + digest for messages without
-    /// a trustworthy one (filled in later; `None` until then).
-    key: Option<String>,
-    /// The key is a real, unique UIDL (deletion may rest on it).
-    trusted: bool,
-}
-
-/// Fetches `account` into `destination`.
+/// Fetches `account` into `destination`. What happens to each message is
+/// decided by [`crate::plan`]; this carries it out.
 pub async fn fetch(
     account: &Account,
     destination: &dyn Deliver,
@@ -198,23 +183,34 @@ pub async fn fetch(
     let mut pop = login(account, &password, &mut report).await?;
     drop(password);
 
-    let inventory = inventory(&mut pop, &mut report).await?;
-    let mut messages = inventory.messages;
-    if !inventory.has_uidl && !messages.is_empty() && ledger.has_unique_ids() {
+    let (scan, uids) = pop.list_and_uidl().await?;
+    let mut inventory = plan::inventory(scan, uids.as_ref());
+    report.rejected_lines = inventory.rejected_lines;
+    if !inventory.has_uidl {
+        report.warnings.push(
+            "the server has no UIDL; messages are known by their headers and never deleted".into(),
+        );
+    }
+    if inventory.shared_uids > 0 {
+        report.warnings.push(format!(
+            "{} unique-ids are shared by several messages; those are fetched by number and never deleted",
+            inventory.shared_uids
+        ));
+    }
+    if !inventory.has_uidl && !inventory.messages.is_empty() && ledger.has_unique_ids() {
         // Earlier runs had unique-ids: a server that now refuses UIDL is
         // in trouble, and every message would look new.
         return Err(FetchError::UidlLost);
     }
-    report.on_server = messages.len();
-    if let Some(damage) = ledger.damage() {
-        report.deletion_suspended = Some(format!(
-            "the ledger was damaged ({}); messages already fetched may be fetched again",
-            damage.0
-        ));
-    } else if options.dry_run {
-        report.deletion_suspended = Some("dry run".into());
-    }
-    let may_delete = report.deletion_suspended.is_none();
+    report.on_server = inventory.messages.len();
+    report.deletion_suspended =
+        plan::deletion_suspended(ledger.damage().map(|d| d.0.as_str()), options.dry_run);
+    let rules = plan::Rules {
+        policy: account.policy,
+        may_delete: report.deletion_suspended.is_none(),
+        dry_run: options.dry_run,
+        now: now_secs(),
+    };
     // RFC 2449 §6.7: EXPIRE 0 servers remove whatever was retrieved, at QUIT.
     let server_expires = pop.capabilities().expire_days == Some(0);
     if server_expires && account.policy.retention != Retention::Delete {
@@ -228,115 +224,86 @@ pub async fn fetch(
     // n 0; servers without TOP get RETR below). Equal digests within one
     // listing are told apart by their order.
     let mut digests: HashMap<String, usize> = HashMap::new();
-    for message in messages.iter_mut().filter(|m| m.key.is_none()) {
+    for message in inventory.messages.iter_mut().filter(|m| m.key.is_none()) {
         let mut headers = Vec::new();
         if pop
             .top(message.number, 0, MAX_MESSAGE, &mut headers)
             .await?
         {
-            message.key = Some(header_key(&headers, message.size, &mut digests));
+            message.key = Some(plan::header_key(&headers, message.size, &mut digests));
             report.without_uid += 1;
         }
     }
 
-    let now = now_secs();
-    let fits = |m: &Message| {
-        m.size <= MAX_MESSAGE && account.policy.max_size.is_none_or(|max| m.size <= max)
-    };
-    // New messages that will be fetched whole: never seen, or seen only as
-    // headers and small enough now, or not identifiable without RETR.
-    let is_new = |m: &Message| known(&ledger, m).is_none_or(|e| e.kind == Kind::HeadersOnly);
-    let limit = account.policy.limit.unwrap_or(usize::MAX);
-    let (planned, planned_bytes) = messages
-        .iter()
-        .filter(|m| fits(m) && is_new(m))
-        .take(limit)
-        .fold((0, 0u64), |(n, bytes), m| {
-            (n + 1, bytes.saturating_add(m.size))
-        });
+    let (planned, planned_bytes) = plan::expected(&inventory.messages, &ledger, &rules);
     progress.begin(planned, planned_bytes);
 
     // DELEs sent this session: the keys are forgotten once QUIT confirms.
     let mut deleted: Vec<(MsgNum, String)> = Vec::new();
     // Retrieved but to stay on the server (shorter than LIST said).
-    let mut kept_retrieved = false;
+    let mut retrieved_short = false;
     let outcome = async {
-        for message in &messages {
-            if let Some(key) = message.key.as_deref()
-                && let Some(entry) = known(&ledger, message)
-                && !(entry.kind == Kind::HeadersOnly && fits(message))
-            {
-                if entry.kind == Kind::Skipped {
-                    report.warnings.push(format!(
-                        "message {} ({key}) broke an earlier run and is left on the server",
-                        message.number
-                    ));
-                }
-                let due = match account.policy.retention {
-                    Retention::Delete => true,
-                    Retention::Keep => false,
-                    Retention::KeepDays(days) => {
-                        now.saturating_sub(entry.first_fetched) >= u64::from(days) * 86_400
+        for message in &inventory.messages {
+            let room = match plan::step(message, &ledger, &rules, report.fetched) {
+                Step::Delete => {
+                    if let Some(key) = &message.key {
+                        pop.dele_pipelined(message.number).await?;
+                        deleted.push((message.number, key.clone()));
                     }
-                };
-                if due && may_delete && message.trusted && entry.kind == Kind::Whole {
-                    pop.dele_pipelined(message.number).await?;
-                    deleted.push((message.number, key.to_owned()));
-                }
-                continue;
-            }
-            if !fits(message) {
-                if message.size > MAX_MESSAGE {
-                    report.warnings.push(format!(
-                        "message {} is {} octets, over the {MAX_MESSAGE}-octet limit; left on the server",
-                        message.number, message.size
-                    ));
-                }
-                let Some(key) = message.key.as_deref() else {
-                    report.skipped_oversize += 1;
                     continue;
-                };
-                if account.policy.oversize == Oversize::Skip || options.dry_run {
+                }
+                Step::Leave { broke_earlier } => {
+                    if broke_earlier {
+                        report.warnings.push(format!(
+                            "message {} ({}) broke an earlier run and is left on the server",
+                            message.number,
+                            message.key.as_deref().unwrap_or("?")
+                        ));
+                    }
+                    continue;
+                }
+                Step::Skip { over_hard_limit } => {
+                    warn_over_hard_limit(message, over_hard_limit, &mut report);
                     report.skipped_oversize += 1;
                     continue;
                 }
-                let mut headers = Vec::new();
-                if !pop.top(message.number, 0, MAX_MESSAGE, &mut headers).await? {
-                    report.skipped_oversize += 1;
+                Step::HeadersOnly { over_hard_limit } => {
+                    warn_over_hard_limit(message, over_hard_limit, &mut report);
+                    let Some(key) = message.key.as_deref() else {
+                        continue;
+                    };
+                    let mut headers = Vec::new();
+                    if !pop.top(message.number, 0, MAX_MESSAGE, &mut headers).await? {
+                        report.skipped_oversize += 1;
+                        continue;
+                    }
+                    let mut flagged = format!(
+                        "X-Yubin-Fetch-Truncated: headers only; the message has {} octets and stays on the server\r\n",
+                        message.size
+                    )
+                    .into_bytes();
+                    flagged.extend_from_slice(&headers);
+                    if !deliver(destination, &to_lf(&flagged), message.number, &mut report)? {
+                        continue;
+                    }
+                    ledger
+                        .record(key, Kind::HeadersOnly, message.size, rules.now)
+                        .map_err(FetchError::LedgerWrite)?;
+                    report.truncated += 1;
                     continue;
                 }
-                let mut flagged = format!(
-                    "X-Yubin-Fetch-Truncated: headers only; the message has {} octets and stays on the server\r\n",
-                    message.size
-                )
-                .into_bytes();
-                flagged.extend_from_slice(&headers);
-                if !deliver(destination, &to_lf(&flagged), message.number, &mut report)? {
+                Step::Defer => {
+                    report.deferred += 1;
                     continue;
                 }
-                ledger
-                    .record(key, Kind::HeadersOnly, message.size, now)
-                    .map_err(FetchError::LedgerWrite)?;
-                report.truncated += 1;
-                continue;
-            }
-            if report.fetched >= limit {
-                report.deferred += 1;
-                continue;
-            }
-            if options.dry_run {
-                report.fetched += 1;
-                report.fetched_bytes = report.fetched_bytes.saturating_add(message.size);
-                progress.advance(message.size);
-                continue;
-            }
-            // Room for a server that counts sizes loosely, not for one
-            // that streams forever.
-            let room = message
-                .size
-                .saturating_add(message.size / 8)
-                .saturating_add(64 * 1024)
-                .min(MAX_MESSAGE);
+                Step::Count => {
+                    report.fetched += 1;
+                    report.fetched_bytes = report.fetched_bytes.saturating_add(message.size);
+                    progress.advance(message.size);
+                    continue;
+                }
+                Step::Fetch { room } => room,
+            };
             let mut content = Vec::with_capacity(message.size.min(64 << 20) as usize);
             match pop.retr(message.number, room, &mut content).await {
                 Ok(true) => {}
@@ -352,7 +319,7 @@ pub async fn fetch(
                     // does not stop every later run at the same place.
                     if let Some(key) = &message.key {
                         ledger
-                            .record(key, Kind::Skipped, message.size, now)
+                            .record(key, Kind::Skipped, message.size, rules.now)
                             .map_err(FetchError::LedgerWrite)?;
                     }
                     return Err(ClientError::Protocol(ProtocolError::ContentTooLong(room)).into());
@@ -363,23 +330,18 @@ pub async fn fetch(
                 Some(key) => key.clone(),
                 // No UIDL and no TOP: the digest comes from the message.
                 None => {
-                    let end = memchr::memmem::find(&content, b"\r\n\r\n")
-                        .map_or(content.len(), |i| i + 4);
                     report.without_uid += 1;
-                    let key = header_key(&content[..end], message.size, &mut digests);
+                    let key =
+                        plan::header_key(plan::headers_of(&content), message.size, &mut digests);
                     if ledger.get(&key).is_some() {
                         continue;
                     }
                     key
                 }
             };
-            // Fewer octets than LIST promised may be a message cut short on
-            // the server's side: deliver what came, but keep the original.
-            // More is harmless (Dovecot, for one, leaves the CRLF it adds
-            // to an unterminated last line out of its count).
-            let short = (content.len() as u64) < message.size;
-            if short {
-                kept_retrieved = true;
+            let retrieved = plan::after_retrieval(message, content.len() as u64, &rules);
+            if retrieved.kind == Kind::Kept {
+                retrieved_short = true;
                 report.size_mismatches += 1;
                 report.warnings.push(format!(
                     "message {} has {} octets but LIST said {}; delivered and kept on the server",
@@ -399,19 +361,14 @@ pub async fn fetch(
                 continue;
             }
             failpoint::hit("after-deliver");
-            let kind = if short { Kind::Kept } else { Kind::Whole };
             ledger
-                .record(&key, kind, message.size, now)
+                .record(&key, retrieved.kind, message.size, rules.now)
                 .map_err(FetchError::LedgerWrite)?;
             failpoint::hit("after-record");
             report.fetched += 1;
             report.fetched_bytes = report.fetched_bytes.saturating_add(content.len() as u64);
             progress.advance(message.size);
-            if account.policy.retention == Retention::Delete
-                && may_delete
-                && message.trusted
-                && kind == Kind::Whole
-            {
+            if retrieved.delete {
                 pop.dele_pipelined(message.number).await?;
                 deleted.push((message.number, key));
             }
@@ -433,9 +390,7 @@ pub async fn fetch(
     }
     let refused: HashSet<MsgNum> = pop.refused_deles().iter().map(|(n, _)| *n).collect();
     deleted.retain(|(n, _)| !refused.contains(n));
-    if server_expires && kept_retrieved {
-        // QUIT would let the server remove the one whole copy of a message
-        // that came short; without QUIT it removes nothing (RFC 1939 §6).
+    if !plan::may_quit(server_expires, retrieved_short) {
         report.warnings.push(
             "not sending QUIT: the server would remove a message that arrived short (EXPIRE 0); nothing is deleted this run"
                 .into(),
@@ -461,17 +416,29 @@ pub async fn fetch(
         }
     }
     if !options.dry_run {
-        let on_server: HashSet<&str> = messages.iter().filter_map(|m| m.key.as_deref()).collect();
-        // Forget what the server no longer has, but only from listings
-        // that are complete: LIST and UIDL without a rejected or repeated
-        // line, every message identified. Without UIDL, nothing is forgotten.
-        let complete = inventory.complete && messages.iter().all(|m| m.key.is_some());
+        let on_server: HashSet<&str> = inventory
+            .messages
+            .iter()
+            .filter_map(|m| m.key.as_deref())
+            .collect();
         let present = |key: &str| on_server.contains(key);
         ledger
-            .compact(complete.then_some(&present as &dyn Fn(&str) -> bool))
+            .compact(
+                plan::may_forget_absent(&inventory).then_some(&present as &dyn Fn(&str) -> bool),
+            )
             .map_err(FetchError::LedgerWrite)?;
     }
     Ok(report)
+}
+
+/// Warns about a message over [`MAX_MESSAGE`], which no run fetches whole.
+fn warn_over_hard_limit(message: &plan::Listed, over: bool, report: &mut Report) {
+    if over {
+        report.warnings.push(format!(
+            "message {} is {} octets, over the {MAX_MESSAGE}-octet limit; left on the server",
+            message.number, message.size
+        ));
+    }
 }
 
 /// Connects and logs in, waiting and trying again (twice) while the
@@ -503,103 +470,6 @@ async fn login(
             }
             Err(error) => return Err(error.into()),
         }
-    }
-}
-
-/// What LIST and UIDL said.
-struct Inventory {
-    /// Every message, by number.
-    messages: Vec<Message>,
-    /// The server answered UIDL.
-    has_uidl: bool,
-    /// Both listings came without a rejected or repeated line: what they
-    /// do not list, the server does not have.
-    complete: bool,
-}
-
-/// LIST and UIDL, merged: each message's number, size and, when it has a
-/// unique one, its UIDL.
-async fn inventory(pop: &mut Pop3Client, report: &mut Report) -> Result<Inventory, FetchError> {
-    let (scan, uids) = pop.list_and_uidl().await?;
-    report.rejected_lines += scan.rejected;
-    let mut complete = scan.rejected == 0 && uids.as_ref().is_some_and(|u| u.rejected == 0);
-    let mut by_number: HashMap<MsgNum, Option<&str>> = HashMap::new();
-    let mut uses: HashMap<&str, usize> = HashMap::new();
-    if let Some(uids) = &uids {
-        report.rejected_lines += uids.rejected;
-        for entry in &uids.entries {
-            *uses.entry(entry.uid.as_str()).or_default() += 1;
-            // A number listed twice has no trustworthy id at all.
-            by_number
-                .entry(entry.number)
-                .and_modify(|uid| {
-                    *uid = None;
-                    complete = false;
-                })
-                .or_insert(Some(entry.uid.as_str()));
-        }
-    } else {
-        report.warnings.push(
-            "the server has no UIDL; messages are known by their headers and never deleted".into(),
-        );
-    }
-    let duplicates = uses.values().filter(|&&n| n > 1).count();
-    if duplicates > 0 {
-        report.warnings.push(format!(
-            "{duplicates} unique-ids are shared by several messages; those are fetched by number and never deleted"
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut messages = Vec::with_capacity(scan.entries.len());
-    for entry in scan.entries {
-        if !seen.insert(entry.number) {
-            report.rejected_lines += 1;
-            complete = false;
-            continue;
-        }
-        let uid = by_number
-            .get(&entry.number)
-            .copied()
-            .flatten()
-            .filter(|uid| uses[uid] == 1);
-        messages.push(Message {
-            number: entry.number,
-            size: entry.size,
-            key: uid.map(str::to_owned),
-            trusted: uid.is_some(),
-        });
-    }
-    messages.sort_by_key(|m| m.number);
-    Ok(Inventory {
-        messages,
-        has_uidl: uids.is_some(),
-        complete,
-    })
-}
-
-/// What the ledger knows of a message. An entry with another size is
-/// another message under a reused id (a broken server), not this one.
-fn known(ledger: &Ledger, message: &Message) -> Option<crate::ledger::Entry> {
-    let key = message.key.as_deref()?;
-    ledger.get(key).filter(|e| e.size == message.size)
-}
-
-/// The key of a message without a trustworthy UIDL: a digest of its
-/// headers (as TOP n 0 returns them) and its size; the second message of a
-/// listing with the same digest gets `#2`, and so on.
-fn header_key(headers: &[u8], size: u64, seen: &mut HashMap<String, usize>) -> String {
-    let digest = sha2::Sha256::new()
-        .chain_update(size.to_be_bytes())
-        .chain_update(headers)
-        .finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    let key = format!("hdr:{hex}");
-    let count = seen.entry(key.clone()).or_default();
-    *count += 1;
-    if *count == 1 {
-        key
-    } else {
-        format!("{key}#{count}")
     }
 }
 
