@@ -27,12 +27,12 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use yubin_auth::client::{ScramClient, ScramError, apop_digest, cram_md5_response, plain_response};
-use yubin_auth::scram::Hash;
+use yubin_auth::client::ScramError;
 use yubin_pop3_proto::MsgNum;
+pub use yubin_pop3_proto::client::AuthMethod;
 use yubin_pop3_proto::client::{
-    Capabilities, Connection, Event, Limits, ProtocolError, RequestError, ScanEntry, Status,
-    UidEntry,
+    Capabilities, Connection, Event, Limits, Login, LoginError, Offer, Progress, ProtocolError,
+    RequestError, ScanEntry, Status, UidEntry, choose,
 };
 
 use crate::tls::{
@@ -82,68 +82,6 @@ impl ServerOptions {
             timeout: Duration::from_secs(60),
             limits: Limits::default(),
         }
-    }
-}
-
-/// How to log in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// Chosen from CAPA; see [`Pop3Client::login`].
-    #[default]
-    Auto,
-    /// USER and PASS.
-    User,
-    /// APOP (the greeting must carry a valid timestamp).
-    Apop,
-    /// SASL PLAIN.
-    Plain,
-    /// SASL LOGIN.
-    Login,
-    /// SASL CRAM-MD5.
-    CramMd5,
-    /// SASL SCRAM-SHA-1.
-    ScramSha1,
-    /// SASL SCRAM-SHA-256.
-    ScramSha256,
-}
-
-impl AuthMethod {
-    /// Parses the names used in configuration: `auto`, `user`, `apop`,
-    /// `plain`, `login`, `cram-md5`, `scram-sha-1`, `scram-sha-256`.
-    pub fn parse(name: &str) -> Option<AuthMethod> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "auto" => AuthMethod::Auto,
-            "user" => AuthMethod::User,
-            "apop" => AuthMethod::Apop,
-            "plain" => AuthMethod::Plain,
-            "login" => AuthMethod::Login,
-            "cram-md5" => AuthMethod::CramMd5,
-            "scram-sha-1" => AuthMethod::ScramSha1,
-            "scram-sha-256" => AuthMethod::ScramSha256,
-            _ => return None,
-        })
-    }
-
-    /// The name as [`AuthMethod::parse`] reads it.
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthMethod::Auto => "auto",
-            AuthMethod::User => "user",
-            AuthMethod::Apop => "apop",
-            AuthMethod::Plain => "plain",
-            AuthMethod::Login => "login",
-            AuthMethod::CramMd5 => "cram-md5",
-            AuthMethod::ScramSha1 => "scram-sha-1",
-            AuthMethod::ScramSha256 => "scram-sha-256",
-        }
-    }
-
-    /// Whether the method sends the password itself (not a proof of it).
-    pub fn sends_password(self) -> bool {
-        matches!(
-            self,
-            AuthMethod::User | AuthMethod::Plain | AuthMethod::Login
-        )
     }
 }
 
@@ -310,129 +248,38 @@ impl Pop3Client {
         self.stream.as_ref().is_some_and(ClientStream::is_tls)
     }
 
-    /// Logs in. [`AuthMethod::Auto`] picks, over TLS: USER/PASS when
-    /// offered (or when the server has no CAPA), else SASL PLAIN, LOGIN,
-    /// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP; without TLS only
-    /// SCRAM-SHA-256, SCRAM-SHA-1 and CRAM-MD5, so the password never
-    /// crosses the network in clear unless a method is forced. APOP is
-    /// used only over TLS and with a greeting timestamp of the msg-id form.
+    /// Logs in by `method`; [`AuthMethod::Auto`] and the rules that keep
+    /// a password off the wire in clear are [`choose`]'s, and the
+    /// exchange is [`Login`]'s: this only carries its commands and replies.
     pub async fn login(
         &mut self,
         user: &str,
         password: &str,
         method: AuthMethod,
     ) -> Result<(), ClientError> {
-        let method = match method {
-            AuthMethod::Auto => self.choose_method()?,
-            forced => forced,
+        let offer = Offer {
+            capabilities: &self.capabilities,
+            capa_known: self.capa_known,
+            tls: self.is_tls(),
+            greeting: &self.greeting,
         };
+        let method = choose(method, &offer).map_err(|e| ClientError::NoAuthMethod(e.0))?;
         tracing::debug!(method = method.name(), "logging in");
-        match method {
-            AuthMethod::User => {
-                self.conn.user(user)?;
-                self.flush().await?;
-                let status = self.status("USER").await?;
-                if !status.ok {
-                    return Err(ClientError::Auth(status));
+        let stamp = self.greeting.apop_timestamp().map(str::to_owned);
+        let mut login = Login::begin(method, user, password, stamp.as_deref(), &mut self.conn)
+            .map_err(login_error)?;
+        loop {
+            self.flush().await?;
+            let event = self.event(login.awaiting()).await?;
+            match login.on_event(event, &mut self.conn).map_err(login_error)? {
+                Progress::Continue => {}
+                Progress::Done => return Ok(()),
+                Progress::Cancel(error) => {
+                    self.flush().await?;
+                    let _ = self.event("AUTH cancel").await;
+                    return Err(ClientError::Scram(error));
                 }
-                self.conn.pass(password)?;
-                self.expect_login_ok().await
             }
-            AuthMethod::Apop => {
-                let Some(stamp) = self.greeting.apop_timestamp() else {
-                    return Err(ClientError::NoAuthMethod(
-                        "APOP needs a greeting with a <local@host> timestamp".into(),
-                    ));
-                };
-                if !self.is_tls() {
-                    // An eavesdropper with the challenge and the digest can
-                    // guess the password offline (reliability.md PC-06).
-                    return Err(ClientError::NoAuthMethod(
-                        "APOP is not used without TLS: its digest invites offline guessing".into(),
-                    ));
-                }
-                let digest = apop_digest(stamp, password);
-                self.conn.apop(user, &digest)?;
-                self.expect_login_ok().await
-            }
-            AuthMethod::Plain => {
-                let message = plain_response(user, password);
-                self.sasl_start("PLAIN", Some(&message)).await?;
-                self.expect_login_ok().await
-            }
-            AuthMethod::Login => {
-                self.sasl_start("LOGIN", None).await?;
-                self.sasl_challenge().await?;
-                self.conn.auth_response(user.as_bytes())?;
-                self.sasl_challenge().await?;
-                self.conn.auth_response(password.as_bytes())?;
-                self.expect_login_ok().await
-            }
-            AuthMethod::CramMd5 => {
-                self.sasl_start("CRAM-MD5", None).await?;
-                let challenge = self.sasl_challenge().await?;
-                self.conn
-                    .auth_response(&cram_md5_response(user, password, &challenge))?;
-                self.expect_login_ok().await
-            }
-            AuthMethod::ScramSha1 | AuthMethod::ScramSha256 => {
-                let (name, hash) = if method == AuthMethod::ScramSha1 {
-                    ("SCRAM-SHA-1", Hash::Sha1)
-                } else {
-                    ("SCRAM-SHA-256", Hash::Sha256)
-                };
-                let mut scram = ScramClient::new(hash, user, password);
-                self.sasl_start(name, Some(&scram.client_first())).await?;
-                let server_first = self.sasl_challenge().await?;
-                let client_final = match scram.client_final(&server_first) {
-                    Ok(message) => message,
-                    Err(error) => return self.sasl_abort(error).await,
-                };
-                self.conn.auth_response(&client_final)?;
-                let server_final = self.sasl_challenge().await?;
-                if let Err(error) = scram.verify_server_final(&server_final) {
-                    return self.sasl_abort(error).await;
-                }
-                self.conn.auth_response(b"")?;
-                self.expect_login_ok().await
-            }
-            AuthMethod::Auto => Err(ClientError::NoAuthMethod("no method chosen".into())),
-        }
-    }
-
-    fn choose_method(&self) -> Result<AuthMethod, ClientError> {
-        let caps = &self.capabilities;
-        let sasl = |name: &str| caps.has_sasl(name);
-        if self.is_tls() {
-            let user_ok = caps.user || !self.capa_known;
-            let order = [
-                (user_ok, AuthMethod::User),
-                (sasl("PLAIN"), AuthMethod::Plain),
-                (sasl("LOGIN"), AuthMethod::Login),
-                (sasl("SCRAM-SHA-256"), AuthMethod::ScramSha256),
-                (sasl("SCRAM-SHA-1"), AuthMethod::ScramSha1),
-                (sasl("CRAM-MD5"), AuthMethod::CramMd5),
-                (self.greeting.apop_timestamp().is_some(), AuthMethod::Apop),
-            ];
-            if let Some((_, method)) = order.into_iter().find(|(offered, _)| *offered) {
-                return Ok(method);
-            }
-            // A server with CAPA that lists no way in: USER is RFC 1939's.
-            return Ok(AuthMethod::User);
-        }
-        let order = [
-            (sasl("SCRAM-SHA-256"), AuthMethod::ScramSha256),
-            (sasl("SCRAM-SHA-1"), AuthMethod::ScramSha1),
-            (sasl("CRAM-MD5"), AuthMethod::CramMd5),
-        ];
-        match order.into_iter().find(|(offered, _)| *offered) {
-            Some((_, method)) => Ok(method),
-            None => Err(ClientError::NoAuthMethod(
-                "without TLS only SCRAM or CRAM-MD5 is chosen automatically, and the server \
-                 offers neither; refusing to send the password in clear (set the auth method \
-                 explicitly to override)"
-                    .into(),
-            )),
         }
     }
 
@@ -680,60 +527,6 @@ impl Pop3Client {
         }
     }
 
-    async fn sasl_start(
-        &mut self,
-        mechanism: &str,
-        initial: Option<&[u8]>,
-    ) -> Result<(), ClientError> {
-        // RFC 5034 §4 (RFC 2449 §4): a command line is at most 255 octets
-        // with its CRLF; an initial response that does not fit goes after
-        // an empty challenge instead.
-        let fits = initial.is_some_and(|data| {
-            let line = "AUTH ".len() + mechanism.len() + 1 + data.len().div_ceil(3) * 4 + 2;
-            line <= 255
-        });
-        if fits {
-            self.conn.auth(mechanism, initial)?;
-        } else {
-            self.conn.auth(mechanism, None)?;
-            if let Some(data) = initial {
-                let challenge = self.sasl_challenge().await?;
-                if !challenge.is_empty() {
-                    return self.sasl_abort(ScramError::Malformed).await;
-                }
-                self.conn.auth_response(data)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends what is queued and reads a challenge; a status here ends the
-    /// exchange as a refusal.
-    async fn sasl_challenge(&mut self) -> Result<Vec<u8>, ClientError> {
-        self.flush().await?;
-        match self.event("AUTH").await? {
-            Event::Challenge(data) => Ok(data),
-            Event::Status(status) => Err(ClientError::Auth(status)),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn sasl_abort<T>(&mut self, error: ScramError) -> Result<T, ClientError> {
-        self.conn.auth_cancel()?;
-        self.flush().await?;
-        let _ = self.event("AUTH cancel").await;
-        Err(ClientError::Scram(error))
-    }
-
-    async fn expect_login_ok(&mut self) -> Result<(), ClientError> {
-        let status = self.status("login").await?;
-        if status.ok {
-            Ok(())
-        } else {
-            Err(ClientError::Auth(status))
-        }
-    }
-
     async fn content(
         &mut self,
         what: &'static str,
@@ -814,6 +607,16 @@ impl Pop3Client {
                 Ok(Ok(n)) => self.conn.receive(&self.buf[..n]),
             }
         }
+    }
+}
+
+fn login_error(error: LoginError) -> ClientError {
+    match error {
+        LoginError::Refused(status) => ClientError::Auth(status),
+        LoginError::Unexpected(event) => unexpected(event),
+        LoginError::Request(error) => ClientError::Request(error),
+        LoginError::NoMethod(why) => ClientError::NoAuthMethod(why.0),
+        LoginError::Over => ClientError::Protocol(ProtocolError::Unsolicited),
     }
 }
 

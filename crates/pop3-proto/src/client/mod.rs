@@ -33,6 +33,7 @@
 mod capabilities;
 mod content;
 mod listing;
+mod login;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 pub use capabilities::Capabilities;
 use content::ContentDecoder;
 pub use listing::{ScanEntry, UidEntry, parse_scan, parse_uid};
+pub use login::{AuthMethod, Login, LoginError, NoMethod, Offer, Progress, choose};
 pub use status::{MAX_STATUS_TEXT, Status, escape};
 
 use crate::MsgNum;
