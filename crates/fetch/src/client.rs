@@ -31,8 +31,9 @@ use yubin_auth::client::ScramError;
 use yubin_pop3_proto::MsgNum;
 pub use yubin_pop3_proto::client::AuthMethod;
 use yubin_pop3_proto::client::{
-    Capabilities, Connection, Event, Limits, Login, LoginError, Offer, Progress, ProtocolError,
-    RequestError, ScanEntry, Status, UidEntry, choose,
+    Capabilities, Connection, Event, Limits, Login, LoginError, Offer, Opening, OpeningError,
+    Progress, ProtocolError, Ready, RequestError, ScanEntry, Status, UidEntry, choose,
+    uidl_refusal_means_absent,
 };
 
 use crate::tls::{
@@ -211,25 +212,33 @@ impl Pop3Client {
         if options.tls == TlsMode::Implicit {
             client.handshake().await?;
         }
-        client.greeting = match client.event("greeting").await? {
-            Event::Greeting(status) if status.ok => status,
-            Event::Greeting(status) => return Err(ClientError::Greeting(status)),
-            other => return Err(unexpected(other)),
-        };
-        client.read_capabilities().await?;
-        if options.tls == TlsMode::Stls {
-            client.start_tls().await?;
-        }
-        if client.capabilities.utf8 {
-            // RFC 6856: messages with UTF-8 headers are sent only in UTF-8
-            // mode (yubin refuses them otherwise). The client takes any
-            // octets, so the mode costs nothing; a refusal changes nothing.
-            client.conn.utf8()?;
-            let status = client.status("UTF8").await?;
-            if !status.ok {
-                tracing::debug!(%status, "UTF8 refused");
+        // Greeting, CAPA, STLS and UTF8 are decided by the opening; this
+        // carries the replies to it and does the handshake when told.
+        let mut opening = Opening::new(options.tls == TlsMode::Stls);
+        loop {
+            client.flush().await?;
+            let event = client.event(opening.awaiting()).await?;
+            let mut ready = opening
+                .on_event(event, &mut client.conn)
+                .map_err(opening_error)?;
+            if ready == Ready::StartTls {
+                client.handshake().await?;
+                ready = opening
+                    .tls_started(&mut client.conn)
+                    .map_err(opening_error)?;
+            }
+            if ready == Ready::Yes {
+                break;
             }
         }
+        if let Some(status) = opening.utf8_refused() {
+            tracing::debug!(%status, "UTF8 refused");
+        }
+        if let Some(greeting) = opening.greeting() {
+            client.greeting = greeting.clone();
+        }
+        client.capabilities = opening.capabilities().clone();
+        client.capa_known = opening.capa_known();
         Ok(client)
     }
 
@@ -342,10 +351,10 @@ impl Pop3Client {
     async fn uidl_reply(&mut self) -> Result<Option<Listing<UidEntry>>, ClientError> {
         match self.event("UIDL").await? {
             Event::Uids { entries, rejected } => Ok(Some(Listing { entries, rejected })),
-            Event::Status(status) if status.code.is_some() || self.capabilities.uidl => {
-                Err(ClientError::Refused("UIDL", status))
+            Event::Status(status) if uidl_refusal_means_absent(&status, &self.capabilities) => {
+                Ok(None)
             }
-            Event::Status(_) => Ok(None),
+            Event::Status(status) => Err(ClientError::Refused("UIDL", status)),
             other => Err(unexpected(other)),
         }
     }
@@ -462,40 +471,6 @@ impl Pop3Client {
         self.finish_quit().await
     }
 
-    async fn read_capabilities(&mut self) -> Result<(), ClientError> {
-        self.conn.capa()?;
-        self.flush().await?;
-        match self.event("CAPA").await? {
-            Event::Capabilities(caps) => {
-                self.capabilities = caps;
-                self.capa_known = true;
-            }
-            Event::Status(_) => {
-                self.capabilities = Capabilities::default();
-                self.capa_known = false;
-            }
-            other => return Err(unexpected(other)),
-        }
-        Ok(())
-    }
-
-    async fn start_tls(&mut self) -> Result<(), ClientError> {
-        if self.capa_known && !self.capabilities.stls {
-            return Err(ClientError::NoStls("the server does not offer it".into()));
-        }
-        self.conn.stls()?;
-        self.flush().await?;
-        let status = self.status("STLS").await?;
-        if !status.ok {
-            return Err(ClientError::NoStls(format!(
-                "the server refused it: {status}"
-            )));
-        }
-        self.handshake().await?;
-        // RFC 2595 §4: forget what was learnt before TLS and ask again.
-        self.read_capabilities().await
-    }
-
     async fn handshake(&mut self) -> Result<(), ClientError> {
         let Some((connector, seen)) = self.tls.clone() else {
             return Err(ClientError::Tls("TLS is not configured".into()));
@@ -607,6 +582,15 @@ impl Pop3Client {
                 Ok(Ok(n)) => self.conn.receive(&self.buf[..n]),
             }
         }
+    }
+}
+
+fn opening_error(error: OpeningError) -> ClientError {
+    match error {
+        OpeningError::Greeting(status) => ClientError::Greeting(status),
+        OpeningError::NoStls(why) => ClientError::NoStls(why),
+        OpeningError::Unexpected(event) => unexpected(event),
+        OpeningError::Request(error) => ClientError::Request(error),
     }
 }
 

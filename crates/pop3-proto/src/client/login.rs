@@ -4,16 +4,21 @@
 //! queued on a [`Connection`] and advanced one server reply at a time.
 //!
 //! ```
-//! use yubin_pop3_proto::client::{AuthMethod, Connection, Event, Limits, Login, Progress, Status};
+//! use yubin_pop3_proto::client::{AuthMethod, Connection, Limits, Login, Progress};
 //!
 //! let mut pop = Connection::new(Limits::default());
+//! pop.receive(b"+OK ready\r\n");
+//! pop.next_event().unwrap(); // the greeting
 //! let mut login = Login::begin(AuthMethod::User, "alice", "secret", None, &mut pop).unwrap();
 //! assert_eq!(pop.output(), b"USER alice\r\n");
 //! pop.clear_output();
-//! let ok = |text: &[u8]| Event::Status(Status::parse(text).unwrap());
-//! assert_eq!(login.on_event(ok(b"+OK"), &mut pop).unwrap(), Progress::Continue);
+//! pop.receive(b"+OK\r\n");
+//! let reply = pop.next_event().unwrap().unwrap();
+//! assert_eq!(login.on_event(reply, &mut pop).unwrap(), Progress::Continue);
 //! assert_eq!(pop.output(), b"PASS secret\r\n");
-//! assert_eq!(login.on_event(ok(b"+OK in"), &mut pop).unwrap(), Progress::Done);
+//! pop.receive(b"+OK logged in\r\n");
+//! let reply = pop.next_event().unwrap().unwrap();
+//! assert_eq!(login.on_event(reply, &mut pop).unwrap(), Progress::Done);
 //! ```
 
 use std::fmt;

@@ -34,6 +34,7 @@ mod capabilities;
 mod content;
 mod listing;
 mod login;
+mod opening;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use capabilities::Capabilities;
 use content::ContentDecoder;
 pub use listing::{ScanEntry, UidEntry, parse_scan, parse_uid};
 pub use login::{AuthMethod, Login, LoginError, NoMethod, Offer, Progress, choose};
+pub use opening::{Opening, OpeningError, Ready, uidl_refusal_means_absent};
 pub use status::{MAX_STATUS_TEXT, Status, escape};
 
 use crate::MsgNum;
