@@ -6,19 +6,30 @@
 //! of the file). Every path that promises durability goes through here:
 //!
 //! - [`replace`]: a file replaced whole and atomically;
+//! - [`Staged`]: a new file written and fsynced under a temporary name,
+//!   then made visible by a link that never replaces anything (Maildir
+//!   delivery) or a rename (a queue entry), and its directory fsynced;
 //! - [`sync_dir`] and [`sync_parent`]: a directory's entries made durable;
 //! - [`Journal`]: records appended and fsynced one by one.
 //!
 //! On failure nothing half-written is left under the final name, and a
-//! temporary file is removed; the error says what failed.
+//! temporary file is removed; the error says what failed. Each step that
+//! can fail goes through [`fault::check`], so the tests can make any one
+//! of them fail (a failed fsync, a failed rename, a full disk).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod fault;
+mod staged;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use fault::Point;
+pub use staged::{AtPath, Staged};
 
 /// Replaces `path` with `contents`, atomically and durably: a new file
 /// beside it (created exclusively, with `mode`), written and fsynced, then
@@ -30,9 +41,12 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let (tmp, mut file) = create_temporary(path, mode)?;
     let written = (|| {
+        fault::check(Point::Write)?;
         file.write_all(contents)?;
+        fault::check(Point::SyncFile)?;
         file.sync_all()?;
         drop(file);
+        fault::check(Point::Rename)?;
         fs::rename(&tmp, path)?;
         sync_dir(dir)
     })();
@@ -47,6 +61,7 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 /// Makes the entries of `dir` durable (files created, renamed or removed
 /// in it).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fault::check(Point::SyncDir)?;
     File::open(dir)?.sync_all()
 }
 
@@ -83,7 +98,9 @@ impl Journal {
 
     /// Appends `record` and returns once it is on disk.
     pub fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        fault::check(Point::Write)?;
         self.file.write_all(record)?;
+        fault::check(Point::SyncFile)?;
         self.file.sync_data()
     }
 }
@@ -210,6 +227,40 @@ mod tests {
         };
         let error = journal.append(b"record\n").unwrap_err();
         assert_eq!(error.raw_os_error(), Some(28), "{error}");
+    }
+
+    /// A failed write (full disk), fsync, rename or directory sync: an
+    /// error, the old contents under the name (only a failed directory
+    /// sync may leave the new ones, durable or not), and no temporary file.
+    #[test]
+    fn replace_fails_cleanly_at_every_step() {
+        use fault::{Point, fail_at};
+        for (point, errno) in [
+            (Point::Write, 28),
+            (Point::SyncFile, 5),
+            (Point::Rename, 18),
+            (Point::SyncDir, 5),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("users");
+            replace(&path, b"old", 0o600).unwrap();
+            let failing = fail_at(point, errno);
+            let error = replace(&path, b"new", 0o600).unwrap_err();
+            drop(failing);
+            assert_eq!(error.raw_os_error(), Some(errno), "{point:?}");
+            if point != Point::SyncDir {
+                assert_eq!(fs::read(&path).unwrap(), b"old", "{point:?}");
+            }
+            assert_eq!(entries(dir.path()), ["users"], "{point:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_fsync_of_a_journal_record_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&dir.path().join("j"), 0o600, b"").unwrap();
+        let _failing = fault::fail_at(fault::Point::SyncFile, 5);
+        assert_eq!(journal.append(b"x\n").unwrap_err().raw_os_error(), Some(5));
     }
 
     #[test]

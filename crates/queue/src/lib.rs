@@ -29,9 +29,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -285,28 +284,18 @@ impl Queue {
     ) -> Result<Staged, QueueError> {
         let tmp_dir = self.dir("tmp")?;
         let active = self.dir("active")?;
-        let tmp = tmp_dir.join(&envelope.id);
-        let written = (|| -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+        let file = yubin_durable::Staged::write(tmp_dir.join(&envelope.id), 0o600, |file| {
             file.write_all(envelope.header().as_bytes())?;
-            write_message(&mut file)?;
-            file.sync_all()
-        })();
-        match written {
-            Ok(()) => Ok(Staged {
-                tmp: Some(tmp),
-                target: active.join(&envelope.id),
-                active,
-            }),
-            Err(error) => {
-                let _ = fs::remove_file(&tmp);
-                Err(QueueError::Io { path: tmp, error })
-            }
-        }
+            write_message(file)
+        })
+        .map_err(|e| QueueError::Io {
+            path: e.path,
+            error: e.error,
+        })?;
+        Ok(Staged {
+            file,
+            target: active.join(&envelope.id),
+        })
     }
 
     /// The queued entries' envelopes, oldest first. Damaged files are moved
@@ -509,28 +498,24 @@ fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, Qu
 }
 
 /// An entry in `tmp/`, written and fsynced, waiting to be committed.
+/// Dropping it removes it.
 #[derive(Debug)]
 pub struct Staged {
-    tmp: Option<PathBuf>,
+    file: yubin_durable::Staged,
     target: PathBuf,
-    active: PathBuf,
 }
 
 impl Staged {
-    /// Queues the entry: rename into `active/`, fsync `active/`.
-    pub fn commit(mut self) -> Result<(), QueueError> {
-        let Some(tmp) = self.tmp.take() else {
-            return Ok(());
-        };
-        fs::rename(&tmp, &self.target).map_err(io_at(&self.target))?;
-        // Not durable means not queued: take it back, the sender retries.
-        yubin_durable::sync_dir(&self.active).map_err(|error| {
-            let _ = fs::remove_file(&self.target);
-            QueueError::Io {
-                path: self.active.clone(),
-                error,
-            }
-        })
+    /// Queues the entry: renamed into `active/`, `active/` fsynced. Not
+    /// durable means not queued: the entry is taken back, the sender
+    /// retries.
+    pub fn commit(self) -> Result<(), QueueError> {
+        self.file
+            .rename_to(&self.target)
+            .map_err(|e| QueueError::Io {
+                path: e.path,
+                error: e.error,
+            })
     }
 
     /// Removes a committed entry again (a later part of a delivery failed).
@@ -541,14 +526,6 @@ impl Staged {
     /// Where the entry will be once committed.
     pub fn target(&self) -> &Path {
         &self.target
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = fs::remove_file(tmp);
-        }
     }
 }
 

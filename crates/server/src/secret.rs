@@ -3,9 +3,8 @@
 //! (`yubin_auth::Users::set_secret`), so they stay the same across restarts
 //! and on every node that is given the same file (issue 12).
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Reads the secret from `path`, or makes one there (mode 0600) if the
@@ -25,21 +24,21 @@ pub fn load_or_create(path: &Path) -> io::Result<Vec<u8>> {
                 fs::create_dir_all(dir)?;
             }
             let text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-            // create_new: two nodes starting at once on a shared file do not
-            // overwrite each other; the loser reads the winner's.
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-            {
-                Ok(mut file) => {
-                    file.write_all(format!("{text}\n").as_bytes())?;
-                    file.sync_all()?;
-                    Ok(secret)
-                }
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => load_or_create(path),
-                Err(error) => Err(error),
+            // Written whole under a temporary name, then linked into
+            // place: a crash leaves no torn secret, and of two nodes
+            // starting at once on a shared file the second's link fails
+            // and it reads the first's.
+            let mut tag = [0u8; 8];
+            getrandom::fill(&mut tag).map_err(io::Error::other)?;
+            let tmp = path.with_file_name(format!(".secret.tmp.{}", u64::from_ne_bytes(tag)));
+            let staged = yubin_durable::Staged::write(tmp, 0o600, |file| {
+                file.write_all(format!("{text}\n").as_bytes())
+            })
+            .map_err(|e| e.error)?;
+            match staged.link_as(path) {
+                Ok(()) => Ok(secret),
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => load_or_create(path),
+                Err(e) => Err(e.error),
             }
         }
         Err(error) => Err(error),

@@ -2,8 +2,6 @@
 //! pair generated on first start.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,21 +91,11 @@ fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
         }
     };
     fs::create_dir_all(&dir).map_err(file_error(&dir))?;
-    write_private(&key, key_pem.as_bytes()).map_err(file_error(&key))?;
-    fs::write(&cert, cert_pem).map_err(file_error(&cert))?;
+    // The key first: a certificate never names a key that is not there.
+    yubin_durable::replace(&key, key_pem.as_bytes(), 0o600).map_err(file_error(&key))?;
+    yubin_durable::replace(&cert, cert_pem.as_bytes(), 0o644).map_err(file_error(&cert))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate; set [tls] cert and key for a real one");
     Ok((cert, key))
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
 }
 
 /// The longest a TLS handshake may take: a minute, and never longer than

@@ -104,6 +104,9 @@ fn save(path: &Path, rule_name: &str, sizes: &HashMap<Vec<u8>, Option<u64>>) -> 
             None => text.extend_from_slice(b" -\n"),
         }
     }
+    // A cache, not mail: renamed into place so no reader sees half of it,
+    // but not fsynced (yubin_durable's business); a crash only costs
+    // recomputing it.
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, &text).and_then(|()| fs::rename(&tmp, path))
 }

@@ -233,6 +233,9 @@ impl Listing {
             text.extend_from_slice(file_name);
             text.push(b'\n');
         }
+        // A cache, not mail: renamed into place so no reader sees half of
+        // it, but not fsynced (yubin_durable's business); a crash only
+        // costs one full directory scan.
         let tmp = root.join(format!(".{FILE_NAME}.{}", crate::unique_suffix()));
         let result = fs::write(&tmp, &text).and_then(|()| fs::rename(&tmp, root.join(FILE_NAME)));
         if result.is_err() {

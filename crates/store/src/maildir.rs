@@ -340,37 +340,23 @@ impl Maildir {
     ) -> Result<Staged, StoreError> {
         self.create()?;
         let name = unique_name(&name::escape_hostname(hostname), size, wire);
-        let tmp = self.root.join("tmp").join(&name);
-        let written = (|| -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            write(&mut file)?;
-            file.sync_all()
-        })();
-        match written {
-            Ok(()) => Ok(Staged {
-                tmp: Some(tmp),
-                new_dir: self.root.join("new"),
-                hostname: hostname.to_owned(),
-                size,
-                wire,
-            }),
-            Err(error) => {
-                let _ = fs::remove_file(&tmp);
-                Err(StoreError::Io { path: tmp, error })
-            }
-        }
+        let file = yubin_durable::Staged::write(self.root.join("tmp").join(name), 0o600, write)
+            .map_err(from_durable)?;
+        Ok(Staged {
+            file,
+            new_dir: self.root.join("new"),
+            hostname: hostname.to_owned(),
+            size,
+            wire,
+        })
     }
 }
 
 /// A message in `tmp/`, written and fsynced, waiting to be committed.
+/// Dropping it removes it.
 #[derive(Debug)]
 pub struct Staged {
-    tmp: Option<PathBuf>,
+    file: yubin_durable::Staged,
     new_dir: PathBuf,
     hostname: String,
     size: u64,
@@ -378,59 +364,36 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// Makes the message visible: link into `new/` under a name that
-    /// exists nowhere yet (link(2) fails where rename(2) would overwrite),
-    /// then fsync `new/`. Returns the name in `new/`.
-    pub fn commit(mut self) -> Result<OsString, StoreError> {
-        let Some(tmp) = self.tmp.take() else {
-            return Err(StoreError::NotADirectory(self.new_dir.clone()));
-        };
-        let mut name = tmp.file_name().map(OsString::from).unwrap_or_default();
-        let result = loop {
-            let target = self.new_dir.join(&name);
-            match fs::hard_link(&tmp, &target) {
-                Ok(()) => {
-                    // If new/ cannot be made durable the delivery fails, and
-                    // a failed delivery must leave no copy (the sender
-                    // retries; a copy left here would be a duplicate).
-                    if let Err(error) = yubin_durable::sync_dir(&self.new_dir) {
-                        let _ = fs::remove_file(&target);
-                        break Err(io_error(&self.new_dir)(error));
-                    }
-                    break Ok(name);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    name = OsString::from(unique_name(
-                        &name::escape_hostname(&self.hostname),
-                        self.size,
-                        self.wire,
-                    ));
-                }
-                Err(error) => {
-                    break Err(StoreError::Io {
-                        path: target,
-                        error,
-                    });
-                }
-            }
-        };
-        let _ = fs::remove_file(&tmp);
-        result
+    /// Makes the message visible: linked into `new/` under its `tmp/` name,
+    /// or a fresh unique name if that one is taken (a link never replaces
+    /// a message), then `new/` fsynced. If `new/` cannot be made durable
+    /// the delivery fails and leaves no copy. Returns the name in `new/`.
+    pub fn commit(self) -> Result<OsString, StoreError> {
+        let name = self
+            .file
+            .path()
+            .file_name()
+            .map(OsString::from)
+            .unwrap_or_default();
+        let host = name::escape_hostname(&self.hostname);
+        let (size, wire) = (self.size, self.wire);
+        self.file
+            .link_into(&self.new_dir, name, || {
+                OsString::from(unique_name(&host, size, wire))
+            })
+            .map_err(from_durable)
     }
 
     /// Throws the staged message away.
-    pub fn abort(mut self) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = fs::remove_file(tmp);
-        }
+    pub fn abort(self) {
+        self.file.abort();
     }
 }
 
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = fs::remove_file(tmp);
-        }
+fn from_durable(error: yubin_durable::AtPath) -> StoreError {
+    StoreError::Io {
+        path: error.path,
+        error: error.error,
     }
 }
 
