@@ -9,8 +9,10 @@
 
 use std::io::{self, Read};
 
+use yubin_auth::User;
 use yubin_store::Maildir;
 
+use crate::backend::{MailStore, MaildirStore};
 use crate::config::Config;
 use crate::spool::Spool;
 use crate::userstore::UserStore;
@@ -37,7 +39,9 @@ pub fn deliver(
     sender: Option<&str>,
     input: &mut impl Read,
 ) -> Result<String, DeliverError> {
-    let maildir = user_maildir(config, user)?;
+    let entry = user_entry(config, user)?;
+    // The single-node store: `yubin deliver` runs beside a Maildir server.
+    let store = MaildirStore::new(std::sync::Arc::new(config.clone()));
 
     let mut spool = Spool::new(&config.data_dir.join("spool"));
     read_message(input, sender, &mut spool)
@@ -47,30 +51,37 @@ pub fn deliver(
             "spooling the message: {error}"
         )));
     }
-    let staged = maildir
-        .stage(spool.size(), spool.wire_size(), &config.hostname, |file| {
-            spool.copy_to(file)
+    let staged = store
+        .stage(&entry, spool.size(), spool.wire_size(), &mut |out| {
+            spool.copy_to(out)
         })
         .map_err(|e| DeliverError::Temporary(e.to_string()))?;
-    let name = staged
+    let delivered = staged
         .commit()
         .map_err(|e| DeliverError::Temporary(e.to_string()))?;
-    Ok(name.to_string_lossy().into_owned())
+    Ok(delivered.name())
 }
 
 /// The Maildir of `user` (named as in the passwd-file), where the POP3
 /// server will find its mail.
 pub fn user_maildir(config: &Config, user: &str) -> Result<Maildir, DeliverError> {
+    let entry = user_entry(config, user)?;
+    crate::mailbox::maildir_for(config, &entry).map_err(|e| DeliverError::Temporary(e.to_string()))
+}
+
+/// `user`'s passwd-file entry.
+fn user_entry(config: &Config, user: &str) -> Result<User, DeliverError> {
     let passwd = config.passwd_file();
     let users = UserStore::open_for(&passwd, None, Some(std::sync::Arc::new(config.clone())))
         .map_err(|e| {
             DeliverError::Temporary(format!("cannot read users from {}: {e}", passwd.display()))
         })?;
     let snapshot = users.snapshot();
-    let Some(entry) = snapshot.users.get(user) else {
-        return Err(DeliverError::UnknownUser(user.to_owned()));
-    };
-    crate::mailbox::maildir_for(config, entry).map_err(|e| DeliverError::Temporary(e.to_string()))
+    snapshot
+        .users
+        .get(user)
+        .cloned()
+        .ok_or_else(|| DeliverError::UnknownUser(user.to_owned()))
 }
 
 /// Copies the message into the spool: CRLF (and a lone trailing CR of a

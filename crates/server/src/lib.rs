@@ -6,6 +6,8 @@
 //!
 //! - [`config`]: the TOML file, defaults and validation.
 //! - [`tls`]: rustls configuration, self-signed default.
+//! - [`backend`]: the seams where a second storage backend plugs in
+//!   (users, maildrops, grants, penalties), with today's implementations.
 //! - [`userstore`]: the passwd-file, reloaded on change.
 //! - [`pop3`]: POP3 listeners and per-connection drivers.
 //! - [`smtp`]: SMTP listeners, drivers, local delivery and queueing.
@@ -18,6 +20,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod accept;
+pub mod backend;
 pub mod config;
 mod config_error;
 pub mod first_run;

@@ -115,7 +115,7 @@ impl Login {
             Ok(Step::Challenge(challenge)) => Outcome::Challenge(challenge),
             Ok(Step::Success(user)) => Outcome::Accepted(user),
             Ok(Step::Failure) => {
-                let delay = self.guard.failed(ip, self.attempt, self.base_delay);
+                let delay = self.guard.failed(ip, self.attempt, self.base_delay).await;
                 Outcome::Rejected(delay.saturating_sub(started.elapsed()))
             }
             Err(error) => Outcome::CheckFailed(error.to_string()),
@@ -130,8 +130,8 @@ impl Login {
 
     /// Counts a failure for `ip` now (a check that could not run, where the
     /// protocol treats that as a failed login) and returns its delay.
-    pub(crate) fn count_failure(&self, ip: IpAddr) -> Duration {
-        self.guard.failed(ip, self.attempt, self.base_delay)
+    pub(crate) async fn count_failure(&self, ip: IpAddr) -> Duration {
+        self.guard.failed(ip, self.attempt, self.base_delay).await
     }
 
     /// The check itself, on a blocking thread; `Err` if that failed.

@@ -12,15 +12,14 @@
 //! ```
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::backend::RelayGrantStore;
+use crate::logtext::Escaped;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use yubin_auth::RelayGrants;
-
-use crate::logtext::Escaped;
 
 /// Longest attribute line and most attributes per request: a request is
 /// small; anything bigger is not Postfix.
@@ -30,7 +29,7 @@ const MAX_ATTRIBUTES: usize = 100;
 /// Accepts policy clients until shutdown.
 pub async fn serve(
     listener: TcpListener,
-    grants: Arc<Mutex<RelayGrants>>,
+    grants: Arc<dyn RelayGrantStore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -53,7 +52,7 @@ pub async fn serve(
 
 async fn conversation(
     tcp: tokio::net::TcpStream,
-    grants: Arc<Mutex<RelayGrants>>,
+    grants: Arc<dyn RelayGrantStore>,
 ) -> std::io::Result<()> {
     let (read, mut write) = tcp.into_split();
     let mut reader = BufReader::new(read);
@@ -79,7 +78,7 @@ async fn conversation(
         }
         let text = line.trim_end_matches(['\n', '\r']);
         if text.is_empty() {
-            let action = decide(client.take().as_deref(), &grants);
+            let action = decide(client.take().as_deref(), grants.as_ref()).await;
             write
                 .write_all(format!("action={action}\n\n").as_bytes())
                 .await?;
@@ -100,15 +99,11 @@ async fn conversation(
     }
 }
 
-fn decide(client: Option<&str>, grants: &Mutex<RelayGrants>) -> &'static str {
+async fn decide(client: Option<&str>, grants: &dyn RelayGrantStore) -> &'static str {
     let Some(ip) = client.and_then(|c| c.parse::<IpAddr>().ok()) else {
         return "DUNNO";
     };
-    let grants = match grants.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    match grants.lookup(ip, Instant::now()) {
+    match grants.lookup(ip).await {
         Some(user) => {
             tracing::info!(rip = %ip, user = %Escaped(user.as_bytes()), "policy service: relay allowed by pop-before-smtp grant");
             "OK"

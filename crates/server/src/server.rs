@@ -1,7 +1,7 @@
 //! Starting and stopping the whole server.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -9,8 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use yubin_auth::RelayGrants;
-
+use crate::backend::{Backend, MaildirStore, MemoryGrants, MemoryPenalties};
 use crate::config::{Config, ConfigError};
 use crate::login_guard::LoginGuard;
 use crate::pop3::{self, Pop3Service};
@@ -19,19 +18,18 @@ use crate::smtp::{self, Listener, SmtpService};
 use crate::tls::{self, TlsError};
 use crate::userstore::UserStore;
 
-/// What the POP3 and SMTP services share: configuration, users, TLS,
-/// relay grants, login penalties, and the shutdown signal.
+/// What the POP3 and SMTP services share: configuration, the backend
+/// (users, maildrops, relay grants, login penalties), TLS, the login
+/// guard, and the shutdown signal.
 #[derive(Clone)]
 pub struct Shared {
     /// The configuration.
     pub config: Arc<Config>,
-    /// The users (reloaded when the passwd-file changes).
-    pub users: Arc<UserStore>,
+    /// Where users, mail, grants and penalties are kept.
+    pub backend: Backend,
     /// The TLS acceptor.
     pub tls: TlsAcceptor,
-    /// POP-before-SMTP grants.
-    pub grants: Arc<Mutex<RelayGrants>>,
-    /// Login penalties.
+    /// Login turns and penalties, for both protocols.
     pub guard: Arc<LoginGuard>,
     /// Turns true when the server stops.
     pub shutdown: watch::Receiver<bool>,
@@ -237,18 +235,26 @@ impl Server {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pbs = &config.pop_before_smtp;
-        let grants = Arc::new(Mutex::new(RelayGrants::new(
-            pbs.window.0,
-            pbs.ipv6_prefix,
-            pbs.max_grants,
-        )));
-        let guard = Arc::new(LoginGuard::new(config.users.login_penalty_max.0));
+        // The single-node backend; a shared one is chosen here.
+        let backend = Backend {
+            users: users.clone(),
+            mail: Arc::new(MaildirStore::new(config.clone())),
+            grants: Arc::new(MemoryGrants::new(
+                pbs.window.0,
+                pbs.ipv6_prefix,
+                pbs.max_grants,
+            )),
+            penalties: Arc::new(MemoryPenalties::new(LoginGuard::MAX_ADDRESSES)),
+        };
+        let guard = Arc::new(LoginGuard::new(
+            backend.penalties.clone(),
+            config.users.login_penalty_max.0,
+        ));
         let queue_wake = Arc::new(tokio::sync::Notify::new());
         let shared = Shared {
             config: config.clone(),
-            users: users.clone(),
+            backend: backend.clone(),
             tls,
-            grants: grants.clone(),
             guard,
             shutdown: shutdown_rx.clone(),
         };
@@ -279,7 +285,7 @@ impl Server {
                 }
                 Bound::Policy(listener) => tokio::spawn(crate::policy::serve(
                     listener,
-                    grants.clone(),
+                    backend.grants.clone(),
                     shutdown_rx.clone(),
                 )),
             });
@@ -324,8 +330,8 @@ impl Server {
                     _ = tick.tick() => {}
                     _ = reload_shutdown.changed() => return,
                 }
-                let users = users.clone();
-                let _ = tokio::task::spawn_blocking(move || users.reload_if_changed()).await;
+                let users = backend.users.clone();
+                let _ = tokio::task::spawn_blocking(move || users.refresh()).await;
             }
         }));
 

@@ -87,7 +87,7 @@ impl Spool {
     }
 
     /// Copies the content into `out` (once per recipient).
-    pub(crate) fn copy_to(&mut self, out: &mut impl Write) -> io::Result<()> {
+    pub(crate) fn copy_to(&mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
         match &mut self.file {
             None => out.write_all(&self.memory),
             Some((_, file)) => {

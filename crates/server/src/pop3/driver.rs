@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use yubin_auth::User;
 use yubin_pop3_proto::{Action, MessageList, Poll, Refusal, Session};
-use yubin_store::{Listing, LockError, Maildir, MaildropLock, StoreError};
+use yubin_store::LockError;
 
 use super::{Pop3Service, surrogate};
+use crate::backend::{MailError, Maildrop};
 use crate::config::Utf8Headers;
 use crate::login::{Check, Login, Outcome};
 use crate::logtext::Escaped;
@@ -21,13 +23,12 @@ use crate::userstore::Snapshot;
 
 /// The locked maildrop of a logged-in session.
 pub(super) struct OpenMaildrop {
-    pub(super) maildir: Maildir,
-    pub(super) listing: Arc<Listing>,
+    /// The maildrop, locked until the last clone is dropped.
+    pub(super) store: Arc<dyn Maildrop>,
     /// Which messages go out with an RFC 6858 surrogate header (empty
     /// unless `utf8_headers = "downgrade"` and the client is not in UTF-8
     /// mode).
     pub(super) surrogates: Vec<bool>,
-    _lock: MaildropLock,
 }
 
 /// Why a connection ended, for the logout log line.
@@ -213,7 +214,7 @@ impl Connection {
                             return End::Disconnected;
                         };
                         self.session.receive(&early);
-                        self.login_outcome(outcome);
+                        self.login_outcome(outcome).await;
                     }
                     Err(action) => self.perform(action).await,
                 },
@@ -338,7 +339,7 @@ impl Connection {
         self.session.credentials_rejected(delay);
     }
 
-    fn login_outcome(&mut self, outcome: Outcome) {
+    async fn login_outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Challenge(challenge) => self.session.sasl_challenge(&challenge),
             Outcome::Accepted(user) => self.session.credentials_accepted(user),
@@ -347,7 +348,7 @@ impl Connection {
             // failed login: the same answer, the same penalty.
             Outcome::CheckFailed(error) => {
                 tracing::error!(session = self.id, rip = %display_ip(self.peer), %error, "pop3 login check failed");
-                let delay = self.login.count_failure(self.peer.ip());
+                let delay = self.login.count_failure(self.peer.ip()).await;
                 self.login_failed(delay);
             }
             Outcome::TurnTimedOut => {
@@ -377,30 +378,17 @@ impl Connection {
             refuse(self, Refusal::Temporary, &"user vanished during login");
             return;
         };
-        let maildir = match self.service.maildir_for(&user) {
-            Ok(maildir) => maildir,
-            Err(error) => {
-                refuse(self, Refusal::Permanent, &error);
-                return;
-            }
-        };
-        let opened = open_maildrop(maildir).await;
-        let maildrop = match opened {
-            Ok(Ok(maildrop)) => maildrop,
-            Ok(Err(OpenFailure::Lock(LockError::InUse))) => {
+        let maildrop = match open_maildrop(&self.service, user.clone()).await {
+            Ok(store) => OpenMaildrop {
+                store,
+                surrogates: Vec::new(),
+            },
+            Err(MailError::Lock(LockError::InUse)) => {
                 refuse(self, Refusal::InUse, &"maildrop in use");
                 return;
             }
-            Ok(Err(OpenFailure::Store(error @ StoreError::NotADirectory(_)))) => {
+            Err(error) if error.is_permanent() => {
                 refuse(self, Refusal::Permanent, &error);
-                return;
-            }
-            Ok(Err(OpenFailure::Lock(error))) => {
-                refuse(self, Refusal::Temporary, &error);
-                return;
-            }
-            Ok(Err(OpenFailure::Store(error))) => {
-                refuse(self, Refusal::Temporary, &error);
                 return;
             }
             Err(error) => {
@@ -419,9 +407,11 @@ impl Connection {
         let surrogate_sizes = if self.service.config.pop3.utf8_headers == Utf8Headers::Downgrade
             && !self.session.utf8()
         {
-            let (maildir, listing) = (maildrop.maildir.clone(), maildrop.listing.clone());
+            let store = maildrop.store.clone();
             tokio::task::spawn_blocking(move || {
-                maildir.derived_sizes(&listing, surrogate::CACHE, surrogate::surrogate_size)
+                store.derived_sizes(surrogate::CACHE, &|message, listed| {
+                    surrogate::surrogate_size(message, listed)
+                })
             })
             .await
             .unwrap_or_default()
@@ -429,11 +419,11 @@ impl Connection {
             Vec::new()
         };
         maildrop.surrogates = surrogate_sizes.iter().map(Option::is_some).collect();
-        let listing = &maildrop.listing;
-        let mut infos = MessageList::with_capacity(listing.len(), listing.len() * 40);
-        for i in 0..listing.len() {
+        let store = &maildrop.store;
+        let mut infos = MessageList::with_capacity(store.len(), store.len() * 40);
+        for i in 0..store.len() {
             let size = surrogate_sizes.get(i).copied().flatten();
-            infos.push(size.unwrap_or(listing.size(i)), &listing.uid(i));
+            infos.push(size.unwrap_or(store.size(i)), &store.uid(i));
         }
         tracing::info!(
             session = self.id,
@@ -442,14 +432,14 @@ impl Connection {
             rip = %display_ip(self.peer),
             lip = %display_ip(self.local),
             tls = self.tls,
-            messages = maildrop.listing.len(),
+            messages = maildrop.store.len(),
             "pop3 login"
         );
         self.maildrop = Some(maildrop);
         self.session.maildrop_opened(infos);
         // A login that succeeded all the way lets this address relay (POP
         // before SMTP); failed, partial and refused logins never get here.
-        super::grant_relay(&self.service, display_ip(self.peer), &user.name);
+        super::grant_relay(&self.service, display_ip(self.peer), &user.name).await;
     }
 
     async fn commit(&mut self, delete: Vec<usize>, retrieved: Vec<usize>) {
@@ -459,9 +449,7 @@ impl Connection {
         };
         let count = delete.len();
         let report = tokio::task::spawn_blocking(move || {
-            let report = maildrop
-                .maildir
-                .commit(&maildrop.listing, &delete, &retrieved);
+            let report = maildrop.store.commit(&delete, &retrieved);
             // The lock is released here, after the removal is durable.
             drop(maildrop);
             report
@@ -487,7 +475,7 @@ impl Connection {
         let uid = self
             .maildrop
             .as_ref()
-            .map(|m| m.listing.uid(index).into_owned())
+            .map(|m| m.store.uid(index).into_owned())
             .unwrap_or_default();
         tracing::info!(
             session = self.id,
@@ -541,55 +529,23 @@ fn keepalive(tcp: &TcpStream) {
 /// "at once" (Dovecot's option waits 10 s).
 const LOCK_GRACE: Duration = Duration::from_millis(250);
 
-/// Creates, locks and lists a maildrop, off the async threads.
-/// Files in a Maildir's `tmp/` older than this are interrupted deliveries
-/// (the Maildir convention: 36 hours).
-const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
-
-async fn open_maildrop(
-    maildir: Maildir,
-) -> Result<Result<OpenMaildrop, OpenFailure>, tokio::task::JoinError> {
+/// Opens (creates, locks, lists) `user`'s maildrop, off the async
+/// threads, waiting up to [`LOCK_GRACE`] for a lock that is held.
+async fn open_maildrop(service: &Pop3Service, user: User) -> Result<Arc<dyn Maildrop>, MailError> {
     let started = tokio::time::Instant::now();
-    let mut maildir = maildir;
+    let user = Arc::new(user);
     loop {
-        let attempt =
-            tokio::task::spawn_blocking(move || -> Result<OpenMaildrop, (Maildir, OpenFailure)> {
-                if let Err(error) = maildir.create() {
-                    return Err((maildir, OpenFailure::Store(error)));
-                }
-                let lock = match MaildropLock::try_acquire(maildir.root()) {
-                    Ok(lock) => lock,
-                    Err(error) => return Err((maildir, OpenFailure::Lock(error))),
-                };
-                let reaped = maildir.clean_tmp(TMP_MAX_AGE);
-                if reaped > 0 {
-                    tracing::info!(maildir = %maildir.root().display(), reaped, "removed interrupted deliveries from tmp/");
-                }
-                match maildir.scan() {
-                    Ok(listing) => Ok(OpenMaildrop {
-                        maildir,
-                        listing: Arc::new(listing),
-                        surrogates: Vec::new(),
-                        _lock: lock,
-                    }),
-                    Err(error) => Err((maildir, OpenFailure::Store(error))),
-                }
-            })
-            .await?;
+        let (mail, user) = (service.mail.clone(), user.clone());
+        let attempt = tokio::task::spawn_blocking(move || mail.open(&user))
+            .await
+            .map_err(|e| MailError::Lock(LockError::Io(io::Error::other(e))))?;
         match attempt {
-            Ok(opened) => return Ok(Ok(opened)),
-            Err((again, OpenFailure::Lock(LockError::InUse))) if started.elapsed() < LOCK_GRACE => {
-                maildir = again;
+            Err(MailError::Lock(LockError::InUse)) if started.elapsed() < LOCK_GRACE => {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            Err((_, failure)) => return Ok(Err(failure)),
+            opened => return opened,
         }
     }
-}
-
-enum OpenFailure {
-    Lock(LockError),
-    Store(StoreError),
 }
 
 fn mechanism_name(mechanism: &str) -> &'static str {

@@ -14,21 +14,21 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use yubin_auth::User;
 use yubin_pop3_proto::{Offer, SessionConfig};
-use yubin_store::Maildir;
-use yubin_store::location::LocationError;
 
+use crate::backend::{MailStore, RelayGrantStore, UserDirectory};
 use crate::config::{Config, PlaintextAuth};
-use crate::userstore::{Snapshot, UserStore};
+use crate::userstore::Snapshot;
 
 /// Everything POP3 connections share.
 pub struct Pop3Service {
     pub(crate) config: Arc<Config>,
-    pub(crate) grants: Arc<Mutex<yubin_auth::RelayGrants>>,
+    pub(crate) grants: Arc<dyn RelayGrantStore>,
     /// Login penalties, shared with SMTP.
     pub(crate) guard: Arc<crate::login_guard::LoginGuard>,
-    pub(crate) users: Arc<UserStore>,
+    pub(crate) users: Arc<dyn UserDirectory>,
+    /// The maildrops.
+    pub(crate) mail: Arc<dyn MailStore>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
@@ -44,12 +44,13 @@ impl Pop3Service {
     pub fn new(shared: &crate::server::Shared) -> Pop3Service {
         let config = shared.config.clone();
         Pop3Service {
-            grants: shared.grants.clone(),
+            grants: shared.backend.grants.clone(),
             guard: shared.guard.clone(),
+            mail: shared.backend.mail.clone(),
             connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.pop3.max_connections_per_ip),
             config,
-            users: shared.users.clone(),
+            users: shared.backend.users.clone(),
             tls: shared.tls.clone(),
             shutdown: shared.shutdown.clone(),
             session_config: Mutex::new(None),
@@ -144,11 +145,6 @@ impl Pop3Service {
         Ok(())
     }
 
-    /// Where a user's Maildir is.
-    fn maildir_for(&self, user: &User) -> Result<Maildir, LocationError> {
-        crate::mailbox::maildir_for(&self.config, user)
-    }
-
     fn idle_timeout(&self) -> Duration {
         self.config.pop3.idle_timeout.0
     }
@@ -177,10 +173,9 @@ pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tl
 }
 
 /// Records a POP-before-SMTP grant for a successful login.
-pub(crate) fn grant_relay(service: &Pop3Service, ip: IpAddr, user: &str) {
-    let mut grants = lock(&service.grants);
-    if grants.enabled() {
-        grants.grant(ip, user, Instant::now());
+pub(crate) async fn grant_relay(service: &Pop3Service, ip: IpAddr, user: &str) {
+    if service.grants.enabled() {
+        service.grants.grant(ip, user).await;
         tracing::info!(rip = %ip, user = %crate::logtext::Escaped(user.as_bytes()), "pop-before-smtp grant");
     }
 }

@@ -1,7 +1,6 @@
 //! RETR and TOP: streaming a message from the Maildir to the client,
 //! converted and byte-stuffed on the way, with backpressure.
 
-use std::fs::File;
 use std::io::{self, Read};
 
 use yubin_pop3_proto::header::{HeaderCheck, check_header};
@@ -13,6 +12,9 @@ use super::surrogate;
 use crate::config::Utf8Headers;
 use crate::stream::Stream;
 use crate::stream::write_all;
+
+/// A message being read, from whichever store.
+type Message = Box<dyn Read + Send>;
 
 /// How much of a message is read per blocking call.
 const CHUNK: usize = 256 * 1024;
@@ -30,16 +32,16 @@ impl Connection {
         // The first read is sized to the message (its wire size is at least
         // its file size), so a small message is one read into a small buffer.
         let first_len = self.maildrop.as_ref().map_or(CHUNK, |m| {
-            usize::try_from(m.listing.size(index))
+            usize::try_from(m.store.size(index))
                 .unwrap_or(CHUNK)
                 .saturating_add(1)
                 .min(CHUNK)
         });
-        let Some((maildir, listing)) = self
+        let Some(store) = self
             .maildrop
             .as_ref()
-            .filter(|m| index < m.listing.len())
-            .map(|m| (m.maildir.clone(), m.listing.clone()))
+            .filter(|m| index < m.store.len())
+            .map(|m| m.store.clone())
         else {
             self.session.message_failed(MessageError::Io);
             return Ok(());
@@ -51,8 +53,8 @@ impl Connection {
                 .as_ref()
                 .is_some_and(|m| m.surrogates.get(index).copied().unwrap_or(false));
         let first =
-            tokio::task::spawn_blocking(move || -> Result<(File, Vec<u8>, bool), OpenError> {
-                let mut file = maildir.open(&listing, index)?;
+            tokio::task::spawn_blocking(move || -> Result<(Message, Vec<u8>, bool), OpenError> {
+                let mut file = store.open(index)?;
                 let mut buf = Vec::with_capacity(first_len);
                 let mut eof = read_chunk(&mut file, &mut buf, first_len)?;
                 if downgrade {
@@ -130,7 +132,7 @@ impl Connection {
 
 /// Reads up to `limit` octets into `buf` (appending); returns whether the
 /// file ended before the limit.
-fn read_chunk(file: &mut File, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+fn read_chunk(file: &mut Message, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
     let n = file.take(limit as u64).read_to_end(buf)?;
     Ok(n < limit)
 }

@@ -4,7 +4,6 @@
 //! for LIST and STAT (cached per message by `yubin_store`), and put in front
 //! of the body for RETR and TOP.
 
-use std::fs::File;
 use std::io::{self, Read};
 
 use yubin_pop3_proto::WireSize;
@@ -24,7 +23,7 @@ const MAX_HEADER: usize = 1 << 20;
 /// header section is complete. Returns its length and whether the file has
 /// ended; no length if the header runs past [`MAX_HEADER`].
 pub(super) fn read_header(
-    file: &mut File,
+    file: &mut (impl Read + ?Sized),
     buf: &mut Vec<u8>,
     mut eof: bool,
 ) -> io::Result<(Option<usize>, bool)> {
@@ -53,7 +52,10 @@ pub(super) fn surrogate(buf: &[u8], len: usize) -> Option<Vec<u8>> {
 /// The wire size of a message whose listed (stored) wire size is `listed`
 /// once its header is replaced by its surrogate, or `None` if it needs no
 /// surrogate. The rule behind the `yubin-surrogates-1` cache.
-pub(super) fn surrogate_size(file: &mut File, listed: u64) -> io::Result<Option<u64>> {
+pub(super) fn surrogate_size(
+    file: &mut (impl Read + ?Sized),
+    listed: u64,
+) -> io::Result<Option<u64>> {
     let mut buf = Vec::new();
     let (Some(len), _) = read_header(file, &mut buf, false)? else {
         return Ok(None);

@@ -42,13 +42,9 @@ impl Submit for SmtpService {
                         .users
                         .get(&name)
                         .ok_or_else(|| format!("user {name} vanished"))?;
-                    let maildir = crate::mailbox::maildir_for(&self.config, user)
-                        .map_err(|e| e.to_string())?;
                     let mut copy = b"Return-Path: <>\n".to_vec();
                     copy.extend_from_slice(message);
-                    maildir
-                        .deliver(&copy, &self.config.hostname)
-                        .map_err(|e| e.to_string())?;
+                    self.mail.deliver(user, &copy).map_err(|e| e.to_string())?;
                 }
                 Route::Remote(address) => {
                     let entry = yubin_queue::Envelope {

@@ -1,20 +1,19 @@
 //! Making an accepted message durable: a copy in each local recipient's
-//! Maildir and one queue entry for the remote recipients, all written and
-//! fsynced before any is made visible, so the `250` that follows is true and
-//! a failure leaves nothing half-delivered.
+//! maildrop and one queue entry for the remote recipients, all written and
+//! made durable before any is made visible, so the `250` that follows is
+//! true and a failure leaves nothing half-delivered.
 
 use std::io::Write;
 use std::net::IpAddr;
 
-use yubin_pop3_proto::WireSize;
-use yubin_queue::Queue;
-use yubin_smtp_proto::{Body, Envelope, ForwardPath};
-use yubin_store::Staged;
-
+use crate::backend::{Delivered as Visible, Delivery, MailStore};
 use crate::config::Config;
 use crate::relay::{Route, Routing};
 use crate::spool::Spool;
 use crate::userstore::Snapshot;
+use yubin_pop3_proto::WireSize;
+use yubin_queue::Queue;
+use yubin_smtp_proto::{Body, Envelope, ForwardPath};
 
 /// What the client and the session were like, for the Received header.
 pub(super) struct Trace {
@@ -163,6 +162,7 @@ pub(super) struct Delivered {
 /// Stages every copy, then commits them all (blocking).
 pub(super) fn deliver(
     config: &Config,
+    mail: &dyn MailStore,
     snapshot: &Snapshot,
     queue: &Queue,
     envelope: &Envelope<Routing>,
@@ -207,21 +207,19 @@ pub(super) fn deliver(
     let wire = WireSize::of(&header) + spool.wire_size();
 
     // Phase 1: everything written and fsynced, nothing visible.
-    let mut staged: Vec<(std::path::PathBuf, Staged)> = Vec::new();
+    let mut staged: Vec<Box<dyn Delivery>> = Vec::new();
     for name in &locals {
         let user = snapshot
             .users
             .get(name)
             .ok_or_else(|| Failed::new(format!("user {name} vanished")))?;
-        let maildir =
-            crate::mailbox::maildir_for(config, user).map_err(|e| Failed::new(e.to_string()))?;
-        let copy = maildir
-            .stage(size, wire, &config.hostname, |file| {
-                file.write_all(&header)?;
-                spool.copy_to(file)
+        let copy = mail
+            .stage(user, size, wire, &mut |out| {
+                out.write_all(&header)?;
+                spool.copy_to(out)
             })
             .map_err(|e| Failed::from_error(&e, e.io_error()))?;
-        staged.push((maildir.root().join("new"), copy));
+        staged.push(copy);
     }
     let queued = if remotes.is_empty() {
         None
@@ -260,14 +258,13 @@ pub(super) fn deliver(
 
     // Phase 2: make them visible. A failure here removes what was already
     // made visible, so the client's retry does not duplicate it.
-    let mut committed: Vec<(std::path::PathBuf, std::ffi::OsString)> = Vec::new();
-    for (new_dir, copy) in staged {
+    let mut committed: Vec<Box<dyn Visible>> = Vec::new();
+    let undo = |committed: Vec<Box<dyn Visible>>| committed.into_iter().for_each(|c| c.undo());
+    for copy in staged {
         match copy.commit() {
-            Ok(file) => committed.push((new_dir, file)),
+            Ok(visible) => committed.push(visible),
             Err(error) => {
-                for (dir, file) in &committed {
-                    let _ = std::fs::remove_file(dir.join(file));
-                }
+                undo(committed);
                 return Err(Failed::from_error(&error, error.io_error()));
             }
         }
@@ -275,9 +272,7 @@ pub(super) fn deliver(
     if let Some(entry) = queued {
         let target = entry.target().to_owned();
         if let Err(error) = entry.commit() {
-            for (dir, file) in &committed {
-                let _ = std::fs::remove_file(dir.join(file));
-            }
+            undo(committed);
             yubin_queue::Staged::uncommit(&target);
             return Err(Failed::from_error(&error, error.io_error()));
         }

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,7 +14,6 @@ use crate::relay::Routing;
 
 use super::commit::{self, Trace};
 use super::{Listener, SmtpService};
-use crate::lock;
 use crate::logtext::Escaped;
 use crate::relay::{Client, Decision, Policy};
 use crate::spool::Spool;
@@ -256,7 +255,7 @@ impl Connection {
             Action::CheckRecipient {
                 path,
                 authenticated,
-            } => self.check_recipient(&path, authenticated),
+            } => self.check_recipient(&path, authenticated).await,
             Action::MessageData => {
                 let data = self.session.take_data();
                 self.spool().append(&data);
@@ -307,14 +306,12 @@ impl Connection {
         Some(())
     }
 
-    fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
+    async fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
         let ip = self.peer.ip();
         let client = Client {
             authenticated,
             trusted_network: self.service.relay_networks.iter().any(|n| n.contains(ip)),
-            pop_grant: lock(&self.service.grants)
-                .lookup(ip, Instant::now())
-                .map(str::to_owned),
+            pop_grant: self.service.grants.lookup(ip).await,
         };
         // Users may have changed since the connection began (yubin user add).
         self.snapshot = self.service.users.snapshot();
@@ -373,6 +370,7 @@ impl Connection {
         let result = tokio::task::spawn_blocking(move || {
             let result = commit::deliver(
                 &service.config,
+                service.mail.as_ref(),
                 &snapshot,
                 &service.queue,
                 &envelope,

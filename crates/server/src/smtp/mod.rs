@@ -14,13 +14,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use yubin_auth::RelayGrants;
 use yubin_queue::Queue;
 use yubin_smtp_proto::{Offer, SessionConfig};
 
+use crate::backend::{MailStore, RelayGrantStore, UserDirectory};
 use crate::config::{Config, PlaintextAuth};
 use crate::relay::{Aliases, Network};
-use crate::userstore::{Snapshot, UserStore};
+use crate::userstore::Snapshot;
 
 /// Which kind of listener a connection came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +36,11 @@ pub enum Listener {
 /// Everything SMTP connections share.
 pub struct SmtpService {
     pub(crate) config: Arc<Config>,
-    pub(crate) users: Arc<UserStore>,
+    pub(crate) users: Arc<dyn UserDirectory>,
+    /// The maildrops local recipients' copies go to.
+    pub(crate) mail: Arc<dyn MailStore>,
     pub(crate) tls: TlsAcceptor,
-    pub(crate) grants: Arc<Mutex<RelayGrants>>,
+    pub(crate) grants: Arc<dyn RelayGrantStore>,
     /// Login penalties, shared with POP3.
     pub(crate) guard: Arc<crate::login_guard::LoginGuard>,
     pub(crate) queue: Queue,
@@ -74,9 +76,10 @@ impl SmtpService {
             queue: Queue::new(config.queue_dir()),
             relay_networks: config.relay_networks()?,
             config,
-            users: shared.users.clone(),
+            users: shared.backend.users.clone(),
+            mail: shared.backend.mail.clone(),
             tls: shared.tls.clone(),
-            grants: shared.grants.clone(),
+            grants: shared.backend.grants.clone(),
             guard: shared.guard.clone(),
             aliases,
             shutdown: shared.shutdown.clone(),

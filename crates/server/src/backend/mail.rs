@@ -1,0 +1,121 @@
+//! Maildrops: what a POP3 session lists, reads and updates, and what SMTP
+//! and `yubin deliver` put in. Every method may block (file or database
+//! I/O); the drivers call them on tokio's blocking pool.
+
+use std::borrow::Cow;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use yubin_auth::User;
+use yubin_store::location::LocationError;
+use yubin_store::{CommitReport, LockError, OpenError, StoreError};
+
+/// Why a maildrop could not be opened or delivered to.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The user's maildrop has no valid place (a bad `mail_location`).
+    #[error("{0}")]
+    Location(#[from] LocationError),
+    /// Another session has it locked ([`LockError::InUse`]), or the lock
+    /// could not be taken.
+    #[error("{0}")]
+    Lock(#[from] LockError),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl MailError {
+    /// The I/O error underneath, if any (a full disk is told apart by it).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            MailError::Store(error) => error.io_error(),
+            MailError::Location(_) | MailError::Lock(_) => None,
+        }
+    }
+
+    /// Whether trying again cannot help (a maildrop with no valid place,
+    /// or one that is not a directory).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            MailError::Location(_) | MailError::Store(StoreError::NotADirectory(_))
+        )
+    }
+}
+
+/// A rule for [`Maildrop::derived_sizes`]: given a message and its listed
+/// size, the size of what would be sent instead, or `None` for "as
+/// listed".
+pub type SizeRule<'a> = dyn Fn(&mut dyn Read, u64) -> io::Result<Option<u64>> + Send + Sync + 'a;
+
+/// Where maildrops are kept.
+pub trait MailStore: Send + Sync {
+    /// Opens `user`'s maildrop for one POP3 session: creates it if
+    /// missing, locks it against every other session, and lists it. A
+    /// maildrop locked elsewhere fails at once with [`LockError::InUse`].
+    fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError>;
+
+    /// Starts delivering one message of `size` octets (`wire` on the wire,
+    /// CRLF line ends) to `user`: `write` writes it, and it is made durable
+    /// but not visible until [`Delivery::commit`]. Dropping the delivery
+    /// throws it away.
+    fn stage(
+        &self,
+        user: &User,
+        size: u64,
+        wire: u64,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Box<dyn Delivery>, MailError>;
+
+    /// Delivers `message` (LF line ends, as stored) to `user` at once:
+    /// staged, then committed. Returns its name in the store.
+    fn deliver(&self, user: &User, message: &[u8]) -> Result<String, MailError> {
+        let size = message.len() as u64;
+        let wire = yubin_line::WireSize::of(message);
+        let staged = self.stage(user, size, wire, &mut |out| out.write_all(message))?;
+        Ok(staged.commit()?.name())
+    }
+}
+
+/// A maildrop opened and locked for one session; dropping it releases the
+/// lock. Messages are numbered from 0 in the order they are listed, which
+/// never changes while it is open.
+pub trait Maildrop: Send + Sync {
+    /// How many messages.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Message `i`'s size as POP3 reports it (CRLF line ends).
+    fn size(&self, i: usize) -> u64;
+    /// Message `i`'s unique-id, stable across sessions.
+    fn uid(&self, i: usize) -> Cow<'_, str>;
+    /// Opens message `i` for reading, as stored.
+    fn open(&self, i: usize) -> Result<Box<dyn Read + Send>, OpenError>;
+    /// UPDATE: removes `delete` (durably, before it returns) and notes
+    /// `retrieved` as seen.
+    fn commit(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport;
+    /// Each message's size by `rule` (named `rule_name`), computed once
+    /// per message and remembered by the store.
+    fn derived_sizes(&self, rule_name: &str, rule: &SizeRule<'_>) -> Vec<Option<u64>>;
+    /// Where it is, for logs.
+    fn describe(&self) -> String;
+}
+
+/// A message written and durable, not yet visible.
+pub trait Delivery: Send {
+    /// Makes it visible in the maildrop. The returned handle can take it
+    /// back, while a later part of the same acceptance fails.
+    fn commit(self: Box<Self>) -> Result<Box<dyn Delivered>, MailError>;
+}
+
+/// A committed delivery that can still be taken back.
+pub trait Delivered: Send {
+    /// Removes the message again (the acceptance it was part of failed,
+    /// and the sender will retry).
+    fn undo(self: Box<Self>);
+    /// Its name in the store, for logs.
+    fn name(&self) -> String;
+}

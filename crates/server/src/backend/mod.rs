@@ -1,0 +1,51 @@
+//! The seams for a second storage backend. Everything yubin keeps that
+//! several nodes would have to share goes through one of these traits; the
+//! drivers hold them as `Arc<dyn …>` and never name an implementation.
+//! Today's single-node implementations live beside them; a PostgreSQL
+//! backend is a new module per trait, chosen in [`Backend::local`]'s
+//! place, not an edit in every driver.
+//!
+//! | Trait | What it keeps | Today |
+//! |---|---|---|
+//! | [`UserDirectory`] | users and their credentials | the passwd-file ([`crate::userstore::UserStore`]) |
+//! | [`MailStore`] | maildrops: list, read, deliver, update, lock | Maildir ([`MaildirStore`]) |
+//! | [`RelayGrantStore`] | POP-before-SMTP grants | memory ([`MemoryGrants`]) |
+//! | [`PenaltyStore`] | failed logins per client address | memory ([`MemoryPenalties`]) |
+//!
+//! The outbound queue has its own seam in yubin-queue.
+//!
+//! Grants and penalties are consulted on the async threads, so their
+//! methods are async. Users are read from a snapshot in memory, and the
+//! mail store is called on tokio's blocking pool (as Maildir I/O always
+//! was): a backend that talks to a database blocks there, never on the
+//! async threads.
+
+mod grants;
+mod mail;
+mod maildir;
+mod penalties;
+mod users;
+
+use std::sync::Arc;
+
+pub use grants::{MemoryGrants, RelayGrantStore};
+pub use mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
+pub use maildir::MaildirStore;
+pub use penalties::{MemoryPenalties, PenaltyStore};
+pub use users::UserDirectory;
+
+/// One implementation of each seam, as the server uses them.
+#[derive(Clone)]
+pub struct Backend {
+    /// Users and credentials.
+    pub users: Arc<dyn UserDirectory>,
+    /// Maildrops.
+    pub mail: Arc<dyn MailStore>,
+    /// POP-before-SMTP grants.
+    pub grants: Arc<dyn RelayGrantStore>,
+    /// Failed logins per address.
+    pub penalties: Arc<dyn PenaltyStore>,
+}
+
+#[cfg(test)]
+mod tests;
