@@ -38,9 +38,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub mod engine;
 pub mod schedule;
 pub mod state;
+pub mod store;
 
 pub use schedule::Schedule;
 pub use state::EntryState;
+pub use store::{Claim, QueueStore, QueuedEntry, StagedEntry};
 
 const MAGIC: &str = "yubin-queue 1";
 
@@ -497,6 +499,76 @@ fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, Qu
     }
 }
 
+/// The queue directory is today's [`QueueStore`].
+impl QueueStore for Queue {
+    fn stage(
+        &self,
+        envelope: &Envelope,
+        write_message: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Box<dyn StagedEntry>, QueueError> {
+        let staged = Queue::stage(self, envelope, |file| write_message(file))?;
+        Ok(Box::new(staged))
+    }
+
+    fn ids(&self) -> Result<Vec<String>, QueueError> {
+        Queue::ids(self)
+    }
+
+    fn claim(&self, id: &str) -> Result<Option<Box<dyn Claim>>, QueueError> {
+        Ok(self.lock(id)?.map(|lock| Box::new(lock) as Box<dyn Claim>))
+    }
+
+    fn open(&self, id: &str) -> Result<(Envelope, Box<dyn Read + Send>), QueueError> {
+        let (envelope, file) = Queue::open(self, id)?;
+        Ok((envelope, Box::new(file)))
+    }
+
+    fn load_state(&self, id: &str) -> Result<EntryState, QueueError> {
+        Queue::load_state(self, id)
+    }
+
+    fn save_state(&self, id: &str, state: &EntryState) -> Result<(), QueueError> {
+        Queue::save_state(self, id, state)
+    }
+
+    fn remove(&self, id: &str) -> Result<(), QueueError> {
+        Queue::remove(self, id)
+    }
+
+    fn take_flush_request(&self) -> bool {
+        Queue::take_flush_request(self)
+    }
+
+    fn recover(&self) -> Result<usize, QueueError> {
+        self.clean_tmp()
+    }
+}
+
+impl Claim for EntryLock {}
+
+impl StagedEntry for Staged {
+    fn commit(self: Box<Self>) -> Result<Box<dyn QueuedEntry>, QueueError> {
+        let target = self.target.clone();
+        Staged::commit(*self)?;
+        Ok(Box::new(Committed { target }))
+    }
+}
+
+/// An entry in `active/` that can still be taken back.
+struct Committed {
+    target: PathBuf,
+}
+
+impl QueuedEntry for Committed {
+    fn undo(self: Box<Self>) {
+        if fs::remove_file(&self.target).is_ok()
+            && let Some(active) = self.target.parent()
+        {
+            let _ = yubin_durable::sync_dir(active);
+        }
+    }
+}
+
 /// An entry in `tmp/`, written and fsynced, waiting to be committed.
 /// Dropping it removes it.
 #[derive(Debug)]
@@ -516,16 +588,6 @@ impl Staged {
                 path: e.path,
                 error: e.error,
             })
-    }
-
-    /// Removes a committed entry again (a later part of a delivery failed).
-    pub fn uncommit(target: &Path) {
-        let _ = fs::remove_file(target);
-    }
-
-    /// Where the entry will be once committed.
-    pub fn target(&self) -> &Path {
-        &self.target
     }
 }
 
@@ -569,6 +631,41 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// The queue directory through the seam the engine and the server use.
+    #[test]
+    fn through_the_store_trait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn QueueStore> = std::sync::Arc::new(Queue::new(dir.path()));
+        let staged = store
+            .stage(&envelope("five"), &mut |out| {
+                out.write_all(b"Subject: y\n\nhi\n")
+            })
+            .unwrap();
+        assert!(store.ids().unwrap().is_empty(), "queued before commit");
+        let queued = staged.commit().unwrap();
+        assert_eq!(store.ids().unwrap(), ["five"]);
+        let (opened, mut message) = store.open("five").unwrap();
+        assert_eq!(opened.id, "five");
+        let mut text = Vec::new();
+        message.read_to_end(&mut text).unwrap();
+        assert_eq!(text, b"Subject: y\n\nhi\n");
+
+        let claim = store.claim("five").unwrap().expect("free");
+        assert!(store.claim("five").unwrap().is_none(), "claimed twice");
+        drop(claim);
+        queued.undo();
+        assert!(store.ids().unwrap().is_empty(), "undo left it queued");
+
+        // A crash after staging: recovered at the next start.
+        std::mem::forget(
+            store
+                .stage(&envelope("six"), &mut |out| out.write_all(b"x"))
+                .unwrap(),
+        );
+        assert_eq!(store.recover().unwrap(), 1);
+        assert!(!store.take_flush_request());
     }
 
     #[test]

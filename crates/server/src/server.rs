@@ -262,7 +262,7 @@ impl Server {
         let smtp = Arc::new(SmtpService::new(&shared, aliases, queue_wake.clone())?);
         // Entries in tmp/ were never acknowledged with 250: the client
         // still has them and will retry.
-        let abandoned = smtp.queue.clean_tmp()?;
+        let abandoned = smtp.queue.recover()?;
         if abandoned > 0 {
             tracing::info!("removed {abandoned} unacknowledged queue entries left by a crash");
         }

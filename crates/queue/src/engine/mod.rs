@@ -20,7 +20,7 @@ pub mod route;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +32,7 @@ pub use dns::HickoryDns;
 pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target};
 pub use transport::{MessageSource, Transport};
 
-use crate::{EntryState, Envelope, Queue, QueueError, Schedule};
+use crate::{Claim, EntryState, Envelope, QueueError, QueueStore, Schedule};
 
 /// Where notifications go: the server's own delivery path (a local
 /// Maildir, or back into this queue for a remote sender).
@@ -61,7 +61,7 @@ pub struct EngineConfig {
 
 /// The delivery engine.
 pub struct Engine<D: Dns> {
-    queue: Queue,
+    queue: Arc<dyn QueueStore>,
     config: EngineConfig,
     transport: Transport,
     dns: D,
@@ -93,7 +93,7 @@ fn unix_now() -> u64 {
 
 /// What an attempt needs from disk, read under the entry's lock.
 pub(crate) struct Prepared {
-    _lock: crate::EntryLock,
+    _claim: Box<dyn Claim>,
     envelope: Envelope,
     source: MessageSource,
     wire_size: u64,
@@ -105,7 +105,7 @@ impl<D: Dns + 'static> Engine<D> {
     /// An engine for `queue`; whoever queues mail notifies `wake`, and the
     /// engine looks at once.
     pub fn new(
-        queue: Queue,
+        queue: Arc<dyn QueueStore>,
         config: EngineConfig,
         transport: Transport,
         dns: D,
@@ -307,7 +307,7 @@ impl<D: Dns + 'static> Engine<D> {
         let id = id.to_owned();
         tokio::task::spawn_blocking(move || {
             let record = record::Record {
-                queue: &queue,
+                queue: queue.as_ref(),
                 config: &config,
                 submit: submit.as_ref(),
                 unsaved: &unsaved,
@@ -491,35 +491,33 @@ async fn futures_join_all<F: std::future::Future>(
     outputs.into_iter().flatten().collect()
 }
 
-/// Locks and reads an entry (blocking). `None`: locked elsewhere.
-fn prepare(queue: &Queue, id: &str) -> Result<Option<Prepared>, QueueError> {
-    let Some(lock) = queue.lock(id)? else {
+/// Claims and reads an entry (blocking). `None`: claimed elsewhere.
+fn prepare(queue: &Arc<dyn QueueStore>, id: &str) -> Result<Option<Prepared>, QueueError> {
+    let Some(claim) = queue.claim(id)? else {
         return Ok(None);
     };
-    let (envelope, mut file) = queue.open(id)?;
-    let path = queue.root().join("active").join(id);
+    let (envelope, mut message) = queue.open(id)?;
     let io = |error| QueueError::Io {
-        path: path.clone(),
+        path: id.into(),
         error,
     };
-    let offset = file.stream_position().map_err(io)?;
     // The header section, for bounces (at most 64 KiB of it).
-    let mut headers = Vec::new();
-    (&mut file)
+    let mut start = Vec::new();
+    (&mut message)
         .take(64 * 1024)
-        .read_to_end(&mut headers)
+        .read_to_end(&mut start)
         .map_err(io)?;
-    let headers = dsn::header_section(&headers, 64 * 1024).to_vec();
+    let headers = dsn::header_section(&start, 64 * 1024).to_vec();
     // The wire size is in the envelope; only entries written without it
     // are read through to count it.
     let wire_size = match envelope.size {
         Some(size) => size,
         None => {
-            file.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
             let mut wire = WireSize::new();
+            wire.update(&start);
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
-                let n = file.read(&mut chunk).map_err(io)?;
+                let n = message.read(&mut chunk).map_err(io)?;
                 if n == 0 {
                     break wire.finish();
                 }
@@ -529,10 +527,10 @@ fn prepare(queue: &Queue, id: &str) -> Result<Option<Prepared>, QueueError> {
     };
     let state = queue.load_state(id)?;
     Ok(Some(Prepared {
-        _lock: lock,
+        _claim: claim,
         source: MessageSource {
-            path: path.clone(),
-            offset,
+            store: queue.clone(),
+            id: id.to_owned(),
         },
         envelope,
         wire_size,

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 use yubin_smtp_proto::client::{RecipientResult, Response, Status};
 
 use super::{EngineConfig, Prepared, Submit, dsn, lock, unix_now};
-use crate::{EntryState, Queue};
+use crate::{EntryState, QueueStore};
 
 /// What recording needs.
 pub(super) struct Record<'a> {
-    pub(super) queue: &'a Queue,
+    pub(super) queue: &'a dyn QueueStore,
     pub(super) config: &'a EngineConfig,
     pub(super) submit: &'a dyn Submit,
     pub(super) unsaved: &'a Mutex<HashMap<String, EntryState>>,
@@ -29,7 +29,7 @@ impl Record<'_> {
         results: Vec<(RecipientResult, Option<String>)>,
     ) -> Option<u64> {
         let Prepared {
-            _lock,
+            _claim,
             envelope,
             mut state,
             headers,

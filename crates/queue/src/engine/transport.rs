@@ -2,14 +2,13 @@
 //! order, drive the SMTP client over TCP (and TLS after STARTTLS), stream
 //! the message from its queue file, and return per-recipient results.
 
-use std::io::SeekFrom;
+use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use yubin_client_tls::{ClientStream, Trust, UpgradeError};
@@ -19,14 +18,24 @@ use yubin_smtp_proto::client::{
 };
 
 use super::route::{Target, is_own_address};
+use crate::QueueStore;
 
-/// Where a message's content is: its queue file, from an offset.
-#[derive(Clone, Debug)]
+/// Where a message's content is: a queue entry in its store, read again
+/// for each attempt (a message is never held whole in memory).
+#[derive(Clone)]
 pub struct MessageSource {
-    /// The queue file.
-    pub path: PathBuf,
-    /// Where the message starts in it (after the envelope).
-    pub offset: u64,
+    /// The queue's store.
+    pub store: Arc<dyn QueueStore>,
+    /// The entry.
+    pub id: String,
+}
+
+impl std::fmt::Debug for MessageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageSource")
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 /// How the engine connects.
@@ -300,13 +309,28 @@ async fn send_content(
     source: &MessageSource,
     block: Duration,
 ) -> std::io::Result<()> {
-    let mut file = tokio::fs::File::open(&source.path).await?;
-    file.seek(SeekFrom::Start(source.offset)).await?;
+    let (store, id) = (source.store.clone(), source.id.clone());
+    let (_, mut message) = tokio::task::spawn_blocking(move || store.open(&id))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| match e {
+            crate::QueueError::Io { error, .. } => error,
+            other => std::io::Error::other(other.to_string()),
+        })?;
     let mut encoder = Encoder::whole();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(80 * 1024);
     loop {
-        let n = file.read(&mut chunk).await?;
+        // The store's reads block: one chunk at a time on the blocking
+        // pool, as tokio's own files do.
+        let (back, buf, read) = tokio::task::spawn_blocking(move || {
+            let read = message.read(&mut chunk);
+            (message, chunk, read)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        (message, chunk) = (back, buf);
+        let n = read?;
         if n == 0 {
             break;
         }

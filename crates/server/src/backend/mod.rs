@@ -11,8 +11,10 @@
 //! | [`MailStore`] | maildrops: list, read, deliver, update, lock | Maildir ([`MaildirStore`]) |
 //! | [`RelayGrantStore`] | POP-before-SMTP grants | memory ([`MemoryGrants`]) |
 //! | [`PenaltyStore`] | failed logins per client address | memory ([`MemoryPenalties`]) |
+//! | [`yubin_queue::QueueStore`] | the outbound queue | the queue directory ([`yubin_queue::Queue`]) |
 //!
-//! The outbound queue has its own seam in yubin-queue.
+//! The queue's seam lives in yubin-queue, beside its delivery engine,
+//! which uses nothing else.
 //!
 //! Grants and penalties are consulted on the async threads, so their
 //! methods are async. Users are read from a snapshot in memory, and the

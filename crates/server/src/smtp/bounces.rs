@@ -61,8 +61,8 @@ impl Submit for SmtpService {
                         size: Some(yubin_pop3_proto::WireSize::of(message)),
                     };
                     self.queue
-                        .stage(&entry, |file| std::io::Write::write_all(file, message))
-                        .and_then(yubin_queue::Staged::commit)
+                        .stage(&entry, &mut |out| out.write_all(message))
+                        .and_then(|staged| staged.commit())
                         .map_err(|e| e.to_string())?;
                     self.queue_wake.notify_one();
                 }

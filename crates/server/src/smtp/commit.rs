@@ -3,7 +3,6 @@
 //! made durable before any is made visible, so the `250` that follows is
 //! true and a failure leaves nothing half-delivered.
 
-use std::io::Write;
 use std::net::IpAddr;
 
 use crate::backend::{Delivered as Visible, Delivery, MailStore};
@@ -12,7 +11,7 @@ use crate::relay::{Route, Routing};
 use crate::spool::Spool;
 use crate::userstore::Snapshot;
 use yubin_pop3_proto::WireSize;
-use yubin_queue::Queue;
+use yubin_queue::QueueStore;
 use yubin_smtp_proto::{Body, Envelope, ForwardPath};
 
 /// What the client and the session were like, for the Received header.
@@ -164,7 +163,7 @@ pub(super) fn deliver(
     config: &Config,
     mail: &dyn MailStore,
     snapshot: &Snapshot,
-    queue: &Queue,
+    queue: &dyn QueueStore,
     envelope: &Envelope<Routing>,
     trace: &Trace,
     spool: &mut Spool,
@@ -248,9 +247,9 @@ pub(super) fn deliver(
         };
         Some(
             queue
-                .stage(&entry, |file| {
-                    file.write_all(received.as_bytes())?;
-                    spool.copy_to(file)
+                .stage(&entry, &mut |out| {
+                    out.write_all(received.as_bytes())?;
+                    spool.copy_to(out)
                 })
                 .map_err(|e| Failed::from_error(&e, e.io_error()))?,
         )
@@ -269,13 +268,11 @@ pub(super) fn deliver(
             }
         }
     }
-    if let Some(entry) = queued {
-        let target = entry.target().to_owned();
-        if let Err(error) = entry.commit() {
-            undo(committed);
-            yubin_queue::Staged::uncommit(&target);
-            return Err(Failed::from_error(&error, error.io_error()));
-        }
+    if let Some(entry) = queued
+        && let Err(error) = entry.commit()
+    {
+        undo(committed);
+        return Err(Failed::from_error(&error, error.io_error()));
     }
     Ok(Delivered {
         local: locals.len(),

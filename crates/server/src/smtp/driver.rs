@@ -372,7 +372,7 @@ impl Connection {
                 &service.config,
                 service.mail.as_ref(),
                 &snapshot,
-                &service.queue,
+                service.queue.as_ref(),
                 &envelope,
                 &trace,
                 &mut spool,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use yubin_queue::Queue;
+use yubin_queue::{Queue, QueueStore};
 use yubin_smtp_proto::{Offer, SessionConfig};
 
 use crate::backend::{MailStore, RelayGrantStore, UserDirectory};
@@ -43,7 +43,8 @@ pub struct SmtpService {
     pub(crate) grants: Arc<dyn RelayGrantStore>,
     /// Login penalties, shared with POP3.
     pub(crate) guard: Arc<crate::login_guard::LoginGuard>,
-    pub(crate) queue: Queue,
+    /// The outbound queue's store.
+    pub(crate) queue: Arc<dyn QueueStore>,
     pub(crate) aliases: Aliases,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
@@ -73,7 +74,7 @@ impl SmtpService {
                 vec![config.data_dir.clone(), config.queue_dir()],
                 free_space::StorageGauge::needed_for(config.smtp.max_message_size),
             ),
-            queue: Queue::new(config.queue_dir()),
+            queue: Arc::new(Queue::new(config.queue_dir())),
             relay_networks: config.relay_networks()?,
             config,
             users: shared.backend.users.clone(),

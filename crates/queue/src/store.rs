@@ -1,0 +1,70 @@
+//! The seam between the outbound queue and where its entries are kept.
+//! The delivery engine and the SMTP server see only [`QueueStore`]; the
+//! queue directory ([`crate::Queue`]) is today's implementation, and a
+//! database-backed store is another module implementing the same trait.
+//!
+//! Every method may block (file or database I/O): callers run them on
+//! tokio's blocking pool.
+
+use std::io::{self, Read, Write};
+
+use crate::{EntryState, Envelope, QueueError};
+
+/// Where queue entries are kept.
+pub trait QueueStore: Send + Sync {
+    /// Writes an entry (its `envelope`, then what `write_message` writes)
+    /// and makes it durable without queueing it: [`StagedEntry::commit`]
+    /// does that; dropping the staged entry throws it away.
+    fn stage(
+        &self,
+        envelope: &Envelope,
+        write_message: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Box<dyn StagedEntry>, QueueError>;
+
+    /// The ids of the queued entries, in no order, without reading them.
+    fn ids(&self) -> Result<Vec<String>, QueueError>;
+
+    /// Claims an entry for one delivery attempt, against every other
+    /// attempt and against removal; `None` if it is claimed elsewhere.
+    /// The claim lasts as long as the returned value.
+    fn claim(&self, id: &str) -> Result<Option<Box<dyn Claim>>, QueueError>;
+
+    /// An entry's envelope, and its message from the start (LF line ends,
+    /// as stored). A damaged entry is set aside and reported.
+    fn open(&self, id: &str) -> Result<(Envelope, Box<dyn Read + Send>), QueueError>;
+
+    /// The engine's record of an entry (fresh if none).
+    fn load_state(&self, id: &str) -> Result<EntryState, QueueError>;
+
+    /// Records the engine's state of an entry, durably.
+    fn save_state(&self, id: &str, state: &EntryState) -> Result<(), QueueError>;
+
+    /// Removes a finished entry and its state, durably.
+    fn remove(&self, id: &str) -> Result<(), QueueError>;
+
+    /// Whether an administrator asked for every entry to be tried now
+    /// (`yubin queue flush`); the request is taken.
+    fn take_flush_request(&self) -> bool;
+
+    /// Removes what a crash left half-done: entries never committed (never
+    /// acknowledged, so their senders retry) and records without an
+    /// entry. Returns how many entries were removed.
+    fn recover(&self) -> Result<usize, QueueError>;
+}
+
+/// An entry written and durable, not yet queued.
+pub trait StagedEntry: Send {
+    /// Queues it. The returned handle can take it back, while a later part
+    /// of the same acceptance fails.
+    fn commit(self: Box<Self>) -> Result<Box<dyn QueuedEntry>, QueueError>;
+}
+
+/// A committed entry that can still be taken back.
+pub trait QueuedEntry: Send {
+    /// Removes it again (the acceptance it was part of failed; the sender
+    /// will retry).
+    fn undo(self: Box<Self>);
+}
+
+/// A claim on an entry (see [`QueueStore::claim`]); dropping it lets go.
+pub trait Claim: Send + Sync {}
