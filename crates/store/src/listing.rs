@@ -183,7 +183,13 @@ impl Listing {
             cur_ns: fields.next()?.parse().ok()?,
         };
         let stable = fields.next()? == "1";
-        let mut listing = Listing::default();
+        // Sized once from the file: a 100,000-message listing grown by
+        // doubling would be copied a dozen times into fresh pages.
+        let body = &text[newline + 1..];
+        let mut listing = Listing {
+            names: Vec::with_capacity(body.len()),
+            entries: Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1),
+        };
         let mut at = newline + 1;
         while at < text.len() {
             let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |n| at + n);

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use yubin_auth::User;
+use yubin_pop3_proto::MessageList;
 use yubin_store::location::LocationError;
 use yubin_store::{CommitReport, LockError, OpenError, StoreError};
 
@@ -92,6 +93,12 @@ pub trait Maildrop: Send + Sync {
     fn size(&self, i: usize) -> u64;
     /// Message `i`'s unique-id, stable across sessions.
     fn uid(&self, i: usize) -> Cow<'_, str>;
+    /// Every message's size and unique-id, in order, as a POP3 session
+    /// announces them; `sizes[i]`, where given, replaces message `i`'s
+    /// size. One call for the whole maildrop: a listing of 100,000
+    /// messages is built in the store's own loop, not through a call per
+    /// message.
+    fn message_list(&self, sizes: &[Option<u64>]) -> MessageList;
     /// Opens message `i` for reading, as stored.
     fn open(&self, i: usize) -> Result<Box<dyn Read + Send>, OpenError>;
     /// UPDATE: removes `delete` (durably, before it returns) and notes

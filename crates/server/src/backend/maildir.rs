@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use yubin_auth::User;
+use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, Listing, Maildir, MaildropLock, OpenError, Staged};
 
 use super::mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
@@ -84,6 +85,16 @@ impl Maildrop for LockedMaildir {
 
     fn uid(&self, i: usize) -> Cow<'_, str> {
         self.listing.uid(i)
+    }
+
+    fn message_list(&self, sizes: &[Option<u64>]) -> MessageList {
+        let listing = &self.listing;
+        let mut list = MessageList::with_capacity(listing.len(), listing.len() * 40);
+        for i in 0..listing.len() {
+            let size = sizes.get(i).copied().flatten();
+            list.push(size.unwrap_or(listing.size(i)), &listing.uid(i));
+        }
+        list
     }
 
     fn open(&self, i: usize) -> Result<Box<dyn Read + Send>, OpenError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use yubin_auth::User;
-use yubin_pop3_proto::{Action, MessageList, Poll, Refusal, Session};
+use yubin_pop3_proto::{Action, Poll, Refusal, Session};
 use yubin_store::LockError;
 
 use super::{Pop3Service, surrogate};
@@ -419,12 +419,7 @@ impl Connection {
             Vec::new()
         };
         maildrop.surrogates = surrogate_sizes.iter().map(Option::is_some).collect();
-        let store = &maildrop.store;
-        let mut infos = MessageList::with_capacity(store.len(), store.len() * 40);
-        for i in 0..store.len() {
-            let size = surrogate_sizes.get(i).copied().flatten();
-            infos.push(size.unwrap_or(store.size(i)), &store.uid(i));
-        }
+        let infos = maildrop.store.message_list(&surrogate_sizes);
         tracing::info!(
             session = self.id,
             user = %Escaped(user.name.as_bytes()),
