@@ -175,21 +175,13 @@ impl Drop for Staged {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries as names;
     use crate::fault::fail_at;
     use std::io::Write;
 
     const EIO: i32 = 5;
     const EXDEV: i32 = 18;
     const ENOSPC: i32 = 28;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
 
     /// A mailbox-like layout: `tmp/` and `new/`.
     fn layout() -> (tempfile::TempDir, PathBuf, PathBuf) {

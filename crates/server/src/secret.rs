@@ -11,12 +11,17 @@ use std::path::Path;
 /// file does not exist.
 pub fn load_or_create(path: &Path) -> io::Result<Vec<u8>> {
     match fs::read_to_string(path) {
-        Ok(text) => decode(text.trim()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not 64 hexadecimal digits (delete it to have a new one made)",
-            )
-        }),
+        Ok(text) => {
+            // The secret exists, so nobody is making one: temporary files
+            // beside it are what a crash left while one was being made.
+            let _ = yubin_durable::remove_leftovers(path);
+            decode(text.trim()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not 64 hexadecimal digits (delete it to have a new one made)",
+                )
+            })
+        }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             let mut secret = vec![0u8; 32];
             getrandom::fill(&mut secret).map_err(io::Error::other)?;
@@ -30,7 +35,14 @@ pub fn load_or_create(path: &Path) -> io::Result<Vec<u8>> {
             // and it reads the first's.
             let mut tag = [0u8; 8];
             getrandom::fill(&mut tag).map_err(io::Error::other)?;
-            let tmp = path.with_file_name(format!(".secret.tmp.{}", u64::from_ne_bytes(tag)));
+            // Named as yubin_durable::remove_leftovers expects.
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let tmp = path.with_file_name(format!(
+                ".{}.tmp.{}.{}",
+                name.unwrap_or_default(),
+                std::process::id(),
+                u64::from_ne_bytes(tag)
+            ));
             let staged = yubin_durable::Staged::write(tmp, 0o600, |file| {
                 file.write_all(format!("{text}\n").as_bytes())
             })
@@ -73,5 +85,23 @@ mod tests {
         );
         fs::write(&path, "short\n").unwrap();
         assert!(load_or_create(&path).is_err());
+    }
+
+    #[test]
+    fn a_crash_while_making_it_leaves_nothing_that_lasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        // What a crash between writing and linking leaves.
+        let torn = dir.path().join(".secret.tmp.4242.7");
+        fs::write(&torn, "0123").unwrap();
+        let made = load_or_create(&path).unwrap();
+        assert_eq!(load_or_create(&path).unwrap(), made);
+        assert!(!torn.exists(), "the leftover stayed");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["secret"]);
     }
 }
