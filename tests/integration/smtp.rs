@@ -580,3 +580,78 @@ fn a_trickled_command_times_out_but_flowing_content_does_not() {
     );
     assert_eq!(server.messages("alice").len(), 1);
 }
+
+/// Issue 14, submission hygiene (RFC 6409 §8): a submitted message without
+/// `Date:` or `Message-ID:` gets them, once, in every copy (local and
+/// queued); one that has them keeps its own; mail from outside for a local
+/// user is stored as it came. With `hide_client`, the Received line of a
+/// submission names neither the client's host nor its address.
+#[test]
+fn issue14_submitted_mail_gets_date_and_message_id() {
+    let server = TestServer::with(Setup {
+        smtp: "auth_failure_delay = \"100ms\"\nhide_client = true\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import smtpclient as s\n\
+         c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
+         bare = s.send(c, 'alice@test.example', ['carol@elsewhere.example', 'bob@test.example'], b'Subject: bare\\r\\n\\r\\nhi\\r\\n')\n\
+         own = s.send(c, 'alice@test.example', ['bob@test.example'], b'Subject: own\\r\\nDate: Tue, 1 Dec 2026 10:00:00 +0000\\r\\nMessage-Id: <mine@alice.example>\\r\\n\\r\\nhi\\r\\n')\n\
+         c.quit()\n\
+         outside = s.send_once('x@remote.example', ['alice@test.example'], b'Subject: from outside\\r\\n\\r\\nhi\\r\\n')\n\
+         s.emit([bare, own, outside])",
+        &[],
+    );
+    for (i, sent) in result.as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            sent["error"],
+            serde_json::Value::Null,
+            "message {i}: {result}"
+        );
+    }
+    let count = |text: &str, field: &str| {
+        text.lines()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.to_ascii_lowercase().starts_with(field))
+            .count()
+    };
+    let bob: Vec<String> = server
+        .messages("bob")
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    let bare = bob.iter().find(|m| m.contains("Subject: bare")).unwrap();
+    let own = bob.iter().find(|m| m.contains("Subject: own")).unwrap();
+    assert_eq!(count(bare, "date:"), 1, "{bare}");
+    assert_eq!(count(bare, "message-id:"), 1, "{bare}");
+    assert!(bare.contains("@test.example>\n"), "{bare}");
+    assert_eq!(count(own, "date:"), 1, "{own}");
+    assert!(own.contains("Message-Id: <mine@alice.example>"), "{own}");
+    assert_eq!(count(own, "message-id:"), 1, "{own}");
+    // The queued copy carries the same additions.
+    let entry = std::fs::read_to_string(
+        server
+            .dir
+            .path()
+            .join("queue/active")
+            .join(&server.queued()[0]),
+    )
+    .unwrap();
+    let message = entry.split_once("\n\n").map_or("", |(_, m)| m);
+    assert_eq!(count(message, "date:"), 1, "{entry}");
+    assert_eq!(count(message, "message-id:"), 1, "{entry}");
+    // hide_client: no `from` clause, no address literal, on submissions.
+    assert!(
+        bare.contains("\nReceived: by test.example (yubin) with ESMTPSA id "),
+        "{bare}"
+    );
+    assert!(!bare.contains("[127.0.0.1]"), "{bare}");
+    // Mail from outside is left as it came, and keeps its full trace.
+    let alice = String::from_utf8_lossy(&server.messages("alice")[0]).into_owned();
+    assert_eq!(count(&alice, "date:"), 0, "{alice}");
+    assert_eq!(count(&alice, "message-id:"), 0, "{alice}");
+    assert!(
+        alice.contains("Received: from ") && alice.contains("[127.0.0.1]"),
+        "{alice}"
+    );
+}

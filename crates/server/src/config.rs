@@ -227,6 +227,9 @@ pub struct SmtpConfig {
     /// Refuse MAIL FROM and RCPT TO addresses without `<` `>` (Postfix's
     /// `strict_rfc821_envelopes`); off by default.
     pub strict_envelopes: bool,
+    /// Leave the client's name and address out of the Received line of
+    /// submitted mail (a common privacy choice); off by default.
+    pub hide_client: bool,
 }
 
 /// What a bare LF or bare CR inside DATA does (see `yubin_smtp_proto::data`).
@@ -277,6 +280,7 @@ impl Default for SmtpConfig {
             bare_lf: BareLineEndPolicy::Normalize,
             bare_cr: BareLineEndPolicy::Reject,
             strict_envelopes: false,
+            hide_client: false,
         }
     }
 }

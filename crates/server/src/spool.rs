@@ -12,9 +12,14 @@ use yubin_pop3_proto::WireSize;
 /// Content beyond this size goes to a file.
 const IN_MEMORY: usize = 1024 * 1024;
 
+/// How much of the beginning [`Spool::head`] keeps.
+pub(crate) const HEAD: usize = 64 * 1024;
+
 /// The content of one message (LF line ends).
 pub(crate) struct Spool {
     dir: PathBuf,
+    /// The first octets, kept even after a spill: the header is there.
+    head: Vec<u8>,
     memory: Vec<u8>,
     file: Option<(PathBuf, File)>,
     size: u64,
@@ -26,6 +31,7 @@ impl Spool {
     pub(crate) fn new(dir: &Path) -> Spool {
         Spool {
             dir: dir.to_owned(),
+            head: Vec::new(),
             memory: Vec::new(),
             file: None,
             size: 0,
@@ -39,6 +45,8 @@ impl Spool {
     pub(crate) fn append(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         self.wire.update(bytes);
+        let room = HEAD.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
         if self.failed.is_some() {
             return;
         }
@@ -69,6 +77,11 @@ impl Spool {
             file.write_all(bytes)?;
         }
         Ok(())
+    }
+
+    /// The first octets of the content (at most [`HEAD`]).
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
     }
 
     /// Octets of content.

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use super::hygiene;
 use crate::backend::{Delivered as Visible, Delivery, MailStore};
 use crate::config::Config;
 use crate::relay::{Route, Routing};
@@ -22,6 +23,8 @@ pub(super) struct Trace {
     pub(super) tls: bool,
     pub(super) esmtp: bool,
     pub(super) authenticated: Option<String>,
+    /// It came in on a submission port (587, 465).
+    pub(super) submission_port: bool,
 }
 
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
@@ -55,8 +58,17 @@ fn return_path(envelope: &Envelope<Routing>) -> String {
     format!("Return-Path: <{}>\n", from.replace(['\r', '\n'], ""))
 }
 
-/// The Received line every copy gets (RFC 5321 §4.4).
-fn received(config: &Config, trace: &Trace, smtputf8: bool, for_rcpt: Option<&str>) -> String {
+/// The Received line every copy gets (RFC 5321 §4.4). `hide_client`
+/// leaves out the client's name and address (`[smtp] hide_client`, for
+/// submissions): the line then starts at `by`, as large providers' own
+/// submission servers write it.
+fn received(
+    config: &Config,
+    trace: &Trace,
+    smtputf8: bool,
+    for_rcpt: Option<&str>,
+    hide_client: bool,
+) -> String {
     // RFC 6531 §3.7.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA.
     let mut protocol = String::from(match (smtputf8, trace.esmtp) {
         (true, _) => "UTF8SMTP",
@@ -77,10 +89,17 @@ fn received(config: &Config, trace: &Trace, smtputf8: bool, for_rcpt: Option<&st
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let recipient = for_rcpt.map(|r| format!("\n\tfor <{}>", r.replace(['\r', '\n'], "")));
+    let from = if hide_client {
+        String::new()
+    } else {
+        format!(
+            "from {} ({}){auth}\n\t",
+            header_safe(&trace.helo),
+            address_literal(trace.ip)
+        )
+    };
     format!(
-        "Received: from {} ({}){auth}\n\tby {} (yubin) with {protocol} id {}{};\n\t{}\n",
-        header_safe(&trace.helo),
-        address_literal(trace.ip),
+        "Received: {from}by {} (yubin) with {protocol} id {}{};\n\t{}\n",
         config.hostname,
         trace.id,
         recipient.unwrap_or_default(),
@@ -200,7 +219,27 @@ pub(super) fn deliver(
         }),
         _ => None,
     };
-    let received = received(config, trace, envelope.params.smtputf8, single.as_deref());
+    // A user's own mail: authenticated, on a submission port, or relayed
+    // on the strength of a grant or a trusted network.
+    let submission = trace.submission_port || trace.authenticated.is_some() || !reasons.is_empty();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut received = received(
+        config,
+        trace,
+        envelope.params.smtputf8,
+        single.as_deref(),
+        submission && config.smtp.hide_client,
+    );
+    if submission {
+        received.push_str(&hygiene::missing_fields(
+            spool.head(),
+            &yubin_line::date::rfc5322(now),
+            &trace.id,
+            &config.hostname,
+        ));
+    }
     let header = format!("{}{received}", return_path(envelope)).into_bytes();
     let size = header.len() as u64 + spool.size();
     let wire = WireSize::of(&header) + spool.wire_size();

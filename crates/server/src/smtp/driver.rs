@@ -363,6 +363,7 @@ impl Connection {
             tls: self.tls,
             esmtp: self.session.esmtp(),
             authenticated: self.session.authenticated().map(str::to_owned),
+            submission_port: self.listener != super::Listener::Mx,
         };
         let service = self.service.clone();
         let snapshot = self.service.users.snapshot();

@@ -4,6 +4,7 @@ mod bounces;
 mod commit;
 mod driver;
 mod free_space;
+mod hygiene;
 
 use crate::lock;
 use std::collections::HashSet;
