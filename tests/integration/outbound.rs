@@ -88,7 +88,13 @@ fn split_trace(message: &[u8]) -> (String, Vec<u8>) {
 fn relayed_mail_reaches_the_other_server_intact() {
     let b = receiver(0);
     let a = sender(b.smtp.port(), "");
-    let message = awkward_message();
+    // As a mail client writes it: with Date and Message-ID (A would add
+    // them to a submission that lacks them; see issue14_submitted_mail_…).
+    let message = [
+        &b"Date: Sun, 6 Dec 2026 10:00:00 +0000\r\nMessage-ID: <awkward@test.example>\r\n"[..],
+        &awkward_message(),
+    ]
+    .concat();
     let sent = send_via(&a, &["bob@b.test"], &message);
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     eventually(20, "delivery to B", || b.messages("bob").len() == 1);
@@ -766,7 +772,16 @@ fn si03_relayed_content_is_canonical_on_the_wire() {
 #[test]
 fn a_bounce_for_a_remote_sender_is_queued_and_delivered() {
     let b = receiver(0);
-    let a = sender(b.smtp.port(), "");
+    // alice relays mail from a sender at B: only a site that lets users
+    // send as any address (`sender_identity = "log"`) allows that.
+    let a = TestServer::with(Setup {
+        smtp: "auth_failure_delay = \"100ms\"\nsender_identity = \"log\"\n".into(),
+        tables: format!(
+            "[queue]\nroutes = {{ \"b.test\" = \"127.0.0.1:{}\" }}\nfirst_retry = \"1s\"\nmax_retry = \"1s\"\n",
+            b.smtp.port()
+        ),
+        ..Setup::default()
+    });
     let sent = a.python(
         "import popclient as p, smtpclient as s\n\
          c = p.connect(); p.login(c); c.quit()\n\

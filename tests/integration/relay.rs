@@ -114,6 +114,9 @@ fn pb05_a_zero_window_turns_it_off() {
 fn pb06_the_address_is_the_sockets_never_text() {
     let server = TestServer::with(Setup {
         users: vec![("rip=127.0.0.50".into(), "{PLAIN}pw".into())],
+        // The relay below sends as alice, who is not this user: the test
+        // is about which address the grant covers, not whose sender it is.
+        smtp: "auth_failure_delay = \"100ms\"\nsender_identity = \"off\"\n".into(),
         ..Setup::default()
     });
     let result = server.python(
@@ -221,4 +224,90 @@ fn policy_service_answers_ok_for_live_grants_only() {
         result,
         serde_json::json!(["action=DUNNO", "action=OK", "action=DUNNO", "action=DUNNO"])
     );
+}
+
+/// Issue 14, sender identity (`[smtp] sender_identity = "enforce"`, the
+/// default): an authenticated user, or a client relaying on a user's
+/// POP-before-SMTP grant, may use only that user's own addresses (its
+/// name, and aliases that reach it) in MAIL FROM; anything else gets
+/// `553 5.7.1` at RCPT, as Postfix's `reject_sender_login_mismatch`
+/// answers. The grant counts for the user who logged in last from the
+/// address. Mail from outside for a local user is not asked.
+#[test]
+fn issue14_a_user_sends_only_as_itself() {
+    let aliases = tempfile::tempdir().unwrap();
+    let file = aliases.path().join("aliases");
+    std::fs::write(&file, "sales: alice\nteam: alice, bob\nboss: bob\n").unwrap();
+    let server = TestServer::with(Setup {
+        smtp: format!(
+            "auth_failure_delay = \"100ms\"\naliases_file = \"{}\"\n",
+            file.display()
+        ),
+        tables: "[pop_before_smtp]\nwindow = \"10m\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import smtpclient as s, popclient as p\n\
+         c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
+         def as_sender(sender):\n\
+         \x20   c.rset(); c.mail(sender); code, text = c.rcpt('carol@elsewhere.example')\n\
+         \x20   return [code, text.decode()]\n\
+         auth = [as_sender(a) for a in ['alice@test.example', 'sales@test.example', 'team@test.example', 'bob@test.example', 'boss@test.example', 'alice@elsewhere.example', '']]\n\
+         c.quit()\n\
+         p.Raw(source=('127.0.0.8', 0)).login('bob', 'secret')\n\
+         p.Raw(source=('127.0.0.8', 0)).login('alice', 'alice-pw')\n\
+         def granted(sender):\n\
+         \x20   r = s.Raw(source='127.0.0.8'); r.cmd('EHLO client.example')\n\
+         \x20   r.cmd('MAIL FROM:<%s>' % sender); rcpt = r.cmd('RCPT TO:<carol@elsewhere.example>')\n\
+         \x20   r.cmd('QUIT'); return rcpt\n\
+         grant = [granted('alice@test.example'), granted('bob@test.example')]\n\
+         inbound = s.send_once('bob@test.example', ['alice@test.example'], b'Subject: hi\\r\\n\\r\\nx\\r\\n')\n\
+         s.emit([auth, grant, inbound])",
+        &[],
+    );
+    let auth = result[0].as_array().unwrap();
+    let codes: Vec<u64> = auth.iter().map(|r| r[0].as_u64().unwrap()).collect();
+    // Own name, an alias of hers, a list she is on: yes. Another user, an
+    // alias of another user, an address elsewhere: no. The null sender: yes.
+    assert_eq!(codes, [250, 250, 250, 553, 553, 553, 250], "{result}");
+    assert_eq!(
+        auth[3][1],
+        "5.7.1 <bob@test.example>: Sender address rejected: not owned by user alice"
+    );
+    // bob logged in from .8 first, alice after him: the grant is alice's.
+    assert!(
+        result[1][0].as_str().unwrap().starts_with("250 "),
+        "{result}"
+    );
+    assert_eq!(
+        result[1][1],
+        "553 5.7.1 <bob@test.example>: Sender address rejected: not owned by user alice"
+    );
+    assert_eq!(result[2]["error"], serde_json::Value::Null, "{result}");
+    assert!(
+        server.queued().is_empty(),
+        "a refused transaction was queued"
+    );
+}
+
+/// `sender_identity = "log"` accepts the mismatch (and logs it); `"off"`
+/// does not look.
+#[test]
+fn issue14_sender_identity_can_log_or_be_off() {
+    for mode in ["log", "off"] {
+        let server = TestServer::with(Setup {
+            smtp: format!("auth_failure_delay = \"100ms\"\nsender_identity = \"{mode}\"\n"),
+            ..Setup::default()
+        });
+        let result = server.python(
+            "import smtpclient as s\n\
+             c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
+             c.mail('bob@test.example'); code, text = c.rcpt('carol@elsewhere.example')\n\
+             s.emit([code, text.decode()])",
+            &[],
+        );
+        assert_eq!(result[0], 250, "{mode}: {result}");
+        let logged = server.log().contains("smtp sender not owned by the user");
+        assert_eq!(logged, mode == "log", "{mode}");
+    }
 }

@@ -230,6 +230,23 @@ pub struct SmtpConfig {
     /// Leave the client's name and address out of the Received line of
     /// submitted mail (a common privacy choice); off by default.
     pub hide_client: bool,
+    /// Whether an authenticated client (or one relaying on a
+    /// POP-before-SMTP grant) may use only its user's own addresses in
+    /// MAIL FROM.
+    pub sender_identity: SenderIdentity,
+}
+
+/// What happens when a user's mail names a sender that is not the user's.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderIdentity {
+    /// Refused: `553 5.7.1` (Postfix's `reject_sender_login_mismatch`).
+    #[default]
+    Enforce,
+    /// Accepted, and logged.
+    Log,
+    /// Not checked.
+    Off,
 }
 
 /// What a bare LF or bare CR inside DATA does (see `yubin_smtp_proto::data`).
@@ -281,6 +298,7 @@ impl Default for SmtpConfig {
             bare_cr: BareLineEndPolicy::Reject,
             strict_envelopes: false,
             hide_client: false,
+            sender_identity: SenderIdentity::Enforce,
         }
     }
 }

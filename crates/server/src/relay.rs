@@ -253,6 +253,29 @@ impl Policy<'_> {
         }
     }
 
+    /// Whether `user` may send as `sender`: the address is in a local
+    /// domain and reaches `user`'s own maildrop, as mail to it would (the
+    /// user's name, or an alias that includes the user). The null sender
+    /// (`None`) is anyone's: it is what bounces and auto-replies use.
+    pub fn owns(&self, user: &str, sender: Option<&Mailbox>) -> bool {
+        let Some(sender) = sender else {
+            return true;
+        };
+        let tricky = sender.quoted || sender.local.contains(['%', '!', '@']);
+        let Some(domain) = sender
+            .domain_name()
+            .filter(|d| self.local_domains.contains(d) && !tricky)
+        else {
+            return false;
+        };
+        match self.local(sender, &domain) {
+            Decision::Accept { routes, .. } => routes
+                .iter()
+                .any(|r| matches!(r, Route::Local(name) if name.eq_ignore_ascii_case(user))),
+            Decision::Refuse(_) => false,
+        }
+    }
+
     /// An alias target: a local user (by name, or name@local-domain) or a remote address.
     fn expand_target(&self, target: &str) -> Option<Route> {
         if let Some(user) = self.users.get(target) {

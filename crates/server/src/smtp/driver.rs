@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Session, replies};
+use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Reply, Session, replies};
 
+use crate::config::SenderIdentity;
 use crate::login::{Check, Login, Outcome};
 use crate::relay::Routing;
 
@@ -328,6 +329,43 @@ impl Connection {
         };
         match policy.decide(path, &client) {
             Decision::Accept { routes, reason } => {
+                // Whose mail this is: the authenticated user's, or, where a
+                // grant let it relay, the grant's user. A trusted network's
+                // clients are not asked (they have no user).
+                let owner = match (&client.authenticated, &client.pop_grant) {
+                    (Some(user), _) => Some(user.as_str()),
+                    (None, Some(user)) if reason.starts_with("pop-before-smtp") => {
+                        Some(user.as_str())
+                    }
+                    _ => None,
+                };
+                let mode = self.service.config.smtp.sender_identity;
+                let sender = self.session.sender();
+                if let Some(user) = owner
+                    && mode != SenderIdentity::Off
+                    && !policy.owns(user, sender)
+                {
+                    let sender = sender.map(ToString::to_string).unwrap_or_default();
+                    tracing::info!(
+                        session = self.id,
+                        rip = %ip,
+                        user = %Escaped(user.as_bytes()),
+                        from = %Escaped(sender.as_bytes()),
+                        enforced = mode == SenderIdentity::Enforce,
+                        "smtp sender not owned by the user"
+                    );
+                    if mode == SenderIdentity::Enforce {
+                        let reply = Reply::with_text(
+                            553,
+                            "5.7.1",
+                            format!(
+                                "<{sender}>: Sender address rejected: not owned by user {user}"
+                            ),
+                        );
+                        self.session.recipient_refused(reply);
+                        return;
+                    }
+                }
                 if reason.starts_with("pop-before-smtp")
                     || reason.starts_with("auth")
                     || reason == "network"

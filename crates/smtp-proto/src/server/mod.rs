@@ -302,7 +302,16 @@ impl<R> Session<R> {
         self.authenticated.as_deref()
     }
 
-    /// The name the client gave in EHLO or HELO.
+    /// The reverse-path of the transaction in progress (`None`: no
+    /// transaction, or the null sender).
+    pub fn sender(&self) -> Option<&Mailbox> {
+        match &self.phase {
+            Phase::Transaction(t) => t.sender(),
+            _ => None,
+        }
+    }
+
+    /// The client's EHLO/HELO name.
     pub fn client_name(&self) -> Option<&str> {
         self.client_name.as_deref()
     }

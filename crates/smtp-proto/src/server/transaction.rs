@@ -22,6 +22,10 @@ pub(super) struct Transaction<R> {
 }
 
 impl<R> Transaction<R> {
+    pub(super) fn sender(&self) -> Option<&Mailbox> {
+        self.from.as_ref()
+    }
+
     fn envelope(self) -> Envelope<R> {
         Envelope {
             from: self.from,
