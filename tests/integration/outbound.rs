@@ -88,13 +88,18 @@ fn split_trace(message: &[u8]) -> (String, Vec<u8>) {
 fn relayed_mail_reaches_the_other_server_intact() {
     let b = receiver(0);
     let a = sender(b.smtp.port(), "");
-    // As a mail client writes it: with Date and Message-ID (A would add
-    // them to a submission that lacks them; see issue14_submitted_mail_…).
-    let message = [
-        &b"Date: Sun, 6 Dec 2026 10:00:00 +0000\r\nMessage-ID: <awkward@test.example>\r\n"[..],
-        &awkward_message(),
-    ]
-    .concat();
+    // As alice's mail client writes it: from her, with Date and Message-ID
+    // (A refuses another user's From: and adds the other two when missing;
+    // see the issue14_ tests).
+    let awkward = String::from_utf8(awkward_message()).expect("UTF-8");
+    let message = format!(
+        "Date: Sun, 6 Dec 2026 10:00:00 +0000\r\nMessage-ID: <awkward@test.example>\r\n{}",
+        awkward.replace(
+            "From: Bob <bob@remote.example>",
+            "From: Alice <alice@test.example>"
+        )
+    )
+    .into_bytes();
     let sent = send_via(&a, &["bob@b.test"], &message);
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     eventually(20, "delivery to B", || b.messages("bob").len() == 1);

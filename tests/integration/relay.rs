@@ -311,3 +311,61 @@ fn issue14_sender_identity_can_log_or_be_off() {
         assert_eq!(logged, mode == "log", "{mode}");
     }
 }
+
+/// Issue 14, sender identity in the `From:` field: a user's message may
+/// name only the user's addresses there (display names, comments and
+/// aliases are fine); another user's address is refused at the end of
+/// DATA with `553 5.7.1`, over AUTH and over a grant alike, and nothing
+/// is delivered or queued. Mail from outside is not asked.
+#[test]
+fn issue14_the_from_field_names_only_the_users_addresses() {
+    let aliases = tempfile::tempdir().unwrap();
+    let file = aliases.path().join("aliases");
+    std::fs::write(&file, "sales: alice\n").unwrap();
+    let server = TestServer::with(Setup {
+        smtp: format!(
+            "auth_failure_delay = \"100ms\"\naliases_file = \"{}\"\n",
+            file.display()
+        ),
+        tables: "[pop_before_smtp]\nwindow = \"10m\"\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import smtpclient as s, popclient as p\n\
+         def submit(from_field):\n\
+         \x20   c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
+         \x20   r = s.send(c, 'alice@test.example', ['bob@test.example'], ('From: %s\\r\\nSubject: t\\r\\n\\r\\nhi\\r\\n' % from_field).encode())\n\
+         \x20   c.quit(); return r\n\
+         auth = [submit(f) for f in ['Alice <alice@test.example>', '\"Sales (team)\" <sales@test.example> (shop)', 'Bob <bob@test.example>', 'alice@test.example, bob@test.example']]\n\
+         p.Raw(source=('127.0.0.8', 0)).login('alice', 'alice-pw')\n\
+         r = s.Raw(source='127.0.0.8'); r.cmd('EHLO client.example'); r.cmd('MAIL FROM:<alice@test.example>')\n\
+         r.cmd('RCPT TO:<carol@elsewhere.example>'); r.cmd('DATA')\n\
+         granted = r.cmd('From: bob@test.example\\r\\nSubject: t\\r\\n\\r\\nhi\\r\\n.')\n\
+         inbound = s.send_once('x@remote.example', ['alice@test.example'], b'From: bob@test.example\\r\\n\\r\\nx\\r\\n')\n\
+         s.emit([auth, granted, inbound])",
+        &[],
+    );
+    let auth = result[0].as_array().unwrap();
+    assert_eq!(auth[0]["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(auth[1]["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(
+        auth[2]["error"],
+        serde_json::json!([
+            553,
+            "5.7.1 From: <bob@test.example> is not an address of user alice"
+        ]),
+        "{result}"
+    );
+    assert_eq!(auth[3]["error"][0], 553, "{result}");
+    assert_eq!(
+        result[1],
+        "553 5.7.1 From: <bob@test.example> is not an address of user alice"
+    );
+    assert_eq!(result[2]["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(
+        server.messages("bob").len(),
+        2,
+        "only the two accepted ones"
+    );
+    assert!(server.queued().is_empty());
+}

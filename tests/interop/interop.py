@@ -650,49 +650,64 @@ def strip_trace(data):
 
 def run_swaks(yubin):
     print("swaks into yubin's SMTP")
-    base = ["--from", "bob@remote.example", "--helo", "client.example"]
+    base = ["--helo", "client.example"]
+    outsider = ["--from", "bob@remote.example"]
+    # A user submits as itself (sender_identity = "enforce", the default).
+    own = ["--from", "alice@interop.test"]
     sent = {}
-    for name, extra in (
-        ("plain MX, pipelined", ["--server", "127.0.0.1:%d" % yubin.smtp, "--pipeline"]),
-        ("submission STARTTLS AUTH PLAIN", ["--server", "127.0.0.1:%d" % yubin.submission, "--tls",
-                                            "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-pw"]),
-        ("submission STARTTLS AUTH CRAM-MD5", ["--server", "127.0.0.1:%d" % yubin.submission, "--tls",
-                                               "--auth", "CRAM-MD5", "--auth-user", "alice", "--auth-password", "alice-pw"]),
-        ("submissions AUTH LOGIN", ["--server", "127.0.0.1:%d" % yubin.submissions, "--tlsc",
-                                    "--auth", "LOGIN", "--auth-user", "alice", "--auth-password", "alice-pw"]),
+    for name, sender, extra in (
+        ("plain MX, pipelined", outsider, ["--server", "127.0.0.1:%d" % yubin.smtp, "--pipeline"]),
+        ("submission STARTTLS AUTH PLAIN", own, ["--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                                                 "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-pw"]),
+        ("submission STARTTLS AUTH CRAM-MD5", own, ["--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+                                                    "--auth", "CRAM-MD5", "--auth-user", "alice", "--auth-password", "alice-pw"]),
+        ("submissions AUTH LOGIN", own, ["--server", "127.0.0.1:%d" % yubin.submissions, "--tlsc",
+                                         "--auth", "LOGIN", "--auth-user", "alice", "--auth-password", "alice-pw"]),
     ):
-        data = ("Subject: swaks %s\r\nX-Via: swaks\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n" % name).encode()
-        result = swaks(*base, "--to", "alice@interop.test", "--data", "-", *extra, data=data)
+        # With Date and Message-ID, as mail clients write them (yubin adds
+        # them to a submission without; the bytes below must come back).
+        data = ("Subject: swaks %s\r\nX-Via: swaks\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
+                "Message-ID: <swaks-%d@client.example>\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n"
+                % (name, len(sent))).encode()
+        result = swaks(*base, *sender, "--to", "alice@interop.test", "--data", "-", *extra, data=data)
         check(result.returncode == 0, "swaks %s: accepted (%d) %s" % (name, result.returncode,
                                                                   result.stdout.decode(errors="replace")[-300:]))
-        sent["swaks " + name] = data
+        sent["swaks " + name] = (data, sender[1])
     _, fetched = fetch_all(yubin.pop3, "alice", "alice-pw")
-    for subject_line, data in sent.items():
+    for subject_line, (data, sender) in sent.items():
         got = fetched.get(subject_line)
         # swaks ends the data with an extra CRLF of its own.
         check(got is not None and strip_trace(got["data"]).startswith(data), "POP3 returns what swaks sent: %s" % subject_line)
-        check(got is not None and got["data"].startswith(b"Return-Path: <bob@remote.example>\r\nReceived: from client.example"),
+        check(got is not None and got["data"].startswith(
+            b"Return-Path: <%s>\r\nReceived: from client.example" % sender.encode()),
               "with Return-Path and Received: %s" % subject_line)
     if fetched.get("swaks submissions AUTH LOGIN"):
         check(b"with ESMTPSA" in fetched["swaks submissions AUTH LOGIN"]["data"], "Received says ESMTPSA for TLS + AUTH")
 
-    result = swaks(*base, "--to", "carol@elsewhere.example", "--server", "127.0.0.1:%d" % yubin.submission, "--tls",
-                   "--quit-after", "RCPT")
+    submission = ["--server", "127.0.0.1:%d" % yubin.submission, "--tls"]
+    result = swaks(*base, *own, "--to", "carol@elsewhere.example", *submission, "--quit-after", "RCPT")
     check(result.returncode != 0 and b"530 5.7.0" in result.stdout, "submission without AUTH: 530 5.7.0")
-    result = swaks(*base, "--to", "carol@elsewhere.example", "--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+    result = swaks(*base, *own, "--to", "carol@elsewhere.example", *submission,
                    "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "wrong", "--quit-after", "AUTH")
     check(result.returncode != 0 and b"535 5.7.8" in result.stdout, "wrong password: 535 5.7.8")
-    result = swaks(*base, "--to", "carol@elsewhere.example", "--server", "127.0.0.1:%d" % yubin.submission, "--tls",
+    result = swaks(*base, "--from", "bob@interop.test", "--to", "carol@elsewhere.example", *submission,
+                   "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-pw", "--quit-after", "RCPT")
+    check(result.returncode != 0 and b"553 5.7.1 <bob@interop.test>: Sender address rejected: not owned by user alice"
+          in result.stdout, "alice cannot send as bob: 553 5.7.1")
+    result = swaks(*base, *own, "--to", "carol@elsewhere.example", *submission,
                    "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-pw")
     check(result.returncode == 0 and "to <carol@elsewhere.example>" in queued(yubin), "authenticated relay is queued")
 
     mx = ["--server", "127.0.0.1:%d" % yubin.smtp, "--to", "dave@elsewhere.example"]
-    result = swaks(*base, *mx, "--local-interface", "127.0.0.7", "--quit-after", "RCPT")
+    result = swaks(*base, *own, *mx, "--local-interface", "127.0.0.7", "--quit-after", "RCPT")
     check(result.returncode != 0 and b"554 5.7.1" in result.stdout, "relay from 127.0.0.7 refused before a POP3 login")
     check(pop3_login_from("127.0.0.7", yubin.pop3), "POP3 login from 127.0.0.7")
-    result = swaks(*base, *mx, "--local-interface", "127.0.0.7")
+    result = swaks(*base, *outsider, *mx, "--local-interface", "127.0.0.7", "--quit-after", "RCPT")
+    check(result.returncode != 0 and b"553 5.7.1" in result.stdout,
+          "the grant is alice's: relaying as someone else is refused")
+    result = swaks(*base, *own, *mx, "--local-interface", "127.0.0.7")
     check(result.returncode == 0, "relay from 127.0.0.7 accepted after the POP3 login")
-    result = swaks(*base, *mx, "--local-interface", "127.0.0.8", "--quit-after", "RCPT")
+    result = swaks(*base, *own, *mx, "--local-interface", "127.0.0.8", "--quit-after", "RCPT")
     check(result.returncode != 0 and b"554 5.7.1" in result.stdout, "127.0.0.8 never logged in: still refused")
     check("to <dave@elsewhere.example>" in queued(yubin), "the POP-before-SMTP relay is queued")
 

@@ -8,8 +8,8 @@
 //! - [`client`]: the client session, for the delivery engine.
 //! - [`command`]: parsing a command line.
 //! - [`data`]: DATA (dot-terminated, smuggling-proof) and BDAT content.
-//! - [`date`]: dates for headers and mbox separators, from a Unix time
-//!   given by the caller.
+//! - [`from_field`]: the addresses of a message's `From:` field.
+//! - [`hops`]: counting `Received:` fields (mail loops).
 //! - [`reply`]: replies with enhanced status codes.
 //! - [`server`]: the session state machine.
 #![forbid(unsafe_code)]
@@ -19,6 +19,7 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod from_field;
 pub mod hops;
 pub mod reply;
 pub mod server;

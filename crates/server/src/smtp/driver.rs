@@ -387,6 +387,64 @@ impl Connection {
         }
     }
 
+    /// Sender identity for the `From:` field: a message whose sender is
+    /// a user (authenticated, or relayed on the user's grant) may name
+    /// only that user's addresses there. A field that cannot be read is
+    /// logged and let through: an odd client is no reason to lose mail,
+    /// and an address that can be read decides.
+    fn refusal_for_the_from_field(
+        &mut self,
+        envelope: &Envelope<Routing>,
+        head: &[u8],
+    ) -> Option<Reply> {
+        let mode = self.service.config.smtp.sender_identity;
+        let grant_user = envelope.recipients.iter().find_map(|r| {
+            r.route
+                .reason
+                .strip_prefix("pop-before-smtp ")
+                .map(str::to_owned)
+        });
+        let user = self
+            .session
+            .authenticated()
+            .map(str::to_owned)
+            .or(grant_user)?;
+        if mode == SenderIdentity::Off {
+            return None;
+        }
+        let addresses = match yubin_smtp_proto::from_field::from_addresses(head) {
+            Ok(addresses) => addresses,
+            Err(error) => {
+                tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), ?error, "smtp From: field not checked");
+                return None;
+            }
+        };
+        let snapshot = self.service.users.snapshot();
+        let local_domains = self.service.local_domains(&snapshot);
+        let policy = Policy {
+            users: &snapshot.users,
+            local_domains: &local_domains,
+            aliases: &self.service.aliases,
+            first_user: snapshot.first_user.as_deref(),
+        };
+        let foreign = addresses.iter().find(|a| !policy.owns(&user, Some(a)))?;
+        tracing::info!(
+            session = self.id,
+            rip = %self.peer.ip(),
+            user = %Escaped(user.as_bytes()),
+            from = %Escaped(foreign.to_string().as_bytes()),
+            enforced = mode == SenderIdentity::Enforce,
+            "smtp From: address not owned by the user"
+        );
+        (mode == SenderIdentity::Enforce).then(|| {
+            Reply::with_text(
+                553,
+                "5.7.1",
+                format!("From: <{foreign}> is not an address of user {user}"),
+            )
+        })
+    }
+
     async fn end_of_message(&mut self, envelope: Envelope<Routing>) {
         let data = self.session.take_data();
         self.spool().append(&data);
@@ -394,6 +452,10 @@ impl Connection {
             self.session.message_refused(replies::LOCAL_ERROR);
             return;
         };
+        if let Some(reply) = self.refusal_for_the_from_field(&envelope, spool.head()) {
+            self.session.message_refused(reply);
+            return;
+        }
         let trace = Trace {
             id: yubin_queue::new_id(),
             helo: self.session.client_name().unwrap_or_default().to_owned(),
