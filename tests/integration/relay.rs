@@ -226,6 +226,23 @@ fn policy_service_answers_ok_for_live_grants_only() {
     );
 }
 
+/// A server with these aliases and POP-before-SMTP grants, for the
+/// sender-identity tests; the directory holds the aliases file.
+fn identity_server(aliases: &str) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aliases");
+    std::fs::write(&file, aliases).unwrap();
+    let server = TestServer::with(Setup {
+        smtp: format!(
+            "auth_failure_delay = \"100ms\"\naliases_file = \"{}\"\n",
+            file.display()
+        ),
+        tables: "[pop_before_smtp]\nwindow = \"10m\"\n".into(),
+        ..Setup::default()
+    });
+    (dir, server)
+}
+
 /// Issue 14, sender identity (`[smtp] sender_identity = "enforce"`, the
 /// default): an authenticated user, or a client relaying on a user's
 /// POP-before-SMTP grant, may use only that user's own addresses (its
@@ -235,17 +252,7 @@ fn policy_service_answers_ok_for_live_grants_only() {
 /// address. Mail from outside for a local user is not asked.
 #[test]
 fn issue14_a_user_sends_only_as_itself() {
-    let aliases = tempfile::tempdir().unwrap();
-    let file = aliases.path().join("aliases");
-    std::fs::write(&file, "sales: alice\nteam: alice, bob\nboss: bob\n").unwrap();
-    let server = TestServer::with(Setup {
-        smtp: format!(
-            "auth_failure_delay = \"100ms\"\naliases_file = \"{}\"\n",
-            file.display()
-        ),
-        tables: "[pop_before_smtp]\nwindow = \"10m\"\n".into(),
-        ..Setup::default()
-    });
+    let (_aliases, server) = identity_server("sales: alice\nteam: alice, bob\nboss: bob\n");
     let result = server.python(
         "import smtpclient as s, popclient as p\n\
          c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
@@ -319,17 +326,7 @@ fn issue14_sender_identity_can_log_or_be_off() {
 /// is delivered or queued. Mail from outside is not asked.
 #[test]
 fn issue14_the_from_field_names_only_the_users_addresses() {
-    let aliases = tempfile::tempdir().unwrap();
-    let file = aliases.path().join("aliases");
-    std::fs::write(&file, "sales: alice\n").unwrap();
-    let server = TestServer::with(Setup {
-        smtp: format!(
-            "auth_failure_delay = \"100ms\"\naliases_file = \"{}\"\n",
-            file.display()
-        ),
-        tables: "[pop_before_smtp]\nwindow = \"10m\"\n".into(),
-        ..Setup::default()
-    });
+    let (_aliases, server) = identity_server("sales: alice\n");
     let result = server.python(
         "import smtpclient as s, popclient as p\n\
          def submit(from_field):\n\

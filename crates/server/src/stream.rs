@@ -87,6 +87,15 @@ pub(crate) async fn pause(duration: Duration) {
     }
 }
 
+/// Pauses for `duration` (the answer to a failed login) unless the client
+/// hangs up first (`None`); otherwise what the client sent meanwhile, for
+/// its session (see [`wait_unless_gone`]).
+pub(crate) async fn pause_unless_gone(stream: &mut Stream, duration: Duration) -> Option<Vec<u8>> {
+    wait_unless_gone(stream, pause(duration))
+        .await
+        .map(|((), early)| early)
+}
+
 /// Waits for `until` (a login's turn, the delay before a failure is
 /// answered), unless the client hangs up first: then `None`, and `until` is
 /// dropped, so that the connection and its slot are released at once

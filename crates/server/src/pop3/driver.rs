@@ -198,9 +198,11 @@ impl Connection {
                 // (issue 12): the wait is dropped at once. The check itself
                 // is not, so its failure is recorded and keeps counting.
                 Poll::Action(Action::Delay(duration)) => {
-                    if !self.pause_unless_gone(&mut stream, duration).await {
+                    let Some(early) = crate::stream::pause_unless_gone(&mut stream, duration).await
+                    else {
                         return End::Disconnected;
-                    }
+                    };
+                    self.session.receive(&early);
                     self.session.delay_elapsed();
                 }
                 Poll::Action(action) => match self.login_check(action) {
@@ -270,20 +272,6 @@ impl Connection {
             | Action::CheckApop { .. }
             | Action::SaslStart { .. }
             | Action::SaslStep { .. } => {}
-        }
-    }
-
-    /// Waits `duration` (the answer to a failed login) unless the client
-    /// hangs up first (then false). What it sends meanwhile goes to the
-    /// session.
-    async fn pause_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
-        let pause = crate::stream::pause(duration);
-        match crate::stream::wait_unless_gone(stream, pause).await {
-            Some(((), early)) => {
-                self.session.receive(&early);
-                true
-            }
-            None => false,
         }
     }
 

@@ -178,9 +178,11 @@ impl Connection {
                 // for the address's turn, or for the answer to a failure,
                 // releases its connection at once (issue 12).
                 Poll::Action(Action::Delay(duration)) => {
-                    if !self.pause_unless_gone(&mut stream, duration).await {
+                    let Some(early) = crate::stream::pause_unless_gone(&mut stream, duration).await
+                    else {
                         return;
-                    }
+                    };
+                    self.session.receive(&early);
                     self.session.delay_elapsed();
                 }
                 Poll::Action(Action::SaslStart {
@@ -206,20 +208,6 @@ impl Connection {
                 }
                 Poll::Action(action) => self.perform(action).await,
             }
-        }
-    }
-
-    /// Waits `duration` (the answer to a failed login) unless the client
-    /// hangs up first (then false). What it sends meanwhile goes to the
-    /// session.
-    async fn pause_unless_gone(&mut self, stream: &mut Stream, duration: Duration) -> bool {
-        let pause = crate::stream::pause(duration);
-        match crate::stream::wait_unless_gone(stream, pause).await {
-            Some(((), early)) => {
-                self.session.receive(&early);
-                true
-            }
-            None => false,
         }
     }
 
