@@ -107,8 +107,6 @@ pub trait Maildrop: Send + Sync {
     /// Each message's size by `rule` (named `rule_name`), computed once
     /// per message and remembered by the store.
     fn derived_sizes(&self, rule_name: &str, rule: &SizeRule<'_>) -> Vec<Option<u64>>;
-    /// Where it is, for logs.
-    fn describe(&self) -> String;
 }
 
 /// A message written and durable, not yet visible.

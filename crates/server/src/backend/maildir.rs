@@ -109,10 +109,6 @@ impl Maildrop for LockedMaildir {
         self.maildir
             .derived_sizes(&self.listing, rule_name, |file, listed| rule(file, listed))
     }
-
-    fn describe(&self) -> String {
-        self.maildir.root().display().to_string()
-    }
 }
 
 /// One copy in a Maildir's `tmp/`.
