@@ -137,6 +137,9 @@ impl Server {
             _ => None,
         };
         // Every listener first; nothing is served until `before_serving`.
+        // "listening on" is logged once the server serves (scripts and
+        // tests wait for it), not when the socket is bound.
+        let mut announce: Vec<String> = Vec::new();
         let mut pending: Vec<Bound> = Vec::new();
         let mut pop3_addresses = Vec::new();
         let mut pop3s_addresses = Vec::new();
@@ -148,10 +151,10 @@ impl Server {
                 let listener = bind(address, key, config.listen_backlog)?;
                 let bound = listener.local_addr().unwrap_or(address);
                 if implicit {
-                    tracing::info!("pop3s listening on {bound} (implicit TLS)");
+                    announce.push(format!("pop3s listening on {bound} (implicit TLS)"));
                     pop3s_addresses.push(bound);
                 } else {
-                    tracing::info!("pop3 listening on {bound} (STLS available)");
+                    announce.push(format!("pop3 listening on {bound} (STLS available)"));
                     pop3_addresses.push(bound);
                 }
                 pending.push(Bound::Pop3(listener, implicit));
@@ -179,15 +182,17 @@ impl Server {
                 let bound = listener.local_addr().unwrap_or(address);
                 match kind {
                     Listener::Mx => {
-                        tracing::info!("smtp listening on {bound}");
+                        announce.push(format!("smtp listening on {bound}"));
                         smtp_addresses.push(bound);
                     }
                     Listener::Submission => {
-                        tracing::info!("submission listening on {bound} (STARTTLS available)");
+                        announce.push(format!(
+                            "submission listening on {bound} (STARTTLS available)"
+                        ));
                         submission_addresses.push(bound);
                     }
                     Listener::Submissions => {
-                        tracing::info!("submissions listening on {bound} (implicit TLS)");
+                        announce.push(format!("submissions listening on {bound} (implicit TLS)"));
                         submissions_addresses.push(bound);
                     }
                 }
@@ -203,7 +208,7 @@ impl Server {
                 config.listen_backlog,
             )?;
             let bound = listener.local_addr().unwrap_or(address);
-            tracing::info!("policy service listening on {bound}");
+            announce.push(format!("policy service listening on {bound}"));
             policy_addresses.push(bound);
             pending.push(Bound::Policy(listener));
         }
@@ -335,6 +340,9 @@ impl Server {
             }
         }));
 
+        for line in announce {
+            tracing::info!("{line}");
+        }
         Ok(Server {
             pop3_addresses,
             pop3s_addresses,
