@@ -319,6 +319,12 @@ impl TestServer {
         ids
     }
 
+    /// The file of queue entry `id`: its envelope, a blank line, then the
+    /// message.
+    pub fn queued_entry(&self, id: &str) -> String {
+        fs::read_to_string(self.dir.path().join("queue/active").join(id)).expect("a queue entry")
+    }
+
     /// The contents of every message in a user's new/ and cur/, in name
     /// order. A file removed between the listing and the read (the server
     /// may be committing a QUIT meanwhile) is not there any more, and left out.

@@ -130,14 +130,7 @@ fn submission_with_starttls_and_auth_relays_into_the_queue() {
     assert_eq!(server.queued().len(), 1);
     // The relayed copy has a Received line (ESMTPSA: TLS and AUTH) but no
     // Return-Path, which only final delivery adds.
-    let entry = std::fs::read_to_string(
-        server
-            .dir
-            .path()
-            .join("queue/active")
-            .join(&server.queued()[0]),
-    )
-    .unwrap();
+    let entry = server.queued_entry(&server.queued()[0]);
     assert!(
         entry.contains("rcpt <carol@elsewhere.example>\n"),
         "{entry}"
@@ -629,14 +622,7 @@ fn issue14_submitted_mail_gets_date_and_message_id() {
     assert!(own.contains("Message-Id: <mine@alice.example>"), "{own}");
     assert_eq!(count(own, "message-id:"), 1, "{own}");
     // The queued copy carries the same additions.
-    let entry = std::fs::read_to_string(
-        server
-            .dir
-            .path()
-            .join("queue/active")
-            .join(&server.queued()[0]),
-    )
-    .unwrap();
+    let entry = server.queued_entry(&server.queued()[0]);
     let message = entry.split_once("\n\n").map_or("", |(_, m)| m);
     assert_eq!(count(message, "date:"), 1, "{entry}");
     assert_eq!(count(message, "message-id:"), 1, "{entry}");

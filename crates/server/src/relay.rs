@@ -11,6 +11,7 @@
 //! already allowed to relay.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -127,9 +128,52 @@ pub enum Route {
 pub struct Routing {
     /// Copies.
     pub routes: Vec<Route>,
-    /// For the log and the queue: `local`, `auth alice`, `network`,
-    /// `pop-before-smtp alice`.
-    pub reason: String,
+    /// Why it was accepted.
+    pub reason: Reason,
+}
+
+/// Why a recipient was accepted, and, for a relayed one, whose right it
+/// was. Shown in the log and the queue entry as `local`, `alias`,
+/// `auth alice`, `network`, `pop-before-smtp alice`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A local user's address.
+    Local,
+    /// A local alias.
+    Alias,
+    /// Relayed for the user authenticated with SMTP AUTH.
+    Auth(String),
+    /// Relayed for a client in `relay_networks`.
+    Network,
+    /// Relayed for the user whose POP3 login granted the client's address.
+    Grant(String),
+}
+
+impl Reason {
+    /// Whether the recipient is relayed on a client's right (not local).
+    pub fn relays(&self) -> bool {
+        !matches!(self, Reason::Local | Reason::Alias)
+    }
+
+    /// The user whose POP-before-SMTP grant let it relay.
+    pub fn grant_user(&self) -> Option<&str> {
+        match self {
+            Reason::Grant(user) => Some(user),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Local => f.write_str("local"),
+            Reason::Alias => f.write_str("alias"),
+            Reason::Auth(user) => write!(f, "auth {user}"),
+            Reason::Network => f.write_str("network"),
+            Reason::Grant(user) => write!(f, "pop-before-smtp {user}"),
+        }
+    }
 }
 
 /// What the client is, for the relay decision.
@@ -150,8 +194,8 @@ pub enum Decision {
     Accept {
         /// Copies.
         routes: Vec<Route>,
-        /// For the log and the queue: `local`, `auth alice`, `network`, `pop-before-smtp alice`.
-        reason: String,
+        /// Why.
+        reason: Reason,
     },
     /// Refused with this reply.
     Refuse(Reply),
@@ -204,7 +248,7 @@ impl Policy<'_> {
                 || Decision::Refuse(Reply::new(550, "5.1.1", "postmaster has no mailbox here")),
                 |route| Decision::Accept {
                     routes: vec![route],
-                    reason: "local".into(),
+                    reason: Reason::Local,
                 },
             ),
             None => Decision::Refuse(Reply::new(550, "5.1.1", "postmaster has no mailbox here")),
@@ -220,7 +264,7 @@ impl Policy<'_> {
         if let Some(user) = user {
             return Decision::Accept {
                 routes: vec![Route::Local(user.name.clone())],
-                reason: "local".into(),
+                reason: Reason::Local,
             };
         }
         let is_postmaster = mailbox.local.eq_ignore_ascii_case("postmaster");
@@ -240,7 +284,7 @@ impl Policy<'_> {
                 } else {
                     Decision::Accept {
                         routes,
-                        reason: "alias".into(),
+                        reason: Reason::Alias,
                     }
                 }
             }
@@ -292,11 +336,11 @@ impl Policy<'_> {
 
     fn relay(&self, mailbox: &Mailbox, client: &Client) -> Decision {
         let reason = if let Some(user) = &client.authenticated {
-            format!("auth {user}")
+            Reason::Auth(user.clone())
         } else if client.trusted_network {
-            "network".to_owned()
+            Reason::Network
         } else if let Some(user) = &client.pop_grant {
-            format!("pop-before-smtp {user}")
+            Reason::Grant(user.clone())
         } else {
             return Decision::Refuse(Reply::with_text(
                 554,
@@ -352,14 +396,14 @@ mod tests {
             decide("<alice@local.test>", &anyone),
             Decision::Accept {
                 routes: vec![Route::Local("alice@local.test".into())],
-                reason: "local".into()
+                reason: Reason::Local
             }
         );
         assert_eq!(
             decide("<Bob@MX.local.test>", &anyone),
             Decision::Accept {
                 routes: vec![Route::Local("bob".into())],
-                reason: "local".into()
+                reason: Reason::Local
             }
         );
         assert_eq!(
@@ -369,7 +413,7 @@ mod tests {
                     Route::Local("alice@local.test".into()),
                     Route::Remote("someone@remote.test".into())
                 ],
-                reason: "alias".into()
+                reason: Reason::Alias
             }
         );
         assert_eq!(
@@ -423,16 +467,17 @@ mod tests {
             pop_grant: Some("bob".into()),
             ..Client::default()
         };
-        for (client, reason) in [
-            (auth, "auth alice"),
-            (net, "network"),
-            (pop, "pop-before-smtp bob"),
+        for (client, reason, shown) in [
+            (auth, Reason::Auth("alice".into()), "auth alice"),
+            (net, Reason::Network, "network"),
+            (pop, Reason::Grant("bob".into()), "pop-before-smtp bob"),
         ] {
+            assert_eq!(reason.to_string(), shown);
             assert_eq!(
                 decide("<u@remote.test>", &client),
                 Decision::Accept {
                     routes: vec![Route::Remote("u@remote.test".into())],
-                    reason: reason.into()
+                    reason
                 }
             );
         }

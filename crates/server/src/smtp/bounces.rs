@@ -7,7 +7,7 @@ use yubin_queue::engine::Submit;
 use yubin_smtp_proto::address::parse_forward_path;
 
 use super::SmtpService;
-use crate::relay::{Client, Decision, Policy, Route};
+use crate::relay::{Client, Decision, Route};
 
 impl Submit for SmtpService {
     fn submit(&self, recipient: &str, message: &[u8]) -> Result<(), String> {
@@ -19,12 +19,7 @@ impl Submit for SmtpService {
         }
         let snapshot = self.users.snapshot();
         let local_domains = self.local_domains(&snapshot);
-        let policy = Policy {
-            users: &snapshot.users,
-            local_domains: &local_domains,
-            aliases: &self.aliases,
-            first_user: snapshot.first_user.as_deref(),
-        };
+        let policy = self.policy(&snapshot, &local_domains);
         // The server itself may send anywhere.
         let client = Client {
             authenticated: Some("MAILER-DAEMON".into()),

@@ -199,8 +199,11 @@ pub(super) fn deliver(
     for recipient in &envelope.recipients {
         let Routing { routes, reason } = &recipient.route;
         let relayed = routes.iter().any(|r| matches!(r, Route::Remote(_)));
-        if relayed && !reasons.contains(reason) {
-            reasons.push(reason.clone());
+        if relayed {
+            let reason = reason.to_string();
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
         }
         for route in routes {
             match route {

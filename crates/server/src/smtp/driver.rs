@@ -16,7 +16,7 @@ use crate::relay::Routing;
 use super::commit::{self, Trace};
 use super::{Listener, SmtpService};
 use crate::logtext::Escaped;
-use crate::relay::{Client, Decision, Policy};
+use crate::relay::{Client, Decision};
 use crate::spool::Spool;
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
@@ -305,12 +305,7 @@ impl Connection {
         // Users may have changed since the connection began (yubin user add).
         self.snapshot = self.service.users.snapshot();
         let local_domains = self.service.local_domains(&self.snapshot);
-        let policy = Policy {
-            users: &self.snapshot.users,
-            local_domains: &local_domains,
-            aliases: &self.service.aliases,
-            first_user: self.snapshot.first_user.as_deref(),
-        };
+        let policy = self.service.policy(&self.snapshot, &local_domains);
         let shown = match path {
             ForwardPath::Postmaster => "postmaster".to_owned(),
             ForwardPath::Mailbox(m) => m.to_string(),
@@ -320,13 +315,7 @@ impl Connection {
                 // Whose mail this is: the authenticated user's, or, where a
                 // grant let it relay, the grant's user. A trusted network's
                 // clients are not asked (they have no user).
-                let owner = match (&client.authenticated, &client.pop_grant) {
-                    (Some(user), _) => Some(user.as_str()),
-                    (None, Some(user)) if reason.starts_with("pop-before-smtp") => {
-                        Some(user.as_str())
-                    }
-                    _ => None,
-                };
+                let owner = client.authenticated.as_deref().or(reason.grant_user());
                 let mode = self.service.config.smtp.sender_identity;
                 let sender = self.session.sender();
                 if let Some(user) = owner
@@ -354,10 +343,7 @@ impl Connection {
                         return;
                     }
                 }
-                if reason.starts_with("pop-before-smtp")
-                    || reason.starts_with("auth")
-                    || reason == "network"
-                {
+                if reason.relays() {
                     tracing::info!(
                         session = self.id,
                         rip = %ip,
@@ -386,12 +372,10 @@ impl Connection {
         head: &[u8],
     ) -> Option<Reply> {
         let mode = self.service.config.smtp.sender_identity;
-        let grant_user = envelope.recipients.iter().find_map(|r| {
-            r.route
-                .reason
-                .strip_prefix("pop-before-smtp ")
-                .map(str::to_owned)
-        });
+        let grant_user = envelope
+            .recipients
+            .iter()
+            .find_map(|r| r.route.reason.grant_user().map(str::to_owned));
         let user = self
             .session
             .authenticated()
@@ -409,12 +393,7 @@ impl Connection {
         };
         let snapshot = self.service.users.snapshot();
         let local_domains = self.service.local_domains(&snapshot);
-        let policy = Policy {
-            users: &snapshot.users,
-            local_domains: &local_domains,
-            aliases: &self.service.aliases,
-            first_user: snapshot.first_user.as_deref(),
-        };
+        let policy = self.service.policy(&snapshot, &local_domains);
         let foreign = addresses.iter().find(|a| !policy.owns(&user, Some(a)))?;
         tracing::info!(
             session = self.id,

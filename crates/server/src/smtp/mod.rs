@@ -20,7 +20,7 @@ use yubin_smtp_proto::{Offer, SessionConfig};
 
 use crate::backend::{MailStore, RelayGrantStore, UserDirectory};
 use crate::config::{Config, PlaintextAuth};
-use crate::relay::{Aliases, Network};
+use crate::relay::{Aliases, Network, Policy};
 use crate::userstore::Snapshot;
 
 /// Which kind of listener a connection came in on.
@@ -132,6 +132,21 @@ impl SmtpService {
             auth_allowed: tls_active || loopback,
             plaintext_auth,
             submission: listener != Listener::Mx,
+        }
+    }
+
+    /// The relay policy over `snapshot`'s users, with `local_domains` (from
+    /// [`SmtpService::local_domains`]).
+    fn policy<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        local_domains: &'a HashSet<String>,
+    ) -> Policy<'a> {
+        Policy {
+            users: &snapshot.users,
+            local_domains,
+            aliases: &self.aliases,
+            first_user: snapshot.first_user.as_deref(),
         }
     }
 
