@@ -39,6 +39,38 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A dead destination that stays dead until revived: the port is bound
+/// but not listening, so connections to it are refused, and no other
+/// server started by a test running alongside can take it meanwhile (a
+/// released port can be handed out again at once; a TLS listener there
+/// would leave the attempt waiting for a greeting instead of failing).
+struct DeadPort {
+    socket: socket2::Socket,
+    port: u16,
+}
+
+impl DeadPort {
+    fn new() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        socket.bind(&any.into()).expect("a port");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+            .expect("the bound port");
+        DeadPort { socket, port }
+    }
+
+    /// Releases the port for the server about to listen on it.
+    fn revive(self) -> u16 {
+        drop(self.socket);
+        self.port
+    }
+}
+
 /// Waits up to `seconds` for `ready`.
 fn eventually(seconds: u64, what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -140,13 +172,13 @@ fn relayed_mail_reaches_the_other_server_intact() {
 /// `yubin queue list` meanwhile shows the attempts and the last error.
 #[test]
 fn a_dead_destination_is_retried_until_it_answers() {
-    let port = free_port();
-    let a = sender(port, "");
+    let dead = DeadPort::new();
+    let a = sender(dead.port, "");
     let sent = send_via(&a, &["bob@b.test"], b"Subject: patience\r\n\r\nhello\r\n");
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     eventually(10, "a failed attempt", || a.log().contains("deferred"));
     assert_eq!(a.queued().len(), 1);
-    let b = receiver(port);
+    let b = receiver(dead.revive());
     eventually(20, "delivery after B came up", || {
         b.messages("bob").len() == 1
     });
@@ -405,8 +437,8 @@ fn oq03_no_bounce_for_null_senders_expiry_and_delay_warnings() {
     eventually(10, "A's queue to empty", || a.queued().is_empty());
     assert!(a.messages("alice").is_empty());
 
-    let dead = free_port();
-    let a = sender(dead, "max_age = \"3s\"\ndelay_warning = \"1s\"\n");
+    let dead = DeadPort::new();
+    let a = sender(dead.port, "max_age = \"3s\"\ndelay_warning = \"1s\"\n");
     let sent = send_via(&a, &["bob@b.test"], b"Subject: doomed\r\n\r\ndoomed\r\n");
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     eventually(20, "the warning and the bounce", || {
@@ -436,7 +468,8 @@ fn oq03_no_bounce_for_null_senders_expiry_and_delay_warnings() {
 /// id is a usage error naming the argument.
 #[test]
 fn queue_commands_work_against_a_running_server() {
-    let port = free_port();
+    let dead = DeadPort::new();
+    let port = dead.port;
     // Slow retries: only a flush can make the second attempt happen soon.
     let a = TestServer::with(Setup {
         tables: format!(
@@ -504,7 +537,7 @@ fn queue_commands_work_against_a_running_server() {
     );
 
     // B comes up; only a flush gets the remaining message there now.
-    let b = receiver(port);
+    let b = receiver(dead.revive());
     let flushed = queue(&["flush"]);
     assert!(flushed.status.success());
     eventually(20, "delivery after the flush", || {
