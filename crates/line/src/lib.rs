@@ -20,7 +20,7 @@
 pub mod date;
 pub mod stuffing;
 
-pub use stuffing::{Encoder, WireSize};
+pub use stuffing::{CrlfLines, Encoder, WireSize};
 
 /// One unit of input, as returned by [`LineReader::next_line`].
 #[derive(Debug, PartialEq, Eq)]

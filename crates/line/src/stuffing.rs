@@ -271,10 +271,79 @@ impl Encoder {
     }
 }
 
+/// The message as it travels, before byte-stuffing: CRLF line ends, and a
+/// CRLF after an unterminated last line. This is what a DKIM signature
+/// covers (RFC 6376 §5.3), so the signer and the SMTP client, which share
+/// the scanner, cannot disagree about the bytes.
+#[derive(Clone, Debug)]
+pub struct CrlfLines {
+    scanner: Scanner,
+}
+
+/// Like [`Output`], without the stuffing dot.
+struct Plain<'a>(&'a mut Vec<u8>);
+
+impl Sink for Plain<'_> {
+    fn text(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn stuff(&mut self) {}
+    fn line_end(&mut self) {
+        self.0.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Default for CrlfLines {
+    fn default() -> Self {
+        CrlfLines {
+            scanner: Scanner::new(Limit::Whole),
+        }
+    }
+}
+
+impl CrlfLines {
+    /// At the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Converts the next chunk of the stored message, appending to `out`.
+    pub fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.scanner.feed(chunk, &mut Plain(out));
+    }
+
+    /// Ends the message: a CRLF for an unterminated last line.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        self.scanner.finish(&mut Plain(out));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The wire form before stuffing is the RETR body without the
+    /// stuffing dots and the final `.` line, whatever the chunking.
+    #[test]
+    fn crlf_lines_are_the_unstuffed_wire_form() {
+        for (stored, wire) in [
+            (&b"a\nb"[..], &b"a\r\nb\r\n"[..]),
+            (b"a\r\n.b\r\n", b"a\r\n.b\r\n"),
+            (b"x\ry\n\n", b"x\r\ny\r\n\r\n"),
+            (b"", b""),
+        ] {
+            for split in 0..=stored.len() {
+                let mut lines = CrlfLines::new();
+                let mut out = Vec::new();
+                lines.convert(&stored[..split], &mut out);
+                lines.convert(&stored[split..], &mut out);
+                lines.finish(&mut out);
+                assert_eq!(out, wire, "{stored:?} split at {split}");
+                assert_eq!(out.len() as u64, WireSize::of(stored));
+            }
+        }
+    }
 
     fn retr(message: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use hickory_proto::op::ResponseCode;
-use hickory_proto::op::{Edns, Message, MessageType};
+use hickory_proto::op::{Edns, Message};
 pub use hickory_proto::rr::RData;
 pub use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
@@ -242,20 +242,16 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// `limit` octets; `None` for no answer at all.
 fn respond(request: &[u8], state: &Mutex<State>, limit: Option<usize>) -> Option<Vec<u8>> {
     let request = Message::from_vec(request).ok()?;
-    let mut response = Message::new();
-    response
-        .set_id(request.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(request.op_code())
-        .set_recursion_desired(request.recursion_desired())
-        .set_authoritative(true);
-    if request.extensions().is_some() {
+    let mut response = Message::response(request.id, request.op_code);
+    response.metadata.recursion_desired = request.recursion_desired;
+    response.metadata.authoritative = true;
+    if request.edns.is_some() {
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_PAYLOAD);
         response.set_edns(edns);
     }
-    let Some(query) = request.queries().first() else {
-        response.set_response_code(ResponseCode::FormErr);
+    let Some(query) = request.queries.first() else {
+        response.metadata.response_code = ResponseCode::FormErr;
         return response.to_vec().ok();
     };
     response.add_query(query.clone());
@@ -268,10 +264,10 @@ fn respond(request: &[u8], state: &Mutex<State>, limit: Option<usize>) -> Option
     };
     match entry {
         None => {
-            response.set_response_code(ResponseCode::NXDomain);
+            response.metadata.response_code = ResponseCode::NXDomain;
         }
         Some(Entry::Code(code)) => {
-            response.set_response_code(code);
+            response.metadata.response_code = code;
         }
         Some(Entry::Silent) => return None,
         Some(Entry::Records(records)) => {
@@ -285,7 +281,7 @@ fn respond(request: &[u8], state: &Mutex<State>, limit: Option<usize>) -> Option
             let encoded = response.to_vec().ok()?;
             if limit.is_some_and(|limit| encoded.len() > limit) {
                 let mut truncated = full;
-                truncated.set_truncated(true);
+                truncated.metadata.truncation = true;
                 return truncated.to_vec().ok();
             }
             return Some(encoded);
@@ -355,10 +351,9 @@ mod tests {
 
     /// One question over UDP or TCP; `None` if no answer came.
     fn try_ask(dns: &TestDns, name: &str, kind: RecordType, tcp: bool) -> Option<Message> {
-        let mut request = Message::new();
-        request
-            .set_id(7)
-            .add_query(Query::query(parse_name(name), kind));
+        let mut request = Message::query();
+        request.metadata.id = 7;
+        request.add_query(Query::query(parse_name(name), kind));
         let bytes = request.to_vec().unwrap();
         let answer = if tcp {
             let mut stream = TcpStream::connect(dns.addr()).unwrap();
@@ -382,7 +377,7 @@ mod tests {
             buf[..n].to_vec()
         };
         let answer = Message::from_vec(&answer).unwrap();
-        assert_eq!(answer.id(), 7);
+        assert_eq!(answer.metadata.id, 7);
         Some(answer)
     }
 
@@ -401,17 +396,22 @@ mod tests {
         dns.silent("silent.test");
 
         let mx = ask(&dns, "example.test", RecordType::MX, false);
-        assert_eq!(mx.response_code(), ResponseCode::NoError);
-        assert_eq!(mx.answers().len(), 2);
+        assert_eq!(mx.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(mx.answers.len(), 2);
         let nodata = ask(&dns, "example.test", RecordType::A, false);
-        assert_eq!(nodata.response_code(), ResponseCode::NoError);
-        assert!(nodata.answers().is_empty());
+        assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+        assert!(nodata.answers.is_empty());
         for (name, code) in [
             ("refused.test", ResponseCode::Refused),
             ("servfail.test", ResponseCode::ServFail),
             ("unknown.test", ResponseCode::NXDomain),
         ] {
-            assert_eq!(ask(&dns, name, RecordType::MX, false).response_code(), code);
+            assert_eq!(
+                ask(&dns, name, RecordType::MX, false)
+                    .metadata
+                    .response_code,
+                code
+            );
         }
         assert!(try_ask(&dns, "silent.test", RecordType::A, false).is_none());
         assert!(
@@ -426,14 +426,18 @@ mod tests {
         let key = "p=".to_owned() + &"A".repeat(900);
         dns.txt("sel._domainkey.example.test", &key);
         let udp = ask(&dns, "sel._domainkey.example.test", RecordType::TXT, false);
-        assert!(udp.truncated());
-        assert!(udp.answers().is_empty());
+        assert!(udp.metadata.truncation);
+        assert!(udp.answers.is_empty());
         let tcp = ask(&dns, "sel._domainkey.example.test", RecordType::TXT, true);
-        assert!(!tcp.truncated());
-        let RData::TXT(txt) = tcp.answers()[0].data() else {
+        assert!(!tcp.metadata.truncation);
+        let RData::TXT(txt) = &tcp.answers[0].data else {
             panic!("not TXT");
         };
-        let joined: Vec<u8> = txt.iter().flat_map(|s| s.iter().copied()).collect();
+        let joined: Vec<u8> = txt
+            .txt_data
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
         assert_eq!(joined, key.as_bytes());
     }
 
@@ -441,13 +445,12 @@ mod tests {
     fn records_change_while_it_runs() {
         let dns = TestDns::start().unwrap();
         dns.a("host.test", Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(
-            ask(&dns, "host.test", RecordType::A, true).answers().len(),
-            1
-        );
+        assert_eq!(ask(&dns, "host.test", RecordType::A, true).answers.len(), 1);
         dns.nxdomain("host.test");
         assert_eq!(
-            ask(&dns, "host.test", RecordType::A, false).response_code(),
+            ask(&dns, "host.test", RecordType::A, false)
+                .metadata
+                .response_code,
             ResponseCode::NXDomain
         );
         dns.remove("host.test");
@@ -455,13 +458,13 @@ mod tests {
         dns.tlsa("_25._tcp.host.test", 3, 1, 1, vec![0xab; 32]);
         assert_eq!(
             ask(&dns, "host.test", RecordType::AAAA, false)
-                .answers()
+                .answers
                 .len(),
             1
         );
         assert_eq!(
             ask(&dns, "_25._tcp.host.test", RecordType::TLSA, false)
-                .answers()
+                .answers
                 .len(),
             1
         );

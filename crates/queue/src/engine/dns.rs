@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
+use hickory_resolver::proto::rr::RData;
 
 use super::route::{Dns, RouteError};
 
@@ -28,9 +29,9 @@ impl HickoryDns {
     /// The system's resolvers. Without a usable configuration, MX lookups
     /// find nothing and domains are reached by their address records.
     pub fn system() -> HickoryDns {
-        match TokioResolver::builder_tokio() {
-            Ok(builder) => HickoryDns {
-                resolver: Some(builder.build()),
+        match TokioResolver::builder_tokio().and_then(|builder| builder.build()) {
+            Ok(resolver) => HickoryDns {
+                resolver: Some(resolver),
             },
             Err(error) => {
                 tracing::warn!(%error, "no DNS resolver configuration; MX records will not be used");
@@ -41,12 +42,20 @@ impl HickoryDns {
 
     /// One name server, asked over UDP (and TCP for long answers).
     pub fn server(address: SocketAddr) -> HickoryDns {
-        let servers = NameServerConfigGroup::from_ips_clear(&[address.ip()], address.port(), true);
-        let config = ResolverConfig::from_parts(None, Vec::new(), servers);
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build();
-        HickoryDns {
-            resolver: Some(resolver),
+        let mut udp = ConnectionConfig::udp();
+        udp.port = address.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = address.port();
+        let server = NameServerConfig::new(address.ip(), true, vec![udp, tcp]);
+        let config = ResolverConfig::from_name_servers(vec![server]);
+        match TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build() {
+            Ok(resolver) => HickoryDns {
+                resolver: Some(resolver),
+            },
+            Err(error) => {
+                tracing::warn!(%error, %address, "the configured DNS server cannot be used; MX records will not be used");
+                HickoryDns { resolver: None }
+            }
         }
     }
 }
@@ -59,12 +68,17 @@ impl Dns for HickoryDns {
         // Fully qualified: no search domains.
         match resolver.mx_lookup(format!("{domain}.")).await {
             Ok(found) => Ok(found
+                .answers()
                 .iter()
+                .filter_map(|record| match &record.data {
+                    RData::MX(mx) => Some(mx),
+                    _ => None,
+                })
                 .map(|mx| {
-                    let host = mx.exchange().to_utf8();
+                    let host = mx.exchange.to_utf8();
                     let host = host.trim_end_matches('.');
                     (
-                        mx.preference(),
+                        mx.preference,
                         if host.is_empty() {
                             ".".to_owned()
                         } else {
@@ -73,20 +87,19 @@ impl Dns for HickoryDns {
                     )
                 })
                 .collect()),
-            Err(error) => match error.proto().map(ProtoError::kind) {
-                // An authoritative "no such domain".
-                Some(ProtoErrorKind::NoRecordsFound {
+            Err(error) => match &error {
+                // "No such domain" (the resolver trusts negative answers).
+                NetError::Dns(DnsError::NoRecordsFound(NoRecords {
                     response_code: ResponseCode::NXDomain,
-                    trusted: true,
                     ..
-                }) => Err(RouteError::Permanent(format!(
+                })) => Err(RouteError::Permanent(format!(
                     "5.1.2 the domain {domain} does not exist"
                 ))),
                 // The domain exists and has no MX: its address records.
-                Some(ProtoErrorKind::NoRecordsFound {
+                NetError::Dns(DnsError::NoRecordsFound(NoRecords {
                     response_code: ResponseCode::NoError,
                     ..
-                }) => Ok(Vec::new()),
+                })) => Ok(Vec::new()),
                 // SERVFAIL, REFUSED, timeouts, an untrusted NXDOMAIN: the
                 // DNS is in trouble, not the domain; try again later.
                 _ => Err(RouteError::Temporary(format!(
