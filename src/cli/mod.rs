@@ -1,6 +1,7 @@
 //! Subcommands and their arguments.
 
 mod deliver;
+mod dkim;
 mod fetch;
 mod password;
 mod pw;
@@ -62,6 +63,14 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// DKIM signing keys: make one (with the DNS record to publish), list them.
+    Dkim {
+        #[command(subcommand)]
+        command: dkim::DkimCommand,
+        /// The configuration file (for the data directory and dkim keys).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// How a command failed.
@@ -97,6 +106,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let config = load_config(config.as_deref())?;
             as_server_account(&config).map_err(Failure::Usage)?;
             queue::run(command, &config)
+        }
+        Command::Dkim { command, config } => {
+            let config = load_config(config.as_deref())?;
+            as_server_account(&config).map_err(Failure::Usage)?;
+            dkim::run(command, &config)
         }
     }
 }

@@ -44,7 +44,8 @@ pub fn serve(config: Config) -> Result<(), Failure> {
             yubin_server::server::StartError::Privileges(e) if e.is_configuration() => {
                 Failure::Usage(e.to_string())
             }
-            e @ yubin_server::server::StartError::Aliases(_) => {
+            e @ (yubin_server::server::StartError::Aliases(_)
+            | yubin_server::server::StartError::Dkim(_)) => {
                 Failure::Usage(format!("configuration error: {e}"))
             }
             other => Failure::Runtime(other.into()),
@@ -88,6 +89,9 @@ pub fn check_config(config: Config) -> Result<(), Failure> {
         yubin_server::tls::server_config(&config)
             .map_err(|e| Failure::Usage(format!("tls: {e}")))?;
     }
+    config
+        .dkim_keyring()
+        .map_err(|e| Failure::Usage(format!("dkim: {e}")))?;
     print!("{}", config.to_toml());
     if !problems.is_empty() {
         let lines: Vec<String> = problems

@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod corpus;
+mod dkim;
 mod durability;
 mod fetch;
 mod fidelity;

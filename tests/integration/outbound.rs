@@ -72,7 +72,7 @@ impl DeadPort {
 }
 
 /// Waits up to `seconds` for `ready`.
-fn eventually(seconds: u64, what: &str, ready: impl Fn() -> bool) {
+pub fn eventually(seconds: u64, what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -51,6 +51,13 @@ pub fn rfc5322(unix: u64) -> String {
     )
 }
 
+/// The year and month (1 to 12) of a Unix time, in UTC.
+pub fn year_month(unix: u64) -> (i64, u32) {
+    let c = civil(unix);
+    let month = MONTHS.iter().position(|m| *m == c.month).unwrap_or(0) as u32 + 1;
+    (c.year, month)
+}
+
 /// `Thu Nov 26 19:46:45 2026`, the date of an mbox `From ` line.
 pub fn asctime(unix: u64) -> String {
     let c = civil(unix);
@@ -69,6 +76,9 @@ mod tests {
         assert_eq!(rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc5322(1_795_722_405), "Thu, 26 Nov 2026 19:46:45 +0000");
         assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(year_month(1_795_722_405), (2026, 11));
+        assert_eq!(year_month(0), (1970, 1));
+        assert_eq!(year_month(1_798_761_599), (2026, 12));
     }
 
     #[test]

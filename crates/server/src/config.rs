@@ -34,6 +34,10 @@ pub struct Config {
     pub pop_before_smtp: PopBeforeSmtpConfig,
     /// The outbound queue's delivery engine.
     pub queue: crate::queue_config::QueueConfig,
+    /// Where DNS questions go.
+    pub dns: DnsConfig,
+    /// DKIM signing of mail that leaves.
+    pub dkim: DkimConfig,
     /// Logging.
     pub log: LogConfig,
     /// Whom the server runs as.
@@ -328,6 +332,54 @@ impl Default for PopBeforeSmtpConfig {
     }
 }
 
+/// `[dns]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `"system"` (`/etc/resolv.conf`) or one name server as `ip:port`;
+    /// used by MX routing and, as they come, DKIM, SPF, DMARC, MTA-STS
+    /// and DANE. `queue.dns` is its older name.
+    pub resolver: String,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            resolver: "system".into(),
+        }
+    }
+}
+
+/// `[dkim]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DkimConfig {
+    /// Sign mail that leaves wherever a key exists for its From: domain.
+    pub sign: bool,
+    /// A key per domain, in the place of that domain's keys under
+    /// `{data_dir}/dkim/DOMAIN/`.
+    pub domains: std::collections::BTreeMap<String, DkimDomain>,
+}
+
+impl Default for DkimConfig {
+    fn default() -> Self {
+        DkimConfig {
+            sign: true,
+            domains: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// `[dkim.domains."example.org"]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DkimDomain {
+    /// The selector its public key is published under.
+    pub selector: String,
+    /// The PEM private key (RSA of 2048 bits or more, or Ed25519).
+    pub key: PathBuf,
+}
+
 /// `[server]`: whom the server runs as once its listeners are open.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -370,6 +422,8 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             pop_before_smtp: PopBeforeSmtpConfig::default(),
             queue: crate::queue_config::QueueConfig::default(),
+            dns: DnsConfig::default(),
+            dkim: DkimConfig::default(),
             log: LogConfig::default(),
             server: ServerConfig::default(),
             listen_backlog: 4096,
@@ -466,6 +520,32 @@ impl Config {
             ));
         }
         self.queue.check()?;
+        self.dns_resolver()?;
+        for (domain, entry) in &self.dkim.domains {
+            let name_ok = |s: &str| {
+                !s.is_empty()
+                    && s.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    })
+            };
+            if !name_ok(domain) {
+                return Err(invalid(
+                    format!("dkim.domains.{domain:?}"),
+                    "is not a domain name",
+                ));
+            }
+            if !name_ok(&entry.selector) {
+                return Err(invalid(
+                    format!("dkim.domains.{domain:?}.selector"),
+                    format!(
+                        "{:?} is not a selector (letters, digits, '-', '.')",
+                        entry.selector
+                    ),
+                ));
+            }
+        }
         if self.pop_before_smtp.ipv6_prefix > 128 {
             return Err(invalid("pop_before_smtp.ipv6_prefix", "must be 0 to 128"));
         }
@@ -540,6 +620,58 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// The name server for every DNS question (`dns.resolver`, or the
+    /// older `queue.dns`); `None`: the system's.
+    pub fn dns_resolver(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let parse = |key: &str, value: &str| {
+            if value == "system" {
+                return Ok(None);
+            }
+            value
+                .parse()
+                .map(Some)
+                .map_err(|_| invalid(key, format!("{value:?} is neither \"system\" nor ip:port")))
+        };
+        let resolver = parse("dns.resolver", &self.dns.resolver)?;
+        let old = parse("queue.dns", &self.queue.dns)?;
+        match (resolver, old) {
+            (Some(a), Some(b)) if a != b => Err(invalid(
+                "queue.dns",
+                "differs from dns.resolver; keep dns.resolver (queue.dns is its older name)",
+            )),
+            (Some(a), _) => Ok(Some(a)),
+            (None, old) => Ok(old),
+        }
+    }
+
+    /// Where DKIM keys are found: `{data_dir}/dkim/DOMAIN/SELECTOR.key`.
+    pub fn dkim_dir(&self) -> PathBuf {
+        self.data_dir.join("dkim")
+    }
+
+    /// The keys configured per domain.
+    pub fn dkim_overrides(&self) -> Vec<yubin_mailauth::dkim::Override> {
+        self.dkim
+            .domains
+            .iter()
+            .map(|(domain, entry)| yubin_mailauth::dkim::Override {
+                domain: domain.clone(),
+                selector: entry.selector.clone(),
+                key: entry.key.clone(),
+            })
+            .collect()
+    }
+
+    /// The keys this server signs with: none when `dkim.sign` is off.
+    pub fn dkim_keyring(
+        &self,
+    ) -> Result<yubin_mailauth::dkim::Keyring, yubin_mailauth::dkim::KeyringError> {
+        if !self.dkim.sign {
+            return Ok(yubin_mailauth::dkim::Keyring::default());
+        }
+        yubin_mailauth::dkim::Keyring::load(&self.dkim_dir(), &self.dkim_overrides())
     }
 
     /// The queue directory.

@@ -55,8 +55,7 @@ pub struct QueueConfig {
     pub data_block_timeout: HumanDuration,
     /// Waiting for the answer after the final dot (10 minutes).
     pub data_done_timeout: HumanDuration,
-    /// Name server for MX lookups: `"system"` (`/etc/resolv.conf`) or
-    /// `ip:port`.
+    /// The older name of `dns.resolver` (still read).
     pub dns: String,
     /// The port MX hosts are reached on (25; another one only for tests).
     pub mx_port: u16,
@@ -107,7 +106,6 @@ impl QueueConfig {
                 "must be at least queue.first_retry",
             ));
         }
-        self.dns_server()?;
         if self.mx_port == 0 {
             return Err(invalid("queue.mx_port", "must be a port number"));
         }
@@ -123,19 +121,6 @@ impl QueueConfig {
             }
         }
         Ok(())
-    }
-
-    /// The name server for MX lookups; `None`: the system's.
-    pub fn dns_server(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-        if self.dns == "system" {
-            return Ok(None);
-        }
-        self.dns.parse().map(Some).map_err(|_| {
-            invalid(
-                "queue.dns",
-                format!("{:?} is neither \"system\" nor ip:port", self.dns),
-            )
-        })
     }
 
     /// How long the client waits for servers.

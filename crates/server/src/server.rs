@@ -60,6 +60,9 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// A DKIM key could not be read or used.
+    #[error("dkim: {0}")]
+    Dkim(#[from] yubin_mailauth::dkim::KeyringError),
     /// The aliases file could not be read or parsed.
     #[error("smtp.aliases_file: {0}")]
     Aliases(String),
@@ -234,6 +237,15 @@ impl Server {
                 }
             })?,
         );
+        let dkim = config.dkim_keyring()?;
+        for key in dkim.keys() {
+            tracing::info!(
+                domain = %key.domain,
+                selector = %key.selector,
+                algorithm = %key.algorithm(),
+                "DKIM key loaded"
+            );
+        }
         let aliases = match &config.smtp.aliases_file {
             Some(path) => Aliases::load(path).map_err(StartError::Aliases)?,
             None => Aliases::default(),
@@ -264,7 +276,12 @@ impl Server {
             shutdown: shutdown_rx.clone(),
         };
         let pop3 = Arc::new(Pop3Service::new(&shared));
-        let smtp = Arc::new(SmtpService::new(&shared, aliases, queue_wake.clone())?);
+        let smtp = Arc::new(SmtpService::new(
+            &shared,
+            aliases,
+            dkim,
+            queue_wake.clone(),
+        )?);
         // Entries in tmp/ were never acknowledged with 250: the client
         // still has them and will retry.
         let abandoned = smtp.queue.recover()?;
@@ -317,7 +334,7 @@ impl Server {
                     .collect(),
             )
             .with_timeouts(config.queue.timeouts()),
-            match config.queue.dns_server()? {
+            match config.dns_resolver()? {
                 Some(server) => yubin_queue::engine::HickoryDns::server(server),
                 None => yubin_queue::engine::HickoryDns::system(),
             },

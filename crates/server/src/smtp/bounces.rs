@@ -42,6 +42,13 @@ impl Submit for SmtpService {
                     self.mail.deliver(user, &copy).map_err(|e| e.to_string())?;
                 }
                 Route::Remote(address) => {
+                    // Bounces and warnings from our own name are signed
+                    // like users' mail, so they pass DMARC where they go.
+                    let signature =
+                        super::dkim::sign(&self.dkim, message, &mut |out| out.write_all(message))
+                            .map_err(|e| e.to_string())?
+                            .map(|signed| signed.fields)
+                            .unwrap_or_default();
                     let entry = yubin_queue::Envelope {
                         id: yubin_queue::new_id(),
                         created: std::time::SystemTime::now()
@@ -53,10 +60,16 @@ impl Submit for SmtpService {
                         auth: "MAILER-DAEMON".into(),
                         body: "8BITMIME".into(),
                         smtputf8: !recipient.is_ascii(),
-                        size: Some(yubin_pop3_proto::WireSize::of(message)),
+                        size: Some(
+                            yubin_pop3_proto::WireSize::of(signature.as_bytes())
+                                + yubin_pop3_proto::WireSize::of(message),
+                        ),
                     };
                     self.queue
-                        .stage(&entry, &mut |out| out.write_all(message))
+                        .stage(&entry, &mut |out| {
+                            out.write_all(signature.as_bytes())?;
+                            out.write_all(message)
+                        })
                         .and_then(|staged| staged.commit())
                         .map_err(|e| e.to_string())?;
                     self.queue_wake.notify_one();

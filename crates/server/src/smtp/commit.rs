@@ -5,14 +5,13 @@
 
 use std::net::IpAddr;
 
-use super::hygiene;
-use crate::backend::{Delivered as Visible, Delivery, MailStore};
+use super::{SmtpService, hygiene};
+use crate::backend::{Delivered as Visible, Delivery};
 use crate::config::Config;
 use crate::relay::{Route, Routing};
 use crate::spool::Spool;
 use crate::userstore::Snapshot;
 use yubin_pop3_proto::WireSize;
-use yubin_queue::QueueStore;
 use yubin_smtp_proto::{Body, Envelope, ForwardPath};
 
 /// What the client and the session were like, for the Received header.
@@ -175,18 +174,22 @@ fn storage_full(error: &std::io::Error) -> Option<Full> {
 pub(super) struct Delivered {
     pub(super) local: usize,
     pub(super) queued: usize,
+    /// The DKIM signatures the queued copy carries (`domain/selector`).
+    pub(super) signed: Vec<String>,
 }
 
 /// Stages every copy, then commits them all (blocking).
 pub(super) fn deliver(
-    config: &Config,
-    mail: &dyn MailStore,
+    service: &SmtpService,
     snapshot: &Snapshot,
-    queue: &dyn QueueStore,
     envelope: &Envelope<Routing>,
     trace: &Trace,
     spool: &mut Spool,
 ) -> Result<Delivered, Failed> {
+    let config = service.config.as_ref();
+    let mail = service.mail.as_ref();
+    let queue = service.queue.as_ref();
+    let keyring = service.dkim.as_ref();
     if let Some(error) = spool.failure() {
         return Err(Failed {
             reason: format!("spooling the message failed: {error}"),
@@ -262,6 +265,24 @@ pub(super) fn deliver(
             .map_err(|e| Failed::from_error(&e, e.io_error()))?;
         staged.push(copy);
     }
+    // Signed: what leaves on a user's authority (AUTH, a grant, a trusted
+    // network). Never mail that came in from outside and is forwarded by
+    // an alias: its From: is whatever the sender wrote.
+    let authorised = trace.authenticated.is_some()
+        || envelope.recipients.iter().any(|r| r.route.reason.relays());
+    let signed = if remotes.is_empty() || !authorised {
+        None
+    } else {
+        let head = spool.head().to_vec();
+        super::dkim::sign(keyring, &head, &mut |out| {
+            out.write_all(received.as_bytes())?;
+            spool.copy_to(out)
+        })
+        .map_err(|e| {
+            Failed::from_error(&format!("reading the message to sign it: {e}"), Some(&e))
+        })?
+    };
+    let signature = signed.as_ref().map_or("", |s| s.fields.as_str());
     let queued = if remotes.is_empty() {
         None
     } else {
@@ -285,11 +306,16 @@ pub(super) fn deliver(
             },
             smtputf8: envelope.params.smtputf8,
             // What the entry holds: our Received line, then the message.
-            size: Some(WireSize::of(received.as_bytes()) + spool.wire_size()),
+            size: Some(
+                WireSize::of(signature.as_bytes())
+                    + WireSize::of(received.as_bytes())
+                    + spool.wire_size(),
+            ),
         };
         Some(
             queue
                 .stage(&entry, &mut |out| {
+                    out.write_all(signature.as_bytes())?;
                     out.write_all(received.as_bytes())?;
                     spool.copy_to(out)
                 })
@@ -319,6 +345,7 @@ pub(super) fn deliver(
     Ok(Delivered {
         local: locals.len(),
         queued: remotes.len(),
+        signed: signed.map(|s| s.by).unwrap_or_default(),
     })
 }
 

@@ -436,15 +436,7 @@ impl Connection {
         let snapshot = self.service.users.snapshot();
         let size = spool.size();
         let result = tokio::task::spawn_blocking(move || {
-            let result = commit::deliver(
-                &service.config,
-                service.mail.as_ref(),
-                &snapshot,
-                service.queue.as_ref(),
-                &envelope,
-                &trace,
-                &mut spool,
-            );
+            let result = commit::deliver(&service, &snapshot, &envelope, &trace, &mut spool);
             (result, trace, envelope)
         })
         .await;
@@ -457,6 +449,7 @@ impl Connection {
                     rcpts = envelope.recipients.len(),
                     local = done.local,
                     queued = done.queued,
+                    dkim = %done.signed.join(" "),
                     size,
                     rip = %trace.ip,
                     tls = trace.tls,

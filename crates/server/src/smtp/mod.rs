@@ -2,6 +2,7 @@
 
 mod bounces;
 mod commit;
+mod dkim;
 mod driver;
 mod free_space;
 mod hygiene;
@@ -47,6 +48,8 @@ pub struct SmtpService {
     /// The outbound queue's store.
     pub(crate) queue: Arc<dyn QueueStore>,
     pub(crate) aliases: Aliases,
+    /// The keys mail that leaves is signed with.
+    pub(crate) dkim: Arc<yubin_mailauth::dkim::Keyring>,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
@@ -65,6 +68,7 @@ impl SmtpService {
     pub fn new(
         shared: &crate::server::Shared,
         aliases: Aliases,
+        dkim: yubin_mailauth::dkim::Keyring,
         queue_wake: Arc<tokio::sync::Notify>,
     ) -> Result<SmtpService, crate::config::ConfigError> {
         let config = shared.config.clone();
@@ -84,6 +88,7 @@ impl SmtpService {
             grants: shared.backend.grants.clone(),
             guard: shared.guard.clone(),
             aliases,
+            dkim: Arc::new(dkim),
             shutdown: shared.shutdown.clone(),
             queue_wake,
             session_config: Mutex::new(None),
