@@ -45,6 +45,7 @@ pub fn serve(config: Config) -> Result<(), Failure> {
                 Failure::Usage(e.to_string())
             }
             e @ (yubin_server::server::StartError::Aliases(_)
+            | yubin_server::server::StartError::SenderLogins(_)
             | yubin_server::server::StartError::Dkim(_)) => {
                 Failure::Usage(format!("configuration error: {e}"))
             }

@@ -366,3 +366,74 @@ fn issue14_the_from_field_names_only_the_users_addresses() {
     );
     assert!(server.queued().is_empty());
 }
+
+/// Issue 14, sender identity configured: extra addresses per user from a
+/// Postfix-style sender logins table (an address, or a whole domain);
+/// `sender_identity_domains` relaxes one domain; `relay_networks`
+/// clients are exempt until `sender_identity_networks` holds them to the
+/// addresses of this server's users. A table with a bad line stops the
+/// start, naming the file, with status 2.
+#[test]
+fn issue14_extra_addresses_domains_and_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let logins = dir.path().join("senders");
+    std::fs::write(
+        &logins,
+        "# shared and outside addresses\nsupport@test.example alice\nalice@elsewhere.example alice\n@corp.example bob\n",
+    )
+    .unwrap();
+    let server = TestServer::with(Setup {
+        smtp: format!(
+            "auth_failure_delay = \"100ms\"\nsender_logins_file = \"{}\"\nsender_identity_domains = {{ \"lists.example\" = \"off\" }}\nrelay_networks = [\"127.0.0.9/32\"]\nsender_identity_networks = true\n",
+            logins.display()
+        ),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import smtpclient as s\n\
+         c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
+         def as_sender(sender):\n\
+         \x20   c.rset(); c.mail(sender); code, text = c.rcpt('carol@elsewhere.example')\n\
+         \x20   return code\n\
+         auth = [as_sender(a) for a in ['support@test.example', 'alice@elsewhere.example', 'x@corp.example', 'anyone@lists.example', 'bob@test.example']]\n\
+         c.rset(); data = s.send(c, 'alice@test.example', ['carol@elsewhere.example'], b'From: Support <support@test.example>\\r\\n\\r\\nhi\\r\\n')\n\
+         c.quit()\n\
+         def network(sender):\n\
+         \x20   r = s.Raw(source='127.0.0.9'); r.cmd('EHLO client.example')\n\
+         \x20   r.cmd('MAIL FROM:<%s>' % sender); rcpt = r.cmd('RCPT TO:<carol@elsewhere.example>')\n\
+         \x20   r.cmd('QUIT'); return rcpt\n\
+         nets = [network(a) for a in ['bob@test.example', 'x@corp.example', 'spoof@bank.example']]\n\
+         s.emit([auth, data, nets])",
+        &[],
+    );
+    assert_eq!(
+        result[0],
+        serde_json::json!([250, 250, 553, 250, 553]),
+        "{result}"
+    );
+    assert_eq!(result[1]["error"], serde_json::Value::Null, "{result}");
+    let nets = result[2].as_array().unwrap();
+    assert!(nets[0].as_str().unwrap().starts_with("250"), "{result}");
+    assert!(nets[1].as_str().unwrap().starts_with("250"), "{result}");
+    assert!(
+        nets[2]
+            .as_str()
+            .unwrap()
+            .starts_with("553 5.7.1 <spoof@bank.example>: Sender address rejected: not an address of this server's users"),
+        "{result}"
+    );
+
+    std::fs::write(&logins, "support@test.example\n").unwrap();
+    let config = server.config_path();
+    let out = crate::harness::yubin(
+        &["serve", "--config", config.to_str().unwrap()],
+        "",
+        server.dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("smtp.sender_logins_file") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+}

@@ -236,8 +236,18 @@ pub struct SmtpConfig {
     pub hide_client: bool,
     /// Whether an authenticated client (or one relaying on a
     /// POP-before-SMTP grant) may use only its user's own addresses in
-    /// MAIL FROM.
+    /// MAIL FROM and the From: field.
     pub sender_identity: SenderIdentity,
+    /// `sender_identity` for the addresses of particular domains:
+    /// `{ "lists.example.org" = "off" }`.
+    pub sender_identity_domains: std::collections::BTreeMap<String, SenderIdentity>,
+    /// Hold `relay_networks` clients to the rule too: their senders must be
+    /// addresses of this server's users (any user's).
+    pub sender_identity_networks: bool,
+    /// More addresses users may send as, in Postfix's
+    /// `smtpd_sender_login_maps` text form (`address user, user`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_logins_file: Option<PathBuf>,
 }
 
 /// What happens when a user's mail names a sender that is not the user's.
@@ -264,6 +274,19 @@ pub enum BareLineEndPolicy {
 }
 
 impl SmtpConfig {
+    /// The sender-identity rule for an address (`None`: the null sender,
+    /// which is always allowed and so never checked).
+    pub fn sender_identity_for(&self, domain: Option<&str>) -> SenderIdentity {
+        domain
+            .and_then(|d| {
+                self.sender_identity_domains
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(d))
+                    .map(|(_, mode)| *mode)
+            })
+            .unwrap_or(self.sender_identity)
+    }
+
     /// The DATA line-end policy for the protocol core.
     pub fn line_ends(&self) -> LineEnds {
         let policy = |p: BareLineEndPolicy| match p {
@@ -303,6 +326,9 @@ impl Default for SmtpConfig {
             strict_envelopes: false,
             hide_client: false,
             sender_identity: SenderIdentity::Enforce,
+            sender_identity_domains: std::collections::BTreeMap::new(),
+            sender_identity_networks: false,
+            sender_logins_file: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`pop3`]: POP3 listeners and per-connection drivers.
 //! - [`smtp`]: SMTP listeners, drivers, local delivery and queueing.
 //! - [`relay`]: local recipients, aliases, the relay policy.
+//! - [`sender_logins`]: extra addresses users may send as.
 //! - [`deliver`]: `yubin deliver`, local delivery for another MTA.
 //! - [`policy`]: the Postfix policy service for POP before SMTP.
 //! - [`server`]: start and shutdown.
@@ -37,6 +38,7 @@ pub mod privileges;
 pub mod queue_config;
 pub mod relay;
 mod secret;
+pub mod sender_logins;
 pub mod server;
 pub mod smtp;
 mod spool;

@@ -212,6 +212,8 @@ pub struct Policy<'a> {
     pub aliases: &'a Aliases,
     /// The first user of the passwd-file: postmaster's fallback.
     pub first_user: Option<&'a str>,
+    /// Extra addresses users may send as.
+    pub sender_logins: &'a crate::sender_logins::SenderLogins,
 }
 
 impl Policy<'_> {
@@ -299,12 +301,30 @@ impl Policy<'_> {
 
     /// Whether `user` may send as `sender`: the address is in a local
     /// domain and reaches `user`'s own maildrop, as mail to it would (the
-    /// user's name, or an alias that includes the user). The null sender
-    /// (`None`) is anyone's: it is what bounces and auto-replies use.
+    /// user's name, or an alias that includes the user), or the sender
+    /// logins table gives it to the user. The null sender (`None`) is
+    /// anyone's: it is what bounces and auto-replies use.
     pub fn owns(&self, user: &str, sender: Option<&Mailbox>) -> bool {
         let Some(sender) = sender else {
             return true;
         };
+        if self.sender_logins.allows(user, sender) {
+            return true;
+        }
+        self.reaches(sender, |name| name.eq_ignore_ascii_case(user))
+    }
+
+    /// Whether `sender` belongs to any user here (the rule for
+    /// `relay_networks` clients when `sender_identity_networks` is on).
+    pub fn owned_by_anyone(&self, sender: Option<&Mailbox>) -> bool {
+        let Some(sender) = sender else {
+            return true;
+        };
+        self.sender_logins.allows_anyone(sender) || self.reaches(sender, |_| true)
+    }
+
+    /// Whether mail to `sender` would reach a local user `whom` accepts.
+    fn reaches(&self, sender: &Mailbox, whom: impl Fn(&str) -> bool) -> bool {
         let tricky = sender.quoted || sender.local.contains(['%', '!', '@']);
         let Some(domain) = sender
             .domain_name()
@@ -315,7 +335,7 @@ impl Policy<'_> {
         match self.local(sender, &domain) {
             Decision::Accept { routes, .. } => routes
                 .iter()
-                .any(|r| matches!(r, Route::Local(name) if name.eq_ignore_ascii_case(user))),
+                .any(|r| matches!(r, Route::Local(name) if whom(name))),
             Decision::Refuse(_) => false,
         }
     }
@@ -377,6 +397,7 @@ mod tests {
             local_domains: &domains,
             aliases: &aliases,
             first_user: Some("alice@local.test"),
+            sender_logins: &crate::sender_logins::SenderLogins::default(),
         };
         let (path, _) = parse_forward_path(address).unwrap();
         policy.decide(&path, client)

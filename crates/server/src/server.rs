@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::login_guard::LoginGuard;
 use crate::pop3::{self, Pop3Service};
 use crate::relay::Aliases;
+use crate::sender_logins::SenderLogins;
 use crate::smtp::{self, Listener, SmtpService};
 use crate::tls::{self, TlsError};
 use crate::userstore::UserStore;
@@ -66,6 +67,9 @@ pub enum StartError {
     /// The aliases file could not be read or parsed.
     #[error("smtp.aliases_file: {0}")]
     Aliases(String),
+    /// The sender logins file could not be read or parsed.
+    #[error("smtp.sender_logins_file: {0}")]
+    SenderLogins(String),
     /// The queue directory could not be prepared.
     #[error("cannot prepare the queue: {0}")]
     Queue(#[from] yubin_queue::QueueError),
@@ -237,6 +241,10 @@ impl Server {
                 }
             })?,
         );
+        let sender_logins = match &config.smtp.sender_logins_file {
+            Some(path) => SenderLogins::load(path).map_err(StartError::SenderLogins)?,
+            None => SenderLogins::default(),
+        };
         let dkim = config.dkim_keyring()?;
         for key in dkim.keys() {
             tracing::info!(
@@ -279,6 +287,7 @@ impl Server {
         let smtp = Arc::new(SmtpService::new(
             &shared,
             aliases,
+            sender_logins,
             dkim,
             queue_wake.clone(),
         )?);

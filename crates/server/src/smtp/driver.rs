@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use yubin_smtp_proto::address::Mailbox;
 use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Reply, Session, replies};
 
 use crate::config::SenderIdentity;
@@ -16,7 +17,7 @@ use crate::relay::Routing;
 use super::commit::{self, Trace};
 use super::{Listener, SmtpService};
 use crate::logtext::Escaped;
-use crate::relay::{Client, Decision};
+use crate::relay::{Client, Decision, Policy, Reason};
 use crate::spool::Spool;
 use crate::stream::Stream;
 use crate::userstore::Snapshot;
@@ -312,36 +313,9 @@ impl Connection {
         };
         match policy.decide(path, &client) {
             Decision::Accept { routes, reason } => {
-                // Whose mail this is: the authenticated user's, or, where a
-                // grant let it relay, the grant's user. A trusted network's
-                // clients are not asked (they have no user).
-                let owner = client.authenticated.as_deref().or(reason.grant_user());
-                let mode = self.service.config.smtp.sender_identity;
-                let sender = self.session.sender();
-                if let Some(user) = owner
-                    && mode != SenderIdentity::Off
-                    && !policy.owns(user, sender)
-                {
-                    let sender = sender.map(ToString::to_string).unwrap_or_default();
-                    tracing::info!(
-                        session = self.id,
-                        rip = %ip,
-                        user = %Escaped(user.as_bytes()),
-                        from = %Escaped(sender.as_bytes()),
-                        enforced = mode == SenderIdentity::Enforce,
-                        "smtp sender not owned by the user"
-                    );
-                    if mode == SenderIdentity::Enforce {
-                        let reply = Reply::with_text(
-                            553,
-                            "5.7.1",
-                            format!(
-                                "<{sender}>: Sender address rejected: not owned by user {user}"
-                            ),
-                        );
-                        self.session.recipient_refused(reply);
-                        return;
-                    }
+                if let Some(reply) = self.sender_refusal(&policy, &client, &reason) {
+                    self.session.recipient_refused(reply);
+                    return;
                 }
                 if reason.relays() {
                     tracing::info!(
@@ -361,17 +335,67 @@ impl Connection {
         }
     }
 
-    /// Sender identity for the `From:` field: a message whose sender is
-    /// a user (authenticated, or relayed on the user's grant) may name
-    /// only that user's addresses there. A field that cannot be read is
-    /// logged and let through: an odd client is no reason to lose mail,
-    /// and an address that can be read decides.
+    /// Sender identity for MAIL FROM, checked at each RCPT that is
+    /// accepted: a user's mail (authenticated, or relayed on the user's
+    /// grant) may use only the user's addresses; a trusted network's, when
+    /// `sender_identity_networks` is on, only addresses of some user here.
+    fn sender_refusal(
+        &self,
+        policy: &Policy<'_>,
+        client: &Client,
+        reason: &Reason,
+    ) -> Option<Reply> {
+        let owner = client.authenticated.as_deref().or(reason.grant_user());
+        let sender = self.session.sender();
+        let smtp = &self.service.config.smtp;
+        let mode = smtp.sender_identity_for(sender.and_then(|s| s.domain_name()).as_deref());
+        let owned = match owner {
+            _ if mode == SenderIdentity::Off => true,
+            Some(user) => policy.owns(user, sender),
+            None if matches!(reason, Reason::Network) && smtp.sender_identity_networks => {
+                policy.owned_by_anyone(sender)
+            }
+            None => true,
+        };
+        if owned {
+            return None;
+        }
+        let shown = sender.map(ToString::to_string).unwrap_or_default();
+        let whose = owner.map_or("relay_networks client".to_owned(), |u| format!("user {u}"));
+        tracing::info!(
+            session = self.id,
+            rip = %self.peer.ip(),
+            user = %Escaped(whose.as_bytes()),
+            from = %Escaped(shown.as_bytes()),
+            enforced = mode == SenderIdentity::Enforce,
+            "smtp sender not owned by the user"
+        );
+        (mode == SenderIdentity::Enforce).then(|| {
+            Reply::with_text(
+                553,
+                "5.7.1",
+                match owner {
+                    Some(user) => {
+                        format!("<{shown}>: Sender address rejected: not owned by user {user}")
+                    }
+                    None => format!(
+                        "<{shown}>: Sender address rejected: not an address of this server's users"
+                    ),
+                },
+            )
+        })
+    }
+
+    /// Sender identity for the `From:` field, by the same rule as MAIL
+    /// FROM. A field that cannot be read is logged and let through: an odd
+    /// client is no reason to lose mail, and an address that can be read
+    /// decides.
     fn refusal_for_the_from_field(
         &mut self,
         envelope: &Envelope<Routing>,
         head: &[u8],
     ) -> Option<Reply> {
-        let mode = self.service.config.smtp.sender_identity;
+        let smtp = &self.service.config.smtp;
         let grant_user = envelope
             .recipients
             .iter()
@@ -380,25 +404,42 @@ impl Connection {
             .session
             .authenticated()
             .map(str::to_owned)
-            .or(grant_user)?;
-        if mode == SenderIdentity::Off {
+            .or(grant_user);
+        let network = user.is_none()
+            && smtp.sender_identity_networks
+            && envelope
+                .recipients
+                .iter()
+                .any(|r| matches!(r.route.reason, Reason::Network));
+        if user.is_none() && !network {
             return None;
         }
+        let whose = user
+            .as_deref()
+            .map_or("relay_networks client".to_owned(), |u| format!("user {u}"));
         let addresses = match yubin_smtp_proto::from_field::from_addresses(head) {
             Ok(addresses) => addresses,
             Err(error) => {
-                tracing::info!(session = self.id, user = %Escaped(user.as_bytes()), ?error, "smtp From: field not checked");
+                tracing::info!(session = self.id, user = %Escaped(whose.as_bytes()), ?error, "smtp From: field not checked");
                 return None;
             }
         };
         let snapshot = self.service.users.snapshot();
         let local_domains = self.service.local_domains(&snapshot);
         let policy = self.service.policy(&snapshot, &local_domains);
-        let foreign = addresses.iter().find(|a| !policy.owns(&user, Some(a)))?;
+        let mode_of = |a: &Mailbox| smtp.sender_identity_for(a.domain_name().as_deref());
+        let foreign = addresses.iter().find(|a| {
+            mode_of(a) != SenderIdentity::Off
+                && match &user {
+                    Some(user) => !policy.owns(user, Some(a)),
+                    None => !policy.owned_by_anyone(Some(a)),
+                }
+        })?;
+        let mode = mode_of(foreign);
         tracing::info!(
             session = self.id,
             rip = %self.peer.ip(),
-            user = %Escaped(user.as_bytes()),
+            user = %Escaped(whose.as_bytes()),
             from = %Escaped(foreign.to_string().as_bytes()),
             enforced = mode == SenderIdentity::Enforce,
             "smtp From: address not owned by the user"
@@ -407,7 +448,10 @@ impl Connection {
             Reply::with_text(
                 553,
                 "5.7.1",
-                format!("From: <{foreign}> is not an address of user {user}"),
+                match &user {
+                    Some(user) => format!("From: <{foreign}> is not an address of user {user}"),
+                    None => format!("From: <{foreign}> is not an address of this server's users"),
+                },
             )
         })
     }

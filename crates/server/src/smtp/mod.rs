@@ -48,6 +48,8 @@ pub struct SmtpService {
     /// The outbound queue's store.
     pub(crate) queue: Arc<dyn QueueStore>,
     pub(crate) aliases: Aliases,
+    /// Extra addresses users may send as.
+    pub(crate) sender_logins: crate::sender_logins::SenderLogins,
     /// The keys mail that leaves is signed with.
     pub(crate) dkim: Arc<yubin_mailauth::dkim::Keyring>,
     pub(crate) relay_networks: Vec<Network>,
@@ -68,6 +70,7 @@ impl SmtpService {
     pub fn new(
         shared: &crate::server::Shared,
         aliases: Aliases,
+        sender_logins: crate::sender_logins::SenderLogins,
         dkim: yubin_mailauth::dkim::Keyring,
         queue_wake: Arc<tokio::sync::Notify>,
     ) -> Result<SmtpService, crate::config::ConfigError> {
@@ -88,6 +91,7 @@ impl SmtpService {
             grants: shared.backend.grants.clone(),
             guard: shared.guard.clone(),
             aliases,
+            sender_logins,
             dkim: Arc::new(dkim),
             shutdown: shared.shutdown.clone(),
             queue_wake,
@@ -152,6 +156,7 @@ impl SmtpService {
             local_domains,
             aliases: &self.aliases,
             first_user: snapshot.first_user.as_deref(),
+            sender_logins: &self.sender_logins,
         }
     }
 
