@@ -25,6 +25,11 @@
    the same Maildir side by side; every difference is one of the
    documented ones.
 
+8. yubin signs what it relays with DKIM keys made by `yubin dkim
+   keygen` (RSA and Ed25519); OpenDKIM as a milter in the private Postfix,
+   dkimpy and rspamd each verify every signature, on mail with long folded
+   fields, 8-bit text, dot lines and no final newline.
+
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
@@ -42,6 +47,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import verifiers
 
 FAILURES = []
 
@@ -153,6 +160,16 @@ class Yubin:
             f.write('[queue]\nroutes = { "elsewhere.example" = "127.0.0.1:%d", "pf.test" = "127.0.0.1:%d" }\n'
                     % (self.sink, self.postfix))
             f.write('tls_policy = { "pf.test" = "required" }\nfirst_retry = "1s"\nmax_retry = "2s"\n')
+        # DKIM keys for interop.test, RSA and Ed25519: everything relayed
+        # is signed with both. The records printed are what the verifiers
+        # get as DNS.
+        self.dkim_records = {}
+        for args in (["--selector", "rsa1"], ["--selector", "ed1", "--algorithm", "ed25519"]):
+            out = subprocess.run([binary, "dkim", "keygen", "interop.test", *args, "--config", config],
+                                 capture_output=True, timeout=120, check=True).stdout.decode()
+            fields = dict(line.strip().split(":", 1) for line in out.splitlines()
+                          if line.strip().startswith(("name:", "value:")))
+            self.dkim_records[fields["name"].strip()] = fields["value"].strip()
         self.log = open(os.path.join(root, "yubin.log"), "ab")
         self.process = subprocess.Popen(
             [binary, "serve", "--config", config],
@@ -783,6 +800,8 @@ relay_transport = discard
 alias_maps =
 alias_database =
 smtputf8_enable = no
+smtpd_milters = inet:127.0.0.1:%(milter)d
+milter_default_action = tempfail
 """
 
 POSTFIX_MASTER = """127.0.0.1:%(port)d inet n - n - - smtpd
@@ -811,6 +830,75 @@ yubin     unix  - n n -  - pipe
 """
 
 
+# What is hard to sign and keep intact: long folded fields, 8-bit text,
+# lines that start with a dot, no final newline.
+DKIM_MESSAGES = {
+    "dkim folded": b"From: Alice <alice@interop.test>\r\nTo: Alice at Postfix <alice@pf.test>,\r\n"
+                   b"  Another Reader <reader@pf.test>,\r\n\tA Third <third@pf.test>\r\n"
+                   b"Subject: dkim folded\r\nList-Unsubscribe: <mailto:unsubscribe@interop.test?subject="
+                   + b"x" * 120 + b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nbody\r\n",
+    "dkim 8-bit": "From: Älice <alice@interop.test>\r\nTo: alice@pf.test\r\nSubject: dkim 8-bit\r\n"
+                  "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  "Content-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln, 東京\r\n".encode(),
+    "dkim dots": b"From: alice@interop.test\r\nTo: alice@pf.test\r\nSubject: dkim dots\r\n\r\n"
+                 b".leading dot\r\n..two dots\r\n.\r\nend   \r\n\r\n\r\n",
+    "dkim no final newline": b"From: alice@interop.test\r\nTo: alice@pf.test\r\n"
+                             b"Subject: dkim no final newline\r\n\r\nthe last line has no line end",
+}
+
+
+def run_dkim(yubin, rspamd, syslog):
+    """Mail alice submits for alice@pf.test leaves yubin signed with both
+    keys, passes Postfix's OpenDKIM milter (which adds its result) and
+    comes back into alice's maildrop; OpenDKIM, dkimpy and rspamd must
+    each find every signature good, and a changed copy bad."""
+    print("DKIM: yubin's signatures through OpenDKIM, dkimpy and rspamd")
+    for name, data in DKIM_MESSAGES.items():
+        result = swaks("--from", "alice@interop.test", "--to", "alice@pf.test",
+                       "--server", "127.0.0.1:%d" % yubin.submission, "--tls", "--auth", "PLAIN",
+                       "--auth-user", "alice", "--auth-password", "alice-pw", "--data", "-", data=data)
+        check(result.returncode == 0, "submission of %r accepted" % name)
+    deadline = time.monotonic() + 60
+    fetched = {}
+    while time.monotonic() < deadline and not all(name in fetched for name in DKIM_MESSAGES):
+        _, fetched = fetch_all(yubin.pop3, "alice", "alice-pw")
+        time.sleep(0.3)
+    check(rspamd.wait(), "rspamd is up")
+    for name in DKIM_MESSAGES:
+        got = fetched.get(name)
+        check(got is not None, "%r came back through Postfix" % name)
+        if got is None:
+            continue
+        data = got["data"]
+        check(data.count(b"\r\nDKIM-Signature:") + data.startswith(b"DKIM-Signature:") == 2,
+              "%r carries two DKIM signatures" % name)
+        header = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").replace("\r\n\t", " ")
+        # OpenDKIM's verdicts: one "dkim=..." clause per signature in the
+        # Authentication-Results field it added.
+        clauses = [c.strip() for line in header.splitlines()
+                   if line.startswith("Authentication-Results: postfix.interop.test")
+                   for c in line.split(";")]
+        for selector in ("rsa1", "ed1"):
+            verdict = [c for c in clauses if "header.s=%s " % selector in c + " "]
+            check(len(verdict) == 1 and verdict[0].startswith("dkim=pass"),
+                  "OpenDKIM: the %s signature of %r passes (%s)" % (selector, name, verdict))
+        check(verifiers.dkimpy_results(data, yubin.dkim_records) == [True, True],
+              "dkimpy: both signatures of %r verify (%s)" % (name, verifiers.dkimpy_results(data, yubin.dkim_records)))
+        symbols = rspamd.dkim_symbols(data)
+        allowed = [s for s in symbols if s.startswith("Symbol: R_DKIM_ALLOW")]
+        check(allowed and "interop.test:s=rsa1" in allowed[0] and "interop.test:s=ed1" in allowed[0],
+              "rspamd: R_DKIM_ALLOW for both signatures of %r (%s)" % (name, symbols))
+        tampered = data.replace(b"\r\n\r\n", b"\r\n\r\nX", 1)
+        check(verifiers.dkimpy_results(tampered, yubin.dkim_records) == [False, False],
+              "dkimpy: a changed body fails (%r)" % name)
+        check(any(s.startswith("Symbol: R_DKIM_REJECT") for s in rspamd.dkim_symbols(tampered)),
+              "rspamd: a changed body is R_DKIM_REJECT (%r)" % name)
+    logged = syslog.text("opendkim")
+    check(logged.count("DKIM verification successful") >= len(DKIM_MESSAGES),
+          "OpenDKIM logs \"DKIM verification successful\" for every message (%d lines: %s)"
+          % (logged.count("DKIM verification successful"), logged[-300:]))
+
+
 def run_postfix(root, yubin, maildir_root):
     print("Postfix with yubin's policy service and yubin deliver")
     pf = os.path.join(root, "postfix")
@@ -819,7 +907,16 @@ def run_postfix(root, yubin, maildir_root):
     postfix = pwd.getpwnam("postfix")
     os.chown(os.path.join(pf, "data"), postfix.pw_uid, postfix.pw_gid)
     port = yubin.postfix
-    values = {"root": pf, "policy": yubin.policy, "port": port, "yubin": yubin.binary, "config": yubin.config}
+    milter, *rspamd_ports = free_ports(4)
+    values = {"root": pf, "policy": yubin.policy, "port": port, "yubin": yubin.binary, "config": yubin.config,
+              "milter": milter}
+    # The verifiers of yubin's DKIM signatures: rspamd first (it takes a
+    # while to start), OpenDKIM as Postfix's milter.
+    dns = verifiers.TxtServer(yubin.dkim_records)
+    rspamd = verifiers.Rspamd(root, dns.port, rspamd_ports)
+    syslog = verifiers.Syslog()
+    opendkim = verifiers.OpenDkim(root, yubin.dkim_records, milter)
+    wait_for_port(milter)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=postfix.interop.test", "-keyout", os.path.join(pf, "etc", "key.pem"),
                     "-out", os.path.join(pf, "etc", "cert.pem")], check=True, capture_output=True)
@@ -877,7 +974,12 @@ def run_postfix(root, yubin, maildir_root):
         if got is not None:
             check(b"(using TLS" in got["data"], "Postfix received it over TLS (its Received header says so)")
             check(b"by interop.test (yubin)" in got["data"], "under yubin's own Received header")
+        run_dkim(yubin, rspamd, syslog)
     finally:
+        opendkim.stop()
+        rspamd.stop()
+        syslog.stop()
+        dns.stop()
         subprocess.run(["postfix", "-c", os.path.join(pf, "etc"), "stop"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

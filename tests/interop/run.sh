@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
-# getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, fail2ban, all
-# from Debian.
+# getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, fail2ban, and
+# the DKIM verifiers OpenDKIM, dkimpy and rspamd, all from Debian.
 # Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +20,10 @@ command -v swaks >/dev/null || missing+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/sbin/opendkim ] || missing+=(opendkim)
+command -v rspamd >/dev/null || missing+=(rspamd)
+# dkimpy, and PyNaCl for its Ed25519 signatures, in Debian's Python.
+/usr/bin/python3 -c "import dkim, nacl" 2>/dev/null || missing+=(python3-dkim python3-nacl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "interop: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
