@@ -33,7 +33,7 @@ struct Args {
 enum Command {
     /// Run the scenarios and print the table.
     Run {
-        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp); default all.
+        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp, dkim); default all.
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
         /// Servers to run against (yubin, dovecot, responder, postfix); default all.
@@ -262,6 +262,9 @@ fn run(
         }
         if wants(&scenarios, "smtp") {
             step("smtp", smtp::smtp_in(&ctx, &with(&[&postfix])))?;
+        }
+        if wants(&scenarios, "dkim") {
+            step("dkim", smtp::smtp_signed(&ctx, &with(&[&postfix])))?;
         }
         if wants(&scenarios, "tls") {
             step(

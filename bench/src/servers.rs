@@ -1,5 +1,7 @@
 //! Starting the servers under test: yubin, a private Dovecot in one of its
-//! setups, and the trivial responder (the client's ceiling).
+//! setups, a private Postfix (with OpenDKIM as its signing milter for the
+//! signed relay scenario), and the trivial responder (the client's
+//! ceiling).
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -74,10 +76,29 @@ pub struct Server {
     /// SMTP (yubin's MX listener, Postfix's smtpd).
     pub smtp: SocketAddr,
     child: Option<Child>,
+    /// OpenDKIM, Postfix's signing milter.
+    milter: Option<Child>,
     dovecot_config: Option<PathBuf>,
     postfix_config: Option<PathBuf>,
     pid: u32,
 }
+
+/// The mode of `Server::start` in which mail from loopback is relayed to
+/// `remote.example` (a closed port, so it stays queued) and signed with
+/// [`dkim_key`]: yubin by itself, Postfix through OpenDKIM.
+pub const SIGNED_RELAY: &str = "signed-relay";
+
+/// The domain, selector and PEM key both servers sign with.
+pub fn dkim_key(env: &Env) -> (&'static str, &'static str, PathBuf) {
+    (
+        "bench.example",
+        "bench",
+        env.work.join("dkim/bench.example/bench.key"),
+    )
+}
+
+/// Where relayed mail goes in [`SIGNED_RELAY`] mode: nothing listens.
+const DEAD_END: &str = "127.0.0.1:9";
 
 /// Distinct free ports: all bound at once, so none is handed out twice.
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
@@ -92,6 +113,17 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
     Ok(ports)
 }
 
+fn wait_for_socket(path: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on {}", path.display())
+}
+
 fn wait_for(addr: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -104,7 +136,8 @@ fn wait_for(addr: SocketAddr) -> Result<()> {
 }
 
 impl Server {
-    /// Starts a server; `responder_mode` says what the responder serves.
+    /// Starts a server; `responder_mode` says what the responder serves,
+    /// or, as [`SIGNED_RELAY`], how yubin and Postfix are set up.
     pub fn start(env: &Env, kind: Kind, responder_mode: &str) -> Result<Server> {
         let [pop3, pop3s, smtp, submission, submissions] = free_ports::<5>()?;
         let pop3: SocketAddr = format!("127.0.0.1:{pop3}").parse()?;
@@ -115,6 +148,7 @@ impl Server {
             pop3s,
             smtp,
             child: None,
+            milter: None,
             dovecot_config: None,
             postfix_config: None,
             pid: 0,
@@ -133,7 +167,18 @@ impl Server {
                          [users]\npasswd_file = \"{users}\"\nmail_location = \"{mail}/%u\"\n\
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
                          [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
-                         submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n",
+                         submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n{signed}",
+                        signed = if responder_mode == SIGNED_RELAY {
+                            let (domain, selector, key) = dkim_key(env);
+                            format!(
+                                "relay_networks = [\"127.0.0.0/8\"]\n\
+                                 [queue]\nroutes = {{ \"remote.example\" = \"{DEAD_END}\" }}\nfirst_retry = \"1h\"\n\
+                                 [dkim.domains.\"{domain}\"]\nselector = \"{selector}\"\nkey = \"{}\"\n",
+                                key.display()
+                            )
+                        } else {
+                            String::new()
+                        },
                         sub = submission,
                         subs = submissions,
                         dir = dir.display(),
@@ -184,7 +229,21 @@ impl Server {
                 let postfix = nix::unistd::User::from_name("postfix")?
                     .context("no postfix user (apt-get install postfix)")?;
                 nix::unistd::chown(&dir.join("data"), Some(postfix.uid), Some(postfix.gid))?;
-                fs::write(dir.join("etc/main.cf"), postfix_main(env, &dir))?;
+                let mut main = postfix_main(env, &dir);
+                if responder_mode == SIGNED_RELAY {
+                    // A unix socket: over TCP on loopback each milter step
+                    // waits for delayed ACKs, and Postfix is 9 times slower.
+                    let socket = dir.join("opendkim.sock");
+                    server.milter = Some(start_opendkim(env, &dir, &socket)?);
+                    wait_for_socket(&socket)?;
+                    main.push_str(&format!(
+                        "smtpd_milters = unix:{}\n\
+                         milter_default_action = tempfail\n\
+                         relayhost = [127.0.0.1]:9\n",
+                        socket.display()
+                    ));
+                }
+                fs::write(dir.join("etc/main.cf"), main)?;
                 fs::write(dir.join("etc/master.cf"), postfix_master(smtp))?;
                 // Postfix forbids regexp substitution here: list the users.
                 let map: String = (0..100)
@@ -265,6 +324,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(mut milter) = self.milter.take() {
+            let _ = milter.kill();
+            let _ = milter.wait();
+        }
         if let Some(config) = self.postfix_config.take() {
             let _ = Command::new("/usr/sbin/postfix")
                 .arg("-c")
@@ -302,6 +365,38 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// OpenDKIM signing for the domain of [`dkim_key`], relaxed/relaxed, for
+/// mail from loopback, as Postfix's milter on the unix `socket`.
+fn start_opendkim(env: &Env, dir: &Path, socket: &Path) -> Result<Child> {
+    if !Path::new("/usr/sbin/opendkim").exists() {
+        bail!("OpenDKIM is not installed: apt-get install opendkim (or --servers without postfix)");
+    }
+    let (domain, selector, key) = dkim_key(env);
+    let config = dir.join("opendkim.conf");
+    fs::write(
+        &config,
+        format!(
+            "Mode s\nDomain {domain}\nSelector {selector}\nKeyFile {}\n\
+             Socket local:{socket}\nUMask 000\nInternalHosts 127.0.0.0/8\n\
+             Canonicalization relaxed/relaxed\nBackground no\nSyslog no\n\
+             RequireSafeKeys no\n\
+             PidFile {}\n",
+            key.display(),
+            dir.join("opendkim.pid").display(),
+            socket = socket.display()
+        ),
+    )?;
+    Command::new("/usr/sbin/opendkim")
+        .arg("-f")
+        .arg("-x")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start /usr/sbin/opendkim")
 }
 
 /// A private Dovecot: own base_dir, own ports, the same passwd-file and

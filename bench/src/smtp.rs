@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use crate::data::{self, user};
 use crate::procs;
 use crate::scenarios::{Ctx, Measurement, measurement};
-use crate::servers::{Kind, Server};
+use crate::servers::{Kind, SIGNED_RELAY, Server};
 
 /// A minimal SMTP client: strict about reply codes.
 struct SmtpClient {
@@ -65,7 +65,12 @@ impl SmtpClient {
 
     /// One transaction; `data` is already dot-stuffed and ends with CRLF.
     async fn deliver(&mut self, rcpt: &str, data: &[u8]) -> Result<()> {
-        let envelope = format!("MAIL FROM:<sender@remote.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
+        self.deliver_from("sender@remote.example", rcpt, data).await
+    }
+
+    /// One transaction from `from`.
+    async fn deliver_from(&mut self, from: &str, rcpt: &str, data: &[u8]) -> Result<()> {
+        let envelope = format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
         self.send(envelope.as_bytes()).await?;
         self.expect(250).await.context("MAIL")?;
         self.expect(250).await.context("RCPT")?;
@@ -197,4 +202,146 @@ pub fn smtp_in(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         ));
     }
     Ok(out)
+}
+
+/// 8, signed relay: `sessions` connections from a trusted network submit
+/// 4 KB messages from `sender@bench.example` for a remote domain; each is
+/// queued and signed with a 2048-bit RSA key (rsa-sha256, relaxed/relaxed)
+/// before `250`: yubin itself, Postfix through OpenDKIM as its milter. The
+/// figure is messages accepted per second; the queues are then checked for
+/// the signatures.
+pub fn smtp_signed(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
+    let sessions = if ctx.smoke { 2 } else { 10 };
+    let wire = std::sync::Arc::new(smtp_data(&data::message(0, 4096)));
+    make_key(ctx)?;
+    let mut out = Vec::new();
+    for &kind in kinds {
+        ctx.seed(kind, &|_| Ok(()))?;
+        let server = Server::start(&ctx.env, kind, SIGNED_RELAY)?;
+        let addr = server.smtp;
+        let before = (procs::usage(server.pid()), procs::own_cpu());
+        let deadline = Instant::now() + ctx.duration();
+        let started = Instant::now();
+        let accepted = ctx.runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for n in 0..sessions {
+                let wire = wire.clone();
+                tasks.push(tokio::spawn(async move {
+                    let rcpt = format!("reader{n}@remote.example");
+                    let mut client = SmtpClient::connect(addr).await?;
+                    let mut sent = 0u64;
+                    while Instant::now() < deadline {
+                        client
+                            .deliver_from("sender@bench.example", &rcpt, &wire)
+                            .await?;
+                        sent += 1;
+                    }
+                    client.quit().await?;
+                    Ok::<_, anyhow::Error>(sent)
+                }));
+            }
+            let mut total = 0;
+            for task in tasks {
+                total += task.await??;
+            }
+            Ok::<_, anyhow::Error>(total)
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        let after = (procs::usage(server.pid()), procs::own_cpu());
+        let accepted =
+            accepted.with_context(|| format!("signed relay against {}", kind.name()))?;
+        let signed = signed_in_queue(ctx, kind)?;
+        server.stop();
+        ensure!(
+            signed > 0,
+            "{}: no DKIM-Signature by s=bench in its queue",
+            kind.name()
+        );
+        out.push(measurement(
+            "smtp",
+            &format!("c={sessions} 4KB relay DKIM-signed"),
+            kind,
+            accepted as f64 / elapsed,
+            "messages/s",
+            true,
+            serde_json::json!({
+                "messages": accepted,
+                "signed_in_sample": signed,
+                "server_cpu_s": after.0.cpu - before.0.cpu,
+                "client_cpu_s": after.1 - before.1,
+                "seconds": elapsed,
+            }),
+        ));
+    }
+    Ok(out)
+}
+
+/// The RSA key both servers sign with, made by `yubin dkim keygen` (once).
+fn make_key(ctx: &Ctx) -> Result<()> {
+    let (domain, selector, key) = crate::servers::dkim_key(&ctx.env);
+    if key.exists() {
+        return Ok(());
+    }
+    let config = ctx.env.work.join("dkim.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[server]\nallow_root = true\n",
+            ctx.env.work.display()
+        ),
+    )?;
+    let made = std::process::Command::new(&ctx.env.yubin)
+        .args(["dkim", "keygen", domain, "--selector", selector, "--config"])
+        .arg(&config)
+        .output()
+        .context("yubin dkim keygen")?;
+    ensure!(
+        made.status.success(),
+        "yubin dkim keygen: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    Ok(())
+}
+
+/// How many of (up to) 20 queued messages carry the signature: yubin's
+/// queue entries, Postfix's queue files (the header is stored as text).
+fn signed_in_queue(ctx: &Ctx, kind: Kind) -> Result<usize> {
+    let roots: Vec<std::path::PathBuf> = match kind {
+        Kind::Yubin => vec![ctx.env.work.join("yubin/queue/active")],
+        _ => std::fs::read_dir(&ctx.env.work)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("postfix-"))
+            })
+            .flat_map(|p| {
+                ["incoming", "active", "deferred"]
+                    .map(|q| p.join("spool").join(q))
+            })
+            .collect(),
+    };
+    let mut files = Vec::new();
+    let mut dirs = roots;
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if files.len() < 20 {
+                files.push(path);
+            }
+        }
+    }
+    let needle = b"DKIM-Signature: v=1; a=rsa-sha256";
+    Ok(files
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .filter(|bytes| {
+            bytes.windows(needle.len()).any(|w| w == needle)
+                && bytes.windows(7).any(|w| w == b"s=bench")
+        })
+        .count())
 }
