@@ -248,8 +248,7 @@ pub fn smtp_signed(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         });
         let elapsed = started.elapsed().as_secs_f64();
         let after = (procs::usage(server.pid()), procs::own_cpu());
-        let accepted =
-            accepted.with_context(|| format!("signed relay against {}", kind.name()))?;
+        let accepted = accepted.with_context(|| format!("signed relay against {}", kind.name()))?;
         let signed = signed_in_queue(ctx, kind)?;
         server.stop();
         ensure!(
@@ -314,10 +313,7 @@ fn signed_in_queue(ctx: &Ctx, kind: Kind) -> Result<usize> {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("postfix-"))
             })
-            .flat_map(|p| {
-                ["incoming", "active", "deferred"]
-                    .map(|q| p.join("spool").join(q))
-            })
+            .flat_map(|p| ["incoming", "active", "deferred"].map(|q| p.join("spool").join(q)))
             .collect(),
     };
     let mut files = Vec::new();

@@ -58,6 +58,28 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     written
 }
 
+/// Replaces `path` with `contents` atomically but without waiting for the
+/// disk: a new file beside it, renamed over `path`, nothing fsynced. After
+/// a crash `path` holds the old contents, the new ones, or (where the
+/// filesystem does not write data before renames) nothing readable. For
+/// records whose loss costs only a repeat of work, never mail.
+pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = parent(path);
+    fs::create_dir_all(dir)?;
+    let (tmp, mut file) = create_temporary(path, mode)?;
+    let written = (|| {
+        fault::check(Point::Write)?;
+        file.write_all(contents)?;
+        drop(file);
+        fault::check(Point::Rename)?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Makes the entries of `dir` durable (files created, renamed or removed
 /// in it).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -256,6 +278,26 @@ mod tests {
                 assert_eq!(fs::read(&path).unwrap(), b"old", "{point:?}");
             }
             assert_eq!(entries(dir.path()), ["users"], "{point:?}");
+        }
+    }
+
+    /// The unsynced replace: the new contents in full, and a failed write
+    /// or rename leaves the old ones and no temporary file.
+    #[test]
+    fn replace_unsynced_is_whole_or_nothing() {
+        use fault::{Point, fail_at};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        replace_unsynced(&path, b"old", 0o600).unwrap();
+        replace_unsynced(&path, b"newer", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"newer");
+        for (point, errno) in [(Point::Write, 28), (Point::Rename, 18)] {
+            let failing = fail_at(point, errno);
+            let error = replace_unsynced(&path, b"lost", 0o600).unwrap_err();
+            drop(failing);
+            assert_eq!(error.raw_os_error(), Some(errno), "{point:?}");
+            assert_eq!(fs::read(&path).unwrap(), b"newer", "{point:?}");
+            assert_eq!(entries(dir.path()), ["state"], "{point:?}");
         }
     }
 

@@ -427,6 +427,12 @@ impl Queue {
         state.save(&path).map_err(io_at(&path))
     }
 
+    /// Records a plain deferral of an entry (see [`EntryState::save_retry`]).
+    pub fn save_retry(&self, id: &str, state: &EntryState) -> Result<(), QueueError> {
+        let path = self.state_path(id)?;
+        state.save_retry(&path).map_err(io_at(&path))
+    }
+
     /// Removes a finished entry: the entry first (durably), then its state.
     /// A crash in between leaves a state file without an entry, removed by
     /// [`Queue::clean_tmp`] at the next start.
@@ -529,6 +535,10 @@ impl QueueStore for Queue {
 
     fn save_state(&self, id: &str, state: &EntryState) -> Result<(), QueueError> {
         Queue::save_state(self, id, state)
+    }
+
+    fn save_retry(&self, id: &str, state: &EntryState) -> Result<(), QueueError> {
+        Queue::save_retry(self, id, state)
     }
 
     fn remove(&self, id: &str) -> Result<(), QueueError> {

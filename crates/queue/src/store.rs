@@ -39,6 +39,11 @@ pub trait QueueStore: Send + Sync {
     /// Records the engine's state of an entry, durably.
     fn save_state(&self, id: &str, state: &EntryState) -> Result<(), QueueError>;
 
+    /// Records a plain deferral (attempts, next time, last error changed;
+    /// nothing else), which need not be durable: lost, the entry is only
+    /// tried again sooner.
+    fn save_retry(&self, id: &str, state: &EntryState) -> Result<(), QueueError>;
+
     /// Removes a finished entry and its state, durably.
     fn remove(&self, id: &str) -> Result<(), QueueError>;
 

@@ -275,7 +275,7 @@ impl Server {
             backend.penalties.clone(),
             config.users.login_penalty_max.0,
         ));
-        let queue_wake = Arc::new(tokio::sync::Notify::new());
+        let queue_wake = Arc::new(yubin_queue::engine::Arrivals::default());
         let shared = Shared {
             config: config.clone(),
             backend: backend.clone(),

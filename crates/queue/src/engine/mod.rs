@@ -13,8 +13,10 @@
 //! slow or dead destination holds up only its own mail. Recipients of one
 //! entry in different domains are delivered in parallel.
 
+mod arrivals;
 pub mod dns;
 pub mod dsn;
+mod due;
 mod record;
 pub mod route;
 pub mod transport;
@@ -24,15 +26,17 @@ use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use yubin_line::WireSize;
 use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
 
+pub use arrivals::Arrivals;
 pub use dns::HickoryDns;
 pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target};
 pub use transport::{MessageSource, Transport};
 
 use crate::{Claim, EntryState, Envelope, QueueError, QueueStore, Schedule};
+use due::Due;
 
 /// Where notifications go: the server's own delivery path (a local
 /// Maildir, or back into this queue for a remote sender).
@@ -66,7 +70,7 @@ pub struct Engine<D: Dns> {
     transport: Transport,
     dns: D,
     submit: Arc<dyn Submit>,
-    wake: Arc<Notify>,
+    arrivals: Arc<Arrivals>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// States that could not be written (disk full, read-only): kept here
     /// so a retry does not deliver again to recipients already done.
@@ -102,15 +106,15 @@ pub(crate) struct Prepared {
 }
 
 impl<D: Dns + 'static> Engine<D> {
-    /// An engine for `queue`; whoever queues mail notifies `wake`, and the
-    /// engine looks at once.
+    /// An engine for `queue`; whoever queues mail announces it in
+    /// `arrivals`, and the engine takes it up at once.
     pub fn new(
         queue: Arc<dyn QueueStore>,
         config: EngineConfig,
         transport: Transport,
         dns: D,
         submit: Arc<dyn Submit>,
-        wake: Arc<Notify>,
+        arrivals: Arc<Arrivals>,
     ) -> Engine<D> {
         Engine {
             queue,
@@ -118,7 +122,7 @@ impl<D: Dns + 'static> Engine<D> {
             transport,
             dns,
             submit,
-            wake,
+            arrivals,
             destinations: Mutex::new(HashMap::new()),
             unsaved: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -130,28 +134,30 @@ impl<D: Dns + 'static> Engine<D> {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let workers = Arc::new(Semaphore::new(self.config.max_workers.max(1)));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
-        let mut due: HashMap<String, u64> = HashMap::new();
+        // Entries waiting for their time, and those being attempted now.
+        let mut due = Due::default();
         let mut busy: HashSet<String> = HashSet::new();
 
         let mut scan = true;
         let mut last_scan = tokio::time::Instant::now();
         loop {
+            let arrived = self.arrivals.take();
             if scan || last_scan.elapsed() >= self.config.rescan {
                 scan = false;
                 last_scan = tokio::time::Instant::now();
-                self.scan(&mut due).await;
+                self.scan(&mut due, &busy).await;
+            }
+            for id in arrived {
+                if !busy.contains(&id) && !due.contains(&id) {
+                    due.set(id, 0);
+                }
             }
             if self.queue.take_flush_request() {
                 tracing::info!("queue flush requested: every entry is due now");
-                due.values_mut().for_each(|when| *when = 0);
+                due.all_now();
             }
             let now = unix_now();
-            let ready: Vec<String> = due
-                .iter()
-                .filter(|(id, when)| **when <= now && !busy.contains(*id))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in ready {
+            for id in due.take_ready(now) {
                 busy.insert(id.clone());
                 let engine = self.clone();
                 let workers = workers.clone();
@@ -161,24 +167,22 @@ impl<D: Dns + 'static> Engine<D> {
                     let _ = done.send((id, next));
                 });
             }
-            let next_due = due
-                .iter()
-                .filter(|(id, _)| !busy.contains(*id))
-                .map(|(_, when)| *when)
-                .min();
             // Wake at the next due entry, and at least every second to see
             // a flush request.
-            let sleep = next_due.map_or(Duration::from_secs(1), |when| {
+            let sleep = due.next().map_or(Duration::from_secs(1), |when| {
                 Duration::from_secs(when.saturating_sub(now)).min(Duration::from_secs(1))
             });
             tokio::select! {
-                () = self.wake.notified() => scan = true,
+                // New entries come with their ids; the directory is read
+                // again too, at most once a second, for what came otherwise.
+                () = self.arrivals.wait() => {
+                    scan = last_scan.elapsed() >= Duration::from_secs(1);
+                }
                 finished = done_rx.recv() => {
                     if let Some((id, next)) = finished {
                         busy.remove(&id);
-                        match next {
-                            Some(when) => { due.insert(id, when); }
-                            None => { due.remove(&id); }
+                        if let Some(when) = next {
+                            due.set(id, when);
                         }
                     }
                 }
@@ -193,39 +197,42 @@ impl<D: Dns + 'static> Engine<D> {
         }
     }
 
-    /// Reads the queue directory: new entries become due at their recorded
-    /// time; entries no longer there are forgotten.
-    async fn scan(&self, due: &mut HashMap<String, u64>) {
+    /// Reads the queue directory: entries not known yet become due at
+    /// their recorded time; entries no longer there are forgotten.
+    async fn scan(&self, due: &mut Due, busy: &HashSet<String>) {
         let queue = self.queue.clone();
-        let known: HashSet<String> = due.keys().cloned().collect();
-        let found = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(String, Option<u64>)>, QueueError> {
-                let ids = queue.ids()?;
-                Ok(ids
-                    .into_iter()
-                    .map(|id| {
-                        let when = if known.contains(&id) {
-                            None
-                        } else {
-                            Some(queue.load_state(&id).map_or(0, |s| s.next_attempt))
-                        };
-                        (id, when)
-                    })
-                    .collect())
-            },
-        )
+        let found = tokio::task::spawn_blocking(move || queue.ids()).await;
+        let found = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => return tracing::error!(%error, "cannot read the queue"),
+            Err(error) => return tracing::error!(%error, "queue scan failed"),
+        };
+        let present: HashSet<&String> = found.iter().collect();
+        due.retain(|id| present.contains(&id.to_owned()));
+        let new: Vec<String> = found
+            .iter()
+            .filter(|id| !due.contains(id) && !busy.contains(*id))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let queue = self.queue.clone();
+        let states = tokio::task::spawn_blocking(move || {
+            new.into_iter()
+                .map(|id| {
+                    let when = queue.load_state(&id).map_or(0, |s| s.next_attempt);
+                    (id, when)
+                })
+                .collect::<Vec<_>>()
+        })
         .await;
-        match found {
-            Ok(Ok(found)) => {
-                let present: HashSet<&String> = found.iter().map(|(id, _)| id).collect();
-                due.retain(|id, _| present.contains(id));
-                for (id, when) in &found {
-                    if let Some(when) = when {
-                        due.insert(id.clone(), *when);
-                    }
+        match states {
+            Ok(states) => {
+                for (id, when) in states {
+                    due.set(id, when);
                 }
             }
-            Ok(Err(error)) => tracing::error!(%error, "cannot read the queue"),
             Err(error) => tracing::error!(%error, "queue scan failed"),
         }
     }

@@ -35,6 +35,9 @@ impl Record<'_> {
             headers,
             ..
         } = prepared;
+        // What only a durable record may change.
+        let settled = |s: &EntryState| (s.done.len(), s.warned, s.bounce_requested);
+        let before = settled(&state);
         let now = unix_now();
         let expired = self.config.schedule.expired(envelope.created, now);
         let mut failed: Vec<dsn::Reported> = Vec::new();
@@ -96,7 +99,7 @@ impl Record<'_> {
         if envelope.recipients.iter().all(|r| state.is_done(r)) {
             // The state first: if the removal fails, the next attempt finds
             // everyone done and only removes.
-            self.save(id, &state);
+            self.save(id, &state, true);
             return match self.queue.remove(id) {
                 Ok(()) => {
                     lock(self.unsaved).remove(id);
@@ -114,7 +117,7 @@ impl Record<'_> {
         if let Some(first) = deferred.first() {
             state.last_error = first.response.to_string();
         }
-        self.save(id, &state);
+        self.save(id, &state, settled(&state) != before);
         Some(state.next_attempt)
     }
 
@@ -191,10 +194,17 @@ impl Record<'_> {
         dsn::build(&report, headers)
     }
 
-    /// Writes the state; if the disk will not take it, keeps it in memory
-    /// so a retry does not deliver again to recipients already done.
-    fn save(&self, id: &str, state: &EntryState) {
-        match self.queue.save_state(id, state) {
+    /// Writes the state (durably, or for a plain deferral without the
+    /// fsyncs: see `EntryState::save_retry`); if the disk will not take
+    /// it, keeps it in memory so a retry does not deliver again to
+    /// recipients already done.
+    fn save(&self, id: &str, state: &EntryState, durably: bool) {
+        let saved = if durably {
+            self.queue.save_state(id, state)
+        } else {
+            self.queue.save_retry(id, state)
+        };
+        match saved {
             Ok(()) => {
                 lock(self.unsaved).remove(id);
             }

@@ -72,7 +72,7 @@ impl Submit for SmtpService {
                         })
                         .and_then(|staged| staged.commit())
                         .map_err(|e| e.to_string())?;
-                    self.queue_wake.notify_one();
+                    self.queue_wake.arrived(&entry.id);
                 }
             }
         }

@@ -500,7 +500,7 @@ impl Connection {
                     "smtp message accepted"
                 );
                 if done.queued > 0 {
-                    self.service.queue_wake.notify_one();
+                    self.service.queue_wake.arrived(&trace.id);
                 }
                 self.session.message_accepted(&trace.id);
             }

@@ -59,8 +59,8 @@ pub struct SmtpService {
     /// Free space where messages are spooled and queued.
     pub(crate) storage: free_space::StorageGauge,
     pub(crate) shutdown: watch::Receiver<bool>,
-    /// Wakes the delivery engine when something was queued.
-    pub(crate) queue_wake: Arc<tokio::sync::Notify>,
+    /// Tells the delivery engine what was queued.
+    pub(crate) queue_wake: Arc<yubin_queue::engine::Arrivals>,
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
     counter: AtomicU64,
 }
@@ -72,7 +72,7 @@ impl SmtpService {
         aliases: Aliases,
         sender_logins: crate::sender_logins::SenderLogins,
         dkim: yubin_mailauth::dkim::Keyring,
-        queue_wake: Arc<tokio::sync::Notify>,
+        queue_wake: Arc<yubin_queue::engine::Arrivals>,
     ) -> Result<SmtpService, crate::config::ConfigError> {
         let config = shared.config.clone();
         Ok(SmtpService {
