@@ -2,6 +2,7 @@
 
 mod deliver;
 mod dkim;
+mod dns;
 mod fetch;
 mod password;
 mod pw;
@@ -63,6 +64,14 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Check the DNS records a mail domain needs with this server.
+    Dns {
+        #[command(subcommand)]
+        command: dns::DnsCommand,
+        /// The configuration file (host name, DKIM keys, `dns.resolver`).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// DKIM signing keys: make one (with the DNS record to publish), list them.
     Dkim {
         #[command(subcommand)]
@@ -106,6 +115,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let config = load_config(config.as_deref())?;
             as_server_account(&config).map_err(Failure::Usage)?;
             queue::run(command, &config)
+        }
+        Command::Dns { command, config } => {
+            let config = load_config(config.as_deref())?;
+            dns::run(command, &config)
         }
         Command::Dkim { command, config } => {
             let config = load_config(config.as_deref())?;

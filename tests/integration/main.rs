@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod corpus;
 mod dkim;
+mod dns;
 mod durability;
 mod fetch;
 mod fidelity;

@@ -42,7 +42,7 @@ use hickory_proto::op::{Edns, Message};
 pub use hickory_proto::rr::RData;
 pub use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, AAAA, MX, TLSA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, SRV, TLSA, TXT};
 use hickory_proto::rr::{Name, Record};
 
 /// How often the server threads look at the stop flag.
@@ -154,6 +154,21 @@ impl TestDns {
     pub fn txt(&self, name: &str, text: &str) {
         let pieces: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
         self.add(name, RData::TXT(TXT::from_bytes(pieces)));
+    }
+
+    /// Adds a PTR record for `address` (at its `in-addr.arpa` or
+    /// `ip6.arpa` name) naming `name`.
+    pub fn ptr(&self, address: std::net::IpAddr, name: &str) {
+        let reverse = Name::from(address).to_ascii();
+        self.add(&reverse, RData::PTR(PTR(parse_name(name))));
+    }
+
+    /// Adds an SRV record (RFC 2782).
+    pub fn srv(&self, name: &str, priority: u16, weight: u16, port: u16, target: &str) {
+        self.add(
+            name,
+            RData::SRV(SRV::new(priority, weight, port, parse_name(target))),
+        );
     }
 
     /// Adds a TLSA record (RFC 6698): usage, selector and matching type as

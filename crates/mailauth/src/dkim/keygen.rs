@@ -139,13 +139,17 @@ fn check_name(what: &'static str, value: &str) -> Result<(), KeygenError> {
     }
 }
 
-/// Creates `dir` (mode 0700) if missing, durably.
+/// Creates `dir` and any missing parents (mode 0700), durably.
 fn create_private_dir(dir: &Path) -> Result<(), KeygenError> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => yubin_durable::sync_parent(dir)
-            .map_err(|e| KeygenError::Failed(format!("{}: {e}", dir.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(KeygenError::Failed(format!("{}: {e}", dir.display()))),
+    let failed = |e: std::io::Error| KeygenError::Failed(format!("{}: {e}", dir.display()));
+    if dir.is_dir() {
+        return Ok(());
     }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+        .map_err(failed)?;
+    yubin_durable::sync_parent(dir).map_err(failed)
 }

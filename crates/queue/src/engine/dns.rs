@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::op::ResponseCode;
@@ -25,35 +27,59 @@ impl std::fmt::Debug for HickoryDns {
     }
 }
 
+/// The resolver settings for `address` (one name server, over UDP and
+/// TCP for long answers), or the system's (`/etc/resolv.conf`) for `None`:
+/// the one configuration every DNS user in yubin shares (`dns.resolver`).
+/// `/etc/hosts` is never consulted: what yubin asks about (MX, SPF, DKIM,
+/// reverse names) is what the rest of the Internet sees in the DNS.
+pub fn resolver_config(
+    address: Option<SocketAddr>,
+) -> Result<(ResolverConfig, ResolverOpts), NetError> {
+    let (config, mut options) = match address {
+        None => hickory_resolver::system_conf::read_system_conf()?,
+        Some(address) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = address.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = address.port();
+            let server = NameServerConfig::new(address.ip(), true, vec![udp, tcp]);
+            (
+                ResolverConfig::from_name_servers(vec![server]),
+                ResolverOpts::default(),
+            )
+        }
+    };
+    options.use_hosts_file = ResolveHosts::Never;
+    Ok((config, options))
+}
+
+/// A resolver with [`resolver_config`]'s settings.
+pub fn resolver(address: Option<SocketAddr>) -> Result<TokioResolver, NetError> {
+    let (config, options) = resolver_config(address)?;
+    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(options)
+        .build()
+}
+
 impl HickoryDns {
     /// The system's resolvers. Without a usable configuration, MX lookups
     /// find nothing and domains are reached by their address records.
     pub fn system() -> HickoryDns {
-        match TokioResolver::builder_tokio().and_then(|builder| builder.build()) {
-            Ok(resolver) => HickoryDns {
-                resolver: Some(resolver),
-            },
-            Err(error) => {
-                tracing::warn!(%error, "no DNS resolver configuration; MX records will not be used");
-                HickoryDns { resolver: None }
-            }
-        }
+        HickoryDns::with(None)
     }
 
     /// One name server, asked over UDP (and TCP for long answers).
     pub fn server(address: SocketAddr) -> HickoryDns {
-        let mut udp = ConnectionConfig::udp();
-        udp.port = address.port();
-        let mut tcp = ConnectionConfig::tcp();
-        tcp.port = address.port();
-        let server = NameServerConfig::new(address.ip(), true, vec![udp, tcp]);
-        let config = ResolverConfig::from_name_servers(vec![server]);
-        match TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build() {
+        HickoryDns::with(Some(address))
+    }
+
+    fn with(address: Option<SocketAddr>) -> HickoryDns {
+        match resolver(address) {
             Ok(resolver) => HickoryDns {
                 resolver: Some(resolver),
             },
             Err(error) => {
-                tracing::warn!(%error, %address, "the configured DNS server cannot be used; MX records will not be used");
+                tracing::warn!(%error, "no usable DNS resolver configuration; MX records will not be used");
                 HickoryDns { resolver: None }
             }
         }
