@@ -25,6 +25,7 @@ pub struct TestServer {
     pub policy: Option<SocketAddr>,
     child: Option<Child>,
     config_extra: String,
+    env: Vec<(String, String)>,
 }
 
 /// Relayed mail goes nowhere (port 9 is closed) and is retried hourly.
@@ -57,6 +58,8 @@ pub struct Setup {
     pub hostname: String,
     /// The MX listener's port (0: any free one).
     pub smtp_port: u16,
+    /// Environment variables for the server process (`SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -76,6 +79,7 @@ impl Default for Setup {
             users_table: String::new(),
             hostname: "test.example".into(),
             smtp_port: 0,
+            env: Vec::new(),
         }
     }
 }
@@ -138,6 +142,7 @@ impl TestServer {
             policy: None,
             child: None,
             config_extra,
+            env: setup.env.clone(),
         };
         server.launch();
         server
@@ -165,6 +170,7 @@ impl TestServer {
             .arg("--config")
             .arg(self.config_path())
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)

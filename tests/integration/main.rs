@@ -17,4 +17,5 @@ mod relay;
 mod robustness;
 mod session;
 mod smtp;
+mod test_ca;
 mod tls;

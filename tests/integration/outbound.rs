@@ -878,3 +878,80 @@ fn oq04_each_pipelined_reply_has_its_own_timeout() {
     eventually(10, "A's queue to empty", || a.queued().is_empty());
     assert!(!a.log().contains("timeout"), "{}", a.log());
 }
+
+/// `tls = "verify"` (issue 14): a route whose server shows a certificate
+/// from a trusted CA for the route's host name gets the mail over TLS; a
+/// certificate for another name, or one no trusted root signed, stops
+/// delivery before MAIL (never a fallback to plaintext), and the mail
+/// waits with the reason in `yubin queue list`.
+#[test]
+fn issue14_verify_checks_the_next_servers_certificate() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = crate::test_ca::TestCa::new(ca_dir.path());
+    let trusted = ca.server(ca_dir.path(), "b", &["localhost"], (2025, 2035));
+    let b = TestServer::with(Setup {
+        hostname: "b.test".into(),
+        tables: trusted,
+        ..Setup::default()
+    });
+    // Its own self-signed certificate: no trusted root.
+    let untrusted = TestServer::with(Setup {
+        hostname: "d.test".into(),
+        smtp: "auth_failure_delay = \"100ms\"\nlocal_domains = [\"d.test\"]\n".into(),
+        ..Setup::default()
+    });
+    let a = TestServer::with(Setup {
+        tables: format!(
+            "[queue]\nroutes = {{ \"b.test\" = \"localhost:{b}\", \"c.test\" = \"127.0.0.1:{b}\", \"d.test\" = \"localhost:{d}\" }}\n\
+             tls_policy = {{ \"b.test\" = \"verify\", \"c.test\" = \"verify\", \"d.test\" = \"verify\" }}\n\
+             first_retry = \"1h\"\n",
+            b = b.smtp.port(),
+            d = untrusted.smtp.port()
+        ),
+        env: vec![(
+            "SSL_CERT_FILE".into(),
+            ca_dir.path().join("ca.pem").display().to_string(),
+        )],
+        ..Setup::default()
+    });
+    let sent = send_via(
+        &a,
+        &["bob@b.test", "carol@c.test", "dave@d.test"],
+        b"Subject: verified\r\n\r\nonly over verified TLS\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "delivery to B", || b.messages("bob").len() == 1);
+    let delivered = String::from_utf8_lossy(&b.messages("bob")[0]).into_owned();
+    assert!(delivered.contains("with ESMTPS"), "{delivered}");
+    eventually(20, "two deferrals", || {
+        a.log().matches("deferred").count() >= 2
+    });
+    let config = a.config_path();
+    let listed = crate::harness::yubin(
+        &["queue", "list", "--config", config.to_str().unwrap()],
+        "",
+        a.dir.path(),
+    );
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        text.contains("the certificate of 127.0.0.1 was not verified")
+            || text.contains("the certificate of localhost was not verified"),
+        "{text}"
+    );
+    let log = a.log();
+    assert!(
+        log.contains("rcpt=carol@c.test")
+            && log.contains("the certificate of 127.0.0.1 was not verified"),
+        "a certificate for another name: {log}"
+    );
+    assert!(
+        log.contains("rcpt=dave@d.test")
+            && log.contains("the certificate of localhost was not verified"),
+        "a certificate no trusted root signed: {log}"
+    );
+    assert!(untrusted.messages("dave").is_empty());
+    assert!(
+        !untrusted.log().contains("smtp message accepted"),
+        "nothing went to D, in plaintext or otherwise"
+    );
+}

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use yubin_queue::Schedule;
+use yubin_queue::engine::TlsLevel;
 use yubin_queue::engine::{Hop, Routes};
-use yubin_smtp_proto::client::{Credentials, TlsPolicy};
+use yubin_smtp_proto::client::Credentials;
 
 use crate::config_error::{ConfigError, invalid};
 use yubin_duration::HumanDuration;
@@ -218,14 +219,17 @@ impl QueueConfig {
     }
 }
 
-fn tls_policy(text: &str, key: &str) -> Result<TlsPolicy, ConfigError> {
+fn tls_policy(text: &str, key: &str) -> Result<TlsLevel, ConfigError> {
     match text {
-        "none" => Ok(TlsPolicy::Never),
-        "opportunistic" => Ok(TlsPolicy::Opportunistic),
-        "required" => Ok(TlsPolicy::Required),
+        "none" => Ok(TlsLevel::None),
+        "opportunistic" => Ok(TlsLevel::Opportunistic),
+        "required" => Ok(TlsLevel::Required),
+        "verify" => Ok(TlsLevel::Verify),
         other => Err(invalid(
             key,
-            format!("{other:?} is not one of \"none\", \"opportunistic\", \"required\""),
+            format!(
+                "{other:?} is not one of \"none\", \"opportunistic\", \"required\", \"verify\""
+            ),
         )),
     }
 }
@@ -293,7 +297,7 @@ mod tests {
             ..QueueConfig::default()
         };
         let hop = config.routes().unwrap().relayhost.unwrap();
-        assert_eq!(hop.tls, TlsPolicy::Required);
+        assert_eq!(hop.tls, TlsLevel::Required);
         let credentials = hop.credentials.unwrap();
         assert_eq!(
             (credentials.user.as_str(), credentials.password.as_str()),

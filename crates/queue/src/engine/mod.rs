@@ -32,7 +32,7 @@ use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
 
 pub use arrivals::Arrivals;
 pub use dns::HickoryDns;
-pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target};
+pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel};
 pub use transport::{MessageSource, Transport};
 
 use crate::{Claim, EntryState, Envelope, QueueError, QueueStore, Schedule};

@@ -8,6 +8,45 @@ use std::net::SocketAddr;
 
 use yubin_smtp_proto::client::{Credentials, TlsPolicy};
 
+/// How a connection to the next server is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsLevel {
+    /// Plaintext, never STARTTLS.
+    None,
+    /// STARTTLS when offered, any certificate; plaintext otherwise (and
+    /// after a failed handshake). Postfix's `may`.
+    #[default]
+    Opportunistic,
+    /// STARTTLS or no delivery, any certificate: against eavesdroppers,
+    /// not against an attacker in the path. Postfix's `encrypt`.
+    Required,
+    /// STARTTLS or no delivery, and the certificate must chain to a
+    /// system root and name the host: against an attacker in the path
+    /// too (Postfix's `secure`).
+    Verify,
+}
+
+impl TlsLevel {
+    /// What the SMTP client session does about STARTTLS.
+    pub fn policy(self) -> TlsPolicy {
+        match self {
+            TlsLevel::None => TlsPolicy::Never,
+            TlsLevel::Opportunistic => TlsPolicy::Opportunistic,
+            TlsLevel::Required | TlsLevel::Verify => TlsPolicy::Required,
+        }
+    }
+
+    /// The configuration's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsLevel::None => "none",
+            TlsLevel::Opportunistic => "opportunistic",
+            TlsLevel::Required => "required",
+            TlsLevel::Verify => "verify",
+        }
+    }
+}
+
 /// One server to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -15,8 +54,8 @@ pub struct Target {
     pub host: String,
     /// Port (25 for MX hosts).
     pub port: u16,
-    /// STARTTLS policy for this server.
-    pub tls: TlsPolicy,
+    /// How the connection is protected.
+    pub tls: TlsLevel,
     /// AUTH credentials (a smarthost).
     pub credentials: Option<Credentials>,
 }
@@ -28,8 +67,8 @@ pub struct Hop {
     pub host: String,
     /// Port.
     pub port: u16,
-    /// STARTTLS policy.
-    pub tls: TlsPolicy,
+    /// How the connection is protected.
+    pub tls: TlsLevel,
     /// AUTH credentials.
     pub credentials: Option<Credentials>,
 }
@@ -85,11 +124,11 @@ pub struct Routes {
     /// The smarthost for everything the map does not name.
     pub relayhost: Option<Hop>,
     /// STARTTLS policy for MX hosts.
-    pub mx_tls: TlsPolicy,
+    pub mx_tls: TlsLevel,
     /// The port MX hosts are reached on (25; another only for tests).
     pub mx_port: u16,
     /// Per destination domain, a STARTTLS policy that replaces the hop's.
-    pub tls_overrides: Vec<(String, TlsPolicy)>,
+    pub tls_overrides: Vec<(String, TlsLevel)>,
 }
 
 impl Default for Routes {
@@ -97,7 +136,7 @@ impl Default for Routes {
         Routes {
             map: Vec::new(),
             relayhost: None,
-            mx_tls: TlsPolicy::Opportunistic,
+            mx_tls: TlsLevel::Opportunistic,
             mx_port: 25,
             tls_overrides: Vec::new(),
         }
@@ -111,7 +150,7 @@ impl Routes {
         // A per-domain policy replaces the route's or the MX hosts' one;
         // the smarthost keeps its own (a domain entry must not weaken
         // `relayhost_tls = "required"`).
-        let policy = |default: TlsPolicy| {
+        let policy = |default: TlsLevel| {
             self.tls_overrides
                 .iter()
                 .find(|(d, _)| *d == domain)
@@ -189,7 +228,7 @@ mod tests {
         Hop {
             host: host.into(),
             port,
-            tls: TlsPolicy::Never,
+            tls: TlsLevel::None,
             credentials: None,
         }
     }
@@ -206,9 +245,9 @@ mod tests {
         let routes = Routes {
             map: vec![("remote.test".into(), hop("127.0.0.1", 2526))],
             relayhost: None,
-            mx_tls: TlsPolicy::Opportunistic,
+            mx_tls: TlsLevel::Opportunistic,
             mx_port: 25,
-            tls_overrides: vec![("other.test".into(), TlsPolicy::Required)],
+            tls_overrides: vec![("other.test".into(), TlsLevel::Required)],
         };
         let dns = FakeDns(vec![
             (20, "mx2.other.test.".into()),
@@ -219,7 +258,7 @@ mod tests {
         let to = block_on(routes.resolve("other.test", &dns)).unwrap();
         let hosts: Vec<_> = to.iter().map(|t| (t.host.as_str(), t.port)).collect();
         assert_eq!(hosts, [("mx1.other.test", 25), ("mx2.other.test", 25)]);
-        assert_eq!(to[0].tls, TlsPolicy::Required, "the per-domain policy");
+        assert_eq!(to[0].tls, TlsLevel::Required, "the per-domain policy");
 
         let smarthost = Routes {
             relayhost: Some(hop("smarthost.test", 587)),

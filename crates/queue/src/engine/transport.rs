@@ -14,10 +14,10 @@ use tokio_rustls::TlsConnector;
 use yubin_client_tls::{ClientStream, Trust, UpgradeError};
 use yubin_line::Encoder;
 use yubin_smtp_proto::client::{
-    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, Timeouts, TlsPolicy,
+    Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, Timeouts,
 };
 
-use super::route::{Target, is_own_address};
+use super::route::{Target, TlsLevel, is_own_address};
 use crate::QueueStore;
 
 /// Where a message's content is: a queue entry in its store, read again
@@ -49,7 +49,11 @@ pub struct Transport {
     pub own_addresses: Vec<SocketAddr>,
     /// How long to wait for servers.
     pub timeouts: Timeouts,
+    /// Any certificate (opportunistic and required TLS).
     tls: TlsConnector,
+    /// Certificates that chain to a system root and name the host
+    /// (`verify`); `None` when the system has no root certificates.
+    verified: Option<TlsConnector>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -86,12 +90,20 @@ impl Transport {
                     .with_no_client_auth()
             }
         };
+        let verified = match yubin_client_tls::client_config(&Trust::System) {
+            Ok((config, _)) => Some(TlsConnector::from(Arc::new(config))),
+            Err(error) => {
+                tracing::warn!(%error, "routes with tls = \"verify\" cannot be delivered");
+                None
+            }
+        };
         Transport {
             helo_name,
             connect_timeout,
             own_addresses,
             timeouts: Timeouts::default(),
             tls: TlsConnector::from(Arc::new(config)),
+            verified,
         }
     }
 
@@ -149,13 +161,13 @@ impl Transport {
                 };
                 let _ = tcp.set_nodelay(true);
                 let (mut results, mut outcome) = self.session(tcp, target, message, source).await;
-                if outcome == Outcome::TlsFailed && target.tls == TlsPolicy::Opportunistic {
+                if outcome == Outcome::TlsFailed && target.tls == TlsLevel::Opportunistic {
                     // Postfix's "may": a server whose TLS we cannot speak
                     // (an old cipher suite) gets the mail in plaintext
                     // rather than never. Never for "required".
                     tracing::info!(host = %target.host, %address, "TLS handshake failed; trying again without TLS");
                     let plain = Target {
-                        tls: TlsPolicy::Never,
+                        tls: TlsLevel::None,
                         ..target.clone()
                     };
                     if let Ok(Ok(tcp)) =
@@ -191,7 +203,7 @@ impl Transport {
             lmtp: false,
             loop_check: true,
             helo_name: self.helo_name.clone(),
-            tls: target.tls,
+            tls: target.tls.policy(),
             credentials: target.credentials.clone(),
             timeouts: self.timeouts,
         };
@@ -238,10 +250,31 @@ impl Transport {
                     let name = ServerName::try_from(target.host.clone()).unwrap_or_else(|_| {
                         ServerName::try_from("invalid.invalid").expect("a valid name")
                     });
-                    match plain.upgrade(&self.tls, name, client.timeout()).await {
+                    let verify = target.tls == TlsLevel::Verify;
+                    let connector = if verify {
+                        self.verified.as_ref()
+                    } else {
+                        Some(&self.tls)
+                    };
+                    let Some(connector) = connector else {
+                        tls_failed = true;
+                        client.connection_lost(&format!(
+                            "the certificate of {} cannot be verified: no system root certificates",
+                            target.host
+                        ));
+                        continue;
+                    };
+                    match plain.upgrade(connector, name, client.timeout()).await {
                         Ok(tls) => {
                             conn = Some(tls);
                             client.tls_established();
+                        }
+                        Err(UpgradeError::Handshake(error)) if verify => {
+                            tls_failed = true;
+                            client.connection_lost(&format!(
+                                "the certificate of {} was not verified ({error})",
+                                target.host
+                            ));
                         }
                         Err(UpgradeError::Handshake(error)) => {
                             tls_failed = true;
