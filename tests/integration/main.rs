@@ -11,6 +11,7 @@ mod durability;
 mod fetch;
 mod fidelity;
 mod login;
+mod mta_sts;
 mod outbound;
 mod privileges;
 mod relay;

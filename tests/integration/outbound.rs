@@ -82,7 +82,7 @@ pub fn eventually(seconds: u64, what: &str, ready: impl Fn() -> bool) {
 
 /// Logs in to A over POP3 (the POP-before-SMTP grant), then sends through
 /// A's MX port; returns smtplib's outcome.
-fn send_via(a: &TestServer, recipients: &[&str], message: &[u8]) -> serde_json::Value {
+pub fn send_via(a: &TestServer, recipients: &[&str], message: &[u8]) -> serde_json::Value {
     let recipients: Vec<String> = recipients.iter().map(|r| format!("'{r}'")).collect();
     a.python(
         &format!(

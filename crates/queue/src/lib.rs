@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod engine;
+pub mod mta_sts;
 pub mod schedule;
 pub mod state;
 pub mod store;

@@ -60,6 +60,11 @@ pub struct QueueConfig {
     pub dns: String,
     /// The port MX hosts are reached on (25; another one only for tests).
     pub mx_port: u16,
+    /// Apply the MTA-STS policies of destination domains (RFC 8461).
+    pub mta_sts: bool,
+    /// The port MTA-STS policies are fetched from (443; another one only
+    /// for tests).
+    pub mta_sts_port: u16,
 }
 
 impl Default for QueueConfig {
@@ -84,6 +89,8 @@ impl Default for QueueConfig {
             data_done_timeout: HumanDuration(Duration::from_secs(600)),
             dns: "system".into(),
             mx_port: 25,
+            mta_sts: true,
+            mta_sts_port: 443,
         }
     }
 }
@@ -109,6 +116,9 @@ impl QueueConfig {
         }
         if self.mx_port == 0 {
             return Err(invalid("queue.mx_port", "must be a port number"));
+        }
+        if self.mta_sts_port == 0 {
+            return Err(invalid("queue.mta_sts_port", "must be a port number"));
         }
         for (key, value) in [
             ("queue.connect_timeout", self.connect_timeout),

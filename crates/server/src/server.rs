@@ -322,7 +322,7 @@ impl Server {
             });
         }
         // The delivery engine: relayed mail leaves from here.
-        let engine = Arc::new(yubin_queue::engine::Engine::new(
+        let engine = yubin_queue::engine::Engine::new(
             smtp.queue.clone(),
             yubin_queue::engine::EngineConfig {
                 hostname: config.hostname.clone(),
@@ -349,7 +349,15 @@ impl Server {
             },
             smtp.clone(),
             queue_wake,
-        ));
+        );
+        let engine = Arc::new(if config.queue.mta_sts {
+            engine.with_sts(yubin_queue::engine::sts::Sts::new(
+                config.queue_dir().join("mta-sts"),
+                config.queue.mta_sts_port,
+            ))
+        } else {
+            engine
+        });
         tasks.push(tokio::spawn(engine.run(shutdown_rx.clone())));
 
         // Pick up passwd-file changes (yubin user add) without a restart.

@@ -87,6 +87,53 @@ impl HickoryDns {
 }
 
 impl Dns for HickoryDns {
+    async fn txt(&self, name: &str) -> Result<Vec<String>, RouteError> {
+        let Some(resolver) = &self.resolver else {
+            return Ok(Vec::new());
+        };
+        match resolver
+            .txt_lookup(format!("{}.", name.trim_end_matches('.')))
+            .await
+        {
+            Ok(found) => Ok(found
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(Vec::new()),
+            Err(error) => Err(RouteError::Temporary(format!(
+                "4.4.3 DNS lookup of {name} failed: {error}"
+            ))),
+        }
+    }
+
+    async fn addresses(&self, name: &str) -> Result<Vec<std::net::IpAddr>, RouteError> {
+        let Some(resolver) = &self.resolver else {
+            return tokio::net::lookup_host((name, 0))
+                .await
+                .map(|found| found.map(|a| a.ip()).collect())
+                .map_err(|e| RouteError::Temporary(format!("4.4.3 cannot resolve {name}: {e}")));
+        };
+        match resolver
+            .lookup_ip(format!("{}.", name.trim_end_matches('.')))
+            .await
+        {
+            Ok(found) => Ok(found.iter().collect()),
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(Vec::new()),
+            Err(error) => Err(RouteError::Temporary(format!(
+                "4.4.3 cannot resolve {name}: {error}"
+            ))),
+        }
+    }
+
     async fn mx(&self, domain: &str) -> Result<Vec<(u16, String)>, RouteError> {
         let Some(resolver) = &self.resolver else {
             return Ok(Vec::new());

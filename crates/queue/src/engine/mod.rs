@@ -19,6 +19,7 @@ pub mod dsn;
 mod due;
 mod record;
 pub mod route;
+pub mod sts;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,7 @@ pub use dns::HickoryDns;
 pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel};
 pub use transport::{MessageSource, Transport};
 
+use crate::mta_sts::Mode;
 use crate::{Claim, EntryState, Envelope, QueueError, QueueStore, Schedule};
 use due::Due;
 
@@ -71,6 +73,8 @@ pub struct Engine<D: Dns> {
     dns: D,
     submit: Arc<dyn Submit>,
     arrivals: Arc<Arrivals>,
+    /// MTA-STS policies (none: not applied).
+    sts: Option<Arc<sts::Sts>>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// States that could not be written (disk full, read-only): kept here
     /// so a retry does not deliver again to recipients already done.
@@ -123,8 +127,18 @@ impl<D: Dns + 'static> Engine<D> {
             dns,
             submit,
             arrivals,
+            sts: None,
             destinations: Mutex::new(HashMap::new()),
             unsaved: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The same engine, applying the MTA-STS policies of the domains it
+    /// delivers to by MX (RFC 8461).
+    pub fn with_sts(self, sts: Arc<sts::Sts>) -> Engine<D> {
+        Engine {
+            sts: Some(sts),
+            ..self
         }
     }
 
@@ -388,8 +402,59 @@ impl<D: Dns + 'static> Engine<D> {
                 return same(Status::Deferred, Response::local(451, text));
             }
         };
+        let targets = match self.domain_policy(&domain, targets).await {
+            Ok(targets) => targets,
+            Err(text) => return same(Status::Deferred, Response::local(451, text)),
+        };
         let (results, remote) = self.transport.deliver(&targets, &message, source).await;
         results.into_iter().map(|r| (r, remote.clone())).collect()
+    }
+
+    /// The destination domain's own TLS policy, for mail routed by its MX
+    /// records: MTA-STS in `enforce` mode keeps only the MX hosts it lists
+    /// and requires TLS with a certificate valid for each (`verify`); in
+    /// `testing` mode what would fail is logged and delivery goes on as
+    /// without a policy. Routes and the smarthost keep their own policy.
+    async fn domain_policy(
+        &self,
+        domain: &str,
+        targets: Vec<Target>,
+    ) -> Result<Vec<Target>, String> {
+        let Some(sts) = &self.sts else {
+            return Ok(targets);
+        };
+        if !self.config.routes.by_mx(domain) {
+            return Ok(targets);
+        }
+        let Some(policy) = sts.policy(domain, &self.dns).await else {
+            return Ok(targets);
+        };
+        for target in targets.iter().filter(|t| !policy.allows(&t.host)) {
+            tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
+        }
+        match policy.mode {
+            Mode::Enforce => {
+                let allowed: Vec<Target> = targets
+                    .into_iter()
+                    .filter(|t| policy.allows(&t.host))
+                    .collect();
+                if allowed.is_empty() {
+                    return Err(format!(
+                        "4.7.5 no MX host of {domain} is in its MTA-STS policy (mx: {})",
+                        policy.mx.join(", ")
+                    ));
+                }
+                tracing::info!(%domain, policy = "mta-sts enforce", "TLS with a verified certificate required");
+                Ok(allowed
+                    .into_iter()
+                    .map(|t| Target {
+                        tls: TlsLevel::Verify,
+                        ..t
+                    })
+                    .collect())
+            }
+            Mode::Testing | Mode::None => Ok(targets),
+        }
     }
 
     /// The destination domains an entry still has to reach, read without

@@ -94,6 +94,14 @@ pub enum RouteError {
     Temporary(String),
 }
 
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::Permanent(text) | RouteError::Temporary(text) => f.write_str(text),
+        }
+    }
+}
+
 /// Looks up mail servers in the DNS.
 pub trait Dns: Send + Sync {
     /// The MX hosts of `domain` by preference, as `(preference, host)`;
@@ -103,6 +111,29 @@ pub trait Dns: Send + Sync {
         &self,
         domain: &str,
     ) -> impl std::future::Future<Output = Result<Vec<(u16, String)>, RouteError>> + Send;
+
+    /// The TXT records at `name` (each record's strings joined); empty if
+    /// there are none.
+    fn txt(
+        &self,
+        _name: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<String>, RouteError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// The addresses of `name` (A and AAAA).
+    fn addresses(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<std::net::IpAddr>, RouteError>> + Send {
+        let name = name.to_owned();
+        async move {
+            tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map(|found| found.map(|a| a.ip()).collect())
+                .map_err(|e| RouteError::Temporary(format!("4.4.3 cannot resolve {name}: {e}")))
+        }
+    }
 }
 
 /// DNS without MX support: every domain is its own mail server (address
@@ -144,6 +175,14 @@ impl Default for Routes {
 }
 
 impl Routes {
+    /// Whether mail for `domain` goes by its MX records (no route or
+    /// smarthost names it): only then do the domain's own TLS policies
+    /// (MTA-STS, DANE) apply.
+    pub fn by_mx(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.relayhost.is_none() && !self.map.iter().any(|(d, _)| *d == domain || d == "*")
+    }
+
     /// The servers to try for `domain`, best first.
     pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
