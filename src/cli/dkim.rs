@@ -114,11 +114,7 @@ fn list(config: &Config) -> Result<(), Failure> {
             key.algorithm(),
             key.path.display()
         );
-        println!(
-            "  {} TXT \"{}\"",
-            dkim::record_name(&key.selector, &key.domain),
-            key.record()
-        );
+        println!("  {}", key.zone_line());
     }
     if !config.dkim.sign {
         println!("dkim.sign is off: these keys sign nothing");

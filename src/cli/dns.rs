@@ -52,13 +52,20 @@ pub fn run(command: DnsCommand, config: &Config) -> Result<(), Failure> {
         )));
     }
     let hostname = hostname.unwrap_or_else(|| config.hostname.clone());
-    let address = match address {
-        Some(address) => address,
-        None => outbound_address().ok_or_else(|| {
-            Failure::Usage(
-                "--address: cannot tell which address mail leaves from (no route to the Internet); give it".into(),
-            )
-        })?,
+    let (address, other) = match address {
+        Some(address) => (address, None),
+        None => {
+            let found = outbound_addresses();
+            match found.as_slice() {
+                [] => {
+                    return Err(Failure::Usage(
+                        "--address: cannot tell which public address mail leaves from (no route to the Internet, or behind NAT); give it".into(),
+                    ));
+                }
+                [one] => (*one, None),
+                [first, second, ..] => (*first, Some(*second)),
+            }
+        }
     };
     let server = config
         .dns_resolver()
@@ -93,6 +100,12 @@ pub fn run(command: DnsCommand, config: &Config) -> Result<(), Failure> {
         println!("{out:#}");
     } else {
         print_text(&setup, &checks, problems);
+        if let Some(other) = other {
+            println!(
+                "Mail may also leave from {other}: run `yubin dns check {} --address {other}` too.",
+                setup.domain
+            );
+        }
     }
     if problems == 0 {
         Ok(())
@@ -140,12 +153,46 @@ fn print_text(setup: &Setup<'_>, checks: &[Check], problems: usize) {
     }
 }
 
-/// The source address of a route to the Internet (a UDP "connection"
-/// sends nothing).
-fn outbound_address() -> Option<IpAddr> {
-    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect("192.0.2.1:25").ok()?;
-    socket.local_addr().ok().map(|a| a.ip())
+/// The public source addresses of routes to the Internet, IPv4 first (a
+/// UDP "connection" sends nothing). A private address (behind NAT) is not
+/// what receivers see, so it is left out.
+fn outbound_addresses() -> Vec<IpAddr> {
+    let probe = |bind: &str, to: &str| -> Option<IpAddr> {
+        let socket = UdpSocket::bind(bind).ok()?;
+        socket.connect(to).ok()?;
+        socket.local_addr().ok().map(|a| a.ip())
+    };
+    [
+        probe("0.0.0.0:0", "192.0.2.1:25"),
+        probe("[::]:0", "[2001:db8::1]:25"),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|ip| is_public(*ip))
+    .collect()
+}
+
+/// Not loopback, private, link-local, shared (CGNAT) or documentation.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let [x, y, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_documentation()
+                || (x == 100 && (64..128).contains(&y)))
+        }
+        IpAddr::V6(a) => {
+            let first = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && a.segments()[1] == 0x0db8)
+        }
+    }
 }
 
 /// Every answer the judgement needs.

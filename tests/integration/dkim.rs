@@ -263,3 +263,47 @@ fn issue14_signing_can_be_off_and_bad_keys_stop_the_start() {
         assert!(stderr.contains(key), "{extra}: {stderr}");
     }
 }
+
+/// Issue 14 (review): our signature only goes on mail whose From: is the
+/// sender's own. With `sender_identity = "log"` another user's address is
+/// let through, but unsigned; the user's own address is signed.
+#[test]
+fn issue14_only_a_users_own_from_is_signed() {
+    let dns = TestDns::start().unwrap();
+    let b = TestServer::with(Setup {
+        hostname: "b.test".into(),
+        ..Setup::default()
+    });
+    let mut a = TestServer::with(Setup {
+        smtp: "auth_failure_delay = \"100ms\"\nsender_identity = \"log\"\n".into(),
+        tables: format!(
+            "[queue]\nroutes = {{ \"b.test\" = \"127.0.0.1:{}\" }}\nfirst_retry = \"1s\"\nmax_retry = \"1s\"\n",
+            b.smtp.port()
+        ),
+        ..Setup::default()
+    });
+    keygen(&a, &dns, &["test.example", "-s", "ed1", "-a", "ed25519"]);
+    a.restart();
+    for from in ["alice@test.example", "bob@test.example"] {
+        let sent = a.python(
+            &format!(
+                "import popclient as p, smtpclient as s\n\
+                 c = p.connect(); p.login(c); c.quit()\n\
+                 s.emit(s.send_once('alice@test.example', ['bob@b.test'], b'From: {from}\\r\\nSubject: from {from}\\r\\n\\r\\nx\\r\\n'))"
+            ),
+            &ALICE,
+        );
+        assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    }
+    crate::outbound::eventually(20, "both at B", || b.messages("bob").len() == 2);
+    for message in b.messages("bob") {
+        let text = String::from_utf8_lossy(&message).into_owned();
+        let signed = text.contains("DKIM-Signature:");
+        if text.contains("Subject: from alice@") {
+            assert!(signed, "the user's own From: is signed: {text}");
+            assert_eq!(verify(&dns, &message), ["pass"]);
+        } else {
+            assert!(!signed, "another user's From: is not: {text}");
+        }
+    }
+}

@@ -437,3 +437,38 @@ fn issue14_extra_addresses_domains_and_networks() {
         "{stderr}"
     );
 }
+
+/// Issue 14 (review): a From: field that cannot be read, or a message that
+/// is all header with no blank line, cannot hide another user's address:
+/// the first is refused in `enforce` mode, the second is read to its end.
+#[test]
+fn issue14_a_from_field_that_cannot_be_checked_is_refused() {
+    let (_aliases, server) = identity_server("");
+    let result = server.python(
+        "import smtpclient as s\n\
+         def submit(data):\n\
+         \x20   c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
+         \x20   r = s.send(c, 'alice@test.example', ['carol@elsewhere.example'], data)\n\
+         \x20   c.quit(); return r\n\
+         s.emit([submit(d) for d in [b'From: Bob <bob@test.example>\\r\\nSubject: only a header', b'From: <bob@test.example> junk\\r\\n\\r\\nx\\r\\n', b'From: Alice <alice@test.example>\\r\\nSubject: mine, header only']])",
+        &[],
+    );
+    let results = result.as_array().unwrap();
+    assert_eq!(
+        results[0]["error"],
+        serde_json::json!([
+            553,
+            "5.7.1 From: <bob@test.example> is not an address of user alice"
+        ]),
+        "{result}"
+    );
+    assert_eq!(
+        results[1]["error"],
+        serde_json::json!([
+            553,
+            "5.7.1 the From: field cannot be read; write it as Name <address>"
+        ]),
+        "{result}"
+    );
+    assert_eq!(results[2]["error"], serde_json::Value::Null, "{result}");
+}

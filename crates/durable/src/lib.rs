@@ -58,11 +58,11 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     written
 }
 
-/// Replaces `path` with `contents` atomically but without waiting for the
-/// disk: a new file beside it, renamed over `path`, nothing fsynced. After
-/// a crash `path` holds the old contents, the new ones, or (where the
-/// filesystem does not write data before renames) nothing readable. For
-/// records whose loss costs only a repeat of work, never mail.
+/// Replaces `path` with `contents` atomically, without waiting for the
+/// directory: a new file beside it, written and fsynced, renamed over
+/// `path`; the directory is not fsynced. After a crash `path` holds the
+/// old contents or the new ones, whole; only the change itself may be
+/// lost. For records whose loss costs a repeat of work, never mail.
 pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir)?;
@@ -70,6 +70,8 @@ pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> io::Result<(
     let written = (|| {
         fault::check(Point::Write)?;
         file.write_all(contents)?;
+        fault::check(Point::SyncFile)?;
+        file.sync_all()?;
         drop(file);
         fault::check(Point::Rename)?;
         fs::rename(&tmp, path)
@@ -291,7 +293,11 @@ mod tests {
         replace_unsynced(&path, b"old", 0o600).unwrap();
         replace_unsynced(&path, b"newer", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"newer");
-        for (point, errno) in [(Point::Write, 28), (Point::Rename, 18)] {
+        for (point, errno) in [
+            (Point::Write, 28),
+            (Point::SyncFile, 5),
+            (Point::Rename, 18),
+        ] {
             let failing = fail_at(point, errno);
             let error = replace_unsynced(&path, b"lost", 0o600).unwrap_err();
             drop(failing);

@@ -160,6 +160,40 @@ pub fn evaluate(setup: &Setup<'_>, found: &Found) -> Vec<Check> {
     checks
 }
 
+/// A TXT value as zone-file strings: quoted, at most 255 octets each
+/// (RFC 1035 §3.3.14), in parentheses when there are several.
+pub fn txt_strings(value: &str) -> String {
+    let strings: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk)))
+        .collect();
+    match strings.as_slice() {
+        [one] => one.clone(),
+        _ => format!("( {} )", strings.join(" ")),
+    }
+}
+
+/// The name a PTR record for `address` lives at.
+pub fn reverse_name(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(a) => {
+            let [w, x, y, z] = a.octets();
+            format!("{z}.{y}.{x}.{w}.in-addr.arpa")
+        }
+        IpAddr::V6(a) => {
+            let nibbles: Vec<String> = a
+                .octets()
+                .iter()
+                .rev()
+                .flat_map(|b| [b & 0x0f, b >> 4])
+                .map(|n| format!("{n:x}"))
+                .collect();
+            format!("{}.ip6.arpa", nibbles.join("."))
+        }
+    }
+}
+
 fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
@@ -277,8 +311,8 @@ fn ptr(setup: &Setup<'_>, found: &Found) -> Check {
     }
     let names = found.ptr.records().to_vec();
     let ask = Some(format!(
-        "{} PTR {} (set by whoever owns the address: your provider's control panel)",
-        address,
+        "{}. IN PTR {} ; set where the address comes from (your provider's control panel)",
+        reverse_name(setup.address),
         fqdn(&setup.hostname)
     ));
     let confirmed: Vec<&String> = names
@@ -340,7 +374,11 @@ fn spf(setup: &Setup<'_>, found: &Found) -> Check {
         .txt
         .records()
         .iter()
-        .filter(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
+        .filter(|r| {
+            r.split_whitespace()
+                .next()
+                .is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
+        })
         .cloned()
         .collect();
     let mechanism = match setup.address {
@@ -348,7 +386,7 @@ fn spf(setup: &Setup<'_>, found: &Found) -> Check {
         IpAddr::V6(a) => format!("ip6:{a}"),
     };
     let suggested = format!("v=spf1 mx {mechanism} -all");
-    let publish = |value: &str| Some(format!("{} IN TXT \"{value}\"", fqdn(&name)));
+    let publish = |value: &str| Some(format!("{} IN TXT {}", fqdn(&name), txt_strings(value)));
     let (status, detail, publish) = match records.as_slice() {
         [] => (
             Status::Missing,
@@ -360,24 +398,37 @@ fn spf(setup: &Setup<'_>, found: &Found) -> Check {
             format!("{} may send for {name} (SPF pass)", setup.address),
             None,
         ),
+        [_] if found.spf_result == "temperror" => (
+            Status::Error,
+            "the SPF record could not be evaluated (a DNS lookup it needs failed); run the check again".to_owned(),
+            None,
+        ),
         [one] => {
-            // Add our address in front of the record's final "all".
-            let fixed = match one.rsplit_once(' ') {
-                Some((head, all)) if all.ends_with("all") => format!("{head} {mechanism} {all}"),
-                _ => format!("{one} {mechanism}"),
-            };
-            (
-                Status::Wrong,
+            // Our address goes in front of the "all" term (a mechanism
+            // after it is never looked at, RFC 7208 §5.1); modifiers stay.
+            let mut terms: Vec<&str> = one.split_whitespace().collect();
+            let all = terms.iter().rposition(|t| {
+                let t = t.trim_start_matches(['+', '-', '~', '?']);
+                t.eq_ignore_ascii_case("all")
+            });
+            match all {
+                Some(at) => terms.insert(at, &mechanism),
+                None => terms.push(&mechanism),
+            }
+            let why = if found.spf_result == "permerror" {
+                "the SPF record is broken (permerror: its syntax, or more than 10 lookups); fix it"
+                    .to_owned()
+            } else {
                 format!(
                     "the SPF record does not let {} send (SPF {})",
                     setup.address, found.spf_result
-                ),
-                publish(&fixed),
-            )
+                )
+            };
+            (Status::Wrong, why, publish(&terms.join(" ")))
         }
         _ => (
             Status::Wrong,
-            "more than one SPF record (a permanent error for every receiver): keep one".to_owned(),
+            "more than one SPF record (a permanent error for every receiver): merge them into one".to_owned(),
             publish(&suggested),
         ),
     };
@@ -442,16 +493,7 @@ fn dkim(setup: &Setup<'_>, found: &Found) -> Vec<Check> {
                 tag(&theirs, "p") == tag(&ours, "p")
                     && tag(&theirs, "k").unwrap_or("rsa") == tag(&ours, "k").unwrap_or("rsa")
             });
-            let publish = Some(format!(
-                "{} IN TXT ( {} )",
-                fqdn(&name),
-                key.record()
-                    .as_bytes()
-                    .chunks(255)
-                    .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ));
+            let publish = Some(key.zone_line());
             let (status, detail, publish) = if matches {
                 (
                     Status::Ok,
@@ -507,9 +549,12 @@ fn dmarc(setup: &Setup<'_>, found: &Found) -> Check {
         .cloned()
         .collect();
     let publish = Some(format!(
-        "{} IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@{}\"",
+        "{} IN TXT {}",
         fqdn(&name),
-        setup.domain
+        txt_strings(&format!(
+            "v=DMARC1; p=none; rua=mailto:postmaster@{}",
+            setup.domain
+        ))
     ));
     let (status, detail, publish) = match records.as_slice() {
         [] => (
@@ -561,7 +606,11 @@ fn tagged(
         .filter(|r| r.trim_start().starts_with(version))
         .cloned()
         .collect();
-    let publish = Some(format!("{} IN TXT \"{suggested}\"", fqdn(&name)));
+    let publish = Some(format!(
+        "{} IN TXT {}",
+        fqdn(&name),
+        txt_strings(&suggested)
+    ));
     let (status, detail, publish) = match records.len() {
         0 => (Status::Optional, format!("not published; {why}"), publish),
         1 => (Status::Ok, "published".to_owned(), None),

@@ -112,8 +112,11 @@ fn a_changed_message_fails() {
     for changed in [
         text.replace("hello", "hullo"),
         text.replace("Subject: plain", "Subject: plan"),
-        // A second From: added on the way: the over-signed From catches it.
+        // A second From: or Subject: added on the way, or a Reply-To
+        // where there was none: the over-signing catches them.
         text.replace("To: bob@", "From: mallory@example.com\r\nTo: bob@"),
+        text.replace("To: bob@", "Subject: pay now\r\nTo: bob@"),
+        text.replace("To: bob@", "Reply-To: mallory@example.com\r\nTo: bob@"),
     ] {
         let results = results(&dns, changed.as_bytes());
         assert_eq!(results.len(), 1);
@@ -122,14 +125,13 @@ fn a_changed_message_fails() {
 }
 
 #[test]
-fn signed_fields_are_the_present_ones_with_from_once_more() {
+fn signed_fields_are_the_present_ones_then_the_oversigned() {
     let fields = dkim::sign::signed_fields(
         b"Received: x\nfrom: a@b.example\nSUBJECT: s\nX-Other: 1\nTo: c\n continued: not a field\nList-Unsubscribe: <u>\n\nTo: body\n",
     );
-    assert_eq!(
-        fields,
-        ["From", "To", "Subject", "List-Unsubscribe", "From"]
-    );
+    let mut expected = vec!["From", "To", "Subject", "List-Unsubscribe"];
+    expected.extend(dkim::sign::OVERSIGNED);
+    assert_eq!(fields, expected);
     assert_eq!(
         dkim::sign::signed_fields(b"Subject: no from\n\n"),
         ["Subject"]
@@ -160,7 +162,7 @@ fn keys_are_written_privately_once_and_found_by_domain() {
     assert!(made.key.record().starts_with("v=DKIM1; k=ed25519; p="));
     assert!(
         made.zone_line()
-            .starts_with("y2026m12._domainkey.example.org. IN TXT ( \"")
+            .starts_with("y2026m12._domainkey.example.org. IN TXT \"")
     );
 
     let again = dkim::generate(dir.path(), "example.org", "y2026m12", Algorithm::Rsa);

@@ -4,8 +4,8 @@
 //! delay. Kept in `state/{id}`, a small text file rewritten atomically (tmp
 //! → fsync → rename → fsync the directory), so the entry itself, which may
 //! be megabytes, is written once and never rewritten. A plain deferral
-//! (only the attempt count, the next time and the last error change) is
-//! renamed into place without the fsyncs: losing it costs an early retry.
+//! (only the attempt count, the next time and the last error change) skips
+//! the directory fsync: losing it costs an early retry.
 //!
 //! ```text
 //! attempts 3
@@ -74,10 +74,10 @@ impl EntryState {
         yubin_durable::replace(path, self.text().as_bytes(), 0o600)
     }
 
-    /// Writes the state to `path` atomically, without waiting for the
-    /// disk: for a deferral, which changes only the attempt count, the
-    /// next time and the last error. Lost in a crash, the entry is only
-    /// tried again sooner (and a damaged file reads as a fresh state).
+    /// Writes the state to `path` atomically, without the directory fsync:
+    /// for a deferral, which changes only the attempt count, the next time
+    /// and the last error. After a crash the file is the old state or the
+    /// new one, whole; lost, the entry is only tried again sooner.
     pub fn save_retry(&self, path: &Path) -> io::Result<()> {
         yubin_durable::replace_unsynced(path, self.text().as_bytes(), 0o600)
     }

@@ -274,17 +274,29 @@ pub enum BareLineEndPolicy {
 }
 
 impl SmtpConfig {
-    /// The sender-identity rule for an address (`None`: the null sender,
-    /// which is always allowed and so never checked).
+    /// The sender-identity rule for an address in `domain`: the entry of
+    /// `sender_identity_domains` for the domain or its nearest parent
+    /// (`"example.org"` covers `pay.example.org`), else `sender_identity`.
+    /// `None`: the null sender, which is always allowed.
     pub fn sender_identity_for(&self, domain: Option<&str>) -> SenderIdentity {
-        domain
-            .and_then(|d| {
-                self.sender_identity_domains
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(d))
-                    .map(|(_, mode)| *mode)
-            })
-            .unwrap_or(self.sender_identity)
+        let Some(domain) = domain else {
+            return self.sender_identity;
+        };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let mut candidate = domain.as_str();
+        loop {
+            if let Some((_, mode)) = self
+                .sender_identity_domains
+                .iter()
+                .find(|(k, _)| k.trim_end_matches('.').eq_ignore_ascii_case(candidate))
+            {
+                return *mode;
+            }
+            match candidate.split_once('.') {
+                Some((_, parent)) => candidate = parent,
+                None => return self.sender_identity,
+            }
+        }
     }
 
     /// The DATA line-end policy for the protocol core.

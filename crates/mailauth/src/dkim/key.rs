@@ -155,6 +155,16 @@ impl Key {
         )
     }
 
+    /// The record as a zone-file line, split into strings of at most 255
+    /// octets (RFC 1035 §3.3.14; verifiers join them, RFC 6376 §3.6.2.2).
+    pub fn zone_line(&self) -> String {
+        format!(
+            "{}. IN TXT {}",
+            super::record_name(&self.selector, &self.domain),
+            crate::records::txt_strings(&self.record())
+        )
+    }
+
     /// The key as `mail-auth` signs with it.
     pub(crate) fn shared(&self) -> SharedKey {
         SharedKey(self.signer.clone())

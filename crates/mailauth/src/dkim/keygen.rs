@@ -29,17 +29,9 @@ impl Generated {
         super::record_name(&self.key.selector, &self.key.domain)
     }
 
-    /// The record as a zone-file line: a TXT value longer than 255 octets
-    /// must be split into several strings (RFC 1035 §3.3.14), which a
-    /// verifier joins again (RFC 6376 §3.6.2.2).
+    /// The record as a zone-file line (see [`Key::zone_line`]).
     pub fn zone_line(&self) -> String {
-        let record = self.key.record();
-        let strings: Vec<String> = record
-            .as_bytes()
-            .chunks(255)
-            .map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk)))
-            .collect();
-        format!("{}. IN TXT ( {} )", self.record_name(), strings.join(" "))
+        self.key.zone_line()
     }
 }
 

@@ -9,10 +9,12 @@
 //!
 //! Signed fields: those the large mailbox providers ask for, when present
 //! (From, To, Subject, Date, Message-ID, the MIME fields, List-Unsubscribe
-//! and List-Unsubscribe-Post, and their companions), with From listed once
-//! more than it occurs, so a From: added on the way breaks the signature.
-//! Fields that are absent are not listed: a mailing list may still add its
-//! own List-* fields. Canonicalisation is relaxed/relaxed.
+//! and List-Unsubscribe-Post, and their companions). The fields a reader
+//! sees ([`OVERSIGNED`]: From, Subject, To, Cc, Reply-To, Sender, Date,
+//! Message-ID and the MIME fields) are listed once more than they occur,
+//! so one added on the way, or added where there was none, breaks the
+//! signature (RFC 6376 §8.15). The List-* fields are not: a mailing list
+//! may add its own. Canonicalisation is relaxed/relaxed.
 
 use std::io::{self, Write};
 
@@ -44,6 +46,22 @@ pub const SIGNED_FIELDS: &[&str] = &[
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Autocrypt",
+];
+
+/// The fields listed once more than they occur (none present: listed
+/// once, which forbids adding one).
+pub const OVERSIGNED: &[&str] = &[
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
 ];
 
 /// How much of a header section is read to learn its field names; a
@@ -128,8 +146,10 @@ impl<'k> Signing<'k> {
     }
 }
 
-/// The names of the fields to sign, as the header section spells them:
-/// each present one of [`SIGNED_FIELDS`] once, and From once more.
+/// The names of the fields to sign: each present one of [`SIGNED_FIELDS`]
+/// (`mail-auth` signs every instance of a listed name), then each of
+/// [`OVERSIGNED`] once more (`mail-auth` lists a name it cannot find once
+/// more in `h=`, which is the over-signing).
 pub fn signed_fields(header: &[u8]) -> Vec<String> {
     let present: Vec<&[u8]> = header
         .split(|&b| b == b'\n')
@@ -150,7 +170,7 @@ pub fn signed_fields(header: &[u8]) -> Vec<String> {
         .map(|name| (*name).to_owned())
         .collect();
     if fields.iter().any(|f| f == "From") {
-        fields.push("From".to_owned());
+        fields.extend(OVERSIGNED.iter().map(|name| (*name).to_owned()));
     }
     fields
 }

@@ -96,13 +96,13 @@ fn nothing_published_says_what_to_publish() {
     assert_eq!(verdict(&checks, "MX").status, Status::Missing);
     assert_eq!(publish("MX"), "example.org. IN MX 10 mail.example.org.");
     assert_eq!(publish("A"), "mail.example.org. IN A 192.0.2.1");
-    assert!(publish("PTR").starts_with("192.0.2.1 PTR mail.example.org."));
+    assert!(publish("PTR").starts_with("1.2.0.192.in-addr.arpa. IN PTR mail.example.org. ;"));
     assert_eq!(
         publish("SPF"),
         "example.org. IN TXT \"v=spf1 mx ip4:192.0.2.1 -all\""
     );
     assert!(
-        publish("DKIM").starts_with("s1._domainkey.example.org. IN TXT ( \"v=DKIM1; k=ed25519; p=")
+        publish("DKIM").starts_with("s1._domainkey.example.org. IN TXT \"v=DKIM1; k=ed25519; p=")
     );
     assert_eq!(
         publish("DMARC"),
@@ -145,6 +145,43 @@ fn wrong_records_are_named_with_the_fix() {
     );
     assert!(verdict(&checks, "SPF").detail.contains("softfail"));
 
+    // Modifiers after "all" and an upper-case ALL: the address goes in
+    // before the "all"; a permerror says the record is broken.
+    for (record, fixed) in [
+        (
+            "v=spf1 a -all exp=explain.example.org",
+            "v=spf1 a ip4:192.0.2.1 -all exp=explain.example.org",
+        ),
+        ("v=spf1 mx ~ALL ", "v=spf1 mx ip4:192.0.2.1 ~ALL"),
+        (
+            "v=spf1 include:x.example",
+            "v=spf1 include:x.example ip4:192.0.2.1",
+        ),
+    ] {
+        let mut found = all_right(&keys);
+        found.txt = Answer::Records(vec![record.into()]);
+        found.spf_result = "permerror".into();
+        let checks = evaluate(&setup(&keys), &found);
+        let spf = verdict(&checks, "SPF");
+        assert_eq!(
+            spf.publish.as_deref(),
+            Some(format!("example.org. IN TXT \"{fixed}\"").as_str())
+        );
+        assert!(spf.detail.contains("broken"), "{}", spf.detail);
+    }
+    let mut found = all_right(&keys);
+    found.txt = Answer::Records(vec!["v=spf10 nonsense".into()]);
+    let checks = evaluate(&setup(&keys), &found);
+    assert_eq!(
+        verdict(&checks, "SPF").status,
+        Status::Missing,
+        "v=spf10 is not SPF"
+    );
+    found.txt = Answer::Records(vec!["v=spf1 mx -all".into()]);
+    found.spf_result = "temperror".into();
+    let checks = evaluate(&setup(&keys), &found);
+    assert_eq!(verdict(&checks, "SPF").status, Status::Error);
+
     let mut twice = all_right(&keys);
     twice.txt = Answer::Records(vec!["v=spf1 mx -all".into(), "v=spf1 a -all".into()]);
     let checks = evaluate(&setup(&keys), &twice);
@@ -171,6 +208,24 @@ fn dkim_records_match_by_key_whatever_their_spacing() {
         dkim.detail.contains("yubin dkim keygen example.org"),
         "{}",
         dkim.detail
+    );
+}
+
+#[test]
+fn long_txt_values_are_split_and_reverse_names_are_right() {
+    let long = "x".repeat(300);
+    assert_eq!(
+        txt_strings(&long),
+        format!("( \"{}\" \"{}\" )", "x".repeat(255), "x".repeat(45))
+    );
+    assert_eq!(txt_strings("short"), "\"short\"");
+    assert_eq!(
+        reverse_name("2001:db8::1".parse().expect("an address")),
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+    );
+    assert_eq!(
+        reverse_name("192.0.2.1".parse().expect("an address")),
+        "1.2.0.192.in-addr.arpa"
     );
 }
 

@@ -195,10 +195,13 @@ impl Record<'_> {
     }
 
     /// Writes the state (durably, or for a plain deferral without the
-    /// fsyncs: see `EntryState::save_retry`); if the disk will not take
+    /// directory fsync: see `EntryState::save_retry`); if the disk will not take
     /// it, keeps it in memory so a retry does not deliver again to
     /// recipients already done.
     fn save(&self, id: &str, state: &EntryState, durably: bool) {
+        // A state only held in memory (its last durable write failed) must
+        // reach the disk durably before it is let go.
+        let durably = durably || lock(self.unsaved).contains_key(id);
         let saved = if durably {
             self.queue.save_state(id, state)
         } else {

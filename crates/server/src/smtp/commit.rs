@@ -24,6 +24,9 @@ pub(super) struct Trace {
     pub(super) authenticated: Option<String>,
     /// It came in on a submission port (587, 465).
     pub(super) submission_port: bool,
+    /// Its From: addresses are its sender's own (a user's, checked), or it
+    /// comes from a trusted network: it may carry our DKIM signature.
+    pub(super) signable: bool,
 }
 
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
@@ -265,12 +268,13 @@ pub(super) fn deliver(
             .map_err(|e| Failed::from_error(&e, e.io_error()))?;
         staged.push(copy);
     }
-    // Signed: what leaves on a user's authority (AUTH, a grant, a trusted
-    // network). Never mail that came in from outside and is forwarded by
-    // an alias: its From: is whatever the sender wrote.
+    // Signed: what leaves on a user's authority (AUTH, a grant) with a
+    // From: that is the user's own, and what a trusted network sends.
+    // Never mail that came in from outside and is forwarded by an alias:
+    // its From: is whatever the sender wrote.
     let authorised = trace.authenticated.is_some()
         || envelope.recipients.iter().any(|r| r.route.reason.relays());
-    let signed = if remotes.is_empty() || !authorised {
+    let signed = if remotes.is_empty() || !authorised || !trace.signable {
         None
     } else {
         let head = spool.head().to_vec();

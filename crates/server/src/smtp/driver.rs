@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use yubin_smtp_proto::address::Mailbox;
+use yubin_smtp_proto::from_field::FromError;
 use yubin_smtp_proto::{Action, Envelope, ForwardPath, Poll, Reply, Session, replies};
 
 use crate::config::SenderIdentity;
@@ -387,14 +387,18 @@ impl Connection {
     }
 
     /// Sender identity for the `From:` field, by the same rule as MAIL
-    /// FROM. A field that cannot be read is logged and let through: an odd
-    /// client is no reason to lose mail, and an address that can be read
-    /// decides.
-    fn refusal_for_the_from_field(
+    /// FROM, and whether the message may be signed as ours: only when
+    /// every From: address is the sender's (a user's own; for a trusted
+    /// network with `sender_identity_networks`, some user's), whatever the
+    /// mode says about refusing. A field that cannot be read, or a header
+    /// too long to read to its end, is refused in `enforce` mode (it could
+    /// hide another user's address) and never signed.
+    fn check_from_field(
         &mut self,
         envelope: &Envelope<Routing>,
         head: &[u8],
-    ) -> Option<Reply> {
+        whole: bool,
+    ) -> Result<bool, Reply> {
         let smtp = &self.service.config.smtp;
         let grant_user = envelope
             .recipients
@@ -412,48 +416,74 @@ impl Connection {
                 .iter()
                 .any(|r| matches!(r.route.reason, Reason::Network));
         if user.is_none() && !network {
-            return None;
+            // Mail from outside (never signed: nothing relays it), or from
+            // a trusted network whose senders are not checked.
+            return Ok(true);
         }
         let whose = user
             .as_deref()
             .map_or("relay_networks client".to_owned(), |u| format!("user {u}"));
-        let addresses = match yubin_smtp_proto::from_field::from_addresses(head) {
+        let parsed = match yubin_smtp_proto::from_field::from_addresses(head) {
+            // The whole message is in `head`: its end is the header's end.
+            Err(FromError::Incomplete) if whole => {
+                let mut ended = head.to_vec();
+                ended.extend_from_slice(b"\n\n");
+                yubin_smtp_proto::from_field::from_addresses(&ended)
+            }
+            other => other,
+        };
+        let enforce_all = smtp.sender_identity == SenderIdentity::Enforce;
+        let addresses = match parsed {
             Ok(addresses) => addresses,
             Err(error) => {
-                tracing::info!(session = self.id, user = %Escaped(whose.as_bytes()), ?error, "smtp From: field not checked");
-                return None;
+                tracing::info!(session = self.id, user = %Escaped(whose.as_bytes()), ?error, enforced = enforce_all, "smtp From: field not checked");
+                if !enforce_all {
+                    return Ok(false);
+                }
+                let why = match error {
+                    FromError::Incomplete => "the header is too long to check the From: field",
+                    _ => "the From: field cannot be read; write it as Name <address>",
+                };
+                return Err(Reply::with_text(553, "5.7.1", why.to_owned()));
             }
         };
         let snapshot = self.service.users.snapshot();
         let local_domains = self.service.local_domains(&snapshot);
         let policy = self.service.policy(&snapshot, &local_domains);
-        let mode_of = |a: &Mailbox| smtp.sender_identity_for(a.domain_name().as_deref());
-        let foreign = addresses.iter().find(|a| {
-            mode_of(a) != SenderIdentity::Off
-                && match &user {
-                    Some(user) => !policy.owns(user, Some(a)),
-                    None => !policy.owned_by_anyone(Some(a)),
-                }
-        })?;
-        let mode = mode_of(foreign);
-        tracing::info!(
-            session = self.id,
-            rip = %self.peer.ip(),
-            user = %Escaped(whose.as_bytes()),
-            from = %Escaped(foreign.to_string().as_bytes()),
-            enforced = mode == SenderIdentity::Enforce,
-            "smtp From: address not owned by the user"
-        );
-        (mode == SenderIdentity::Enforce).then(|| {
-            Reply::with_text(
+        let foreign: Vec<_> = addresses
+            .iter()
+            .filter(|a| match &user {
+                Some(user) => !policy.owns(user, Some(a)),
+                None => !policy.owned_by_anyone(Some(a)),
+            })
+            .map(|a| (a, smtp.sender_identity_for(a.domain_name().as_deref())))
+            .collect();
+        if foreign.is_empty() {
+            // Every address is the sender's (none: no From:, nothing to sign for).
+            return Ok(!addresses.is_empty());
+        }
+        for (address, mode) in foreign.iter().filter(|(_, m)| *m != SenderIdentity::Off) {
+            tracing::info!(
+                session = self.id,
+                rip = %self.peer.ip(),
+                user = %Escaped(whose.as_bytes()),
+                from = %Escaped(address.to_string().as_bytes()),
+                enforced = *mode == SenderIdentity::Enforce,
+                "smtp From: address not owned by the user"
+            );
+        }
+        if let Some((address, _)) = foreign.iter().find(|(_, m)| *m == SenderIdentity::Enforce) {
+            return Err(Reply::with_text(
                 553,
                 "5.7.1",
                 match &user {
-                    Some(user) => format!("From: <{foreign}> is not an address of user {user}"),
-                    None => format!("From: <{foreign}> is not an address of this server's users"),
+                    Some(user) => format!("From: <{address}> is not an address of user {user}"),
+                    None => format!("From: <{address}> is not an address of this server's users"),
                 },
-            )
-        })
+            ));
+        }
+        // Let through ("log", "off"), but not under our signature.
+        Ok(false)
     }
 
     async fn end_of_message(&mut self, envelope: Envelope<Routing>) {
@@ -463,10 +493,14 @@ impl Connection {
             self.session.message_refused(replies::LOCAL_ERROR);
             return;
         };
-        if let Some(reply) = self.refusal_for_the_from_field(&envelope, spool.head()) {
-            self.session.message_refused(reply);
-            return;
-        }
+        let whole = spool.size() <= spool.head().len() as u64;
+        let signable = match self.check_from_field(&envelope, spool.head(), whole) {
+            Ok(signable) => signable,
+            Err(reply) => {
+                self.session.message_refused(reply);
+                return;
+            }
+        };
         let trace = Trace {
             id: yubin_queue::new_id(),
             helo: self.session.client_name().unwrap_or_default().to_owned(),
@@ -475,6 +509,7 @@ impl Connection {
             esmtp: self.session.esmtp(),
             authenticated: self.session.authenticated().map(str::to_owned),
             submission_port: self.listener != super::Listener::Mx,
+            signable,
         };
         let service = self.service.clone();
         let snapshot = self.service.users.snapshot();
