@@ -98,6 +98,39 @@ fn rsa_and_ed25519_signatures_verify() {
     }
 }
 
+/// The closing ";" never stands on a line of its own (dkimpy would fail
+/// such a signature), whatever the length of b=.
+#[test]
+fn no_fold_before_the_closing_semicolon() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dkim::generate(dir.path(), "example.org", "rsa1", Algorithm::Rsa).unwrap();
+    let keys = vec![key.key];
+    // Which fields are present decides h=, and so where b= starts.
+    let optional = [
+        "Cc",
+        "Reply-To",
+        "In-Reply-To",
+        "References",
+        "List-Id",
+        "Content-Language",
+        "Sender",
+    ];
+    for mask in 0..(1u32 << optional.len()) {
+        let mut message = String::from("From: alice@example.org\n");
+        for (i, name) in optional.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                message.push_str(&format!("{name}: x\n"));
+            }
+        }
+        message.push_str("\nbody\n");
+        let fields = Signing::new(&keys)
+            .sign(&mut |out: &mut dyn Write| out.write_all(message.as_bytes()))
+            .unwrap();
+        assert!(!fields.contains("\n\t;"), "{fields}");
+        assert!(fields.ends_with(";\n"), "{fields}");
+    }
+}
+
 #[test]
 fn a_changed_message_fails() {
     let dir = tempfile::tempdir().unwrap();

@@ -140,7 +140,11 @@ impl<'k> Signing<'k> {
             let signature = stream
                 .finish()
                 .map_err(|e| SignError::Dkim(e.to_string()))?;
-            signed.push_str(&signature.to_header().replace("\r\n", "\n"));
+            // mail-auth may fold right before the closing ";" when b= fills
+            // a line; RFC 6376 §3.5 has verifiers drop that whitespace with
+            // the b= value, but dkimpy keeps it and fails: no fold there.
+            let header = signature.to_header().replace("\r\n\t;", ";");
+            signed.push_str(&header.replace("\r\n", "\n"));
         }
         Ok(signed)
     }
