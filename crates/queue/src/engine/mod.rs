@@ -33,7 +33,7 @@ use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
 
 pub use arrivals::Arrivals;
 pub use dns::HickoryDns;
-pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel};
+pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel, TlsSource};
 pub use transport::{MessageSource, Transport};
 
 use crate::mta_sts::Mode;
@@ -449,6 +449,7 @@ impl<D: Dns + 'static> Engine<D> {
                     .into_iter()
                     .map(|t| Target {
                         tls: TlsLevel::Verify,
+                        tls_source: TlsSource::MtaSts,
                         ..t
                     })
                     .collect())

@@ -47,6 +47,26 @@ impl TlsLevel {
     }
 }
 
+/// Where a target's TLS level comes from (for logs and errors).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsSource {
+    /// The configuration (`queue.tls`, `tls_policy`, `relayhost_tls`).
+    #[default]
+    Configured,
+    /// The destination domain's MTA-STS policy in `enforce` mode.
+    MtaSts,
+}
+
+impl TlsSource {
+    /// Its name in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsSource::Configured => "configured",
+            TlsSource::MtaSts => "mta-sts",
+        }
+    }
+}
+
 /// One server to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -56,6 +76,8 @@ pub struct Target {
     pub port: u16,
     /// How the connection is protected.
     pub tls: TlsLevel,
+    /// Which policy set `tls`.
+    pub tls_source: TlsSource,
     /// AUTH credentials (a smarthost).
     pub credentials: Option<Credentials>,
 }
@@ -79,6 +101,7 @@ impl Hop {
             host: self.host.clone(),
             port: self.port,
             tls: self.tls,
+            tls_source: TlsSource::Configured,
             credentials: self.credentials.clone(),
         }
     }
@@ -231,6 +254,7 @@ impl Routes {
                 host: host.trim_end_matches('.').to_owned(),
                 port: self.mx_port,
                 tls,
+                tls_source: TlsSource::Configured,
                 credentials: None,
             })
             .collect())

@@ -266,14 +266,24 @@ impl Transport {
                     };
                     match plain.upgrade(connector, name, client.timeout()).await {
                         Ok(tls) => {
+                            // Which policy applied, as Postfix logs it.
+                            tracing::info!(
+                                host = %target.host,
+                                tls = target.tls.name(),
+                                policy = target.tls_source.name(),
+                                verified = verify,
+                                "{} TLS connection established",
+                                if verify { "Verified" } else { "Anonymous" }
+                            );
                             conn = Some(tls);
                             client.tls_established();
                         }
                         Err(UpgradeError::Handshake(error)) if verify => {
                             tls_failed = true;
                             client.connection_lost(&format!(
-                                "the certificate of {} was not verified ({error})",
-                                target.host
+                                "the certificate of {} was not verified ({error}; TLS policy: {})",
+                                target.host,
+                                target.tls_source.name()
                             ));
                         }
                         Err(UpgradeError::Handshake(error)) => {
