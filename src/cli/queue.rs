@@ -41,7 +41,7 @@ pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
     let queue = Queue::new(config.queue_dir());
     match command {
         QueueCommand::List => list(&queue),
-        QueueCommand::Show { id } => show(&queue, &id),
+        QueueCommand::Show { id } => show(&queue, &id, config),
         QueueCommand::Flush => {
             queue
                 .request_flush()
@@ -160,7 +160,7 @@ fn progress(state: &EntryState, now: u64) -> String {
     text
 }
 
-fn show(queue: &Queue, id: &str) -> Result<(), Failure> {
+fn show(queue: &Queue, id: &str, config: &Config) -> Result<(), Failure> {
     let (envelope, message): (Envelope, Vec<u8>) = match queue.read(id) {
         Ok(read) => read,
         Err(QueueError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -187,11 +187,51 @@ fn show(queue: &Queue, id: &str) -> Result<(), Failure> {
         println!("body:      {}", envelope.body);
     }
     println!("state:     {}", progress(&state, now));
+    let mut domains: Vec<String> = envelope
+        .recipients
+        .iter()
+        .filter(|r| !state.is_done(r))
+        .filter_map(|r| r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+        .collect();
+    domains.sort();
+    domains.dedup();
+    for domain in domains {
+        println!("tls:       {domain}: {}", tls_policy(config, &domain, now));
+    }
     println!("size:      {} octets", message.len());
     println!();
     let header = yubin_queue::engine::dsn::header_section(&message, 64 * 1024);
     print!("{}", String::from_utf8_lossy(header));
     Ok(())
+}
+
+/// Which TLS policy the next attempt for `domain` meets: the domain's
+/// cached MTA-STS policy (for mail routed by MX), or the configuration's.
+fn tls_policy(config: &Config, domain: &str, now: u64) -> String {
+    let Ok(routes) = config.queue.routes() else {
+        return "unknown (the [queue] configuration does not load)".into();
+    };
+    let (level, source) = routes.configured_tls(domain);
+    let configured = format!("{} ({source})", level.name());
+    if !(config.queue.mta_sts && routes.by_mx(domain)) {
+        return configured;
+    }
+    let cached = std::fs::read_to_string(config.queue_dir().join("mta-sts").join(domain))
+        .ok()
+        .and_then(|text| yubin_queue::mta_sts::Policy::from_record(&text))
+        .filter(|p| p.is_fresh(now));
+    match cached {
+        Some(policy) if policy.mode == yubin_queue::mta_sts::Mode::Enforce => format!(
+            "verify (MTA-STS enforce, mx {}, until {})",
+            policy.mx.join(" "),
+            yubin_line::date::rfc5322(policy.fetched.saturating_add(policy.max_age))
+        ),
+        Some(policy) => format!(
+            "{configured}; MTA-STS {} (reported, not enforced)",
+            policy.mode.name()
+        ),
+        None => format!("{configured}; no MTA-STS policy seen"),
+    }
 }
 
 /// A short human age: `42s`, `7m`, `3h`, `2d`.

@@ -176,6 +176,32 @@ fn issue14_mta_sts_policies_decide_where_and_how_mail_goes() {
             || log.contains("MX host not in the domain's MTA-STS policy domain=e.test host=localhost mode=testing"),
         "{log}"
     );
+    // `yubin queue show` says which policy the waiting message meets.
+    let config = a.config_path();
+    let config = config.to_str().unwrap();
+    let listed = crate::harness::yubin(&["queue", "list", "--config", config], "", a.dir.path());
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let id = listed
+        .lines()
+        .find(|l| l.contains("from <alice@test.example>"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    let shown = crate::harness::yubin(
+        &["queue", "show", &id, "--config", config],
+        "",
+        a.dir.path(),
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("tls:       c.test: verify (MTA-STS enforce, mx mx.c.test, until "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("no MX host of c.test is in its MTA-STS policy"),
+        "{shown}"
+    );
+
     // Kept: the next message to b.test uses the cached policy.
     send("bob@b.test", "cached");
     eventually(20, "the fourth delivery", || b.messages("bob").len() == 4);

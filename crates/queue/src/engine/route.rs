@@ -206,6 +206,28 @@ impl Routes {
         self.relayhost.is_none() && !self.map.iter().any(|(d, _)| *d == domain || d == "*")
     }
 
+    /// The TLS level the configuration gives `domain`'s mail, and where it
+    /// comes from (`route`, `relayhost`, `tls_policy` or `tls`).
+    pub fn configured_tls(&self, domain: &str) -> (TlsLevel, &'static str) {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let overridden = self.tls_overrides.iter().find(|(d, _)| *d == domain);
+        let mapped = self.map.iter().find(|(d, _)| *d == domain);
+        match (
+            mapped.or_else(|| self.map.iter().find(|(d, _)| d == "*")),
+            &self.relayhost,
+        ) {
+            (Some(_), _) if overridden.is_some() => {
+                (overridden.map_or(self.mx_tls, |o| o.1), "tls_policy")
+            }
+            (Some((_, hop)), _) => (hop.tls, "route"),
+            (None, Some(hop)) => (hop.tls, "relayhost"),
+            (None, None) => match overridden {
+                Some((_, level)) => (*level, "tls_policy"),
+                None => (self.mx_tls, "tls"),
+            },
+        }
+    }
+
     /// The servers to try for `domain`, best first.
     pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
