@@ -74,11 +74,23 @@ pub fn run(command: DnsCommand, config: &Config) -> Result<(), Failure> {
         .dkim_keyring()
         .map_err(|e| Failure::Usage(format!("dkim: {e}")))?;
     let keys = keyring.for_domain(&domain).to_vec();
+    // The ports of the listeners each SRV record names (the first of
+    // each kind), in the order of `records::SERVICES`.
+    let first = |listeners: Result<Vec<SocketAddr>, _>| -> Option<u16> {
+        listeners.ok().and_then(|l| l.first().map(SocketAddr::port))
+    };
+    let ports = [
+        first(config.smtp_submissions()),
+        first(config.smtp_submission()),
+        first(config.pop3_listen_tls()),
+        first(config.pop3_listen()),
+    ];
     let setup = Setup {
         domain,
         hostname,
         address,
         keys: &keys,
+        ports,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

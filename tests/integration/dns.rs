@@ -80,7 +80,8 @@ fn issue14_dns_check_names_what_to_publish_until_it_is_published() {
         "publish: example.test. IN TXT \"v=spf1 mx ip4:192.0.2.1 -all\"",
         "publish: s1._domainkey.example.test. IN TXT \"v=DKIM1; k=ed25519; p=",
         "publish: _dmarc.example.test. IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@example.test\"",
-        "publish: _submissions._tcp.example.test. IN SRV 0 1 465 mail.example.test.",
+        // The port of the configured listener (the defaults' 1465 here).
+        "publish: _submissions._tcp.example.test. IN SRV 0 1 1465 mail.example.test.",
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }

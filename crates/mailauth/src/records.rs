@@ -23,6 +23,9 @@ pub struct Setup<'a> {
     pub address: IpAddr,
     /// The DKIM keys that sign the domain's mail.
     pub keys: &'a [Key],
+    /// The port each of [`SERVICES`] is offered on, in order; `None`: not
+    /// offered (its SRV record then says so with target `.`).
+    pub ports: [Option<u16>; 4],
 }
 
 /// One DNS question's outcome.
@@ -153,9 +156,9 @@ pub fn evaluate(setup: &Setup<'_>, found: &Found) -> Vec<Check> {
         format!("v=TLSRPTv1; rua=mailto:tlsrpt@{}", setup.domain),
         "recommended: senders report TLS failures to this address",
     ));
-    for (i, (service, port, priority)) in SERVICES.iter().enumerate() {
+    for (i, (service, _, priority)) in SERVICES.iter().enumerate() {
         let answer = found.srv.get(i).cloned().unwrap_or(Answer::None);
-        checks.push(srv(setup, service, *port, *priority, &answer));
+        checks.push(srv(setup, service, setup.ports[i], *priority, &answer));
     }
     checks
 }
@@ -630,36 +633,64 @@ fn tagged(
     }
 }
 
-fn srv(setup: &Setup<'_>, service: &str, port: u16, priority: u16, answer: &Answer) -> Check {
+/// RFC 6186 §3: a service's SRV record names the host and port; one not
+/// offered has target `.` (§4), so clients do not guess.
+fn srv(
+    setup: &Setup<'_>,
+    service: &str,
+    port: Option<u16>,
+    priority: u16,
+    answer: &Answer,
+) -> Check {
     let name = format!("{service}.{}", setup.domain);
     if let Answer::Failed(e) = answer {
         return failed("SRV", name, e);
     }
     let records = answer.records().to_vec();
+    let fields = |r: &String| r.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
     let ours = records.iter().any(|r| {
-        let fields: Vec<&str> = r.split_whitespace().collect();
-        fields.len() == 4 && fields[2] == port.to_string() && same_name(fields[3], &setup.hostname)
+        let f = fields(r);
+        f.len() == 4
+            && match port {
+                Some(port) => f[2] == port.to_string() && same_name(&f[3], &setup.hostname),
+                None => f[3] == ".",
+            }
     });
-    let publish = Some(format!(
-        "{} IN SRV {priority} 1 {port} {}",
-        fqdn(&name),
-        fqdn(&setup.hostname)
-    ));
-    let (status, detail, publish) = if ours {
-        (Status::Ok, format!("mail clients find port {port}"), None)
-    } else if records.is_empty() {
-        (
+    let publish = Some(match port {
+        Some(port) => format!(
+            "{} IN SRV {priority} 1 {port} {}",
+            fqdn(&name),
+            fqdn(&setup.hostname)
+        ),
+        None => format!("{} IN SRV 0 0 0 .", fqdn(&name)),
+    });
+    let (status, detail, publish) = match (ours, port) {
+        (true, Some(port)) => (Status::Ok, format!("mail clients find port {port}"), None),
+        (true, None) => (Status::Ok, "not offered, and says so".to_owned(), None),
+        (false, _) if records.is_empty() => (
             Status::Optional,
-            "not published; mail clients that look (RFC 6186) would find the server by it"
-                .to_owned(),
+            match port {
+                Some(_) => {
+                    "not published; mail clients that look (RFC 6186) would find the server by it"
+                        .to_owned()
+                }
+                None => {
+                    "not offered here; the record says so to mail clients that look (RFC 6186 §4)"
+                        .to_owned()
+                }
+            },
             publish,
-        )
-    } else {
-        (
+        ),
+        (false, Some(port)) => (
             Status::Wrong,
             format!("does not name {} port {port}", setup.hostname),
             publish,
-        )
+        ),
+        (false, None) => (
+            Status::Wrong,
+            "names a server, but this one does not offer the service".to_owned(),
+            publish,
+        ),
     };
     Check {
         kind: "SRV",

@@ -47,6 +47,7 @@ fn setup(keys: &[Key]) -> Setup<'_> {
         hostname: "mail.example.org".into(),
         address: "192.0.2.1".parse().expect("an address"),
         keys,
+        ports: SERVICES.map(|(_, port, _)| Some(port)),
     }
 }
 
@@ -226,6 +227,41 @@ fn long_txt_values_are_split_and_reverse_names_are_right() {
     assert_eq!(
         reverse_name("192.0.2.1".parse().expect("an address")),
         "1.2.0.192.in-addr.arpa"
+    );
+}
+
+#[test]
+fn services_not_offered_say_so_and_ports_are_the_listeners() {
+    let keys = vec![key()];
+    let mut setup = setup(&keys);
+    setup.ports = [None, Some(1587), Some(1995), None];
+    let mut found = all_right(&keys);
+    found.srv = vec![Answer::None; 4];
+    let checks = evaluate(&setup, &found);
+    let srv: Vec<&Check> = checks.iter().filter(|c| c.kind == "SRV").collect();
+    assert_eq!(
+        srv[0].publish.as_deref(),
+        Some("_submissions._tcp.example.org. IN SRV 0 0 0 .")
+    );
+    assert_eq!(
+        srv[1].publish.as_deref(),
+        Some("_submission._tcp.example.org. IN SRV 10 1 1587 mail.example.org.")
+    );
+    found.srv = vec![
+        Answer::Records(vec!["0 0 0 .".into()]),
+        Answer::Records(vec!["10 1 1587 mail.example.org.".into()]),
+        Answer::Records(vec!["0 1 995 mail.example.org.".into()]),
+        Answer::Records(vec!["10 1 110 mail.example.org.".into()]),
+    ];
+    let checks = evaluate(&setup, &found);
+    let srv: Vec<&Check> = checks.iter().filter(|c| c.kind == "SRV").collect();
+    assert_eq!(srv[0].status, Status::Ok);
+    assert_eq!(srv[1].status, Status::Ok);
+    assert_eq!(srv[2].status, Status::Wrong, "995 is not the port here");
+    assert_eq!(
+        srv[3].status,
+        Status::Wrong,
+        "POP3 without TLS is not offered"
     );
 }
 
