@@ -450,7 +450,7 @@ fn issue14_a_from_field_that_cannot_be_checked_is_refused() {
          \x20   c = s.connect('submission'); c.ehlo(); c.login('alice', 'alice-pw')\n\
          \x20   r = s.send(c, 'alice@test.example', ['carol@elsewhere.example'], data)\n\
          \x20   c.quit(); return r\n\
-         s.emit([submit(d) for d in [b'From: Bob <bob@test.example>\\r\\nSubject: only a header', b'From: <bob@test.example> junk\\r\\n\\r\\nx\\r\\n', b'From: Alice <alice@test.example>\\r\\nSubject: mine, header only']])",
+         s.emit([submit(d) for d in [b'From: Bob <bob@test.example>\\r\\nSubject: only a header', b'From: <bob@test.example> junk\\r\\n\\r\\nx\\r\\n', b'From: Alice <alice@test.example>\\r\\nSubject: mine, header only', b'From: alice@test.example\\r\\nSender: Bob <bob@test.example>\\r\\n\\r\\nx\\r\\n']])",
         &[],
     );
     let results = result.as_array().unwrap();
@@ -471,4 +471,12 @@ fn issue14_a_from_field_that_cannot_be_checked_is_refused() {
         "{result}"
     );
     assert_eq!(results[2]["error"], serde_json::Value::Null, "{result}");
+    assert_eq!(
+        results[3]["error"],
+        serde_json::json!([
+            553,
+            "5.7.1 From: <bob@test.example> is not an address of user alice"
+        ]),
+        "a Sender: field is held to the same rule: {result}"
+    );
 }

@@ -17,8 +17,19 @@ pub enum FromError {
 /// Every mailbox in every `From:` field of the header at the start of
 /// `message` (LF or CRLF line ends); empty if there is no `From:` field.
 pub fn from_addresses(message: &[u8]) -> Result<Vec<Mailbox>, FromError> {
+    addresses_in(message, &[b"from"])
+}
+
+/// Every mailbox in the originator fields, `From:` and `Sender:`
+/// (RFC 5322 §3.6.2): whom a mail client shows as the author, and on
+/// whose behalf.
+pub fn originator_addresses(message: &[u8]) -> Result<Vec<Mailbox>, FromError> {
+    addresses_in(message, &[b"from", b"sender"])
+}
+
+fn addresses_in(message: &[u8], fields: &[&[u8]]) -> Result<Vec<Mailbox>, FromError> {
     let mut found = Vec::new();
-    for value in from_values(message)? {
+    for value in field_values(message, fields)? {
         for item in split_top_level(&strip_comments(&value)).ok_or(FromError::Unreadable)? {
             let item = item.trim();
             if item.is_empty() {
@@ -40,8 +51,8 @@ pub fn from_addresses(message: &[u8]) -> Result<Vec<Mailbox>, FromError> {
     Ok(found)
 }
 
-/// The unfolded values of the `From:` fields.
-fn from_values(message: &[u8]) -> Result<Vec<String>, FromError> {
+/// The unfolded values of the fields named `fields` (lower case).
+fn field_values(message: &[u8], fields: &[&[u8]]) -> Result<Vec<String>, FromError> {
     let mut values: Vec<String> = Vec::new();
     let mut in_from = false;
     let mut rest = message;
@@ -63,7 +74,9 @@ fn from_values(message: &[u8]) -> Result<Vec<String>, FromError> {
         }
         in_from = false;
         if let Some(colon) = line.iter().position(|&b| b == b':')
-            && line[..colon].trim_ascii().eq_ignore_ascii_case(b"from")
+            && fields
+                .iter()
+                .any(|f| line[..colon].trim_ascii().eq_ignore_ascii_case(f))
         {
             in_from = true;
             values.push(String::from_utf8_lossy(&line[colon + 1..]).into_owned());
@@ -172,6 +185,19 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_originators_are_from_and_sender() {
+        let header =
+            b"Sender: Bob <bob@test.example>\nFrom: alice@test.example\nReply-To: c@x.example\n\n";
+        let found: Vec<String> = originator_addresses(header)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found, ["bob@test.example", "alice@test.example"]);
+        assert_eq!(from_addresses(header).unwrap().len(), 1);
     }
 
     #[test]

@@ -386,9 +386,9 @@ impl Connection {
         })
     }
 
-    /// Sender identity for the `From:` field, by the same rule as MAIL
-    /// FROM, and whether the message may be signed as ours: only when
-    /// every From: address is the sender's (a user's own; for a trusted
+    /// Sender identity for the `From:` and `Sender:` fields, by the same
+    /// rule as MAIL FROM, and whether the message may be signed as ours:
+    /// only when every address there is the sender's (a user's own; for a trusted
     /// network with `sender_identity_networks`, some user's), whatever the
     /// mode says about refusing. A field that cannot be read, or a header
     /// too long to read to its end, is refused in `enforce` mode (it could
@@ -423,12 +423,12 @@ impl Connection {
         let whose = user
             .as_deref()
             .map_or("relay_networks client".to_owned(), |u| format!("user {u}"));
-        let parsed = match yubin_smtp_proto::from_field::from_addresses(head) {
+        let parsed = match yubin_smtp_proto::from_field::originator_addresses(head) {
             // The whole message is in `head`: its end is the header's end.
             Err(FromError::Incomplete) if whole => {
                 let mut ended = head.to_vec();
                 ended.extend_from_slice(b"\n\n");
-                yubin_smtp_proto::from_field::from_addresses(&ended)
+                yubin_smtp_proto::from_field::originator_addresses(&ended)
             }
             other => other,
         };
