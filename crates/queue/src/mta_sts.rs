@@ -81,7 +81,10 @@ impl Policy {
                         .map_err(|_| format!("max_age {value:?} is not a number"))?;
                     max_age = Some(seconds.min(MAX_AGE_LIMIT));
                 }
-                "mx" => mx.push(value.trim_end_matches('.').to_ascii_lowercase()),
+                // More than any domain needs: a policy is not a way to
+                // make us hold a megabyte of patterns.
+                "mx" if mx.len() < 100 => mx.push(value.trim_end_matches('.').to_ascii_lowercase()),
+                "mx" => {}
                 _ => {}
             }
         }
@@ -152,21 +155,21 @@ pub fn matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The policy id from the `_mta-sts` TXT records: the one record that
-/// starts with `v=STSv1` and has an id (RFC 8461 §3.1); none, or more
-/// than one, is no policy.
+/// The policy id from the `_mta-sts` TXT records (RFC 8461 §3.1): of the
+/// records that start with `v=STSv1;` there must be exactly one, and it
+/// must have an id of 1 to 32 letters and digits; otherwise no policy.
 pub fn txt_id(records: &[String]) -> Option<String> {
     use mail_auth::common::parse::TxtRecordParser;
-    let found: Vec<String> = records
+    let candidates: Vec<&String> = records
         .iter()
-        .filter(|r| r.trim_start().starts_with("v=STSv1"))
-        .filter_map(|r| mail_auth::mta_sts::MtaSts::parse(r.as_bytes()).ok())
-        .map(|r| r.id)
+        .filter(|r| r.starts_with("v=STSv1;"))
         .collect();
-    match found.as_slice() {
-        [one] => Some(one.clone()),
-        _ => None,
-    }
+    let [one] = candidates.as_slice() else {
+        return None;
+    };
+    let id = mail_auth::mta_sts::MtaSts::parse(one.as_bytes()).ok()?.id;
+    let valid = (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    valid.then_some(id)
 }
 
 #[cfg(test)]
@@ -229,6 +232,15 @@ mod tests {
         assert_eq!(txt_id(&one).as_deref(), Some("20261206T1"));
         let two = vec!["v=STSv1; id=a;".to_owned(), "v=STSv1; id=b;".to_owned()];
         assert_eq!(txt_id(&two), None);
+        // One that parses and one that does not: still two, no policy.
+        let broken = vec!["v=STSv1; id=a;".to_owned(), "v=STSv1; nonsense".to_owned()];
+        assert_eq!(txt_id(&broken), None);
+        assert_eq!(txt_id(&["v=STSv1; id=;".to_owned()]), None, "an empty id");
+        assert_eq!(
+            txt_id(&["v=STSv1; id=a-b;".to_owned()]),
+            None,
+            "not alphanumeric"
+        );
         assert_eq!(txt_id(&["v=STSv1;".to_owned()]), None, "no id");
         assert_eq!(txt_id(&[]), None);
     }

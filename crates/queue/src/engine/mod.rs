@@ -99,6 +99,28 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `tls = "verify"` for mail routed by MX: the MX names come from
+/// unsigned DNS, so a certificate valid for the MX name proves nothing
+/// unless that name is the domain's own. Only MX hosts that are the
+/// domain or a name under it are kept (Postfix's `secure` level with
+/// `match=nexthop:dot-nexthop` protects the same way).
+fn verify_within(domain: &str, targets: Vec<Target>) -> Result<Vec<Target>, String> {
+    if targets.iter().all(|t| t.tls != TlsLevel::Verify) {
+        return Ok(targets);
+    }
+    let within = |host: &str| {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        host == domain || host.ends_with(&format!(".{domain}"))
+    };
+    let kept: Vec<Target> = targets.into_iter().filter(|t| within(&t.host)).collect();
+    if kept.is_empty() {
+        return Err(format!(
+            "4.7.5 no MX host of {domain} is within {domain}, which tls = \"verify\" requires"
+        ));
+    }
+    Ok(kept)
+}
+
 /// What an attempt needs from disk, read under the entry's lock.
 pub(crate) struct Prepared {
     _claim: Box<dyn Claim>,
@@ -420,17 +442,20 @@ impl<D: Dns + 'static> Engine<D> {
         domain: &str,
         targets: Vec<Target>,
     ) -> Result<Vec<Target>, String> {
-        let Some(sts) = &self.sts else {
-            return Ok(targets);
-        };
         if !self.config.routes.by_mx(domain) {
             return Ok(targets);
         }
-        let Some(policy) = sts.policy(domain, &self.dns).await else {
-            return Ok(targets);
+        let policy = match &self.sts {
+            Some(sts) => sts.policy(domain, &self.dns).await,
+            None => None,
         };
-        for target in targets.iter().filter(|t| !policy.allows(&t.host)) {
-            tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
+        let Some(policy) = policy.filter(|p| p.mode != Mode::None) else {
+            return verify_within(domain, targets);
+        };
+        {
+            for target in targets.iter().filter(|t| !policy.allows(&t.host)) {
+                tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
+            }
         }
         match policy.mode {
             Mode::Enforce => {
@@ -454,7 +479,7 @@ impl<D: Dns + 'static> Engine<D> {
                     })
                     .collect())
             }
-            Mode::Testing | Mode::None => Ok(targets),
+            Mode::Testing | Mode::None => verify_within(domain, targets),
         }
     }
 
@@ -610,4 +635,46 @@ fn prepare(queue: &Arc<dyn QueueStore>, id: &str) -> Result<Option<Prepared>, Qu
         headers,
         state,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: &str, tls: TlsLevel) -> Target {
+        Target {
+            host: host.into(),
+            port: 25,
+            tls,
+            tls_source: TlsSource::Configured,
+            credentials: None,
+        }
+    }
+
+    /// A spoofed MX outside the domain cannot pass `verify` with a
+    /// certificate for its own name.
+    #[test]
+    fn verify_keeps_only_mx_hosts_within_the_domain() {
+        let targets = vec![
+            target("mx.attacker.example", TlsLevel::Verify),
+            target("MX1.Bank.Example.", TlsLevel::Verify),
+            target("notbank.example", TlsLevel::Verify),
+        ];
+        let kept = verify_within("bank.example", targets).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].host, "MX1.Bank.Example.");
+        let none = verify_within(
+            "bank.example",
+            vec![target("mx.other.example", TlsLevel::Verify)],
+        );
+        assert!(
+            none.unwrap_err()
+                .contains("4.7.5 no MX host of bank.example")
+        );
+        let opportunistic = vec![target("mx.other.example", TlsLevel::Opportunistic)];
+        assert_eq!(
+            verify_within("bank.example", opportunistic.clone()).unwrap(),
+            opportunistic
+        );
+    }
 }

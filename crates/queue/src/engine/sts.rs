@@ -25,12 +25,30 @@ use crate::mta_sts::{MAX_POLICY_SIZE, Policy, txt_id};
 /// How long one policy fetch may take (RFC 8461 §3.3 suggests a minute).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one address of the policy host may take to answer a connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed fetch, the same policy is not fetched again for this
+/// long (RFC 8461 §3.3: at least five minutes), so a policy host that
+/// does not answer does not hold every delivery to its domain.
+const RETRY_AFTER_FAILURE: u64 = 300;
+
+/// A fresh policy is fetched again once it is this old, whatever the TXT
+/// record says (RFC 8461 §10.2), so that it does not lapse at `max_age`
+/// for want of one fetch an attacker could block.
+const REFRESH_AFTER: u64 = 86_400;
+
+/// At most this many policies are kept in memory (expired ones go first).
+const MEMORY_LIMIT: usize = 10_000;
+
 /// Policies by domain.
 pub struct Sts {
     dir: PathBuf,
     port: u16,
     tls: Option<TlsConnector>,
     memory: Mutex<HashMap<String, Policy>>,
+    /// (domain, id) → when a fetch of it last failed.
+    failed: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl std::fmt::Debug for Sts {
@@ -58,11 +76,25 @@ impl Sts {
             port,
             tls,
             memory: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         })
     }
 
     /// The policy that applies to `domain` now, if any.
     pub async fn policy(&self, domain: &str, dns: &impl Dns) -> Option<Policy> {
+        // The name as the DNS and TLS know it (an internationalised domain
+        // in its ASCII form); anything else has no policy, and never
+        // becomes a file name.
+        let domain = idna::domain_to_ascii(domain).ok()?;
+        if domain.is_empty()
+            || !domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            || domain.split('.').any(str::is_empty)
+        {
+            return None;
+        }
+        let domain = domain.as_str();
         let now = unix_now();
         let cached = self.cached(domain).filter(|p| p.is_fresh(now));
         let id = match dns.txt(&format!("_mta-sts.{domain}")).await {
@@ -72,27 +104,40 @@ impl Sts {
                 None
             }
         };
-        let Some(id) = id else {
-            // No record (or none readable): a policy seen before still
-            // holds until it expires.
-            return cached;
+        // Fetch when the record names a policy we do not have, or when the
+        // one we have is due for its refresh (record or not).
+        let wanted = match (&id, &cached) {
+            (Some(id), Some(policy)) if policy.id == *id => {
+                now.saturating_sub(policy.fetched) >= REFRESH_AFTER.min(policy.max_age / 2)
+            }
+            (Some(_), _) => true,
+            (None, Some(policy)) => {
+                now.saturating_sub(policy.fetched) >= REFRESH_AFTER.min(policy.max_age / 2)
+            }
+            (None, None) => false,
         };
-        if let Some(policy) = &cached
-            && policy.id == id
-        {
+        let id = id.or_else(|| cached.as_ref().map(|p| p.id.clone()))?;
+        if !wanted || self.failed_recently(domain, &id, now) {
             return cached;
         }
         match self.fetch(domain, &id, dns, now).await {
             Ok(policy) => {
                 tracing::info!(%domain, id = %policy.id, mode = policy.mode.name(), max_age = policy.max_age, "MTA-STS policy fetched");
-                self.keep(domain, &policy);
+                self.keep(domain, &policy, now);
                 Some(policy)
             }
             Err(error) => {
                 tracing::warn!(%domain, %error, "MTA-STS policy not fetched");
+                lock(&self.failed).insert((domain.to_owned(), id), now);
                 cached
             }
         }
+    }
+
+    fn failed_recently(&self, domain: &str, id: &str, now: u64) -> bool {
+        let mut failed = lock(&self.failed);
+        failed.retain(|_, at| now.saturating_sub(*at) < RETRY_AFTER_FAILURE);
+        failed.contains_key(&(domain.to_owned(), id.to_owned()))
     }
 
     fn path(&self, domain: &str) -> PathBuf {
@@ -109,8 +154,16 @@ impl Sts {
         Some(policy)
     }
 
-    fn keep(&self, domain: &str, policy: &Policy) {
-        lock(&self.memory).insert(domain.to_owned(), policy.clone());
+    fn keep(&self, domain: &str, policy: &Policy, now: u64) {
+        {
+            let mut memory = lock(&self.memory);
+            if memory.len() >= MEMORY_LIMIT {
+                memory.retain(|_, p| p.is_fresh(now));
+            }
+            if memory.len() < MEMORY_LIMIT {
+                memory.insert(domain.to_owned(), policy.clone());
+            }
+        }
         // Not fsynced: a policy lost in a crash is fetched again.
         if let Err(error) = yubin_durable::replace_unsynced(
             &self.path(domain),
@@ -152,8 +205,9 @@ impl Sts {
 /// connection); only a 200 with a body of at most 64 KiB is a policy.
 async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<String, String> {
     let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
-    let tcp = TcpStream::connect(address)
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
+        .map_err(|_| format!("connect to {host}[{address}]: timed out"))?
         .map_err(|e| format!("connect to {host}[{address}]: {e}"))?;
     let mut stream = tls
         .connect(name, tcp)
@@ -176,6 +230,8 @@ async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<Stri
         .read_to_end(&mut answer)
         .await
     {
+        // Stopped by the limit: not an end the server chose.
+        Ok(_) if answer.len() >= limit => false,
         Ok(_) => true,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
         Err(e) => return Err(format!("{host}: {e}")),
@@ -187,11 +243,23 @@ async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<Stri
         Ok(httparse::Status::Partial) => return Err(format!("{host}: the answer ended early")),
         Err(e) => return Err(format!("{host}: not an HTTP answer ({e})")),
     };
-    // RFC 8461 §3.3: no redirects; only 200 is a policy.
+    // RFC 8461 §3.3: no redirects; only 200 is a policy, as text/plain.
     if response.code != Some(200) {
         return Err(format!(
             "{host} answered {} instead of the policy",
             response.code.unwrap_or(0)
+        ));
+    }
+    let content_type = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase());
+    if let Some(content_type) = content_type
+        && content_type.split(';').next().map(str::trim) != Some("text/plain")
+    {
+        return Err(format!(
+            "{host}: the policy is {content_type}, not text/plain"
         ));
     }
     let length = response
