@@ -81,9 +81,15 @@ impl Policy {
                         .map_err(|_| format!("max_age {value:?} is not a number"))?;
                     max_age = Some(seconds.min(MAX_AGE_LIMIT));
                 }
-                // More than any domain needs: a policy is not a way to
-                // make us hold a megabyte of patterns.
-                "mx" if mx.len() < 100 => mx.push(value.trim_end_matches('.').to_ascii_lowercase()),
+                // A host name, or "*." and one; anything else matches no
+                // MX host and is dropped. At most 100: more than any domain
+                // needs, and a policy is no way to make us hold a megabyte.
+                "mx" if mx.len() < 100 => {
+                    let pattern = value.trim_end_matches('.').to_ascii_lowercase();
+                    if is_pattern(&pattern) {
+                        mx.push(pattern);
+                    }
+                }
                 "mx" => {}
                 _ => {}
             }
@@ -142,6 +148,21 @@ impl Policy {
         let fetched = field("fetched:")?.parse().ok()?;
         Policy::parse(text, &id, fetched).ok()
     }
+}
+
+/// A host name in ASCII (letters, digits, hyphens, non-empty labels),
+/// optionally after `*.`.
+fn is_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// RFC 8461 §4.1: a pattern is a host name, or `*.` and a name, which
@@ -207,6 +228,10 @@ mod tests {
                 "max_age",
             ),
             ("<html>not a policy</html>", "key"),
+            (
+                "version: STSv1\nmode: enforce\nmx: not a host\nmx: a..b\nmax_age: 1\n",
+                "mx",
+            ),
         ] {
             let error = Policy::parse(text, "x", 0).unwrap_err();
             assert!(error.contains(why), "{text:?}: {error}");
