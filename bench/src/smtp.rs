@@ -63,12 +63,8 @@ impl SmtpClient {
         }
     }
 
-    /// One transaction; `data` is already dot-stuffed and ends with CRLF.
-    async fn deliver(&mut self, rcpt: &str, data: &[u8]) -> Result<()> {
-        self.deliver_from("sender@remote.example", rcpt, data).await
-    }
-
-    /// One transaction from `from`.
+    /// One transaction from `from`; `data` is already dot-stuffed and ends
+    /// with CRLF.
     async fn deliver_from(&mut self, from: &str, rcpt: &str, data: &[u8]) -> Result<()> {
         let envelope = format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
         self.send(envelope.as_bytes()).await?;
@@ -84,6 +80,39 @@ impl SmtpClient {
         self.send(b"QUIT\r\n").await?;
         self.expect(221).await
     }
+}
+
+/// `sessions` connections, each sending `wire` from `from` to its own
+/// recipient (`rcpt(n)`) until `deadline`; the number of messages the
+/// server accepted.
+async fn send_until(
+    addr: SocketAddr,
+    sessions: usize,
+    deadline: Instant,
+    wire: std::sync::Arc<Vec<u8>>,
+    from: &'static str,
+    rcpt: impl Fn(usize) -> String,
+) -> Result<u64> {
+    let mut tasks = Vec::new();
+    for n in 0..sessions {
+        let wire = wire.clone();
+        let rcpt = rcpt(n);
+        tasks.push(tokio::spawn(async move {
+            let mut client = SmtpClient::connect(addr).await?;
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                client.deliver_from(from, &rcpt, &wire).await?;
+                sent += 1;
+            }
+            client.quit().await?;
+            Ok::<_, anyhow::Error>(sent)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total)
 }
 
 /// SMTP's DATA form of a stored message: CRLF line ends, leading dots doubled.
@@ -129,28 +158,14 @@ pub fn smtp_in(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         let before = (procs::usage(server.pid()), procs::own_cpu());
         let deadline = Instant::now() + ctx.duration();
         let started = Instant::now();
-        let accepted = ctx.runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for n in 0..sessions {
-                let wire = wire.clone();
-                tasks.push(tokio::spawn(async move {
-                    let rcpt = format!("{}@bench.example", user(n));
-                    let mut client = SmtpClient::connect(addr).await?;
-                    let mut sent = 0u64;
-                    while Instant::now() < deadline {
-                        client.deliver(&rcpt, &wire).await?;
-                        sent += 1;
-                    }
-                    client.quit().await?;
-                    Ok::<_, anyhow::Error>(sent)
-                }));
-            }
-            let mut total = 0;
-            for task in tasks {
-                total += task.await??;
-            }
-            Ok::<_, anyhow::Error>(total)
-        });
+        let accepted = ctx.runtime.block_on(send_until(
+            addr,
+            sessions,
+            deadline,
+            wire.clone(),
+            "sender@remote.example",
+            |n| format!("{}@bench.example", user(n)),
+        ));
         let accepted_after = started.elapsed().as_secs_f64();
         let accepted = accepted.with_context(|| format!("smtp against {}", kind.name()))?;
         // Wait until every accepted message is in a Maildir.
@@ -222,30 +237,14 @@ pub fn smtp_signed(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         let before = (procs::usage(server.pid()), procs::own_cpu());
         let deadline = Instant::now() + ctx.duration();
         let started = Instant::now();
-        let accepted = ctx.runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for n in 0..sessions {
-                let wire = wire.clone();
-                tasks.push(tokio::spawn(async move {
-                    let rcpt = format!("reader{n}@remote.example");
-                    let mut client = SmtpClient::connect(addr).await?;
-                    let mut sent = 0u64;
-                    while Instant::now() < deadline {
-                        client
-                            .deliver_from("sender@bench.example", &rcpt, &wire)
-                            .await?;
-                        sent += 1;
-                    }
-                    client.quit().await?;
-                    Ok::<_, anyhow::Error>(sent)
-                }));
-            }
-            let mut total = 0;
-            for task in tasks {
-                total += task.await??;
-            }
-            Ok::<_, anyhow::Error>(total)
-        });
+        let accepted = ctx.runtime.block_on(send_until(
+            addr,
+            sessions,
+            deadline,
+            wire.clone(),
+            "sender@bench.example",
+            |n| format!("reader{n}@remote.example"),
+        ));
         let elapsed = started.elapsed().as_secs_f64();
         let after = (procs::usage(server.pid()), procs::own_cpu());
         let accepted = accepted.with_context(|| format!("signed relay against {}", kind.name()))?;

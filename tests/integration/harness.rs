@@ -511,3 +511,32 @@ pub fn running_as_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status_field(&status, "Uid").split_whitespace().nth(1) == Some("0")
 }
+
+/// Starts `tests/integration/py/SCRIPT` with `args`; the script binds a
+/// free port itself (so no other test can take it in between) and prints
+/// `ready PORT` once it listens. Returns the process and the port.
+pub fn python_server(script: &str, args: &[&std::ffi::OsStr]) -> (Child, u16) {
+    use std::io::BufRead;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/integration/py")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    let port = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
+    (child, port)
+}

@@ -5,8 +5,6 @@
 //! for every domain here, has a certificate from the same CA for its MX
 //! name, `localhost`.
 
-use std::io::BufRead;
-
 use yubin_test_dns::TestDns;
 
 use crate::harness::{Setup, TestServer};
@@ -21,25 +19,7 @@ struct PolicyServer {
 
 impl PolicyServer {
     fn start(dir: &std::path::Path) -> PolicyServer {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/integration/py/stspolicy.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .arg(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        let port = line
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("stspolicy.py did not start: {line:?}"));
+        let (child, port) = crate::harness::python_server("stspolicy.py", &[dir.as_os_str()]);
         PolicyServer { child, port }
     }
 }

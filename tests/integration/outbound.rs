@@ -231,33 +231,12 @@ struct FakeSmtp {
 
 impl FakeSmtp {
     fn start(mode: &str) -> FakeSmtp {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = dir.path().join("fake.log");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/integration/py/fakesmtp.py");
-        // Port 0: the script binds a free port itself and says which, so
-        // no other test can take it in between.
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .arg("0")
-            .arg(mode)
-            .arg(&log)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ready line");
-        let port = line
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("fakesmtp.py did not start: {line:?}"));
+        let (child, port) = crate::harness::python_server(
+            "fakesmtp.py",
+            &["0".as_ref(), mode.as_ref(), log.as_os_str()],
+        );
         FakeSmtp {
             child,
             port,

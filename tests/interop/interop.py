@@ -863,7 +863,7 @@ def run_dkim(yubin, rspamd, syslog):
     while time.monotonic() < deadline and not all(name in fetched for name in DKIM_MESSAGES):
         _, fetched = fetch_all(yubin.pop3, "alice", "alice-pw")
         time.sleep(0.3)
-    check(rspamd.wait(), "rspamd is up")
+    check(rspamd.wait(free_ports), "rspamd is up")
     for name in DKIM_MESSAGES:
         got = fetched.get(name)
         check(got is not None, "%r came back through Postfix" % name)

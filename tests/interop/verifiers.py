@@ -131,14 +131,20 @@ class Rspamd:
 
     def __init__(self, root, dns_port, ports):
         self.dir = os.path.join(root, "rspamd")
-        local = os.path.join(self.dir, "local.d")
-        for sub in (local, os.path.join(self.dir, "run"), os.path.join(self.dir, "db")):
+        self.dns_port = dns_port
+        self.log = os.path.join(self.dir, "rspamd.log")
+        for sub in (os.path.join(self.dir, "local.d"), os.path.join(self.dir, "run"),
+                    os.path.join(self.dir, "db")):
             os.makedirs(sub, exist_ok=True)
+        os.chmod(root, 0o755)
+        self._start(ports)
+
+    def _start(self, ports):
         normal, controller, proxy = ports
         self.port = normal
-        self.log = os.path.join(self.dir, "rspamd.log")
+        local = os.path.join(self.dir, "local.d")
         for name, text in (
-            ("options.inc", 'dns { nameserver = ["127.0.0.1:%d"]; }\n' % dns_port),
+            ("options.inc", 'dns { nameserver = ["127.0.0.1:%d"]; }\n' % self.dns_port),
             ("worker-normal.inc", 'bind_socket = "127.0.0.1:%d";\n' % normal),
             ("worker-controller.inc", 'bind_socket = "127.0.0.1:%d";\n' % controller),
             ("worker-proxy.inc", 'bind_socket = "127.0.0.1:%d";\n' % proxy),
@@ -147,16 +153,20 @@ class Rspamd:
             with open(os.path.join(local, name), "w") as f:
                 f.write(text)
         subprocess.run(["chown", "-R", "_rspamd:_rspamd", self.dir], check=True)
-        os.chmod(root, 0o755)
         self.process = subprocess.Popen(
             ["rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "--var=LOCAL_CONFDIR=" + self.dir,
              "--var=RUNDIR=" + os.path.join(self.dir, "run"), "--var=DBDIR=" + os.path.join(self.dir, "db")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def wait(self, timeout=120):
-        """Until the normal worker answers a check."""
+    def wait(self, free_ports, timeout=120):
+        """Until the normal worker answers a check. A port taken between
+        choosing and binding (rspamd then exits) means a restart on others."""
         deadline = time.monotonic() + timeout
+        restarts = 0
         while time.monotonic() < deadline:
+            if self.process.poll() is not None and restarts < 3:
+                restarts += 1
+                self._start(free_ports(3))
             out = subprocess.run(["rspamc", "-h", "127.0.0.1:%d" % self.port, "symbols"],
                                  input=b"Subject: ping\r\n\r\nping\r\n", capture_output=True, timeout=30)
             if out.returncode == 0 and b"Action:" in out.stdout:

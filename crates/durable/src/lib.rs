@@ -37,6 +37,19 @@ pub use staged::{AtPath, Staged};
 /// leaves either the old file or the new one. The directory is created if
 /// missing.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_and_rename(path, contents, mode, true)
+}
+
+/// Replaces `path` with `contents` atomically, without waiting for the
+/// directory: as [`replace`], but the directory is not fsynced. After a
+/// crash `path` holds the old contents or the new ones, whole; only the
+/// change itself may be lost. For records whose loss costs a repeat of
+/// work, never mail.
+pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_and_rename(path, contents, mode, false)
+}
+
+fn write_and_rename(path: &Path, contents: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir)?;
     let (tmp, mut file) = create_temporary(path, mode)?;
@@ -48,35 +61,11 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         drop(file);
         fault::check(Point::Rename)?;
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable { sync_dir(dir) } else { Ok(()) }
     })();
     if written.is_err() {
         // Gone already if the rename happened; then only the directory
         // sync failed, and the new file may or may not survive a crash.
-        let _ = fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Replaces `path` with `contents` atomically, without waiting for the
-/// directory: a new file beside it, written and fsynced, renamed over
-/// `path`; the directory is not fsynced. After a crash `path` holds the
-/// old contents or the new ones, whole; only the change itself may be
-/// lost. For records whose loss costs a repeat of work, never mail.
-pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = parent(path);
-    fs::create_dir_all(dir)?;
-    let (tmp, mut file) = create_temporary(path, mode)?;
-    let written = (|| {
-        fault::check(Point::Write)?;
-        file.write_all(contents)?;
-        fault::check(Point::SyncFile)?;
-        file.sync_all()?;
-        drop(file);
-        fault::check(Point::Rename)?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written
