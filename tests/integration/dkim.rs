@@ -5,9 +5,6 @@
 //! against the public keys in a real DNS server on loopback. Verification
 //! by dkimpy, OpenDKIM and rspamd is in the interop script.
 
-use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-};
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 use yubin_test_dns::TestDns;
 
@@ -19,16 +16,9 @@ const BOB: [(&str, &str); 2] = [("USER_NAME", "bob"), ("USER_PASS", "secret")];
 
 /// Each signature's result, as mail-auth reports it.
 fn verify(dns: &TestDns, message: &[u8]) -> Vec<String> {
-    let mut udp = ConnectionConfig::udp();
-    udp.port = dns.addr().port();
-    let mut tcp = ConnectionConfig::tcp();
-    tcp.port = dns.addr().port();
-    let server = NameServerConfig::new(dns.addr().ip(), true, vec![udp, tcp]);
-    let verifier = MessageAuthenticator::new(
-        ResolverConfig::from_name_servers(vec![server]),
-        ResolverOpts::default(),
-    )
-    .unwrap();
+    // The resolver settings yubin itself uses for one name server.
+    let (config, options) = yubin_queue::engine::dns::resolver_config(Some(dns.addr())).unwrap();
+    let verifier = MessageAuthenticator::new(config, options).unwrap();
     let parsed = AuthenticatedMessage::parse(message).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

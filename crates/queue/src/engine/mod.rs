@@ -243,8 +243,8 @@ impl<D: Dns + 'static> Engine<D> {
             Ok(Err(error)) => return tracing::error!(%error, "cannot read the queue"),
             Err(error) => return tracing::error!(%error, "queue scan failed"),
         };
-        let present: HashSet<&String> = found.iter().collect();
-        due.retain(|id| present.contains(&id.to_owned()));
+        let present: HashSet<&str> = found.iter().map(String::as_str).collect();
+        due.retain(|id| present.contains(id));
         let new: Vec<String> = found
             .iter()
             .filter(|id| !due.contains(id) && !busy.contains(*id))

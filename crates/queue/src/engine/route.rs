@@ -203,47 +203,43 @@ impl Routes {
     /// (MTA-STS, DANE) apply.
     pub fn by_mx(&self, domain: &str) -> bool {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        self.relayhost.is_none() && !self.map.iter().any(|(d, _)| *d == domain || d == "*")
+        self.relayhost.is_none() && self.hop(&domain).is_none()
     }
 
     /// The TLS level the configuration gives `domain`'s mail, and where it
     /// comes from (`route`, `relayhost`, `tls_policy` or `tls`).
+    /// A per-domain policy replaces the route's or the MX hosts' one; the
+    /// smarthost keeps its own (a domain entry must not weaken
+    /// `relayhost_tls = "required"`).
     pub fn configured_tls(&self, domain: &str) -> (TlsLevel, &'static str) {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let overridden = self.tls_overrides.iter().find(|(d, _)| *d == domain);
-        let mapped = self.map.iter().find(|(d, _)| *d == domain);
-        match (
-            mapped.or_else(|| self.map.iter().find(|(d, _)| d == "*")),
-            &self.relayhost,
-        ) {
-            (Some(_), _) if overridden.is_some() => {
-                (overridden.map_or(self.mx_tls, |o| o.1), "tls_policy")
-            }
-            (Some((_, hop)), _) => (hop.tls, "route"),
-            (None, Some(hop)) => (hop.tls, "relayhost"),
-            (None, None) => match overridden {
-                Some((_, level)) => (*level, "tls_policy"),
-                None => (self.mx_tls, "tls"),
-            },
+        let overridden = self
+            .tls_overrides
+            .iter()
+            .find(|(d, _)| *d == domain)
+            .map(|(_, level)| (*level, "tls_policy"));
+        if let Some((_, hop)) = self.hop(&domain) {
+            return overridden.unwrap_or((hop.tls, "route"));
         }
+        if let Some(hop) = &self.relayhost {
+            return (hop.tls, "relayhost");
+        }
+        overridden.unwrap_or((self.mx_tls, "tls"))
+    }
+
+    /// The transport map's entry for `domain` (lower case), or its `*`.
+    fn hop(&self, domain: &str) -> Option<&(String, Hop)> {
+        let mapped = self.map.iter().find(|(d, _)| *d == domain);
+        mapped.or_else(|| self.map.iter().find(|(d, _)| d == "*"))
     }
 
     /// The servers to try for `domain`, best first.
     pub async fn resolve(&self, domain: &str, dns: &impl Dns) -> Result<Vec<Target>, RouteError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        // A per-domain policy replaces the route's or the MX hosts' one;
-        // the smarthost keeps its own (a domain entry must not weaken
-        // `relayhost_tls = "required"`).
-        let policy = |default: TlsLevel| {
-            self.tls_overrides
-                .iter()
-                .find(|(d, _)| *d == domain)
-                .map_or(default, |(_, policy)| *policy)
-        };
-        let mapped = self.map.iter().find(|(d, _)| *d == domain);
-        if let Some((_, hop)) = mapped.or_else(|| self.map.iter().find(|(d, _)| d == "*")) {
+        let (tls, _) = self.configured_tls(&domain);
+        if let Some((_, hop)) = self.hop(&domain) {
             let mut target = hop.target();
-            target.tls = policy(hop.tls);
+            target.tls = tls;
             return Ok(vec![target]);
         }
         if let Some(hop) = &self.relayhost {
@@ -264,7 +260,6 @@ impl Routes {
         // By preference; hosts of equal preference in random order, so
         // the load spreads (RFC 5321 §5.1).
         mx.sort_by_cached_key(|(preference, _)| (*preference, getrandom::u32().unwrap_or(0)));
-        let tls = policy(self.mx_tls);
         let hosts: Vec<String> = if mx.is_empty() {
             vec![domain]
         } else {
