@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod dane;
 mod corpus;
 mod dkim;
 mod dns;

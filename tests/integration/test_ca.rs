@@ -5,12 +5,16 @@
 use std::fs;
 use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
+use rcgen::{
+    BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PublicKeyData, date_time_ymd,
+};
 
 /// A CA, written to `dir/ca.pem`, and a function making server
 /// certificates it signs.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
+    /// The CA's SubjectPublicKeyInfo (for DANE-TA records).
+    pub spki: Vec<u8>,
 }
 
 impl TestCa {
@@ -24,6 +28,7 @@ impl TestCa {
         let cert = params.self_signed(&key).unwrap();
         fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
         TestCa {
+            spki: key.subject_public_key_info(),
             issuer: Issuer::new(params, key),
         }
     }

@@ -1,16 +1,18 @@
 //! TLS for yubin's clients (`yubin fetch`, the delivery engine): a server's
 //! certificate checked against the system's roots (RFC 8314 §5.3, RFC 6125
 //! names), against a pinned SHA-256 fingerprint for a server with a
-//! self-signed certificate, or not at all for encryption only (SMTP's
-//! opportunistic TLS). Whatever the trust, the handshake's signatures are
+//! self-signed certificate, against the host's TLSA records (DANE), or not
+//! at all for encryption only (SMTP's opportunistic TLS). Whatever the trust, the handshake's signatures are
 //! verified, so the session key is shared with the holder of the presented
 //! key. When a check fails, the fingerprint of what the server showed is
 //! kept for the error message, so the user can decide to pin it.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod dane;
 mod stream;
 
+pub use dane::Tlsa;
 pub use stream::{ClientStream, UpgradeError};
 
 use std::fmt;
@@ -35,6 +37,10 @@ pub enum Trust {
     /// certificates for the names they are reached by, and DNS is not
     /// authenticated anyway).
     EncryptionOnly,
+    /// The host's DNSSEC-validated TLSA records (RFC 7672): DANE-EE
+    /// records name the server's certificate or key, DANE-TA records a
+    /// trust anchor in its chain.
+    Dane(Arc<[Tlsa]>),
 }
 
 impl fmt::Debug for Trust {
@@ -43,6 +49,7 @@ impl fmt::Debug for Trust {
             Trust::System => f.write_str("System"),
             Trust::Pinned(pin) => write!(f, "Pinned({})", fingerprint_text(pin)),
             Trust::EncryptionOnly => f.write_str("EncryptionOnly"),
+            Trust::Dane(tlsa) => write!(f, "Dane({tlsa:?})"),
         }
     }
 }
@@ -119,6 +126,7 @@ pub fn client_config(
         }
         Trust::Pinned(pin) => Check::Pinned(*pin),
         Trust::EncryptionOnly => Check::Any,
+        Trust::Dane(tlsa) => Check::Dane(tlsa.clone()),
     };
     let verifier = Verifier {
         check,
@@ -154,6 +162,8 @@ enum Check {
     Pinned([u8; 32]),
     /// Any certificate.
     Any,
+    /// The host's TLSA records.
+    Dane(Arc<[Tlsa]>),
 }
 
 /// The one verifier of every trust: checks the certificate as `check`
@@ -186,6 +196,15 @@ impl ServerCertVerifier for Verifier {
                 rustls::CertificateError::ApplicationVerificationFailure,
             )),
             Check::Any => Ok(ServerCertVerified::assertion()),
+            Check::Dane(tlsa) => dane::verify(
+                tlsa,
+                &self.provider,
+                end_entity,
+                intermediates,
+                server_name,
+                now,
+            )
+            .map(|()| ServerCertVerified::assertion()),
         };
         if result.is_err() {
             *self.seen.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint(end_entity));

@@ -65,6 +65,9 @@ pub struct QueueConfig {
     /// The port MTA-STS policies are fetched from (443; another one only
     /// for tests).
     pub mta_sts_port: u16,
+    /// Apply the TLSA records of destination MX hosts (DANE, RFC 7672)
+    /// when the resolver validates DNSSEC and is on this host.
+    pub dane: bool,
 }
 
 impl Default for QueueConfig {
@@ -91,6 +94,7 @@ impl Default for QueueConfig {
             mx_port: 25,
             mta_sts: true,
             mta_sts_port: 443,
+            dane: true,
         }
     }
 }

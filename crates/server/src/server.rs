@@ -343,9 +343,22 @@ impl Server {
                     .collect(),
             )
             .with_timeouts(config.queue.timeouts()),
-            match config.dns_resolver()? {
-                Some(server) => yubin_queue::engine::HickoryDns::server(server),
-                None => yubin_queue::engine::HickoryDns::system(),
+            {
+                let dns = match config.dns_resolver()? {
+                    Some(server) => yubin_queue::engine::HickoryDns::server(server),
+                    None => yubin_queue::engine::HickoryDns::system(),
+                };
+                match (config.queue.dane, dns.validates()) {
+                    (true, true) => {
+                        tracing::info!("DANE on: the resolver is on this host, its AD bit is believed");
+                        dns
+                    }
+                    (true, false) => {
+                        tracing::info!("DANE off: it needs a DNSSEC-validating resolver on this host (dns.resolver, e.g. unbound on 127.0.0.1)");
+                        dns.without_dane()
+                    }
+                    (false, _) => dns.without_dane(),
+                }
             },
             smtp.clone(),
             queue_wake,

@@ -25,6 +25,12 @@
 //!   size) is sent truncated (TC set, no records), so the client asks again
 //!   over TCP, as with a real server.
 //!
+//! - Names in a zone set with [`TestDns::validated`] answer with the AD
+//!   bit when the question asks for it (AD or DO set), as a DNSSEC
+//!   validating resolver does for a signed zone (RFC 6840 §5.7); a bogus
+//!   signature is what [`TestDns::servfail`] stands for. (Signatures
+//!   themselves are checked in the interop script, by unbound.)
+//!
 //! Every question is recorded ([`TestDns::queries`]), so a test can check
 //! what was asked. Dropping the server stops its threads.
 #![forbid(unsafe_code)]
@@ -63,6 +69,8 @@ enum Entry {
 #[derive(Debug, Default)]
 struct State {
     names: HashMap<String, Entry>,
+    /// Zones whose answers carry AD, as from a validating resolver.
+    validated: Vec<String>,
     queries: Vec<(String, RecordType)>,
 }
 
@@ -132,6 +140,11 @@ impl TestDns {
             Entry::Records(records) => records.push(rdata),
             other => *other = Entry::Records(vec![rdata]),
         }
+    }
+
+    /// Marks `zone` and every name under it as DNSSEC-validated.
+    pub fn validated(&self, zone: &str) {
+        lock(&self.state).validated.push(key(zone));
     }
 
     /// Adds an MX record; `exchange` `"."` makes a null MX (RFC 7505).
@@ -272,9 +285,16 @@ fn respond(request: &[u8], state: &Mutex<State>, limit: Option<usize>) -> Option
     response.add_query(query.clone());
     let name = key(&query.name().to_ascii());
     let wanted = query.query_type();
+    let asks_dnssec = request.metadata.authentic_data
+        || request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
     let entry = {
         let mut state = lock(state);
         state.queries.push((name.clone(), wanted));
+        response.metadata.authentic_data = asks_dnssec
+            && state
+                .validated
+                .iter()
+                .any(|zone| name == *zone || name.ends_with(&format!(".{zone}")));
         state.names.get(&name).cloned()
     };
     match entry {

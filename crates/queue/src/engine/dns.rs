@@ -12,17 +12,25 @@ use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 
-use super::route::{Dns, RouteError};
+use hickory_resolver::proto::rr::RecordType;
+use yubin_client_tls::Tlsa;
+
+use super::dnssec::Validator;
+use super::route::{DaneHost, Dns, RouteError};
 
 /// A DNS resolver for MX records.
 pub struct HickoryDns {
     resolver: Option<TokioResolver>,
+    /// The same resolvers asked for their AD bit, when they are on this
+    /// host (DANE); `None`: nothing is validated.
+    validator: Option<Validator>,
 }
 
 impl std::fmt::Debug for HickoryDns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HickoryDns")
             .field("configured", &self.resolver.is_some())
+            .field("dnssec", &self.validator.is_some())
             .finish()
     }
 }
@@ -74,19 +82,107 @@ impl HickoryDns {
     }
 
     fn with(address: Option<SocketAddr>) -> HickoryDns {
+        let servers = match resolver_config(address) {
+            Ok((config, _)) => config
+                .name_servers()
+                .iter()
+                .map(|server| {
+                    let port = server.connections.first().map_or(53, |c| c.port);
+                    SocketAddr::new(server.ip, port)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         match resolver(address) {
             Ok(resolver) => HickoryDns {
                 resolver: Some(resolver),
+                validator: Validator::local(servers),
             },
             Err(error) => {
                 tracing::warn!(%error, "no usable DNS resolver configuration; MX records will not be used");
-                HickoryDns { resolver: None }
+                HickoryDns {
+                    resolver: None,
+                    validator: None,
+                }
             }
         }
+    }
+
+    /// The same resolver, with DANE off (`queue.dane = false`): no answer
+    /// counts as validated.
+    pub fn without_dane(self) -> HickoryDns {
+        HickoryDns {
+            validator: None,
+            ..self
+        }
+    }
+
+    /// Whether answers can count as DNSSEC-validated: the resolvers are
+    /// all on this host (see the `dnssec` module).
+    pub fn validates(&self) -> bool {
+        self.validator.is_some()
+    }
+}
+
+/// A TLSA record as the client-TLS crate checks certificates with it.
+fn tlsa(rdata: &RData) -> Option<Tlsa> {
+    match rdata {
+        RData::TLSA(record) => Some(Tlsa {
+            usage: record.cert_usage.into(),
+            selector: record.selector.into(),
+            matching: record.matching.into(),
+            data: record.cert_data.clone(),
+        }),
+        _ => None,
     }
 }
 
 impl Dns for HickoryDns {
+    async fn mx_validated(&self, domain: &str) -> bool {
+        let Some(validator) = &self.validator else {
+            return false;
+        };
+        match validator.ask(domain, RecordType::MX).await {
+            Ok(answer) => answer.secure,
+            Err(error) => {
+                tracing::info!(%domain, %error, "MX records not validated; DANE does not apply");
+                false
+            }
+        }
+    }
+
+    async fn dane(&self, host: &str, port: u16) -> DaneHost {
+        let Some(validator) = &self.validator else {
+            return DaneHost::NotApplicable;
+        };
+        // RFC 7672 §2.2.2: TLSA records count only for a host whose
+        // address records are validated. A failed address lookup fails
+        // the connection on its own.
+        let mut secure = false;
+        for kind in [RecordType::A, RecordType::AAAA] {
+            match validator.ask(host, kind).await {
+                Ok(answer) if !answer.records.is_empty() => {
+                    secure = answer.secure;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        if !secure {
+            return DaneHost::NotApplicable;
+        }
+        let name = format!("_{port}._tcp.{}", host.trim_end_matches('.'));
+        match validator.ask(&name, RecordType::TLSA).await {
+            Ok(answer) if answer.secure && !answer.records.is_empty() => {
+                DaneHost::Tlsa(answer.records.iter().filter_map(tlsa).collect())
+            }
+            // No records, or records from an unsigned zone: no DANE.
+            Ok(_) => DaneHost::NotApplicable,
+            Err(error) => DaneHost::Failed(format!("TLSA lookup failed: {error}")),
+        }
+    }
+
     async fn txt(&self, name: &str) -> Result<Vec<String>, RouteError> {
         let Some(resolver) = &self.resolver else {
             return Ok(Vec::new());
@@ -116,6 +212,10 @@ impl Dns for HickoryDns {
     }
 
     async fn addresses(&self, name: &str) -> Result<Vec<std::net::IpAddr>, RouteError> {
+        // An address literal (a route's `127.0.0.1:25`, `[::1]:25`).
+        if let Ok(ip) = name.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            return Ok(vec![ip]);
+        }
         let Some(resolver) = &self.resolver else {
             return tokio::net::lookup_host((name, 0))
                 .await

@@ -20,6 +20,7 @@ mod due;
 mod record;
 pub mod route;
 pub mod sts;
+mod dnssec;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +34,7 @@ use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
 
 pub use arrivals::Arrivals;
 pub use dns::HickoryDns;
-pub use route::{Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel, TlsSource};
+pub use route::{DaneHost, Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel, TlsSource};
 pub use transport::{MessageSource, Transport};
 
 use crate::mta_sts::Mode;
@@ -428,15 +429,20 @@ impl<D: Dns + 'static> Engine<D> {
             Ok(targets) => targets,
             Err(text) => return same(Status::Deferred, Response::local(451, text)),
         };
-        let (results, remote) = self.transport.deliver(&targets, &message, source).await;
+        let (results, remote) = self
+            .transport
+            .deliver(&targets, &message, source, &self.dns)
+            .await;
         results.into_iter().map(|r| (r, remote.clone())).collect()
     }
 
     /// The destination domain's own TLS policy, for mail routed by its MX
-    /// records: MTA-STS in `enforce` mode keeps only the MX hosts it lists
-    /// and requires TLS with a certificate valid for each (`verify`); in
-    /// `testing` mode what would fail is logged and delivery goes on as
-    /// without a policy. Routes and the smarthost keep their own policy.
+    /// records, in the order of docs/DESIGN.md: DANE for the hosts with
+    /// validated TLSA records, then MTA-STS for the others. MTA-STS in
+    /// `enforce` mode keeps only the MX hosts it lists and requires TLS
+    /// with a certificate valid for each (`verify`); in `testing` mode
+    /// what would fail is logged and delivery goes on as without a policy.
+    /// Routes and the smarthost keep their own policy.
     async fn domain_policy(
         &self,
         domain: &str,
@@ -445,6 +451,7 @@ impl<D: Dns + 'static> Engine<D> {
         if !self.config.routes.by_mx(domain) {
             return Ok(targets);
         }
+        let targets = self.dane(domain, targets).await?;
         let policy = match &self.sts {
             Some(sts) => sts.policy(domain, &self.dns).await,
             None => None,
@@ -452,16 +459,18 @@ impl<D: Dns + 'static> Engine<D> {
         let Some(policy) = policy.filter(|p| p.mode != Mode::None) else {
             return verify_within(domain, targets);
         };
+        let governed = |t: &Target| t.tls_source != TlsSource::Dane;
+        for target in targets
+            .iter()
+            .filter(|t| governed(t) && !policy.allows(&t.host))
         {
-            for target in targets.iter().filter(|t| !policy.allows(&t.host)) {
-                tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
-            }
+            tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
         }
         match policy.mode {
             Mode::Enforce => {
                 let allowed: Vec<Target> = targets
                     .into_iter()
-                    .filter(|t| policy.allows(&t.host))
+                    .filter(|t| !governed(t) || policy.allows(&t.host))
                     .collect();
                 if allowed.is_empty() {
                     return Err(format!(
@@ -472,15 +481,62 @@ impl<D: Dns + 'static> Engine<D> {
                 tracing::info!(%domain, policy = "mta-sts enforce", "TLS with a verified certificate required");
                 Ok(allowed
                     .into_iter()
-                    .map(|t| Target {
-                        tls: TlsLevel::Verify,
-                        tls_source: TlsSource::MtaSts,
-                        ..t
+                    .map(|t| {
+                        if governed(&t) {
+                            Target {
+                                tls: TlsLevel::Verify,
+                                tls_source: TlsSource::MtaSts,
+                                ..t
+                            }
+                        } else {
+                            t
+                        }
                     })
                     .collect())
             }
             Mode::Testing | Mode::None => verify_within(domain, targets),
         }
+    }
+
+    /// DANE (RFC 7672 §2.2): when the domain's MX answer is validated,
+    /// each host with validated TLSA records must present a certificate
+    /// they name (or, if none is usable, must at least speak TLS); a host
+    /// whose TLSA lookup failed is not used at all, so a forged or broken
+    /// answer never leads to plaintext. Hosts without TLSA records keep
+    /// their place and go on to the next policy.
+    async fn dane(&self, domain: &str, targets: Vec<Target>) -> Result<Vec<Target>, String> {
+        if !self.dns.mx_validated(domain).await {
+            return Ok(targets);
+        }
+        let mut kept = Vec::with_capacity(targets.len());
+        let mut failed = Vec::new();
+        for target in targets {
+            match self.dns.dane(&target.host, target.port).await {
+                DaneHost::NotApplicable => kept.push(target),
+                DaneHost::Tlsa(records) => {
+                    let usable = records.iter().any(|r| r.usable());
+                    tracing::info!(%domain, host = %target.host, usable, policy = "dane", "validated TLSA records: {}", if usable { "the certificate must match them" } else { "none usable, TLS required" });
+                    kept.push(Target {
+                        tls: if usable {
+                            TlsLevel::Dane
+                        } else {
+                            TlsLevel::Required
+                        },
+                        tls_source: TlsSource::Dane,
+                        tlsa: Some(records.into()),
+                        ..target
+                    });
+                }
+                DaneHost::Failed(reason) => {
+                    tracing::warn!(%domain, host = %target.host, %reason, policy = "dane", "MX host skipped");
+                    failed.push(format!("{}: {reason}", target.host));
+                }
+            }
+        }
+        if kept.is_empty() {
+            return Err(format!("4.7.5 DANE: {}", failed.join("; ")));
+        }
+        Ok(kept)
     }
 
     /// The destination domains an entry still has to reach, read without
@@ -648,6 +704,7 @@ mod tests {
             tls,
             tls_source: TlsSource::Configured,
             credentials: None,
+            tlsa: None,
         }
     }
 

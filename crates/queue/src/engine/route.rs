@@ -5,7 +5,9 @@
 //! (RFC 7505) means the domain takes no mail: the message bounces at once.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use yubin_client_tls::Tlsa;
 use yubin_smtp_proto::client::{Credentials, TlsPolicy};
 
 /// How a connection to the next server is protected.
@@ -24,6 +26,9 @@ pub enum TlsLevel {
     /// system root and name the host: against an attacker in the path
     /// too (Postfix's `secure`).
     Verify,
+    /// STARTTLS or no delivery, and the certificate must match the host's
+    /// DNSSEC-validated TLSA records ([`Target::tlsa`], RFC 7672).
+    Dane,
 }
 
 impl TlsLevel {
@@ -32,7 +37,7 @@ impl TlsLevel {
         match self {
             TlsLevel::None => TlsPolicy::Never,
             TlsLevel::Opportunistic => TlsPolicy::Opportunistic,
-            TlsLevel::Required | TlsLevel::Verify => TlsPolicy::Required,
+            TlsLevel::Required | TlsLevel::Verify | TlsLevel::Dane => TlsPolicy::Required,
         }
     }
 
@@ -43,7 +48,13 @@ impl TlsLevel {
             TlsLevel::Opportunistic => "opportunistic",
             TlsLevel::Required => "required",
             TlsLevel::Verify => "verify",
+            TlsLevel::Dane => "dane",
         }
+    }
+
+    /// Whether the certificate is checked (against roots or TLSA records).
+    pub fn verifies(self) -> bool {
+        matches!(self, TlsLevel::Verify | TlsLevel::Dane)
     }
 }
 
@@ -55,6 +66,8 @@ pub enum TlsSource {
     Configured,
     /// The destination domain's MTA-STS policy in `enforce` mode.
     MtaSts,
+    /// The host's DNSSEC-validated TLSA records (RFC 7672).
+    Dane,
 }
 
 impl TlsSource {
@@ -63,6 +76,7 @@ impl TlsSource {
         match self {
             TlsSource::Configured => "configured",
             TlsSource::MtaSts => "mta-sts",
+            TlsSource::Dane => "dane",
         }
     }
 }
@@ -80,6 +94,22 @@ pub struct Target {
     pub tls_source: TlsSource,
     /// AUTH credentials (a smarthost).
     pub credentials: Option<Credentials>,
+    /// The host's validated TLSA records, when DANE applies.
+    pub tlsa: Option<Arc<[Tlsa]>>,
+}
+
+/// What DNSSEC says about one host, for DANE (RFC 7672 §2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaneHost {
+    /// Its address or TLSA records are not validated, or it has no TLSA
+    /// records: DANE does not apply, the next policy does.
+    NotApplicable,
+    /// Its validated TLSA records (perhaps none usable: then TLS is still
+    /// required, without authentication).
+    Tlsa(Vec<Tlsa>),
+    /// Its addresses are validated but its TLSA records could not be
+    /// read (bogus signatures answer SERVFAIL): the host must not be used.
+    Failed(String),
 }
 
 /// A next hop given by configuration: `host:port` and how to talk to it.
@@ -103,6 +133,7 @@ impl Hop {
             tls: self.tls,
             tls_source: TlsSource::Configured,
             credentials: self.credentials.clone(),
+            tlsa: None,
         }
     }
 }
@@ -156,6 +187,23 @@ pub trait Dns: Send + Sync {
                 .map(|found| found.map(|a| a.ip()).collect())
                 .map_err(|e| RouteError::Temporary(format!("4.4.3 cannot resolve {name}: {e}")))
         }
+    }
+
+    /// Whether `domain`'s MX answer (or its denial) is DNSSEC-validated;
+    /// DANE applies only then (RFC 7672 §2.2.1; Postfix does the same).
+    /// Without a validating resolver: never.
+    fn mx_validated(&self, _domain: &str) -> impl std::future::Future<Output = bool> + Send {
+        async { false }
+    }
+
+    /// DANE's view of `host` reached on `port` (RFC 7672 §2.2.2): TLSA
+    /// records are looked up only when its addresses are validated.
+    fn dane(
+        &self,
+        _host: &str,
+        _port: u16,
+    ) -> impl std::future::Future<Output = DaneHost> + Send {
+        async { DaneHost::NotApplicable }
     }
 }
 
@@ -273,6 +321,7 @@ impl Routes {
                 tls,
                 tls_source: TlsSource::Configured,
                 credentials: None,
+                tlsa: None,
             })
             .collect())
     }

@@ -17,7 +17,7 @@ use yubin_smtp_proto::client::{
     Client, ClientConfig, Message, Poll, RecipientResult, Response, Status, Timeouts,
 };
 
-use super::route::{Target, TlsLevel, is_own_address};
+use super::route::{Dns, Target, TlsLevel, is_own_address};
 use crate::QueueStore;
 
 /// Where a message's content is: a queue entry in its store, read again
@@ -115,20 +115,28 @@ impl Transport {
         targets: &[Target],
         message: &Message,
         source: &MessageSource,
+        dns: &impl Dns,
     ) -> (Vec<RecipientResult>, Option<String>) {
         let mut last = Response::local(451, "4.4.1 no server to try");
         for target in targets {
-            let addresses: Vec<SocketAddr> =
-                match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
-                    Ok(found) => found.collect(),
-                    Err(error) => {
-                        last = Response::local(
-                            451,
-                            format!("4.4.3 cannot resolve {}: {error}", target.host),
-                        );
-                        continue;
-                    }
-                };
+            // The same resolver as the MX lookup (and DANE's checks).
+            let addresses: Vec<SocketAddr> = match dns.addresses(&target.host).await {
+                Ok(found) if found.is_empty() => {
+                    last = Response::local(
+                        451,
+                        format!("4.4.3 {} has no address records", target.host),
+                    );
+                    continue;
+                }
+                Ok(found) => found
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, target.port))
+                    .collect(),
+                Err(error) => {
+                    last = Response::local(451, error.to_string());
+                    continue;
+                }
+            };
             for address in addresses {
                 if is_own_address(address, &self.own_addresses) {
                     let text = format!(
@@ -250,17 +258,26 @@ impl Transport {
                     let name = ServerName::try_from(target.host.clone()).unwrap_or_else(|_| {
                         ServerName::try_from("invalid.invalid").expect("a valid name")
                     });
-                    let verify = target.tls == TlsLevel::Verify;
-                    let connector = if verify {
-                        self.verified.as_ref()
-                    } else {
-                        Some(&self.tls)
+                    let verify = target.tls.verifies();
+                    let dane;
+                    let connector = match (&target.tlsa, target.tls) {
+                        (Some(tlsa), TlsLevel::Dane) => {
+                            dane = dane_connector(tlsa.clone());
+                            dane.as_ref()
+                        }
+                        (_, TlsLevel::Verify) => self.verified.as_ref(),
+                        _ => Some(&self.tls),
                     };
                     let Some(connector) = connector else {
                         tls_failed = true;
                         client.connection_lost(&format!(
-                            "the certificate of {} cannot be verified: no system root certificates",
-                            target.host
+                            "the certificate of {} cannot be verified: no {}",
+                            target.host,
+                            if target.tls == TlsLevel::Dane {
+                                "TLS configuration"
+                            } else {
+                                "system root certificates"
+                            }
                         ));
                         continue;
                     };
@@ -281,9 +298,14 @@ impl Transport {
                         Err(UpgradeError::Handshake(error)) if verify => {
                             tls_failed = true;
                             client.connection_lost(&format!(
-                                "the certificate of {} was not verified ({error}; TLS policy: {})",
+                                "the certificate of {} was not verified ({error}; TLS policy: {}{})",
                                 target.host,
-                                target.tls_source.name()
+                                target.tls_source.name(),
+                                if target.tls == TlsLevel::Dane {
+                                    ", it matches none of the host's TLSA records"
+                                } else {
+                                    ""
+                                }
                             ));
                         }
                         Err(UpgradeError::Handshake(error)) => {
@@ -318,6 +340,18 @@ impl Transport {
             Outcome::NotStarted
         };
         (client.results(), outcome)
+    }
+}
+
+/// A connector that checks certificates against `tlsa` (one per DANE
+/// session: the records are the host's own).
+fn dane_connector(tlsa: Arc<[yubin_client_tls::Tlsa]>) -> Option<TlsConnector> {
+    match yubin_client_tls::client_config(&Trust::Dane(tlsa)) {
+        Ok((config, _)) => Some(TlsConnector::from(Arc::new(config))),
+        Err(error) => {
+            tracing::error!(%error, "TLS client configuration for DANE failed");
+            None
+        }
     }
 }
 
