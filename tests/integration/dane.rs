@@ -62,10 +62,28 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
         }
     }
     let tlsa = |domain: &str| format!("_{}._tcp.mx.{domain}", b.smtp.port());
-    dns.tlsa(&tlsa("ee.test"), 3, 1, 0, leaf_key.subject_public_key_info());
+    dns.tlsa(
+        &tlsa("ee.test"),
+        3,
+        1,
+        0,
+        leaf_key.subject_public_key_info(),
+    );
     dns.tlsa(&tlsa("ta.test"), 2, 1, 0, ca.spki.clone());
-    dns.tlsa(&tlsa("bad.test"), 3, 1, 0, other_key.subject_public_key_info());
-    dns.tlsa(&tlsa("plain.test"), 3, 1, 0, other_key.subject_public_key_info());
+    dns.tlsa(
+        &tlsa("bad.test"),
+        3,
+        1,
+        0,
+        other_key.subject_public_key_info(),
+    );
+    dns.tlsa(
+        &tlsa("plain.test"),
+        3,
+        1,
+        0,
+        other_key.subject_public_key_info(),
+    );
     dns.servfail(&tlsa("bogus.test"));
 
     let a = TestServer::with(Setup {
@@ -84,7 +102,6 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
         );
         assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     }
-
 
     eventually(20, "three deliveries", || b.messages("bob").len() == 3);
     eventually(20, "two deferrals", || {
@@ -105,16 +122,18 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
     }
     for host in ["mx.ee.test", "mx.ta.test"] {
         assert!(
-            log.lines().any(|l| l.contains("Verified TLS connection established")
-                && l.contains(host)
-                && l.contains("policy=\"dane\"")),
+            log.lines()
+                .any(|l| l.contains("Verified TLS connection established")
+                    && l.contains(host)
+                    && l.contains("policy=\"dane\"")),
             "{host}: {log}"
         );
     }
     assert!(
-        log.lines().any(|l| l.contains("Anonymous TLS connection established")
-            && l.contains("mx.plain.test")
-            && l.contains("policy=\"configured\"")),
+        log.lines()
+            .any(|l| l.contains("Anonymous TLS connection established")
+                && l.contains("mx.plain.test")
+                && l.contains("policy=\"configured\"")),
         "TLSA records that are not validated are not used: {log}"
     );
     assert!(

@@ -4,8 +4,8 @@
 mod harness;
 
 mod cli;
-mod dane;
 mod corpus;
+mod dane;
 mod dkim;
 mod dns;
 mod durability;

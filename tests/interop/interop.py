@@ -30,6 +30,11 @@
    dkimpy and rspamd each verify every signature, on mail with long folded
    fields, 8-bit text, dot lines and no final newline.
 
+9. DANE through real DNSSEC: a zone signed with ldns-signzone, served by
+   NSD and validated by unbound, names the next server's key in TLSA
+   records; a mismatch, a bogus signature and an unsigned zone are each
+   handled as RFC 7672 says (tests/interop/dane.py).
+
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
@@ -48,6 +53,7 @@ import sys
 import tempfile
 import time
 
+import dane
 import verifiers
 
 FAILURES = []
@@ -1382,6 +1388,7 @@ def main():
         run_smtp_sink(root, yubin)
         run_postfix(root, yubin, maildir_root)
         run_fetch(root, binary, messages)
+        dane.run(binary, root, check, free_ports, wait_for_port)
         # Last: its failed logins put a login penalty on 127.0.0.1, which
         # would slow every login after it.
         run_fail2ban(root, yubin)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
 # getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, fail2ban, and
-# the DKIM verifiers OpenDKIM, dkimpy and rspamd, all from Debian.
+# the DKIM verifiers OpenDKIM, dkimpy and rspamd, and for DANE a zone
+# signed by ldns-signzone, served by NSD and validated by unbound, all from
+# Debian.
 # Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +26,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v rspamd >/dev/null || missing+=(rspamd)
 # dkimpy, and PyNaCl for its Ed25519 signatures, in Debian's Python.
 /usr/bin/python3 -c "import dkim, nacl" 2>/dev/null || missing+=(python3-dkim python3-nacl)
+# DANE: signed zones, an authoritative server and a validating resolver.
+command -v ldns-signzone >/dev/null || missing+=(ldnsutils)
+[ -x /usr/sbin/nsd ] || missing+=(nsd)
+[ -x /usr/sbin/unbound ] || missing+=(unbound)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "interop: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -350,11 +350,15 @@ impl Server {
                 };
                 match (config.queue.dane, dns.validates()) {
                     (true, true) => {
-                        tracing::info!("DANE on: the resolver is on this host, its AD bit is believed");
+                        tracing::info!(
+                            "DANE on: the resolver is on this host, its AD bit is believed"
+                        );
                         dns
                     }
                     (true, false) => {
-                        tracing::info!("DANE off: it needs a DNSSEC-validating resolver on this host (dns.resolver, e.g. unbound on 127.0.0.1)");
+                        tracing::info!(
+                            "DANE off: it needs a DNSSEC-validating resolver on this host (dns.resolver, e.g. unbound on 127.0.0.1)"
+                        );
                         dns.without_dane()
                     }
                     (false, _) => dns.without_dane(),

@@ -15,12 +15,12 @@
 
 mod arrivals;
 pub mod dns;
+mod dnssec;
 pub mod dsn;
 mod due;
 mod record;
 pub mod route;
 pub mod sts;
-mod dnssec;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};

@@ -198,11 +198,7 @@ pub trait Dns: Send + Sync {
 
     /// DANE's view of `host` reached on `port` (RFC 7672 §2.2.2): TLSA
     /// records are looked up only when its addresses are validated.
-    fn dane(
-        &self,
-        _host: &str,
-        _port: u16,
-    ) -> impl std::future::Future<Output = DaneHost> + Send {
+    fn dane(&self, _host: &str, _port: u16) -> impl std::future::Future<Output = DaneHost> + Send {
         async { DaneHost::NotApplicable }
     }
 }
