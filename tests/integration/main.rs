@@ -21,3 +21,4 @@ mod session;
 mod smtp;
 mod test_ca;
 mod tls;
+mod tls_rpt;

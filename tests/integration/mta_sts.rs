@@ -12,13 +12,13 @@ use crate::outbound::eventually;
 use crate::test_ca::TestCa;
 
 /// The policy server; killed when dropped.
-struct PolicyServer {
+pub(crate) struct PolicyServer {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl PolicyServer {
-    fn start(dir: &std::path::Path) -> PolicyServer {
+    pub(crate) fn start(dir: &std::path::Path) -> PolicyServer {
         let (child, port) = crate::harness::python_server("stspolicy.py", &[dir.as_os_str()]);
         PolicyServer { child, port }
     }
@@ -31,7 +31,7 @@ impl Drop for PolicyServer {
     }
 }
 
-fn policy(mode: &str, mx: &str) -> String {
+pub(crate) fn policy(mode: &str, mx: &str) -> String {
     format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
 }
 

@@ -111,19 +111,7 @@ pub fn client_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let seen = SeenCertificate::default();
     let check = match trust {
-        Trust::System => {
-            let mut roots = rustls::RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(TlsSetupError::NoRoots);
-            }
-            let chain =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
-            Check::Chain(chain)
-        }
+        Trust::System => Check::Chain(system_verifier()?),
         Trust::Pinned(pin) => Check::Pinned(*pin),
         Trust::EncryptionOnly => Check::Any,
         Trust::Dane(tlsa) => Check::Dane(tlsa.clone()),
@@ -139,6 +127,22 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok((config, seen))
+}
+
+/// rustls's WebPKI verifier with the system's root certificates (or those
+/// of `SSL_CERT_FILE`/`SSL_CERT_DIR`), for checking a chain apart from a
+/// handshake (MTA-STS `testing` mode reports what `enforce` would refuse).
+pub fn system_verifier() -> Result<Arc<WebPkiServerVerifier>, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsSetupError::NoRoots);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))
 }
 
 /// The fingerprint of the last certificate a verifier refused.

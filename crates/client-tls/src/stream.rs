@@ -42,6 +42,19 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// The certificates the server presented (end entity first), once TLS
+    /// is up.
+    pub fn peer_certificates(&self) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
+        match self {
+            ClientStream::Plain(_) => None,
+            ClientStream::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect()),
+        }
+    }
+
     /// Starts TLS over a plain connection, within `timeout`, checking the
     /// server as `connector` says, for `name`.
     pub async fn upgrade(

@@ -1,6 +1,7 @@
 //! Dates for what mail software writes: RFC 5322 §3.3 for headers
 //! (Received, Date in bounces, Arrival-Date in delivery reports) and the
-//! asctime form of mbox `From ` separator lines. UTC, from Unix time.
+//! asctime form of mbox `From ` separator lines, and RFC 3339 for JSON
+//! reports. UTC, from Unix time.
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 const MONTHS: [&str; 12] = [
@@ -58,6 +59,16 @@ pub fn year_month(unix: u64) -> (i64, u32) {
     (c.year, month)
 }
 
+/// `2026-11-26T19:46:45Z` (RFC 3339, UTC), as JSON reports write dates.
+pub fn rfc3339(unix: u64) -> String {
+    let c = civil(unix);
+    let (_, month) = year_month(unix);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, month, c.day, c.hour, c.minute, c.second
+    )
+}
+
 /// `Thu Nov 26 19:46:45 2026`, the date of an mbox `From ` line.
 pub fn asctime(unix: u64) -> String {
     let c = civil(unix);
@@ -78,6 +89,8 @@ mod tests {
         assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(year_month(1_795_722_405), (2026, 11));
         assert_eq!(year_month(0), (1970, 1));
+        assert_eq!(rfc3339(1_795_722_405), "2026-11-26T19:46:45Z");
+        assert_eq!(rfc3339(951_868_799), "2000-02-29T23:59:59Z");
         assert_eq!(year_month(1_798_761_599), (2026, 12));
     }
 

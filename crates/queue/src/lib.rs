@@ -40,6 +40,7 @@ pub mod mta_sts;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod tls_rpt;
 
 pub use schedule::Schedule;
 pub use state::EntryState;

@@ -122,18 +122,25 @@ impl Policy {
         self.mx.iter().any(|pattern| matches(pattern, &host))
     }
 
+    /// The policy's own lines, as TLS reports quote it (RFC 8460 §4.4's
+    /// `policy-string`).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            "version: STSv1".to_owned(),
+            format!("mode: {}", self.mode.name()),
+        ];
+        lines.extend(self.mx.iter().map(|mx| format!("mx: {mx}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+
     /// The record kept between fetches (the policy's own lines, plus its
     /// id and fetch time).
     pub fn to_record(&self) -> String {
-        let mut text = format!(
-            "id: {}\nfetched: {}\nversion: STSv1\nmode: {}\nmax_age: {}\n",
-            self.id,
-            self.fetched,
-            self.mode.name(),
-            self.max_age
-        );
-        for mx in &self.mx {
-            text.push_str(&format!("mx: {mx}\n"));
+        let mut text = format!("id: {}\nfetched: {}\n", self.id, self.fetched);
+        for line in self.lines() {
+            text.push_str(&line);
+            text.push('\n');
         }
         text
     }

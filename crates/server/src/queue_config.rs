@@ -68,6 +68,16 @@ pub struct QueueConfig {
     /// Apply the TLSA records of destination MX hosts (DANE, RFC 7672)
     /// when the resolver validates DNSSEC and is on this host.
     pub dane: bool,
+    /// Keep TLS sessions to destinations and send daily reports to the
+    /// domains that ask for them (TLS-RPT, RFC 8460).
+    pub tls_reports: bool,
+    /// The reports' `organization-name` (default: the host name).
+    pub tls_report_organization: Option<String>,
+    /// The reports' `contact-info` and From: address (default:
+    /// `postmaster@` the host name).
+    pub tls_report_contact: Option<String>,
+    /// How long one report covers (a day; shorter only for tests).
+    pub tls_report_period: HumanDuration,
 }
 
 impl Default for QueueConfig {
@@ -95,6 +105,10 @@ impl Default for QueueConfig {
             mta_sts: true,
             mta_sts_port: 443,
             dane: true,
+            tls_reports: true,
+            tls_report_organization: None,
+            tls_report_contact: None,
+            tls_report_period: HumanDuration(Duration::from_secs(86_400)),
         }
     }
 }
@@ -120,6 +134,17 @@ impl QueueConfig {
         }
         if self.mx_port == 0 {
             return Err(invalid("queue.mx_port", "must be a port number"));
+        }
+        if self.tls_report_period.0 < Duration::from_secs(1) {
+            return Err(invalid("queue.tls_report_period", "must be at least 1s"));
+        }
+        if let Some(contact) = &self.tls_report_contact
+            && (contact.contains(['<', '>', '\r', '\n', ' ']) || !contact.contains('@'))
+        {
+            return Err(invalid(
+                "queue.tls_report_contact",
+                "must be one address, such as postmaster@example.org",
+            ));
         }
         if self.mta_sts_port == 0 {
             return Err(invalid("queue.mta_sts_port", "must be a port number"));

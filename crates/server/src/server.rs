@@ -367,10 +367,32 @@ impl Server {
             smtp.clone(),
             queue_wake,
         );
-        let engine = Arc::new(if config.queue.mta_sts {
+        let engine = if config.queue.mta_sts {
             engine.with_sts(yubin_queue::engine::sts::Sts::new(
                 config.queue_dir().join("mta-sts"),
                 config.queue.mta_sts_port,
+            ))
+        } else {
+            engine
+        };
+        let engine = Arc::new(if config.queue.tls_reports {
+            let hostname = config.hostname.clone();
+            engine.with_tls_reports(yubin_queue::engine::TlsReports::new(
+                config.queue_dir().join("tls-rpt"),
+                yubin_queue::tls_rpt::Reporter {
+                    organization: config
+                        .queue
+                        .tls_report_organization
+                        .clone()
+                        .unwrap_or_else(|| hostname.clone()),
+                    contact: config
+                        .queue
+                        .tls_report_contact
+                        .clone()
+                        .unwrap_or_else(|| format!("postmaster@{hostname}")),
+                    submitter: hostname,
+                },
+                config.queue.tls_report_period.0,
             ))
         } else {
             engine

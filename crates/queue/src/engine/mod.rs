@@ -21,6 +21,7 @@ mod due;
 mod record;
 pub mod route;
 pub mod sts;
+mod tls_reports;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
@@ -35,7 +36,8 @@ use yubin_smtp_proto::client::{Message, RecipientResult, Response, Status};
 pub use arrivals::Arrivals;
 pub use dns::HickoryDns;
 pub use route::{DaneHost, Dns, Hop, NoMx, RouteError, Routes, Target, TlsLevel, TlsSource};
-pub use transport::{MessageSource, Transport};
+pub use tls_reports::TlsReports;
+pub use transport::{MessageSource, TlsOutcome, Transport};
 
 use crate::mta_sts::Mode;
 use crate::{Claim, EntryState, Envelope, QueueError, QueueStore, Schedule};
@@ -76,6 +78,8 @@ pub struct Engine<D: Dns> {
     arrivals: Arc<Arrivals>,
     /// MTA-STS policies (none: not applied).
     sts: Option<Arc<sts::Sts>>,
+    /// TLS reports (none: not kept or sent).
+    tls_reports: Option<Arc<TlsReports>>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// States that could not be written (disk full, read-only): kept here
     /// so a retry does not deliver again to recipients already done.
@@ -151,6 +155,7 @@ impl<D: Dns + 'static> Engine<D> {
             submit,
             arrivals,
             sts: None,
+            tls_reports: None,
             destinations: Mutex::new(HashMap::new()),
             unsaved: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -165,10 +170,34 @@ impl<D: Dns + 'static> Engine<D> {
         }
     }
 
+    /// The same engine, keeping TLS sessions for reports and sending the
+    /// reports (RFC 8460).
+    pub fn with_tls_reports(self, reports: Arc<TlsReports>) -> Engine<D> {
+        Engine {
+            tls_reports: Some(reports),
+            ..self
+        }
+    }
+
+    /// Sends finished periods' TLS reports now and then, until shutdown.
+    async fn send_tls_reports(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(reports) = self.tls_reports.clone() else {
+            return;
+        };
+        loop {
+            reports.send_due(&self.dns, &self.submit).await;
+            tokio::select! {
+                () = tokio::time::sleep(reports.tick()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
     /// Runs until `shutdown` turns true. Attempts in progress then are
     /// dropped; their entries stay queued and are tried again after the
     /// restart.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.clone().send_tls_reports(shutdown.clone()));
         let workers = Arc::new(Semaphore::new(self.config.max_workers.max(1)));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
         // Entries waiting for their time, and those being attempted now.
@@ -425,14 +454,36 @@ impl<D: Dns + 'static> Engine<D> {
                 return same(Status::Deferred, Response::local(451, text));
             }
         };
-        let targets = match self.domain_policy(&domain, targets).await {
-            Ok(targets) => targets,
-            Err(text) => return same(Status::Deferred, Response::local(451, text)),
+        let mut report = Vec::new();
+        let planned = self.domain_policy(&domain, targets, &mut report).await;
+        let (results, remote) = match &planned {
+            Ok((targets, sts)) => {
+                let mut tls_log = Vec::new();
+                let delivered = self
+                    .transport
+                    .deliver(targets, &message, source, &self.dns, &mut tls_log)
+                    .await;
+                if self.config.routes.by_mx(&domain) {
+                    report.extend(tls_reports::sessions_of(
+                        &domain,
+                        targets,
+                        sts.as_ref(),
+                        &tls_log,
+                    ));
+                }
+                delivered
+            }
+            Err(text) => (
+                same(Status::Deferred, Response::local(451, text.clone()))
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect(),
+                None,
+            ),
         };
-        let (results, remote) = self
-            .transport
-            .deliver(&targets, &message, source, &self.dns)
-            .await;
+        if let Some(reports) = &self.tls_reports {
+            reports.record(report).await;
+        }
         results.into_iter().map(|r| (r, remote.clone())).collect()
     }
 
@@ -443,21 +494,25 @@ impl<D: Dns + 'static> Engine<D> {
     /// with a certificate valid for each (`verify`); in `testing` mode
     /// what would fail is logged and delivery goes on as without a policy.
     /// Routes and the smarthost keep their own policy.
+    ///
+    /// Returns the targets and the MTA-STS policy that applied, if any;
+    /// MX hosts DANE took out are added to `report`.
     async fn domain_policy(
         &self,
         domain: &str,
         targets: Vec<Target>,
-    ) -> Result<Vec<Target>, String> {
+        report: &mut Vec<crate::tls_rpt::Session>,
+    ) -> Result<(Vec<Target>, Option<crate::mta_sts::Policy>), String> {
         if !self.config.routes.by_mx(domain) {
-            return Ok(targets);
+            return Ok((targets, None));
         }
-        let targets = self.dane(domain, targets).await?;
+        let targets = self.dane(domain, targets, report).await?;
         let policy = match &self.sts {
             Some(sts) => sts.policy(domain, &self.dns).await,
             None => None,
         };
         let Some(policy) = policy.filter(|p| p.mode != Mode::None) else {
-            return verify_within(domain, targets);
+            return Ok((verify_within(domain, targets)?, None));
         };
         let governed = |t: &Target| t.tls_source != TlsSource::Dane;
         for target in targets
@@ -479,7 +534,7 @@ impl<D: Dns + 'static> Engine<D> {
                     ));
                 }
                 tracing::info!(%domain, policy = "mta-sts enforce", "TLS with a verified certificate required");
-                Ok(allowed
+                let targets = allowed
                     .into_iter()
                     .map(|t| {
                         if governed(&t) {
@@ -492,9 +547,21 @@ impl<D: Dns + 'static> Engine<D> {
                             t
                         }
                     })
-                    .collect())
+                    .collect();
+                Ok((targets, Some(policy)))
             }
-            Mode::Testing | Mode::None => verify_within(domain, targets),
+            Mode::Testing | Mode::None => {
+                // Delivered as without a policy; the certificate is
+                // checked on the side, for the TLS report.
+                let targets = verify_within(domain, targets)?
+                    .into_iter()
+                    .map(|t| Target {
+                        observe: governed(&t),
+                        ..t
+                    })
+                    .collect();
+                Ok((targets, Some(policy)))
+            }
         }
     }
 
@@ -504,7 +571,12 @@ impl<D: Dns + 'static> Engine<D> {
     /// whose TLSA lookup failed is not used at all, so a forged or broken
     /// answer never leads to plaintext. Hosts without TLSA records keep
     /// their place and go on to the next policy.
-    async fn dane(&self, domain: &str, targets: Vec<Target>) -> Result<Vec<Target>, String> {
+    async fn dane(
+        &self,
+        domain: &str,
+        targets: Vec<Target>,
+        report: &mut Vec<crate::tls_rpt::Session>,
+    ) -> Result<Vec<Target>, String> {
         if !self.dns.mx_validated(domain).await {
             return Ok(targets);
         }
@@ -529,6 +601,16 @@ impl<D: Dns + 'static> Engine<D> {
                 }
                 DaneHost::Failed(reason) => {
                     tracing::warn!(%domain, host = %target.host, %reason, policy = "dane", "MX host skipped");
+                    report.push(crate::tls_rpt::Session {
+                        domain: domain.to_owned(),
+                        policy_type: crate::tls_rpt::policy::TLSA.to_owned(),
+                        policy: Vec::new(),
+                        mx: Vec::new(),
+                        failure: Some(crate::tls_rpt::result::DNSSEC_INVALID.to_owned()),
+                        host: target.host.clone(),
+                        ip: String::new(),
+                        sender_ip: String::new(),
+                    });
                     failed.push(format!("{}: {reason}", target.host));
                 }
             }
@@ -705,6 +787,7 @@ mod tests {
             tls_source: TlsSource::Configured,
             credentials: None,
             tlsa: None,
+            observe: false,
         }
     }
 

@@ -96,6 +96,9 @@ pub struct Target {
     pub credentials: Option<Credentials>,
     /// The host's validated TLSA records, when DANE applies.
     pub tlsa: Option<Arc<[Tlsa]>>,
+    /// Under an MTA-STS policy in `testing` mode: the certificate is
+    /// checked as `enforce` would, only to report the result (RFC 8460).
+    pub observe: bool,
 }
 
 /// What DNSSEC says about one host, for DANE (RFC 7672 §2.2).
@@ -134,6 +137,7 @@ impl Hop {
             tls_source: TlsSource::Configured,
             credentials: self.credentials.clone(),
             tlsa: None,
+            observe: false,
         }
     }
 }
@@ -318,6 +322,7 @@ impl Routes {
                 tls_source: TlsSource::Configured,
                 credentials: None,
                 tlsa: None,
+                observe: false,
             })
             .collect())
     }

@@ -18,7 +18,7 @@ use yubin_smtp_proto::client::{
 };
 
 use super::route::{Dns, Target, TlsLevel, is_own_address};
-use crate::QueueStore;
+use crate::{QueueStore, tls_rpt};
 
 /// Where a message's content is: a queue entry in its store, read again
 /// for each attempt (a message is never held whole in memory).
@@ -54,6 +54,8 @@ pub struct Transport {
     /// Certificates that chain to a system root and name the host
     /// (`verify`); `None` when the system has no root certificates.
     verified: Option<TlsConnector>,
+    /// The same check apart from a handshake, for MTA-STS `testing`.
+    observer: Option<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -104,18 +106,52 @@ impl Transport {
             timeouts: Timeouts::default(),
             tls: TlsConnector::from(Arc::new(config)),
             verified,
+            observer: yubin_client_tls::system_verifier().ok(),
+        }
+    }
+
+    /// For a target under an MTA-STS policy in `testing` mode: what
+    /// `enforce` would have refused in the certificate the server just
+    /// presented (reported, not acted on, RFC 8461 §5).
+    fn observed_failure(&self, target: &Target, tls: &ClientStream) -> Option<&'static str> {
+        use rustls::client::danger::ServerCertVerifier;
+        if !target.observe || target.tls.verifies() {
+            return None;
+        }
+        let Some(observer) = &self.observer else {
+            return Some(tls_rpt::result::CERTIFICATE_NOT_TRUSTED);
+        };
+        let certificates = tls.peer_certificates().unwrap_or_default();
+        let Some((end_entity, intermediates)) = certificates.split_first() else {
+            return Some(tls_rpt::result::VALIDATION_FAILURE);
+        };
+        let name = ServerName::try_from(target.host.clone()).ok()?;
+        match observer.verify_server_cert(
+            end_entity,
+            intermediates,
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        ) {
+            Ok(_) => None,
+            Err(error) => {
+                tracing::info!(host = %target.host, %error, policy = "mta-sts testing", "the certificate would fail an enforced policy");
+                Some(certificate_failure(&error))
+            }
         }
     }
 
     /// Tries `targets` in order until one takes the transaction; returns a
     /// result for every recipient of `message`, and the server that gave
-    /// them (none if no server was reached).
+    /// them (none if no server was reached). What became of TLS in each
+    /// session is added to `tls_log` (for TLS reports).
     pub async fn deliver(
         &self,
         targets: &[Target],
         message: &Message,
         source: &MessageSource,
         dns: &impl Dns,
+        tls_log: &mut Vec<TlsOutcome>,
     ) -> (Vec<RecipientResult>, Option<String>) {
         let mut last = Response::local(451, "4.4.1 no server to try");
         for target in targets {
@@ -168,7 +204,8 @@ impl Transport {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let (mut results, mut outcome) = self.session(tcp, target, message, source).await;
+                let (mut results, mut outcome) =
+                    self.session(tcp, target, message, source, tls_log).await;
                 if outcome == Outcome::TlsFailed && target.tls == TlsLevel::Opportunistic {
                     // Postfix's "may": a server whose TLS we cannot speak
                     // (an old cipher suite) gets the mail in plaintext
@@ -182,7 +219,8 @@ impl Transport {
                         tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
                             .await
                     {
-                        (results, outcome) = self.session(tcp, &plain, message, source).await;
+                        (results, outcome) =
+                            self.session(tcp, &plain, message, source, tls_log).await;
                     }
                 }
                 let decided = results.iter().any(|r| r.status != Status::Deferred);
@@ -206,7 +244,19 @@ impl Transport {
         target: &Target,
         message: &Message,
         source: &MessageSource,
+        tls_log: &mut Vec<TlsOutcome>,
     ) -> (Vec<RecipientResult>, Outcome) {
+        let tcp_addresses = (tcp.peer_addr(), tcp.local_addr());
+        let mut note = |failure: Option<&'static str>| {
+            if let Ok(remote) = &tcp_addresses.0 {
+                tls_log.push(TlsOutcome {
+                    host: target.host.clone(),
+                    ip: remote.ip(),
+                    local_ip: tcp_addresses.1.as_ref().ok().map(|a| a.ip()),
+                    failure,
+                });
+            }
+        };
         let config = ClientConfig {
             lmtp: false,
             loop_check: true,
@@ -283,6 +333,7 @@ impl Transport {
                     };
                     match plain.upgrade(connector, name, client.timeout()).await {
                         Ok(tls) => {
+                            note(self.observed_failure(target, &tls));
                             // Which policy applied, as Postfix logs it.
                             tracing::info!(
                                 host = %target.host,
@@ -296,6 +347,7 @@ impl Transport {
                             client.tls_established();
                         }
                         Err(UpgradeError::Handshake(error)) if verify => {
+                            note(Some(failure_type(&error)));
                             tls_failed = true;
                             client.connection_lost(&format!(
                                 "the certificate of {} was not verified ({error}; TLS policy: {}{})",
@@ -309,6 +361,7 @@ impl Transport {
                             ));
                         }
                         Err(UpgradeError::Handshake(error)) => {
+                            note(Some(failure_type(&error)));
                             tls_failed = true;
                             client.connection_lost(&format!("TLS handshake failed ({error})"));
                         }
@@ -329,6 +382,9 @@ impl Transport {
                 },
             }
         }
+        if client.starttls_unavailable() {
+            note(Some(tls_rpt::result::STARTTLS_NOT_SUPPORTED));
+        }
         if let Some(mut stream) = conn {
             let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
         }
@@ -340,6 +396,50 @@ impl Transport {
             Outcome::NotStarted
         };
         (client.results(), outcome)
+    }
+}
+
+/// What became of TLS in one session, for TLS reports (RFC 8460).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsOutcome {
+    /// The server's host name.
+    pub host: String,
+    /// Its address.
+    pub ip: std::net::IpAddr,
+    /// Ours.
+    pub local_ip: Option<std::net::IpAddr>,
+    /// The failure's RFC 8460 result type; `None`: TLS as the policy asked.
+    pub failure: Option<&'static str>,
+}
+
+/// RFC 8460 §4.3's name for why a handshake failed.
+fn failure_type(error: &std::io::Error) -> &'static str {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(error) => certificate_failure(error),
+        None => tls_rpt::result::VALIDATION_FAILURE,
+    }
+}
+
+/// RFC 8460 §4.3's name for a refused certificate.
+fn certificate_failure(error: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    use tls_rpt::result;
+    match error {
+        rustls::Error::InvalidCertificate(certificate) => match certificate {
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => result::CERTIFICATE_EXPIRED,
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                result::CERTIFICATE_HOST_MISMATCH
+            }
+            C::UnknownIssuer | C::BadSignature | C::BadEncoding => result::CERTIFICATE_NOT_TRUSTED,
+            _ => result::VALIDATION_FAILURE,
+        },
+        _ => result::VALIDATION_FAILURE,
     }
 }
 

@@ -213,6 +213,7 @@ pub struct Client {
     lmtp_replies: usize,
     results: Vec<Option<(Status, Response)>>,
     transaction_started: bool,
+    starttls_unavailable: bool,
     replies_seen: u64,
 }
 
@@ -238,6 +239,7 @@ impl Client {
             lmtp_replies: 0,
             results,
             transaction_started: false,
+            starttls_unavailable: false,
             replies_seen: 0,
         }
     }
@@ -279,6 +281,12 @@ impl Client {
     /// greeting fails).
     pub fn transaction_started(&self) -> bool {
         self.transaction_started
+    }
+
+    /// Whether the server did not offer STARTTLS, or refused it, when the
+    /// policy wanted it (TLS-RPT's `starttls-not-supported`, RFC 8460).
+    pub fn starttls_unavailable(&self) -> bool {
+        self.starttls_unavailable
     }
 
     /// The next step.
@@ -464,6 +472,7 @@ impl Client {
                 self.state = State::Handshake;
             }
             State::StartTls => {
+                self.starttls_unavailable = true;
                 if self.config.tls == TlsPolicy::Required {
                     let text = format!(
                         "4.7.10 TLS is required, and the server refused STARTTLS: {response}"
@@ -549,6 +558,7 @@ impl Client {
                 self.state = State::StartTls;
                 return;
             }
+            self.starttls_unavailable = true;
             if self.config.tls == TlsPolicy::Required {
                 let text = "4.7.10 TLS is required, and the server does not offer STARTTLS";
                 self.finish(Status::Deferred, Response::local(451, text));
