@@ -213,8 +213,20 @@ fn tls_policy(config: &Config, domain: &str, now: u64) -> String {
     };
     let (level, source) = routes.configured_tls(domain);
     let configured = format!("{} ({source})", level.name());
-    if !(config.queue.mta_sts && routes.by_mx(domain)) {
+    if !routes.by_mx(domain) {
         return configured;
+    }
+    // DANE is decided at each attempt, from live DNS.
+    let dane = match config.dns_resolver() {
+        Ok(resolver)
+            if config.queue.dane && yubin_queue::engine::dns::validating_resolver(resolver) =>
+        {
+            "DANE first for MX hosts with validated TLSA records; "
+        }
+        _ => "",
+    };
+    if !config.queue.mta_sts {
+        return format!("{dane}{configured}");
     }
     let cached = std::fs::read_to_string(config.queue_dir().join("mta-sts").join(domain))
         .ok()
@@ -222,15 +234,15 @@ fn tls_policy(config: &Config, domain: &str, now: u64) -> String {
         .filter(|p| p.is_fresh(now));
     match cached {
         Some(policy) if policy.mode == yubin_queue::mta_sts::Mode::Enforce => format!(
-            "verify (MTA-STS enforce, mx {}, until {})",
+            "{dane}verify (MTA-STS enforce, mx {}, until {})",
             policy.mx.join(" "),
             yubin_line::date::rfc5322(policy.fetched.saturating_add(policy.max_age))
         ),
         Some(policy) => format!(
-            "{configured}; MTA-STS {} (reported, not enforced)",
+            "{dane}{configured}; MTA-STS {} (reported, not enforced)",
             policy.mode.name()
         ),
-        None => format!("{configured}; no MTA-STS policy seen"),
+        None => format!("{dane}{configured}; no MTA-STS policy seen"),
     }
 }
 

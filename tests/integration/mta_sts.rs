@@ -174,7 +174,10 @@ fn issue14_mta_sts_policies_decide_where_and_how_mail_goes() {
     );
     let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
     assert!(
-        shown.contains("tls:       c.test: verify (MTA-STS enforce, mx mx.c.test, until "),
+        shown.contains(
+            "tls:       c.test: DANE first for MX hosts with validated TLSA records; \
+             verify (MTA-STS enforce, mx mx.c.test, until "
+        ),
         "{shown}"
     );
     assert!(

@@ -39,6 +39,18 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
     let ca = TestCa::new(ca_dir.path());
     let policies = tempfile::tempdir().unwrap();
     ca.server(policies.path(), "server", &["mta-sts.t.test"], (2025, 2035));
+    // x.test's policy host has an expired certificate: no policy.
+    ca.server(
+        policies.path(),
+        "mta-sts.x.test",
+        &["mta-sts.x.test"],
+        (2020, 2021),
+    );
+    std::fs::write(
+        policies.path().join("mta-sts.x.test"),
+        policy("enforce", "localhost"),
+    )
+    .unwrap();
     std::fs::write(
         policies.path().join("mta-sts.t.test"),
         policy("testing", "localhost"),
@@ -48,16 +60,22 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
     // B's certificate expired in 2021: `enforce` would refuse it.
     let b = TestServer::with(Setup {
         hostname: "b.test".into(),
-        smtp: "auth_failure_delay = \"100ms\"\nlocal_domains = [\"t.test\", \"n.test\", \"reports.test\"]\n".into(),
+        smtp: "auth_failure_delay = \"100ms\"\nlocal_domains = [\"t.test\", \"n.test\", \"x.test\", \"reports.test\"]\n".into(),
         tables: ca.server(ca_dir.path(), "b", &["localhost"], (2020, 2021)),
         ..Setup::default()
     });
     let dns = TestDns::start().unwrap();
-    for domain in ["t.test", "n.test", "reports.test"] {
+    for domain in ["t.test", "n.test", "x.test", "reports.test"] {
         dns.mx(domain, 10, "localhost");
     }
-    dns.txt("_mta-sts.t.test", "v=STSv1; id=1;");
-    dns.a("mta-sts.t.test", "127.0.0.1".parse().unwrap());
+    for domain in ["t.test", "x.test"] {
+        dns.txt(&format!("_mta-sts.{domain}"), "v=STSv1; id=1;");
+        dns.a(&format!("mta-sts.{domain}"), "127.0.0.1".parse().unwrap());
+    }
+    dns.txt(
+        "_smtp._tls.x.test",
+        "v=TLSRPTv1; rua=mailto:bob@reports.test",
+    );
     dns.txt(
         "_smtp._tls.t.test",
         "v=TLSRPTv1; rua=https://reports.example/x,mailto:bob@reports.test",
@@ -80,11 +98,11 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
         )],
         ..Setup::default()
     });
-    for to in ["bob@t.test", "bob@n.test"] {
+    for to in ["bob@t.test", "bob@n.test", "bob@x.test"] {
         let sent = crate::outbound::send_via(&a, &[to], b"Subject: hello\r\n\r\nbody\r\n");
         assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     }
-    eventually(20, "two deliveries", || b.messages("bob").len() == 2);
+    eventually(20, "three deliveries", || b.messages("bob").len() == 3);
     assert!(
         a.log()
             .contains("the certificate would fail an enforced policy"),
@@ -92,12 +110,12 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
         a.log()
     );
     // The period ends within 4 s; then one report per domain.
-    eventually(30, "two reports", || {
+    eventually(30, "three reports", || {
         b.messages("bob")
             .iter()
             .filter(|m| String::from_utf8_lossy(m).contains("TLS-Report-Domain:"))
             .count()
-            == 2
+            == 3
     });
     let reports: Vec<String> = b
         .messages("bob")
@@ -157,6 +175,26 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
     assert_eq!(policies[0]["policy"]["policy-type"], "no-policy-found");
     assert_eq!(policies[0]["summary"]["total-successful-session-count"], 1);
     assert_eq!(policies[0]["summary"]["total-failure-session-count"], 0);
+    // x.test's policy could not be fetched (its host's certificate
+    // expired): a failure under the sts type; the delivery itself met no
+    // policy.
+    let x = attached_report(for_domain("x.test"));
+    let policies = x["policies"].as_array().unwrap();
+    let sts = policies
+        .iter()
+        .find(|p| p["policy"]["policy-type"] == "sts")
+        .unwrap_or_else(|| panic!("{x:#}"));
+    assert_eq!(
+        sts["failure-details"][0]["result-type"], "sts-webpki-invalid",
+        "{x:#}"
+    );
+    assert!(
+        policies
+            .iter()
+            .any(|p| p["policy"]["policy-type"] == "no-policy-found"
+                && p["summary"]["total-successful-session-count"] == 1),
+        "{x:#}"
+    );
     assert!(
         a.log().contains("TLS report sent domain=t.test"),
         "{}",
@@ -164,5 +202,5 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
     );
     // Sent once: the period's record is gone.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(a.log().matches("TLS report sent").count(), 2);
+    assert_eq!(a.log().matches("TLS report sent").count(), 3);
 }

@@ -23,6 +23,12 @@ pub mod result {
     pub const VALIDATION_FAILURE: &str = "validation-failure";
     /// The TLSA records could not be read (DNSSEC: bogus, or no answer).
     pub const DNSSEC_INVALID: &str = "dnssec-invalid";
+    /// The MTA-STS policy could not be fetched.
+    pub const STS_POLICY_FETCH_ERROR: &str = "sts-policy-fetch-error";
+    /// The MTA-STS policy did not parse.
+    pub const STS_POLICY_INVALID: &str = "sts-policy-invalid";
+    /// The MTA-STS policy host's certificate was refused.
+    pub const STS_WEBPKI_INVALID: &str = "sts-webpki-invalid";
 }
 
 /// The policy types of RFC 8460 §4.4.
@@ -188,9 +194,11 @@ pub fn report(
                 "failure-details": details.into_iter().map(|((result, ours, host, theirs), count)| {
                     let mut detail = json!({
                         "result-type": result,
-                        "receiving-mx-hostname": host,
                         "failed-session-count": count,
                     });
+                    if !host.is_empty() {
+                        detail["receiving-mx-hostname"] = json!(host);
+                    }
                     if !ours.is_empty() {
                         detail["sending-mta-ip"] = json!(ours);
                     }

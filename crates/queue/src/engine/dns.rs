@@ -61,6 +61,27 @@ pub fn resolver_config(
     Ok((config, options))
 }
 
+/// The name servers [`resolver_config`] asks.
+fn name_servers(address: Option<SocketAddr>) -> Vec<SocketAddr> {
+    match resolver_config(address) {
+        Ok((config, _)) => config
+            .name_servers()
+            .iter()
+            .map(|server| {
+                let port = server.connections.first().map_or(53, |c| c.port);
+                SocketAddr::new(server.ip, port)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether DNSSEC answers from these resolvers are believed (they are all
+/// on this host), which DANE needs.
+pub fn validating_resolver(address: Option<SocketAddr>) -> bool {
+    Validator::local(name_servers(address)).is_some()
+}
+
 /// A resolver with [`resolver_config`]'s settings.
 pub fn resolver(address: Option<SocketAddr>) -> Result<TokioResolver, NetError> {
     let (config, options) = resolver_config(address)?;
@@ -82,21 +103,10 @@ impl HickoryDns {
     }
 
     fn with(address: Option<SocketAddr>) -> HickoryDns {
-        let servers = match resolver_config(address) {
-            Ok((config, _)) => config
-                .name_servers()
-                .iter()
-                .map(|server| {
-                    let port = server.connections.first().map_or(53, |c| c.port);
-                    SocketAddr::new(server.ip, port)
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
         match resolver(address) {
             Ok(resolver) => HickoryDns {
                 resolver: Some(resolver),
-                validator: Validator::local(servers),
+                validator: Validator::local(name_servers(address)),
             },
             Err(error) => {
                 tracing::warn!(%error, "no usable DNS resolver configuration; MX records will not be used");

@@ -507,11 +507,25 @@ impl<D: Dns + 'static> Engine<D> {
             return Ok((targets, None));
         }
         let targets = self.dane(domain, targets, report).await?;
-        let policy = match &self.sts {
+        let lookup = match &self.sts {
             Some(sts) => sts.policy(domain, &self.dns).await,
-            None => None,
+            None => sts::Lookup::default(),
         };
-        let Some(policy) = policy.filter(|p| p.mode != Mode::None) else {
+        if let Some(failure) = lookup.failure {
+            // The domain has a policy (its TXT record says so) that could
+            // not be had: one failed attempt, in its TLS report.
+            report.push(crate::tls_rpt::Session {
+                domain: domain.to_owned(),
+                policy_type: crate::tls_rpt::policy::STS.to_owned(),
+                policy: Vec::new(),
+                mx: Vec::new(),
+                failure: Some(failure.to_owned()),
+                host: String::new(),
+                ip: String::new(),
+                sender_ip: String::new(),
+            });
+        }
+        let Some(policy) = lookup.policy.filter(|p| p.mode != Mode::None) else {
             return Ok((verify_within(domain, targets)?, None));
         };
         let governed = |t: &Target| t.tls_source != TlsSource::Dane;

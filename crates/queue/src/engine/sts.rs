@@ -47,8 +47,61 @@ pub struct Sts {
     port: u16,
     tls: Option<TlsConnector>,
     memory: Mutex<HashMap<String, Policy>>,
-    /// (domain, id) → when a fetch of it last failed.
-    failed: Mutex<HashMap<(String, String), u64>>,
+    /// (domain, id) → when a fetch of it last failed, and how (RFC
+    /// 8460's result type, for TLS reports).
+    failed: Mutex<HashMap<(String, String), Failed>>,
+}
+
+/// When a policy's fetch failed, and RFC 8460's name for how.
+type Failed = (u64, &'static str);
+
+/// Why a policy was not fetched, as TLS reports name it (RFC 8460
+/// §4.3.2.2).
+#[derive(Debug)]
+enum FetchError {
+    /// The policy host's certificate was refused: `sts-webpki-invalid`.
+    Webpki(String),
+    /// The policy did not parse: `sts-policy-invalid`.
+    Invalid(String),
+    /// Anything else (DNS, connection, HTTP): `sts-policy-fetch-error`.
+    Fetch(String),
+}
+
+impl FetchError {
+    fn result_type(&self) -> &'static str {
+        use crate::tls_rpt::result;
+        match self {
+            FetchError::Webpki(_) => result::STS_WEBPKI_INVALID,
+            FetchError::Invalid(_) => result::STS_POLICY_INVALID,
+            FetchError::Fetch(_) => result::STS_POLICY_FETCH_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Webpki(text) | FetchError::Invalid(text) | FetchError::Fetch(text) => {
+                f.write_str(text)
+            }
+        }
+    }
+}
+
+impl From<String> for FetchError {
+    fn from(text: String) -> FetchError {
+        FetchError::Fetch(text)
+    }
+}
+
+/// What [`Sts::policy`] found: the policy that applies, or, when none
+/// does because its fetch failed, RFC 8460's name for the failure.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    /// The policy in force.
+    pub policy: Option<Policy>,
+    /// The domain names a policy that could not be had (TLS reports).
+    pub failure: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Sts {
@@ -81,7 +134,21 @@ impl Sts {
     }
 
     /// The policy that applies to `domain` now, if any.
-    pub async fn policy(&self, domain: &str, dns: &impl Dns) -> Option<Policy> {
+    pub async fn policy(&self, domain: &str, dns: &impl Dns) -> Lookup {
+        let mut failure = None;
+        let policy = self.find(domain, dns, &mut failure).await;
+        Lookup {
+            failure: failure.filter(|_| policy.is_none()),
+            policy,
+        }
+    }
+
+    async fn find(
+        &self,
+        domain: &str,
+        dns: &impl Dns,
+        failure: &mut Option<&'static str>,
+    ) -> Option<Policy> {
         // The name as the DNS and TLS know it (an internationalised domain
         // in its ASCII form); anything else has no policy, and never
         // becomes a file name.
@@ -117,7 +184,11 @@ impl Sts {
             (None, None) => false,
         };
         let id = id.or_else(|| cached.as_ref().map(|p| p.id.clone()))?;
-        if !wanted || self.failed_recently(domain, &id, now) {
+        if !wanted {
+            return cached;
+        }
+        if let Some(kind) = self.failed_recently(domain, &id, now) {
+            *failure = Some(kind);
             return cached;
         }
         match self.fetch(domain, &id, dns, now).await {
@@ -128,16 +199,19 @@ impl Sts {
             }
             Err(error) => {
                 tracing::warn!(%domain, %error, "MTA-STS policy not fetched");
-                lock(&self.failed).insert((domain.to_owned(), id), now);
+                *failure = Some(error.result_type());
+                lock(&self.failed).insert((domain.to_owned(), id), (now, error.result_type()));
                 cached
             }
         }
     }
 
-    fn failed_recently(&self, domain: &str, id: &str, now: u64) -> bool {
+    fn failed_recently(&self, domain: &str, id: &str, now: u64) -> Option<&'static str> {
         let mut failed = lock(&self.failed);
-        failed.retain(|_, at| now.saturating_sub(*at) < RETRY_AFTER_FAILURE);
-        failed.contains_key(&(domain.to_owned(), id.to_owned()))
+        failed.retain(|_, (at, _)| now.saturating_sub(*at) < RETRY_AFTER_FAILURE);
+        failed
+            .get(&(domain.to_owned(), id.to_owned()))
+            .map(|(_, kind)| *kind)
     }
 
     fn path(&self, domain: &str) -> PathBuf {
@@ -180,12 +254,15 @@ impl Sts {
         id: &str,
         dns: &impl Dns,
         now: u64,
-    ) -> Result<Policy, String> {
-        let tls = self.tls.as_ref().ok_or("no system root certificates")?;
+    ) -> Result<Policy, FetchError> {
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| FetchError::Webpki("no system root certificates".into()))?;
         let host = format!("mta-sts.{domain}");
         let addresses = dns.addresses(&host).await.map_err(|e| e.to_string())?;
         let body = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let mut last = format!("{host} has no address");
+            let mut last = FetchError::Fetch(format!("{host} has no address"));
             for ip in addresses {
                 match get(tls, &host, SocketAddr::new(ip, self.port)).await {
                     Ok(body) => return Ok(body),
@@ -196,14 +273,14 @@ impl Sts {
         })
         .await
         .map_err(|_| format!("fetching the policy from {host} timed out"))??;
-        Policy::parse(&body, id, now)
+        Policy::parse(&body, id, now).map_err(FetchError::Invalid)
     }
 }
 
 /// `GET /.well-known/mta-sts.txt` from `host` at `address` over TLS,
 /// HTTP/1.0 (so the answer is never chunked, and ends with the
 /// connection); only a 200 with a body of at most 64 KiB is a policy.
-async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<String, String> {
+async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<String, FetchError> {
     let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
@@ -212,7 +289,15 @@ async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<Stri
     let mut stream = tls
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS with {host}: {e}"))?;
+        .map_err(|e| FetchError::Webpki(format!("TLS with {host}: {e}")))?;
+    Ok(read_policy(&mut stream, host).await?)
+}
+
+/// The request and the answer, over the verified connection.
+async fn read_policy(
+    stream: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    host: &str,
+) -> Result<String, String> {
     let request = format!(
         "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nUser-Agent: yubin\r\nAccept: text/plain\r\n\r\n"
     );
@@ -225,11 +310,7 @@ async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<Stri
     // that nothing was cut off.
     let limit = MAX_POLICY_SIZE + 16 * 1024 + 1;
     let mut answer = Vec::new();
-    let closed_cleanly = match (&mut stream)
-        .take(limit as u64)
-        .read_to_end(&mut answer)
-        .await
-    {
+    let closed_cleanly = match stream.take(limit as u64).read_to_end(&mut answer).await {
         // Stopped by the limit: not an end the server chose.
         Ok(_) if answer.len() >= limit => false,
         Ok(_) => true,
