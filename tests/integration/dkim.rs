@@ -15,7 +15,7 @@ const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-p
 const BOB: [(&str, &str); 2] = [("USER_NAME", "bob"), ("USER_PASS", "secret")];
 
 /// Each signature's result, as mail-auth reports it.
-fn verify(dns: &TestDns, message: &[u8]) -> Vec<String> {
+pub(crate) fn verify(dns: &TestDns, message: &[u8]) -> Vec<String> {
     // The resolver settings yubin itself uses for one name server.
     let (config, options) = yubin_queue::engine::dns::resolver_config(Some(dns.addr())).unwrap();
     let verifier = MessageAuthenticator::new(config, options).unwrap();
@@ -38,7 +38,7 @@ fn verify(dns: &TestDns, message: &[u8]) -> Vec<String> {
 }
 
 /// Runs `yubin dkim keygen` for A and publishes the record it prints.
-fn keygen(a: &TestServer, dns: &TestDns, args: &[&str]) {
+pub(crate) fn keygen(a: &TestServer, dns: &TestDns, args: &[&str]) {
     let config = a.config_path();
     let mut all = vec!["dkim", "keygen"];
     all.extend_from_slice(args);

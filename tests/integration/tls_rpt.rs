@@ -84,10 +84,10 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
         "_smtp._tls.n.test",
         "v=TLSRPTv1; rua=mailto:bob@reports.test",
     );
-    let a = TestServer::with(Setup {
+    let mut a = TestServer::with(Setup {
         tables: format!(
             "[dns]\nresolver = \"{}\"\n[queue]\nmx_port = {}\nmta_sts_port = {}\nfirst_retry = \"1h\"\n\
-             tls_report_period = \"4s\"\ntls_report_contact = \"tls-reports@a.test\"\n",
+             tls_report_period = \"4s\"\ntls_report_contact = \"tls-reports@test.example\"\n",
             dns.addr(),
             b.smtp.port(),
             https.port
@@ -98,6 +98,15 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
         )],
         ..Setup::default()
     });
+    // Reports go only DKIM-signed (RFC 8460 §5.3): without a key, none.
+    assert!(
+        a.log()
+            .contains("TLS reports off: no DKIM key signs for test.example"),
+        "{}",
+        a.log()
+    );
+    crate::dkim::keygen(&a, &dns, &["test.example", "-s", "r1", "-a", "ed25519"]);
+    a.restart();
     for to in ["bob@t.test", "bob@n.test", "bob@x.test"] {
         let sent = crate::outbound::send_via(&a, &[to], b"Subject: hello\r\n\r\nbody\r\n");
         assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
@@ -142,12 +151,27 @@ fn issue14_tls_reports_count_sessions_and_go_where_the_domain_asks() {
         "{t}"
     );
     assert!(
-        t.contains("From: TLS reporting <tls-reports@a.test>"),
+        t.contains("From: TLS reporting <tls-reports@test.example>"),
         "{t}"
+    );
+    assert!(t.contains("TLS-Required: No"), "{t}");
+    // Signed, the report's own fields included.
+    assert_eq!(crate::dkim::verify(&dns, t.as_bytes()), ["pass"], "{t}");
+    let signature = t.split("DKIM-Signature:").nth(1).unwrap();
+    let signature = signature.split_whitespace().collect::<Vec<_>>().join(" ");
+    let signed = signature
+        .split(";")
+        .find_map(|tag| tag.trim().strip_prefix("h="))
+        .unwrap();
+    let signed = signed.replace(['\n', '\t', ' '], "").to_ascii_lowercase();
+    assert!(
+        signed.split(':').any(|f| f == "tls-report-domain")
+            && signed.split(':').any(|f| f == "tls-report-submitter"),
+        "{signed}"
     );
     let report = attached_report(t);
     assert_eq!(report["organization-name"], "test.example");
-    assert_eq!(report["contact-info"], "tls-reports@a.test");
+    assert_eq!(report["contact-info"], "tls-reports@test.example");
     let policies = report["policies"].as_array().unwrap();
     assert_eq!(policies.len(), 1, "{report:#}");
     let sts = &policies[0];

@@ -41,6 +41,13 @@ pub struct Tlsa {
 
 impl std::fmt::Debug for Tlsa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// The record's presentation form (RFC 6698 §2.2): `3 1 1 ab12…`.
+impl std::fmt::Display for Tlsa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hex: String = self.data.iter().map(|b| format!("{b:02x}")).collect();
         write!(
             f,

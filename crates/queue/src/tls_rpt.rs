@@ -29,6 +29,8 @@ pub mod result {
     pub const STS_POLICY_INVALID: &str = "sts-policy-invalid";
     /// The MTA-STS policy host's certificate was refused.
     pub const STS_WEBPKI_INVALID: &str = "sts-webpki-invalid";
+    /// No validated TLSA record names the server's certificate.
+    pub const TLSA_INVALID: &str = "tlsa-invalid";
 }
 
 /// The policy types of RFC 8460 §4.4.
@@ -121,6 +123,9 @@ pub struct Session {
     /// The result type of a failure ([`result`]); `None`: success.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// A short text on the failure (the report's `failure-reason-code`).
+    #[serde(rename = "c", default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// The MX host.
     #[serde(rename = "h")]
     pub host: String,
@@ -166,11 +171,12 @@ pub fn report(
         .into_iter()
         .map(|((kind, text, mx), sessions)| {
             let failed: Vec<&&Session> = sessions.iter().filter(|s| s.failure.is_some()).collect();
-            let mut details: BTreeMap<(&str, &str, &str, &str), u64> = BTreeMap::new();
+            type Detail<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+            let mut details: BTreeMap<Detail<'_>, u64> = BTreeMap::new();
             for session in &failed {
                 let result = session.failure.as_deref().unwrap_or_default();
                 *details
-                    .entry((result, &session.sender_ip, &session.host, &session.ip))
+                    .entry((result, &session.sender_ip, &session.host, &session.ip, &session.reason))
                     .or_default() += 1;
             }
             let mut policy = json!({ "policy-type": kind, "policy-domain": domain });
@@ -191,7 +197,7 @@ pub fn report(
                     "total-successful-session-count": sessions.len() - failed.len(),
                     "total-failure-session-count": failed.len(),
                 },
-                "failure-details": details.into_iter().map(|((result, ours, host, theirs), count)| {
+                "failure-details": details.into_iter().map(|((result, ours, host, theirs, reason), count)| {
                     let mut detail = json!({
                         "result-type": result,
                         "failed-session-count": count,
@@ -204,6 +210,9 @@ pub fn report(
                     }
                     if !theirs.is_empty() {
                         detail["receiving-ip"] = json!(theirs);
+                    }
+                    if !reason.is_empty() {
+                        detail["failure-reason-code"] = json!(reason);
                     }
                     detail
                 }).collect::<Vec<Value>>(),
@@ -259,6 +268,9 @@ pub fn message(
     line(&format!("TLS-Report-Domain: {domain}"));
     line(&format!("TLS-Report-Submitter: {submitter}"));
     line("Auto-Submitted: auto-generated");
+    // RFC 8460 §3: a report goes even where TLS fails (RFC 8689), and its
+    // delivery is not in the next report.
+    line("TLS-Required: No");
     line("MIME-Version: 1.0");
     line(&format!(
         "Content-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"{boundary}\""

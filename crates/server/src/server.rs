@@ -375,27 +375,13 @@ impl Server {
         } else {
             engine
         };
-        let engine = Arc::new(if config.queue.tls_reports {
-            let hostname = config.hostname.clone();
-            engine.with_tls_reports(yubin_queue::engine::TlsReports::new(
+        let engine = Arc::new(match tls_reporter(&config, &smtp.dkim) {
+            Some(reporter) => engine.with_tls_reports(yubin_queue::engine::TlsReports::new(
                 config.queue_dir().join("tls-rpt"),
-                yubin_queue::tls_rpt::Reporter {
-                    organization: config
-                        .queue
-                        .tls_report_organization
-                        .clone()
-                        .unwrap_or_else(|| hostname.clone()),
-                    contact: config
-                        .queue
-                        .tls_report_contact
-                        .clone()
-                        .unwrap_or_else(|| format!("postmaster@{hostname}")),
-                    submitter: hostname,
-                },
+                reporter,
                 config.queue.tls_report_period.0,
-            ))
-        } else {
-            engine
+            )),
+            None => engine,
         });
         tasks.push(tokio::spawn(engine.run(shutdown_rx.clone())));
 
@@ -495,4 +481,38 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Who signs TLS reports (RFC 8460): the contact address's domain is the
+/// submitter, and reports go only when a DKIM key signs for it, since
+/// receivers ignore unsigned reports (§5.3). `None`: no reports.
+fn tls_reporter(
+    config: &Config,
+    dkim: &yubin_mailauth::dkim::Keyring,
+) -> Option<yubin_queue::tls_rpt::Reporter> {
+    if !config.queue.tls_reports {
+        return None;
+    }
+    let contact = config
+        .queue
+        .tls_report_contact
+        .clone()
+        .unwrap_or_else(|| format!("postmaster@{}", config.hostname));
+    let submitter = contact
+        .rsplit_once('@')
+        .map_or(config.hostname.as_str(), |(_, domain)| domain)
+        .to_ascii_lowercase();
+    if dkim.for_domain(&submitter).is_empty() {
+        tracing::info!(%submitter, "TLS reports off: no DKIM key signs for {submitter}, and receivers ignore unsigned reports (yubin dkim keygen)");
+        return None;
+    }
+    Some(yubin_queue::tls_rpt::Reporter {
+        organization: config
+            .queue
+            .tls_report_organization
+            .clone()
+            .unwrap_or_else(|| config.hostname.clone()),
+        contact,
+        submitter,
+    })
 }

@@ -46,6 +46,9 @@ pub const SIGNED_FIELDS: &[&str] = &[
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Autocrypt",
+    // TLS reports (RFC 8460 §5.3: these SHOULD be signed).
+    "TLS-Report-Domain",
+    "TLS-Report-Submitter",
 ];
 
 /// The fields listed once more than they occur (none present: listed

@@ -126,6 +126,34 @@ fn verify_within(domain: &str, targets: Vec<Target>) -> Result<Vec<Target>, Stri
     Ok(kept)
 }
 
+/// Whether a header section carries `TLS-Required: No` (RFC 8689 §5).
+fn tls_required_no(header: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(header);
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .peekable();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !name.trim_end().eq_ignore_ascii_case("TLS-Required") {
+            continue;
+        }
+        // The value, with its continuation lines.
+        let mut value = value.to_owned();
+        while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+            value.push_str(next);
+            lines.next();
+        }
+        return value.trim().eq_ignore_ascii_case("no");
+    }
+    false
+}
+
 /// What an attempt needs from disk, read under the entry's lock.
 pub(crate) struct Prepared {
     _claim: Box<dyn Claim>,
@@ -407,6 +435,7 @@ impl<D: Dns + 'static> Engine<D> {
                 None => by_domain.push((domain, vec![recipient.clone()])),
             }
         }
+        let tls_optional = tls_required_no(&prepared.headers);
         let groups = by_domain.into_iter().map(|(domain, recipients)| {
             let message = Message {
                 from: prepared.envelope.from.clone(),
@@ -415,7 +444,7 @@ impl<D: Dns + 'static> Engine<D> {
                 eight_bit: prepared.envelope.body.eq_ignore_ascii_case("8BITMIME"),
                 smtputf8: prepared.envelope.smtputf8,
             };
-            self.deliver_group(domain, message, &prepared.source)
+            self.deliver_group(domain, message, &prepared.source, tls_optional)
         });
         let mut all = Vec::new();
         for results in futures_join_all(groups).await {
@@ -424,11 +453,16 @@ impl<D: Dns + 'static> Engine<D> {
         all
     }
 
+    /// Delivers to one domain. `tls_optional`: the message says
+    /// `TLS-Required: No` (RFC 8689): the domain's own policies (DANE,
+    /// MTA-STS) are not applied, the configured one is, and its sessions
+    /// are not reported (TLS reports themselves are sent so, RFC 8460 §3).
     async fn deliver_group(
         &self,
         domain: String,
         message: Message,
         source: &MessageSource,
+        tls_optional: bool,
     ) -> Vec<(RecipientResult, Option<String>)> {
         let same = |status: Status, response: Response| -> Vec<(RecipientResult, Option<String>)> {
             message
@@ -455,7 +489,12 @@ impl<D: Dns + 'static> Engine<D> {
             }
         };
         let mut report = Vec::new();
-        let planned = self.domain_policy(&domain, targets, &mut report).await;
+        let planned = if tls_optional {
+            tracing::info!(%domain, "TLS-Required: No: the domain's DANE and MTA-STS policies are not applied");
+            verify_within(&domain, targets).map(|targets| (targets, None))
+        } else {
+            self.domain_policy(&domain, targets, &mut report).await
+        };
         let (results, remote) = match &planned {
             Ok((targets, sts)) => {
                 let mut tls_log = Vec::new();
@@ -463,7 +502,7 @@ impl<D: Dns + 'static> Engine<D> {
                     .transport
                     .deliver(targets, &message, source, &self.dns, &mut tls_log)
                     .await;
-                if self.config.routes.by_mx(&domain) {
+                if self.config.routes.by_mx(&domain) && !tls_optional {
                     report.extend(tls_reports::sessions_of(
                         &domain,
                         targets,
@@ -520,6 +559,7 @@ impl<D: Dns + 'static> Engine<D> {
                 policy: Vec::new(),
                 mx: Vec::new(),
                 failure: Some(failure.to_owned()),
+                reason: String::new(),
                 host: String::new(),
                 ip: String::new(),
                 sender_ip: String::new(),
@@ -534,6 +574,17 @@ impl<D: Dns + 'static> Engine<D> {
             .filter(|t| governed(t) && !policy.allows(&t.host))
         {
             tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
+            report.push(crate::tls_rpt::Session {
+                domain: domain.to_owned(),
+                policy_type: crate::tls_rpt::policy::STS.to_owned(),
+                policy: policy.lines(),
+                mx: policy.mx.clone(),
+                failure: Some(crate::tls_rpt::result::VALIDATION_FAILURE.to_owned()),
+                reason: "the MX host is not in the MTA-STS policy".into(),
+                host: target.host.clone(),
+                ip: String::new(),
+                sender_ip: String::new(),
+            });
         }
         match policy.mode {
             Mode::Enforce => {
@@ -615,12 +666,14 @@ impl<D: Dns + 'static> Engine<D> {
                 }
                 DaneHost::Failed(reason) => {
                     tracing::warn!(%domain, host = %target.host, %reason, policy = "dane", "MX host skipped");
+                    // DANE's policy domain is the MX host (RFC 8460 §4.4).
                     report.push(crate::tls_rpt::Session {
-                        domain: domain.to_owned(),
+                        domain: target.host.to_ascii_lowercase(),
                         policy_type: crate::tls_rpt::policy::TLSA.to_owned(),
                         policy: Vec::new(),
                         mx: Vec::new(),
                         failure: Some(crate::tls_rpt::result::DNSSEC_INVALID.to_owned()),
+                        reason: reason.clone(),
                         host: target.host.clone(),
                         ip: String::new(),
                         sender_ip: String::new(),
@@ -803,6 +856,17 @@ mod tests {
             tlsa: None,
             observe: false,
         }
+    }
+
+    #[test]
+    fn tls_required_no_is_read_from_the_header_only() {
+        assert!(tls_required_no(
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody"
+        ));
+        assert!(tls_required_no(b"tls-required:\r\n  no\r\n\r\n"));
+        assert!(!tls_required_no(b"TLS-Required: Yes\r\n\r\n"));
+        assert!(!tls_required_no(b"Subject: x\r\n\r\nTLS-Required: No\r\n"));
+        assert!(!tls_required_no(b"X-TLS-Required: No\r\n\r\n"));
     }
 
     /// A spoofed MX outside the domain cannot pass `verify` with a

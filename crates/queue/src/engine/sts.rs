@@ -53,7 +53,7 @@ pub struct Sts {
 }
 
 /// When a policy's fetch failed, and RFC 8460's name for how.
-type Failed = (u64, &'static str);
+type Failed = (u64, Option<&'static str>);
 
 /// Why a policy was not fetched, as TLS reports name it (RFC 8460
 /// §4.3.2.2).
@@ -65,15 +65,19 @@ enum FetchError {
     Invalid(String),
     /// Anything else (DNS, connection, HTTP): `sts-policy-fetch-error`.
     Fetch(String),
+    /// Our own lack (no root certificates here): not the domain's failure,
+    /// and not reported.
+    Local(String),
 }
 
 impl FetchError {
-    fn result_type(&self) -> &'static str {
+    fn result_type(&self) -> Option<&'static str> {
         use crate::tls_rpt::result;
         match self {
-            FetchError::Webpki(_) => result::STS_WEBPKI_INVALID,
-            FetchError::Invalid(_) => result::STS_POLICY_INVALID,
-            FetchError::Fetch(_) => result::STS_POLICY_FETCH_ERROR,
+            FetchError::Webpki(_) => Some(result::STS_WEBPKI_INVALID),
+            FetchError::Invalid(_) => Some(result::STS_POLICY_INVALID),
+            FetchError::Fetch(_) => Some(result::STS_POLICY_FETCH_ERROR),
+            FetchError::Local(_) => None,
         }
     }
 }
@@ -81,9 +85,10 @@ impl FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Webpki(text) | FetchError::Invalid(text) | FetchError::Fetch(text) => {
-                f.write_str(text)
-            }
+            FetchError::Webpki(text)
+            | FetchError::Invalid(text)
+            | FetchError::Fetch(text)
+            | FetchError::Local(text) => f.write_str(text),
         }
     }
 }
@@ -188,7 +193,7 @@ impl Sts {
             return cached;
         }
         if let Some(kind) = self.failed_recently(domain, &id, now) {
-            *failure = Some(kind);
+            *failure = kind;
             return cached;
         }
         match self.fetch(domain, &id, dns, now).await {
@@ -199,14 +204,14 @@ impl Sts {
             }
             Err(error) => {
                 tracing::warn!(%domain, %error, "MTA-STS policy not fetched");
-                *failure = Some(error.result_type());
+                *failure = error.result_type();
                 lock(&self.failed).insert((domain.to_owned(), id), (now, error.result_type()));
                 cached
             }
         }
     }
 
-    fn failed_recently(&self, domain: &str, id: &str, now: u64) -> Option<&'static str> {
+    fn failed_recently(&self, domain: &str, id: &str, now: u64) -> Option<Option<&'static str>> {
         let mut failed = lock(&self.failed);
         failed.retain(|_, (at, _)| now.saturating_sub(*at) < RETRY_AFTER_FAILURE);
         failed
@@ -258,7 +263,7 @@ impl Sts {
         let tls = self
             .tls
             .as_ref()
-            .ok_or_else(|| FetchError::Webpki("no system root certificates".into()))?;
+            .ok_or_else(|| FetchError::Local("no system root certificates".into()))?;
         let host = format!("mta-sts.{domain}");
         let addresses = dns.addresses(&host).await.map_err(|e| e.to_string())?;
         let body = tokio::time::timeout(FETCH_TIMEOUT, async {
@@ -286,10 +291,15 @@ async fn get(tls: &TlsConnector, host: &str, address: SocketAddr) -> Result<Stri
         .await
         .map_err(|_| format!("connect to {host}[{address}]: timed out"))?
         .map_err(|e| format!("connect to {host}[{address}]: {e}"))?;
-    let mut stream = tls
-        .connect(name, tcp)
-        .await
-        .map_err(|e| FetchError::Webpki(format!("TLS with {host}: {e}")))?;
+    let mut stream = tls.connect(name, tcp).await.map_err(|e| {
+        let text = format!("TLS with {host}: {e}");
+        // Only a refused certificate is a PKI failure; a reset or a
+        // protocol error is a failed fetch.
+        match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::InvalidCertificate(_)) => FetchError::Webpki(text),
+            _ => FetchError::Fetch(text),
+        }
+    })?;
     Ok(read_policy(&mut stream, host).await?)
 }
 

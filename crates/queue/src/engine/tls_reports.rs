@@ -32,6 +32,10 @@ pub struct TlsReports {
     dir: PathBuf,
     reporter: Reporter,
     period: u64,
+    /// How long after a period's end its reports go: random, so that
+    /// every sender in the world does not report at 00:00 UTC (RFC 8460
+    /// §5.1 suggests up to four hours).
+    delay: u64,
     /// A full file was logged about (once per run).
     full_logged: AtomicBool,
 }
@@ -49,10 +53,18 @@ impl TlsReports {
     /// Reports kept in `dir`, each covering `period` (a day; shorter only
     /// in tests), signed as `reporter`.
     pub fn new(dir: PathBuf, reporter: Reporter, period: Duration) -> Arc<TlsReports> {
+        let period = period.as_secs().max(1);
+        let spread = (period / 6).min(4 * 3600);
+        let delay = if spread == 0 {
+            0
+        } else {
+            u64::from(getrandom::u32().unwrap_or(0)) % spread
+        };
         Arc::new(TlsReports {
             dir,
             reporter,
-            period: period.as_secs().max(1),
+            period,
+            delay,
             full_logged: AtomicBool::new(false),
         })
     }
@@ -98,14 +110,20 @@ impl TlsReports {
 
     /// Sends the reports of every period that is over.
     pub async fn send_due(&self, dns: &impl Dns, submit: &Arc<dyn Submit>) {
-        let current = unix_now() / self.period;
+        let now = unix_now();
+        let current = now / self.period;
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         let mut finished: Vec<u64> = entries
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&n| n < current)
+            .filter(|&n: &u64| {
+                n.saturating_add(1)
+                    .saturating_mul(self.period)
+                    .saturating_add(self.delay)
+                    <= now
+            })
             .collect();
         finished.sort_unstable();
         for number in finished {
@@ -121,17 +139,21 @@ impl TlsReports {
         submit: &Arc<dyn Submit>,
     ) {
         let path = self.dir.join(number.to_string());
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        // Up to 64 MiB to read and sort: not on the engine's threads.
+        let read = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || by_domain(&path)
+        })
+        .await;
+        let Ok(Ok(by_domain)) = read else {
+            tracing::warn!(path = %path.display(), "TLS report record unreadable; removed");
+            let _ = std::fs::remove_file(&path);
             return;
         };
-        let sessions: Vec<Session> = text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect();
-        let domains: BTreeSet<&str> = sessions.iter().map(|s| s.domain.as_str()).collect();
         let (start, end) = (number * self.period, (number + 1) * self.period - 1);
         let mut unsent = BTreeSet::new();
-        for domain in domains {
+        for (domain, sessions) in &by_domain {
+            let domain = domain.as_str();
             let addresses = match dns.txt(&format!("_smtp._tls.{domain}")).await {
                 Ok(records) => tls_rpt::rua(&records),
                 Err(RouteError::Temporary(error) | RouteError::Permanent(error)) => {
@@ -167,8 +189,7 @@ impl TlsReports {
                 let sent = tokio::task::spawn_blocking(move || submit.submit(&to, &message)).await;
                 match sent {
                     Ok(Ok(())) => {
-                        let count = sessions.iter().filter(|s| s.domain == domain).count();
-                        tracing::info!(%domain, to = %address, report_id, sessions = count, "TLS report sent");
+                        tracing::info!(%domain, to = %address, report_id, sessions = sessions.len(), "TLS report sent");
                     }
                     Ok(Err(error)) => {
                         tracing::warn!(%domain, to = %address, %error, "TLS report not queued")
@@ -183,10 +204,7 @@ impl TlsReports {
         let result = if keep {
             // Only the domains still to report on stay.
             let mut rest = Vec::new();
-            for session in sessions
-                .iter()
-                .filter(|s| unsent.contains(s.domain.as_str()))
-            {
+            for session in unsent.iter().flat_map(|d| &by_domain[*d]) {
                 if serde_json::to_writer(&mut rest, session).is_ok() {
                     rest.push(b'\n');
                 }
@@ -199,6 +217,22 @@ impl TlsReports {
             tracing::warn!(path = %path.display(), %error, "TLS report record not updated");
         }
     }
+}
+
+/// A period's record, by policy domain; lines that do not parse (cut
+/// off in a crash) are skipped.
+fn by_domain(path: &std::path::Path) -> std::io::Result<BTreeMap<String, Vec<Session>>> {
+    let bytes = std::fs::read(path)?;
+    let mut by_domain: BTreeMap<String, Vec<Session>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        if let Ok(session) = serde_json::from_str::<Session>(line) {
+            by_domain
+                .entry(session.domain.clone())
+                .or_default()
+                .push(session);
+        }
+    }
+    Ok(by_domain)
 }
 
 /// The report lines for what `tls_log` says about a domain's sessions,
@@ -216,12 +250,24 @@ pub(crate) fn sessions_of(
         .map(|outcome| {
             let target = by_host.get(outcome.host.as_str());
             let (policy_type, policy, mx) = policy_of(target.copied(), sts);
+            // DANE's policy domain is the MX host, whose TLSA records
+            // they are (RFC 8460 §4.4); the others', the recipient domain.
+            let policy_domain = if policy_type == tls_rpt::policy::TLSA {
+                outcome.host.to_ascii_lowercase()
+            } else {
+                domain.to_owned()
+            };
             Session {
-                domain: domain.to_owned(),
+                domain: policy_domain,
                 policy_type: policy_type.to_owned(),
                 policy,
                 mx,
-                failure: outcome.failure.map(str::to_owned),
+                failure: outcome.failure.as_ref().map(|(kind, _)| (*kind).to_owned()),
+                reason: outcome
+                    .failure
+                    .as_ref()
+                    .map(|(_, reason)| reason.clone())
+                    .unwrap_or_default(),
                 host: outcome.host.clone(),
                 ip: outcome.ip.to_string(),
                 sender_ip: outcome
@@ -245,7 +291,7 @@ pub(crate) fn policy_of(
             tls_rpt::policy::TLSA,
             t.tlsa
                 .iter()
-                .flat_map(|records| records.iter().map(|r| format!("{r:?}")))
+                .flat_map(|records| records.iter().map(ToString::to_string))
                 .collect(),
             Vec::new(),
         ),

@@ -113,19 +113,28 @@ impl Transport {
     /// For a target under an MTA-STS policy in `testing` mode: what
     /// `enforce` would have refused in the certificate the server just
     /// presented (reported, not acted on, RFC 8461 §5).
-    fn observed_failure(&self, target: &Target, tls: &ClientStream) -> Option<&'static str> {
+    fn observed_failure(
+        &self,
+        target: &Target,
+        tls: &ClientStream,
+    ) -> Option<(&'static str, String)> {
         use rustls::client::danger::ServerCertVerifier;
         if !target.observe || target.tls.verifies() {
             return None;
         }
-        let Some(observer) = &self.observer else {
-            return Some(tls_rpt::result::CERTIFICATE_NOT_TRUSTED);
-        };
+        // Without root certificates here, nothing can be said about
+        // theirs (and our lack is not their failure).
+        let observer = self.observer.as_ref()?;
         let certificates = tls.peer_certificates().unwrap_or_default();
         let Some((end_entity, intermediates)) = certificates.split_first() else {
-            return Some(tls_rpt::result::VALIDATION_FAILURE);
+            return Some((tls_rpt::result::VALIDATION_FAILURE, "no certificate".into()));
         };
-        let name = ServerName::try_from(target.host.clone()).ok()?;
+        let Ok(name) = ServerName::try_from(target.host.clone()) else {
+            return Some((
+                tls_rpt::result::CERTIFICATE_HOST_MISMATCH,
+                "the MX name is not a host name".into(),
+            ));
+        };
         match observer.verify_server_cert(
             end_entity,
             intermediates,
@@ -136,7 +145,7 @@ impl Transport {
             Ok(_) => None,
             Err(error) => {
                 tracing::info!(host = %target.host, %error, policy = "mta-sts testing", "the certificate would fail an enforced policy");
-                Some(certificate_failure(&error))
+                Some((certificate_failure(&error), error.to_string()))
             }
         }
     }
@@ -247,7 +256,7 @@ impl Transport {
         tls_log: &mut Vec<TlsOutcome>,
     ) -> (Vec<RecipientResult>, Outcome) {
         let tcp_addresses = (tcp.peer_addr(), tcp.local_addr());
-        let mut note = |failure: Option<&'static str>| {
+        let mut note = |failure: Option<(&'static str, String)>| {
             if let Ok(remote) = &tcp_addresses.0 {
                 tls_log.push(TlsOutcome {
                     host: target.host.clone(),
@@ -347,7 +356,7 @@ impl Transport {
                             client.tls_established();
                         }
                         Err(UpgradeError::Handshake(error)) if verify => {
-                            note(Some(failure_type(&error)));
+                            note(Some(failure_type(&error, target.tls == TlsLevel::Dane)));
                             tls_failed = true;
                             client.connection_lost(&format!(
                                 "the certificate of {} was not verified ({error}; TLS policy: {}{})",
@@ -361,11 +370,17 @@ impl Transport {
                             ));
                         }
                         Err(UpgradeError::Handshake(error)) => {
-                            note(Some(failure_type(&error)));
+                            note(Some(failure_type(&error, false)));
                             tls_failed = true;
                             client.connection_lost(&format!("TLS handshake failed ({error})"));
                         }
-                        Err(UpgradeError::Timeout) => client.timed_out(),
+                        Err(UpgradeError::Timeout) => {
+                            note(Some((
+                                tls_rpt::result::VALIDATION_FAILURE,
+                                "the TLS handshake timed out".into(),
+                            )));
+                            client.timed_out();
+                        }
                         Err(UpgradeError::AlreadyTls) => {
                             client.connection_lost("STARTTLS over TLS")
                         }
@@ -383,7 +398,10 @@ impl Transport {
             }
         }
         if client.starttls_unavailable() {
-            note(Some(tls_rpt::result::STARTTLS_NOT_SUPPORTED));
+            note(Some((
+                tls_rpt::result::STARTTLS_NOT_SUPPORTED,
+                String::new(),
+            )));
         }
         if let Some(mut stream) = conn {
             let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
@@ -408,19 +426,25 @@ pub struct TlsOutcome {
     pub ip: std::net::IpAddr,
     /// Ours.
     pub local_ip: Option<std::net::IpAddr>,
-    /// The failure's RFC 8460 result type; `None`: TLS as the policy asked.
-    pub failure: Option<&'static str>,
+    /// The failure's RFC 8460 result type and a short text on it;
+    /// `None`: TLS as the policy asked.
+    pub failure: Option<(&'static str, String)>,
 }
 
-/// RFC 8460 §4.3's name for why a handshake failed.
-fn failure_type(error: &std::io::Error) -> &'static str {
-    match error
+/// RFC 8460 §4.3's name for why a handshake failed, and its text; with
+/// DANE, a certificate no TLSA record names is `tlsa-invalid`.
+fn failure_type(error: &std::io::Error, dane: bool) -> (&'static str, String) {
+    let kind = match error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        )) if dane => tls_rpt::result::TLSA_INVALID,
         Some(error) => certificate_failure(error),
         None => tls_rpt::result::VALIDATION_FAILURE,
-    }
+    };
+    (kind, error.to_string())
 }
 
 /// RFC 8460 §4.3's name for a refused certificate.

@@ -49,6 +49,7 @@ fn session(kind: &str, host: &str, failure: Option<&str>) -> Session {
             Vec::new()
         },
         failure: failure.map(str::to_owned),
+        reason: String::new(),
         host: host.into(),
         ip: "192.0.2.7".into(),
         sender_ip: "198.51.100.1".into(),
@@ -82,6 +83,14 @@ fn a_report_counts_sessions_per_policy_and_groups_failures() {
             "mx2.example.net",
             Some(result::STARTTLS_NOT_SUPPORTED),
         ),
+        Session {
+            reason: "mx-not-in-policy".into(),
+            ..session(
+                policy::STS,
+                "mx9.example.net",
+                Some(result::VALIDATION_FAILURE),
+            )
+        },
         session(policy::TLSA, "mx3.example.net", None),
         session(policy::NONE, "mx4.example.net", None),
         Session {
@@ -115,9 +124,20 @@ fn a_report_counts_sessions_per_policy_and_groups_failures() {
     assert_eq!(sts["policy"]["mx-host"][0], "*.example.net");
     assert_eq!(sts["policy"]["policy-string"][1], "mode: testing");
     assert_eq!(sts["summary"]["total-successful-session-count"], 1);
-    assert_eq!(sts["summary"]["total-failure-session-count"], 3);
+    assert_eq!(sts["summary"]["total-failure-session-count"], 4);
     let details = sts["failure-details"].as_array().unwrap();
-    assert_eq!(details.len(), 2);
+    assert_eq!(details.len(), 3);
+    let mismatch = details
+        .iter()
+        .find(|d| d["result-type"] == "validation-failure")
+        .unwrap();
+    assert_eq!(mismatch["failure-reason-code"], "mx-not-in-policy");
+    assert!(
+        details
+            .iter()
+            .filter(|d| d["result-type"] != "validation-failure")
+            .all(|d| d.get("failure-reason-code").is_none())
+    );
     let expired = details
         .iter()
         .find(|d| d["result-type"] == "certificate-expired")
