@@ -20,7 +20,16 @@ use crate::test_ca::TestCa;
 /// signature) keeps the mail waiting.
 #[test]
 fn issue14_dane_decides_by_validated_tlsa_records() {
-    let domains = ["ee.test", "ta.test", "bad.test", "plain.test", "bogus.test"];
+    let domains = [
+        "ee.test",
+        "ta.test",
+        "bad.test",
+        "plain.test",
+        "bogus.test",
+        "cname.test",
+        "unusable.test",
+        "slow.test",
+    ];
     let mx_hosts: Vec<String> = domains.iter().map(|d| format!("mx.{d}")).collect();
     let names: Vec<&str> = mx_hosts.iter().map(String::as_str).collect();
     let ca_dir = tempfile::tempdir().unwrap();
@@ -85,6 +94,26 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
         other_key.subject_public_key_info(),
     );
     dns.servfail(&tlsa("bogus.test"));
+    // A TLSA record reached through an alias, in another validated zone.
+    dns.cname(&tlsa("cname.test"), "tlsa.elsewhere.test");
+    dns.validated("elsewhere.test");
+    dns.tlsa(
+        "tlsa.elsewhere.test",
+        3,
+        1,
+        0,
+        leaf_key.subject_public_key_info(),
+    );
+    // Only a PKIX-EE record, which SMTP does not use: TLS, unauthenticated.
+    dns.tlsa(
+        &tlsa("unusable.test"),
+        1,
+        1,
+        0,
+        leaf_key.subject_public_key_info(),
+    );
+    // The validating resolver does not answer for the host's address.
+    dns.silent("mx.slow.test");
 
     let a = TestServer::with(Setup {
         tables: format!(
@@ -103,9 +132,9 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
         assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     }
 
-    eventually(20, "three deliveries", || b.messages("bob").len() == 3);
-    eventually(20, "two deferrals", || {
-        a.log().matches(" deferred id=").count() >= 2
+    eventually(20, "five deliveries", || b.messages("bob").len() == 5);
+    eventually(30, "three deferrals", || {
+        a.log().matches(" deferred id=").count() >= 3
     });
     let log = a.log();
     let subjects: Vec<String> = b
@@ -113,14 +142,20 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
         .iter()
         .map(|m| String::from_utf8_lossy(m).into_owned())
         .collect();
-    for domain in ["ee.test", "ta.test", "plain.test"] {
+    for domain in [
+        "ee.test",
+        "ta.test",
+        "plain.test",
+        "cname.test",
+        "unusable.test",
+    ] {
         let message = subjects
             .iter()
             .find(|m| m.contains(&format!("Subject: to {domain}")))
             .unwrap_or_else(|| panic!("nothing for {domain}: {log}"));
         assert!(message.contains("with ESMTPS"), "{message}");
     }
-    for host in ["mx.ee.test", "mx.ta.test"] {
+    for host in ["mx.ee.test", "mx.ta.test", "mx.cname.test"] {
         assert!(
             log.lines()
                 .any(|l| l.contains("Verified TLS connection established")
@@ -147,13 +182,25 @@ fn issue14_dane_decides_by_validated_tlsa_records() {
         "{log}"
     );
     assert!(
+        log.lines()
+            .any(|l| l.contains("Anonymous TLS connection established")
+                && l.contains("mx.unusable.test")
+                && l.contains("tls=\"required\"")
+                && l.contains("policy=\"dane\"")),
+        "validated but unusable records still require TLS: {log}"
+    );
+    assert!(
+        log.contains("rcpt=bob@slow.test") && log.contains("mx.slow.test: address lookup failed"),
+        "a resolver that does not answer is not an insecure answer: {log}"
+    );
+    assert!(
         !log.contains("trying again without TLS"),
         "DANE never falls back to plaintext: {log}"
     );
     let b_log = b.log();
     assert_eq!(
         b_log.matches("smtp message accepted").count(),
-        3,
+        5,
         "nothing else reached B: {b_log}"
     );
 }

@@ -20,6 +20,8 @@
 //! - A name set to a response code ([`TestDns::nxdomain`],
 //!   [`TestDns::refused`], [`TestDns::servfail`]) answers it for every type;
 //!   [`TestDns::silent`] never answers (for timeouts).
+//! - A name with a CNAME record ([`TestDns::cname`]) answers every other
+//!   type with the CNAME and its target's records of that type.
 //! - Any other name is NXDOMAIN.
 //! - A UDP answer longer than the client allows (512 octets, or its EDNS
 //!   size) is sent truncated (TC set, no records), so the client asks again
@@ -145,6 +147,14 @@ impl TestDns {
     /// Marks `zone` and every name under it as DNSSEC-validated.
     pub fn validated(&self, zone: &str) {
         lock(&self.state).validated.push(key(zone));
+    }
+
+    /// Makes `name` an alias of `target` (answered for every type).
+    pub fn cname(&self, name: &str, target: &str) {
+        self.add(
+            name,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(parse_name(target))),
+        );
     }
 
     /// Adds an MX record; `exchange` `"."` makes a null MX (RFC 7505).
@@ -307,11 +317,32 @@ fn respond(request: &[u8], state: &Mutex<State>, limit: Option<usize>) -> Option
         Some(Entry::Silent) => return None,
         Some(Entry::Records(records)) => {
             let full = response.clone();
+            // An alias answers for every type: the CNAME, then what its
+            // target has of the type asked (one link, as tests need).
+            let alias = records.iter().find_map(|r| match r {
+                RData::CNAME(target) if wanted != RecordType::CNAME => Some(target.0.clone()),
+                _ => None,
+            });
+            let (owner, records) = match alias {
+                Some(target) => {
+                    response.add_answer(Record::from_rdata(
+                        query.name().clone(),
+                        TTL,
+                        RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone())),
+                    ));
+                    let records = match lock(state).names.get(&key(&target.to_ascii())) {
+                        Some(Entry::Records(records)) => records.clone(),
+                        _ => Vec::new(),
+                    };
+                    (target, records)
+                }
+                None => (query.name().clone(), records),
+            };
             response.add_answers(
                 records
                     .into_iter()
                     .filter(|r| wanted == RecordType::ANY || r.record_type() == wanted)
-                    .map(|r| Record::from_rdata(query.name().clone(), TTL, r)),
+                    .map(|r| Record::from_rdata(owner.clone(), TTL, r)),
             );
             let encoded = response.to_vec().ok()?;
             if limit.is_some_and(|limit| encoded.len() > limit) {

@@ -148,17 +148,14 @@ fn tlsa(rdata: &RData) -> Option<Tlsa> {
 }
 
 impl Dns for HickoryDns {
-    async fn mx_validated(&self, domain: &str) -> bool {
+    async fn mx_validated(&self, domain: &str) -> Result<bool, String> {
         let Some(validator) = &self.validator else {
-            return false;
+            return Ok(false);
         };
-        match validator.ask(domain, RecordType::MX).await {
-            Ok(answer) => answer.secure,
-            Err(error) => {
-                tracing::info!(%domain, %error, "MX records not validated; DANE does not apply");
-                false
-            }
-        }
+        validator
+            .ask(domain, RecordType::MX)
+            .await
+            .map(|answer| answer.secure)
     }
 
     async fn dane(&self, host: &str, port: u16) -> DaneHost {
@@ -166,8 +163,9 @@ impl Dns for HickoryDns {
             return DaneHost::NotApplicable;
         };
         // RFC 7672 §2.2.2: TLSA records count only for a host whose
-        // address records are validated. A failed address lookup fails
-        // the connection on its own.
+        // address records are validated. A lookup that fails is not an
+        // insecure answer: the host is not used (a forged or blocked
+        // answer must not turn DANE off).
         let mut secure = false;
         for kind in [RecordType::A, RecordType::AAAA] {
             match validator.ask(host, kind).await {
@@ -176,7 +174,9 @@ impl Dns for HickoryDns {
                     break;
                 }
                 Ok(_) => continue,
-                Err(_) => break,
+                Err(error) => {
+                    return DaneHost::Failed(format!("address lookup failed: {error}"));
+                }
             }
         }
         if !secure {

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_resolver::proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -72,12 +72,13 @@ impl Validator {
                         // resolver cannot make a forgery genuine.
                         return Err(last);
                     }
+                    let owner = cname_target(&message, name);
                     return Ok(Answer {
                         secure: message.metadata.authentic_data,
                         records: message
                             .answers
                             .iter()
-                            .filter(|r| r.record_type() == kind && &r.name == name)
+                            .filter(|r| r.record_type() == kind && r.name == owner)
                             .map(|r| r.data.clone())
                             .collect(),
                     });
@@ -153,7 +154,29 @@ async fn ask_tcp(server: SocketAddr, bytes: &[u8], request: &Message) -> std::io
     Ok(message)
 }
 
-/// Whether `message` is the answer to `request`: same id, same question.
+/// Whether `message` is the answer to `request`: a response, with the
+/// same id and the same question.
 fn answers(message: &Message, request: &Message) -> bool {
-    message.metadata.id == request.metadata.id && message.queries == request.queries
+    message.metadata.message_type == MessageType::Response
+        && message.metadata.op_code == OpCode::Query
+        && message.metadata.id == request.metadata.id
+        && message.queries == request.queries
+}
+
+/// Where `name`'s CNAME chain in the answer ends (RFC 7671 §7: TLSA
+/// records, like any, may be reached through aliases; the AD bit covers
+/// the whole answer). At most 8 links, against loops.
+fn cname_target(message: &Message, name: &Name) -> Name {
+    let mut owner = name.clone();
+    for _ in 0..8 {
+        let next = message.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if r.name == owner => Some(target.0.clone()),
+            _ => None,
+        });
+        match next {
+            Some(target) => owner = target,
+            None => break,
+        }
+    }
+    owner
 }

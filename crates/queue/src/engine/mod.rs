@@ -117,7 +117,11 @@ fn verify_within(domain: &str, targets: Vec<Target>) -> Result<Vec<Target>, Stri
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         host == domain || host.ends_with(&format!(".{domain}"))
     };
-    let kept: Vec<Target> = targets.into_iter().filter(|t| within(&t.host)).collect();
+    // DANE hosts are vouched for by DNSSEC, wherever their names are.
+    let kept: Vec<Target> = targets
+        .into_iter()
+        .filter(|t| t.tls_source == TlsSource::Dane || within(&t.host))
+        .collect();
     if kept.is_empty() {
         return Err(format!(
             "4.7.5 no MX host of {domain} is within {domain}, which tls = \"verify\" requires"
@@ -642,14 +646,28 @@ impl<D: Dns + 'static> Engine<D> {
         targets: Vec<Target>,
         report: &mut Vec<crate::tls_rpt::Session>,
     ) -> Result<Vec<Target>, String> {
-        if !self.dns.mx_validated(domain).await {
-            return Ok(targets);
+        match self.dns.mx_validated(domain).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(targets),
+            Err(error) => {
+                tracing::warn!(%domain, %error, policy = "dane", "DNSSEC status of the MX records unknown");
+                return Err(format!(
+                    "4.4.3 DANE: the validating resolver did not answer for {domain}'s MX records ({error})"
+                ));
+            }
         }
         let mut kept = Vec::with_capacity(targets.len());
         let mut failed = Vec::new();
         for target in targets {
             match self.dns.dane(&target.host, target.port).await {
                 DaneHost::NotApplicable => kept.push(target),
+                // Validated records that are all unusable ask for TLS
+                // only; a configured `verify` asks more, and stays.
+                DaneHost::Tlsa(records)
+                    if target.tls.verifies() && !records.iter().any(|r| r.usable()) =>
+                {
+                    kept.push(target);
+                }
                 DaneHost::Tlsa(records) => {
                     let usable = records.iter().any(|r| r.usable());
                     tracing::info!(%domain, host = %target.host, usable, policy = "dane", "validated TLSA records: {}", if usable { "the certificate must match them" } else { "none usable, TLS required" });

@@ -195,9 +195,14 @@ pub trait Dns: Send + Sync {
 
     /// Whether `domain`'s MX answer (or its denial) is DNSSEC-validated;
     /// DANE applies only then (RFC 7672 §2.2.1; Postfix does the same).
-    /// Without a validating resolver: never.
-    fn mx_validated(&self, _domain: &str) -> impl std::future::Future<Output = bool> + Send {
-        async { false }
+    /// Without a validating resolver: never. `Err`: the validating
+    /// resolver did not answer, so nothing can be said, and delivery
+    /// waits rather than go on as if the domain had no DANE.
+    fn mx_validated(
+        &self,
+        _domain: &str,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send {
+        async { Ok(false) }
     }
 
     /// DANE's view of `host` reached on `port` (RFC 7672 §2.2.2): TLSA

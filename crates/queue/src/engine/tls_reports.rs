@@ -168,7 +168,7 @@ impl TlsReports {
                 let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
                 let report_id = format!("{number}.{random}@{}", self.reporter.submitter);
                 let report =
-                    tls_rpt::report(&self.reporter, &report_id, domain, start, end, &sessions);
+                    tls_rpt::report(&self.reporter, &report_id, domain, start, end, sessions);
                 let message = match tls_rpt::message(
                     &self.reporter,
                     &report_id,

@@ -324,6 +324,9 @@ impl Transport {
                             dane = dane_connector(tlsa.clone());
                             dane.as_ref()
                         }
+                        // DANE without records never happens; if it did,
+                        // no connector rather than an unchecked one.
+                        (None, TlsLevel::Dane) => None,
                         (_, TlsLevel::Verify) => self.verified.as_ref(),
                         _ => Some(&self.tls),
                     };
