@@ -198,3 +198,49 @@ fn issue14_mta_sts_policies_decide_where_and_how_mail_goes() {
     );
     assert!(a.dir.path().join("queue/mta-sts/b.test").exists());
 }
+
+/// `enforce` with no MX host in the policy: the mail waits, and when the
+/// queue's `max_age` runs out it comes back to the sender, saying why.
+#[test]
+fn issue14_mta_sts_enforce_without_the_mx_bounces_at_max_age() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(ca_dir.path());
+    let policies = tempfile::tempdir().unwrap();
+    ca.server(policies.path(), "server", &["mta-sts.c.test"], (2025, 2035));
+    std::fs::write(
+        policies.path().join("mta-sts.c.test"),
+        policy("enforce", "mx.c.test"),
+    )
+    .unwrap();
+    let https = PolicyServer::start(policies.path());
+    let dns = TestDns::start().unwrap();
+    dns.mx("c.test", 10, "localhost");
+    dns.txt("_mta-sts.c.test", "v=STSv1; id=7;");
+    dns.a("mta-sts.c.test", "127.0.0.1".parse().unwrap());
+    let a = TestServer::with(Setup {
+        tables: format!(
+            "[dns]\nresolver = \"{}\"\n[queue]\nmta_sts_port = {}\nmax_age = \"3s\"\n\
+             delay_warning = \"1h\"\nfirst_retry = \"1s\"\nmax_retry = \"1s\"\n",
+            dns.addr(),
+            https.port
+        ),
+        env: vec![(
+            "SSL_CERT_FILE".into(),
+            ca_dir.path().join("ca.pem").display().to_string(),
+        )],
+        ..Setup::default()
+    });
+    let sent = crate::outbound::send_via(&a, &["bob@c.test"], b"Subject: held\r\n\r\nbody\r\n");
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    eventually(20, "the bounce", || a.messages("alice").len() == 1);
+    let bounce = String::from_utf8_lossy(&a.messages("alice")[0]).into_owned();
+    assert!(
+        bounce.contains("Action: failed") && bounce.contains("4.4.7 delivery time expired"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains("no MX host of c.test is in its MTA-STS policy"),
+        "the reason it waited: {bounce}"
+    );
+    eventually(10, "A's queue to empty", || a.queued().is_empty());
+}
