@@ -13,4 +13,5 @@
 //! blocking delivery path.
 
 pub mod dkim;
+pub mod dmarc;
 pub mod records;
