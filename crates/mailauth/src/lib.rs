@@ -4,14 +4,15 @@
 //! how a key is made and which DNS record publishes it) and leaves the
 //! canonicalisation and the cryptography to `mail-auth` and `ring`.
 //!
-//! Today: DKIM signing of mail that leaves (RFC 6376, RFC 8463), and the
-//! judgement of a domain's DNS records for `yubin dns check`
-//! ([`records`]). Next: SPF, DKIM, DMARC and ARC verification of mail that
-//! arrives.
-//!
-//! No async and no sockets here; the server calls the signer from its
-//! blocking delivery path.
+//! - DKIM signing of mail that leaves (RFC 6376, RFC 8463), called from
+//!   the server's blocking delivery path.
+//! - The judgement of a domain's DNS records for `yubin dns check`
+//!   ([`records`]).
+//! - Sender authentication of mail that arrives ([`inbound`]: SPF, DKIM
+//!   and ARC through `mail-auth`, asynchronous, over its resolver) and the
+//!   DMARC rules of RFC 7489 ([`dmarc`], without I/O).
 
 pub mod dkim;
 pub mod dmarc;
+pub mod inbound;
 pub mod records;
