@@ -26,6 +26,11 @@ pub struct TestServer {
     child: Option<Child>,
     config_extra: String,
     env: Vec<(String, String)>,
+    /// The DNS server the process asks when the test names none: it knows
+    /// no name, so SPF, DKIM and DMARC checks on the MX listener answer
+    /// at once (`none`) instead of waiting on a resolver the test machine
+    /// may not reach.
+    _dns: Option<yubin_test_dns::TestDns>,
 }
 
 /// Relayed mail goes nowhere (port 9 is closed) and is retried hourly.
@@ -115,6 +120,12 @@ impl TestServer {
         } else {
             "[server]\nallow_root = true\n"
         };
+        let names_dns = setup.tables.contains("[dns]") || setup.tables.contains("\ndns = ");
+        let dns = (!names_dns).then(|| yubin_test_dns::TestDns::start().expect("a DNS server"));
+        let dns_table = dns
+            .as_ref()
+            .map(|dns| format!("[dns]\nresolver = \"{}\"\n", dns.addr()))
+            .unwrap_or_default();
         let config_extra = format!(
             "hostname = \"{}\"\ndata_dir = \"{}\"\n{}\n{}[users]\nlogin_penalty_max = \"{}\"\n{}[pop3]\nlisten = [\"{host}:0\"]\nlisten_tls = [\"{host}:0\"]\n{}\n[smtp]\nlisten = [\"{host}:{}\"]\nsubmission = [\"{host}:0\"]\nsubmissions = [\"{host}:0\"]\n{}\n{}",
             setup.hostname,
@@ -127,9 +138,9 @@ impl TestServer {
             setup.smtp_port,
             setup.smtp,
             if setup.tables.contains("[queue]") {
-                setup.tables.clone()
+                format!("{}\n{dns_table}", setup.tables)
             } else {
-                format!("{}\n{HOLD_QUEUE}", setup.tables)
+                format!("{}\n{HOLD_QUEUE}{dns_table}", setup.tables)
             },
         );
         let mut server = TestServer {
@@ -143,6 +154,7 @@ impl TestServer {
             child: None,
             config_extra,
             env: setup.env.clone(),
+            _dns: dns,
         };
         server.launch();
         server

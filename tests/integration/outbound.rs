@@ -104,6 +104,7 @@ fn split_trace(message: &[u8]) -> (String, Vec<u8>) {
     for line in text.split_inclusive("\r\n") {
         let added = line.starts_with("Return-Path: ")
             || line.starts_with("Received: ")
+            || line.starts_with("Authentication-Results: ")
             || line.starts_with('\t');
         if !added {
             break;

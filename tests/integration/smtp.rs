@@ -21,7 +21,7 @@ fn split_trace(retrieved: &[u8]) -> (String, Vec<u8>) {
     for (i, line) in text.split_inclusive("\r\n").enumerate() {
         let added = (i == 0 && line.starts_with("Return-Path: "))
             || (i == 1 && line.starts_with("Received: "))
-            || (i > 1 && line.starts_with('\t'));
+            || (i > 1 && (line.starts_with('\t') || line.starts_with("Authentication-Results: ")));
         if !added {
             break;
         }

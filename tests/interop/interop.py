@@ -150,6 +150,7 @@ class Yubin:
         (self.pop3, self.pop3s, self.smtp, self.submission, self.submissions,
          self.policy, self.sink, self.postfix) = free_ports(8)
         self.config = config = os.path.join(root, "yubin.toml")
+        self.dns = verifiers.TxtServer({})
         self.binary = binary
         with open(config, "w") as f:
             # Started as root in a private temporary directory: stays root
@@ -166,6 +167,10 @@ class Yubin:
             f.write('[queue]\nroutes = { "elsewhere.example" = "127.0.0.1:%d", "pf.test" = "127.0.0.1:%d" }\n'
                     % (self.sink, self.postfix))
             f.write('tls_policy = { "pf.test" = "required" }\nfirst_retry = "1s"\nmax_retry = "2s"\n')
+            # A DNS server that knows no name: the MX listener's sender
+            # checks (SPF, DKIM, DMARC) answer at once, whatever DNS the
+            # machine can reach.
+            f.write('[dns]\nresolver = "127.0.0.1:%d"\n' % self.dns.port)
         # DKIM keys for interop.test, RSA and Ed25519: everything relayed
         # is signed with both. The records printed are what the verifiers
         # get as DNS.

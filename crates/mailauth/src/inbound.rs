@@ -10,11 +10,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub use mail_auth::SpfResult;
 use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, MessageAuthenticator, SpfResult,
-};
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, MessageAuthenticator};
 
 use crate::dmarc::{self, Found, Outcome, Policy, Record, Verdict};
 

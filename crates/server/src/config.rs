@@ -38,6 +38,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// DKIM signing of mail that leaves.
     pub dkim: DkimConfig,
+    /// Sender authentication of mail that arrives.
+    pub inbound: crate::inbound_config::InboundConfig,
     /// Logging.
     pub log: LogConfig,
     /// Whom the server runs as.
@@ -460,6 +462,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             pop_before_smtp: PopBeforeSmtpConfig::default(),
             queue: crate::queue_config::QueueConfig::default(),
+            inbound: crate::inbound_config::InboundConfig::default(),
             dns: DnsConfig::default(),
             dkim: DkimConfig::default(),
             log: LogConfig::default(),
@@ -558,6 +561,7 @@ impl Config {
             ));
         }
         self.queue.check()?;
+        self.inbound.check()?;
         self.dns_resolver()?;
         for (domain, entry) in &self.dkim.domains {
             let name_ok = |s: &str| {

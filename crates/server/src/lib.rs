@@ -25,6 +25,7 @@ pub mod backend;
 pub mod config;
 mod config_error;
 pub mod first_run;
+pub mod inbound_config;
 pub mod lda;
 mod login;
 pub mod login_guard;

@@ -99,6 +99,33 @@ impl Spool {
         self.failed.as_ref()
     }
 
+    /// Replaces the first `old` octets (the header section) with `header`,
+    /// keeping the rest: the content is written anew, in memory or in a
+    /// new file, and the old file goes.
+    pub(crate) fn replace_header(&mut self, old: usize, header: &[u8]) -> io::Result<()> {
+        let mut new = Spool::new(&self.dir);
+        new.append(header);
+        match &mut self.file {
+            None => new.append(self.memory.get(old..).unwrap_or_default()),
+            Some((_, file)) => {
+                file.seek(SeekFrom::Start(old as u64))?;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    new.append(&buf[..n]);
+                }
+            }
+        }
+        if let Some(error) = new.failed.take() {
+            return Err(error);
+        }
+        *self = new;
+        Ok(())
+    }
+
     /// Copies the content into `out` (once per recipient).
     pub(crate) fn copy_to(&mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
         match &mut self.file {

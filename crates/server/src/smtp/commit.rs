@@ -27,6 +27,21 @@ pub(super) struct Trace {
     /// Its From: addresses are its sender's own (a user's, checked), or it
     /// comes from a trusted network: it may carry our DKIM signature.
     pub(super) signable: bool,
+    /// Mail checked on the MX listener: our Authentication-Results field,
+    /// the authserv-id whose forgeries are removed, and whether it is
+    /// tagged as suspicious.
+    pub(super) checked: Option<Checked>,
+}
+
+/// What the MX listener's checks add to a stored message.
+#[derive(Debug)]
+pub(super) struct Checked {
+    /// The Authentication-Results field (CRLF line ends are made LF).
+    pub(super) field: String,
+    /// Our authserv-id.
+    pub(super) authserv_id: String,
+    /// The quarantine tag for the Subject, when tagged.
+    pub(super) tag: Option<String>,
 }
 
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
@@ -248,6 +263,16 @@ pub(super) fn deliver(
             &trace.id,
             &config.hostname,
         ));
+    }
+    if let Some(checked) = &trace.checked {
+        if let Some((old, new)) =
+            super::inbound::edit_header(spool.head(), &checked.authserv_id, checked.tag.as_deref())
+        {
+            spool.replace_header(old, &new).map_err(|e| {
+                Failed::from_error(&format!("rewriting the header failed: {e}"), Some(&e))
+            })?;
+        }
+        received.push_str(&checked.field.replace("\r\n", "\n"));
     }
     let header = format!("{}{received}", return_path(envelope)).into_bytes();
     let size = header.len() as u64 + spool.size();

@@ -296,6 +296,14 @@ impl Connection {
         Some(())
     }
 
+    /// A client whose mail is its users' own: a trusted network, or an
+    /// address with a POP-before-SMTP grant.
+    async fn trusted_client(&self) -> bool {
+        let ip = self.peer.ip();
+        self.service.relay_networks.iter().any(|n| n.contains(ip))
+            || self.service.grants.lookup(ip).await.is_some()
+    }
+
     async fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
         let ip = self.peer.ip();
         let client = Client {
@@ -501,6 +509,74 @@ impl Connection {
                 return;
             }
         };
+        // Sender authentication: mail from outside on the MX listener, not
+        // a user's own (authenticated, a grant, a trusted network).
+        let mut checked = None;
+        if let Some(inbound) = self.service.inbound.clone()
+            && self.listener == super::Listener::Mx
+            && self.session.authenticated().is_none()
+            && !self.trusted_client().await
+        {
+            let read = tokio::task::spawn_blocking(move || {
+                let mut content = Vec::new();
+                let read = spool.copy_to(&mut content);
+                (spool, read.map(|()| content))
+            })
+            .await;
+            let Ok((back, Ok(content))) = read else {
+                self.session.message_refused(replies::LOCAL_ERROR);
+                return;
+            };
+            spool = back;
+            let mail_from = envelope
+                .from
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let helo = self.session.client_name().unwrap_or_default().to_owned();
+            let result = inbound
+                .check(
+                    &content,
+                    yubin_mailauth::inbound::Envelope {
+                        ip: crate::peer::display_ip(self.peer),
+                        helo: &helo,
+                        mail_from: &mail_from,
+                    },
+                )
+                .await;
+            drop(content);
+            let config = &self.service.config.inbound;
+            match super::inbound::decide(&result, config) {
+                super::inbound::Decision::Refuse(reply) => {
+                    tracing::info!(
+                        session = self.id,
+                        rip = %crate::peer::display_ip(self.peer),
+                        from = %Escaped(mail_from.as_bytes()),
+                        header_from = %result.from_domain,
+                        spf = ?result.spf,
+                        dmarc = result.dmarc.outcome.name(),
+                        reply = %reply,
+                        "smtp message refused by sender authentication"
+                    );
+                    self.session.message_refused(reply);
+                    return;
+                }
+                super::inbound::Decision::Deliver { tag } => {
+                    tracing::info!(
+                        session = self.id,
+                        spf = ?result.spf,
+                        dmarc = result.dmarc.outcome.name(),
+                        tagged = tag,
+                        "smtp sender authentication"
+                    );
+                    checked = Some(commit::Checked {
+                        field: result.field,
+                        authserv_id: inbound.authserv_id().to_owned(),
+                        tag: tag.then(|| config.subject_tag.clone()),
+                    });
+                }
+            }
+        }
         let trace = Trace {
             id: yubin_queue::new_id(),
             helo: self.session.client_name().unwrap_or_default().to_owned(),
@@ -510,6 +586,7 @@ impl Connection {
             authenticated: self.session.authenticated().map(str::to_owned),
             submission_port: self.listener != super::Listener::Mx,
             signable,
+            checked,
         };
         let service = self.service.clone();
         let snapshot = self.service.users.snapshot();

@@ -6,6 +6,7 @@ mod dkim;
 mod driver;
 mod free_space;
 mod hygiene;
+mod inbound;
 
 use crate::lock;
 use std::collections::HashSet;
@@ -52,6 +53,8 @@ pub struct SmtpService {
     pub(crate) sender_logins: crate::sender_logins::SenderLogins,
     /// The keys mail that leaves is signed with.
     pub(crate) dkim: Arc<yubin_mailauth::dkim::Keyring>,
+    /// Sender authentication on the MX listener (`inbound.authentication`).
+    pub(crate) inbound: Option<Arc<yubin_mailauth::inbound::Inbound>>,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
@@ -75,7 +78,29 @@ impl SmtpService {
         queue_wake: Arc<yubin_queue::engine::Arrivals>,
     ) -> Result<SmtpService, crate::config::ConfigError> {
         let config = shared.config.clone();
+        let inbound = if config.inbound.authentication {
+            let authserv_id = config
+                .inbound
+                .authserv_id
+                .clone()
+                .unwrap_or_else(|| config.hostname.clone());
+            let built = yubin_queue::engine::dns::resolver_config(config.dns_resolver()?)
+                .map_err(|e| e.to_string())
+                .and_then(|(resolver, options)| {
+                    yubin_mailauth::inbound::Inbound::new(resolver, options, authserv_id)
+                });
+            match built {
+                Ok(inbound) => Some(Arc::new(inbound)),
+                Err(error) => {
+                    tracing::warn!(%error, "no usable DNS resolver: mail on the MX listener is not checked (SPF, DKIM, DMARC)");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(SmtpService {
+            inbound,
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
             storage: free_space::StorageGauge::new(

@@ -1,0 +1,131 @@
+//! Sender authentication on the MX listener (issue 15): SPF, DKIM and
+//! DMARC against records a DNS server on loopback serves. A `p=reject`
+//! failure is refused at the end of DATA and never reaches a Maildir; a
+//! `quarantine` failure is delivered tagged; a forged Authentication-Results
+//! field under our authserv-id is removed and ours added; a user's own
+//! submission is not checked.
+
+use yubin_test_dns::TestDns;
+
+use crate::harness::{Setup, TestServer};
+
+const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
+
+fn send(server: &TestServer, from: &str, message: &str) -> serde_json::Value {
+    server.python(
+        &format!(
+            "import smtpclient as s\n\
+             s.emit(s.send_once({from:?}, ['alice@test.example'], {message:?}.encode()))"
+        ),
+        &[],
+    )
+}
+
+#[test]
+fn issue15_dmarc_spf_and_forged_results_on_the_mx_listener() {
+    let dns = TestDns::start().unwrap();
+    // bank.test allows no one and asks for rejection; shop.test for
+    // quarantine; ok.test allows 127.0.0.1.
+    dns.txt("bank.test", "v=spf1 -all");
+    dns.txt("_dmarc.bank.test", "v=DMARC1; p=reject");
+    dns.txt("shop.test", "v=spf1 -all");
+    dns.txt("_dmarc.shop.test", "v=DMARC1; p=quarantine");
+    dns.txt("ok.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.txt("_dmarc.ok.test", "v=DMARC1; p=reject");
+    let server = TestServer::with(Setup {
+        tables: format!("[dns]\nresolver = \"{}\"\n", dns.addr()),
+        ..Setup::default()
+    });
+
+    // p=reject, no aligned pass: 550, nothing stored.
+    let refused = send(
+        &server,
+        "ceo@bank.test",
+        "From: CEO <ceo@bank.test>\r\nSubject: wire the money\r\n\r\nnow\r\n",
+    );
+    assert_eq!(refused["error"][0], 550, "{refused}");
+    assert!(
+        refused["error"][1]
+            .as_str()
+            .unwrap()
+            .contains("5.7.1 Message rejected: the DMARC policy of bank.test"),
+        "{refused}"
+    );
+    assert!(server.messages("alice").is_empty());
+    assert!(
+        server
+            .log()
+            .contains("smtp message refused by sender authentication"),
+        "{}",
+        server.log()
+    );
+
+    // p=quarantine: delivered, tagged.
+    let sent = send(
+        &server,
+        "news@shop.test",
+        "From: <news@shop.test>\r\nSubject: deals\r\nX-Spam-Flag: NO\r\n\r\nbuy\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+
+    // Passes (SPF aligned), and carries a forged result under our id.
+    let sent = send(
+        &server,
+        "a@ok.test",
+        "From: <a@ok.test>\r\nAuthentication-Results: test.example; dkim=pass header.d=bank.test\r\n\
+         Authentication-Results: elsewhere.example; spf=pass\r\nSubject: fine\r\n\r\nhello\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+
+    let stored: Vec<String> = server
+        .messages("alice")
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).replace("\r\n", "\n"))
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let deals = stored.iter().find(|m| m.contains("deals")).unwrap();
+    assert!(deals.contains("Subject: [SPAM] deals"), "{deals}");
+    assert!(deals.contains("X-Spam-Flag: YES"), "{deals}");
+    assert!(!deals.contains("X-Spam-Flag: NO"), "{deals}");
+    assert!(
+        deals.contains("dmarc=fail header.from=shop.test policy.dmarc=quarantine"),
+        "{deals}"
+    );
+    let fine = stored.iter().find(|m| m.contains("Subject: fine")).unwrap();
+    assert_eq!(
+        fine.matches("Authentication-Results: test.example;")
+            .count(),
+        1,
+        "only ours: {fine}"
+    );
+    assert!(
+        !fine.contains("header.d=bank.test"),
+        "the forgery is gone: {fine}"
+    );
+    assert!(
+        fine.contains("Authentication-Results: elsewhere.example; spf=pass"),
+        "others' results stay: {fine}"
+    );
+    assert!(fine.contains("spf=pass"), "{fine}");
+    assert!(
+        fine.contains("dmarc=pass header.from=ok.test policy.dmarc=reject"),
+        "{fine}"
+    );
+
+    // A user's own mail (a POP-before-SMTP grant) is not checked.
+    let own = server.python(
+        "import popclient as p, smtpclient as s\n\
+         c = p.connect(); p.login(c); c.quit()\n\
+         s.emit(s.send_once('alice@test.example', ['alice@test.example'], \
+         b'From: <ceo@bank.test>\\r\\nSubject: own\\r\\n\\r\\nx\\r\\n'))",
+        &ALICE,
+    );
+    assert_eq!(own["error"], serde_json::Value::Null, "{own}");
+    let own = server
+        .messages("alice")
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m.contains("Subject: own"))
+        .unwrap();
+    assert!(!own.contains("Authentication-Results"), "{own}");
+}
