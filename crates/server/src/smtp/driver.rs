@@ -517,6 +517,11 @@ impl Connection {
             && self.session.authenticated().is_none()
             && !self.trusted_client().await
         {
+            let _turn = if spool.size() > super::INBOUND_LARGE {
+                self.service.inbound_large.clone().acquire_owned().await.ok()
+            } else {
+                None
+            };
             let read = tokio::task::spawn_blocking(move || {
                 let mut content = Vec::new();
                 let read = spool.copy_to(&mut content);

@@ -55,6 +55,10 @@ pub struct SmtpService {
     pub(crate) dkim: Arc<yubin_mailauth::dkim::Keyring>,
     /// Sender authentication on the MX listener (`inbound.authentication`).
     pub(crate) inbound: Option<Arc<yubin_mailauth::inbound::Inbound>>,
+    /// Turns for checking large messages, which are read whole into
+    /// memory (DKIM needs the body): a few at a time, so that memory stays
+    /// bounded however many sessions send 50 MB at once.
+    pub(crate) inbound_large: Arc<Semaphore>,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
@@ -67,6 +71,12 @@ pub struct SmtpService {
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
     counter: AtomicU64,
 }
+
+/// Messages over [`INBOUND_LARGE`] octets checked at once.
+const INBOUND_LARGE_AT_ONCE: usize = 4;
+
+/// A message this large waits for a turn before it is checked.
+pub(crate) const INBOUND_LARGE: u64 = 1024 * 1024;
 
 impl SmtpService {
     /// Creates the service.
@@ -101,6 +111,7 @@ impl SmtpService {
         };
         Ok(SmtpService {
             inbound,
+            inbound_large: Arc::new(Semaphore::new(INBOUND_LARGE_AT_ONCE)),
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
             storage: free_space::StorageGauge::new(
