@@ -167,7 +167,8 @@ impl Server {
                          [users]\npasswd_file = \"{users}\"\nmail_location = \"{mail}/%u\"\n\
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
                          [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
-                         submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n{signed}",
+                         submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n{signed}\
+                         [inbound]\nauthentication = false\n",
                         signed = if responder_mode == SIGNED_RELAY {
                             let (domain, selector, key) = dkim_key(env);
                             format!(
