@@ -518,7 +518,12 @@ impl Connection {
             && !self.trusted_client().await
         {
             let _turn = if spool.size() > super::INBOUND_LARGE {
-                self.service.inbound_large.clone().acquire_owned().await.ok()
+                self.service
+                    .inbound_large
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .ok()
             } else {
                 None
             };
