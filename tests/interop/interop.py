@@ -35,9 +35,14 @@
    records; a mismatch, a bogus signature and an unsigned zone are each
    handled as RFC 7672 says (tests/interop/dane.py).
 
+10. Mail signed by dkimpy arrives on the MX listener: yubin's
+    Authentication-Results says DKIM and DMARC pass; a changed copy under
+    p=reject is refused with 550 and stored nowhere.
+
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -910,6 +915,66 @@ def run_dkim(yubin, rspamd, syslog):
           % (logged.count("DKIM verification successful"), logged[-300:]))
 
 
+def run_inbound(root, yubin):
+    """Mail signed by dkimpy (Debian's python3-dkim) arrives on yubin's MX
+    listener from an address with no POP-before-SMTP grant: the good
+    signature passes DKIM and, aligned, DMARC under p=reject; a copy
+    changed on the way is refused with 550 and never stored."""
+    print("Inbound: dkimpy's signatures checked on the MX listener")
+    key = os.path.join(root, "inbound-dkim.pem")
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", key, "2048"],
+                   check=True, capture_output=True, timeout=60)
+    der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True, timeout=60).stdout
+    yubin.dns.records["sel._domainkey.signed.test"] = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+    yubin.dns.records["_dmarc.signed.test"] = "v=DMARC1; p=reject"
+
+    def signed(subject_text, body):
+        message = ("From: News <news@signed.test>\r\nTo: <alice@interop.test>\r\nSubject: %s\r\n"
+                   "Date: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <%s@signed.test>\r\n\r\n%s\r\n"
+                   % (subject_text, subject_text, body)).encode()
+        signature = subprocess.run(
+            ["/usr/bin/python3", "-c",
+             "import dkim, sys\n"
+             "m = sys.stdin.buffer.read()\n"
+             "sys.stdout.buffer.write(dkim.sign(m, b'sel', b'signed.test', open(sys.argv[1], 'rb').read(),"
+             " include_headers=[b'from', b'to', b'subject', b'date', b'message-id']))", key],
+            input=message, capture_output=True, check=True, timeout=60).stdout
+        return signature + message
+
+    def send(data):
+        with smtplib.SMTP("127.0.0.1", yubin.smtp, timeout=60, source_address=("127.0.0.2", 0)) as smtp:
+            try:
+                smtp.sendmail("news@signed.test", ["alice@interop.test"], data)
+                return None
+            except smtplib.SMTPResponseException as error:
+                return error.smtp_code, error.smtp_error.decode(errors="replace")
+
+    check(send(signed("inbound-good", "signed by dkimpy")) is None, "a message dkimpy signed is accepted")
+    bad = signed("inbound-changed", "signed by dkimpy").replace(b"signed by dkimpy", b"changed on the way")
+    refused = send(bad)
+    check(refused is not None and refused[0] == 550 and "5.7.1" in refused[1],
+          "a changed copy under p=reject is refused with 550 5.7.1 (%s)" % (refused,))
+    client = poplib.POP3("127.0.0.1", yubin.pop3, timeout=30)
+    client.user("alice")
+    client.pass_("alice-pw")
+    found = {}
+    for line in client.list()[1]:
+        n = int(line.split()[0])
+        data = b"\r\n".join(client.retr(n)[1])
+        name = subject(data)
+        if name in ("inbound-good", "inbound-changed"):
+            found[name] = data
+            client.dele(n)
+    client.quit()
+    good = found.get("inbound-good", b"").decode(errors="replace").replace("\r\n\t", " ")
+    check("Authentication-Results: interop.test;" in good, "yubin added its Authentication-Results")
+    check("dkim=pass header.i=@signed.test header.s=sel" in good or "dkim=pass header.d=signed.test" in good,
+          "dkimpy's signature passes (%s)" % good[:600])
+    check("dmarc=pass header.from=signed.test policy.dmarc=reject" in good, "DMARC passes, aligned by DKIM")
+    check("inbound-changed" not in found, "the refused copy is in no Maildir")
+
+
 def run_postfix(root, yubin, maildir_root):
     print("Postfix with yubin's policy service and yubin deliver")
     pf = os.path.join(root, "postfix")
@@ -1394,6 +1459,7 @@ def main():
         run_postfix(root, yubin, maildir_root)
         run_fetch(root, binary, messages)
         dane.run(binary, root, check, free_ports, wait_for_port)
+        run_inbound(root, yubin)
         # Last: its failed logins put a login penalty on 127.0.0.1, which
         # would slow every login after it.
         run_fail2ban(root, yubin)

@@ -112,10 +112,17 @@ impl Inbound {
             mail_from,
         } = envelope;
         let host = self.authserv_id.as_str();
-        let spf_helo = self
-            .authenticator
-            .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
-            .await;
+        // RFC 7208 §4.3: a HELO that is not a multi-label domain name (an
+        // address literal, a bare word) has no SPF record: "none".
+        let helo_is_domain =
+            helo.contains('.') && !helo.starts_with('[') && helo.parse::<IpAddr>().is_err();
+        let spf_helo = if helo_is_domain {
+            self.authenticator
+                .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
+                .await
+        } else {
+            mail_auth::SpfOutput::new(helo.to_owned()).with_result(SpfResult::None)
+        };
         // RFC 7208 §2.4: the null sender is checked as postmaster@HELO.
         let spf_mail = if mail_from.is_empty() {
             spf_helo.clone()

@@ -166,6 +166,26 @@ fn spf_dkim_and_dmarc_results() {
     );
     assert_eq!(tampered.dmarc.apply, Policy::Reject, "{}", tampered.field);
 
+    // A HELO that is an address literal has no SPF record to ask.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let literal = runtime.block_on(inbound(&dns).check(
+        &message("a@good.test"),
+        Envelope {
+            ip: "192.0.2.10".parse().unwrap(),
+            helo: "[192.0.2.10]",
+            mail_from: "a@good.test",
+        },
+    ));
+    assert!(
+        literal.field.contains("spf=none") && literal.field.contains("smtp.helo=[192.0.2.10]"),
+        "{}",
+        literal.field
+    );
+    assert_eq!(literal.spf, SpfResult::Pass, "MAIL FROM is still checked");
+
     // Two author domains: no single domain to judge.
     let two = check(
         &dns,
