@@ -129,3 +129,50 @@ fn issue15_dmarc_spf_and_forged_results_on_the_mx_listener() {
         .unwrap();
     assert!(!own.contains("Authentication-Results"), "{own}");
 }
+
+/// A signature with simple canonicalisation (the default when `c=` is
+/// absent), made by mail-auth's signer, survives the way in: the check
+/// reads the message with the CRLF line ends it was sent with, not as the
+/// Maildir keeps it.
+#[test]
+fn issue15_a_simple_canonicalised_signature_passes() {
+    use base64::Engine as _;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::{Canonicalization, DkimSigner};
+
+    let dns = TestDns::start().unwrap();
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    dns.txt(
+        "s1._domainkey.simple.test",
+        &format!(
+            "v=DKIM1; k=ed25519; p={}",
+            base64::engine::general_purpose::STANDARD.encode(key.public_key())
+        ),
+    );
+    dns.txt("_dmarc.simple.test", "v=DMARC1; p=reject");
+    let server = TestServer::with(Setup {
+        tables: format!("[dns]\nresolver = \"{}\"\n", dns.addr()),
+        ..Setup::default()
+    });
+    let message = "From: <news@simple.test>\r\nTo: <alice@test.example>\r\nSubject: simple\r\n\r\nline one\r\n\r\nline three\r\n";
+    let signature = DkimSigner::from_key(key)
+        .domain("simple.test")
+        .selector("s1")
+        .headers(["From", "To", "Subject"])
+        .header_canonicalization(Canonicalization::Simple)
+        .body_canonicalization(Canonicalization::Simple)
+        .sign(message.as_bytes())
+        .unwrap();
+    let signed = format!("{}{message}", signature.to_header());
+    // From another domain's bounce address: SPF cannot align, DKIM must.
+    let sent = send(&server, "bounce@esp.test", &signed);
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    let stored = String::from_utf8_lossy(&server.messages("alice")[0]).replace("\r\n", "\n");
+    assert!(stored.contains("dkim=pass"), "{stored}");
+    assert!(
+        stored.contains("dmarc=pass header.from=simple.test"),
+        "{stored}"
+    );
+}

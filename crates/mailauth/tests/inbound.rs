@@ -186,11 +186,44 @@ fn spf_dkim_and_dmarc_results() {
     );
     assert_eq!(literal.spf, SpfResult::Pass, "MAIL FROM is still checked");
 
-    // Two author domains: no single domain to judge.
+    // Two author domains: each is judged, the strictest applies.
     let two = check(
         &dns,
         b"From: a@good.test, b@fail.test\r\nSubject: two\r\n\r\nx\r\n",
         "a@good.test",
     );
-    assert_eq!(two.dmarc.outcome, Outcome::PermError, "{}", two.field);
+    assert_eq!(two.dmarc.outcome, Outcome::Fail, "{}", two.field);
+    assert_eq!(two.dmarc.apply, Policy::Reject, "{}", two.field);
+    assert!(
+        two.field.contains("dmarc=pass header.from=good.test")
+            && two.field.contains("dmarc=fail header.from=fail.test"),
+        "{}",
+        two.field
+    );
+    // An author domain that is no host name reaches neither the DNS nor
+    // our field.
+    let odd = check(
+        &dns,
+        b"From: <ceo@bank.test; dkim=pass header.d=bank.test>\r\nSubject: odd\r\n\r\nx\r\n",
+        "a@good.test",
+    );
+    assert_eq!(odd.dmarc.outcome, Outcome::PermError, "{}", odd.field);
+    assert!(!odd.field.contains("header.d=bank.test"), "{}", odd.field);
+    // A final dot is no different domain.
+    let dotted = check(&dns, &message("a@fail.test."), "a@fail.test");
+    assert_eq!(dotted.dmarc.apply, Policy::Reject, "{}", dotted.field);
+    // Two DMARC records: no policy (RFC 7489 §6.6.3); other TXT records
+    // beside one DMARC record do not matter.
+    dns.txt("_dmarc.twice.test", "v=DMARC1; p=reject");
+    dns.txt("_dmarc.twice.test", "v=DMARC1; p=none");
+    assert_eq!(
+        check(&dns, &message("a@twice.test"), "").dmarc.outcome,
+        Outcome::None
+    );
+    dns.txt("_dmarc.mixed.test", "some other text");
+    dns.txt("_dmarc.mixed.test", "v=DMARC1; p=reject");
+    assert_eq!(
+        check(&dns, &message("a@mixed.test"), "").dmarc.apply,
+        Policy::Reject
+    );
 }

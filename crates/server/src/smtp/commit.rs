@@ -264,16 +264,23 @@ pub(super) fn deliver(
             &config.hostname,
         ));
     }
+    // Our results go above our Received line (RFC 8601 §4: at the top).
+    let mut results = String::new();
     if let Some(checked) = &trace.checked {
-        if let Some((old, new)) =
-            super::inbound::edit_header(spool.head(), &checked.authserv_id, checked.tag.as_deref())
-        {
+        let whole = spool.size() <= spool.head().len() as u64;
+        if let Some((old, new)) = super::inbound::edit_header(
+            spool.head(),
+            &checked.authserv_id,
+            checked.tag.as_deref(),
+            whole,
+        ) {
             spool.replace_header(old, &new).map_err(|e| {
                 Failed::from_error(&format!("rewriting the header failed: {e}"), Some(&e))
             })?;
         }
-        received.push_str(&checked.field.replace("\r\n", "\n"));
+        results = checked.field.replace("\r\n", "\n");
     }
+    let received = format!("{results}{received}");
     let header = format!("{}{received}", return_path(envelope)).into_bytes();
     let size = header.len() as u64 + spool.size();
     let wire = WireSize::of(&header) + spool.wire_size();

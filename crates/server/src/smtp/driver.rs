@@ -538,6 +538,15 @@ impl Connection {
                 return;
             };
             spool = back;
+            // The check reads the message as it was sent: CRLF line ends
+            // (the spool keeps LF; simple canonicalisation hashes the ends).
+            let content = {
+                let mut wire = Vec::with_capacity(content.len() + content.len() / 32);
+                let mut lines = yubin_line::CrlfLines::new();
+                lines.convert(&content, &mut wire);
+                lines.finish(&mut wire);
+                wire
+            };
             let mail_from = envelope
                 .from
                 .as_ref()
