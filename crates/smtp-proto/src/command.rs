@@ -225,8 +225,9 @@ fn rcpt(rest: &str, syntax: Syntax) -> Result<Command, ParseError> {
     let path = strip_keyword(rest, "TO:").ok_or(ParseError::Syntax(SYNTAX))?;
     let (to, rest) = if path.starts_with('<') || syntax.strict_paths {
         address::parse_forward_path(path).map_err(ParseError::Path)?
-    } else if path.len() >= 10
-        && path[..10].eq_ignore_ascii_case("postmaster")
+    } else if path
+        .get(..10)
+        .is_some_and(|head| head.eq_ignore_ascii_case("postmaster"))
         && path[10..].chars().next().is_none_or(|c| c == ' ')
     {
         (ForwardPath::Postmaster, &path[10..])
@@ -396,6 +397,11 @@ mod tests {
             b"MAIL FROM:\"a b\"@c",
             b"RCPT TO:postmasterx",
             b"RCPT TO:nodomain",
+            // A multi-byte character across the tenth octet, where
+            // "postmaster" would end (found by the smtp_session fuzz
+            // target: slicing there panicked).
+            "RCPT TO: TPLAIN  -\u{85}".as_bytes(),
+            "RCPT TO:postmaste\u{e9}".as_bytes(),
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
