@@ -213,6 +213,17 @@ pub struct Verdict {
     pub published: Option<Policy>,
 }
 
+impl Verdict {
+    /// A result that applies no policy (none, temperror, permerror).
+    pub fn without_policy(outcome: Outcome) -> Verdict {
+        Verdict {
+            outcome,
+            apply: Policy::None,
+            published: None,
+        }
+    }
+}
+
 /// Judges a message from `from_domain` (the RFC 5322 From: domain).
 /// `spf_pass` is the MAIL FROM (or HELO) domain SPF passed for, if it
 /// passed; `dkim_pass` the `d=` domains of the signatures that verified.
@@ -225,11 +236,7 @@ pub fn judge(
     sample: u8,
 ) -> Verdict {
     let Some(found) = found else {
-        return Verdict {
-            outcome: Outcome::None,
-            apply: Policy::None,
-            published: None,
-        };
+        return Verdict::without_policy(Outcome::None);
     };
     let record = &found.record;
     let published = if found.inherited {

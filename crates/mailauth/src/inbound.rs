@@ -15,7 +15,7 @@ use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, MessageAuthenticator};
 
-use crate::dmarc::{self, Found, Outcome, Policy, Record, Verdict};
+use crate::dmarc::{self, Found, Outcome, Record, Verdict};
 
 /// The longest a whole check may take.
 pub const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -122,11 +122,7 @@ impl Inbound {
                     self.authserv_id
                 ),
                 spf: SpfResult::TempError,
-                dmarc: Verdict {
-                    outcome: Outcome::TempError,
-                    apply: Policy::None,
-                    published: None,
-                },
+                dmarc: Verdict::without_policy(Outcome::TempError),
                 from_domain: String::new(),
                 unsure: true,
             },
@@ -247,11 +243,7 @@ impl Inbound {
         if from_domains.is_empty() || from_domains.iter().any(Option::is_none) {
             // No From:, or an author domain that is no host name.
             field.push_str(";\r\n\tdmarc=permerror");
-            verdicts.push(Verdict {
-                outcome: Outcome::PermError,
-                apply: Policy::None,
-                published: None,
-            });
+            verdicts.push(Verdict::without_policy(Outcome::PermError));
         }
         for (domain, found) in &policies {
             let verdict = match found {
@@ -259,11 +251,7 @@ impl Inbound {
                     let sample = u8::try_from(getrandom::u32().unwrap_or(0) % 100).unwrap_or(0);
                     dmarc::judge(domain, found.as_ref(), spf_pass, &dkim_pass, sample)
                 }
-                Err(()) => Verdict {
-                    outcome: Outcome::TempError,
-                    apply: Policy::None,
-                    published: None,
-                },
+                Err(()) => Verdict::without_policy(Outcome::TempError),
             };
             field.push_str(&format!(
                 ";\r\n\tdmarc={} header.from={domain}",
@@ -357,9 +345,8 @@ fn strictest(verdicts: Vec<Verdict>) -> Verdict {
         };
         (v.apply, outcome)
     };
-    verdicts.into_iter().max_by_key(rank).unwrap_or(Verdict {
-        outcome: Outcome::None,
-        apply: Policy::None,
-        published: None,
-    })
+    verdicts
+        .into_iter()
+        .max_by_key(rank)
+        .unwrap_or(Verdict::without_policy(Outcome::None))
 }

@@ -137,6 +137,30 @@ pub struct Session {
     pub sender_ip: String,
 }
 
+impl Session {
+    /// A failure met before any connection (a policy that could not be
+    /// had, a host taken out): no policy text, no addresses.
+    pub fn failed(
+        domain: &str,
+        policy_type: &str,
+        failure: &str,
+        host: &str,
+        reason: &str,
+    ) -> Session {
+        Session {
+            domain: domain.to_owned(),
+            policy_type: policy_type.to_owned(),
+            policy: Vec::new(),
+            mx: Vec::new(),
+            failure: Some(failure.to_owned()),
+            reason: reason.to_owned(),
+            host: host.to_owned(),
+            ip: String::new(),
+            sender_ip: String::new(),
+        }
+    }
+}
+
 /// Who reports: RFC 8460 §4.4's `organization-name` and `contact-info`,
 /// and the submitter's domain (our host name).
 #[derive(Clone, Debug)]

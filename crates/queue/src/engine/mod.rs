@@ -557,17 +557,13 @@ impl<D: Dns + 'static> Engine<D> {
         if let Some(failure) = lookup.failure {
             // The domain has a policy (its TXT record says so) that could
             // not be had: one failed attempt, in its TLS report.
-            report.push(crate::tls_rpt::Session {
-                domain: domain.to_owned(),
-                policy_type: crate::tls_rpt::policy::STS.to_owned(),
-                policy: Vec::new(),
-                mx: Vec::new(),
-                failure: Some(failure.to_owned()),
-                reason: String::new(),
-                host: String::new(),
-                ip: String::new(),
-                sender_ip: String::new(),
-            });
+            report.push(crate::tls_rpt::Session::failed(
+                domain,
+                crate::tls_rpt::policy::STS,
+                failure,
+                "",
+                "",
+            ));
         }
         let Some(policy) = lookup.policy.filter(|p| p.mode != Mode::None) else {
             return Ok((verify_within(domain, targets)?, None));
@@ -579,15 +575,15 @@ impl<D: Dns + 'static> Engine<D> {
         {
             tracing::info!(%domain, host = %target.host, mode = policy.mode.name(), "MX host not in the domain's MTA-STS policy");
             report.push(crate::tls_rpt::Session {
-                domain: domain.to_owned(),
-                policy_type: crate::tls_rpt::policy::STS.to_owned(),
                 policy: policy.lines(),
                 mx: policy.mx.clone(),
-                failure: Some(crate::tls_rpt::result::VALIDATION_FAILURE.to_owned()),
-                reason: "the MX host is not in the MTA-STS policy".into(),
-                host: target.host.clone(),
-                ip: String::new(),
-                sender_ip: String::new(),
+                ..crate::tls_rpt::Session::failed(
+                    domain,
+                    crate::tls_rpt::policy::STS,
+                    crate::tls_rpt::result::VALIDATION_FAILURE,
+                    &target.host,
+                    "the MX host is not in the MTA-STS policy",
+                )
             });
         }
         match policy.mode {
@@ -685,17 +681,13 @@ impl<D: Dns + 'static> Engine<D> {
                 DaneHost::Failed(reason) => {
                     tracing::warn!(%domain, host = %target.host, %reason, policy = "dane", "MX host skipped");
                     // DANE's policy domain is the MX host (RFC 8460 §4.4).
-                    report.push(crate::tls_rpt::Session {
-                        domain: target.host.to_ascii_lowercase(),
-                        policy_type: crate::tls_rpt::policy::TLSA.to_owned(),
-                        policy: Vec::new(),
-                        mx: Vec::new(),
-                        failure: Some(crate::tls_rpt::result::DNSSEC_INVALID.to_owned()),
-                        reason: reason.clone(),
-                        host: target.host.clone(),
-                        ip: String::new(),
-                        sender_ip: String::new(),
-                    });
+                    report.push(crate::tls_rpt::Session::failed(
+                        &target.host.to_ascii_lowercase(),
+                        crate::tls_rpt::policy::TLSA,
+                        crate::tls_rpt::result::DNSSEC_INVALID,
+                        &target.host,
+                        &reason,
+                    ));
                     failed.push(format!("{}: {reason}", target.host));
                 }
             }
