@@ -11,6 +11,7 @@ mod dns;
 mod durability;
 mod fetch;
 mod fidelity;
+mod filters;
 mod inbound;
 mod login;
 mod mta_sts;

@@ -40,6 +40,9 @@ pub struct Config {
     pub dkim: DkimConfig,
     /// Sender authentication of mail that arrives.
     pub inbound: crate::inbound_config::InboundConfig,
+    /// Content filters (`[[filter]]`), applied in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<crate::filter_config::FilterConfig>,
     /// Logging.
     pub log: LogConfig,
     /// Whom the server runs as.
@@ -463,6 +466,7 @@ impl Default for Config {
             pop_before_smtp: PopBeforeSmtpConfig::default(),
             queue: crate::queue_config::QueueConfig::default(),
             inbound: crate::inbound_config::InboundConfig::default(),
+            filter: Vec::new(),
             dns: DnsConfig::default(),
             dkim: DkimConfig::default(),
             log: LogConfig::default(),
@@ -562,6 +566,9 @@ impl Config {
         }
         self.queue.check()?;
         self.inbound.check()?;
+        for (i, filter) in self.filter.iter().enumerate() {
+            filter.check(i)?;
+        }
         self.dns_resolver()?;
         for (domain, entry) in &self.dkim.domains {
             let name_ok = |s: &str| {

@@ -24,6 +24,8 @@ mod accept;
 pub mod backend;
 pub mod config;
 mod config_error;
+mod filter;
+pub mod filter_config;
 pub mod first_run;
 pub mod inbound_config;
 pub mod lda;

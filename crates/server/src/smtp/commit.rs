@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use super::header_edit::{HeaderChanges, edit_header};
 use super::{SmtpService, hygiene};
 use crate::backend::{Delivered as Visible, Delivery};
 use crate::config::Config;
@@ -27,21 +28,11 @@ pub(super) struct Trace {
     /// Its From: addresses are its sender's own (a user's, checked), or it
     /// comes from a trusted network: it may carry our DKIM signature.
     pub(super) signable: bool,
-    /// Mail checked on the MX listener: our Authentication-Results field,
-    /// the authserv-id whose forgeries are removed, and whether it is
-    /// tagged as suspicious.
-    pub(super) checked: Option<Checked>,
-}
-
-/// What the MX listener's checks add to a stored message.
-#[derive(Debug)]
-pub(super) struct Checked {
-    /// The Authentication-Results field (CRLF line ends are made LF).
-    pub(super) field: String,
-    /// Our authserv-id.
-    pub(super) authserv_id: String,
-    /// The quarantine tag for the Subject, when tagged.
-    pub(super) tag: Option<String>,
+    /// Mail checked on the MX listener: our Authentication-Results field
+    /// (CRLF line ends are made LF), put above our Received line.
+    pub(super) results: Option<String>,
+    /// What the checks and content filters change in its header.
+    pub(super) header: HeaderChanges,
 }
 
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
@@ -265,21 +256,17 @@ pub(super) fn deliver(
         ));
     }
     // Our results go above our Received line (RFC 8601 §4: at the top).
-    let mut results = String::new();
-    if let Some(checked) = &trace.checked {
-        let whole = spool.size() <= spool.head().len() as u64;
-        if let Some((old, new)) = super::inbound::edit_header(
-            spool.head(),
-            &checked.authserv_id,
-            checked.tag.as_deref(),
-            whole,
-        ) {
-            spool.replace_header(old, &new).map_err(|e| {
-                Failed::from_error(&format!("rewriting the header failed: {e}"), Some(&e))
-            })?;
-        }
-        results = checked.field.replace("\r\n", "\n");
+    let whole = spool.size() <= spool.head().len() as u64;
+    if let Some((old, new)) = edit_header(spool.head(), &trace.header, whole) {
+        spool.replace_header(old, &new).map_err(|e| {
+            Failed::from_error(&format!("rewriting the header failed: {e}"), Some(&e))
+        })?;
     }
+    let results = trace
+        .results
+        .as_deref()
+        .map(|field| field.replace("\r\n", "\n"))
+        .unwrap_or_default();
     let received = format!("{results}{received}");
     let header = format!("{}{received}", return_path(envelope)).into_bytes();
     let size = header.len() as u64 + spool.size();

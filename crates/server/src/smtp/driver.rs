@@ -15,6 +15,7 @@ use crate::login::{Check, Login, Outcome};
 use crate::relay::Routing;
 
 use super::commit::{self, Trace};
+use super::screen::Screened;
 use super::{Listener, SmtpService};
 use crate::logtext::Escaped;
 use crate::relay::{Client, Decision, Policy, Reason};
@@ -497,7 +498,7 @@ impl Connection {
     async fn end_of_message(&mut self, envelope: Envelope<Routing>) {
         let data = self.session.take_data();
         self.spool().append(&data);
-        let Some(mut spool) = self.spool.take() else {
+        let Some(spool) = self.spool.take() else {
             self.session.message_refused(replies::LOCAL_ERROR);
             return;
         };
@@ -509,103 +510,61 @@ impl Connection {
                 return;
             }
         };
-        // Sender authentication: mail from outside on the MX listener, not
-        // a user's own (authenticated, a grant, a trusted network).
-        let mut checked = None;
-        if let Some(inbound) = self.service.inbound.clone()
-            && self.listener == super::Listener::Mx
-            && self.session.authenticated().is_none()
-            && !self.trusted_client().await
-        {
-            let _turn = if spool.size() > super::INBOUND_LARGE {
-                self.service
-                    .inbound_large
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .ok()
-            } else {
-                None
+        let id = yubin_queue::new_id();
+        let helo = self.session.client_name().unwrap_or_default().to_owned();
+        let authenticated = self.session.authenticated().map(str::to_owned);
+        let trusted = self.trusted_client().await;
+        let (spool, screened) = {
+            let cx = super::screen::Context {
+                service: &self.service,
+                session_id: self.id,
+                listener: self.listener,
+                peer: self.peer,
+                helo: &helo,
+                authenticated: authenticated.as_deref(),
+                trusted,
+                queue_id: &id,
             };
-            let read = tokio::task::spawn_blocking(move || {
-                let mut content = Vec::new();
-                let read = spool.copy_to(&mut content);
-                (spool, read.map(|()| content))
-            })
-            .await;
-            let Ok((back, Ok(content))) = read else {
-                self.session.message_refused(replies::LOCAL_ERROR);
+            super::screen::screen(&cx, &envelope, spool).await
+        };
+        let Some(mut spool) = spool else {
+            self.session.message_refused(replies::LOCAL_ERROR);
+            return;
+        };
+        let (results, header, notes) = match screened {
+            Screened::Deliver {
+                results,
+                header,
+                notes,
+            } => (results, header, notes),
+            Screened::Refuse(reply) => {
+                self.session.message_refused(reply);
                 return;
-            };
-            spool = back;
-            // The check reads the message as it was sent: CRLF line ends
-            // (the spool keeps LF; simple canonicalisation hashes the ends).
-            let content = {
-                let mut wire = Vec::with_capacity(content.len() + content.len() / 32);
-                let mut lines = yubin_line::CrlfLines::new();
-                lines.convert(&content, &mut wire);
-                lines.finish(&mut wire);
-                wire
-            };
-            let mail_from = envelope
-                .from
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let helo = self.session.client_name().unwrap_or_default().to_owned();
-            let result = inbound
-                .check(
-                    &content,
-                    yubin_mailauth::inbound::Envelope {
-                        ip: crate::peer::display_ip(self.peer),
-                        helo: &helo,
-                        mail_from: &mail_from,
-                    },
-                )
-                .await;
-            drop(content);
-            let config = &self.service.config.inbound;
-            match super::inbound::decide(&result, config) {
-                super::inbound::Decision::Refuse(reply) => {
-                    tracing::info!(
-                        session = self.id,
-                        rip = %crate::peer::display_ip(self.peer),
-                        from = %Escaped(mail_from.as_bytes()),
-                        header_from = %result.from_domain,
-                        spf = ?result.spf,
-                        dmarc = result.dmarc.outcome.name(),
-                        reply = %reply,
-                        "smtp message refused by sender authentication"
-                    );
-                    self.session.message_refused(reply);
-                    return;
-                }
-                super::inbound::Decision::Deliver { tag } => {
-                    tracing::info!(
-                        session = self.id,
-                        spf = ?result.spf,
-                        dmarc = result.dmarc.outcome.name(),
-                        tagged = tag,
-                        "smtp sender authentication"
-                    );
-                    checked = Some(commit::Checked {
-                        field: result.field,
-                        authserv_id: inbound.authserv_id().to_owned(),
-                        tag: tag.then(|| config.subject_tag.clone()),
-                    });
-                }
             }
-        }
+            Screened::Discard { notes } => {
+                tracing::info!(
+                    session = self.id,
+                    id = %id,
+                    from = %Escaped(envelope.from.map(|f| f.to_string()).unwrap_or_default().as_bytes()),
+                    rcpts = envelope.recipients.len(),
+                    filters = %Escaped(notes.as_bytes()),
+                    "smtp message discarded by a content filter"
+                );
+                self.session.message_accepted(&id);
+                return;
+            }
+        };
         let trace = Trace {
-            id: yubin_queue::new_id(),
-            helo: self.session.client_name().unwrap_or_default().to_owned(),
+            id,
+            helo,
             ip: crate::peer::display_ip(self.peer),
             tls: self.tls,
             esmtp: self.session.esmtp(),
-            authenticated: self.session.authenticated().map(str::to_owned),
+            authenticated,
             submission_port: self.listener != super::Listener::Mx,
             signable,
-            checked,
+            results,
+            header,
         };
         let service = self.service.clone();
         let snapshot = self.service.users.snapshot();
@@ -625,6 +584,7 @@ impl Connection {
                     local = done.local,
                     queued = done.queued,
                     dkim = %done.signed.join(" "),
+                    filters = %Escaped(notes.as_bytes()),
                     size,
                     rip = %trace.ip,
                     tls = trace.tls,

@@ -5,8 +5,10 @@ mod commit;
 mod dkim;
 mod driver;
 mod free_space;
+mod header_edit;
 mod hygiene;
 mod inbound;
+mod screen;
 
 use crate::lock;
 use std::collections::HashSet;

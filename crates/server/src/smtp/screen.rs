@@ -1,0 +1,229 @@
+//! What a received message goes through between the end of DATA and
+//! `commit`: sender authentication (mail from outside on the MX
+//! listener) and the content filters of its listener. The message is
+//! read from the spool once, with CRLF line ends, for both.
+
+use std::net::SocketAddr;
+
+use tokio::sync::OwnedSemaphorePermit;
+use yubin_smtp_proto::{Envelope, ForwardPath, Reply, replies};
+
+use super::header_edit::{HeaderChanges, Tag};
+use super::{Listener, SmtpService};
+use crate::filter::{self, Judgement};
+use crate::filter_config::FilterListener;
+use crate::logtext::Escaped;
+use crate::relay::Routing;
+use crate::spool::Spool;
+
+/// The session facts the checks need.
+pub(super) struct Context<'a> {
+    pub(super) service: &'a SmtpService,
+    pub(super) session_id: u64,
+    pub(super) listener: Listener,
+    pub(super) peer: SocketAddr,
+    pub(super) helo: &'a str,
+    pub(super) authenticated: Option<&'a str>,
+    /// A trusted network or a POP-before-SMTP grant holder.
+    pub(super) trusted: bool,
+    /// The id the message will be stored under.
+    pub(super) queue_id: &'a str,
+}
+
+/// What the checks decided.
+pub(super) enum Screened {
+    /// Store it, with our Authentication-Results field and these header
+    /// changes; `notes`: the filters' answers, for the log line.
+    Deliver {
+        results: Option<String>,
+        header: HeaderChanges,
+        notes: String,
+    },
+    /// Refuse it with this reply.
+    Refuse(Reply),
+    /// Take it and throw it away (a filter said discard).
+    Discard { notes: String },
+}
+
+/// Runs the checks that apply to the message in `spool`; gives the spool
+/// back (`None` when it was lost with a task that failed: the message is
+/// refused).
+pub(super) async fn screen(
+    cx: &Context<'_>,
+    envelope: &Envelope<Routing>,
+    spool: Spool,
+) -> (Option<Spool>, Screened) {
+    let service = cx.service;
+    let inbound = service
+        .inbound
+        .clone()
+        .filter(|_| cx.listener == Listener::Mx && cx.authenticated.is_none() && !cx.trusted);
+    let listener = match cx.listener {
+        Listener::Mx => FilterListener::Mx,
+        Listener::Submission => FilterListener::Submission,
+        Listener::Submissions => FilterListener::Submissions,
+    };
+    let config = &service.config;
+    let filtered = config
+        .filter
+        .iter()
+        .any(|f| f.listeners.contains(&listener));
+    let mut header = HeaderChanges::default();
+    if inbound.is_none() && !filtered {
+        return (
+            Some(spool),
+            Screened::Deliver {
+                results: None,
+                header,
+                notes: String::new(),
+            },
+        );
+    }
+    let (spool, content, _turn) = match read_whole(service, spool).await {
+        Ok(read) => read,
+        Err(spool) => return (spool, Screened::Refuse(replies::LOCAL_ERROR)),
+    };
+    let mail_from = envelope
+        .from
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let ip = crate::peer::display_ip(cx.peer);
+
+    // Sender authentication.
+    let mut results = None;
+    let mut tag = false;
+    if let Some(inbound) = inbound {
+        let checked = inbound
+            .check(
+                &content,
+                yubin_mailauth::inbound::Envelope {
+                    ip,
+                    helo: cx.helo,
+                    mail_from: &mail_from,
+                },
+            )
+            .await;
+        match super::inbound::decide(&checked, &config.inbound) {
+            super::inbound::Decision::Refuse(reply) => {
+                tracing::info!(
+                    session = cx.session_id,
+                    rip = %ip,
+                    from = %Escaped(mail_from.as_bytes()),
+                    header_from = %checked.from_domain,
+                    spf = ?checked.spf,
+                    dmarc = checked.dmarc.outcome.name(),
+                    reply = %reply,
+                    "smtp message refused by sender authentication"
+                );
+                return (Some(spool), Screened::Refuse(reply));
+            }
+            super::inbound::Decision::Deliver { tag: tagged } => {
+                tracing::info!(
+                    session = cx.session_id,
+                    spf = ?checked.spf,
+                    dmarc = checked.dmarc.outcome.name(),
+                    tagged,
+                    "smtp sender authentication"
+                );
+                tag = tagged;
+                header.authserv_id = Some(inbound.authserv_id().to_owned());
+                results = Some(checked.field);
+            }
+        }
+    }
+
+    // Content filters.
+    let mut notes = String::new();
+    let mut subject_rewritten = false;
+    if filtered {
+        let recipients: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(|r| match &r.path {
+                ForwardPath::Postmaster => "postmaster".to_owned(),
+                ForwardPath::Mailbox(m) => m.to_string(),
+            })
+            .collect();
+        let message = filter::Message {
+            our_name: &config.hostname,
+            ip,
+            port: cx.peer.port(),
+            helo: cx.helo,
+            mail_from: &mail_from,
+            recipients: &recipients,
+            queue_id: cx.queue_id,
+            user: cx.authenticated,
+            content: &content,
+        };
+        let answers = filter::run(&config.filter, listener, &message).await;
+        notes = answers.notes.join("; ");
+        match answers.judgement {
+            Judgement::Refuse(reply) => {
+                tracing::info!(
+                    session = cx.session_id,
+                    id = cx.queue_id,
+                    rip = %ip,
+                    from = %Escaped(mail_from.as_bytes()),
+                    filters = %Escaped(notes.as_bytes()),
+                    reply = %reply,
+                    "smtp message refused by a content filter"
+                );
+                return (Some(spool), Screened::Refuse(reply));
+            }
+            Judgement::Discard => return (Some(spool), Screened::Discard { notes }),
+            Judgement::Continue => {}
+        }
+        header.edits = answers.edits;
+        tag |= answers.spam;
+        subject_rewritten = answers.subject_rewritten;
+    }
+    if tag {
+        header.tag = Some(Tag {
+            subject_prefix: (!subject_rewritten).then(|| config.inbound.subject_tag.clone()),
+        });
+    }
+    (
+        Some(spool),
+        Screened::Deliver {
+            results,
+            header,
+            notes,
+        },
+    )
+}
+
+/// The spooled message, whole, with CRLF line ends (as it was sent:
+/// simple canonicalisation hashes the line ends, and filters expect
+/// them); a large one waits for one of a few turns, so that memory stays
+/// bounded however many sessions send 50 MB at once. The turn is held
+/// until the checks are done.
+async fn read_whole(
+    service: &SmtpService,
+    spool: Spool,
+) -> Result<(Spool, Vec<u8>, Option<OwnedSemaphorePermit>), Option<Spool>> {
+    let turn = if spool.size() > super::INBOUND_LARGE {
+        service.inbound_large.clone().acquire_owned().await.ok()
+    } else {
+        None
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let mut spool = spool;
+        let mut content = Vec::new();
+        let read = spool.copy_to(&mut content);
+        (spool, read.map(|()| content))
+    })
+    .await;
+    match read {
+        Ok((spool, Ok(content))) => {
+            let mut wire = Vec::with_capacity(content.len() + content.len() / 32);
+            let mut lines = yubin_line::CrlfLines::new();
+            lines.convert(&content, &mut wire);
+            lines.finish(&mut wire);
+            Ok((spool, wire, turn))
+        }
+        Ok((spool, Err(_))) => Err(Some(spool)),
+        // The blocking task panicked with the spool: nothing to give back.
+        Err(_) => Err(None),
+    }
+}
