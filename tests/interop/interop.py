@@ -39,6 +39,12 @@
     Authentication-Results says DKIM and DMARC pass; a changed copy under
     p=reject is refused with 550 and stored nowhere.
 
+11. Content filters on the MX listener: clamav-milter (unix socket) and
+    OpenDKIM (TCP) as milters, rspamd over HTTP. A clean signed message
+    comes through with each one's fields; the EICAR file and the GTUBE
+    message are refused; rspamd stopped gives 451 or, under
+    on_failure = "accept", delivery (tests/interop/filters.py).
+
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
@@ -59,6 +65,7 @@ import tempfile
 import time
 
 import dane
+import filters
 import verifiers
 
 FAILURES = []
@@ -1460,6 +1467,7 @@ def main():
         run_fetch(root, binary, messages)
         dane.run(binary, root, check, free_ports, wait_for_port)
         run_inbound(root, yubin)
+        filters.run(binary, root, check, free_ports, wait_for_port)
         # Last: its failed logins put a login penalty on 127.0.0.1, which
         # would slow every login after it.
         run_fail2ban(root, yubin)

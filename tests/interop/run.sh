@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop checks with clients and servers nobody here wrote: fetchmail, mpop,
 # getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, fail2ban, and
-# the DKIM verifiers OpenDKIM, dkimpy and rspamd, and for DANE a zone
+# the DKIM verifiers OpenDKIM, dkimpy and rspamd, the content filters
+# clamav-milter, OpenDKIM and rspamd, and for DANE a zone
 # signed by ldns-signzone, served by NSD and validated by unbound, all from
 # Debian.
 # Installs what is missing.
@@ -24,6 +25,9 @@ perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
 command -v rspamd >/dev/null || missing+=(rspamd)
+# Content filters: clamd and clamav-milter (issue 15).
+[ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
+[ -x /usr/sbin/clamav-milter ] || missing+=(clamav-milter)
 # dkimpy, and PyNaCl for its Ed25519 signatures, in Debian's Python.
 /usr/bin/python3 -c "import dkim, nacl" 2>/dev/null || missing+=(python3-dkim python3-nacl)
 # DANE: signed zones, an authoritative server and a validating resolver.

@@ -110,7 +110,11 @@ pub(crate) async fn run(
                     on_failure = ?filter.on_failure,
                     "content filter failed"
                 );
-                all.notes.push(format!("{} failed", filter.address));
+                let kind = match filter.kind {
+                    FilterKind::Milter => "milter",
+                    FilterKind::Rspamd => "rspamd",
+                };
+                all.notes.push(format!("{kind} {} failed", filter.address));
                 if filter.on_failure == OnFailure::Tempfail {
                     all.judgement = Judgement::Refuse(FILTER_DOWN);
                     return all;

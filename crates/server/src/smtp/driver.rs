@@ -547,7 +547,7 @@ impl Connection {
                     id = %id,
                     from = %Escaped(envelope.from.map(|f| f.to_string()).unwrap_or_default().as_bytes()),
                     rcpts = envelope.recipients.len(),
-                    filters = %Escaped(notes.as_bytes()),
+                    filters = ?notes,
                     "smtp message discarded by a content filter"
                 );
                 self.session.message_accepted(&id);
@@ -584,7 +584,7 @@ impl Connection {
                     local = done.local,
                     queued = done.queued,
                     dkim = %done.signed.join(" "),
-                    filters = %Escaped(notes.as_bytes()),
+                    filters = ?notes,
                     size,
                     rip = %trace.ip,
                     tls = trace.tls,

@@ -165,7 +165,7 @@ pub(super) async fn screen(
                     id = cx.queue_id,
                     rip = %ip,
                     from = %Escaped(mail_from.as_bytes()),
-                    filters = %Escaped(notes.as_bytes()),
+                    filters = ?notes,
                     reply = %reply,
                     "smtp message refused by a content filter"
                 );
