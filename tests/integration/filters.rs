@@ -260,3 +260,48 @@ fn issue15_filter_settings_are_checked_at_start() {
         assert!(stderr.contains(key), "{table}: {stderr}");
     }
 }
+
+#[test]
+fn issue15_tagged_mail_goes_to_the_junk_folder_of_users_who_want_it() {
+    let milter = FakeMilter::start("tag");
+    let mut setup = Setup {
+        tables: filter("milter", &format!("127.0.0.1:{}", milter.port), ""),
+        ..Setup::default()
+    };
+    // carol asks for a Junk folder in the passwd-file; alice keeps the
+    // default (off).
+    setup.users.push((
+        "carol".into(),
+        "{PLAIN}carol-pw::::::userdb_junk=yes".into(),
+    ));
+    let server = TestServer::with(setup);
+    let sent = server.python(
+        &format!(
+            "import smtpclient as s\n\
+             s.emit(s.send_once('sender@example.net', ['alice@test.example', 'carol@test.example'], {MESSAGE:?}.encode()))"
+        ),
+        &[],
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    // alice: tagged, in the maildrop POP3 serves.
+    assert_eq!(server.messages("alice").len(), 1);
+    // carol: nothing for POP3; the copy is in .Junk/new, a Maildir++
+    // folder.
+    assert!(server.messages("carol").is_empty());
+    let junk = server.maildir("carol").join(".Junk");
+    assert!(junk.join("maildirfolder").exists());
+    let files: Vec<_> = std::fs::read_dir(junk.join("new"))
+        .expect("the Junk folder")
+        .collect();
+    assert_eq!(files.len(), 1);
+    let stored = std::fs::read(files[0].as_ref().expect("an entry").path()).expect("read");
+    assert!(String::from_utf8_lossy(&stored).contains("X-Spam-Flag: YES"));
+    let stat = server.python(
+        "import poplib, os\n\
+         c = poplib.POP3(os.environ['HOST'], int(os.environ['PORT']))\n\
+         c.user('carol'); c.pass_('carol-pw'); n = c.stat()[0]; c.quit()\n\
+         print(__import__('json').dumps(n))",
+        &[],
+    );
+    assert_eq!(stat, 0);
+}

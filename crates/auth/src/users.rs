@@ -22,6 +22,10 @@ pub struct User {
     pub home: Option<String>,
     /// A per-user mail location (`userdb_mail` extra field), if given.
     pub mail: Option<String>,
+    /// Whether mail tagged as spam goes to the user's Junk folder
+    /// (`userdb_junk=yes` or `no` extra field); `None`: the server's
+    /// default (`inbound.junk`).
+    pub junk: Option<bool>,
 }
 
 /// All users, looked up by name without regard to ASCII case.
@@ -51,6 +55,13 @@ impl Users {
                 Ok(password) => {
                     let home = Some(entry.home.clone()).filter(|h| !h.is_empty());
                     let mail = entry.extra_field("userdb_mail").map(str::to_owned);
+                    // Anything but yes or no leaves the default: a typo
+                    // here must not lock the user out.
+                    let junk = match entry.extra_field("userdb_junk") {
+                        Some("yes" | "y" | "true" | "1") => Some(true),
+                        Some("no" | "n" | "false" | "0") => Some(false),
+                        _ => None,
+                    };
                     by_name.insert(
                         key,
                         User {
@@ -58,6 +69,7 @@ impl Users {
                             password,
                             home,
                             mail,
+                            junk,
                         },
                     );
                 }

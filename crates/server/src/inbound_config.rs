@@ -46,6 +46,13 @@ pub struct InboundConfig {
     /// What a tagged message's Subject starts with (quarantine: POP3 has
     /// no Junk folder); it also gets `X-Spam-Flag: YES`.
     pub subject_tag: String,
+    /// Tagged mail goes to the user's Junk folder, which POP3 does not
+    /// serve, instead of the maildrop; a user's `userdb_junk=yes|no`
+    /// passwd-file field overrides this.
+    pub junk: bool,
+    /// The Maildir++ folder tagged mail goes to (`.Junk` in the user's
+    /// Maildir).
+    pub junk_folder: String,
 }
 
 impl Default for InboundConfig {
@@ -56,6 +63,8 @@ impl Default for InboundConfig {
             dmarc_reject: DmarcReject::Reject,
             spf_fail: SpfFail::Tag,
             subject_tag: "[SPAM]".into(),
+            junk: false,
+            junk_folder: "Junk".into(),
         }
     }
 }
@@ -78,6 +87,17 @@ impl InboundConfig {
             return Err(invalid(
                 "inbound.subject_tag",
                 "must not contain control characters",
+            ));
+        }
+        if self.junk_folder.is_empty()
+            || !self
+                .junk_folder
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "inbound.junk_folder",
+                "must be a folder name of letters, digits, '-' and '_'",
             ));
         }
         Ok(())

@@ -52,7 +52,7 @@ pub fn deliver(
         )));
     }
     let staged = store
-        .stage(&entry, spool.size(), spool.wire_size(), &mut |out| {
+        .stage(&entry, None, spool.size(), spool.wire_size(), &mut |out| {
             spool.copy_to(out)
         })
         .map_err(|e| DeliverError::Temporary(e.to_string()))?;

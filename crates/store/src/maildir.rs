@@ -103,6 +103,39 @@ impl Maildir {
         self.check_dirs().map(|_| ())
     }
 
+    /// The Maildir++ folder `name` inside this Maildir (`.name`, as
+    /// Dovecot and Courier lay folders out). POP3 serves only the Maildir
+    /// itself (the INBOX); a folder is where mail goes that its user is
+    /// to see elsewhere (a Junk folder, read over IMAP or on disk).
+    pub fn folder(&self, name: &str) -> Maildir {
+        Maildir::new(self.root.join(format!(".{name}")))
+    }
+
+    /// Creates this Maildir as a folder of its parent: its directories,
+    /// the `maildirfolder` marker Maildir++ readers look for, and, when it
+    /// was missing, the directory entries made durable (a message
+    /// committed into it must not vanish with its folder in a crash).
+    pub fn create_folder(&self) -> Result<(), StoreError> {
+        if self.check_dirs().is_ok() {
+            return Ok(());
+        }
+        self.create()?;
+        let marker = self.root.join("maildirfolder");
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&marker)
+            .map_err(io_error(&marker))?;
+        for dir in [Some(self.root.as_path()), self.root.parent()]
+            .into_iter()
+            .flatten()
+        {
+            yubin_durable::sync_dir(dir).map_err(io_error(dir))?;
+        }
+        Ok(())
+    }
+
     fn dirs(&self) -> [PathBuf; 4] {
         [
             self.root.clone(),

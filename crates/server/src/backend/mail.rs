@@ -58,12 +58,14 @@ pub trait MailStore: Send + Sync {
     fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError>;
 
     /// Starts delivering one message of `size` octets (`wire` on the wire,
-    /// CRLF line ends) to `user`: `write` writes it, and it is made durable
-    /// but not visible until [`Delivery::commit`]. Dropping the delivery
-    /// throws it away.
+    /// CRLF line ends) to `user`, into the maildrop POP3 serves or, with
+    /// `folder`, into that folder of the user's (which POP3 does not
+    /// serve): `write` writes it, and it is made durable but not visible
+    /// until [`Delivery::commit`]. Dropping the delivery throws it away.
     fn stage(
         &self,
         user: &User,
+        folder: Option<&str>,
         size: u64,
         wire: u64,
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
@@ -74,7 +76,7 @@ pub trait MailStore: Send + Sync {
     fn deliver(&self, user: &User, message: &[u8]) -> Result<String, MailError> {
         let size = message.len() as u64;
         let wire = yubin_line::WireSize::of(message);
-        let staged = self.stage(user, size, wire, &mut |out| out.write_all(message))?;
+        let staged = self.stage(user, None, size, wire, &mut |out| out.write_all(message))?;
         Ok(staged.commit()?.name())
     }
 }

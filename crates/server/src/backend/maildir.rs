@@ -54,11 +54,16 @@ impl MailStore for MaildirStore {
     fn stage(
         &self,
         user: &User,
+        folder: Option<&str>,
         size: u64,
         wire: u64,
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Box<dyn Delivery>, MailError> {
-        let maildir = crate::mailbox::maildir_for(&self.config, user)?;
+        let mut maildir = crate::mailbox::maildir_for(&self.config, user)?;
+        if let Some(folder) = folder {
+            maildir = maildir.folder(folder);
+            maildir.create_folder()?;
+        }
         let staged = maildir.stage(size, wire, &self.config.hostname, |file| write(file))?;
         Ok(Box::new(StagedCopy {
             staged,

@@ -33,7 +33,7 @@ fn a_delivery_is_invisible_until_committed_and_can_be_taken_back() {
     let dir = tempfile::tempdir().unwrap();
     let (store, alice) = store(dir.path());
     let staged = store
-        .stage(&alice, 6, 7, &mut |out| out.write_all(b"hello\n"))
+        .stage(&alice, None, 6, 7, &mut |out| out.write_all(b"hello\n"))
         .unwrap();
     assert!(
         store.open(&alice).unwrap().is_empty(),
@@ -51,7 +51,7 @@ fn a_delivery_is_invisible_until_committed_and_can_be_taken_back() {
     // A delivery dropped before its commit leaves nothing.
     drop(
         store
-            .stage(&alice, 1, 2, &mut |out| out.write_all(b"x\n"))
+            .stage(&alice, None, 1, 2, &mut |out| out.write_all(b"x\n"))
             .unwrap(),
     );
     let name = store.deliver(&alice, b"Subject: s\n\nbody\n").unwrap();

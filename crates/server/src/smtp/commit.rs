@@ -279,8 +279,11 @@ pub(super) fn deliver(
             .users
             .get(name)
             .ok_or_else(|| Failed::new(format!("user {name} vanished")))?;
+        // Tagged mail for a user who wants it apart: the Junk folder.
+        let junk = trace.header.tag.is_some() && user.junk.unwrap_or(config.inbound.junk);
+        let folder = junk.then_some(config.inbound.junk_folder.as_str());
         let copy = mail
-            .stage(user, size, wire, &mut |out| {
+            .stage(user, folder, size, wire, &mut |out| {
                 out.write_all(&header)?;
                 spool.copy_to(out)
             })
