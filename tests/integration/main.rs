@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod client_checks;
 mod corpus;
 mod dane;
 mod dkim;

@@ -11,8 +11,12 @@
 //! - Sender authentication of mail that arrives ([`inbound`]: SPF, DKIM
 //!   and ARC through `mail-auth`, asynchronous, over its resolver) and the
 //!   DMARC rules of RFC 7489 ([`dmarc`], without I/O).
+//! - The checks of a client before its mail ([`client`]: forward-confirmed
+//!   reverse DNS and DNS blocklists, whose rules are in [`dnsbl`]).
 
+pub mod client;
 pub mod dkim;
 pub mod dmarc;
+pub mod dnsbl;
 pub mod inbound;
 pub mod records;

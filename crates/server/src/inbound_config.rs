@@ -4,6 +4,37 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config_error::{ConfigError, invalid};
+use yubin_duration::HumanDuration;
+
+/// What one of the checks before DATA does when a client fails it.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum CheckAction {
+    /// `"off"`, `"tag"` or `"reject"`.
+    Named(CheckWord),
+    /// A score: failures add up, and the total meets `tag_score` or
+    /// `reject_score`.
+    Score(f64),
+}
+
+/// The named actions.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckWord {
+    /// Not checked.
+    Off,
+    /// Checked; a failure is logged and the message tagged as spam.
+    Tag,
+    /// Checked; a failure refuses the recipient.
+    Reject,
+}
+
+impl CheckAction {
+    /// Whether the check runs at all.
+    pub fn is_on(self) -> bool {
+        self != CheckAction::Named(CheckWord::Off)
+    }
+}
 
 /// What a message whose domain's DMARC policy says `reject` gets.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -53,6 +84,28 @@ pub struct InboundConfig {
     /// The Maildir++ folder tagged mail goes to (`.Junk` in the user's
     /// Maildir).
     pub junk_folder: String,
+    /// A client whose address has no name that points back to it
+    /// (forward-confirmed reverse DNS).
+    pub fcrdns: CheckAction,
+    /// A HELO name that is not a fully qualified domain name or an
+    /// address literal, is a bare address, names this server, or is a
+    /// literal of another address.
+    pub helo: CheckAction,
+    /// DNS blocklist zones, Postfix's syntax:
+    /// `"zen.spamhaus.org=127.0.0.[2..11]"`.
+    pub dnsbl: Vec<String>,
+    /// What a listing in any of `dnsbl` does.
+    pub dnsbl_action: CheckAction,
+    /// Scores that add up to this tag the message.
+    pub tag_score: f64,
+    /// Scores that add up to this refuse the recipient.
+    pub reject_score: f64,
+    /// Greylisting: a first attempt from a (client network, sender,
+    /// recipient) triplet is answered 451 and a retry after
+    /// `greylist_delay` passes.
+    pub greylisting: bool,
+    /// How long a greylisted sender must wait.
+    pub greylist_delay: HumanDuration,
 }
 
 impl Default for InboundConfig {
@@ -65,6 +118,14 @@ impl Default for InboundConfig {
             subject_tag: "[SPAM]".into(),
             junk: false,
             junk_folder: "Junk".into(),
+            fcrdns: CheckAction::Named(CheckWord::Off),
+            helo: CheckAction::Named(CheckWord::Off),
+            dnsbl: Vec::new(),
+            dnsbl_action: CheckAction::Named(CheckWord::Reject),
+            tag_score: 5.0,
+            reject_score: 10.0,
+            greylisting: false,
+            greylist_delay: HumanDuration(std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -87,6 +148,35 @@ impl InboundConfig {
             return Err(invalid(
                 "inbound.subject_tag",
                 "must not contain control characters",
+            ));
+        }
+        for (i, zone) in self.dnsbl.iter().enumerate() {
+            yubin_mailauth::dnsbl::Zone::parse(zone)
+                .map_err(|e| invalid(format!("inbound.dnsbl[{i}]"), e))?;
+        }
+        for (key, action) in [
+            ("inbound.fcrdns", self.fcrdns),
+            ("inbound.helo", self.helo),
+            ("inbound.dnsbl_action", self.dnsbl_action),
+        ] {
+            if let CheckAction::Score(score) = action
+                && !(score.is_finite() && score >= 0.0)
+            {
+                return Err(invalid(key, "a score must be a number of zero or more"));
+            }
+        }
+        if !(self.tag_score.is_finite() && self.tag_score > 0.0) {
+            return Err(invalid("inbound.tag_score", "must be a positive number"));
+        }
+        if !(self.reject_score.is_finite() && self.reject_score > 0.0) {
+            return Err(invalid("inbound.reject_score", "must be a positive number"));
+        }
+        if self.greylist_delay.0.is_zero()
+            || self.greylist_delay.0 > std::time::Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "inbound.greylist_delay",
+                "must be more than zero and at most an hour (senders retry within minutes)",
             ));
         }
         if self.junk_folder.is_empty()

@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::backend::{Backend, MaildirStore, MemoryGrants, MemoryPenalties};
+use crate::backend::{
+    Backend, GreylistTimes, MaildirStore, MemoryGrants, MemoryGreylist, MemoryPenalties,
+};
 use crate::config::{Config, ConfigError};
 use crate::login_guard::LoginGuard;
 use crate::pop3::{self, Pop3Service};
@@ -18,6 +20,10 @@ use crate::sender_logins::SenderLogins;
 use crate::smtp::{self, Listener, SmtpService};
 use crate::tls::{self, TlsError};
 use crate::userstore::UserStore;
+
+/// The most greylisting triplets one node remembers (about 100 bytes
+/// each); past it, new triplets pass unrecorded.
+const MAX_GREYLIST_TRIPLETS: usize = 500_000;
 
 /// What the POP3 and SMTP services share: configuration, the backend
 /// (users, maildrops, relay grants, login penalties), TLS, the login
@@ -270,6 +276,14 @@ impl Server {
                 pbs.max_grants,
             )),
             penalties: Arc::new(MemoryPenalties::new(LoginGuard::MAX_ADDRESSES)),
+            greylist: Arc::new(MemoryGreylist::new(
+                GreylistTimes {
+                    delay: config.inbound.greylist_delay.0,
+                    retry_window: Duration::from_secs(24 * 3600),
+                    keep: Duration::from_secs(35 * 24 * 3600),
+                },
+                MAX_GREYLIST_TRIPLETS,
+            )),
         };
         let guard = Arc::new(LoginGuard::new(
             backend.penalties.clone(),

@@ -11,18 +11,20 @@
 //! | [`MailStore`] | maildrops: list, read, deliver, update, lock | Maildir ([`MaildirStore`]) |
 //! | [`RelayGrantStore`] | POP-before-SMTP grants | memory ([`MemoryGrants`]) |
 //! | [`PenaltyStore`] | failed logins per client address | memory ([`MemoryPenalties`]) |
+//! | [`GreylistStore`] | greylisting's triplets | memory ([`MemoryGreylist`]) |
 //! | [`yubin_queue::QueueStore`] | the outbound queue | the queue directory ([`yubin_queue::Queue`]) |
 //!
 //! The queue's seam lives in yubin-queue, beside its delivery engine,
 //! which uses nothing else.
 //!
-//! Grants and penalties are consulted on the async threads, so their
+//! Grants, penalties and greylisting are consulted on the async threads, so their
 //! methods are async. Users are read from a snapshot in memory, and the
 //! mail store is called on tokio's blocking pool (as Maildir I/O always
 //! was): a backend that talks to a database blocks there, never on the
 //! async threads.
 
 mod grants;
+mod greylist;
 mod mail;
 mod maildir;
 mod penalties;
@@ -31,6 +33,7 @@ mod users;
 use std::sync::Arc;
 
 pub use grants::{MemoryGrants, RelayGrantStore};
+pub use greylist::{GreylistStore, GreylistTimes, Greylisted, MemoryGreylist, Triplet};
 pub use mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
 pub use maildir::MaildirStore;
 pub use penalties::{MemoryPenalties, PenaltyStore};
@@ -47,6 +50,8 @@ pub struct Backend {
     pub grants: Arc<dyn RelayGrantStore>,
     /// Failed logins per address.
     pub penalties: Arc<dyn PenaltyStore>,
+    /// Greylisting's triplets.
+    pub greylist: Arc<dyn GreylistStore>,
 }
 
 #[cfg(test)]

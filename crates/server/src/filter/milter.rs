@@ -12,7 +12,11 @@ use crate::filter_config::FilterAddress;
 /// The milter at `address`'s answer about `message`.
 pub(super) async fn ask(address: &FilterAddress, message: &Message<'_>) -> Result<Answer, String> {
     let mut stream = connect(address).await?;
-    let client_name = format!("[{}]", message.ip);
+    // Postfix's convention: the verified name, else the address in
+    // brackets.
+    let client_name = message
+        .client_name
+        .map_or_else(|| format!("[{}]", message.ip), str::to_owned);
     let mut conversation = Conversation::new(Transaction {
         our_name: message.our_name,
         client_name: &client_name,

@@ -22,6 +22,8 @@ pub(crate) struct Message<'a> {
     /// The client's address and port.
     pub(crate) ip: IpAddr,
     pub(crate) port: u16,
+    /// Its forward-confirmed host name, when one was looked up.
+    pub(crate) client_name: Option<&'a str>,
     /// Its HELO name.
     pub(crate) helo: &'a str,
     /// MAIL FROM, without brackets.

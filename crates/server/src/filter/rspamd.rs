@@ -55,6 +55,9 @@ fn request_head(address: &FilterAddress, message: &Message<'_>) -> String {
         head.push_str("\r\n");
     };
     field("IP", &message.ip.to_string());
+    if let Some(name) = message.client_name {
+        field("Hostname", name);
+    }
     field("Helo", message.helo);
     field("From", &format!("<{}>", message.mail_from));
     for rcpt in message.recipients {
@@ -126,6 +129,7 @@ mod tests {
             our_name: "mx.ours.test",
             ip: "192.0.2.1".parse().expect("an address"),
             port: 1,
+            client_name: None,
             helo: "evil\r\nX-Injected: 1",
             mail_from: "s@example.com",
             recipients: &rcpts,

@@ -39,6 +39,9 @@ struct Connection {
     spool: Option<Spool>,
     tls: bool,
     listener: Listener,
+    /// The client checks' verdict, and the HELO name it was for (a new
+    /// HELO is checked anew).
+    client_verdict: Option<(String, super::client_checks::ClientVerdict)>,
 }
 
 /// Serves one connection to its end.
@@ -81,6 +84,7 @@ pub(super) async fn handle(
         spool: None,
         tls: implicit,
         listener,
+        client_verdict: None,
     };
     connection.run(stream).await;
     tracing::debug!(session = id, rip = %peer.ip(), "smtp disconnect");
@@ -326,6 +330,21 @@ impl Connection {
                     self.session.recipient_refused(reply);
                     return;
                 }
+                // Mail from outside for our users: the client checks and
+                // greylisting (postmaster is always reachable, RFC 5321
+                // §4.5.1).
+                let outside = self.listener == Listener::Mx
+                    && client.authenticated.is_none()
+                    && !client.trusted_network
+                    && client.pop_grant.is_none();
+                if outside
+                    && !matches!(path, ForwardPath::Postmaster)
+                    && let Some(reply) = self.screen_client(&local_domains, &shown).await
+                {
+                    tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient refused by the client checks");
+                    self.session.recipient_refused(reply);
+                    return;
+                }
                 if reason.relays() {
                     tracing::info!(
                         session = self.id,
@@ -342,6 +361,51 @@ impl Connection {
                 self.session.recipient_refused(reply);
             }
         }
+    }
+
+    /// The client checks (cached for the session's HELO name) and
+    /// greylisting for `recipient`: a reply refuses it.
+    async fn screen_client(
+        &mut self,
+        ours: &std::collections::HashSet<String>,
+        recipient: &str,
+    ) -> Option<Reply> {
+        let service = self.service.clone();
+        let config = &service.config.inbound;
+        let ip = crate::peer::display_ip(self.peer);
+        let helo = self.session.client_name().unwrap_or_default().to_owned();
+        if config.helo.is_on() || config.fcrdns.is_on() || !service.dnsbl_zones.is_empty() {
+            let known = matches!(&self.client_verdict, Some((h, _)) if *h == helo);
+            if !known {
+                let verdict = super::client_checks::check_client(&service, ip, &helo, ours).await;
+                if !verdict.findings.is_empty() {
+                    tracing::info!(
+                        session = self.id,
+                        rip = %ip,
+                        helo = %Escaped(helo.as_bytes()),
+                        findings = %verdict.findings.join(" "),
+                        refused = verdict.refusal.is_some(),
+                        tagged = verdict.tag,
+                        "smtp client checks"
+                    );
+                }
+                self.client_verdict = Some((helo, verdict));
+            }
+            if let Some((_, verdict)) = &self.client_verdict
+                && let Some(reply) = &verdict.refusal
+            {
+                return Some(reply.clone());
+            }
+        }
+        if config.greylisting {
+            let sender = self
+                .session
+                .sender()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            return super::client_checks::greylist(&service, ip, &sender, recipient).await;
+        }
+        None
     }
 
     /// Sender identity for MAIL FROM, checked at each RCPT that is
@@ -524,6 +588,11 @@ impl Connection {
                 authenticated: authenticated.as_deref(),
                 trusted,
                 queue_id: &id,
+                client_tag: self.client_verdict.as_ref().is_some_and(|(_, v)| v.tag),
+                client_name: self
+                    .client_verdict
+                    .as_ref()
+                    .and_then(|(_, v)| v.name.as_deref()),
             };
             super::screen::screen(&cx, &envelope, spool).await
         };

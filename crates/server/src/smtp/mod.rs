@@ -1,11 +1,13 @@
 //! The SMTP service: listeners, per-connection drivers and what they share.
 
 mod bounces;
+mod client_checks;
 mod commit;
 mod dkim;
 mod driver;
 mod free_space;
 mod header_edit;
+mod helo_check;
 mod hygiene;
 mod inbound;
 mod screen;
@@ -61,6 +63,12 @@ pub struct SmtpService {
     /// memory (DKIM needs the body): a few at a time, so that memory stays
     /// bounded however many sessions send 50 MB at once.
     pub(crate) inbound_large: Arc<Semaphore>,
+    /// FCrDNS and DNS blocklist lookups, when either is on.
+    pub(crate) client_checks: Option<Arc<yubin_mailauth::client::ClientChecks>>,
+    /// `inbound.dnsbl`, parsed.
+    pub(crate) dnsbl_zones: Vec<yubin_mailauth::dnsbl::Zone>,
+    /// Greylisting's triplets.
+    pub(crate) greylist: Arc<dyn crate::backend::GreylistStore>,
     pub(crate) relay_networks: Vec<Network>,
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
@@ -111,8 +119,34 @@ impl SmtpService {
         } else {
             None
         };
+        let dnsbl_zones = config
+            .inbound
+            .dnsbl
+            .iter()
+            .map(|zone| yubin_mailauth::dnsbl::Zone::parse(zone))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::config_error::invalid("inbound.dnsbl", e))?;
+        let client_checks = if config.inbound.fcrdns.is_on() || !dnsbl_zones.is_empty() {
+            let built = yubin_queue::engine::dns::resolver_config(config.dns_resolver()?)
+                .map_err(|e| e.to_string())
+                .and_then(|(resolver, options)| {
+                    yubin_mailauth::client::ClientChecks::new(resolver, options)
+                });
+            match built {
+                Ok(checks) => Some(Arc::new(checks)),
+                Err(error) => {
+                    tracing::warn!(%error, "no usable DNS resolver: FCrDNS and DNS blocklists are not checked");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(SmtpService {
             inbound,
+            client_checks,
+            dnsbl_zones,
+            greylist: shared.backend.greylist.clone(),
             inbound_large: Arc::new(Semaphore::new(INBOUND_LARGE_AT_ONCE)),
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),

@@ -28,6 +28,10 @@ pub(super) struct Context<'a> {
     pub(super) trusted: bool,
     /// The id the message will be stored under.
     pub(super) queue_id: &'a str,
+    /// The client checks before DATA tagged the client's mail.
+    pub(super) client_tag: bool,
+    /// The client's forward-confirmed name, when it was looked up.
+    pub(super) client_name: Option<&'a str>,
 }
 
 /// What the checks decided.
@@ -70,6 +74,11 @@ pub(super) async fn screen(
         .any(|f| f.listeners.contains(&listener));
     let mut header = HeaderChanges::default();
     if inbound.is_none() && !filtered {
+        if cx.client_tag {
+            header.tag = Some(Tag {
+                subject_prefix: Some(config.inbound.subject_tag.clone()),
+            });
+        }
         return (
             Some(spool),
             Screened::Deliver {
@@ -92,7 +101,7 @@ pub(super) async fn screen(
 
     // Sender authentication.
     let mut results = None;
-    let mut tag = false;
+    let mut tag = cx.client_tag;
     if let Some(inbound) = inbound {
         let checked = inbound
             .check(
@@ -126,7 +135,7 @@ pub(super) async fn screen(
                     tagged,
                     "smtp sender authentication"
                 );
-                tag = tagged;
+                tag |= tagged;
                 header.authserv_id = Some(inbound.authserv_id().to_owned());
                 results = Some(checked.field);
             }
@@ -149,6 +158,7 @@ pub(super) async fn screen(
             our_name: &config.hostname,
             ip,
             port: cx.peer.port(),
+            client_name: cx.client_name,
             helo: cx.helo,
             mail_from: &mail_from,
             recipients: &recipients,
