@@ -176,3 +176,41 @@ fn issue15_a_simple_canonicalised_signature_passes() {
         "{stored}"
     );
 }
+
+/// A domain of ours may want DMARC `p=reject` failures tagged, not
+/// refused; another keeps the default.
+#[test]
+fn issue15_dmarc_policy_per_recipient_domain() {
+    let dns = TestDns::start().unwrap();
+    dns.txt("bank.test", "v=spf1 -all");
+    dns.txt("_dmarc.bank.test", "v=DMARC1; p=reject");
+    let server = TestServer::with(Setup {
+        tables: format!(
+            "[dns]\nresolver = \"{}\"\n[inbound.domains.\"lenient.test\"]\ndmarc_reject = \"tag\"\n",
+            dns.addr()
+        ),
+        users: vec![
+            ("alice".into(), "{PLAIN}alice-pw".into()),
+            ("carol@lenient.test".into(), "{PLAIN}carol-pw".into()),
+        ],
+        ..Setup::default()
+    });
+    let message = "From: CEO <ceo@bank.test>\r\nSubject: wire the money\r\n\r\nnow\r\n";
+    let send_to = |rcpt: &str| {
+        server.python(
+            &format!(
+                "import smtpclient as s\n\
+                 s.emit(s.send_once('ceo@bank.test', [{rcpt:?}], {message:?}.encode()))"
+            ),
+            &[],
+        )
+    };
+    let strict = send_to("alice@test.example");
+    assert_eq!(strict["error"][0], 550, "{strict}");
+    let lenient = send_to("carol@lenient.test");
+    assert_eq!(lenient["error"], serde_json::Value::Null, "{lenient}");
+    let stored = server.messages("lenient.test/carol");
+    assert_eq!(stored.len(), 1);
+    let text = String::from_utf8_lossy(&stored[0]);
+    assert!(text.contains("Subject: [SPAM] wire the money"), "{text}");
+}

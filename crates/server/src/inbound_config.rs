@@ -57,6 +57,19 @@ pub enum SpfFail {
     Reject,
 }
 
+/// `[inbound.domains."example.org"]`: what one of our domains wants
+/// instead of the defaults above it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomainPolicy {
+    /// Its `dmarc_reject`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dmarc_reject: Option<DmarcReject>,
+    /// Its `spf_fail`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spf_fail: Option<SpfFail>,
+}
+
 /// `[inbound]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -106,6 +119,9 @@ pub struct InboundConfig {
     pub greylisting: bool,
     /// How long a greylisted sender must wait.
     pub greylist_delay: HumanDuration,
+    /// Per recipient domain: `dmarc_reject` and `spf_fail` of its own.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub domains: std::collections::BTreeMap<String, DomainPolicy>,
 }
 
 impl Default for InboundConfig {
@@ -126,11 +142,44 @@ impl Default for InboundConfig {
             reject_score: 10.0,
             greylisting: false,
             greylist_delay: HumanDuration(std::time::Duration::from_secs(300)),
+            domains: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl InboundConfig {
+    /// What a message to recipients in `domains` gets: each domain's own
+    /// policy or the default, and where they differ the lenient one (one
+    /// reply answers the whole message, and no recipient must lose mail
+    /// its domain wants delivered).
+    pub fn policy_for<'a>(
+        &self,
+        domains: impl IntoIterator<Item = &'a str>,
+    ) -> (DmarcReject, SpfFail) {
+        let mut dmarc_reject = DmarcReject::Reject;
+        let mut spf_fail = SpfFail::Reject;
+        let mut any = false;
+        for domain in domains {
+            any = true;
+            let own = self.domains.get(&domain.to_ascii_lowercase());
+            if own
+                .and_then(|p| p.dmarc_reject)
+                .unwrap_or(self.dmarc_reject)
+                == DmarcReject::Tag
+            {
+                dmarc_reject = DmarcReject::Tag;
+            }
+            if own.and_then(|p| p.spf_fail).unwrap_or(self.spf_fail) == SpfFail::Tag {
+                spf_fail = SpfFail::Tag;
+            }
+        }
+        if any {
+            (dmarc_reject, spf_fail)
+        } else {
+            (self.dmarc_reject, self.spf_fail)
+        }
+    }
+
     /// Checks every value; errors name the key.
     pub fn check(&self) -> Result<(), ConfigError> {
         if let Some(id) = &self.authserv_id
@@ -149,6 +198,19 @@ impl InboundConfig {
                 "inbound.subject_tag",
                 "must not contain control characters",
             ));
+        }
+        for domain in self.domains.keys() {
+            let valid = !domain.is_empty()
+                && *domain == domain.to_ascii_lowercase()
+                && domain.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(invalid(
+                    format!("inbound.domains.{domain:?}"),
+                    "is not a domain name in lower case",
+                ));
+            }
         }
         for (i, zone) in self.dnsbl.iter().enumerate() {
             yubin_mailauth::dnsbl::Zone::parse(zone)
@@ -191,5 +253,46 @@ impl InboundConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_domain_its_own_policy_and_the_lenient_one_for_a_mix() {
+        let mut config = InboundConfig::default();
+        config.domains.insert(
+            "lenient.test".into(),
+            DomainPolicy {
+                dmarc_reject: Some(DmarcReject::Tag),
+                spf_fail: None,
+            },
+        );
+        config.domains.insert(
+            "strict.test".into(),
+            DomainPolicy {
+                dmarc_reject: None,
+                spf_fail: Some(SpfFail::Reject),
+            },
+        );
+        assert_eq!(
+            config.policy_for(["plain.test"]),
+            (DmarcReject::Reject, SpfFail::Tag)
+        );
+        assert_eq!(
+            config.policy_for(["Lenient.Test"]),
+            (DmarcReject::Tag, SpfFail::Tag)
+        );
+        assert_eq!(
+            config.policy_for(["strict.test"]),
+            (DmarcReject::Reject, SpfFail::Reject)
+        );
+        assert_eq!(
+            config.policy_for(["strict.test", "lenient.test"]),
+            (DmarcReject::Tag, SpfFail::Tag)
+        );
+        assert_eq!(config.policy_for([]), (DmarcReject::Reject, SpfFail::Tag));
     }
 }

@@ -6,7 +6,7 @@ use yubin_mailauth::dmarc::{Outcome, Policy};
 use yubin_mailauth::inbound::Checked;
 use yubin_smtp_proto::Reply;
 
-use crate::inbound_config::{DmarcReject, InboundConfig, SpfFail};
+use crate::inbound_config::{DmarcReject, SpfFail};
 
 /// What a checked message gets.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,9 +17,9 @@ pub(super) enum Decision {
     Deliver { tag: bool },
 }
 
-/// The decision for `checked` under `config` (RFC 7489 §6.6.4, RFC 7208
+/// The decision for `checked` under the recipients' policy (RFC 7489 §6.6.4, RFC 7208
 /// §8.4).
-pub(super) fn decide(checked: &Checked, config: &InboundConfig) -> Decision {
+pub(super) fn decide(checked: &Checked, dmarc_reject: DmarcReject, spf_fail: SpfFail) -> Decision {
     let dmarc = &checked.dmarc;
     // A failure the domain wants acted on, while a check that could have
     // passed did not finish: the sender may try again (a slow DNS server,
@@ -32,7 +32,7 @@ pub(super) fn decide(checked: &Checked, config: &InboundConfig) -> Decision {
         ));
     }
     if dmarc.outcome == Outcome::Fail && dmarc.apply == Policy::Reject {
-        return match config.dmarc_reject {
+        return match dmarc_reject {
             DmarcReject::Reject => Decision::Refuse(Reply::with_text(
                 550,
                 "5.7.1",
@@ -47,7 +47,7 @@ pub(super) fn decide(checked: &Checked, config: &InboundConfig) -> Decision {
     // An SPF fail decides only where DMARC does not (forwarded mail that
     // DKIM vouches for passes).
     if checked.spf == yubin_mailauth::inbound::SpfResult::Fail
-        && config.spf_fail == SpfFail::Reject
+        && spf_fail == SpfFail::Reject
         && dmarc.outcome != Outcome::Pass
     {
         return Decision::Refuse(Reply::new(

@@ -113,7 +113,20 @@ pub(super) async fn screen(
                 },
             )
             .await;
-        match super::inbound::decide(&checked, &config.inbound) {
+        let domains: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(|r| match &r.path {
+                ForwardPath::Postmaster => config.hostname.clone(),
+                ForwardPath::Mailbox(m) => {
+                    m.domain_name().unwrap_or_else(|| config.hostname.clone())
+                }
+            })
+            .collect();
+        let (dmarc_reject, spf_fail) = config
+            .inbound
+            .policy_for(domains.iter().map(String::as_str));
+        match super::inbound::decide(&checked, dmarc_reject, spf_fail) {
             super::inbound::Decision::Refuse(reply) => {
                 tracing::info!(
                     session = cx.session_id,
