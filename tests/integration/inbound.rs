@@ -214,3 +214,24 @@ fn issue15_dmarc_policy_per_recipient_domain() {
     let text = String::from_utf8_lossy(&stored[0]);
     assert!(text.contains("Subject: [SPAM] wire the money"), "{text}");
 }
+
+/// With `authentication = false` nothing is checked or added, but a field
+/// that claims our authserv-id is still a forgery and goes.
+#[test]
+fn issue15_forged_results_go_even_without_authentication() {
+    let server = TestServer::with(Setup {
+        tables: "[inbound]\nauthentication = false\n".into(),
+        ..Setup::default()
+    });
+    let sent = send(
+        &server,
+        "a@example.net",
+        "From: <a@example.net>\r\nAuthentication-Results: test.example; dmarc=pass header.from=bank.test\r\n\
+         Subject: forged\r\n\r\nx\r\n",
+    );
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    let stored = server.messages("alice");
+    let text = String::from_utf8_lossy(&stored[0]);
+    assert!(!text.contains("Authentication-Results"), "{text}");
+    assert!(text.contains("Subject: forged"), "{text}");
+}

@@ -58,10 +58,8 @@ pub(super) async fn screen(
     spool: Spool,
 ) -> (Option<Spool>, Screened) {
     let service = cx.service;
-    let inbound = service
-        .inbound
-        .clone()
-        .filter(|_| cx.listener == Listener::Mx && cx.authenticated.is_none() && !cx.trusted);
+    let from_outside = cx.listener == Listener::Mx && cx.authenticated.is_none() && !cx.trusted;
+    let inbound = service.inbound.clone().filter(|_| from_outside);
     let listener = match cx.listener {
         Listener::Mx => FilterListener::Mx,
         Listener::Submission => FilterListener::Submission,
@@ -73,6 +71,17 @@ pub(super) async fn screen(
         .iter()
         .any(|f| f.listeners.contains(&listener));
     let mut header = HeaderChanges::default();
+    // Results under our name that arrive from outside are forgeries,
+    // whether or not we add our own.
+    if from_outside {
+        header.authserv_id = Some(
+            config
+                .inbound
+                .authserv_id
+                .clone()
+                .unwrap_or_else(|| config.hostname.clone()),
+        );
+    }
     if inbound.is_none() && !filtered {
         if cx.client_tag {
             header.tag = Some(Tag {
@@ -149,7 +158,6 @@ pub(super) async fn screen(
                     "smtp sender authentication"
                 );
                 tag |= tagged;
-                header.authserv_id = Some(inbound.authserv_id().to_owned());
                 results = Some(checked.field);
             }
         }
