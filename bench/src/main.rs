@@ -4,6 +4,7 @@
 
 mod client;
 mod data;
+mod inbound;
 mod procs;
 mod report;
 mod responder;
@@ -33,7 +34,7 @@ struct Args {
 enum Command {
     /// Run the scenarios and print the table.
     Run {
-        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp, dkim); default all.
+        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp, dkim, inbound); default all.
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
         /// Servers to run against (yubin, dovecot, responder, postfix); default all.
@@ -265,6 +266,9 @@ fn run(
         }
         if wants(&scenarios, "dkim") {
             step("dkim", smtp::smtp_signed(&ctx, &with(&[&postfix])))?;
+        }
+        if wants(&scenarios, "inbound") {
+            step("inbound", inbound::smtp_checked(&ctx, &with(&[&postfix])))?;
         }
         if wants(&scenarios, "tls") {
             step(

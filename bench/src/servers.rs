@@ -76,8 +76,9 @@ pub struct Server {
     /// SMTP (yubin's MX listener, Postfix's smtpd).
     pub smtp: SocketAddr,
     child: Option<Child>,
-    /// OpenDKIM, Postfix's signing milter.
-    milter: Option<Child>,
+    /// Postfix's milters: OpenDKIM signing, or OpenDKIM and OpenDMARC
+    /// verifying.
+    milters: Vec<Child>,
     dovecot_config: Option<PathBuf>,
     postfix_config: Option<PathBuf>,
     pid: u32,
@@ -96,6 +97,15 @@ pub fn dkim_key(env: &Env) -> (&'static str, &'static str, PathBuf) {
         env.work.join("dkim/bench.example/bench.key"),
     )
 }
+
+/// The mode of `Server::start` in which mail from outside is checked on
+/// arrival (SPF, DKIM, DMARC): yubin by itself, Postfix through OpenDKIM
+/// and OpenDMARC as milters, all asking the DNS server at [`BENCH_DNS`].
+pub const INBOUND_AUTH: &str = "inbound-auth";
+
+/// Where the DNS server of [`INBOUND_AUTH`] listens: port 53, since
+/// OpenDMARC asks the resolver of `/etc/resolv.conf`, which has no port.
+pub const BENCH_DNS: &str = "127.0.0.153:53";
 
 /// Where relayed mail goes in [`SIGNED_RELAY`] mode: nothing listens.
 const DEAD_END: &str = "127.0.0.1:9";
@@ -148,7 +158,7 @@ impl Server {
             pop3s,
             smtp,
             child: None,
-            milter: None,
+            milters: Vec::new(),
             dovecot_config: None,
             postfix_config: None,
             pid: 0,
@@ -168,7 +178,13 @@ impl Server {
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
                          [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
                          submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n{signed}\
-                         [inbound]\nauthentication = false\n",
+                         [inbound]\nauthentication = {checked}\n{dns}",
+                        checked = responder_mode == INBOUND_AUTH,
+                        dns = if responder_mode == INBOUND_AUTH {
+                            format!("[dns]\nresolver = \"{BENCH_DNS}\"\n")
+                        } else {
+                            String::new()
+                        },
                         signed = if responder_mode == SIGNED_RELAY {
                             let (domain, selector, key) = dkim_key(env);
                             format!(
@@ -235,13 +251,29 @@ impl Server {
                     // A unix socket: over TCP on loopback each milter step
                     // waits for delayed ACKs, and Postfix is 9 times slower.
                     let socket = dir.join("opendkim.sock");
-                    server.milter = Some(start_opendkim(env, &dir, &socket)?);
+                    server.milters.push(start_opendkim(env, &dir, &socket)?);
                     wait_for_socket(&socket)?;
                     main.push_str(&format!(
                         "smtpd_milters = unix:{}\n\
                          milter_default_action = tempfail\n\
                          relayhost = [127.0.0.1]:9\n",
                         socket.display()
+                    ));
+                }
+                if responder_mode == INBOUND_AUTH {
+                    let dkim_socket = dir.join("opendkim.sock");
+                    let dmarc_socket = dir.join("opendmarc.sock");
+                    server
+                        .milters
+                        .push(start_verifying_opendkim(&dir, &dkim_socket)?);
+                    server.milters.push(start_opendmarc(&dir, &dmarc_socket)?);
+                    wait_for_socket(&dkim_socket)?;
+                    wait_for_socket(&dmarc_socket)?;
+                    main.push_str(&format!(
+                        "smtpd_milters = unix:{}, unix:{}\n\
+                         milter_default_action = tempfail\n",
+                        dkim_socket.display(),
+                        dmarc_socket.display()
                     ));
                 }
                 fs::write(dir.join("etc/main.cf"), main)?;
@@ -325,7 +357,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut milter) = self.milter.take() {
+        for mut milter in self.milters.drain(..) {
             let _ = milter.kill();
             let _ = milter.wait();
         }
@@ -398,6 +430,87 @@ fn start_opendkim(env: &Env, dir: &Path, socket: &Path) -> Result<Child> {
         .stderr(Stdio::null())
         .spawn()
         .context("start /usr/sbin/opendkim")
+}
+
+/// Runs `program` with `args` where `/etc/resolv.conf` names only
+/// [`BENCH_DNS`]: in a mount namespace of its own, over which a private
+/// resolv.conf is bind-mounted (the machine's file is not touched).
+fn with_bench_resolver(dir: &Path, program: &str, args: &[&std::ffi::OsStr]) -> Result<Child> {
+    let resolv = dir.join("resolv.conf");
+    let host = BENCH_DNS.trim_end_matches(":53");
+    fs::write(
+        &resolv,
+        format!("nameserver {host}\noptions attempts:1 timeout:2\n"),
+    )?;
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {} /etc/resolv.conf && exec \"$0\" \"$@\"",
+            resolv.display()
+        ))
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+        .spawn()
+        .with_context(|| format!("start {program} in its own mount namespace (unshare)"))
+}
+
+/// OpenDKIM verifying every signature of mail from anywhere (loopback
+/// included), its results in an Authentication-Results field.
+fn start_verifying_opendkim(dir: &Path, socket: &Path) -> Result<Child> {
+    if !Path::new("/usr/sbin/opendkim").exists() {
+        bail!("OpenDKIM is not installed: apt-get install opendkim (or --servers without postfix)");
+    }
+    let config = dir.join("opendkim-verify.conf");
+    fs::write(
+        &config,
+        format!(
+            "Mode v\nSocket local:{socket}\nUMask 000\nInternalHosts 192.0.2.1\n\
+             AuthservID bench.example\nNameservers {dns}\nBackground no\nSyslog no\nPidFile {}\n",
+            dir.join("opendkim-verify.pid").display(),
+            dns = BENCH_DNS.trim_end_matches(":53"),
+            socket = socket.display()
+        ),
+    )?;
+    with_bench_resolver(
+        dir,
+        "/usr/sbin/opendkim",
+        &["-f".as_ref(), "-x".as_ref(), config.as_os_str()],
+    )
+}
+
+/// OpenDMARC checking SPF itself and DMARC on OpenDKIM's results, for
+/// mail from anywhere, rejecting failures (as yubin's default does).
+fn start_opendmarc(dir: &Path, socket: &Path) -> Result<Child> {
+    if !Path::new("/usr/sbin/opendmarc").exists() {
+        bail!(
+            "OpenDMARC is not installed: apt-get install opendmarc (or --servers without postfix)"
+        );
+    }
+    let ignore = dir.join("opendmarc-ignore");
+    fs::write(&ignore, "192.0.2.1\n")?;
+    let config = dir.join("opendmarc.conf");
+    fs::write(
+        &config,
+        format!(
+            "Socket local:{socket}\nUMask 000\nAuthservID bench.example\n\
+             TrustedAuthservIDs bench.example\nIgnoreHosts {ignore}\n\
+             SPFSelfValidate true\nRejectFailures true\nBackground false\nSyslog false\n\
+             PublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat\nPidFile {}\n",
+            dir.join("opendmarc.pid").display(),
+            socket = socket.display(),
+            ignore = ignore.display(),
+        ),
+    )?;
+    with_bench_resolver(
+        dir,
+        "/usr/sbin/opendmarc",
+        &["-f".as_ref(), "-c".as_ref(), config.as_os_str()],
+    )
 }
 
 /// A private Dovecot: own base_dir, own ports, the same passwd-file and

@@ -85,7 +85,7 @@ impl SmtpClient {
 /// `sessions` connections, each sending `wire` from `from` to its own
 /// recipient (`rcpt(n)`) until `deadline`; the number of messages the
 /// server accepted.
-async fn send_until(
+pub(crate) async fn send_until(
     addr: SocketAddr,
     sessions: usize,
     deadline: Instant,
@@ -116,7 +116,7 @@ async fn send_until(
 }
 
 /// SMTP's DATA form of a stored message: CRLF line ends, leading dots doubled.
-fn smtp_data(stored: &[u8]) -> Vec<u8> {
+pub(crate) fn smtp_data(stored: &[u8]) -> Vec<u8> {
     let wire = data::wire(stored);
     let mut out = Vec::with_capacity(wire.len() + 64);
     for line in wire.split_inclusive(|&b| b == b'\n') {
@@ -128,7 +128,7 @@ fn smtp_data(stored: &[u8]) -> Vec<u8> {
     out
 }
 
-fn maildir_count(root: &Path) -> usize {
+pub(crate) fn maildir_count(root: &Path) -> usize {
     std::fs::read_dir(root.join("new")).map_or(0, |d| d.count())
 }
 

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         mail_from: "a@example.com",
         recipients: &recipients,
         queue_id: "Q",
+        user: None,
         message: MESSAGE,
     });
     let mut decoder = Decoder::new();

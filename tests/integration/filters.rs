@@ -70,6 +70,17 @@ fn send(server: &TestServer, message: &str) -> serde_json::Value {
 const MESSAGE: &str =
     "From: <sender@example.net>\r\nSubject: hello\r\nX-Remove-Me: yes\r\n\r\nbody text\r\n";
 
+/// The messages in `user`'s Junk folder (`.Junk/new`).
+fn junk_messages(server: &TestServer, user: &str) -> Vec<Vec<u8>> {
+    let dir = server.maildir(user).join(".Junk").join("new");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| std::fs::read(e.expect("an entry").path()).expect("read"))
+        .collect()
+}
+
 /// A port nothing listens on.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -83,10 +94,13 @@ fn issue15_a_milter_sees_the_envelope_and_its_edits_and_quarantine_are_applied()
     let sent = send(&server, MESSAGE);
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
 
-    let stored = server.messages("alice");
-    assert_eq!(stored.len(), 1);
-    let stored = String::from_utf8_lossy(&stored[0]).into_owned();
-    // Its field added, the one it deleted gone, quarantine as our tag.
+    // Quarantined: held out of the maildrop POP3 serves, in the Junk
+    // folder although alice did not ask for one.
+    assert!(server.messages("alice").is_empty());
+    let junk = junk_messages(&server, "alice");
+    assert_eq!(junk.len(), 1);
+    let stored = String::from_utf8_lossy(&junk[0]).into_owned();
+    // Its field added, the one it deleted gone, and the spam tag.
     assert!(
         stored.contains("X-Milter: scanned by fakemilter\n"),
         "{stored}"
@@ -263,9 +277,12 @@ fn issue15_filter_settings_are_checked_at_start() {
 
 #[test]
 fn issue15_tagged_mail_goes_to_the_junk_folder_of_users_who_want_it() {
-    let milter = FakeMilter::start("tag");
+    // shop.test's DMARC policy is quarantine: its failing mail is tagged.
+    let dns = yubin_test_dns::TestDns::start().expect("a DNS server");
+    dns.txt("shop.test", "v=spf1 -all");
+    dns.txt("_dmarc.shop.test", "v=DMARC1; p=quarantine");
     let mut setup = Setup {
-        tables: filter("milter", &format!("127.0.0.1:{}", milter.port), ""),
+        tables: format!("[dns]\nresolver = \"{}\"\n", dns.addr()),
         ..Setup::default()
     };
     // carol asks for a Junk folder in the passwd-file; alice keeps the
@@ -275,27 +292,25 @@ fn issue15_tagged_mail_goes_to_the_junk_folder_of_users_who_want_it() {
         "{PLAIN}carol-pw::::::userdb_junk=yes".into(),
     ));
     let server = TestServer::with(setup);
+    let message = "From: <news@shop.test>\r\nSubject: deals\r\n\r\nbuy\r\n";
     let sent = server.python(
         &format!(
             "import smtpclient as s\n\
-             s.emit(s.send_once('sender@example.net', ['alice@test.example', 'carol@test.example'], {MESSAGE:?}.encode()))"
+             s.emit(s.send_once('news@shop.test', ['alice@test.example', 'carol@test.example'], {message:?}.encode()))"
         ),
         &[],
     );
     assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
     // alice: tagged, in the maildrop POP3 serves.
     assert_eq!(server.messages("alice").len(), 1);
+    assert!(junk_messages(&server, "alice").is_empty());
     // carol: nothing for POP3; the copy is in .Junk/new, a Maildir++
     // folder.
     assert!(server.messages("carol").is_empty());
-    let junk = server.maildir("carol").join(".Junk");
-    assert!(junk.join("maildirfolder").exists());
-    let files: Vec<_> = std::fs::read_dir(junk.join("new"))
-        .expect("the Junk folder")
-        .collect();
-    assert_eq!(files.len(), 1);
-    let stored = std::fs::read(files[0].as_ref().expect("an entry").path()).expect("read");
-    assert!(String::from_utf8_lossy(&stored).contains("X-Spam-Flag: YES"));
+    assert!(server.maildir("carol").join(".Junk/maildirfolder").exists());
+    let junk = junk_messages(&server, "carol");
+    assert_eq!(junk.len(), 1);
+    assert!(String::from_utf8_lossy(&junk[0]).contains("X-Spam-Flag: YES"));
     let stat = server.python(
         "import poplib, os\n\
          c = poplib.POP3(os.environ['HOST'], int(os.environ['PORT']))\n\

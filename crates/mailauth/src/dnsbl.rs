@@ -96,6 +96,13 @@ impl Zone {
         if !valid {
             return Err(format!("{text:?}: {name:?} is not a zone name"));
         }
+        // An IPv6 query puts 64 octets in front of the zone; a name has
+        // 253 at most.
+        if name.len() > 253 - 64 {
+            return Err(format!(
+                "{text:?}: the zone name is too long for IPv6 queries"
+            ));
+        }
         let filter = match filter {
             None => None,
             Some(f) => {

@@ -29,7 +29,8 @@ const MAX_EDIT_BYTES: usize = 1024 * 1024;
 pub struct Transaction<'a> {
     /// Our host name (the `j` macro).
     pub our_name: &'a str,
-    /// The client's host name as checked, or `[address]`.
+    /// The client's host name as checked, or `[address]` when it has none
+    /// (then `{client_name}` says `unknown`, as Postfix's does).
     pub client_name: &'a str,
     /// The client's address; `None` sends the family "unknown".
     pub client_ip: Option<IpAddr>,
@@ -43,6 +44,8 @@ pub struct Transaction<'a> {
     pub recipients: &'a [String],
     /// Our queue id for the message (the `i` macro: filters log it).
     pub queue_id: &'a str,
+    /// The user who authenticated (`{auth_authen}`), if any.
+    pub user: Option<&'a str>,
     /// The message as it came, with CRLF line ends.
     pub message: &'a [u8],
 }
@@ -113,6 +116,9 @@ pub struct Outcome {
     pub edits: Vec<HeaderEdit>,
     /// The filter asked for quarantine, with this reason.
     pub quarantine: Option<String>,
+    /// What the filter asked for that is not done (changing the body, the
+    /// sender or the recipients), as command letters, for the log.
+    pub ignored: Vec<char>,
 }
 
 /// What the caller does next.
@@ -173,6 +179,7 @@ pub struct Conversation<'a> {
     edits: Vec<HeaderEdit>,
     edit_bytes: usize,
     quarantine: Option<String>,
+    ignored: Vec<char>,
 }
 
 impl<'a> Conversation<'a> {
@@ -191,6 +198,7 @@ impl<'a> Conversation<'a> {
             edits: Vec::new(),
             edit_bytes: 0,
             quarantine: None,
+            ignored: Vec::new(),
         }
     }
 
@@ -210,6 +218,7 @@ impl<'a> Conversation<'a> {
                         verdict: self.verdict.take().unwrap_or(Verdict::Continue),
                         edits: std::mem::take(&mut self.edits),
                         quarantine: self.quarantine.take(),
+                        ignored: std::mem::take(&mut self.ignored),
                     });
                 }
                 Stage::Quit => {
@@ -218,10 +227,15 @@ impl<'a> Conversation<'a> {
                 }
                 stage => {
                     self.waiting = self.write_stage(stage, &mut out);
-                    if self.waiting || out.len() >= BATCH {
+                    if self.waiting {
                         return Next::Send(out);
                     }
+                    // Sent without an answer due: on to the next step
+                    // before handing the batch over.
                     self.stage = self.after(stage);
+                    if out.len() >= BATCH {
+                        return Next::Send(out);
+                    }
                 }
             }
         }
@@ -266,6 +280,21 @@ impl<'a> Conversation<'a> {
                 self.edit(packet.code, data)?;
                 return Ok(());
             }
+            // Asked for in negotiation (filters such as rspamd's proxy ask
+            // for every action), not done: noted for the log. Mail for our
+            // users is not redirected or rewritten by a filter.
+            b'b' | b'+' | b'-' | b'2' | b'e' if eom => {
+                if self.ignored.len() < 16 && !self.ignored.contains(&char::from(packet.code)) {
+                    self.ignored.push(char::from(packet.code));
+                }
+                return Ok(());
+            }
+            // The filter is shutting down, or wants the connection failed:
+            // try again later (Sendmail answers 421).
+            b'4' | b'f' => self.finish(Verdict::Tempfail(Some(Reply {
+                code: 421,
+                text: "4.7.0 Content filter shutting down".into(),
+            }))),
             code => {
                 return Err(Error::Protocol(format!(
                     "'{}' is not an answer at {:?}",
@@ -300,7 +329,7 @@ impl<'a> Conversation<'a> {
         }
         if actions & !action::OFFERED != 0 {
             return Err(Error::Negotiation(format!(
-                "asks for actions {:#x}; offered {:#x} (changing the body, recipients or sender is not)",
+                "asks for actions {:#x}; offered {:#x}",
                 actions,
                 action::OFFERED
             )));
@@ -344,7 +373,14 @@ impl<'a> Conversation<'a> {
                         ("_", &underscore),
                         ("{client_addr}", &ip),
                         ("{client_port}", &port),
-                        ("{client_name}", tx.client_name),
+                        (
+                            "{client_name}",
+                            if tx.client_name.starts_with('[') {
+                                "unknown"
+                            } else {
+                                tx.client_name
+                            },
+                        ),
                     ],
                 );
                 let name = nul_free(tx.client_name);
@@ -373,11 +409,11 @@ impl<'a> Conversation<'a> {
                 answered(step::NR_HELO)
             }
             Stage::Mail if !skipped(step::NO_MAIL) => {
-                macros(
-                    out,
-                    b'M',
-                    &[("i", tx.queue_id), ("{mail_addr}", tx.mail_from)],
-                );
+                let mut pairs = vec![("i", tx.queue_id), ("{mail_addr}", tx.mail_from)];
+                if let Some(user) = tx.user {
+                    pairs.extend([("{auth_type}", "PLAIN"), ("{auth_authen}", user)]);
+                }
+                macros(out, b'M', &pairs);
                 let from = format!("<{}>", nul_free(tx.mail_from));
                 encode(out, b'M', &[from.as_bytes(), b"\0"]);
                 answered(step::NR_MAIL)
@@ -518,6 +554,10 @@ impl<'a> Conversation<'a> {
     /// add a field by folding), the leading space put back unless the
     /// filter sends it itself.
     fn stored_value(&self, value: &str) -> String {
+        if value.is_empty() {
+            return String::new();
+        }
+        let value = value.trim_end_matches(['\r', '\n', ' ', '\t']);
         if value.is_empty() {
             return String::new();
         }

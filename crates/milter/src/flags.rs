@@ -13,14 +13,13 @@ pub(crate) mod action {
     pub const CHANGE_HEADERS: u32 = 0x10;
     /// Quarantine the message (`q`).
     pub const QUARANTINE: u32 = 0x20;
-    /// Ask for other macros than the defaults (the answer to option
-    /// negotiation may carry lists; we send a fixed set either way).
-    pub const SET_SYMBOL_LIST: u32 = 0x100;
-    /// Everything we offer. Not offered: changing the body, the
-    /// recipients or the sender (a filter asking for them is refused;
-    /// mail for our own users is not rewritten or redirected by a
-    /// filter).
-    pub const OFFERED: u32 = ADD_HEADERS | CHANGE_HEADERS | QUARANTINE | SET_SYMBOL_LIST;
+    /// Everything, as Postfix offers (0x1FF, up to asking for other
+    /// macros, whose lists we read past: every filter gets the same set):
+    /// filters such as rspamd's
+    /// proxy ask for every action whatever they will do. Changing the
+    /// body, the sender or the recipients is accepted in negotiation and
+    /// not done when asked for (the outcome says so).
+    pub const OFFERED: u32 = 0x1FF;
 }
 
 /// SMFIP_*: steps a filter does not want, or will not answer (`NO_*`:

@@ -149,15 +149,16 @@ impl Default for InboundConfig {
 
 impl InboundConfig {
     /// What a message to recipients in `domains` gets: each domain's own
-    /// policy or the default, and where they differ the lenient one (one
-    /// reply answers the whole message, and no recipient must lose mail
-    /// its domain wants delivered).
+    /// policy or the default, and where they differ the strict one. One
+    /// reply answers the whole message, and a spoofer must not get past a
+    /// domain that refuses by adding a recipient where mail is only
+    /// tagged.
     pub fn policy_for<'a>(
         &self,
         domains: impl IntoIterator<Item = &'a str>,
     ) -> (DmarcReject, SpfFail) {
-        let mut dmarc_reject = DmarcReject::Reject;
-        let mut spf_fail = SpfFail::Reject;
+        let mut dmarc_reject = DmarcReject::Tag;
+        let mut spf_fail = SpfFail::Tag;
         let mut any = false;
         for domain in domains {
             any = true;
@@ -165,12 +166,12 @@ impl InboundConfig {
             if own
                 .and_then(|p| p.dmarc_reject)
                 .unwrap_or(self.dmarc_reject)
-                == DmarcReject::Tag
+                == DmarcReject::Reject
             {
-                dmarc_reject = DmarcReject::Tag;
+                dmarc_reject = DmarcReject::Reject;
             }
-            if own.and_then(|p| p.spf_fail).unwrap_or(self.spf_fail) == SpfFail::Tag {
-                spf_fail = SpfFail::Tag;
+            if own.and_then(|p| p.spf_fail).unwrap_or(self.spf_fail) == SpfFail::Reject {
+                spf_fail = SpfFail::Reject;
             }
         }
         if any {
@@ -261,7 +262,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_domain_its_own_policy_and_the_lenient_one_for_a_mix() {
+    fn each_domain_its_own_policy_and_the_strict_one_for_a_mix() {
         let mut config = InboundConfig::default();
         config.domains.insert(
             "lenient.test".into(),
@@ -291,7 +292,7 @@ mod tests {
         );
         assert_eq!(
             config.policy_for(["strict.test", "lenient.test"]),
-            (DmarcReject::Tag, SpfFail::Tag)
+            (DmarcReject::Reject, SpfFail::Reject)
         );
         assert_eq!(config.policy_for([]), (DmarcReject::Reject, SpfFail::Tag));
     }

@@ -27,6 +27,7 @@ mod config_error;
 mod filter;
 pub mod filter_config;
 pub mod first_run;
+mod header_edit;
 pub mod inbound_config;
 pub mod lda;
 mod login;

@@ -111,28 +111,39 @@ impl Maildir {
         Maildir::new(self.root.join(format!(".{name}")))
     }
 
-    /// Creates this Maildir as a folder of its parent: its directories,
-    /// the `maildirfolder` marker Maildir++ readers look for, and, when it
-    /// was missing, the directory entries made durable (a message
-    /// committed into it must not vanish with its folder in a crash).
+    /// Creates this Maildir as a folder of its parent: the parent checked
+    /// as [`Maildir::create`] checks a Maildir (no symbolic links), the
+    /// folder's directories, their entries made durable (a message
+    /// committed into the folder must not vanish with it in a crash), and
+    /// last the `maildirfolder` marker Maildir++ readers look for. The
+    /// marker says the folder is complete: until it exists, every
+    /// delivery makes sure again.
     pub fn create_folder(&self) -> Result<(), StoreError> {
-        if self.check_dirs().is_ok() {
+        let marker = self.root.join("maildirfolder");
+        if marker.exists() && self.check_dirs().is_ok() {
             return Ok(());
         }
+        let parent = self.root.parent().map(Maildir::new);
+        if let Some(parent) = &parent {
+            parent.create()?;
+        }
         self.create()?;
-        let marker = self.root.join("maildirfolder");
+        for dir in [
+            Some(self.root.as_path()),
+            parent.as_ref().map(Maildir::root),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            yubin_durable::sync_dir(dir).map_err(io_error(dir))?;
+        }
         OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(&marker)
             .map_err(io_error(&marker))?;
-        for dir in [Some(self.root.as_path()), self.root.parent()]
-            .into_iter()
-            .flatten()
-        {
-            yubin_durable::sync_dir(dir).map_err(io_error(dir))?;
-        }
+        yubin_durable::sync_dir(&self.root).map_err(io_error(&self.root))?;
         Ok(())
     }
 

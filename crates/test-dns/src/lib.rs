@@ -102,6 +102,15 @@ impl TestDns {
         Err(last_error.unwrap_or_else(|| io::Error::other("no free port")))
     }
 
+    /// Starts a server on `addr`, UDP and TCP (port 53 of a loopback
+    /// address, say, for programs that read `/etc/resolv.conf`, which has
+    /// no port).
+    pub fn start_on(addr: SocketAddr) -> io::Result<TestDns> {
+        let udp = UdpSocket::bind(addr)?;
+        let tcp = TcpListener::bind(addr)?;
+        Self::run(udp, tcp)
+    }
+
     fn run(udp: UdpSocket, tcp: TcpListener) -> io::Result<TestDns> {
         let addr = udp.local_addr()?;
         udp.set_read_timeout(Some(POLL))?;

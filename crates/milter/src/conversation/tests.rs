@@ -46,6 +46,7 @@ fn transaction<'a>(message: &'a [u8], rcpts: &'a [String]) -> Transaction<'a> {
         mail_from: "a@example.com",
         recipients: rcpts,
         queue_id: "Q1",
+        user: None,
         message,
     }
 }
@@ -312,19 +313,18 @@ fn verdicts_end_the_conversation_where_they_are_given() {
 fn a_filter_that_asks_for_what_we_do_not_offer_is_refused() {
     let rcpts = recipients();
     for answer in [
-        optneg(0x02, 0),                             // change the body
-        optneg(0x04, 0),                             // add recipients
+        optneg(0x200, 0),                            // an action not offered
         optneg(0, 0x20_0000),                        // a step not offered
         packet(b'O', b"\0\0\0\x01\0\0\0\0\0\0\0\0"), // version 1
         packet(b'O', b"\0\0\0\x06"),                 // short
         packet(b'c', b""),                           // no negotiation
     ] {
-        let (outcome, _) = run_to_end(transaction(MESSAGE, &rcpts), |p| match p.code {
+        let outcome = run(transaction(MESSAGE, &rcpts), |p| match p.code {
             b'O' => vec![answer.clone()],
             _ => vec![],
         });
         assert!(
-            matches!(outcome, Err(Error::Negotiation(_))),
+            matches!(outcome, Some((Err(Error::Negotiation(_)), _))),
             "{answer:?}: {outcome:?}"
         );
     }
@@ -376,7 +376,7 @@ fn any_answer_at_any_step_is_a_verdict_or_an_error() {
                     // Waiting on: progress, or an edit at end of message
                     // (the filter owes its verdict).
                     assert!(
-                        code == b'p' || (at == b'E' && b"himq".contains(&code)),
+                        code == b'p' || (at == b'E' && b"himqb+-2e".contains(&code)),
                         "waits after '{}' at {}",
                         code as char,
                         at as char
@@ -384,10 +384,97 @@ fn any_answer_at_any_step_is_a_verdict_or_an_error() {
                     continue;
                 };
                 // Only the protocol's answers lead anywhere but an error.
-                if !b"cartdys".contains(&code) {
+                if !b"cartdys4f".contains(&code) {
                     assert!(outcome.is_err(), "'{}' at {}", code as char, at as char);
                 }
             }
         }
     }
+}
+
+#[test]
+fn no_reply_steps_past_a_batch_are_each_sent_once() {
+    let rcpts = recipients();
+    // 3,000 header fields and a 200 KB body, neither answered.
+    let mut message = Vec::new();
+    for n in 0..3000 {
+        message.extend_from_slice(
+            format!("X-Field-{n}: value {n} with some length to it\r\n").as_bytes(),
+        );
+    }
+    message.extend_from_slice(b"\r\n");
+    message.resize(message.len() + 200_000, b'y');
+    let steps = step::NR_HEADER | step::NR_BODY;
+    let (outcome, sent) = run_to_end(transaction(&message, &rcpts), |p| match p.code {
+        b'O' => vec![optneg(0x31, steps)],
+        b'D' | b'Q' | b'L' | b'B' => vec![],
+        _ => vec![packet(b'c', b"")],
+    });
+    assert_eq!(
+        outcome.expect("a clean conversation").verdict,
+        Verdict::Continue
+    );
+    assert_eq!(sent.iter().filter(|&&c| c == b'L').count(), 3000);
+    assert_eq!(sent.iter().filter(|&&c| c == b'B').count(), 4);
+}
+
+#[test]
+fn what_rspamds_proxy_asks_for_is_accepted_and_unsupported_edits_are_reported() {
+    let rcpts = recipients();
+    // rspamd's proxy asks for 0x3F actions and every no-reply step.
+    let (outcome, _) = run_to_end(transaction(MESSAGE, &rcpts), |p| match p.code {
+        b'O' => vec![optneg(0x3F, 0x1F_F000 | step::NR_HEADER)],
+        b'D' | b'Q' => vec![],
+        b'E' => vec![
+            packet(b'+', b"<extra@elsewhere.example>\0"),
+            packet(b'b', b"new body"),
+            packet(b'h', b"X-Spam\0Yes\n\0"),
+            packet(b'a', b""),
+        ],
+        b'C' | b'H' | b'M' | b'R' | b'T' | b'L' | b'N' | b'B' => vec![],
+        _ => vec![packet(b'c', b"")],
+    });
+    let outcome = outcome.expect("a clean conversation");
+    assert_eq!(outcome.verdict, Verdict::Accept);
+    assert_eq!(outcome.ignored, vec!['+', 'b']);
+    // A trailing line break makes no empty line; it asked for leading
+    // spaces as they are, so none is added.
+    assert_eq!(
+        outcome.edits,
+        vec![HeaderEdit::Add {
+            name: "X-Spam".into(),
+            value: "Yes".into()
+        }]
+    );
+}
+
+#[test]
+fn a_filter_shutting_down_is_a_tempfail_and_auth_macros_name_the_user() {
+    let rcpts = recipients();
+    let mut tx = transaction(MESSAGE, &rcpts);
+    tx.user = Some("alice");
+    let mut macros = Vec::new();
+    let (outcome, _) = run_to_end(tx, |p| match p.code {
+        b'O' => vec![optneg(0, 0)],
+        b'D' => {
+            macros.push(p.data.clone());
+            vec![]
+        }
+        b'Q' => vec![],
+        b'M' => vec![packet(b'4', b"")],
+        _ => vec![packet(b'c', b"")],
+    });
+    assert_eq!(
+        outcome.expect("a verdict").verdict,
+        Verdict::Tempfail(Some(Reply {
+            code: 421,
+            text: "4.7.0 Content filter shutting down".into()
+        }))
+    );
+    assert!(
+        macros
+            .iter()
+            .any(|m| m.ends_with(b"{auth_authen}\0alice\0")),
+        "{macros:?}"
+    );
 }

@@ -4,7 +4,7 @@
 //! greylists senders once more); several nodes must share them, or a
 //! retry that reaches another node is greylisted again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -61,16 +61,46 @@ struct Entry {
 /// Triplets in this process's memory, at most `max` of them.
 #[derive(Debug)]
 pub struct MemoryGreylist {
-    table: Mutex<HashMap<Triplet, Entry>>,
+    table: Mutex<Table>,
     times: GreylistTimes,
     max: usize,
+}
+
+/// The triplets, and those waiting to pass in the order they came: when
+/// the table is full the oldest waiting one makes room (a flood of
+/// made-up senders pushes out only its own kind, never a triplet that
+/// passed, and never turns greylisting off).
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<Triplet, Entry>,
+    waiting: VecDeque<(Triplet, Instant)>,
+}
+
+impl Table {
+    /// Forgets the oldest triplet that is still waiting; whether there
+    /// was one.
+    fn evict_oldest_waiting(&mut self) -> bool {
+        while let Some((triplet, first)) = self.waiting.pop_front() {
+            // The queue may name a triplet that has since passed or
+            // started over (then a later queue entry stands for it).
+            if self
+                .entries
+                .get(&triplet)
+                .is_some_and(|e| !e.passed && e.first == first)
+            {
+                self.entries.remove(&triplet);
+                return true;
+            }
+        }
+        false
+    }
 }
 
 impl MemoryGreylist {
     /// An empty memory with these times, keeping at most `max` triplets.
     pub fn new(times: GreylistTimes, max: usize) -> MemoryGreylist {
         MemoryGreylist {
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             times,
             max,
         }
@@ -81,7 +111,8 @@ impl MemoryGreylist {
     pub fn attempt_at(&self, triplet: &Triplet, now: Instant) -> Greylisted {
         let times = self.times;
         let mut table = crate::lock(&self.table);
-        if let Some(entry) = table.get_mut(triplet) {
+        let table = &mut *table;
+        if let Some(entry) = table.entries.get_mut(triplet) {
             let since_first = now.saturating_duration_since(entry.first);
             if entry.passed && now.saturating_duration_since(entry.last) <= times.keep {
                 entry.last = now;
@@ -102,24 +133,21 @@ impl MemoryGreylist {
                 last: now,
                 passed: false,
             };
+            table.waiting.push_back((triplet.clone(), now));
             return Greylisted::Wait(times.delay);
         }
-        if table.len() >= self.max {
-            table.retain(|_, e| {
-                let idle = now.saturating_duration_since(e.last);
-                if e.passed {
-                    idle <= times.keep
-                } else {
-                    idle <= times.retry_window
-                }
-            });
-            if table.len() >= self.max {
-                // Full of live triplets (a flood of made-up senders): let
-                // mail through rather than forget the ones that waited.
+        if table.entries.len() >= self.max && !table.evict_oldest_waiting() {
+            // Full of triplets that passed: the stale ones go, or, if
+            // none is stale, this one passes unrecorded rather than push
+            // out mail that already waited.
+            table
+                .entries
+                .retain(|_, e| now.saturating_duration_since(e.last) <= times.keep);
+            if table.entries.len() >= self.max {
                 return Greylisted::Pass;
             }
         }
-        table.insert(
+        table.entries.insert(
             triplet.clone(),
             Entry {
                 first: now,
@@ -127,6 +155,17 @@ impl MemoryGreylist {
                 passed: false,
             },
         );
+        table.waiting.push_back((triplet.clone(), now));
+        // The queue holds stale names of triplets that passed; keep it
+        // from outgrowing the table.
+        if table.waiting.len() > 2 * self.max.max(1) {
+            let entries = &table.entries;
+            table.waiting.retain(|(t, first)| {
+                entries
+                    .get(t)
+                    .is_some_and(|e| !e.passed && e.first == *first)
+            });
+        }
         Greylisted::Wait(times.delay)
     }
 }
@@ -183,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_after_the_window_starts_over_and_a_full_table_lets_mail_through() {
+    fn a_retry_after_the_window_starts_over_and_a_flood_pushes_out_only_waiting_triplets() {
         let grey = MemoryGreylist::new(times(), 2);
         let t0 = Instant::now();
         let t = triplet("a@example.com");
@@ -192,18 +231,43 @@ mod tests {
             grey.attempt_at(&t, t0 + 25 * 60 * MINUTE),
             Greylisted::Wait(5 * MINUTE)
         );
+        // a@ passes; b@ waits; the table is full.
+        let later = t0 + 31 * 60 * MINUTE;
+        assert_eq!(grey.attempt_at(&t, later), Greylisted::Pass);
         assert_eq!(
-            grey.attempt_at(&triplet("b@x"), t0),
+            grey.attempt_at(&triplet("b@x"), later),
             Greylisted::Wait(5 * MINUTE)
         );
-        // Full of live triplets.
+        // A flood of new senders: each pushes out the oldest waiting one,
+        // and is greylisted itself; a@, which passed, stays.
+        for n in 0..100 {
+            assert_eq!(
+                grey.attempt_at(&triplet(&format!("flood{n}@x")), later),
+                Greylisted::Wait(5 * MINUTE)
+            );
+        }
+        assert_eq!(grey.attempt_at(&t, later + MINUTE), Greylisted::Pass);
+        // b@ was pushed out: it starts over.
         assert_eq!(
-            grey.attempt_at(&triplet("c@x"), t0 + MINUTE),
+            grey.attempt_at(&triplet("b@x"), later + 6 * MINUTE),
+            Greylisted::Wait(5 * MINUTE)
+        );
+    }
+
+    #[test]
+    fn a_table_full_of_passed_triplets_lets_new_ones_through_unrecorded() {
+        let grey = MemoryGreylist::new(times(), 1);
+        let t0 = Instant::now();
+        let t = triplet("a@example.com");
+        assert_eq!(grey.attempt_at(&t, t0), Greylisted::Wait(5 * MINUTE));
+        assert_eq!(grey.attempt_at(&t, t0 + 6 * MINUTE), Greylisted::Pass);
+        assert_eq!(
+            grey.attempt_at(&triplet("b@x"), t0 + 7 * MINUTE),
             Greylisted::Pass
         );
-        // Once the others are stale, room is made.
+        // Once a@ is stale, room is made.
         assert_eq!(
-            grey.attempt_at(&triplet("c@x"), t0 + 60 * 24 * 60 * MINUTE),
+            grey.attempt_at(&triplet("b@x"), t0 + 60 * 24 * 60 * MINUTE),
             Greylisted::Wait(5 * MINUTE)
         );
     }

@@ -12,8 +12,8 @@ use crate::filter_config::FilterAddress;
 /// The milter at `address`'s answer about `message`.
 pub(super) async fn ask(address: &FilterAddress, message: &Message<'_>) -> Result<Answer, String> {
     let mut stream = connect(address).await?;
-    // Postfix's convention: the verified name, else the address in
-    // brackets.
+    // Postfix's conventions: the connect step names the verified host or
+    // the address in brackets; `{client_name}` says `unknown`.
     let client_name = message
         .client_name
         .map_or_else(|| format!("[{}]", message.ip), str::to_owned);
@@ -26,6 +26,7 @@ pub(super) async fn ask(address: &FilterAddress, message: &Message<'_>) -> Resul
         mail_from: message.mail_from,
         recipients: message.recipients,
         queue_id: message.queue_id,
+        user: message.user,
         message: message.content,
     });
     let mut decoder = Decoder::new();
@@ -70,15 +71,21 @@ fn answer(address: &FilterAddress, outcome: Outcome) -> Answer {
         }
     };
     let quarantined = outcome.quarantine.is_some();
-    let note = match &outcome.quarantine {
-        Some(reason) => format!("milter {address} {word} quarantine {reason:?}"),
-        None => format!("milter {address} {word}"),
-    };
+    let mut note = format!("milter {address} {word}");
+    if let Some(reason) = &outcome.quarantine {
+        note.push_str(&format!(" quarantine {reason:?}"));
+    }
+    if !outcome.ignored.is_empty() {
+        // Changing the body, the sender or the recipients: not done.
+        let ignored: String = outcome.ignored.iter().collect();
+        note.push_str(&format!(" ignored {ignored:?}"));
+    }
     Answer {
         judgement,
         edits: outcome.edits.into_iter().map(Edit::Filter).collect(),
         spam: quarantined,
         subject_rewritten: false,
+        quarantine: quarantined,
         note,
     }
 }

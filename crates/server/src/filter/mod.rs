@@ -10,12 +10,13 @@ mod rspamd_reply;
 
 use std::net::IpAddr;
 
-use yubin_milter::HeaderEdit;
 use yubin_smtp_proto::Reply;
 
 use crate::filter_config::{FilterConfig, FilterKind, FilterListener, OnFailure};
+pub(crate) use crate::header_edit::Edit;
 
 /// A received message as filters are told of it.
+#[derive(Clone, Copy)]
 pub(crate) struct Message<'a> {
     /// Our host name.
     pub(crate) our_name: &'a str,
@@ -36,15 +37,6 @@ pub(crate) struct Message<'a> {
     pub(crate) user: Option<&'a str>,
     /// The message as sent, CRLF line ends.
     pub(crate) content: &'a [u8],
-}
-
-/// A header change a filter asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Edit {
-    /// One of the milter protocol's edits.
-    Filter(HeaderEdit),
-    /// Remove every field of this name (rspamd's order 0).
-    RemoveAll(String),
 }
 
 /// One filter's judgement.
@@ -68,6 +60,9 @@ pub(crate) struct Answer {
     pub(crate) spam: bool,
     /// The filter wrote a new Subject itself.
     pub(crate) subject_rewritten: bool,
+    /// The filter wants the message held out of the maildrop
+    /// (quarantine): it goes to each recipient's Junk folder.
+    pub(crate) quarantine: bool,
     /// For the log line: the filter and what it said.
     pub(crate) note: String,
 }
@@ -80,6 +75,7 @@ pub(crate) struct Filtered {
     pub(crate) edits: Vec<Edit>,
     pub(crate) spam: bool,
     pub(crate) subject_rewritten: bool,
+    pub(crate) quarantine: bool,
     /// One note per filter asked, for the delivery log line.
     pub(crate) notes: Vec<String>,
 }
@@ -87,7 +83,9 @@ pub(crate) struct Filtered {
 /// The reply for a filter that cannot be asked, under `tempfail`.
 const FILTER_DOWN: Reply = Reply::new(451, "4.7.1", "Content filter unavailable; try again later");
 
-/// Runs the `filters` that apply to `listener` over `message`.
+/// Runs the `filters` that apply to `listener` over `message`. Each
+/// filter sees the message as the ones before it left it (OpenDMARC
+/// reads OpenDKIM's results).
 pub(crate) async fn run(
     filters: &[FilterConfig],
     listener: FilterListener,
@@ -98,10 +96,17 @@ pub(crate) async fn run(
         edits: Vec::new(),
         spam: false,
         subject_rewritten: false,
+        quarantine: false,
         notes: Vec::new(),
     };
+    // The message as the next filter is to see it, once one has changed it.
+    let mut edited: Option<Vec<u8>> = None;
     for filter in filters.iter().filter(|f| f.listeners.contains(&listener)) {
-        let answer = ask(filter, message).await;
+        let seen = Message {
+            content: edited.as_deref().unwrap_or(message.content),
+            ..*message
+        };
+        let answer = ask(filter, &seen).await;
         let answer = match answer {
             Ok(answer) => answer,
             Err(reason) => {
@@ -125,9 +130,16 @@ pub(crate) async fn run(
             }
         };
         all.notes.push(answer.note);
+        if !answer.edits.is_empty() {
+            edited = Some(crate::header_edit::apply_to_wire(
+                edited.as_deref().unwrap_or(message.content),
+                &answer.edits,
+            ));
+        }
         all.edits.extend(answer.edits);
         all.spam |= answer.spam;
         all.subject_rewritten |= answer.subject_rewritten;
+        all.quarantine |= answer.quarantine;
         if answer.judgement != Judgement::Continue {
             all.judgement = answer.judgement;
             return all;

@@ -25,11 +25,16 @@ pub(super) async fn ask(address: &FilterAddress, message: &Message<'_>) -> Resul
     let mut response = Vec::with_capacity(8 * 1024);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if let Some(body) = complete_body(&response)? {
+        if let Some(body) = complete_body(&response, false)? {
             return rspamd_reply::interpret(body).map_err(|e| format!("{address}: {e}"));
         }
         let n = stream.read(&mut buf).await.map_err(io)?;
         if n == 0 {
+            // An answer without a length ends with the connection (we
+            // asked for it to be closed).
+            if let Some(body) = complete_body(&response, true)? {
+                return rspamd_reply::interpret(body).map_err(|e| format!("{address}: {e}"));
+            }
             return Err(format!(
                 "{address} closed the connection before its answer ended"
             ));
@@ -73,9 +78,10 @@ fn request_head(address: &FilterAddress, message: &Message<'_>) -> String {
 }
 
 /// The body of `response` once all of it has arrived (its
-/// Content-Length); `None` while more is due; an error for an answer
-/// that is not 200 or not HTTP.
-fn complete_body(response: &[u8]) -> Result<Option<&[u8]>, String> {
+/// Content-Length, or, without one, the connection's end: `closed`);
+/// `None` while more is due; an error for an answer that is not 200 or
+/// not HTTP.
+fn complete_body(response: &[u8], closed: bool) -> Result<Option<&[u8]>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut parsed = httparse::Response::new(&mut headers);
     let head_len = match parsed.parse(response) {
@@ -99,10 +105,8 @@ fn complete_body(response: &[u8]) -> Result<Option<&[u8]>, String> {
     if chunked {
         return Err("it answered chunked, which we do not read".into());
     }
-    let Some(length) = length else {
-        return Err(format!(
-            "it answered HTTP {status} without a Content-Length"
-        ));
+    let Some(length) = length.or(closed.then(|| response.len() - head_len)) else {
+        return Ok(None);
     };
     let body = &response[head_len..];
     if body.len() < length {
@@ -156,12 +160,23 @@ mod tests {
     #[test]
     fn an_answer_is_read_to_its_length_and_must_be_200() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}xy";
-        assert_eq!(complete_body(&ok[..30]).expect("partial"), None);
-        assert_eq!(complete_body(&ok[..ok.len() - 1]).expect("partial"), None);
-        assert_eq!(complete_body(ok).expect("whole"), Some(&b"{}xy"[..]));
-        assert!(complete_body(b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno").is_err());
-        assert!(complete_body(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
-        assert!(complete_body(b"SMTP 220 hello\r\n").is_err());
-        assert!(complete_body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert_eq!(complete_body(&ok[..30], false).expect("partial"), None);
+        assert_eq!(
+            complete_body(&ok[..ok.len() - 1], false).expect("partial"),
+            None
+        );
+        assert_eq!(complete_body(ok, false).expect("whole"), Some(&b"{}xy"[..]));
+        let refused = b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno";
+        assert!(complete_body(refused, false).is_err());
+        // No length: the body is what came before the connection closed.
+        let no_length = b"HTTP/1.1 200 OK\r\n\r\n{}";
+        assert_eq!(complete_body(no_length, false).expect("partial"), None);
+        assert_eq!(
+            complete_body(no_length, true).expect("whole"),
+            Some(&b"{}"[..])
+        );
+        assert!(complete_body(b"SMTP 220 hello\r\n", false).is_err());
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(complete_body(chunked, false).is_err());
     }
 }

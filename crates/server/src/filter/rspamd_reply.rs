@@ -148,11 +148,6 @@ pub(super) fn interpret(body: &[u8]) -> Result<Answer, String> {
     let judgement = match raw.action.as_str() {
         "reject" => Judgement::Refuse(reply(554, "5.7.1", text("Spam message rejected"))),
         "soft reject" => Judgement::Refuse(reply(451, "4.7.1", text("Try again later"))),
-        "greylist" => Judgement::Refuse(reply(
-            451,
-            "4.7.1",
-            text("Greylisted, please try again later"),
-        )),
         "discard" => Judgement::Discard,
         "add header" => {
             edits.push(Edit::Filter(HeaderEdit::Add {
@@ -164,6 +159,18 @@ pub(super) fn interpret(body: &[u8]) -> Result<Answer, String> {
                 edits,
                 spam: true,
                 subject_rewritten: false,
+                quarantine: false,
+                note,
+            });
+        }
+        // Held out of the maildrop: the recipients' Junk folders.
+        "quarantine" => {
+            return Ok(Answer {
+                judgement: Judgement::Continue,
+                edits,
+                spam: true,
+                subject_rewritten: false,
+                quarantine: true,
                 note,
             });
         }
@@ -182,10 +189,13 @@ pub(super) fn interpret(body: &[u8]) -> Result<Answer, String> {
                 edits,
                 spam: true,
                 subject_rewritten: rewritten,
+                quarantine: false,
                 note,
             });
         }
-        // "no action", and actions we do not know (a custom one): the
+        // "no action"; "greylist", which rspamd's greylist module turns
+        // into "soft reject" when it means it (its own milter delivers
+        // the message); and actions we do not know (a custom one): the
         // message goes on, its score in the header.
         _ => Judgement::Continue,
     };
@@ -194,6 +204,7 @@ pub(super) fn interpret(body: &[u8]) -> Result<Answer, String> {
         edits,
         spam: false,
         subject_rewritten: false,
+        quarantine: false,
         note,
     })
 }

@@ -42,10 +42,17 @@ impl Tally {
         match action {
             CheckAction::Named(CheckWord::Off) => {}
             CheckAction::Named(CheckWord::Tag) => self.tag = true,
-            CheckAction::Named(CheckWord::Reject) => {
-                self.refusal.get_or_insert(reply);
-            }
+            CheckAction::Named(CheckWord::Reject) => self.refuse(reply),
             CheckAction::Score(score) => self.score += score,
+        }
+    }
+
+    /// Keeps the first refusal, but a permanent one over a temporary one:
+    /// a listed client with a lame reverse zone must not retry for days.
+    fn refuse(&mut self, reply: Reply) {
+        match &self.refusal {
+            Some(kept) if kept.code >= 500 || reply.code < 500 => {}
+            _ => self.refusal = Some(reply),
         }
     }
 }
@@ -67,7 +74,10 @@ pub(super) async fn check_client(
         verdict.findings.push(format!("helo={}", problem.name()));
         tally.failed(config.helo, problem.reply());
     }
-    if let Some(checks) = &service.client_checks {
+    // Loopback has no DNS of its own (the resolver answers `localhost`
+    // itself, RFC 6761), and no blocklist lists private addresses.
+    let checks = service.client_checks.as_ref().filter(|_| !ip.is_loopback());
+    if let Some(checks) = checks {
         let fcrdns = async {
             if config.fcrdns.is_on() {
                 Some(checks.fcrdns(ip).await)
@@ -94,7 +104,7 @@ pub(super) async fn check_client(
                 verdict.findings.push("fcrdns=temperror".into());
                 // No name yet is no evidence: only a refusal waits.
                 if config.fcrdns == CheckAction::Named(CheckWord::Reject) {
-                    tally.refusal.get_or_insert(Reply::with_text(
+                    tally.refuse(Reply::with_text(
                         450,
                         "4.7.25",
                         format!("Client host rejected: cannot find your hostname, [{ip}]"),
@@ -154,6 +164,9 @@ async fn ask_blocklists(
     let Some(checks) = &service.client_checks else {
         return Vec::new();
     };
+    if !publicly_routed(ip) {
+        return Vec::new();
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for zone in service.dnsbl_zones.iter().cloned() {
         let checks = checks.clone();
@@ -170,6 +183,47 @@ async fn ask_blocklists(
     }
     answers.sort_by(|a, b| a.0.cmp(&b.0));
     answers
+}
+
+/// Whether `ip` can be on a public blocklist: not loopback, private,
+/// link-local or unspecified.
+fn publicly_routed(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified())
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// A sender as greylisting compares it: lower case, a BATV tag
+/// (`prvs=TAG=local`) taken off, an SRS address as `srs`, and digits as
+/// `#`, so that VERP and per-message bounce addresses of one sender make
+/// one triplet (as postgrey does).
+fn greylist_sender(sender: &str) -> String {
+    let lower = sender.to_ascii_lowercase();
+    let Some((local, domain)) = lower.rsplit_once('@') else {
+        return lower;
+    };
+    let local = ["prvs=", "msprvs1=", "btv1=="]
+        .iter()
+        .find_map(|tag| local.strip_prefix(tag))
+        .map_or(local, |rest| rest.split_once('=').map_or(rest, |(_, l)| l));
+    let local = if local.starts_with("srs0=") || local.starts_with("srs1=") {
+        "srs".to_owned()
+    } else {
+        local
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect()
+    };
+    format!("{local}@{domain}")
 }
 
 /// Greylisting for one recipient: `None` when it may pass, else the
@@ -192,7 +246,7 @@ pub(super) async fn greylist(
     };
     let triplet = Triplet {
         network,
-        sender: sender.to_ascii_lowercase(),
+        sender: greylist_sender(sender),
         recipient: recipient.to_ascii_lowercase(),
     };
     match service.greylist.attempt(&triplet).await {
@@ -205,5 +259,53 @@ pub(super) async fn greylist(
                 left.as_secs().max(1)
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_that_change_per_message_make_one_triplet() {
+        for (sender, want) in [
+            ("Alice@Example.COM", "alice@example.com"),
+            (
+                "prvs=1234abcd=bounces@lists.example",
+                "bounces@lists.example",
+            ),
+            (
+                "SRS0=HHH=TT=orig.example=user@fwd.example",
+                "srs@fwd.example",
+            ),
+            (
+                "bounce-12345-678@mailer.example",
+                "bounce-#####-###@mailer.example",
+            ),
+            ("", ""),
+        ] {
+            assert_eq!(greylist_sender(sender), want, "{sender}");
+        }
+    }
+
+    #[test]
+    fn private_and_loopback_addresses_are_on_no_public_list() {
+        for (ip, public) in [
+            ("192.0.2.1", true),
+            ("8.8.8.8", true),
+            ("10.1.2.3", false),
+            ("192.168.1.1", false),
+            ("127.0.0.2", false),
+            ("2001:db8::1", true),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("::1", false),
+        ] {
+            assert_eq!(
+                publicly_routed(ip.parse().expect("an address")),
+                public,
+                "{ip}"
+            );
+        }
     }
 }

@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use super::header_edit::{HeaderChanges, edit_header};
 use super::{SmtpService, hygiene};
 use crate::backend::{Delivered as Visible, Delivery};
 use crate::config::Config;
+use crate::header_edit::{HeaderChanges, edit_header};
 use crate::relay::{Route, Routing};
 use crate::spool::Spool;
 use crate::userstore::Snapshot;
@@ -33,6 +33,8 @@ pub(super) struct Trace {
     pub(super) results: Option<String>,
     /// What the checks and content filters change in its header.
     pub(super) header: HeaderChanges,
+    /// A filter quarantined it: every local copy goes to the Junk folder.
+    pub(super) quarantine: bool,
 }
 
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
@@ -279,8 +281,10 @@ pub(super) fn deliver(
             .users
             .get(name)
             .ok_or_else(|| Failed::new(format!("user {name} vanished")))?;
-        // Tagged mail for a user who wants it apart: the Junk folder.
-        let junk = trace.header.tag.is_some() && user.junk.unwrap_or(config.inbound.junk);
+        // Tagged mail for a user who wants it apart, and quarantined mail
+        // for everyone: the Junk folder.
+        let junk = trace.quarantine
+            || (trace.header.tag.is_some() && user.junk.unwrap_or(config.inbound.junk));
         let folder = junk.then_some(config.inbound.junk_folder.as_str());
         let copy = mail
             .stage(user, folder, size, wire, &mut |out| {

@@ -337,13 +337,24 @@ impl Connection {
                     && client.authenticated.is_none()
                     && !client.trusted_network
                     && client.pop_grant.is_none();
-                if outside
-                    && !matches!(path, ForwardPath::Postmaster)
-                    && let Some(reply) = self.screen_client(&local_domains, &shown).await
-                {
-                    tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient refused by the client checks");
-                    self.session.recipient_refused(reply);
-                    return;
+                let postmaster = match path {
+                    ForwardPath::Postmaster => true,
+                    ForwardPath::Mailbox(m) => m.local.eq_ignore_ascii_case("postmaster"),
+                };
+                if outside && !postmaster {
+                    match self.screen_client(&local_domains, &shown).await {
+                        Some(Screening::Refuse(reply)) => {
+                            tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient refused by the client checks");
+                            self.session.recipient_refused(reply);
+                            return;
+                        }
+                        Some(Screening::Greylisted(reply)) => {
+                            tracing::info!(session = self.id, rip = %ip, rcpt = %Escaped(shown.as_bytes()), reply = %reply, "smtp recipient greylisted");
+                            self.session.recipient_deferred(reply);
+                            return;
+                        }
+                        None => {}
+                    }
                 }
                 if reason.relays() {
                     tracing::info!(
@@ -364,17 +375,21 @@ impl Connection {
     }
 
     /// The client checks (cached for the session's HELO name) and
-    /// greylisting for `recipient`: a reply refuses it.
+    /// greylisting for `recipient`: `None` lets it through.
     async fn screen_client(
         &mut self,
         ours: &std::collections::HashSet<String>,
         recipient: &str,
-    ) -> Option<Reply> {
+    ) -> Option<Screening> {
         let service = self.service.clone();
         let config = &service.config.inbound;
         let ip = crate::peer::display_ip(self.peer);
         let helo = self.session.client_name().unwrap_or_default().to_owned();
         if config.helo.is_on() || config.fcrdns.is_on() || !service.dnsbl_zones.is_empty() {
+            // This server's names, whatever `smtp.local_domains` says.
+            let mut ours = ours.clone();
+            ours.insert(service.config.hostname.to_ascii_lowercase());
+            let ours = &ours;
             let known = matches!(&self.client_verdict, Some((h, _)) if *h == helo);
             if !known {
                 let verdict = super::client_checks::check_client(&service, ip, &helo, ours).await;
@@ -394,7 +409,7 @@ impl Connection {
             if let Some((_, verdict)) = &self.client_verdict
                 && let Some(reply) = &verdict.refusal
             {
-                return Some(reply.clone());
+                return Some(Screening::Refuse(reply.clone()));
             }
         }
         if config.greylisting {
@@ -403,7 +418,9 @@ impl Connection {
                 .sender()
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            return super::client_checks::greylist(&service, ip, &sender, recipient).await;
+            return super::client_checks::greylist(&service, ip, &sender, recipient)
+                .await
+                .map(Screening::Greylisted);
         }
         None
     }
@@ -588,10 +605,15 @@ impl Connection {
                 authenticated: authenticated.as_deref(),
                 trusted,
                 queue_id: &id,
-                client_tag: self.client_verdict.as_ref().is_some_and(|(_, v)| v.tag),
+                // The client checks' verdict, for the HELO name in force.
+                client_tag: self
+                    .client_verdict
+                    .as_ref()
+                    .is_some_and(|(h, v)| *h == helo && v.tag),
                 client_name: self
                     .client_verdict
                     .as_ref()
+                    .filter(|(h, _)| *h == helo)
                     .and_then(|(_, v)| v.name.as_deref()),
             };
             super::screen::screen(&cx, &envelope, spool).await
@@ -600,12 +622,13 @@ impl Connection {
             self.session.message_refused(replies::LOCAL_ERROR);
             return;
         };
-        let (results, header, notes) = match screened {
+        let (results, header, quarantine, notes) = match screened {
             Screened::Deliver {
                 results,
                 header,
+                quarantine,
                 notes,
-            } => (results, header, notes),
+            } => (results, header, quarantine, notes),
             Screened::Refuse(reply) => {
                 self.session.message_refused(reply);
                 return;
@@ -634,6 +657,7 @@ impl Connection {
             signable,
             results,
             header,
+            quarantine,
         };
         let service = self.service.clone();
         let snapshot = self.service.users.snapshot();
@@ -672,6 +696,14 @@ impl Connection {
             Err(_) => self.session.message_refused(replies::LOCAL_ERROR),
         }
     }
+}
+
+/// What the checks at RCPT say about a recipient from outside.
+enum Screening {
+    /// Refused (the client checks): counts as an error.
+    Refuse(Reply),
+    /// Try again later (greylisting): does not count as an error.
+    Greylisted(Reply),
 }
 
 /// Reads and discards up to 64 KiB of what the client still sends.

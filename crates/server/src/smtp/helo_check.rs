@@ -60,10 +60,11 @@ pub(crate) fn helo_problem(
     ours: &HashSet<String>,
 ) -> Option<HeloProblem> {
     if let Some(literal) = helo.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        let address = literal
-            .strip_prefix("IPv6:")
-            .or_else(|| literal.strip_prefix("ipv6:"))
-            .unwrap_or(literal);
+        // The tag is case-insensitive (RFC 5234 literals).
+        let address = match literal.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => &literal[5..],
+            _ => literal,
+        };
         let Ok(address) = address.parse::<IpAddr>() else {
             return Some(HeloProblem::Invalid);
         };
@@ -74,10 +75,10 @@ pub(crate) fn helo_problem(
         };
         return (!same).then_some(HeloProblem::ForeignLiteral);
     }
-    if helo.parse::<IpAddr>().is_ok() {
+    let name = helo.strip_suffix('.').unwrap_or(helo);
+    if name.parse::<IpAddr>().is_ok() {
         return Some(HeloProblem::Invalid);
     }
-    let name = helo.strip_suffix('.').unwrap_or(helo);
     let labels_ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -115,6 +116,8 @@ mod tests {
             ("host_1.example.com", None),
             ("[192.0.2.7]", None),
             ("[IPv6:::ffff:192.0.2.7]", None),
+            ("[ipv6:::ffff:192.0.2.7]", None),
+            ("192.0.2.7.", Some(HeloProblem::Invalid)),
             ("[192.0.2.8]", Some(HeloProblem::ForeignLiteral)),
             ("[not an address]", Some(HeloProblem::Invalid)),
             ("192.0.2.7", Some(HeloProblem::Invalid)),

@@ -6,7 +6,6 @@ mod commit;
 mod dkim;
 mod driver;
 mod free_space;
-mod header_edit;
 mod helo_check;
 mod hygiene;
 mod inbound;
@@ -126,7 +125,11 @@ impl SmtpService {
             .map(|zone| yubin_mailauth::dnsbl::Zone::parse(zone))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| crate::config_error::invalid("inbound.dnsbl", e))?;
-        let client_checks = if config.inbound.fcrdns.is_on() || !dnsbl_zones.is_empty() {
+        // FCrDNS and blocklists, and the client's name for content filters.
+        let client_checks = if config.inbound.fcrdns.is_on()
+            || !dnsbl_zones.is_empty()
+            || !config.filter.is_empty()
+        {
             let built = yubin_queue::engine::dns::resolver_config(config.dns_resolver()?)
                 .map_err(|e| e.to_string())
                 .and_then(|(resolver, options)| {

@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use tokio::sync::OwnedSemaphorePermit;
 use yubin_smtp_proto::{Envelope, ForwardPath, Reply, replies};
 
-use super::header_edit::{HeaderChanges, Tag};
 use super::{Listener, SmtpService};
 use crate::filter::{self, Judgement};
 use crate::filter_config::FilterListener;
+use crate::header_edit::{HeaderChanges, Tag};
 use crate::logtext::Escaped;
 use crate::relay::Routing;
 use crate::spool::Spool;
@@ -37,10 +37,12 @@ pub(super) struct Context<'a> {
 /// What the checks decided.
 pub(super) enum Screened {
     /// Store it, with our Authentication-Results field and these header
-    /// changes; `notes`: the filters' answers, for the log line.
+    /// changes (in the Junk folder with `quarantine`); `notes`: the
+    /// filters' answers, for the log line.
     Deliver {
         results: Option<String>,
         header: HeaderChanges,
+        quarantine: bool,
         notes: String,
     },
     /// Refuse it with this reply.
@@ -83,7 +85,7 @@ pub(super) async fn screen(
         );
     }
     if inbound.is_none() && !filtered {
-        if cx.client_tag {
+        if cx.client_tag && from_outside {
             header.tag = Some(Tag {
                 subject_prefix: Some(config.inbound.subject_tag.clone()),
             });
@@ -93,6 +95,7 @@ pub(super) async fn screen(
             Screened::Deliver {
                 results: None,
                 header,
+                quarantine: false,
                 notes: String::new(),
             },
         );
@@ -110,7 +113,7 @@ pub(super) async fn screen(
 
     // Sender authentication.
     let mut results = None;
-    let mut tag = cx.client_tag;
+    let mut tag = cx.client_tag && from_outside;
     if let Some(inbound) = inbound {
         let checked = inbound
             .check(
@@ -166,7 +169,23 @@ pub(super) async fn screen(
     // Content filters.
     let mut notes = String::new();
     let mut subject_rewritten = false;
+    let mut quarantine = false;
     if filtered {
+        // Filters see no forgery under our name (OpenDMARC trusts results
+        // under it), and the client's name, looked up now if the checks
+        // before DATA did not (rspamd scores a client without one).
+        let content = match &header.authserv_id {
+            Some(id) => crate::header_edit::without_forgeries(&content, id).unwrap_or(content),
+            None => content,
+        };
+        let looked_up = match (cx.client_name, &service.client_checks) {
+            (None, Some(checks)) if !ip.is_loopback() => match checks.fcrdns(ip).await {
+                yubin_mailauth::client::Fcrdns::Pass(name) => Some(name),
+                _ => None,
+            },
+            _ => None,
+        };
+        let client_name = cx.client_name.or(looked_up.as_deref());
         let recipients: Vec<String> = envelope
             .recipients
             .iter()
@@ -179,7 +198,7 @@ pub(super) async fn screen(
             our_name: &config.hostname,
             ip,
             port: cx.peer.port(),
-            client_name: cx.client_name,
+            client_name,
             helo: cx.helo,
             mail_from: &mail_from,
             recipients: &recipients,
@@ -208,6 +227,7 @@ pub(super) async fn screen(
         header.edits = answers.edits;
         tag |= answers.spam;
         subject_rewritten = answers.subject_rewritten;
+        quarantine = answers.quarantine;
     }
     if tag {
         header.tag = Some(Tag {
@@ -219,6 +239,7 @@ pub(super) async fn screen(
         Screened::Deliver {
             results,
             header,
+            quarantine,
             notes,
         },
     )

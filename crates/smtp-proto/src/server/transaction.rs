@@ -145,6 +145,20 @@ impl<R> Session<R> {
         self.error(reply);
     }
 
+    /// The outcome of `CheckRecipient`: not now, with `reply` (a 4xx, as
+    /// greylisting gives). Unlike a refusal it does not count as an
+    /// error: the recipient exists, and a mailing list's post to many
+    /// users must not be cut off by `max_errors`.
+    pub fn recipient_deferred(&mut self, reply: Reply) {
+        if !self.take_awaiting(Awaiting::Recipient) {
+            return;
+        }
+        if let Phase::Transaction(t) = &mut self.phase {
+            t.pending = None;
+        }
+        self.reply(reply);
+    }
+
     pub(super) fn data_command(&mut self) {
         let phase = std::mem::replace(&mut self.phase, Phase::Ready);
         let transaction = match phase {

@@ -22,8 +22,13 @@ fn actions_become_verdicts() {
         soft.judgement,
         Judgement::Refuse(Reply::with_text(451, "4.7.1", "Try again later".into()))
     );
+    // rspamd's own milter delivers "greylist" (its greylist module says
+    // "soft reject" when it greylists).
     let grey = answer(r#"{"score":5,"required_score":15,"action":"greylist"}"#);
-    assert!(matches!(grey.judgement, Judgement::Refuse(ref r) if r.code == 451));
+    assert_eq!(grey.judgement, Judgement::Continue);
+    let held = answer(r#"{"score":12,"required_score":15,"action":"quarantine"}"#);
+    assert!(held.quarantine && held.spam);
+    assert_eq!(held.judgement, Judgement::Continue);
     let clean = answer(r#"{"score":0.5,"required_score":15,"action":"no action"}"#);
     assert_eq!(clean.judgement, Judgement::Continue);
     assert!(!clean.spam);

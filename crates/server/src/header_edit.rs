@@ -6,7 +6,14 @@
 
 use yubin_milter::HeaderEdit;
 
-use crate::filter::Edit;
+/// A change to the header section a content filter asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// One of the milter protocol's edits.
+    Filter(HeaderEdit),
+    /// Remove every field of this name (rspamd's order 0).
+    RemoveAll(String),
+}
 
 /// The spam tag: `X-Spam-Flag: YES`, and the Subject prefixed with
 /// `subject_prefix` when there is one (none when a filter has rewritten
@@ -87,10 +94,12 @@ pub(crate) fn edit_header(
     if !stray && changes.edits.is_empty() && changes.tag.is_none() && !fields.iter().any(&forged) {
         return None;
     }
+    // Forgeries first: filters were shown the message without them, and
+    // their edits count fields as they saw them.
+    fields.retain(|f| !forged(f));
     for edit in &changes.edits {
         apply(&mut fields, edit);
     }
-    fields.retain(|f| !forged(f));
     if let Some(tag) = &changes.tag {
         fields.retain(|f| !name_is(&f.bytes, "X-Spam-Flag"));
         if let Some(prefix) = &tag.subject_prefix {
@@ -118,6 +127,42 @@ pub(crate) fn edit_header(
     }
     out.extend_from_slice(&head[at..end]);
     Some((end, out))
+}
+
+/// `message` (wire form, CRLF) with `edits` made to its header, in wire
+/// form again: what the next content filter is shown.
+pub(crate) fn apply_to_wire(message: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let changes = HeaderChanges {
+        edits: edits.to_vec(),
+        ..HeaderChanges::default()
+    };
+    match edit_header(message, &changes, true) {
+        Some((old, new)) => {
+            let mut out = Vec::with_capacity(message.len() + new.len());
+            let mut lines = yubin_line::CrlfLines::new();
+            lines.convert(&new, &mut out);
+            lines.finish(&mut out);
+            out.extend_from_slice(&message[old..]);
+            out
+        }
+        None => message.to_vec(),
+    }
+}
+
+/// `message` (wire form) without the `Authentication-Results` fields
+/// that claim `authserv_id`: what content filters are shown, so that
+/// none of them (OpenDMARC trusts results under our name) believes a
+/// forgery.
+pub(crate) fn without_forgeries(message: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    let changes = HeaderChanges {
+        authserv_id: Some(authserv_id.to_owned()),
+        ..HeaderChanges::default()
+    };
+    let (old, new) = edit_header(message, &changes, true)?;
+    let mut out = Vec::with_capacity(message.len());
+    out.extend_from_slice(&new);
+    out.extend_from_slice(&message[old..]);
+    Some(out)
 }
 
 /// A field we add: `Name:value` and LF.
