@@ -10,6 +10,8 @@ MX listener in that order:
   X-Virus-Scanned, rspamd's X-Spamd-Result;
 - the EICAR test file is refused by clamav-milter with 5xx, never stored;
 - the GTUBE test message is refused by rspamd with 5xx, never stored;
+- rspamd's proxy worker, in milter mode, is a milter like the others:
+  GTUBE refused, a clean message delivered;
 - rspamd stopped: 451 under `on_failure = "tempfail"` (the default), and
   delivered under `"accept"` on a second yubin.
 """
@@ -159,7 +161,8 @@ def run(binary, root, check, free_ports, wait_for_port):
     import base64
     records = {"sel._domainkey.signed.test": "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()}
     dns = verifiers.TxtServer(records)
-    rspamd = verifiers.Rspamd(root, dns.port, free_ports(3))
+    rspamd_ports = free_ports(3)
+    rspamd = verifiers.Rspamd(root, dns.port, rspamd_ports)
     clamav = Clamav(root)
     opendkim_port = free_ports(1)[0]
     opendkim = verifiers.OpenDkim(root, records, opendkim_port)
@@ -192,6 +195,19 @@ def run(binary, root, check, free_ports, wait_for_port):
         check(gtube is not None and gtube[0] == 554 and "5.7.1" in gtube[1],
               "rspamd refuses the GTUBE message with 554 5.7.1 (%s)" % (gtube,))
         check(len(yubin.stored()) == 1, "neither refused message is stored")
+
+        # rspamd's proxy worker speaks the milter protocol (asking for
+        # every action and every no-reply step): the same client talks to it.
+        proxied = FilteredYubin(binary, root, "yubin-rspamd-milter", dns.port,
+                                '[[filter]]\nkind = "milter"\naddress = "127.0.0.1:%d"\n' % rspamd.proxy_port,
+                                free_ports, wait_for_port)
+        yubins.append(proxied)
+        via_milter = proxied.send(message("filter-proxy-gtube", GTUBE))
+        check(via_milter is not None and 500 <= via_milter[0] < 600,
+              "rspamd's milter proxy refuses the GTUBE message with 5xx (%s)" % (via_milter,))
+        clean_milter = proxied.send(message("filter-proxy-clean", "nothing to see here", key))
+        check(clean_milter is None and len(proxied.stored()) == 1,
+              "rspamd's milter proxy passes a clean message (%s)" % (clean_milter,))
 
         # rspamd down.
         rspamd.stop()

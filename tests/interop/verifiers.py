@@ -142,12 +142,16 @@ class Rspamd:
     def _start(self, ports):
         normal, controller, proxy = ports
         self.port = normal
+        self.proxy_port = proxy
         local = os.path.join(self.dir, "local.d")
         for name, text in (
             ("options.inc", 'dns { nameserver = ["127.0.0.1:%d"]; }\n' % self.dns_port),
             ("worker-normal.inc", 'bind_socket = "127.0.0.1:%d";\n' % normal),
             ("worker-controller.inc", 'bind_socket = "127.0.0.1:%d";\n' % controller),
-            ("worker-proxy.inc", 'bind_socket = "127.0.0.1:%d";\n' % proxy),
+            # The proxy in milter mode, scanning through the normal worker
+            # on its port of ours (the stock configuration says 11333).
+            ("worker-proxy.inc", 'bind_socket = "127.0.0.1:%d";\nmilter = yes;\n'
+             'upstream "local" { default = yes; hosts = "127.0.0.1:%d"; }\n' % (proxy, normal)),
             ("logging.inc", 'type = "file"; filename = "%s"; level = "info";\n' % self.log),
         ):
             with open(os.path.join(local, name), "w") as f:
