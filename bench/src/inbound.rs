@@ -7,6 +7,8 @@
 //! (checking SPF itself and DMARC) as milters, both asking the same DNS
 //! server. Every 50th stored message must say `dkim=pass` and
 //! `dmarc=pass`.
+//!
+//! Scenario 10 sends the same mail through one rspamd on both sides.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -17,8 +19,9 @@ use yubin_test_dns::TestDns;
 
 use crate::data::{self, user};
 use crate::procs;
+use crate::rspamd::Rspamd;
 use crate::scenarios::{Ctx, Measurement, measurement};
-use crate::servers::{BENCH_DNS, INBOUND_AUTH, Kind, Server};
+use crate::servers::{BENCH_DNS, INBOUND_AUTH, Kind, RSPAMD_FILTER, Server};
 use crate::smtp::{maildir_count, send_until, smtp_data};
 
 const SIGNER: &str = "signer.example";
@@ -27,7 +30,36 @@ const SELECTOR: &str = "bench";
 /// 9: `sessions` connections send signed mail from a domain with SPF,
 /// DKIM and DMARC records to local users until the time is up.
 pub fn smtp_checked(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
-    let sessions = if ctx.smoke { 2 } else { 10 };
+    let (_dns, key) = sender_domain(ctx)?;
+    receive(
+        ctx,
+        kinds,
+        &key,
+        INBOUND_AUTH,
+        "SPF+DKIM+DMARC checked",
+        &["dkim=pass", "dmarc=pass"],
+    )
+}
+
+/// 10: the same mail through one rspamd: yubin asks its normal worker
+/// over HTTP (`[[filter]] kind = "rspamd"`), Postfix its proxy worker as a
+/// milter on a unix socket. rspamd checks SPF, DKIM and DMARC itself
+/// (same DNS server) and adds `X-Spamd-Result` for both.
+pub fn smtp_rspamd(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
+    let (_dns, key) = sender_domain(ctx)?;
+    let dir = ctx.env.work.join("rspamd");
+    std::fs::create_dir_all(dir.join("local.d"))?;
+    std::fs::write(
+        dir.join("local.d/milter_headers.conf"),
+        "use = [\"x-spamd-result\"];\nskip_local = false;\nskip_authenticated = false;\n",
+    )?;
+    let rspamd = Rspamd::start(&dir)?;
+    let mode = format!("{RSPAMD_FILTER}{}", rspamd.normal);
+    receive(ctx, kinds, &key, &mode, "rspamd", &["X-Spamd-Result"])
+}
+
+/// The DNS server with the sender domain's records, and its key.
+fn sender_domain(ctx: &Ctx) -> Result<(TestDns, Key)> {
     let dns = TestDns::start_on(BENCH_DNS.parse()?)
         .with_context(|| format!("a DNS server on {BENCH_DNS} (port 53 needs root)"))?;
     let key = signer_key(ctx)?;
@@ -37,6 +69,21 @@ pub fn smtp_checked(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
     );
     dns.txt(SIGNER, "v=spf1 ip4:127.0.0.1 -all");
     dns.txt(&format!("_dmarc.{SIGNER}"), "v=DMARC1; p=reject");
+    Ok((dns, key))
+}
+
+/// Signed mail from the sender domain to local users, against each of
+/// `kinds` started in `mode`; every 50th stored message must contain each
+/// of `evidence`.
+fn receive(
+    ctx: &Ctx,
+    kinds: &[Kind],
+    key: &Key,
+    mode: &str,
+    variant: &str,
+    evidence: &[&str],
+) -> Result<Vec<Measurement>> {
+    let sessions = if ctx.smoke { 2 } else { 10 };
 
     // One message, signed once: every copy carries the same signature,
     // and every copy is checked anew.
@@ -51,7 +98,7 @@ pub fn smtp_checked(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         .position(|w| w == b"\n\n")
         .context("message without a body")?;
     content.extend_from_slice(&sample[body_at + 2..]);
-    let fields = Signing::new(std::slice::from_ref(&key))
+    let fields = Signing::new(std::slice::from_ref(key))
         .sign(&mut |out: &mut dyn Write| out.write_all(&content))
         .context("signing the bench message")?;
     let mut stored = fields.into_bytes();
@@ -68,7 +115,7 @@ pub fn smtp_checked(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
             }
             Ok(())
         })?;
-        let server = Server::start(&ctx.env, kind, INBOUND_AUTH)?;
+        let server = Server::start(&ctx.env, kind, mode)?;
         let before = (procs::usage(server.pid()), procs::own_cpu());
         let deadline = Instant::now() + ctx.duration();
         let started = Instant::now();
@@ -107,7 +154,7 @@ pub fn smtp_checked(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
                 let file = std::fs::read(entry?.path())?;
                 let text = String::from_utf8_lossy(&file).replace("\n\t", " ");
                 ensure!(
-                    text.contains("dkim=pass") && text.contains("dmarc=pass"),
+                    evidence.iter().all(|e| text.contains(e)),
                     "{}: a message in {} was not checked, or failed: {}",
                     kind.name(),
                     dir.display(),
@@ -118,7 +165,7 @@ pub fn smtp_checked(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         }
         out.push(measurement(
             "smtp",
-            &format!("c={sessions} 4KB SPF+DKIM+DMARC checked"),
+            &format!("c={sessions} 4KB {variant}"),
             kind,
             accepted as f64 / elapsed,
             "messages/s",

@@ -8,6 +8,7 @@ mod inbound;
 mod procs;
 mod report;
 mod responder;
+mod rspamd;
 mod scenarios;
 mod servers;
 mod smtp;
@@ -34,7 +35,7 @@ struct Args {
 enum Command {
     /// Run the scenarios and print the table.
     Run {
-        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp, dkim, inbound); default all.
+        /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp, dkim, inbound, rspamd); default all.
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
         /// Servers to run against (yubin, dovecot, responder, postfix); default all.
@@ -269,6 +270,9 @@ fn run(
         }
         if wants(&scenarios, "inbound") {
             step("inbound", inbound::smtp_checked(&ctx, &with(&[&postfix])))?;
+        }
+        if wants(&scenarios, "rspamd") {
+            step("rspamd", inbound::smtp_rspamd(&ctx, &with(&[&postfix])))?;
         }
         if wants(&scenarios, "tls") {
             step(

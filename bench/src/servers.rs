@@ -107,6 +107,17 @@ pub const INBOUND_AUTH: &str = "inbound-auth";
 /// OpenDMARC asks the resolver of `/etc/resolv.conf`, which has no port.
 pub const BENCH_DNS: &str = "127.0.0.153:53";
 
+/// The mode of `Server::start` (followed by the normal worker's
+/// address) in which mail is filtered by one rspamd: yubin asks its normal
+/// worker over HTTP, Postfix its proxy worker as a milter on the unix
+/// socket [`rspamd_milter_socket`].
+pub const RSPAMD_FILTER: &str = "rspamd=";
+
+/// Where the bench's rspamd takes milter connections.
+pub fn rspamd_milter_socket(env: &Env) -> PathBuf {
+    env.work.join("rspamd/run/milter.sock")
+}
+
 /// Where relayed mail goes in [`SIGNED_RELAY`] mode: nothing listens.
 const DEAD_END: &str = "127.0.0.1:9";
 
@@ -178,8 +189,13 @@ impl Server {
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
                          [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
                          submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n{signed}\
-                         [inbound]\nauthentication = {checked}\n{dns}",
+                         [inbound]\nauthentication = {checked}\n{dns}{filter}",
                         checked = responder_mode == INBOUND_AUTH,
+                        filter = match responder_mode.strip_prefix(RSPAMD_FILTER) {
+                            Some(normal) =>
+                                format!("[[filter]]\nkind = \"rspamd\"\naddress = \"{normal}\"\n"),
+                            None => String::new(),
+                        },
                         dns = if responder_mode == INBOUND_AUTH {
                             format!("[dns]\nresolver = \"{BENCH_DNS}\"\n")
                         } else {
@@ -258,6 +274,14 @@ impl Server {
                          milter_default_action = tempfail\n\
                          relayhost = [127.0.0.1]:9\n",
                         socket.display()
+                    ));
+                }
+                if responder_mode.starts_with(RSPAMD_FILTER) {
+                    main.push_str(&format!(
+                        "smtpd_milters = unix:{}\n\
+                         milter_default_action = tempfail\n\
+                         milter_protocol = 6\n",
+                        rspamd_milter_socket(env).display()
                     ));
                 }
                 if responder_mode == INBOUND_AUTH {

@@ -24,6 +24,8 @@ perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
+# The benchmark's inbound row: Postfix with OpenDKIM and OpenDMARC.
+[ -x /usr/sbin/opendmarc ] || missing+=(opendmarc)
 command -v rspamd >/dev/null || missing+=(rspamd)
 # Content filters: clamd and clamav-milter (issue 15).
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
