@@ -1,12 +1,13 @@
 """Content filters (issue 15) with real filters from Debian, for the
 interop script: clamav-milter (clamd with a signature for the EICAR test
 file: the public signature database cannot be downloaded here, so the
-test writes the one signature it needs) and OpenDKIM as milters over a
-unix socket and TCP, and rspamd over its HTTP protocol, all on one yubin
-MX listener in that order:
+test writes the one signature it needs), OpenDKIM and OpenDMARC as
+milters over a unix socket and TCP, and rspamd over its HTTP protocol,
+all on one yubin MX listener in that order:
 
 - a clean message signed by dkimpy is delivered with each filter's
-  fields: OpenDKIM's Authentication-Results (dkim=pass), clamav-milter's
+  fields: OpenDKIM's Authentication-Results (dkim=pass), OpenDMARC's
+  (dmarc=pass: it saw OpenDKIM's field), clamav-milter's
   X-Virus-Scanned, rspamd's X-Spamd-Result;
 - the EICAR test file is refused by clamav-milter with 5xx, never stored;
 - the GTUBE test message is refused by rspamd with 5xx, never stored;
@@ -16,6 +17,7 @@ MX listener in that order:
   delivered under `"accept"` on a second yubin.
 """
 import os
+import re
 import smtplib
 import subprocess
 import time
@@ -72,6 +74,37 @@ class Clamav:
                 process.wait()
 
 
+class OpenDmarc:
+    """OpenDMARC as a milter on a loopback port, checking SPF itself and
+    DMARC on OpenDKIM's results. It asks the resolver of
+    /etc/resolv.conf, which has no port: it runs in a mount namespace of
+    its own where a private resolv.conf names `dns_host` (port 53)."""
+
+    def __init__(self, root, port, dns_host, trusted):
+        self.dir = os.path.join(root, "opendmarc")
+        os.makedirs(self.dir, exist_ok=True)
+        ignore = os.path.join(self.dir, "ignore")
+        with open(ignore, "w") as f:
+            f.write("192.0.2.1\n")
+        resolv = os.path.join(self.dir, "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("nameserver %s\noptions attempts:1 timeout:2\n" % dns_host)
+        conf = os.path.join(self.dir, "opendmarc.conf")
+        with open(conf, "w") as f:
+            f.write("Socket inet:%d@127.0.0.1\nAuthservID opendmarc.interop.test\nTrustedAuthservIDs %s\n"
+                    "IgnoreHosts %s\nSPFSelfValidate true\nRejectFailures true\nBackground false\n"
+                    "Syslog false\nPidFile %s\n" % (port, trusted, ignore, os.path.join(self.dir, "pid")))
+        self.port = port
+        self.process = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount --bind "$0" /etc/resolv.conf && exec opendmarc -f -c "$1"', resolv, conf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
 class FilteredYubin:
     """A yubin whose MX listener has the given [[filter]] tables."""
 
@@ -95,8 +128,10 @@ class FilteredYubin:
                                         stdout=subprocess.DEVNULL, stderr=self.log)
         wait_for_port(self.smtp)
 
-    def send(self, data, sender="news@signed.test"):
-        """None when accepted, else (code, text)."""
+    def send(self, data):
+        """None when accepted, else (code, text). The envelope sender is
+        the From: address."""
+        sender = re.search(rb"^From: [^<\r\n]*<([^>]+)>", data, re.M).group(1).decode()
         with smtplib.SMTP("127.0.0.1", self.smtp, timeout=120) as smtp:
             try:
                 smtp.sendmail(sender, ["alice@filtered.test"], data)
@@ -121,10 +156,12 @@ class FilteredYubin:
 
 
 def message(subject, body, key=None):
-    """A message from news@signed.test, signed by dkimpy with `key`."""
-    data = ("From: News <news@signed.test>\r\nTo: <alice@filtered.test>\r\nSubject: %s\r\n"
-            "Date: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <%s@signed.test>\r\n\r\n%s\r\n"
-            % (subject, subject.replace(" ", "-"), body)).encode()
+    """A message from news@signed.test, signed by dkimpy with `key`; without
+    a key, from news@plain.test, a domain with no records."""
+    domain = "signed.test" if key else "plain.test"
+    data = ("From: News <news@%s>\r\nTo: <alice@filtered.test>\r\nSubject: %s\r\n"
+            "Date: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <%s@%s>\r\n\r\n%s\r\n"
+            % (domain, subject, subject.replace(" ", "-"), domain, body)).encode()
     if key is None:
         return data
     signature = subprocess.run(
@@ -140,7 +177,7 @@ def message(subject, body, key=None):
 def eicar_message():
     """The EICAR test file as a MIME attachment."""
     import base64
-    return ("From: <news@signed.test>\r\nTo: <alice@filtered.test>\r\nSubject: filter-eicar\r\n"
+    return ("From: <news@plain.test>\r\nTo: <alice@filtered.test>\r\nSubject: filter-eicar\r\n"
             "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n"
             "--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
             "--b1\r\nContent-Type: application/octet-stream; name=eicar.com\r\n"
@@ -149,7 +186,7 @@ def eicar_message():
 
 
 def run(binary, root, check, free_ports, wait_for_port):
-    print("Content filters: clamav-milter and OpenDKIM as milters, rspamd over HTTP")
+    print("Content filters: clamav-milter, OpenDKIM and OpenDMARC as milters, rspamd over HTTP")
     root = os.path.join(root, "filters")
     os.makedirs(root, exist_ok=True)
     os.chmod(root, 0o755)
@@ -159,33 +196,46 @@ def run(binary, root, check, free_ports, wait_for_port):
     der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
                          check=True, capture_output=True, timeout=60).stdout
     import base64
-    records = {"sel._domainkey.signed.test": "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()}
+    records = {"sel._domainkey.signed.test": "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode(),
+               # No SPF pass: DMARC passes only through the DKIM signature,
+               # which OpenDMARC learns from OpenDKIM's field.
+               "signed.test": "v=spf1 -all",
+               "_dmarc.signed.test": "v=DMARC1; p=reject"}
     dns = verifiers.TxtServer(records)
+    # The same records on port 53 of another loopback address, for
+    # OpenDMARC's resolv.conf.
+    dns53 = verifiers.TxtServer(records, ("127.0.0.154", 53))
     rspamd_ports = free_ports(3)
     rspamd = verifiers.Rspamd(root, dns.port, rspamd_ports)
     clamav = Clamav(root)
     opendkim_port = free_ports(1)[0]
     opendkim = verifiers.OpenDkim(root, records, opendkim_port)
+    opendmarc_port = free_ports(1)[0]
+    opendmarc = OpenDmarc(root, opendmarc_port, "127.0.0.154", "postfix.interop.test")
     yubins = []
     try:
         check(clamav.wait(), "clamd and clamav-milter are up")
         wait_for_port(opendkim_port)
+        wait_for_port(opendmarc_port)
         check(rspamd.wait(free_ports), "rspamd is up")
         filters = ('[[filter]]\nkind = "milter"\naddress = "unix:%s"\n'
                    '[[filter]]\nkind = "milter"\naddress = "127.0.0.1:%d"\n'
+                   '[[filter]]\nkind = "milter"\naddress = "inet:127.0.0.1:%d"\n'
                    '[[filter]]\nkind = "rspamd"\naddress = "127.0.0.1:%d"\n'
-                   % (clamav.socket, opendkim_port, rspamd.port))
+                   % (clamav.socket, opendkim_port, opendmarc_port, rspamd.port))
         yubin = FilteredYubin(binary, root, "yubin-filtered", dns.port, filters, free_ports, wait_for_port)
         yubins.append(yubin)
 
         clean = yubin.send(message("filter-clean", "nothing to see here", key))
-        check(clean is None, "a clean, signed message passes all three filters (%s)" % (clean,))
+        check(clean is None, "a clean, signed message passes all four filters (%s)" % (clean,))
         stored = yubin.stored()
         check(len(stored) == 1, "it is stored (%d)" % len(stored))
         text = stored[0].decode(errors="replace").replace("\n\t", " ").replace("\n ", " ") if stored else ""
         check("X-Virus-Scanned: clamav-milter" in text, "clamav-milter's X-Virus-Scanned field is added")
         check("Authentication-Results: postfix.interop.test" in text and "dkim=pass" in text,
               "OpenDKIM's Authentication-Results with dkim=pass is added (%s)" % text[:800])
+        check("Authentication-Results: opendmarc.interop.test; dmarc=pass" in text,
+              "OpenDMARC, after OpenDKIM, finds DMARC passing (it saw OpenDKIM's result) (%s)" % text[:1200])
         check("X-Spamd-Result: default: False" in text, "rspamd's X-Spamd-Result is added")
 
         virus = yubin.send(eicar_message())
@@ -229,5 +279,7 @@ def run(binary, root, check, free_ports, wait_for_port):
             y.stop()
         rspamd.stop()
         opendkim.stop()
+        opendmarc.stop()
         clamav.stop()
         dns.stop()
+        dns53.stop()

@@ -39,10 +39,11 @@
     Authentication-Results says DKIM and DMARC pass; a changed copy under
     p=reject is refused with 550 and stored nowhere.
 
-11. Content filters on the MX listener: clamav-milter (unix socket) and
-    OpenDKIM (TCP) as milters, rspamd over HTTP. A clean signed message
-    comes through with each one's fields; the EICAR file and the GTUBE
-    message are refused; rspamd stopped gives 451 or, under
+11. Content filters on the MX listener: clamav-milter (unix socket),
+    OpenDKIM and OpenDMARC (TCP) as milters, rspamd over HTTP and its proxy
+    as a milter. A clean signed message comes through with each one's
+    fields (OpenDMARC passing it on OpenDKIM's result); the EICAR file and
+    the GTUBE message are refused; rspamd stopped gives 451 or, under
     on_failure = "accept", delivery (tests/interop/filters.py).
 
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.

@@ -19,10 +19,10 @@ class TxtServer:
     """Answers TXT questions for the names it holds over UDP on a loopback
     port, NXDOMAIN for any other name, NODATA for other types."""
 
-    def __init__(self, records):
+    def __init__(self, records, address=("127.0.0.1", 0)):
         self.records = {k.lower().rstrip("."): v for k, v in records.items()}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(address)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
 
