@@ -235,3 +235,31 @@ fn issue15_forged_results_go_even_without_authentication() {
     assert!(!text.contains("Authentication-Results"), "{text}");
     assert!(text.contains("Subject: forged"), "{text}");
 }
+
+/// A header padded past what the spool keeps at hand (64 KiB) still has
+/// its forgery under our authserv-id removed.
+#[test]
+fn issue15_a_forgery_behind_a_long_header_goes_too() {
+    let server = TestServer::with(Setup {
+        tables: "[inbound]\nauthentication = false\n".into(),
+        ..Setup::default()
+    });
+    let padding: String = (0..2000)
+        .map(|n| format!("X-Pad-{n}: {}\r\n", "p".repeat(40)))
+        .collect();
+    let message = format!(
+        "From: <a@example.net>\r\n{padding}Authentication-Results: test.example; dmarc=pass header.from=bank.test\r\n\
+         Subject: padded\r\n\r\nbody\r\n"
+    );
+    let sent = send(&server, "a@example.net", &message);
+    assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
+    let stored = server.messages("alice");
+    let text = String::from_utf8_lossy(&stored[0]);
+    assert!(text.len() > 100_000);
+    assert!(
+        !text.contains("Authentication-Results"),
+        "the forgery stayed"
+    );
+    assert!(text.contains("X-Pad-1999: "));
+    assert!(text.ends_with("Subject: padded\n\nbody\n"));
+}

@@ -126,6 +126,20 @@ impl Spool {
         Ok(())
     }
 
+    /// The first `limit` octets of the content (all of it if shorter): a
+    /// header section longer than [`HEAD`] is read from here.
+    pub(crate) fn prefix(&mut self, limit: usize) -> io::Result<Vec<u8>> {
+        match &mut self.file {
+            None => Ok(self.memory[..limit.min(self.memory.len())].to_vec()),
+            Some((_, file)) => {
+                file.seek(SeekFrom::Start(0))?;
+                let mut out = Vec::new();
+                file.take(limit as u64).read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
     /// Copies the content into `out` (once per recipient).
     pub(crate) fn copy_to(&mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
         match &mut self.file {

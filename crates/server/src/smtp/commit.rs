@@ -37,6 +37,18 @@ pub(super) struct Trace {
     pub(super) quarantine: bool,
 }
 
+/// The longest header section whose fields are still edited (forged
+/// results removed, filters' edits, the spam tag).
+const LONG_HEADER: usize = 1024 * 1024;
+
+/// Whether the header section ends (a blank line) within `head`.
+fn header_ends_within(head: &[u8]) -> bool {
+    head.starts_with(b"\n")
+        || head.starts_with(b"\r\n")
+        || head.windows(2).any(|w| w == b"\n\n")
+        || head.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// A client-supplied name made safe for a header: printable, no spaces, bounded.
 fn header_safe(text: &str) -> String {
     let cleaned: String = text
@@ -259,7 +271,17 @@ pub(super) fn deliver(
     }
     // Our results go above our Received line (RFC 8601 §4: at the top).
     let whole = spool.size() <= spool.head().len() as u64;
-    if let Some((old, new)) = edit_header(spool.head(), &trace.header, whole) {
+    let mut edited = edit_header(spool.head(), &trace.header, whole);
+    if edited.is_none() && !whole && !header_ends_within(spool.head()) {
+        // A header section longer than the spool keeps at hand (padded,
+        // perhaps, to push a forgery past it): read up to 1 MiB of it.
+        let prefix = spool.prefix(LONG_HEADER).map_err(|e| {
+            Failed::from_error(&format!("reading the header failed: {e}"), Some(&e))
+        })?;
+        let whole = spool.size() <= prefix.len() as u64;
+        edited = edit_header(&prefix, &trace.header, whole);
+    }
+    if let Some((old, new)) = edited {
         spool.replace_header(old, &new).map_err(|e| {
             Failed::from_error(&format!("rewriting the header failed: {e}"), Some(&e))
         })?;
