@@ -11,7 +11,7 @@
 //! Scenario 10 sends the same mail through one rspamd on both sides.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use yubin_mailauth::dkim::{Algorithm, Key, Signing, generate};
@@ -22,7 +22,7 @@ use crate::procs;
 use crate::rspamd::Rspamd;
 use crate::scenarios::{Ctx, Measurement, measurement};
 use crate::servers::{BENCH_DNS, INBOUND_AUTH, Kind, RSPAMD_FILTER, Server};
-use crate::smtp::{maildir_count, send_until, smtp_data};
+use crate::smtp::{send_until, smtp_data, wait_for_delivery};
 
 const SIGNER: &str = "signer.example";
 const SELECTOR: &str = "bench";
@@ -128,16 +128,7 @@ fn receive(
             |n| format!("{}@bench.example", user(n)),
         ));
         let accepted = accepted.with_context(|| format!("checked smtp against {}", kind.name()))?;
-        let wait_until = Instant::now() + Duration::from_secs(120);
-        let delivered = loop {
-            let delivered: usize = (0..sessions)
-                .map(|n| maildir_count(&ctx.env.mail.join(user(n))))
-                .sum();
-            if delivered as u64 >= accepted || Instant::now() > wait_until {
-                break delivered;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let delivered = wait_for_delivery(ctx, sessions, accepted);
         let elapsed = started.elapsed().as_secs_f64();
         let after = (procs::usage(server.pid()), procs::own_cpu());
         server.stop();

@@ -128,8 +128,23 @@ pub(crate) fn smtp_data(stored: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn maildir_count(root: &Path) -> usize {
+fn maildir_count(root: &Path) -> usize {
     std::fs::read_dir(root.join("new")).map_or(0, |d| d.count())
+}
+
+/// Waits (two minutes at most) until the `accepted` messages are in the
+/// Maildirs of the first `sessions` users; how many are.
+pub(crate) fn wait_for_delivery(ctx: &Ctx, sessions: usize, accepted: u64) -> usize {
+    let wait_until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stored: usize = (0..sessions)
+            .map(|n| maildir_count(&ctx.env.mail.join(user(n))))
+            .sum();
+        if stored as u64 >= accepted || Instant::now() > wait_until {
+            return stored;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// 7: `sessions` connections, each sending 4 KB messages to its own user
@@ -168,17 +183,7 @@ pub fn smtp_in(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         ));
         let accepted_after = started.elapsed().as_secs_f64();
         let accepted = accepted.with_context(|| format!("smtp against {}", kind.name()))?;
-        // Wait until every accepted message is in a Maildir.
-        let wait_until = Instant::now() + Duration::from_secs(120);
-        let stored = loop {
-            let stored: usize = (0..sessions)
-                .map(|n| maildir_count(&ctx.env.mail.join(user(n))))
-                .sum();
-            if stored as u64 >= accepted || Instant::now() > wait_until {
-                break stored;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let stored = wait_for_delivery(ctx, sessions, accepted);
         let elapsed = started.elapsed().as_secs_f64();
         let after = (procs::usage(server.pid()), procs::own_cpu());
         server.stop();

@@ -552,3 +552,19 @@ pub fn python_server(script: &str, args: &[&std::ffi::OsStr]) -> (Child, u16) {
         .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
     (child, port)
 }
+
+/// `yubin check-config` refuses the configuration `table` with status 2
+/// and an error naming `key`.
+pub fn assert_config_refused(table: &str, key: &str) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = dir.path().join("yubin.toml");
+    fs::write(&config, table).expect("write the configuration");
+    let out = yubin(
+        &["check-config", "--config", config.to_str().expect("UTF-8")],
+        "",
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{table}: {stderr}");
+    assert!(stderr.contains(key), "{table}: {stderr}");
+}

@@ -164,14 +164,7 @@ def message(subject, body, key=None):
             % (domain, subject, subject.replace(" ", "-"), domain, body)).encode()
     if key is None:
         return data
-    signature = subprocess.run(
-        ["/usr/bin/python3", "-c",
-         "import dkim, sys\n"
-         "m = sys.stdin.buffer.read()\n"
-         "sys.stdout.buffer.write(dkim.sign(m, b'sel', b'signed.test', open(sys.argv[1], 'rb').read(),"
-         " include_headers=[b'from', b'to', b'subject', b'date', b'message-id']))", key],
-        input=data, capture_output=True, check=True, timeout=60).stdout
-    return signature + data
+    return verifiers.dkimpy_sign(data, key, "sel", "signed.test")
 
 
 def eicar_message():

@@ -941,14 +941,7 @@ def run_inbound(root, yubin):
         message = ("From: News <news@signed.test>\r\nTo: <alice@interop.test>\r\nSubject: %s\r\n"
                    "Date: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <%s@signed.test>\r\n\r\n%s\r\n"
                    % (subject_text, subject_text, body)).encode()
-        signature = subprocess.run(
-            ["/usr/bin/python3", "-c",
-             "import dkim, sys\n"
-             "m = sys.stdin.buffer.read()\n"
-             "sys.stdout.buffer.write(dkim.sign(m, b'sel', b'signed.test', open(sys.argv[1], 'rb').read(),"
-             " include_headers=[b'from', b'to', b'subject', b'date', b'message-id']))", key],
-            input=message, capture_output=True, check=True, timeout=60).stdout
-        return signature + message
+        return verifiers.dkimpy_sign(message, key, "sel", "signed.test")
 
     def send(data):
         with smtplib.SMTP("127.0.0.1", yubin.smtp, timeout=60, source_address=("127.0.0.2", 0)) as smtp:

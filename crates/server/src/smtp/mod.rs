@@ -81,6 +81,22 @@ pub struct SmtpService {
     counter: AtomicU64,
 }
 
+/// What the DNS checks of mail that arrives ask.
+type Resolver = (
+    yubin_queue::engine::dns::ResolverConfig,
+    yubin_queue::engine::dns::ResolverOpts,
+);
+
+/// The settings of `[dns] resolver` for the checks of mail that arrives:
+/// an error in the key stops the start; a resolver that cannot be made
+/// is the inner error (the checks are then off, with a warning).
+fn resolver(config: &Config) -> Result<Result<Resolver, String>, crate::config::ConfigError> {
+    Ok(
+        yubin_queue::engine::dns::resolver_config(config.dns_resolver()?)
+            .map_err(|e| e.to_string()),
+    )
+}
+
 /// Messages over [`INBOUND_LARGE`] octets checked at once.
 const INBOUND_LARGE_AT_ONCE: usize = 4;
 
@@ -103,11 +119,9 @@ impl SmtpService {
                 .authserv_id
                 .clone()
                 .unwrap_or_else(|| config.hostname.clone());
-            let built = yubin_queue::engine::dns::resolver_config(config.dns_resolver()?)
-                .map_err(|e| e.to_string())
-                .and_then(|(resolver, options)| {
-                    yubin_mailauth::inbound::Inbound::new(resolver, options, authserv_id)
-                });
+            let built = resolver(&config)?.and_then(|(resolver, options)| {
+                yubin_mailauth::inbound::Inbound::new(resolver, options, authserv_id)
+            });
             match built {
                 Ok(inbound) => Some(Arc::new(inbound)),
                 Err(error) => {
@@ -130,11 +144,9 @@ impl SmtpService {
             || !dnsbl_zones.is_empty()
             || !config.filter.is_empty()
         {
-            let built = yubin_queue::engine::dns::resolver_config(config.dns_resolver()?)
-                .map_err(|e| e.to_string())
-                .and_then(|(resolver, options)| {
-                    yubin_mailauth::client::ClientChecks::new(resolver, options)
-                });
+            let built = resolver(&config)?.and_then(|(resolver, options)| {
+                yubin_mailauth::client::ClientChecks::new(resolver, options)
+            });
             match built {
                 Ok(checks) => Some(Arc::new(checks)),
                 Err(error) => {
