@@ -1,5 +1,6 @@
 //! Subcommands and their arguments.
 
+mod db;
 mod deliver;
 mod dkim;
 mod dns;
@@ -72,6 +73,15 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// The PostgreSQL schema (`storage.backend = "postgres"`): migrate it,
+    /// or show where it stands.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+        /// The configuration file (for `postgres.url`).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// DKIM signing keys: make one (with the DNS record to publish), list them.
     Dkim {
         #[command(subcommand)]
@@ -119,6 +129,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Command::Dns { command, config } => {
             let config = load_config(config.as_deref())?;
             dns::run(command, &config)
+        }
+        Command::Db { command, config } => {
+            let config = load_config(config.as_deref())?;
+            db::run(command, &config)
         }
         Command::Dkim { command, config } => {
             let config = load_config(config.as_deref())?;

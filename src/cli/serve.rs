@@ -11,6 +11,33 @@ use yubin_server::server::StartError;
 use super::Failure;
 
 /// Runs the server until SIGINT or SIGTERM.
+/// With the PostgreSQL backend: the database reachable (retried until it
+/// is, with a line in the log each time) and its schema the one this yubin
+/// knows, or a clear refusal.
+async fn check_database(config: &Config) -> Result<(), Failure> {
+    let url = config.postgres.url.as_deref().unwrap_or_default();
+    let db = yubin_pg::Database::connect(url, 1).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match db.check_schema().await {
+            Ok(()) => break,
+            Err(yubin_pg::DbError::Schema(reason)) => {
+                return Err(Failure::Usage(format!("postgres: {reason}")));
+            }
+            Err(error) => {
+                tracing::error!(%error, retry_in = ?wait, "the database cannot be reached");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+    // The stores over PostgreSQL come next (issue 16); until they do, a
+    // node does not pretend to serve from the database.
+    Err(Failure::Usage(
+        "storage.backend = \"postgres\": the schema is in place, but this build serves only \"maildir\"".into(),
+    ))
+}
+
 pub fn serve(config: Config) -> Result<(), Failure> {
     // Before any thread exists: the flag is per thread, and inherited.
     privileges::forbid_new_privileges().context("cannot set no_new_privs")?;
@@ -23,6 +50,9 @@ pub fn serve(config: Config) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if config.storage.backend == yubin_server::config::Backend::Postgres {
+        runtime.block_on(check_database(&config))?;
+    }
     let hostname = config.hostname.clone();
     let mut demo = None;
     runtime.block_on(async {

@@ -17,6 +17,7 @@ mod inbound;
 mod login;
 mod mta_sts;
 mod outbound;
+mod postgres;
 mod privileges;
 mod relay;
 mod robustness;

@@ -40,6 +40,10 @@ pub struct Config {
     pub dkim: DkimConfig,
     /// Sender authentication of mail that arrives.
     pub inbound: crate::inbound_config::InboundConfig,
+    /// Where users, maildrops and the rest are kept.
+    pub storage: StorageConfig,
+    /// The PostgreSQL database, for `storage.backend = "postgres"`.
+    pub postgres: PostgresConfig,
     /// Content filters (`[[filter]]`), applied in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filter: Vec<crate::filter_config::FilterConfig>,
@@ -436,6 +440,51 @@ pub struct ServerConfig {
     pub group: Option<String>,
     /// Keep running as root when started as root and no `user` is set.
     pub allow_root: bool,
+    /// This node's name in logs and as the owner of locks and leases.
+    /// Default: the host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+}
+
+/// Where yubin keeps what it holds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One node: Maildirs, the passwd-file, the queue directory; no
+    /// database.
+    #[default]
+    Maildir,
+    /// Several nodes sharing one PostgreSQL database.
+    Postgres,
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `"maildir"` (the default) or `"postgres"`.
+    pub backend: Backend,
+}
+
+/// `[postgres]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq-style URL (`postgresql://yubin@127.0.0.1:5432/yubin`) or
+    /// `key=value` pairs (`host=/run/postgresql dbname=yubin`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Connections per node, at most.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: None,
+            pool_size: 16,
+        }
+    }
 }
 
 /// `[log]`
@@ -467,6 +516,8 @@ impl Default for Config {
             queue: crate::queue_config::QueueConfig::default(),
             inbound: crate::inbound_config::InboundConfig::default(),
             filter: Vec::new(),
+            storage: StorageConfig::default(),
+            postgres: PostgresConfig::default(),
             dns: DnsConfig::default(),
             dkim: DkimConfig::default(),
             log: LogConfig::default(),
@@ -566,6 +617,31 @@ impl Config {
         }
         self.queue.check()?;
         self.inbound.check()?;
+        if self.storage.backend == Backend::Postgres {
+            let Some(url) = &self.postgres.url else {
+                return Err(invalid(
+                    "postgres.url",
+                    "is needed with storage.backend = \"postgres\"",
+                ));
+            };
+            if url.trim().is_empty() {
+                return Err(invalid("postgres.url", "is empty"));
+            }
+        }
+        if self.postgres.pool_size == 0 {
+            return Err(invalid("postgres.pool_size", "must be at least 1"));
+        }
+        if let Some(node) = &self.server.node_name
+            && (node.is_empty()
+                || !node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)))
+        {
+            return Err(invalid(
+                "server.node_name",
+                "must be letters, digits, '-', '.' and '_'",
+            ));
+        }
         for (i, filter) in self.filter.iter().enumerate() {
             filter.check(i)?;
         }

@@ -1,0 +1,34 @@
+//! Migrations against a private PostgreSQL cluster: applied once, again
+//! a no-op, two at once apply each migration once, and a schema newer
+//! than this yubin knows is refused.
+
+use yubin_pg::Database;
+use yubin_test_pg::TestPostgres;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_an_unknown_schema_is_refused() {
+    let pg = TestPostgres::start().expect("a PostgreSQL cluster");
+    let db = Database::connect(&pg.url(), 4).expect("a pool");
+    assert!(
+        db.check_schema().await.is_err(),
+        "a fresh database has no schema"
+    );
+    // Two nodes migrating at once: each migration is applied once.
+    let other = Database::connect(&pg.socket_conninfo(), 2).expect("a pool over the socket");
+    let (a, b) = tokio::join!(db.migrate(), other.migrate());
+    let mut applied = a.expect("migrated");
+    applied.extend(b.expect("migrated"));
+    assert_eq!(applied, vec![1]);
+    db.check_schema()
+        .await
+        .expect("the schema this yubin knows");
+    assert_eq!(db.migrate().await.expect("again"), Vec::<u32>::new());
+    // A version from a later yubin.
+    pg.psql("INSERT INTO yubin_schema (version, name) VALUES (2, 'from the future')")
+        .expect("psql");
+    let refused = db.check_schema().await.expect_err("refused");
+    assert!(
+        refused.to_string().contains("newer than this yubin knows"),
+        "{refused}"
+    );
+}
