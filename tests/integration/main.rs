@@ -19,6 +19,7 @@ mod mta_sts;
 mod outbound;
 mod postgres;
 mod privileges;
+mod proxy;
 mod relay;
 mod robustness;
 mod session;

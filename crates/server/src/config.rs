@@ -162,6 +162,10 @@ pub struct Pop3Config {
     /// Simultaneous connections from one client address (loopback exempt);
     /// 0: no limit.
     pub max_connections_per_ip: usize,
+    /// Networks of load balancers whose connections start with a PROXY
+    /// protocol header (v1 or v2) naming the client; when set, only they
+    /// may connect to the POP3 listeners.
+    pub proxy_protocol: Vec<String>,
 }
 
 impl Default for Pop3Config {
@@ -179,6 +183,7 @@ impl Default for Pop3Config {
             max_line_length: 8190,
             max_connections: 10_000,
             max_connections_per_ip: 50,
+            proxy_protocol: Vec::new(),
         }
     }
 }
@@ -232,6 +237,10 @@ pub struct SmtpConfig {
     /// Simultaneous connections from one client address (loopback exempt);
     /// 0: no limit.
     pub max_connections_per_ip: usize,
+    /// Networks of load balancers whose connections start with a PROXY
+    /// protocol header (v1 or v2) naming the client; when set, only they
+    /// may connect to the SMTP listeners.
+    pub proxy_protocol: Vec<String>,
     /// A DATA line ending in LF without CR: `"normalize"` takes it as a line
     /// end (Postfix's default), `"reject"` refuses the message (550 5.5.2).
     pub bare_lf: BareLineEndPolicy,
@@ -350,6 +359,7 @@ impl Default for SmtpConfig {
             sender_identity_domains: std::collections::BTreeMap::new(),
             sender_identity_networks: false,
             sender_logins_file: None,
+            proxy_protocol: Vec::new(),
         }
     }
 }
@@ -617,6 +627,8 @@ impl Config {
         }
         self.queue.check()?;
         self.inbound.check()?;
+        self.proxy_networks("pop3")?;
+        self.proxy_networks("smtp")?;
         if self.storage.backend == Backend::Postgres {
             let Some(url) = &self.postgres.url else {
                 return Err(invalid(
@@ -741,6 +753,31 @@ impl Config {
                     invalid(
                         format!("smtp.relay_networks[{i}]"),
                         format!("{n:?} is not a network (examples: \"192.168.0.0/24\", \"2001:db8::/32\")"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The networks of `pop3.proxy_protocol` or `smtp.proxy_protocol`.
+    pub fn proxy_networks(
+        &self,
+        protocol: &str,
+    ) -> Result<Vec<crate::relay::Network>, ConfigError> {
+        let list = if protocol == "pop3" {
+            &self.pop3.proxy_protocol
+        } else {
+            &self.smtp.proxy_protocol
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| {
+                crate::relay::Network::parse(n).ok_or_else(|| {
+                    invalid(
+                        format!("{protocol}.proxy_protocol[{i}]"),
+                        format!(
+                            "{n:?} is not a network (examples: \"127.0.0.1/32\", \"10.0.0.0/8\")"
+                        ),
                     )
                 })
             })

@@ -33,6 +33,8 @@ pub struct Pop3Service {
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
     pub(crate) per_ip: Arc<crate::per_ip::PerIpLimit>,
+    /// `pop3.proxy_protocol` (checked at start).
+    pub(crate) proxies: Vec<crate::relay::Network>,
     pub(crate) shutdown: watch::Receiver<bool>,
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
     last_login: Mutex<HashMap<String, Instant>>,
@@ -49,6 +51,7 @@ impl Pop3Service {
             mail: shared.backend.mail.clone(),
             connections: Arc::new(Semaphore::new(config.pop3.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.pop3.max_connections_per_ip),
+            proxies: config.proxy_networks("pop3").unwrap_or_default(),
             config,
             users: shared.backend.users.clone(),
             tls: shared.tls.clone(),
@@ -164,9 +167,10 @@ pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tl
                 b"-ERR [SYS/TEMP] Too many connections from your address\r\n".to_vec(),
             )
         }),
+        proxies: service.proxies.clone(),
     };
     let shutdown = service.shutdown.clone();
-    crate::accept::serve(gate, listener, shutdown, |tcp, peer| {
+    crate::accept::serve(gate, listener, shutdown, move |tcp, peer| {
         driver::handle(service.clone(), tcp, peer, implicit_tls)
     })
     .await;

@@ -72,6 +72,8 @@ pub struct SmtpService {
     pub(crate) connections: Arc<Semaphore>,
     /// Connections per client address.
     pub(crate) per_ip: Arc<crate::per_ip::PerIpLimit>,
+    /// `smtp.proxy_protocol`.
+    pub(crate) proxies: Vec<crate::relay::Network>,
     /// Free space where messages are spooled and queued.
     pub(crate) storage: free_space::StorageGauge,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -165,6 +167,7 @@ impl SmtpService {
             inbound_large: Arc::new(Semaphore::new(INBOUND_LARGE_AT_ONCE)),
             connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
+            proxies: config.proxy_networks("smtp")?,
             storage: free_space::StorageGauge::new(
                 vec![config.data_dir.clone(), config.queue_dir()],
                 free_space::StorageGauge::needed_for(config.smtp.max_message_size),
@@ -286,9 +289,10 @@ pub async fn serve(service: Arc<SmtpService>, listener: TcpListener, kind: Liste
                 reply(yubin_smtp_proto::replies::TOO_MANY_FROM_ADDRESS),
             )
         }),
+        proxies: service.proxies.clone(),
     };
     let shutdown = service.shutdown.clone();
-    crate::accept::serve(gate, listener, shutdown, |tcp, peer| {
+    crate::accept::serve(gate, listener, shutdown, move |tcp, peer| {
         driver::handle(service.clone(), tcp, peer, kind)
     })
     .await;
