@@ -466,7 +466,8 @@ fn with_bench_resolver(dir: &Path, program: &str, args: &[&std::ffi::OsStr]) -> 
         &resolv,
         format!("nameserver {host}\noptions attempts:1 timeout:2\n"),
     )?;
-    let mut command = Command::new("unshare");
+    // util-linux's, on every Debian system.
+    let mut command = Command::new("/usr/bin/unshare");
     command
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(format!(
