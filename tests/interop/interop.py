@@ -46,6 +46,9 @@
     the GTUBE message are refused; rspamd stopped gives 451 or, under
     on_failure = "accept", delivery (tests/interop/filters.py).
 
+12. yubin behind HAProxy with send-proxy-v2: the clients' own addresses
+    reach POP before SMTP and the log (tests/interop/haproxy.py).
+
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
@@ -67,6 +70,7 @@ import time
 
 import dane
 import filters
+import haproxy
 import verifiers
 
 FAILURES = []
@@ -1462,6 +1466,7 @@ def main():
         dane.run(binary, root, check, free_ports, wait_for_port)
         run_inbound(root, yubin)
         filters.run(binary, root, check, free_ports, wait_for_port)
+        haproxy.run(binary, root, check, free_ports, wait_for_port)
         # Last: its failed logins put a login penalty on 127.0.0.1, which
         # would slow every login after it.
         run_fail2ban(root, yubin)

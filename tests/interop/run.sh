@@ -27,6 +27,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 # The benchmark's inbound row: Postfix with OpenDKIM and OpenDMARC.
 [ -x /usr/sbin/opendmarc ] || missing+=(opendmarc)
 command -v rspamd >/dev/null || missing+=(rspamd)
+# A load balancer speaking the PROXY protocol (issue 16).
+command -v haproxy >/dev/null || missing+=(haproxy)
 # Content filters: clamd and clamav-milter (issue 15).
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 [ -x /usr/sbin/clamav-milter ] || missing+=(clamav-milter)
