@@ -18,6 +18,17 @@ pub enum ClientKey {
 /// configured: a host usually has a whole /64.
 pub const CLIENT_IPV6_PREFIX: u8 = 64;
 
+impl std::fmt::Display for ClientKey {
+    /// A text form for shared tables: `v4:192.0.2.1`, `v6:` and the
+    /// prefix's 32 hex digits.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientKey::V4(a) => write!(f, "v4:{}", std::net::Ipv4Addr::from(*a)),
+            ClientKey::V6(p) => write!(f, "v6:{p:032x}"),
+        }
+    }
+}
+
 impl ClientKey {
     /// The key of `ip`, IPv6 cut to its first `ipv6_prefix` bits (0–128).
     pub fn of(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use crate::client_key::ClientKey;
 
 /// Failures older than this are forgotten.
-const FORGET_AFTER: Duration = Duration::from_secs(3600);
+pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// IPv6 clients are counted by /64: one host usually has a whole one.
-const IPV6_PREFIX: u8 = crate::client_key::CLIENT_IPV6_PREFIX;
+pub const IPV6_PREFIX: u8 = crate::client_key::CLIENT_IPV6_PREFIX;
 
 #[derive(Clone, Copy, Debug)]
 struct Record {

@@ -58,19 +58,21 @@ CREATE TABLE nodes (
     seen        timestamptz NOT NULL
 );
 
--- POP-before-SMTP grants, keyed by address (or IPv6 network).
+-- POP-before-SMTP grants, keyed by client (an IPv4 address, or an IPv6
+-- prefix, as text: yubin_auth's ClientKey).
 CREATE TABLE relay_grants (
-    network     cidr PRIMARY KEY,
+    client      text PRIMARY KEY,
     username    text NOT NULL,
     expires     timestamptz NOT NULL
 );
+CREATE INDEX relay_grants_expiry ON relay_grants (expires);
 
--- Failed logins per address (or IPv6 /64).
+-- Failed logins per client (IPv6 by /64).
 CREATE TABLE login_penalties (
-    network     cidr PRIMARY KEY,
+    client      text PRIMARY KEY,
     failures    integer NOT NULL,
     last_failure timestamptz NOT NULL,
-    last_attempt bytea
+    last_attempt bigint NOT NULL
 );
 
 -- Greylisting's triplets.

@@ -51,6 +51,35 @@ pub struct GreylistTimes {
     pub keep: Duration,
 }
 
+/// What an attempt on a triplet seen before gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// It passed before, recently enough: it passes.
+    Pass,
+    /// It waited long enough: it passes, from now on.
+    PassFirst,
+    /// Too soon: this much longer.
+    Wait(Duration),
+    /// Its time ran out: it starts over (and waits the whole delay).
+    StartOver,
+}
+
+impl GreylistTimes {
+    /// The rule, whatever keeps the triplets: `passed` before, first seen
+    /// `since_first` ago, last `since_last` ago.
+    pub(crate) fn judge(&self, passed: bool, since_first: Duration, since_last: Duration) -> Step {
+        if passed && since_last <= self.keep {
+            Step::Pass
+        } else if !passed && since_first >= self.delay && since_first <= self.retry_window {
+            Step::PassFirst
+        } else if !passed && since_first < self.delay {
+            Step::Wait(self.delay - since_first)
+        } else {
+            Step::StartOver
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     first: Instant,
@@ -113,28 +142,26 @@ impl MemoryGreylist {
         let mut table = crate::lock(&self.table);
         let table = &mut *table;
         if let Some(entry) = table.entries.get_mut(triplet) {
-            let since_first = now.saturating_duration_since(entry.first);
-            if entry.passed && now.saturating_duration_since(entry.last) <= times.keep {
-                entry.last = now;
-                return Greylisted::Pass;
-            }
-            if !entry.passed && since_first >= times.delay && since_first <= times.retry_window {
-                entry.passed = true;
-                entry.last = now;
-                return Greylisted::Pass;
-            }
-            if !entry.passed && since_first < times.delay {
-                entry.last = now;
-                return Greylisted::Wait(times.delay - since_first);
-            }
-            // Expired: it starts over.
-            *entry = Entry {
-                first: now,
-                last: now,
-                passed: false,
+            let step = times.judge(
+                entry.passed,
+                now.saturating_duration_since(entry.first),
+                now.saturating_duration_since(entry.last),
+            );
+            entry.last = now;
+            return match step {
+                Step::Pass => Greylisted::Pass,
+                Step::PassFirst => {
+                    entry.passed = true;
+                    Greylisted::Pass
+                }
+                Step::Wait(left) => Greylisted::Wait(left),
+                Step::StartOver => {
+                    entry.first = now;
+                    entry.passed = false;
+                    table.waiting.push_back((triplet.clone(), now));
+                    Greylisted::Wait(times.delay)
+                }
             };
-            table.waiting.push_back((triplet.clone(), now));
-            return Greylisted::Wait(times.delay);
         }
         if table.entries.len() >= self.max && !table.evict_oldest_waiting() {
             // Full of triplets that passed: the stale ones go, or, if

@@ -12,6 +12,9 @@
 //! | [`RelayGrantStore`] | POP-before-SMTP grants | memory ([`MemoryGrants`]) |
 //! | [`PenaltyStore`] | failed logins per client address | memory ([`MemoryPenalties`]) |
 //! | [`GreylistStore`] | greylisting's triplets | memory ([`MemoryGreylist`]) |
+//!
+//! Over PostgreSQL (issue 16, [`pg`]): grants, penalties and greylisting
+//! so far.
 //! | [`yubin_queue::QueueStore`] | the outbound queue | the queue directory ([`yubin_queue::Queue`]) |
 //!
 //! The queue's seam lives in yubin-queue, beside its delivery engine,
@@ -24,10 +27,11 @@
 //! async threads.
 
 mod grants;
-mod greylist;
+pub(crate) mod greylist;
 mod mail;
 mod maildir;
 mod penalties;
+pub mod pg;
 mod users;
 
 use std::sync::Arc;
