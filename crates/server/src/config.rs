@@ -644,10 +644,7 @@ impl Config {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }
         if let Some(node) = &self.server.node_name
-            && (node.is_empty()
-                || !node
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)))
+            && !crate::config_error::is_word(node, b"-._")
         {
             return Err(invalid(
                 "server.node_name",

@@ -39,3 +39,12 @@ pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Con
         message: message.into(),
     }
 }
+
+/// Whether `value` is a non-empty word of ASCII letters, digits and the
+/// octets of `extra` (names that go into logs, paths and header fields).
+pub(crate) fn is_word(value: &str, extra: &[u8]) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}

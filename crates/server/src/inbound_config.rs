@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config_error::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid, is_word};
 use yubin_duration::HumanDuration;
 
 /// What one of the checks before DATA does when a client fails it.
@@ -184,10 +184,7 @@ impl InboundConfig {
     /// Checks every value; errors name the key.
     pub fn check(&self) -> Result<(), ConfigError> {
         if let Some(id) = &self.authserv_id
-            && (id.is_empty()
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)))
+            && !is_word(id, b"-._")
         {
             return Err(invalid(
                 "inbound.authserv_id",
@@ -242,12 +239,7 @@ impl InboundConfig {
                 "must be more than zero and at most an hour (senders retry within minutes)",
             ));
         }
-        if self.junk_folder.is_empty()
-            || !self
-                .junk_folder
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_word(&self.junk_folder, b"-_") {
             return Err(invalid(
                 "inbound.junk_folder",
                 "must be a folder name of letters, digits, '-' and '_'",

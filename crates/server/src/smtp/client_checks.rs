@@ -25,6 +25,8 @@ pub(super) struct ClientVerdict {
     pub(super) tag: bool,
     /// Its forward-confirmed name, when asked and found.
     pub(super) name: Option<String>,
+    /// Whether the name was asked for (found or not).
+    pub(super) name_asked: bool,
     /// What failed, for the log (`helo=not-fqdn fcrdns=fail dnsbl=zone`).
     pub(super) findings: Vec<String>,
 }
@@ -85,8 +87,9 @@ pub(super) async fn check_client(
                 None
             }
         };
-        let lists = ask_blocklists(service, ip);
+        let lists = ask_blocklists(checks, &service.dnsbl_zones, ip);
         let (fcrdns, lists) = tokio::join!(fcrdns, lists);
+        verdict.name_asked = fcrdns.is_some();
         match fcrdns {
             Some(Fcrdns::Pass(name)) => verdict.name = Some(name),
             Some(Fcrdns::Fail) => {
@@ -158,17 +161,15 @@ pub(super) async fn check_client(
 
 /// Every configured blocklist asked about `ip` at once.
 async fn ask_blocklists(
-    service: &SmtpService,
+    checks: &std::sync::Arc<yubin_mailauth::client::ClientChecks>,
+    zones: &[yubin_mailauth::dnsbl::Zone],
     ip: IpAddr,
 ) -> Vec<(String, Result<Answer, String>)> {
-    let Some(checks) = &service.client_checks else {
-        return Vec::new();
-    };
     if !publicly_routed(ip) {
         return Vec::new();
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for zone in service.dnsbl_zones.iter().cloned() {
+    for zone in zones.iter().cloned() {
         let checks = checks.clone();
         tasks.spawn(async move {
             let answer = checks.dnsbl(ip, &zone).await;

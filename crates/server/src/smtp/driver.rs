@@ -386,13 +386,12 @@ impl Connection {
         let ip = crate::peer::display_ip(self.peer);
         let helo = self.session.client_name().unwrap_or_default().to_owned();
         if config.helo.is_on() || config.fcrdns.is_on() || !service.dnsbl_zones.is_empty() {
-            // This server's names, whatever `smtp.local_domains` says.
-            let mut ours = ours.clone();
-            ours.insert(service.config.hostname.to_ascii_lowercase());
-            let ours = &ours;
             let known = matches!(&self.client_verdict, Some((h, _)) if *h == helo);
             if !known {
-                let verdict = super::client_checks::check_client(&service, ip, &helo, ours).await;
+                // This server's names, whatever `smtp.local_domains` says.
+                let mut ours = ours.clone();
+                ours.insert(service.config.hostname.to_ascii_lowercase());
+                let verdict = super::client_checks::check_client(&service, ip, &helo, &ours).await;
                 if !verdict.findings.is_empty() {
                     tracing::info!(
                         session = self.id,
@@ -596,6 +595,12 @@ impl Connection {
         let authenticated = self.session.authenticated().map(str::to_owned);
         let trusted = self.trusted_client().await;
         let (spool, screened) = {
+            // The client checks' verdict, for the HELO name in force.
+            let verdict = self
+                .client_verdict
+                .as_ref()
+                .filter(|(h, _)| *h == helo)
+                .map(|(_, v)| v);
             let cx = super::screen::Context {
                 service: &self.service,
                 session_id: self.id,
@@ -605,16 +610,9 @@ impl Connection {
                 authenticated: authenticated.as_deref(),
                 trusted,
                 queue_id: &id,
-                // The client checks' verdict, for the HELO name in force.
-                client_tag: self
-                    .client_verdict
-                    .as_ref()
-                    .is_some_and(|(h, v)| *h == helo && v.tag),
-                client_name: self
-                    .client_verdict
-                    .as_ref()
-                    .filter(|(h, _)| *h == helo)
-                    .and_then(|(_, v)| v.name.as_deref()),
+                client_tag: verdict.is_some_and(|v| v.tag),
+                client_name: verdict.and_then(|v| v.name.as_deref()),
+                client_name_asked: verdict.is_some_and(|v| v.name_asked),
             };
             super::screen::screen(&cx, &envelope, spool).await
         };

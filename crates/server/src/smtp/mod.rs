@@ -99,6 +99,18 @@ fn resolver(config: &Config) -> Result<Result<Resolver, String>, crate::config::
     )
 }
 
+/// A checker built over the resolver, or, when none could be made, none,
+/// with a warning saying what goes unchecked.
+fn usable<T>(built: Result<T, String>, unchecked: &str) -> Option<Arc<T>> {
+    match built {
+        Ok(checker) => Some(Arc::new(checker)),
+        Err(error) => {
+            tracing::warn!(%error, "no usable DNS resolver: {unchecked}");
+            None
+        }
+    }
+}
+
 /// Messages over [`INBOUND_LARGE`] octets checked at once.
 const INBOUND_LARGE_AT_ONCE: usize = 4;
 
@@ -124,13 +136,10 @@ impl SmtpService {
             let built = resolver(&config)?.and_then(|(resolver, options)| {
                 yubin_mailauth::inbound::Inbound::new(resolver, options, authserv_id)
             });
-            match built {
-                Ok(inbound) => Some(Arc::new(inbound)),
-                Err(error) => {
-                    tracing::warn!(%error, "no usable DNS resolver: mail on the MX listener is not checked (SPF, DKIM, DMARC)");
-                    None
-                }
-            }
+            usable(
+                built,
+                "mail on the MX listener is not checked (SPF, DKIM, DMARC)",
+            )
         } else {
             None
         };
@@ -149,13 +158,7 @@ impl SmtpService {
             let built = resolver(&config)?.and_then(|(resolver, options)| {
                 yubin_mailauth::client::ClientChecks::new(resolver, options)
             });
-            match built {
-                Ok(checks) => Some(Arc::new(checks)),
-                Err(error) => {
-                    tracing::warn!(%error, "no usable DNS resolver: FCrDNS and DNS blocklists are not checked");
-                    None
-                }
-            }
+            usable(built, "FCrDNS and DNS blocklists are not checked")
         } else {
             None
         };

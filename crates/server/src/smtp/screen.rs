@@ -32,6 +32,8 @@ pub(super) struct Context<'a> {
     pub(super) client_tag: bool,
     /// The client's forward-confirmed name, when it was looked up.
     pub(super) client_name: Option<&'a str>,
+    /// The checks before DATA looked it up already (found or not).
+    pub(super) client_name_asked: bool,
 }
 
 /// What the checks decided.
@@ -85,20 +87,16 @@ pub(super) async fn screen(
         );
     }
     if inbound.is_none() && !filtered {
-        if cx.client_tag && from_outside {
-            header.tag = Some(Tag {
-                subject_prefix: Some(config.inbound.subject_tag.clone()),
-            });
-        }
-        return (
-            Some(spool),
-            Screened::Deliver {
-                results: None,
-                header,
-                quarantine: false,
-                notes: String::new(),
-            },
+        let screened = delivered(
+            config,
+            header,
+            cx.client_tag && from_outside,
+            false,
+            None,
+            false,
+            String::new(),
         );
+        return (Some(spool), screened);
     }
     let (spool, content, _turn) = match read_whole(service, spool).await {
         Ok(read) => read,
@@ -178,8 +176,8 @@ pub(super) async fn screen(
             Some(id) => crate::header_edit::without_forgeries(&content, id).unwrap_or(content),
             None => content,
         };
-        let looked_up = match (cx.client_name, &service.client_checks) {
-            (None, Some(checks)) if !ip.is_loopback() => match checks.fcrdns(ip).await {
+        let looked_up = match (cx.client_name_asked, &service.client_checks) {
+            (false, Some(checks)) if !ip.is_loopback() => match checks.fcrdns(ip).await {
                 yubin_mailauth::client::Fcrdns::Pass(name) => Some(name),
                 _ => None,
             },
@@ -229,20 +227,40 @@ pub(super) async fn screen(
         subject_rewritten = answers.subject_rewritten;
         quarantine = answers.quarantine;
     }
+    let screened = delivered(
+        config,
+        header,
+        tag,
+        subject_rewritten,
+        results,
+        quarantine,
+        notes,
+    );
+    (Some(spool), screened)
+}
+
+/// A message to store: `header` with the spam tag when `tag` (the
+/// Subject prefixed unless a filter rewrote it).
+fn delivered(
+    config: &crate::config::Config,
+    mut header: HeaderChanges,
+    tag: bool,
+    subject_rewritten: bool,
+    results: Option<String>,
+    quarantine: bool,
+    notes: String,
+) -> Screened {
     if tag {
         header.tag = Some(Tag {
             subject_prefix: (!subject_rewritten).then(|| config.inbound.subject_tag.clone()),
         });
     }
-    (
-        Some(spool),
-        Screened::Deliver {
-            results,
-            header,
-            quarantine,
-            notes,
-        },
-    )
+    Screened::Deliver {
+        results,
+        header,
+        quarantine,
+        notes,
+    }
 }
 
 /// The spooled message, whole, with CRLF line ends (as it was sent:

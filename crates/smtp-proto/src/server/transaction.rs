@@ -135,14 +135,8 @@ impl<R> Session<R> {
 
     /// The outcome of `CheckRecipient`: refused with `reply`.
     pub fn recipient_refused(&mut self, reply: Reply) {
-        if !self.take_awaiting(Awaiting::Recipient) {
-            return;
-        }
-        if let Phase::Transaction(t) = &mut self.phase {
-            t.pending = None;
-        }
         // Refused recipients count as errors, so address probing ends (AU-05).
-        self.error(reply);
+        self.recipient_not_taken(reply, true);
     }
 
     /// The outcome of `CheckRecipient`: not now, with `reply` (a 4xx, as
@@ -150,13 +144,22 @@ impl<R> Session<R> {
     /// error: the recipient exists, and a mailing list's post to many
     /// users must not be cut off by `max_errors`.
     pub fn recipient_deferred(&mut self, reply: Reply) {
+        self.recipient_not_taken(reply, false);
+    }
+
+    /// Answers the pending RCPT with `reply`, counting it as an error or not.
+    fn recipient_not_taken(&mut self, reply: Reply, error: bool) {
         if !self.take_awaiting(Awaiting::Recipient) {
             return;
         }
         if let Phase::Transaction(t) = &mut self.phase {
             t.pending = None;
         }
-        self.reply(reply);
+        if error {
+            self.error(reply);
+        } else {
+            self.reply(reply);
+        }
     }
 
     pub(super) fn data_command(&mut self) {
