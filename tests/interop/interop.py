@@ -1101,7 +1101,12 @@ def corpus_seed(yubin):
     code, _ = client.getreply()
     check(code == 250, "bare-LF message accepted (%d)" % code)
     client.quit()
-    arrived = sorted(set(os.listdir(os.path.join(maildir, "new"))) - set(names))
+    # In delivery order, as POP3 lists them: seconds, then microseconds
+    # (`M…`, not zero-padded: the names do not sort as text).
+    def delivered(name):
+        seconds, rest = name.split(".", 1)
+        return int(seconds), int(rest[1:].split("P", 1)[0]), name
+    arrived = sorted(set(os.listdir(os.path.join(maildir, "new"))) - set(names), key=delivered)
     check(len(arrived) == 2, "both SMTP messages are in the maildrop")
     stored = []
     for name in names + arrived:
