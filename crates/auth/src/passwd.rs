@@ -261,6 +261,14 @@ impl PasswdFile {
         })
     }
 
+    /// A file of `entries`, in order, with no comments (users kept
+    /// elsewhere, whose names are already unique).
+    pub fn from_entries(entries: Vec<UserEntry>) -> PasswdFile {
+        PasswdFile {
+            lines: entries.into_iter().map(FileLine::User).collect(),
+        }
+    }
+
     /// Adds a user at the end; false if the name is taken.
     pub fn add(&mut self, entry: UserEntry) -> bool {
         if self.get_mut(&entry.name).is_some() {

@@ -3,9 +3,15 @@
 //! migrations ([`migrate`]). A node refuses to start against a schema it
 //! does not know ([`Database::check_schema`]).
 
+mod bodies;
+mod maildrops;
 mod migrate;
+mod users;
 
+pub use bodies::CHUNK;
+pub use maildrops::{Committed, Listed, Locked, NewMessage};
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
+pub use users::ImportReport;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
@@ -37,9 +43,16 @@ impl Database {
     /// URL, `postgresql://user@host:port/db`, or `key=value` pairs);
     /// nothing is connected until first used.
     pub fn connect(url: &str, pool_size: usize) -> Result<Database, DbError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+        // A 250 or a +OK after UPDATE promises the change survives a crash
+        // of the database server too, whatever its own default says.
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=on"),
+            None => "-c synchronous_commit=on".to_owned(),
+        };
+        config.options(options);
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,

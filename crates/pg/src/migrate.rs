@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration this yubin knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users, maildrops, bodies, locks, grants, penalties, greylisting, queue",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users, maildrops, bodies, locks, grants, penalties, greylisting, queue",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "every passwd-file field, users' version, seen flags, derived sizes",
+        sql: include_str!("../migrations/0002_users_and_maildrops.sql"),
+    },
+];
 
 /// The advisory lock that makes migrating one node's job at a time.
 const LOCK: i64 = 0x7975_6269_6e00; // "yubin\0"

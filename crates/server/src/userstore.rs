@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use yubin_auth::passwd::LineError;
 use yubin_auth::{PasswdFile, Users, sasl, scram};
 
 use crate::config::Config;
@@ -135,50 +136,70 @@ fn load(
     secret: Option<&[u8]>,
     config: Option<&Config>,
 ) -> std::io::Result<Snapshot> {
-    let (file, mut problems) = PasswdFile::load(path)?;
-    let (mut users, more) = Users::from_file(&file);
-    if let Some(secret) = secret {
-        users.set_secret(secret);
-    }
-    problems.extend(more);
-    for problem in &problems {
-        tracing::warn!(file = %path.display(), "skipping passwd-file entry: {problem}");
-    }
-    if let Some(config) = config {
-        let names = file.users().map(|u| u.name.as_str());
-        for shared in crate::mailbox::shared_maildirs(config, &users, names) {
-            tracing::warn!(
-                file = %path.display(),
-                user = %shared.user,
-                owner = %shared.owner,
-                maildir = %shared.path.display(),
-                "skipping passwd-file entry: its Maildir is another user's"
-            );
-            users.remove(&shared.user);
+    let (file, problems) = PasswdFile::load(path)?;
+    let source = path.display().to_string();
+    Ok(Snapshot::build(
+        &file, problems, generation, secret, config, &source,
+    ))
+}
+
+impl Snapshot {
+    /// The snapshot of `file`'s users, from wherever they were read
+    /// (`source` names it in the log). `problems` are the entries already
+    /// found unusable; with `config`, a user whose Maildir would be an
+    /// earlier user's is left out.
+    pub fn build(
+        file: &PasswdFile,
+        mut problems: Vec<LineError>,
+        generation: u64,
+        secret: Option<&[u8]>,
+        config: Option<&Config>,
+        source: &str,
+    ) -> Snapshot {
+        let (mut users, more) = Users::from_file(file);
+        if let Some(secret) = secret {
+            users.set_secret(secret);
+        }
+        problems.extend(more);
+        for problem in &problems {
+            tracing::warn!(file = %source, "skipping passwd-file entry: {problem}");
+        }
+        if let Some(config) = config {
+            let names = file.users().map(|u| u.name.as_str());
+            for shared in crate::mailbox::shared_maildirs(config, &users, names) {
+                tracing::warn!(
+                    file = %source,
+                    user = %shared.user,
+                    owner = %shared.owner,
+                    maildir = %shared.path.display(),
+                    "skipping passwd-file entry: its Maildir is another user's"
+                );
+                users.remove(&shared.user);
+            }
+        }
+        let mechanisms = sasl::MECHANISMS
+            .iter()
+            .filter(|&&m| match m {
+                "CRAM-MD5" => users.any_cram_md5(),
+                "SCRAM-SHA-1" => users.any_scram(scram::Hash::Sha1),
+                "SCRAM-SHA-256" => users.any_scram(scram::Hash::Sha256),
+                _ => true,
+            })
+            .map(|m| (*m).to_owned())
+            .collect();
+        let apop = users.any_apop();
+        let domains = file
+            .users()
+            .filter_map(|u| u.name.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+            .collect();
+        let first_user = file.users().next().map(|u| u.name.clone());
+        Snapshot {
+            users,
+            mechanisms,
+            apop,
+            domains,
+            first_user,
+            generation,
         }
     }
-    let mechanisms = sasl::MECHANISMS
-        .iter()
-        .filter(|&&m| match m {
-            "CRAM-MD5" => users.any_cram_md5(),
-            "SCRAM-SHA-1" => users.any_scram(scram::Hash::Sha1),
-            "SCRAM-SHA-256" => users.any_scram(scram::Hash::Sha256),
-            _ => true,
-        })
-        .map(|m| (*m).to_owned())
-        .collect();
-    let apop = users.any_apop();
-    let domains = file
-        .users()
-        .filter_map(|u| u.name.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
-        .collect();
-    let first_user = file.users().next().map(|u| u.name.clone());
-    Ok(Snapshot {
-        users,
-        mechanisms,
-        apop,
-        domains,
-        first_user,
-        generation,
-    })
 }

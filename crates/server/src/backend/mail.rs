@@ -24,6 +24,16 @@ pub enum MailError {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The shared database failed or could not be reached.
+    #[error("{0}")]
+    Database(#[from] yubin_pg::DbError),
+    /// The user has no maildrop in the shared database (removed since
+    /// they were read).
+    #[error("no maildrop for {0:?}")]
+    NoMaildrop(String),
+    /// Writing the message failed.
+    #[error("cannot write the message: {0}")]
+    Write(io::Error),
 }
 
 impl MailError {
@@ -31,7 +41,11 @@ impl MailError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             MailError::Store(error) => error.io_error(),
-            MailError::Location(_) | MailError::Lock(_) => None,
+            MailError::Write(error) => Some(error),
+            MailError::Location(_)
+            | MailError::Lock(_)
+            | MailError::Database(_)
+            | MailError::NoMaildrop(_) => None,
         }
     }
 

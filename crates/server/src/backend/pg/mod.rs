@@ -6,11 +6,18 @@
 
 mod grants;
 mod greylist;
+mod mail;
 mod penalties;
+mod users;
 
 pub use grants::PgGrants;
 pub use greylist::PgGreylist;
+pub use mail::{LOCK_LEASE, LOCK_RENEWAL, PgMailStore};
 pub use penalties::PgPenalties;
+pub use users::PgUsers;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mail_tests;

@@ -1,0 +1,92 @@
+//! Message bodies, kept apart from the maildrop rows that name them and
+//! cut into chunks: a 50 MB message is written and read a chunk at a time,
+//! never held whole on either side. A later object store (S3-compatible)
+//! replaces these functions, not the maildrops.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+
+use crate::{Database, DbError};
+
+/// The size of a body chunk. RETR reads this much per query, so a session
+/// holds at most one chunk of a message in memory.
+pub const CHUNK: usize = 256 * 1024;
+
+impl Database {
+    /// Starts a body of `size` octets whose chunks are written one by one
+    /// ([`Database::write_chunk`]); its id. Until a maildrop row names it,
+    /// it is an orphan that [`Database::remove_orphan_bodies`] takes away
+    /// after a day.
+    pub async fn start_body(&self, size: u64) -> Result<i64, DbError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO bodies (size) VALUES ($1) RETURNING id",
+                &[&i64::try_from(size).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Writes chunk `seq` (from 0) of body `body`.
+    pub async fn write_chunk(&self, body: i64, seq: i32, data: &[u8]) -> Result<(), DbError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO body_chunks (body_id, seq, data) VALUES ($1, $2, $3)",
+                &[&body, &seq, &data],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Chunk `seq` of body `body`; `None` past the end (or when the body
+    /// is gone).
+    pub async fn read_chunk(&self, body: i64, seq: i32) -> Result<Option<Vec<u8>>, DbError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT data FROM body_chunks WHERE body_id = $1 AND seq = $2",
+                &[&body, &seq],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Removes bodies that no maildrop row or queue entry names and that
+    /// are older than `age` (deliveries cut off between writing the body
+    /// and committing it); how many.
+    pub async fn remove_orphan_bodies(&self, age: Duration) -> Result<u64, DbError> {
+        let client = self.client().await?;
+        let removed = client
+            .execute(
+                "DELETE FROM bodies b WHERE b.created < now() - make_interval(secs => $1) \
+                 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = b.id) \
+                 AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id)",
+                &[&age.as_secs_f64()],
+            )
+            .await?;
+        Ok(removed)
+    }
+}
+
+/// Removes those of `bodies` that nothing names any more (their messages
+/// were just deleted in the same transaction).
+pub(crate) async fn remove_unreferenced(
+    client: &impl GenericClient,
+    bodies: &[i64],
+) -> Result<u64, DbError> {
+    if bodies.is_empty() {
+        return Ok(0);
+    }
+    let removed = client
+        .execute(
+            "DELETE FROM bodies b WHERE b.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = b.id) \
+             AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id)",
+            &[&bodies],
+        )
+        .await?;
+    Ok(removed)
+}

@@ -1,0 +1,330 @@
+//! Maildrops: a user's `messages` rows in one folder, in arrival order,
+//! and the lock one POP3 session holds on a maildrop across the cluster.
+//!
+//! A lock is a row with a lease. The node renews the leases of the
+//! sessions it holds ([`Database::renew_locks`]); a node that dies or
+//! loses the database stops renewing, and its locks lapse. UPDATE removes
+//! the lock and the deleted messages in one statement, and only while the
+//! lock is still the session's own, so a session whose lock was taken
+//! over cannot delete what the next session listed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::{Database, DbError};
+
+/// One message as a maildrop lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its row, stable while it exists.
+    pub id: i64,
+    /// Its unique-id listing (UIDL), fixed at delivery.
+    pub uidl: String,
+    /// Octets as stored (LF line ends).
+    pub size: u64,
+    /// Octets on the POP3 wire (CRLF line ends), fixed at delivery.
+    pub wire_size: u64,
+    /// Its body.
+    pub body: i64,
+    /// Whether a client retrieved it and left it on the server.
+    pub seen: bool,
+}
+
+/// What asking for a maildrop's lock gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locked {
+    /// The lock is this session's; the user's row id.
+    Taken(i64),
+    /// Another session holds it and its lease runs.
+    InUse,
+    /// No user has that name.
+    NoSuchUser,
+}
+
+/// What UPDATE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Whether the session still held its lock (if not, nothing changed).
+    pub lock_held: bool,
+    /// Messages removed.
+    pub removed: u64,
+}
+
+/// A message to put in a maildrop.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// The user, by name in any ASCII case.
+    pub user: &'a str,
+    /// The folder: `""` is the maildrop POP3 serves.
+    pub folder: &'a str,
+    /// Its UIDL; `None` makes one from the time, the body and `node`.
+    pub uidl: Option<&'a str>,
+    /// This node's name, in new UIDLs.
+    pub node: &'a str,
+    /// Octets as stored.
+    pub size: u64,
+    /// Octets on the POP3 wire.
+    pub wire_size: u64,
+    /// A body already started with [`Database::start_body`], or `None` to
+    /// start one now.
+    pub body: Option<i64>,
+    /// The sequence number of the first of `chunks`.
+    pub first_seq: i32,
+    /// The chunks of the body not yet written.
+    pub chunks: Vec<&'a [u8]>,
+}
+
+fn octets(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Database {
+    /// Takes `name`'s maildrop lock for `session` of `node`, for `lease`,
+    /// or finds it held; a lapsed lease is taken over.
+    pub async fn lock_maildrop(
+        &self,
+        name: &str,
+        node: &str,
+        session: &str,
+        lease: Duration,
+    ) -> Result<Locked, DbError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "WITH u AS (SELECT id FROM users WHERE name_key = $1), \
+                 taken AS ( \
+                     INSERT INTO maildrop_locks (user_id, node, session, lease_until) \
+                     SELECT id, $2, $3, now() + make_interval(secs => $4) FROM u \
+                     ON CONFLICT (user_id) DO UPDATE SET node = EXCLUDED.node, \
+                         session = EXCLUDED.session, lease_until = EXCLUDED.lease_until \
+                     WHERE maildrop_locks.lease_until < now() \
+                     RETURNING user_id) \
+                 SELECT u.id, EXISTS (SELECT 1 FROM taken) FROM u",
+                &[
+                    &name.to_ascii_lowercase(),
+                    &node,
+                    &session,
+                    &lease.as_secs_f64(),
+                ],
+            )
+            .await?;
+        Ok(match row {
+            None => Locked::NoSuchUser,
+            Some(row) if row.get::<_, bool>(1) => Locked::Taken(row.get(0)),
+            Some(_) => Locked::InUse,
+        })
+    }
+
+    /// Extends the leases of `sessions` by `lease` from now; how many were
+    /// still held.
+    pub async fn renew_locks(&self, sessions: &[String], lease: Duration) -> Result<u64, DbError> {
+        if sessions.is_empty() {
+            return Ok(0);
+        }
+        let client = self.client().await?;
+        let renewed = client
+            .execute(
+                "UPDATE maildrop_locks SET lease_until = now() + make_interval(secs => $2) \
+                 WHERE session = ANY($1)",
+                &[&sessions, &lease.as_secs_f64()],
+            )
+            .await?;
+        Ok(renewed)
+    }
+
+    /// Lets go of a session's lock (a session that ended without UPDATE).
+    pub async fn unlock_maildrop(&self, user: i64, session: &str) -> Result<(), DbError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM maildrop_locks WHERE user_id = $1 AND session = $2",
+                &[&user, &session],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Lets go of every lock `node` holds: called as a node starts, when
+    /// it can hold none (its earlier run's locks would otherwise wait out
+    /// their leases).
+    pub async fn release_node_locks(&self, node: &str) -> Result<u64, DbError> {
+        let client = self.client().await?;
+        Ok(client
+            .execute("DELETE FROM maildrop_locks WHERE node = $1", &[&node])
+            .await?)
+    }
+
+    /// The messages in `user`'s `folder`, in arrival order.
+    pub async fn list_maildrop(&self, user: i64, folder: &str) -> Result<Vec<Listed>, DbError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, uidl, size, wire_size, body_id, seen FROM messages \
+                 WHERE user_id = $1 AND folder = $2 ORDER BY id",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&user, &folder]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| Listed {
+                id: row.get(0),
+                uidl: row.get(1),
+                size: octets(row.get(2)),
+                wire_size: octets(row.get(3)),
+                body: row.get(4),
+                seen: row.get(5),
+            })
+            .collect())
+    }
+
+    /// UPDATE, as one statement: while `session` still holds `user`'s
+    /// lock, removes the messages `delete` (and bodies no one else names),
+    /// marks `seen` as retrieved, and releases the lock. Nothing changes
+    /// when the lock is no longer the session's.
+    pub async fn commit_update(
+        &self,
+        user: i64,
+        session: &str,
+        delete: &[i64],
+        seen: &[i64],
+    ) -> Result<Committed, DbError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH l AS ( \
+                     DELETE FROM maildrop_locks WHERE user_id = $1 AND session = $2 RETURNING user_id), \
+                 d AS ( \
+                     DELETE FROM messages m USING l \
+                     WHERE m.user_id = l.user_id AND m.id = ANY($3) RETURNING m.body_id), \
+                 s AS ( \
+                     UPDATE messages m SET seen = true FROM l \
+                     WHERE m.user_id = l.user_id AND m.id = ANY($4) AND m.id <> ALL($3) \
+                     AND NOT m.seen RETURNING 1), \
+                 gone AS ( \
+                     DELETE FROM bodies b USING d WHERE b.id = d.body_id \
+                     AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.body_id = b.id AND o.id <> ALL($3)) \
+                     AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM d), \
+                        (SELECT count(*) FROM s), (SELECT count(*) FROM gone)",
+                &[&user, &session, &delete, &seen],
+            )
+            .await?;
+        Ok(Committed {
+            lock_held: row.get::<_, i64>(0) == 1,
+            removed: octets(row.get(1)),
+        })
+    }
+
+    /// Puts a message in a maildrop, as one statement: the body (unless
+    /// started already), its last chunks and the maildrop row. Its row id
+    /// and UIDL; `None` when there is no such user (nothing is written).
+    pub async fn deliver(
+        &self,
+        message: &NewMessage<'_>,
+    ) -> Result<Option<(i64, String)>, DbError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "WITH b AS ( \
+                     INSERT INTO bodies (size) SELECT $1 \
+                     WHERE $2::bigint IS NULL AND EXISTS (SELECT 1 FROM users WHERE name_key = $9) \
+                     RETURNING id), \
+                 body AS (SELECT id FROM b UNION ALL SELECT $2::bigint WHERE $2::bigint IS NOT NULL), \
+                 c AS ( \
+                     INSERT INTO body_chunks (body_id, seq, data) \
+                     SELECT body.id, $3::int + (s.n - 1)::int, s.data \
+                     FROM body, unnest($4::bytea[]) WITH ORDINALITY AS s(data, n)), \
+                 m AS ( \
+                     INSERT INTO messages (user_id, folder, uidl, size, wire_size, body_id) \
+                     SELECT u.id, $5, coalesce($6, \
+                         extract(epoch FROM now())::bigint || '.Y' || body.id || '.' || $7), \
+                         $1, $8, body.id \
+                     FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
+                 SELECT id, uidl FROM m",
+            )
+            .await?;
+        let row = client
+            .query_opt(
+                &statement,
+                &[
+                    &signed(message.size),
+                    &message.body,
+                    &message.first_seq,
+                    &message.chunks,
+                    &message.folder,
+                    &message.uidl,
+                    &message.node,
+                    &signed(message.wire_size),
+                    &message.user.to_ascii_lowercase(),
+                ],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Removes one message again (its delivery was part of an acceptance
+    /// that failed), and its body unless another row names it.
+    pub async fn remove_message(&self, id: i64) -> Result<(), DbError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let body: Option<i64> = tx
+            .query_opt(
+                "DELETE FROM messages WHERE id = $1 RETURNING body_id",
+                &[&id],
+            )
+            .await?
+            .map(|r| r.get(0));
+        if let Some(body) = body {
+            crate::bodies::remove_unreferenced(&tx, &[body]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The sizes remembered for `messages` under `rule`: a message absent
+    /// from the map has none yet; `Some(None)` means "as listed".
+    pub async fn derived_sizes(
+        &self,
+        rule: &str,
+        messages: &[i64],
+    ) -> Result<HashMap<i64, Option<u64>>, DbError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT message_id, size FROM derived_sizes WHERE rule = $1 AND message_id = ANY($2)",
+                &[&rule, &messages],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).map(octets)))
+            .collect())
+    }
+
+    /// Remembers sizes computed under `rule`.
+    pub async fn store_derived_sizes(
+        &self,
+        rule: &str,
+        sizes: &[(i64, Option<u64>)],
+    ) -> Result<(), DbError> {
+        if sizes.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = sizes.iter().map(|(id, _)| *id).collect();
+        let values: Vec<Option<i64>> = sizes.iter().map(|(_, s)| s.map(signed)).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO derived_sizes (message_id, rule, size) \
+                 SELECT id, $1, size FROM unnest($2::bigint[], $3::bigint[]) AS s(id, size) \
+                 ON CONFLICT DO NOTHING",
+                &[&rule, &ids, &values],
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,479 @@
+//! Maildrops in the shared database: a POP3 session on any node locks the
+//! maildrop with a leased row, lists it with one query, reads bodies a
+//! chunk at a time, and commits UPDATE in one statement. No connection is
+//! held for a session: each step borrows one from the pool.
+//!
+//! The [`MailStore`] methods run on tokio's blocking pool, as Maildir's
+//! file I/O does; they wait there for the database's answer.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use yubin_auth::User;
+use yubin_pg::{CHUNK, Database, DbError, Listed, Locked, NewMessage};
+use yubin_pop3_proto::MessageList;
+use yubin_store::{CommitReport, LockError, OpenError};
+
+use crate::backend::mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
+
+/// How long a maildrop lock lasts unless renewed. A node that dies holds
+/// its locks this long at most, so the next login succeeds within it.
+pub const LOCK_LEASE: Duration = Duration::from_secs(20);
+
+/// How often a node renews the leases of the locks it holds.
+pub const LOCK_RENEWAL: Duration = Duration::from_secs(5);
+
+/// A delivery smaller than this is written in one statement with its
+/// maildrop row; a larger one streams its chunks first.
+const IN_ONE_STATEMENT: usize = 4 * CHUNK;
+
+/// The lock sessions this node holds, whose leases it renews.
+#[derive(Default)]
+struct HeldLocks {
+    sessions: Mutex<HashSet<String>>,
+}
+
+impl HeldLocks {
+    fn insert(&self, session: &str) {
+        if let Ok(mut held) = self.sessions.lock() {
+            held.insert(session.to_owned());
+        }
+    }
+
+    fn remove(&self, session: &str) {
+        if let Ok(mut held) = self.sessions.lock() {
+            held.remove(session);
+        }
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.sessions
+            .lock()
+            .map(|held| held.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Maildrops in the `messages` table.
+pub struct PgMailStore {
+    db: Database,
+    runtime: Handle,
+    node: String,
+    held: Arc<HeldLocks>,
+    lease: Duration,
+}
+
+impl PgMailStore {
+    /// Maildrops in `db`, as node `node` (the name in its locks and new
+    /// UIDLs); blocking calls wait on the current runtime.
+    pub fn new(db: Database, node: &str) -> PgMailStore {
+        PgMailStore {
+            db,
+            runtime: Handle::current(),
+            node: node.to_owned(),
+            held: Arc::new(HeldLocks::default()),
+            lease: LOCK_LEASE,
+        }
+    }
+
+    /// The same with locks that last `lease` unless renewed (tests).
+    pub fn with_lease(self, lease: Duration) -> PgMailStore {
+        PgMailStore { lease, ..self }
+    }
+
+    /// Lets go of the locks an earlier run of this node left behind:
+    /// called once at start, before any session.
+    pub async fn release_leftover_locks(&self) -> Result<u64, DbError> {
+        self.db.release_node_locks(&self.node).await
+    }
+
+    /// Renews the leases of the locks this node holds.
+    pub async fn renew_leases(&self) {
+        let sessions = self.held.all();
+        if let Err(error) = self.db.renew_locks(&sessions, self.lease).await {
+            tracing::warn!(%error, sessions = sessions.len(), "maildrop locks not renewed");
+        }
+    }
+
+    fn wait<T>(&self, work: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
+        self.runtime.block_on(work)
+    }
+}
+
+impl MailStore for PgMailStore {
+    fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError> {
+        let session = yubin_auth::random::alphanumeric(24);
+        let locked = self.wait(
+            self.db
+                .lock_maildrop(&user.name, &self.node, &session, self.lease),
+        )?;
+        let user_id = match locked {
+            Locked::Taken(id) => id,
+            Locked::InUse => return Err(MailError::Lock(LockError::InUse)),
+            Locked::NoSuchUser => return Err(MailError::NoMaildrop(user.name.clone())),
+        };
+        self.held.insert(&session);
+        let mut maildrop = PgMaildrop {
+            db: self.db.clone(),
+            runtime: self.runtime.clone(),
+            held: self.held.clone(),
+            user_id,
+            session,
+            listing: Vec::new(),
+            released: AtomicBool::new(false),
+        };
+        // On failure the maildrop is dropped, which lets the lock go again.
+        maildrop.listing = self.wait(self.db.list_maildrop(user_id, ""))?;
+        Ok(Arc::new(maildrop))
+    }
+
+    fn stage(
+        &self,
+        user: &User,
+        folder: Option<&str>,
+        size: u64,
+        wire: u64,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Box<dyn Delivery>, MailError> {
+        let mut body = BodyWriter {
+            db: &self.db,
+            runtime: &self.runtime,
+            size,
+            started: None,
+            written_chunks: 0,
+            pending: Vec::new(),
+        };
+        write(&mut body).map_err(MailError::Write)?;
+        Ok(Box::new(PgDelivery {
+            db: self.db.clone(),
+            runtime: self.runtime.clone(),
+            node: self.node.clone(),
+            user: user.name.clone(),
+            folder: folder.unwrap_or_default().to_owned(),
+            size,
+            wire,
+            started: body.started,
+            first_seq: body.written_chunks,
+            pending: body.pending,
+        }))
+    }
+}
+
+/// A message body on its way in: small ones stay in memory until the
+/// delivery commits; a large one is written a chunk at a time as it comes.
+struct BodyWriter<'a> {
+    db: &'a Database,
+    runtime: &'a Handle,
+    size: u64,
+    started: Option<i64>,
+    written_chunks: i32,
+    pending: Vec<u8>,
+}
+
+impl Write for BodyWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= IN_ONE_STATEMENT {
+            let (db, size) = (self.db, self.size);
+            let body = match self.started {
+                Some(body) => body,
+                None => {
+                    let body = self
+                        .runtime
+                        .block_on(db.start_body(size))
+                        .map_err(io::Error::other)?;
+                    self.started = Some(body);
+                    body
+                }
+            };
+            let full = self.pending.len() / CHUNK * CHUNK;
+            for chunk in self.pending[..full].chunks(CHUNK) {
+                self.runtime
+                    .block_on(db.write_chunk(body, self.written_chunks, chunk))
+                    .map_err(io::Error::other)?;
+                self.written_chunks += 1;
+            }
+            self.pending.drain(..full);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A body written (or held), its maildrop row not yet.
+struct PgDelivery {
+    db: Database,
+    runtime: Handle,
+    node: String,
+    user: String,
+    folder: String,
+    size: u64,
+    wire: u64,
+    started: Option<i64>,
+    first_seq: i32,
+    pending: Vec<u8>,
+}
+
+impl Delivery for PgDelivery {
+    fn commit(self: Box<Self>) -> Result<Box<dyn Delivered>, MailError> {
+        let message = NewMessage {
+            user: &self.user,
+            folder: &self.folder,
+            uidl: None,
+            node: &self.node,
+            size: self.size,
+            wire_size: self.wire,
+            body: self.started,
+            first_seq: self.first_seq,
+            chunks: self.pending.chunks(CHUNK).collect(),
+        };
+        match self.runtime.block_on(self.db.deliver(&message))? {
+            Some((id, uidl)) => Ok(Box::new(PgDelivered {
+                db: self.db.clone(),
+                runtime: self.runtime.clone(),
+                id,
+                uidl,
+            })),
+            None => Err(MailError::NoMaildrop(self.user.clone())),
+        }
+    }
+}
+
+/// A message in a maildrop that its acceptance may still take back.
+struct PgDelivered {
+    db: Database,
+    runtime: Handle,
+    id: i64,
+    uidl: String,
+}
+
+impl Delivered for PgDelivered {
+    fn undo(self: Box<Self>) {
+        if let Err(error) = self.runtime.block_on(self.db.remove_message(self.id)) {
+            tracing::error!(%error, uidl = %self.uidl, "a delivery to take back stays in its maildrop");
+        }
+    }
+
+    fn name(&self) -> String {
+        self.uidl.clone()
+    }
+}
+
+/// A maildrop locked and listed for one session.
+struct PgMaildrop {
+    db: Database,
+    runtime: Handle,
+    held: Arc<HeldLocks>,
+    user_id: i64,
+    session: String,
+    listing: Vec<Listed>,
+    /// Set once UPDATE released the lock with its commit.
+    released: AtomicBool,
+}
+
+impl Maildrop for PgMaildrop {
+    fn len(&self) -> usize {
+        self.listing.len()
+    }
+
+    fn size(&self, i: usize) -> u64 {
+        self.listing.get(i).map_or(0, |m| m.wire_size)
+    }
+
+    fn uid(&self, i: usize) -> Cow<'_, str> {
+        Cow::Borrowed(self.listing.get(i).map_or("", |m| m.uidl.as_str()))
+    }
+
+    fn message_list(&self, sizes: &[Option<u64>]) -> MessageList {
+        let uid_bytes = self.listing.iter().map(|m| m.uidl.len()).sum();
+        let mut list = MessageList::with_capacity(self.listing.len(), uid_bytes);
+        for (i, message) in self.listing.iter().enumerate() {
+            let size = sizes.get(i).copied().flatten();
+            list.push(size.unwrap_or(message.wire_size), &message.uidl);
+        }
+        list
+    }
+
+    fn open(&self, i: usize) -> Result<Box<dyn Read + Send>, OpenError> {
+        let Some(message) = self.listing.get(i) else {
+            return Err(OpenError::Gone);
+        };
+        let mut reader = BodyReader {
+            db: self.db.clone(),
+            runtime: self.runtime.clone(),
+            body: message.body,
+            left: message.size,
+            next_seq: 0,
+            chunk: Vec::new(),
+            at: 0,
+        };
+        // The first chunk now: a body removed meanwhile is told apart from
+        // a failure before the status line goes out.
+        if reader.left > 0 && !reader.fill().map_err(OpenError::Io)? {
+            return Err(OpenError::Gone);
+        }
+        Ok(Box::new(reader))
+    }
+
+    fn commit(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport {
+        let ids = |indexes: &[usize]| -> Vec<i64> {
+            indexes
+                .iter()
+                .filter_map(|&i| self.listing.get(i).map(|m| m.id))
+                .collect()
+        };
+        let (delete_ids, seen_ids) = (ids(delete), ids(retrieved));
+        let committed = self.runtime.block_on(self.db.commit_update(
+            self.user_id,
+            &self.session,
+            &delete_ids,
+            &seen_ids,
+        ));
+        self.released.store(true, Ordering::SeqCst);
+        self.held.remove(&self.session);
+        match committed {
+            Ok(done) if done.lock_held => CommitReport {
+                removed: delete.len(),
+                not_removed: 0,
+                seen_failed: 0,
+            },
+            Ok(_) => {
+                tracing::error!(
+                    session = %self.session,
+                    "UPDATE not committed: the maildrop lock lapsed and another session took it"
+                );
+                not_committed(delete, retrieved)
+            }
+            Err(error) => {
+                tracing::error!(%error, "UPDATE not committed");
+                // The lock may still be there; the lease lets it go.
+                not_committed(delete, retrieved)
+            }
+        }
+    }
+
+    fn derived_sizes(&self, rule_name: &str, rule: &SizeRule<'_>) -> Vec<Option<u64>> {
+        let ids: Vec<i64> = self.listing.iter().map(|m| m.id).collect();
+        let mut known = match self
+            .runtime
+            .block_on(self.db.derived_sizes(rule_name, &ids))
+        {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::warn!(%error, rule = rule_name, "derived sizes not read");
+                Default::default()
+            }
+        };
+        let mut computed = Vec::new();
+        let sizes = self
+            .listing
+            .iter()
+            .enumerate()
+            .map(|(i, message)| {
+                if let Some(size) = known.remove(&message.id) {
+                    return size;
+                }
+                let size = self
+                    .open(i)
+                    .ok()
+                    .and_then(|mut body| rule(&mut body, message.wire_size).ok())
+                    .flatten();
+                computed.push((message.id, size));
+                size
+            })
+            .collect();
+        if let Err(error) = self
+            .runtime
+            .block_on(self.db.store_derived_sizes(rule_name, &computed))
+        {
+            tracing::warn!(%error, rule = rule_name, "derived sizes not remembered");
+        }
+        sizes
+    }
+}
+
+fn not_committed(delete: &[usize], retrieved: &[usize]) -> CommitReport {
+    CommitReport {
+        removed: 0,
+        not_removed: delete.len(),
+        seen_failed: retrieved.len(),
+    }
+}
+
+impl Drop for PgMaildrop {
+    fn drop(&mut self) {
+        if self.released.load(Ordering::SeqCst) {
+            return;
+        }
+        // A session that ended without UPDATE: its lock goes now, not when
+        // the lease runs out. Dropping may happen on an async thread, so
+        // the release is a task of its own.
+        self.held.remove(&self.session);
+        let (db, user, session) = (self.db.clone(), self.user_id, self.session.clone());
+        self.runtime.spawn(async move {
+            if let Err(error) = db.unlock_maildrop(user, &session).await {
+                tracing::warn!(%error, "maildrop lock left to its lease");
+            }
+        });
+    }
+}
+
+/// A body read a chunk (one query) at a time.
+struct BodyReader {
+    db: Database,
+    runtime: Handle,
+    body: i64,
+    /// Octets not yet fetched.
+    left: u64,
+    next_seq: i32,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl BodyReader {
+    /// Fetches the next chunk; `false` when there is none.
+    fn fill(&mut self) -> io::Result<bool> {
+        let chunk = self
+            .runtime
+            .block_on(self.db.read_chunk(self.body, self.next_seq))
+            .map_err(io::Error::other)?;
+        let Some(chunk) = chunk else {
+            return Ok(false);
+        };
+        self.left = self.left.saturating_sub(chunk.len() as u64);
+        self.next_seq += 1;
+        self.chunk = chunk;
+        self.at = 0;
+        Ok(true)
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.chunk.len() {
+            if self.left == 0 {
+                return Ok(0);
+            }
+            if !self.fill()? {
+                // Fewer octets than the size written at delivery: the
+                // message cannot be sent whole.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "message body is shorter than its size",
+                ));
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}

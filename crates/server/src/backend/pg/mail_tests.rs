@@ -1,0 +1,327 @@
+//! Users and maildrops over PostgreSQL against a private cluster, two
+//! pools standing for two nodes.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use yubin_auth::{User, UserEntry};
+use yubin_pg::Database;
+use yubin_store::LockError;
+use yubin_test_pg::TestPostgres;
+
+use super::*;
+use crate::backend::{MailError, MailStore, UserDirectory};
+
+async fn cluster(pg: &TestPostgres) -> (Database, Database) {
+    let a = Database::connect(&pg.url(), 4).expect("a pool");
+    a.migrate().await.expect("migrated");
+    let b = Database::connect(&pg.socket_conninfo(), 4).expect("another pool");
+    (a, b)
+}
+
+async fn add(db: &Database, line: &str) {
+    let entry = UserEntry::parse(line).expect("an entry");
+    assert!(db.add_user(&entry).await.expect("added"));
+}
+
+/// Runs `work` where blocking is allowed, as the drivers run the store.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.expect("joined")
+}
+
+fn deliver(store: &Arc<PgMailStore>, user: &User, message: &[u8]) -> String {
+    let wire = yubin_line::WireSize::of(message);
+    let staged = store
+        .stage(user, None, message.len() as u64, wire, &mut |out| {
+            // In pieces, as the spool hands it over.
+            for piece in message.chunks(7000) {
+                out.write_all(piece)?;
+            }
+            Ok(())
+        })
+        .expect("staged");
+    staged.commit().expect("committed").name()
+}
+
+fn read_all(maildrop: &dyn crate::backend::Maildrop, i: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    maildrop
+        .open(i)
+        .expect("opened")
+        .read_to_end(&mut body)
+        .expect("read");
+    body
+}
+
+async fn user(users: &PgUsers, name: &str) -> User {
+    users
+        .snapshot()
+        .users
+        .get(name)
+        .cloned()
+        .expect("a known user")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_read_once_and_again_only_when_they_change() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, b) = cluster(&pg).await;
+    add(&a, "alice@example.org:{PLAIN}secret::::::userdb_junk=yes").await;
+    let users = PgUsers::load(b.clone(), Some(b"k".to_vec()))
+        .await
+        .expect("loaded");
+    let first = users.snapshot();
+    assert_eq!(first.users.len(), 1);
+    assert_eq!(first.first_user.as_deref(), Some("alice@example.org"));
+    assert_eq!(user(&users, "ALICE@example.org").await.junk, Some(true));
+    assert!(first.domains.contains("example.org"));
+
+    users.refresh_now().await;
+    assert!(
+        Arc::ptr_eq(&first, &users.snapshot()),
+        "nothing changed, nothing read"
+    );
+
+    add(&a, "bob:{PLAIN}pw").await;
+    assert!(
+        a.set_password("alice@example.org", "{PLAIN}new")
+            .await
+            .expect("set")
+    );
+    users.refresh_now().await;
+    let second = users.snapshot();
+    assert_eq!(second.users.len(), 2);
+    assert!(second.generation > first.generation);
+    assert!(
+        second
+            .users
+            .authenticate_password("alice@example.org", b"new")
+            .is_some()
+    );
+
+    // A row written by hand with a name the passwd-file would refuse is
+    // left out, not served.
+    pg.psql("INSERT INTO users (name, name_key, password) VALUES ('../x', '../x', '{PLAIN}p')")
+        .expect("inserted");
+    users.refresh_now().await;
+    assert_eq!(users.snapshot().users.len(), 2);
+    assert!(users.snapshot().users.get("../x").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildrop_keeps_order_uidls_sizes_and_bytes_and_streams_a_large_body() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, _) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    let store = Arc::new(PgMailStore::new(a.clone(), "node-a"));
+
+    let small = b"Subject: one\n\nhello\n.dot line\n".to_vec();
+    // Past the one-statement limit and not a whole number of chunks.
+    let large: Vec<u8> = (0..3_000_000u32)
+        .map(|i| {
+            if i % 77 == 76 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect();
+    let third = b"Subject: three\n\n".to_vec();
+    let (s, l, t, u) = (store.clone(), small.clone(), large.clone(), alice.clone());
+    let names = blocking(move || {
+        [
+            deliver(&s, &u, &l),
+            deliver(&s, &u, &t),
+            deliver(&s, &u, &third),
+        ]
+    })
+    .await;
+    assert!(names.iter().all(|n| n.ends_with(".node-a")), "{names:?}");
+
+    let s = store.clone();
+    let opened = blocking(move || s.open(&alice).map_err(|e| e.to_string())).await;
+    let maildrop = opened.expect("opened");
+    assert_eq!(maildrop.len(), 3);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(maildrop.uid(i), name.as_str(), "arrival order");
+    }
+    assert_eq!(maildrop.size(0), yubin_line::WireSize::of(&small));
+    assert_eq!(maildrop.size(1), yubin_line::WireSize::of(&large));
+    let list = maildrop.message_list(&[]);
+    assert_eq!(list.len(), 3);
+    let m = maildrop.clone();
+    let (got_small, got_large) = blocking(move || (read_all(&*m, 0), read_all(&*m, 1))).await;
+    assert_eq!(got_small, small);
+    assert!(got_large == large, "the large body comes back whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_per_maildrop_across_nodes_and_update_commits_under_its_own_lock() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, b) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    let on_a = Arc::new(PgMailStore::new(a.clone(), "a"));
+    let on_b = Arc::new(PgMailStore::new(b.clone(), "b"));
+    let (s, u) = (on_a.clone(), alice.clone());
+    blocking(move || {
+        for n in 0..3 {
+            deliver(&s, &u, format!("Subject: {n}\n\nbody {n}\n").as_bytes());
+        }
+    })
+    .await;
+
+    let (s, u) = (on_a.clone(), alice.clone());
+    let first = blocking(move || s.open(&u).map_err(|e| e.to_string()))
+        .await
+        .expect("opened on a");
+    let (s, u) = (on_b.clone(), alice.clone());
+    let second = blocking(move || s.open(&u)).await;
+    assert!(
+        matches!(second, Err(MailError::Lock(LockError::InUse))),
+        "in use on the other node"
+    );
+
+    // UPDATE deletes message 1 and keeps 0 and 2, then lets the lock go.
+    let f = first.clone();
+    let report = blocking(move || f.commit(&[1], &[0])).await;
+    assert_eq!((report.removed, report.not_removed), (1, 0));
+    drop(first);
+    let (s, u) = (on_b.clone(), alice.clone());
+    let again = blocking(move || s.open(&u).map_err(|e| e.to_string()))
+        .await
+        .expect("free after UPDATE");
+    assert_eq!(again.len(), 2);
+    let bodies = pg.psql("SELECT count(*) FROM bodies").expect("counted");
+    assert_eq!(
+        bodies.trim(),
+        "2",
+        "the deleted message's body went with it"
+    );
+
+    // A session that ends without UPDATE lets its lock go at once.
+    drop(again);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, u) = (on_a.clone(), alice.clone());
+    let third = blocking(move || s.open(&u).map_err(|e| e.to_string())).await;
+    assert!(third.is_ok(), "{:?}", third.err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lock_is_taken_over_and_the_old_session_cannot_commit() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, b) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    let lease = Duration::from_millis(600);
+    let dead = Arc::new(PgMailStore::new(a.clone(), "dead").with_lease(lease));
+    let alive = Arc::new(PgMailStore::new(b.clone(), "alive").with_lease(lease));
+    let (s, u) = (dead.clone(), alice.clone());
+    blocking(move || deliver(&s, &u, b"Subject: keep\n\nme\n")).await;
+
+    let (s, u) = (dead.clone(), alice.clone());
+    let stale = blocking(move || s.open(&u).map_err(|e| e.to_string()))
+        .await
+        .expect("opened");
+    // The node that holds it renews nothing (it died, or lost the
+    // database); the other node takes the maildrop once the lease ran out.
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    let (s, u) = (alive.clone(), alice.clone());
+    let fresh = blocking(move || s.open(&u).map_err(|e| e.to_string()))
+        .await
+        .expect("taken over");
+    let report = blocking(move || stale.commit(&[0], &[])).await;
+    assert_eq!(report.removed, 0, "the old session deletes nothing");
+    assert_eq!(report.not_removed, 1);
+    assert_eq!(fresh.len(), 1);
+
+    // Renewed leases hold.
+    drop(fresh);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, u) = (alive.clone(), alice.clone());
+    let held = blocking(move || s.open(&u).map_err(|e| e.to_string()))
+        .await
+        .expect("opened again");
+    for _ in 0..4 {
+        tokio::time::sleep(lease / 3).await;
+        alive.renew_leases().await;
+    }
+    let (s, u) = (dead.clone(), alice.clone());
+    let refused = blocking(move || s.open(&u)).await;
+    assert!(matches!(refused, Err(MailError::Lock(LockError::InUse))));
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undone_delivery_leaves_nothing_and_derived_sizes_are_computed_once() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, _) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    let store = Arc::new(PgMailStore::new(a.clone(), "a"));
+    let (s, u) = (store.clone(), alice.clone());
+    blocking(move || {
+        let message = b"Subject: gone\n\n";
+        let staged = s
+            .stage(&u, None, message.len() as u64, 17, &mut |out| {
+                out.write_all(message)
+            })
+            .expect("staged");
+        staged.commit().expect("committed").undo();
+        deliver(&s, &u, b"Subject: stays\n\nx\n");
+    })
+    .await;
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM bodies").expect("n").trim(),
+        "1"
+    );
+
+    let (s, u) = (store.clone(), alice.clone());
+    let maildrop = blocking(move || s.open(&u).map_err(|e| e.to_string()))
+        .await
+        .expect("opened");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (m, c) = (maildrop.clone(), calls.clone());
+        let sizes = blocking(move || {
+            m.derived_sizes("test-rule", &|body, listed| {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut text = Vec::new();
+                body.read_to_end(&mut text)?;
+                Ok(Some(listed + text.len() as u64))
+            })
+        })
+        .await;
+        assert_eq!(sizes, vec![Some(21 + 18)]);
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_for_a_user_the_database_does_not_know_is_refused_and_writes_nothing() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, _) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    assert!(a.remove_user("alice").await.expect("removed"));
+    let store = Arc::new(PgMailStore::new(a.clone(), "a"));
+    let result = blocking(move || {
+        let staged = store
+            .stage(&alice, None, 3, 4, &mut |out| out.write_all(b"x\n\n"))
+            .expect("staged in memory");
+        staged.commit().map(|d| d.name())
+    })
+    .await;
+    assert!(matches!(result, Err(MailError::NoMaildrop(_))));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM bodies").expect("n").trim(),
+        "0"
+    );
+}
