@@ -18,8 +18,8 @@ pub enum DbCommand {
     Status,
 }
 
-/// Runs a `db` subcommand.
-pub fn run(command: DbCommand, config: &Config) -> Result<(), Failure> {
+/// The database `[postgres] url` names, and a runtime to ask it on.
+pub(super) fn open(config: &Config) -> Result<(tokio::runtime::Runtime, Database), Failure> {
     let Some(url) = &config.postgres.url else {
         return Err(Failure::Usage(
             "postgres.url: not set in the configuration (--config FILE)".into(),
@@ -30,6 +30,21 @@ pub fn run(command: DbCommand, config: &Config) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(e.into()))?;
+    Ok((runtime, db))
+}
+
+/// A database whose schema is not the one this yubin knows is a usage
+/// error (run `yubin db migrate`); one that cannot be reached is not.
+pub(super) fn schema_failure(error: yubin_pg::DbError) -> Failure {
+    match error {
+        yubin_pg::DbError::Schema(reason) => Failure::Usage(format!("postgres: {reason}")),
+        other => Failure::Runtime(other.into()),
+    }
+}
+
+/// Runs a `db` subcommand.
+pub fn run(command: DbCommand, config: &Config) -> Result<(), Failure> {
+    let (runtime, db) = open(config)?;
     runtime.block_on(async {
         match command {
             DbCommand::Migrate => {

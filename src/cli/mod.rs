@@ -10,6 +10,7 @@ mod pw;
 mod queue;
 mod serve;
 mod user;
+mod user_db;
 
 use std::path::PathBuf;
 

@@ -31,11 +31,7 @@ async fn check_database(config: &Config) -> Result<(), Failure> {
             }
         }
     }
-    // The stores over PostgreSQL come next (issue 16); until they do, a
-    // node does not pretend to serve from the database.
-    Err(Failure::Usage(
-        "storage.backend = \"postgres\": the schema is in place, but this build serves only \"maildir\"".into(),
-    ))
+    Ok(())
 }
 
 pub fn serve(config: Config) -> Result<(), Failure> {
@@ -62,8 +58,11 @@ pub fn serve(config: Config) -> Result<(), Failure> {
             }
             // The first start's demo user and its welcome message: written
             // as the account the server runs as, before the users are read.
-            demo = first_run::ensure_demo_user(config)
-                .map_err(|e| StartError::FirstRun(e.to_string()))?;
+            // A cluster's users are the administrator's (`yubin user add`).
+            if config.storage.backend == yubin_server::config::Backend::Maildir {
+                demo = first_run::ensure_demo_user(config)
+                    .map_err(|e| StartError::FirstRun(e.to_string()))?;
+            }
             Ok(())
         })
         .await

@@ -1,4 +1,6 @@
-//! `yubin user add|passwd|del|list`: the passwd-file, rewritten atomically.
+//! `yubin user add|passwd|del|list|import`: the passwd-file, rewritten
+//! atomically, or the database's users table with `storage.backend =
+//! "postgres"` ([`super::user_db`]).
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -33,13 +35,69 @@ pub enum UserCommand {
         #[arg(long, short, default_value = "SHA512-CRYPT")]
         scheme: String,
     },
-    /// Delete a user (their mail stays on disk).
+    /// Delete a user (with Maildir their mail stays on disk).
     Del {
         /// The user.
         name: String,
+        /// With storage.backend = "postgres", the maildrop goes with the
+        /// user: required when it holds mail.
+        #[arg(long)]
+        delete_mail: bool,
     },
     /// List the users and their password schemes.
     List,
+    /// Add the users of a Dovecot passwd-file, their password hashes
+    /// unchanged. Exit status 1 when some line could not be used.
+    Import {
+        /// The passwd-file to read.
+        file: std::path::PathBuf,
+        /// Replace users that exist already (default: keep them).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// The users of a passwd-file to import, and what was wrong with the
+/// lines left out: each must have a valid name and a password yubin can
+/// check.
+pub(super) fn read_import(
+    path: &std::path::Path,
+) -> Result<(Vec<UserEntry>, Vec<String>), Failure> {
+    let (file, problems) = PasswdFile::load(path)
+        .map_err(|e| Failure::Usage(format!("FILE: cannot read {}: {e}", path.display())))?;
+    let mut skipped: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let mut entries = Vec::new();
+    for entry in file.users() {
+        match yubin_auth::StoredPassword::parse(&entry.password, Scheme::Crypt) {
+            Ok(_) => entries.push(entry.clone()),
+            Err(e) => skipped.push(format!("user {:?}: {e}", entry.name)),
+        }
+    }
+    Ok((entries, skipped))
+}
+
+/// Prints what an import did; exit status 1 when lines were left out.
+pub(super) fn import_result(
+    added: usize,
+    replaced: usize,
+    kept: usize,
+    skipped: &[String],
+) -> Result<(), Failure> {
+    for problem in skipped {
+        eprintln!("yubin: not imported: {problem}");
+    }
+    println!(
+        "imported: {added} added, {replaced} replaced, {kept} kept as they were, {} not imported",
+        skipped.len()
+    );
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Exit(
+            1,
+            format!("{} lines could not be imported", skipped.len()),
+        ))
+    }
 }
 
 /// Two names must never share a Maildir (`mail_location = "/var/mail/%n"`
@@ -63,6 +121,9 @@ fn check_own_maildir(config: &Config, file: &PasswdFile, name: &str) -> Result<(
 
 /// Runs a `user` subcommand.
 pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
+    if config.storage.backend == yubin_server::config::Backend::Postgres {
+        return super::user_db::run(command, config);
+    }
     let path = config.passwd_file();
     let (mut file, problems) =
         PasswdFile::load(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -114,18 +175,51 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
             save(&file, &path)?;
             println!("changed the password of {name}");
         }
-        UserCommand::Del { name } => {
+        UserCommand::Del { name, delete_mail } => {
+            if delete_mail {
+                return Err(Failure::Usage(
+                    "--delete-mail: only with storage.backend = \"postgres\" (a Maildir is left on disk)".into(),
+                ));
+            }
             if !file.remove(&name) {
                 return Err(Failure::Usage(format!("NAME: no user {name:?}")));
             }
             save(&file, &path)?;
             println!("deleted user {name} (their mail is left on disk)");
         }
+        UserCommand::Import {
+            file: source,
+            replace,
+        } => {
+            let (entries, mut skipped) = read_import(&source)?;
+            let (mut added, mut replaced, mut kept) = (0, 0, 0);
+            for entry in entries {
+                match file.get_mut(&entry.name) {
+                    Some(existing) if replace => {
+                        *existing = entry;
+                        replaced += 1;
+                    }
+                    Some(_) => kept += 1,
+                    None => {
+                        if let Err(Failure::Usage(why)) =
+                            check_own_maildir(config, &file, &entry.name)
+                        {
+                            skipped.push(why);
+                            continue;
+                        }
+                        file.add(entry);
+                        added += 1;
+                    }
+                }
+            }
+            save(&file, &path)?;
+            return import_result(added, replaced, kept, &skipped);
+        }
     }
     Ok(())
 }
 
-fn parse_scheme(name: &str) -> Result<Scheme, Failure> {
+pub(super) fn parse_scheme(name: &str) -> Result<Scheme, Failure> {
     Scheme::from_name(name)
         .filter(|s| GENERATABLE.contains(s))
         .ok_or_else(|| {
@@ -135,7 +229,7 @@ fn parse_scheme(name: &str) -> Result<Scheme, Failure> {
         })
 }
 
-fn hash(scheme: Scheme, password: &str) -> Result<String, Failure> {
+pub(super) fn hash(scheme: Scheme, password: &str) -> Result<String, Failure> {
     scheme::hash(scheme, password.as_bytes(), None).map_err(|e| Failure::Runtime(e.into()))
 }
 

@@ -1,10 +1,16 @@
 //! The PostgreSQL backend (issue 16), against a private cluster made from
 //! the machine's own PostgreSQL: `yubin db status` and `yubin db migrate`,
-//! and a node that refuses a database without the schema it knows.
+//! a node that refuses a database without the schema it knows, and two
+//! nodes sharing users, maildrops, grants and maildrop locks.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
 
 use yubin_test_pg::TestPostgres;
 
-use crate::harness::{assert_config_refused, yubin};
+use crate::harness::{
+    Setup, TestServer, assert_config_refused, expected_wire, hex_list, unhex, yubin,
+};
 
 fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     let path = dir.join("yubin.toml");
@@ -62,4 +68,359 @@ fn issue16_storage_settings_are_checked() {
         "postgres.pool_size",
     );
     assert_config_refused("[server]\nnode_name = \"a b\"\n", "server.node_name");
+}
+
+/// A node on the cluster at `url`, named `name`, with extra tables.
+fn node(url: &str, name: &str, tables: &str) -> TestServer {
+    TestServer::with(Setup {
+        top: format!(
+            "[storage]\nbackend = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 4\n\
+             [server]\nallow_root = true\nnode_name = \"{name}\"\n"
+        ),
+        tables: tables.into(),
+        ..Setup::default()
+    })
+}
+
+/// A migrated cluster with the users of a Dovecot passwd-file imported
+/// through `yubin user import`, and the administrator's configuration.
+fn cluster(extra_users: &str) -> (TestPostgres, tempfile::TempDir) {
+    let pg = TestPostgres::start().expect("a PostgreSQL cluster");
+    let admin = tempfile::tempdir().expect("a directory");
+    let config = config(admin.path(), &pg.url());
+    let path = config.to_str().expect("UTF-8");
+    let migrated = yubin(&["db", "migrate", "--config", path], "", admin.path());
+    assert!(migrated.status.success(), "{migrated:?}");
+    let passwd = admin.path().join("dovecot-users");
+    std::fs::write(
+        &passwd,
+        format!(
+            "# Dovecot's passwd-file, hashes as doveadm pw made them\n\
+             alice:{{PLAIN}}alice-pw::::::userdb_junk=no\n\
+             bob:{{SHA512-CRYPT}}$6$gUxx67c9oQ/CKtmm$NJ6jL1fZJFcXEX15LSCxVOqHEaKunNuRq6EsvlZ3nEZYNkutN0VWQE45fa0CILmHMxFG96CbkNwZ2Hib3m/z80\n\
+             {extra_users}"
+        ),
+    )
+    .expect("write the passwd-file");
+    let imported = yubin(
+        &[
+            "user",
+            "import",
+            passwd.to_str().expect("UTF-8"),
+            "--config",
+            path,
+        ],
+        "",
+        admin.path(),
+    );
+    assert!(imported.status.success(), "{imported:?}");
+    (pg, admin)
+}
+
+/// The stored form of the `n`th message (from 0) in arrival order.
+fn stored(pg: &TestPostgres, n: usize) -> Vec<u8> {
+    let hex = pg
+        .psql(&format!(
+            "SELECT encode(string_agg(c.data, ''::bytea ORDER BY c.seq), 'hex') FROM body_chunks c \
+             WHERE c.body_id = (SELECT body_id FROM messages ORDER BY id OFFSET {n} LIMIT 1)"
+        ))
+        .expect("psql");
+    unhex(hex.trim())
+}
+
+#[test]
+fn issue16_user_import_keeps_hashes_and_reports_what_it_left_out() {
+    let (pg, admin) = cluster("");
+    let config = admin.path().join("yubin.toml");
+    let path = config.to_str().expect("UTF-8");
+    let list = yubin(&["user", "list", "--config", path], "", admin.path());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(text, "alice\tPLAIN\nbob\tSHA512-CRYPT\n", "{list:?}");
+    let hash = pg
+        .psql("SELECT password FROM users WHERE name = 'bob'")
+        .expect("psql");
+    assert!(
+        hash.trim()
+            .starts_with("{SHA512-CRYPT}$6$gUxx67c9oQ/CKtmm$"),
+        "{hash}"
+    );
+    assert_eq!(
+        pg.psql("SELECT extra FROM users WHERE name = 'alice'")
+            .expect("psql")
+            .trim(),
+        "userdb_junk=no"
+    );
+
+    // Again, with a new user, one already there, and two lines no server
+    // could use: those are named, and the status says so.
+    let more = admin.path().join("more");
+    std::fs::write(
+        &more,
+        "alice:{PLAIN}other\ncarol:{PLAIN}carol-pw\ndave:{NO-SUCH-SCHEME}x\nbad name:{PLAIN}x\n",
+    )
+    .expect("write");
+    let again = yubin(
+        &[
+            "user",
+            "import",
+            more.to_str().expect("UTF-8"),
+            "--config",
+            path,
+        ],
+        "",
+        admin.path(),
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr),
+    );
+    assert_eq!(again.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("1 added, 0 replaced, 1 kept as they were, 2 not imported"),
+        "{out}"
+    );
+    assert!(err.contains("dave") && err.contains("bad name"), "{err}");
+    let replaced = yubin(
+        &[
+            "user",
+            "import",
+            more.to_str().expect("UTF-8"),
+            "--config",
+            path,
+            "--replace",
+        ],
+        "",
+        admin.path(),
+    );
+    let out = String::from_utf8_lossy(&replaced.stdout);
+    assert!(out.contains("0 added, 2 replaced"), "{out}");
+    assert_eq!(
+        pg.psql("SELECT password, extra FROM users WHERE name = 'alice'")
+            .expect("psql")
+            .trim(),
+        "{PLAIN}other|",
+        "replaced whole, as the new line has it"
+    );
+
+    // Deleting a user whose maildrop holds mail needs --delete-mail.
+    pg.psql(
+        "WITH b AS (INSERT INTO bodies (size) VALUES (2) RETURNING id) \
+         INSERT INTO messages (user_id, uidl, size, wire_size, body_id) \
+         SELECT u.id, 'u1', 2, 3, b.id FROM users u, b WHERE u.name = 'carol'",
+    )
+    .expect("psql");
+    let refused = yubin(
+        &["user", "del", "carol", "--config", path],
+        "",
+        admin.path(),
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--delete-mail"));
+    let deleted = yubin(
+        &["user", "del", "carol", "--delete-mail", "--config", path],
+        "",
+        admin.path(),
+    );
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM bodies").expect("psql").trim(),
+        "0"
+    );
+}
+
+#[test]
+fn issue16_two_nodes_share_users_maildrops_grants_and_locks() {
+    let users: String = (0..12).map(|i| format!("u{i}:{{PLAIN}}pw{i}\n")).collect();
+    let (pg, admin) = cluster(&users);
+    let pbs = "[pop_before_smtp]\nwindow = \"10m\"\n";
+    let a = node(&pg.url(), "node-a", pbs);
+    let b = node(&pg.socket_conninfo(), "node-b", pbs);
+
+    // Mail arrives on A, raw 8-bit header and a dot line included...
+    let sent = a.python(
+        "import smtpclient as s\n\
+         one = b'From: x@example.net\\r\\nSubject: caf\\xc3\\xa9\\r\\n\\r\\n.dot\\r\\nend\\r\\n'\n\
+         two = b'Subject: two\\r\\n\\r\\n' + b'x' * 70 + b'\\r\\n'\n\
+         s.emit([s.send_once('x@example.net', ['alice@test.example'], m) for m in (one, two)])",
+        &[],
+    );
+    assert_eq!(sent[0]["error"], serde_json::Value::Null, "{sent}");
+    assert_eq!(sent[1]["error"], serde_json::Value::Null, "{sent}");
+
+    // ...and is fetched on B, byte for byte as stored; bob logs in with the
+    // password behind Dovecot's hash.
+    let fetched = b.python(
+        "import popclient as p\n\
+         c = p.connect(); p.login(c); r = p.fetch_all(c); c.quit()\n\
+         d = p.connect(); d.user('bob'); d.pass_('secret'); r['bob'] = d.stat(); d.quit()\n\
+         p.emit(r)",
+        &[("USER_NAME", "alice"), ("USER_PASS", "alice-pw")],
+    );
+    assert_eq!(fetched["stat"][0], 2, "{fetched}");
+    assert_eq!(fetched["bob"][0], 0, "{fetched}");
+    let messages = hex_list(&fetched["messages"]);
+    for (n, got) in messages.iter().enumerate() {
+        let want = expected_wire(&stored(&pg, n));
+        assert!(got == &want, "message {n} differs from what was stored");
+        assert_eq!(
+            fetched["list"][n][1],
+            want.len() as u64,
+            "LIST is the wire size"
+        );
+    }
+    assert!(messages[0].windows(6).any(|w| w == b"caf\xc3\xa9\r"));
+    assert!(messages[0].windows(8).any(|w| w == b"\r\n.dot\r\n"));
+    let uidls_on_a = a.python(
+        "import popclient as p\nc = p.connect(); p.login(c)\n\
+         p.emit([l.decode().split(' ', 1)[1] for l in c.uidl()[1]]); c.quit()",
+        &[("USER_NAME", "alice"), ("USER_PASS", "alice-pw")],
+    );
+    assert_eq!(uidls_on_a, fetched["uidl"], "the same UIDLs on every node");
+
+    // One session per maildrop across nodes: [IN-USE] on B while A holds
+    // it, and B's UPDATE seen on A.
+    let port_a = a.pop3.port().to_string();
+    let locks = b.python(
+        "import os, popclient as p\n\
+         held = p.Raw(port=os.environ['PORT_A']); held.login('alice', 'alice-pw')\n\
+         other = p.Raw(); other.cmd('USER alice'); busy = other.cmd('PASS alice-pw')\n\
+         held.cmd('QUIT')\n\
+         c = p.connect(); p.login(c); c.dele(1); c.quit()\n\
+         d = p.Raw(port=os.environ['PORT_A']); d.login('alice', 'alice-pw'); stat = d.cmd('STAT'); d.cmd('QUIT')\n\
+         p.emit([busy, stat])",
+        &[("PORT_A", &port_a), ("USER_NAME", "alice"), ("USER_PASS", "alice-pw")],
+    );
+    assert!(
+        locks[0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("-ERR [IN-USE]")),
+        "{locks}"
+    );
+    assert!(
+        locks[1].as_str().is_some_and(|r| r.starts_with("+OK 1 ")),
+        "{locks}"
+    );
+
+    // A login on A lets that address relay through B, and no other.
+    let relay = b.python(
+        "import os, smtpclient as s, popclient as p\n\
+         r = p.Raw(port=os.environ['PORT_A'], source=('127.0.0.7', 0)); r.login('alice', 'alice-pw'); r.cmd('QUIT')\n\
+         def rcpt(source):\n\
+         \x20   c = s.Raw(source=source); c.cmd('EHLO client.example'); c.cmd('MAIL FROM:<alice@test.example>')\n\
+         \x20   reply = c.cmd('RCPT TO:<carol@elsewhere.example>'); c.cmd('QUIT'); return reply\n\
+         s.emit([rcpt('127.0.0.7'), rcpt('127.0.0.8')])",
+        &[("PORT_A", &port_a)],
+    );
+    assert_eq!(relay[0], "250 2.1.5 Recipient OK", "{relay}");
+    assert!(
+        relay[1].as_str().is_some_and(|r| r.starts_with("554")),
+        "{relay}"
+    );
+
+    // Twelve sessions at once on a node with four connections: none holds
+    // one while it waits for its client.
+    let many = a.python(
+        "import popclient as p\n\
+         sessions = [p.Raw() for _ in range(12)]\n\
+         replies = [r.login('u%d' % i, 'pw%d' % i) for i, r in enumerate(sessions)]\n\
+         stats = [r.cmd('STAT') for r in sessions]\n\
+         [r.cmd('QUIT') for r in sessions]\n\
+         p.emit(stats)",
+        &[],
+    );
+    let stats = many.as_array().expect("a list");
+    assert_eq!(stats.len(), 12);
+    assert!(stats.iter().all(|s| s == "+OK 0 0"), "{many}");
+
+    // A user added on the command line logs in on both nodes without a
+    // restart.
+    let config = admin.path().join("yubin.toml");
+    let added = yubin(
+        &[
+            "user",
+            "add",
+            "erin",
+            "--password-stdin",
+            "--scheme",
+            "PLAIN",
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+        "erin-pw\n",
+        admin.path(),
+    );
+    assert!(added.status.success(), "{added:?}");
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = server.python(
+                "import popclient as p\nr = p.Raw(); r.cmd('USER erin'); p.emit(r.cmd('PASS erin-pw'))",
+                &[],
+            );
+            if reply.as_str().is_some_and(|r| r.starts_with("+OK")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "erin never logged in: {reply}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let log = a.log();
+    assert!(
+        log.contains("users read from the database") && log.contains("node-a"),
+        "{log}"
+    );
+}
+
+#[test]
+fn issue16_a_dead_nodes_maildrop_lock_lapses_and_the_next_login_succeeds() {
+    let (pg, _admin) = cluster("");
+    let mut a = node(&pg.url(), "node-a", "");
+    let b = node(&pg.url(), "node-b", "");
+    // A session on A holds alice's maildrop...
+    let mut holder = a.python_spawn(
+        "import popclient as p, time\n\
+         r = p.Raw(); r.login('alice', 'alice-pw'); print('in', flush=True); time.sleep(120)",
+        &[],
+    );
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "in");
+    // ...when A dies without a word.
+    a.kill9();
+    let killed = Instant::now();
+    let tries = b.python(
+        "import popclient as p, time\n\
+         replies = []\n\
+         start = time.monotonic()\n\
+         while time.monotonic() - start < 45:\n\
+         \x20   r = p.Raw(); r.cmd('USER alice'); reply = r.cmd('PASS alice-pw'); r.cmd('QUIT')\n\
+         \x20   replies.append(reply)\n\
+         \x20   if reply.startswith('+OK'): break\n\
+         \x20   time.sleep(0.5)\n\
+         p.emit(replies)",
+        &[],
+    );
+    let waited = killed.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let replies = tries.as_array().expect("a list");
+    assert!(
+        replies[0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("-ERR [IN-USE]")),
+        "held at first: {tries}"
+    );
+    assert!(
+        replies
+            .last()
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| r.starts_with("+OK")),
+        "{tries}"
+    );
+    assert!(
+        waited < Duration::from_secs(30),
+        "taken over after {waited:?}"
+    );
 }

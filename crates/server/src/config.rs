@@ -856,6 +856,12 @@ impl Config {
         }
     }
 
+    /// This node's name, in logs and as the owner of locks and leases:
+    /// `server.node_name`, or the host name.
+    pub fn node_name(&self) -> &str {
+        self.server.node_name.as_deref().unwrap_or(&self.hostname)
+    }
+
     /// The passwd-file path.
     pub fn passwd_file(&self) -> PathBuf {
         self.users

@@ -1,7 +1,9 @@
 //! `yubin deliver`: one message from another MTA (Postfix's
 //! `mailbox_command` or a `pipe` transport) into a user's Maildir, with the
 //! same durability as the SMTP path: written, fsynced and linked into
-//! `new/` before the command exits 0.
+//! `new/` before the command exits 0. With `storage.backend = "postgres"`
+//! the message goes into the user's maildrop in the database, committed
+//! before the command exits 0.
 //!
 //! The input is normalised to the Maildir convention of LF line ends; a
 //! leading mbox `From ` separator line (some MTAs add one) is dropped, as
@@ -39,10 +41,51 @@ pub fn deliver(
     sender: Option<&str>,
     input: &mut impl Read,
 ) -> Result<String, DeliverError> {
-    let entry = user_entry(config, user)?;
-    // The single-node store: `yubin deliver` runs beside a Maildir server.
-    let store = MaildirStore::new(std::sync::Arc::new(config.clone()));
+    match config.storage.backend {
+        crate::config::Backend::Maildir => {
+            let entry = user_entry(config, user)?;
+            let store = MaildirStore::new(std::sync::Arc::new(config.clone()));
+            deliver_to(config, &store, &entry, sender, input)
+        }
+        crate::config::Backend::Postgres => {
+            let temporary = |e: &dyn std::fmt::Display| DeliverError::Temporary(e.to_string());
+            // The store waits for the database on this thread, so the
+            // runtime that talks to it runs on a thread of its own.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| temporary(&e))?;
+            let _inside = runtime.enter();
+            let url = config.postgres.url.as_deref().unwrap_or_default();
+            let db = yubin_pg::Database::connect(url, 2).map_err(|e| temporary(&e))?;
+            runtime
+                .block_on(db.check_schema())
+                .map_err(|e| temporary(&e))?;
+            let entry = runtime
+                .block_on(db.user_entry(user))
+                .map_err(|e| temporary(&e))?
+                .ok_or_else(|| DeliverError::UnknownUser(user.to_owned()))?;
+            let (users, _) =
+                yubin_auth::Users::from_file(&yubin_auth::PasswdFile::from_entries(vec![entry]));
+            let entry = users
+                .get(user)
+                .cloned()
+                .ok_or_else(|| DeliverError::UnknownUser(user.to_owned()))?;
+            let store = crate::backend::pg::PgMailStore::new(db, config.node_name());
+            deliver_to(config, &store, &entry, sender, input)
+        }
+    }
+}
 
+/// Spools the message from `input` and delivers it into `store`.
+fn deliver_to(
+    config: &Config,
+    store: &dyn MailStore,
+    entry: &User,
+    sender: Option<&str>,
+    input: &mut impl Read,
+) -> Result<String, DeliverError> {
     let mut spool = Spool::new(&config.data_dir.join("spool"));
     read_message(input, sender, &mut spool)
         .map_err(|e| DeliverError::Temporary(format!("reading the message: {e}")))?;
@@ -52,7 +95,7 @@ pub fn deliver(
         )));
     }
     let staged = store
-        .stage(&entry, None, spool.size(), spool.wire_size(), &mut |out| {
+        .stage(entry, None, spool.size(), spool.wire_size(), &mut |out| {
             spool.copy_to(out)
         })
         .map_err(|e| DeliverError::Temporary(e.to_string()))?;

@@ -82,6 +82,9 @@ pub enum StartError {
     /// The first start's demo user could not be made.
     #[error("first start: {0}")]
     FirstRun(String),
+    /// The shared database (`storage.backend = "postgres"`) failed.
+    #[error("postgres: {0}")]
+    Database(yubin_pg::DbError),
     /// The server cannot run as the configured account.
     #[error(transparent)]
     Privileges(#[from] crate::privileges::PrivilegeError),
@@ -239,14 +242,6 @@ impl Server {
                 path: secret_path,
                 error,
             })?;
-        let users = Arc::new(
-            UserStore::open_for(&passwd, Some(secret), Some(config.clone())).map_err(|error| {
-                StartError::Users {
-                    path: passwd.clone(),
-                    error,
-                }
-            })?,
-        );
         let sender_logins = match &config.smtp.sender_logins_file {
             Some(path) => SenderLogins::load(path).map_err(StartError::SenderLogins)?,
             None => SenderLogins::default(),
@@ -265,25 +260,42 @@ impl Server {
             None => Aliases::default(),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let pbs = &config.pop_before_smtp;
-        // The single-node backend; a shared one is chosen here.
-        let backend = Backend {
-            users: users.clone(),
-            mail: Arc::new(MaildirStore::new(config.clone())),
-            grants: Arc::new(MemoryGrants::new(
-                pbs.window.0,
-                pbs.ipv6_prefix,
-                pbs.max_grants,
-            )),
-            penalties: Arc::new(MemoryPenalties::new(LoginGuard::MAX_ADDRESSES)),
-            greylist: Arc::new(MemoryGreylist::new(
-                GreylistTimes {
-                    delay: config.inbound.greylist_delay.0,
-                    retry_window: Duration::from_secs(24 * 3600),
-                    keep: Duration::from_secs(35 * 24 * 3600),
-                },
-                MAX_GREYLIST_TRIPLETS,
-            )),
+        let greylist_times = GreylistTimes {
+            delay: config.inbound.greylist_delay.0,
+            retry_window: Duration::from_secs(24 * 3600),
+            keep: Duration::from_secs(35 * 24 * 3600),
+        };
+        // Where users, mail, grants and penalties live: this machine's
+        // files and memory, or the database several nodes share.
+        let mut shared_db = None;
+        let backend = match config.storage.backend {
+            crate::config::Backend::Maildir => {
+                let users = UserStore::open_for(&passwd, Some(secret), Some(config.clone()))
+                    .map_err(|error| StartError::Users {
+                        path: passwd.clone(),
+                        error,
+                    })?;
+                let pbs = &config.pop_before_smtp;
+                Backend {
+                    users: Arc::new(users),
+                    mail: Arc::new(MaildirStore::new(config.clone())),
+                    grants: Arc::new(MemoryGrants::new(
+                        pbs.window.0,
+                        pbs.ipv6_prefix,
+                        pbs.max_grants,
+                    )),
+                    penalties: Arc::new(MemoryPenalties::new(LoginGuard::MAX_ADDRESSES)),
+                    greylist: Arc::new(MemoryGreylist::new(greylist_times, MAX_GREYLIST_TRIPLETS)),
+                }
+            }
+            crate::config::Backend::Postgres => {
+                let shared = crate::backend::pg::Shared::open(&config, secret, greylist_times)
+                    .await
+                    .map_err(StartError::Database)?;
+                let backend = shared.backend.clone();
+                shared_db = Some(shared);
+                backend
+            }
         };
         let guard = Arc::new(LoginGuard::new(
             backend.penalties.clone(),
@@ -320,6 +332,9 @@ impl Server {
         }
 
         let mut tasks = Vec::new();
+        if let Some(shared) = shared_db {
+            tasks.push(tokio::spawn(shared.keep(shutdown_rx.clone())));
+        }
         for bound in pending {
             tasks.push(match bound {
                 Bound::Pop3(listener, implicit) => {

@@ -16,6 +16,87 @@ pub use mail::{LOCK_LEASE, LOCK_RENEWAL, PgMailStore};
 pub use penalties::PgPenalties;
 pub use users::PgUsers;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use yubin_pg::{Database, DbError};
+
+use crate::backend::{Backend, GreylistTimes};
+use crate::config::Config;
+
+/// A body written and never committed (its node died between the two)
+/// is removed after this long.
+const ORPHAN_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// How often the node looks for such bodies.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(3600);
+
+/// Every seam over the database `[postgres]` names, for this node.
+pub struct Shared {
+    /// The seams, as the drivers hold them.
+    pub backend: Backend,
+    mail: Arc<PgMailStore>,
+    db: Database,
+}
+
+impl Shared {
+    /// Connects, reads the users, and lets go of the maildrop locks an
+    /// earlier run of this node left; `secret` is what SCRAM salts that
+    /// are not stored derive from.
+    pub async fn open(
+        config: &Config,
+        secret: Vec<u8>,
+        greylist: GreylistTimes,
+    ) -> Result<Shared, DbError> {
+        let url = config.postgres.url.as_deref().unwrap_or_default();
+        let db = Database::connect(url, config.postgres.pool_size)?;
+        let node = config.node_name();
+        let mail = Arc::new(PgMailStore::new(db.clone(), node));
+        let released = mail.release_leftover_locks().await?;
+        if released > 0 {
+            tracing::info!(
+                node,
+                released,
+                "maildrop locks of this node's earlier run released"
+            );
+        }
+        let users = PgUsers::load(db.clone(), Some(secret)).await?;
+        tracing::info!(
+            node,
+            users = users.snapshot_len(),
+            "users read from the database"
+        );
+        let pbs = &config.pop_before_smtp;
+        let backend = Backend {
+            users: Arc::new(users),
+            mail: mail.clone(),
+            grants: Arc::new(PgGrants::new(db.clone(), pbs.window.0, pbs.ipv6_prefix)),
+            penalties: Arc::new(PgPenalties::new(db.clone())),
+            greylist: Arc::new(PgGreylist::new(db.clone(), greylist)),
+        };
+        Ok(Shared { backend, mail, db })
+    }
+
+    /// Renews this node's maildrop leases, and now and then removes bodies
+    /// no delivery finished, until `shutdown`.
+    pub async fn keep(self, mut shutdown: watch::Receiver<bool>) {
+        let mut renew = tokio::time::interval(LOCK_RENEWAL);
+        let mut sweep = tokio::time::interval(ORPHAN_SWEEP);
+        loop {
+            tokio::select! {
+                _ = renew.tick() => self.mail.renew_leases().await,
+                _ = sweep.tick() => match self.db.remove_orphan_bodies(ORPHAN_AGE).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "bodies of unfinished deliveries removed"),
+                    Err(error) => tracing::warn!(%error, "bodies of unfinished deliveries not swept"),
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -37,6 +37,11 @@ impl PgUsers {
         })
     }
 
+    /// How many users the snapshot holds.
+    pub fn snapshot_len(&self) -> usize {
+        self.current().1.users.len()
+    }
+
     fn current(&self) -> (i64, Arc<Snapshot>) {
         let guard = match self.current.read() {
             Ok(guard) => guard,
