@@ -5,6 +5,7 @@ mod deliver;
 mod dkim;
 mod dns;
 mod fetch;
+mod migrate;
 mod password;
 mod pw;
 mod queue;
@@ -83,6 +84,16 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Move users and mail between Maildir and PostgreSQL, UIDLs, order
+    /// and seen flags kept; run again to resume. Exit status 1 when
+    /// something could not be copied or --verify found a difference.
+    Migrate {
+        #[command(flatten)]
+        args: migrate::MigrateArgs,
+        /// The configuration file (the passwd-file, Maildirs, `postgres.url`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// DKIM signing keys: make one (with the DNS record to publish), list them.
     Dkim {
         #[command(subcommand)]
@@ -134,6 +145,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Command::Db { command, config } => {
             let config = load_config(config.as_deref())?;
             db::run(command, &config)
+        }
+        Command::Migrate { args, config } => {
+            let config = load_config(config.as_deref())?;
+            as_server_account(&config).map_err(Failure::Usage)?;
+            migrate::run(&args, &config)
         }
         Command::Dkim { command, config } => {
             let config = load_config(config.as_deref())?;

@@ -424,3 +424,142 @@ fn issue16_a_dead_nodes_maildrop_lock_lapses_and_the_next_login_succeeds() {
         "taken over after {waited:?}"
     );
 }
+
+/// The administrator's configuration for `yubin migrate`: the Maildir
+/// side is the data directory `dir` (passwd-file `dir/users`, Maildirs in
+/// `dir/mail`), the database side `url`.
+fn migrate_config(dir: &std::path::Path, admin: &std::path::Path, url: &str) -> String {
+    let path = admin.join(format!(
+        "migrate-{}.toml",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[server]\nallow_root = true\n[postgres]\nurl = \"{url}\"\n",
+            dir.display()
+        ),
+    )
+    .expect("write the configuration");
+    path.to_str().expect("UTF-8").to_owned()
+}
+
+const FETCH_KEEP: &str = "import popclient as p\n\
+     c = p.connect(); p.login(c); r = p.fetch_all(c); c.quit(); p.emit(r)";
+
+#[test]
+fn issue16_migrate_maildir_to_postgres_and_back_keeps_every_uidl_and_byte() {
+    // A single node on Maildir, with mail from a program, from SMTP, and
+    // one message already retrieved and left on the server.
+    let mut maildir_node = TestServer::start();
+    maildir_node.put_message("alice", "1700000000.M1P1.old", b"Subject: first\n\nold\n");
+    maildir_node.put_message("alice", "odd name with spaces", b"Subject: odd\n\nname\n");
+    maildir_node.python(
+        "import smtpclient as s\n\
+         s.emit([s.send_once('x@example.net', ['alice@test.example'], b'Subject: n%d\\r\\n\\r\\n' % i + b'y' * (300000 * i) + b'\\r\\n') for i in range(1, 4)])",
+        &[],
+    );
+    let login = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
+    let before = maildir_node.python(FETCH_KEEP, &login);
+    assert_eq!(before["stat"][0], 5, "{before}");
+    maildir_node.stop();
+
+    let (pg, admin) = cluster("");
+    let config = migrate_config(maildir_node.dir.path(), admin.path(), &pg.url());
+    let run = |args: &[&str]| {
+        let mut all = vec!["migrate"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config]);
+        let out = yubin(&all, "", admin.path());
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = run(&["--from", "maildir", "--to", "postgres", "--verify"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("5 messages copied"), "{text}");
+    assert!(text.contains("verified"), "{text}");
+
+    // Cut short after the third message: running it again copies the rest.
+    pg.psql("DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id DESC LIMIT 2)")
+        .expect("psql");
+    let (code, text) = run(&["--from", "maildir", "--to", "postgres", "--verify"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("2 messages copied") && text.contains("3 already there"),
+        "{text}"
+    );
+
+    // A node on the database lists and sends exactly what the Maildir did.
+    let pg_node = node(&pg.url(), "a", "");
+    let after = pg_node.python(FETCH_KEEP, &login);
+    assert_eq!(
+        after["uidl"], before["uidl"],
+        "the same UIDLs: nothing is fetched twice"
+    );
+    assert_eq!(after["list"], before["list"]);
+    assert_eq!(after["messages"], before["messages"]);
+
+    // ...and back, into a fresh data directory, after a DELE on the node.
+    pg_node.python(
+        "import popclient as p\nc = p.connect(); p.login(c); c.dele(2); c.quit()",
+        &login,
+    );
+    let fresh = tempfile::tempdir().expect("a directory");
+    let back = migrate_config(fresh.path(), admin.path(), &pg.url());
+    let out = yubin(
+        &[
+            "migrate", "--from", "postgres", "--to", "maildir", "--verify", "--config", &back,
+        ],
+        "",
+        admin.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("4 messages copied") && text.contains("verified"),
+        "{text}"
+    );
+    let passwd = std::fs::read_to_string(fresh.path().join("users")).expect("a passwd-file");
+    assert!(
+        passwd.contains("bob:{SHA512-CRYPT}$6$gUxx67c9oQ/CKtmm$"),
+        "{passwd}"
+    );
+    let seen = std::fs::read_dir(fresh.path().join("mail/alice/cur"))
+        .expect("cur/")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(":2,S"))
+        .count();
+    assert_eq!(seen, 4, "retrieved and kept: seen, as on the server");
+    let pg_listing = pg_node.python(FETCH_KEEP, &login);
+    drop(pg_node);
+    // A Maildir node on what came back.
+    let mut returned = TestServer::start();
+    returned.stop();
+    let returned_dir = returned.dir.path().to_owned();
+    std::fs::remove_dir_all(returned_dir.join("mail")).ok();
+    copy_tree(&fresh.path().join("mail"), &returned_dir.join("mail"));
+    returned.launch();
+    let again = returned.python(FETCH_KEEP, &login);
+    assert_eq!(again["uidl"], pg_listing["uidl"]);
+    assert_eq!(again["messages"], pg_listing["messages"]);
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}

@@ -72,6 +72,11 @@ pub struct NewMessage<'a> {
     pub first_seq: i32,
     /// The chunks of the body not yet written.
     pub chunks: Vec<&'a [u8]>,
+    /// Whether it was retrieved and left on the server (a Maildir `S`
+    /// flag, when moving mail in).
+    pub seen: bool,
+    /// When it arrived, in seconds since the epoch; `None`: now.
+    pub delivered: Option<i64>,
 }
 
 fn octets(n: i64) -> u64 {
@@ -219,6 +224,31 @@ impl Database {
         })
     }
 
+    /// A user's row id, by name in any ASCII case.
+    pub async fn user_id(&self, name: &str) -> Result<Option<i64>, DbError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id FROM users WHERE name_key = $1",
+                &[&name.to_ascii_lowercase()],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The folders a user has messages in (`""`: the maildrop POP3
+    /// serves).
+    pub async fn folders(&self, user: i64) -> Result<Vec<String>, DbError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT folder FROM messages WHERE user_id = $1 ORDER BY folder",
+                &[&user],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Puts a message in a maildrop, as one statement: the body (unless
     /// started already), its last chunks and the maildrop row. Its row id
     /// and UIDL; `None` when there is no such user (nothing is written).
@@ -239,10 +269,12 @@ impl Database {
                      SELECT body.id, $3::int + (s.n - 1)::int, s.data \
                      FROM body, unnest($4::bytea[]) WITH ORDINALITY AS s(data, n)), \
                  m AS ( \
-                     INSERT INTO messages (user_id, folder, uidl, size, wire_size, body_id) \
+                     INSERT INTO messages (user_id, folder, uidl, size, wire_size, body_id, seen, delivered) \
                      SELECT u.id, $5, coalesce($6, \
-                         extract(epoch FROM now())::bigint || '.Y' || body.id || '.' || $7), \
-                         $1, $8, body.id \
+                         floor(extract(epoch FROM now()))::bigint || '.M' || \
+                         (extract(microseconds FROM now())::bigint % 1000000) || \
+                         'Y' || body.id || '.' || $7), \
+                         $1, $8, body.id, $10, coalesce(to_timestamp($11::bigint), now()) \
                      FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
                  SELECT id, uidl FROM m",
             )
@@ -260,6 +292,8 @@ impl Database {
                     &message.node,
                     &signed(message.wire_size),
                     &message.user.to_ascii_lowercase(),
+                    &message.seen,
+                    &message.delivered,
                 ],
             )
             .await?;

@@ -150,19 +150,27 @@ mod tests {
 
     #[test]
     fn status_says_what_to_do() {
+        let known = MIGRATIONS.len() as u32;
+        let all: Vec<u32> = (1..=known).collect();
         let fresh = SchemaStatus {
             applied: vec![],
-            known: 1,
+            known,
         };
-        assert_eq!(fresh.pending(), vec![1]);
+        assert_eq!(fresh.pending(), all);
         assert!(
             fresh
                 .check()
                 .is_err_and(|e| e.to_string().contains("yubin db migrate"))
         );
+        let behind = SchemaStatus {
+            applied: all[..all.len() - 1].to_vec(),
+            known,
+        };
+        assert_eq!(behind.pending(), vec![known]);
+        assert!(behind.check().is_err());
         let newer = SchemaStatus {
-            applied: vec![1, 2],
-            known: 1,
+            applied: (1..=known + 1).collect(),
+            known,
         };
         assert!(
             newer
@@ -170,8 +178,8 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("newer than this yubin knows"))
         );
         let current = SchemaStatus {
-            applied: vec![1],
-            known: 1,
+            applied: all,
+            known,
         };
         assert!(current.check().is_ok());
     }

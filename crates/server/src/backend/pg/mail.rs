@@ -234,6 +234,8 @@ impl Delivery for PgDelivery {
             body: self.started,
             first_seq: self.first_seq,
             chunks: self.pending.chunks(CHUNK).collect(),
+            seen: false,
+            delivered: None,
         };
         match self.runtime.block_on(self.db.deliver(&message))? {
             Some((id, uidl)) => Ok(Box::new(PgDelivered {

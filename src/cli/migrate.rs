@@ -1,0 +1,424 @@
+//! `yubin migrate --from maildir --to postgres` (and back): users with
+//! their hashes, and every maildrop and folder with each message's UIDL,
+//! arrival order, size and seen flag, so that no POP3 client downloads
+//! anything twice. A message already at the destination (same user,
+//! folder and UIDL) is skipped, so an interrupted run is resumed by
+//! running it again. `--verify` then compares both sides: counts, sizes
+//! and UIDLs, in order.
+//!
+//! The outbound queue stays where it is: it is each node's own directory
+//! with either backend.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use yubin_auth::{PasswdFile, User, Users};
+use yubin_pg::{CHUNK, Database, Listed, NewMessage};
+use yubin_server::Config;
+use yubin_store::{Listing, Maildir, MaildropLock, name};
+
+use super::Failure;
+use super::db::{open, schema_failure};
+
+/// Where mail is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Maildirs and the passwd-file.
+    Maildir,
+    /// The database `[postgres] url` names.
+    Postgres,
+}
+
+/// `yubin migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Where the users and mail are now.
+    #[arg(long)]
+    from: Backend,
+    /// Where they go.
+    #[arg(long)]
+    to: Backend,
+    /// After copying, compare both sides (counts, sizes, UIDLs, order);
+    /// exit status 1 when they differ.
+    #[arg(long)]
+    verify: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+struct Tally {
+    users: usize,
+    copied: usize,
+    octets: u64,
+    already: usize,
+    differences: Vec<String>,
+    left_out: Vec<String>,
+}
+
+/// Runs `yubin migrate`.
+pub fn run(args: &MigrateArgs, config: &Config) -> Result<(), Failure> {
+    if args.from == args.to {
+        return Err(Failure::Usage("--to: must differ from --from".into()));
+    }
+    let (runtime, db) = open(config)?;
+    let tally = runtime.block_on(async {
+        db.check_schema().await.map_err(schema_failure)?;
+        match args.to {
+            Backend::Postgres => to_postgres(config, &db, args.verify).await,
+            Backend::Maildir => to_maildir(config, &db, args.verify).await,
+        }
+    })?;
+    for problem in &tally.left_out {
+        eprintln!("yubin: not copied: {problem}");
+    }
+    println!(
+        "{} users; {} messages copied ({} octets), {} already there",
+        tally.users, tally.copied, tally.octets, tally.already
+    );
+    if args.verify {
+        for difference in &tally.differences {
+            println!("differs: {difference}");
+        }
+        if tally.differences.is_empty() {
+            println!(
+                "verified: every maildrop has the same messages, sizes and UIDLs in the same order"
+            );
+        }
+    }
+    if !tally.differences.is_empty() || !tally.left_out.is_empty() {
+        return Err(Failure::Exit(
+            1,
+            format!(
+                "{} differences, {} messages not copied",
+                tally.differences.len(),
+                tally.left_out.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn runtime_error(error: impl Into<anyhow::Error>) -> Failure {
+    Failure::Runtime(error.into())
+}
+
+/// The passwd-file's users, read as the server reads them.
+fn passwd_users(config: &Config) -> Result<(PasswdFile, Users), Failure> {
+    let path = config.passwd_file();
+    let (file, problems) =
+        PasswdFile::load(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    for problem in &problems {
+        eprintln!("yubin: warning: {}: {problem}", path.display());
+    }
+    let (users, _) = Users::from_file(&file);
+    Ok((file, users))
+}
+
+/// The user's Maildir, locked against a server that still serves it.
+fn locked_maildir(config: &Config, user: &User) -> Result<(Maildir, MaildropLock), Failure> {
+    let maildir = yubin_server::mailbox::maildir_for(config, user)
+        .map_err(|e| runtime_error(anyhow::anyhow!("{e}")))?;
+    maildir.create().map_err(runtime_error)?;
+    let lock = MaildropLock::try_acquire(maildir.root()).map_err(|e| {
+        runtime_error(anyhow::anyhow!(
+            "{}: {e} (stop the server before migrating)",
+            maildir.root().display()
+        ))
+    })?;
+    Ok((maildir, lock))
+}
+
+/// The Maildir++ folders of a Maildir (`.Junk` → `Junk`), with `""` for
+/// the maildrop itself first.
+fn maildir_folders(maildir: &Maildir) -> Vec<String> {
+    let mut folders = vec![String::new()];
+    if let Ok(entries) = std::fs::read_dir(maildir.root()) {
+        let mut found: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join("maildirfolder").is_file())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix('.').map(str::to_owned))
+            .collect();
+        found.sort();
+        folders.extend(found);
+    }
+    folders
+}
+
+fn folder_of(maildir: &Maildir, folder: &str) -> Maildir {
+    if folder.is_empty() {
+        maildir.clone()
+    } else {
+        maildir.folder(folder)
+    }
+}
+
+/// Compares one maildrop on both sides, in order.
+fn compare(what: &str, listing: &Listing, rows: &[Listed], differences: &mut Vec<String>) {
+    if listing.len() != rows.len() {
+        differences.push(format!(
+            "{what}: {} messages in the Maildir, {} in the database",
+            listing.len(),
+            rows.len()
+        ));
+        return;
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let uid = listing.uid(i);
+        if uid != row.uidl.as_str() {
+            differences.push(format!(
+                "{what}: message {} is {uid} in the Maildir, {} in the database",
+                i + 1,
+                row.uidl
+            ));
+        } else if listing.size(i) != row.wire_size {
+            differences.push(format!(
+                "{what}: message {uid} is {} octets in the Maildir, {} in the database",
+                listing.size(i),
+                row.wire_size
+            ));
+        }
+    }
+}
+
+async fn to_postgres(config: &Config, db: &Database, verify: bool) -> Result<Tally, Failure> {
+    let (file, users) = passwd_users(config)?;
+    let entries: Vec<_> = file.users().cloned().collect();
+    db.import_users(&entries, false)
+        .await
+        .map_err(runtime_error)?;
+    let mut tally = Tally::default();
+    for entry in &entries {
+        let Some(user) = users.get(&entry.name) else {
+            continue;
+        };
+        tally.users += 1;
+        let user_id = db
+            .user_id(&user.name)
+            .await
+            .map_err(runtime_error)?
+            .ok_or_else(|| {
+                runtime_error(anyhow::anyhow!("{} vanished from the database", user.name))
+            })?;
+        let (maildir, _lock) = locked_maildir(config, user)?;
+        for folder in maildir_folders(&maildir) {
+            let source = folder_of(&maildir, &folder);
+            let listing = source.scan().map_err(runtime_error)?;
+            let have: HashSet<String> = db
+                .list_maildrop(user_id, &folder)
+                .await
+                .map_err(runtime_error)?
+                .into_iter()
+                .map(|m| m.uidl)
+                .collect();
+            for i in 0..listing.len() {
+                let uid = listing.uid(i);
+                if have.contains(uid.as_ref()) {
+                    tally.already += 1;
+                    continue;
+                }
+                let mut body = Vec::new();
+                source
+                    .open(&listing, i)
+                    .map_err(runtime_error)?
+                    .read_to_end(&mut body)
+                    .map_err(runtime_error)?;
+                let flags = name::flags(listing.file_name(i).as_encoded_bytes());
+                let (seconds, _) = name::delivery_time(listing.base(i));
+                let message = Incoming {
+                    user: &user.name,
+                    folder: &folder,
+                    uidl: &uid,
+                    node: config.node_name(),
+                    wire_size: listing.size(i),
+                    seen: flags.contains(&b'S'),
+                    delivered: i64::try_from(seconds).ok().filter(|&s| s > 0),
+                };
+                message.copy(db, &body).await.map_err(runtime_error)?;
+                tally.copied += 1;
+                tally.octets += body.len() as u64;
+            }
+            if verify {
+                let rows = db
+                    .list_maildrop(user_id, &folder)
+                    .await
+                    .map_err(runtime_error)?;
+                let listing = source.scan().map_err(runtime_error)?;
+                compare(
+                    &describe(&user.name, &folder),
+                    &listing,
+                    &rows,
+                    &mut tally.differences,
+                );
+            }
+        }
+    }
+    Ok(tally)
+}
+
+fn describe(user: &str, folder: &str) -> String {
+    if folder.is_empty() {
+        user.to_owned()
+    } else {
+        format!("{user} ({folder})")
+    }
+}
+
+/// A message from a Maildir on its way into the database.
+struct Incoming<'a> {
+    user: &'a str,
+    folder: &'a str,
+    uidl: &'a str,
+    node: &'a str,
+    wire_size: u64,
+    seen: bool,
+    delivered: Option<i64>,
+}
+
+impl Incoming<'_> {
+    /// Writes the body (a large one chunk by chunk first) and the maildrop
+    /// row.
+    async fn copy(&self, db: &Database, body: &[u8]) -> Result<(), yubin_pg::DbError> {
+        let chunks: Vec<&[u8]> = body.chunks(CHUNK).collect();
+        let (started, first_seq, last) = if chunks.len() > 4 {
+            let id = db.start_body(body.len() as u64).await?;
+            let (rest, last) = chunks.split_at(chunks.len() - 1);
+            for (seq, chunk) in rest.iter().enumerate() {
+                db.write_chunk(id, i32::try_from(seq).unwrap_or(i32::MAX), chunk)
+                    .await?;
+            }
+            (
+                Some(id),
+                i32::try_from(rest.len()).unwrap_or(i32::MAX),
+                last.to_vec(),
+            )
+        } else {
+            (None, 0, chunks)
+        };
+        db.deliver(&NewMessage {
+            user: self.user,
+            folder: self.folder,
+            uidl: Some(self.uidl),
+            node: self.node,
+            size: body.len() as u64,
+            wire_size: self.wire_size,
+            body: started,
+            first_seq,
+            chunks: last,
+            seen: self.seen,
+            delivered: self.delivered,
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Whether `uidl` can be a Maildir file's base name that gives back the
+/// same UIDL.
+fn usable_as_name(uidl: &str) -> bool {
+    !uidl.starts_with('.') && !uidl.contains(['/', ':']) && name::uid_cow(uidl.as_bytes()) == uidl
+}
+
+async fn to_maildir(config: &Config, db: &Database, verify: bool) -> Result<Tally, Failure> {
+    let (_, entries) = db.user_entries().await.map_err(runtime_error)?;
+    let path = config.passwd_file();
+    let (mut file, _) = passwd_users(config)?;
+    for entry in &entries {
+        file.add(entry.clone());
+    }
+    file.save(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let (users, _) = Users::from_file(&file);
+    let mut tally = Tally::default();
+    for entry in &entries {
+        let Some(user) = users.get(&entry.name) else {
+            continue;
+        };
+        tally.users += 1;
+        let Some(user_id) = db.user_id(&user.name).await.map_err(runtime_error)? else {
+            continue;
+        };
+        let (maildir, _lock) = locked_maildir(config, user)?;
+        for folder in db.folders(user_id).await.map_err(runtime_error)? {
+            let target = folder_of(&maildir, &folder);
+            if !folder.is_empty() {
+                target.create_folder().map_err(runtime_error)?;
+            }
+            let listing = target.scan().map_err(runtime_error)?;
+            let have: HashSet<String> = (0..listing.len())
+                .map(|i| listing.uid(i).into_owned())
+                .collect();
+            let rows = db
+                .list_maildrop(user_id, &folder)
+                .await
+                .map_err(runtime_error)?;
+            for row in &rows {
+                if have.contains(&row.uidl) {
+                    tally.already += 1;
+                    continue;
+                }
+                if !usable_as_name(&row.uidl) {
+                    tally.left_out.push(format!(
+                        "{}: UIDL {:?} cannot be a Maildir file name",
+                        describe(&user.name, &folder),
+                        row.uidl
+                    ));
+                    continue;
+                }
+                let body = read_body(db, row).await.map_err(runtime_error)?;
+                write_message(&target, row, &body).map_err(runtime_error)?;
+                tally.copied += 1;
+                tally.octets += body.len() as u64;
+            }
+            if verify {
+                let listing = target.scan().map_err(runtime_error)?;
+                compare(
+                    &describe(&user.name, &folder),
+                    &listing,
+                    &rows,
+                    &mut tally.differences,
+                );
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// A body, whole, checked against the size written at delivery.
+async fn read_body(db: &Database, row: &Listed) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(usize::try_from(row.size).unwrap_or(0));
+    let mut seq = 0;
+    while let Some(chunk) = db.read_chunk(row.body, seq).await? {
+        body.extend_from_slice(&chunk);
+        seq += 1;
+    }
+    anyhow::ensure!(
+        body.len() as u64 == row.size,
+        "message {} has {} octets of {}",
+        row.uidl,
+        body.len(),
+        row.size
+    );
+    Ok(body)
+}
+
+/// Writes a message into `new/` (or `cur/` with the S flag when it was
+/// seen) under its UIDL: written and fsynced in `tmp/`, then linked, with
+/// the directory fsynced.
+fn write_message(maildir: &Maildir, row: &Listed, body: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = maildir
+        .root()
+        .join("tmp")
+        .join(format!("{}.migrating", row.uidl));
+    let _ = std::fs::remove_file(&tmp);
+    let staged = yubin_durable::Staged::write(tmp, 0o600, |file| file.write_all(body))?;
+    let target = if row.seen {
+        maildir.root().join("cur").join(format!("{}:2,S", row.uidl))
+    } else {
+        maildir.root().join("new").join(&row.uidl)
+    };
+    staged.link_as(&target)?;
+    Ok(())
+}
