@@ -9,7 +9,7 @@ connect through HAProxy from 127.0.0.2 and 127.0.0.3:
 - yubin's log names the clients (rip=127.0.0.2), not HAProxy;
 - a connection straight to yubin, without a header, gets no greeting.
 
-(Two nodes sharing one grant need the PostgreSQL stores, still to come.)
+Two nodes sharing one grant, on PostgreSQL, are in postgres.py.
 """
 import os
 import smtplib

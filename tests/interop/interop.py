@@ -49,6 +49,11 @@
 12. yubin behind HAProxy with send-proxy-v2: the clients' own addresses
     reach POP before SMTP and the log (tests/interop/haproxy.py).
 
+13. yubin on PostgreSQL (tests/interop/postgres.py): the corpus of 7,
+    moved in with `yubin migrate`, through the same clients with the same
+    byte-exact checks; HAProxy in front of two nodes, where a login on one
+    lets the address relay through the other.
+
 Run by tests/interop/run.sh (which installs the tools) and by .ci/run.
 """
 import argparse
@@ -71,6 +76,7 @@ import time
 import dane
 import filters
 import haproxy
+import postgres
 import verifiers
 
 FAILURES = []
@@ -1083,14 +1089,10 @@ import corpus  # noqa: E402
 poplib._MAXLINE = 1 << 20
 
 
-def corpus_seed(yubin):
-    """Carol's maildrop: the corpus, then two messages as they arrive over
-    SMTP (SMTPUTF8 with UTF-8 header fields; a script's bare LF lines).
-    Returns the stored messages, in POP3 order."""
-    maildir = os.path.join(yubin.root, "mail", "carol")
-    shutil.rmtree(maildir, ignore_errors=True)
-    names = corpus.seed(maildir)
-    client = smtplib.SMTP("127.0.0.1", yubin.smtp, timeout=30)
+def corpus_smtp_pair(port):
+    """The two messages that arrive over SMTP: SMTPUTF8 with UTF-8 header
+    fields, and a script's bare LF lines."""
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
     utf8 = "From: Zoë <zoë@example.org>\r\nTo: carol@interop.test\r\nSubject: Grüße, 日本\r\n\r\nUTF-8 everywhere\r\n"
     refused = client.sendmail("zoë@example.org", ["carol@interop.test"], utf8.encode(), mail_options=["SMTPUTF8"])
     check(refused == {}, "SMTPUTF8 message accepted")
@@ -1101,6 +1103,15 @@ def corpus_seed(yubin):
     code, _ = client.getreply()
     check(code == 250, "bare-LF message accepted (%d)" % code)
     client.quit()
+
+
+def corpus_seed(yubin):
+    """Carol's maildrop: the corpus, then two messages as they arrive over
+    SMTP. Returns the stored messages, in POP3 order."""
+    maildir = os.path.join(yubin.root, "mail", "carol")
+    shutil.rmtree(maildir, ignore_errors=True)
+    names = corpus.seed(maildir)
+    corpus_smtp_pair(yubin.smtp)
     # In delivery order, as POP3 lists them: seconds, then microseconds
     # (`M…`, not zero-padded: the names do not sort as text).
     def delivered(name):
@@ -1265,8 +1276,10 @@ def corpus_poplib(yubin, keep):
 REWRITING = ("fetchmail", "getmail", "mutt")
 
 
-def run_corpus(root, yubin):
-    print("The real-mail corpus through every client, keep and delete, on yubin's defaults")
+def run_corpus(root, yubin, seed=corpus_seed, left_behind=corpus_left, label="Maildir"):
+    """Every client, keep and delete, on the corpus `seed` puts in carol's
+    maildrop; `left_behind` counts what is still there."""
+    print("The real-mail corpus through every client, keep and delete, on yubin's defaults (%s)" % label)
     save = save_script(root)
     clients = (
         ("fetchmail", lambda keep, count: corpus_fetchmail(root, yubin.pop3s, True, save, keep), True),
@@ -1276,16 +1289,17 @@ def run_corpus(root, yubin):
         ("curl", lambda keep, count: corpus_curl(root, yubin, count, keep), False),
         ("poplib", lambda keep, count: corpus_poplib(yubin, keep), False),
     )
-    for tool, fetch, lf in clients:
+    for name, fetch, lf in clients:
+        tool = name if label == "Maildir" else "%s on %s" % (name, label)
         for keep in (True, False):
-            stored = corpus_seed(yubin)
+            stored = seed(yubin)
             mode = "keep" if keep else "delete"
             got = fetch(keep, len(stored))
-            if tool in REWRITING:
+            if name in REWRITING:
                 check(len(got) == len(stored), "%s %s: %d of %d messages" % (tool, mode, len(got), len(stored)))
             else:
                 corpus_compare("%s %s" % (tool, mode), got, stored, lf=lf)
-            left = corpus_left(yubin)
+            left = left_behind(yubin)
             if keep:
                 check(left == len(stored), "%s keep: all %d messages stay (%d)" % (tool, len(stored), left))
             else:
@@ -1472,6 +1486,7 @@ def main():
         run_inbound(root, yubin)
         filters.run(binary, root, check, free_ports, wait_for_port)
         haproxy.run(binary, root, check, free_ports, wait_for_port)
+        postgres.run(binary, root, check, free_ports, wait_for_port, run_corpus, corpus_smtp_pair)
         # Last: its failed logins put a login penalty on 127.0.0.1, which
         # would slow every login after it.
         run_fail2ban(root, yubin)

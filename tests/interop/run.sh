@@ -3,8 +3,8 @@
 # getmail6, mutt, Dovecot, swaks, Postfix and its smtp-sink, fail2ban, and
 # the DKIM verifiers OpenDKIM, dkimpy and rspamd, the content filters
 # clamav-milter, OpenDKIM and rspamd, and for DANE a zone
-# signed by ldns-signzone, served by NSD and validated by unbound, all from
-# Debian.
+# signed by ldns-signzone, served by NSD and validated by unbound, and
+# HAProxy in front of two nodes on PostgreSQL, all from Debian.
 # Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,8 +27,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 # The benchmark's inbound row: Postfix with OpenDKIM and OpenDMARC.
 [ -x /usr/sbin/opendmarc ] || missing+=(opendmarc)
 command -v rspamd >/dev/null || missing+=(rspamd)
-# A load balancer speaking the PROXY protocol (issue 16).
+# A load balancer speaking the PROXY protocol, and PostgreSQL for the
+# nodes behind it (issue 16).
 command -v haproxy >/dev/null || missing+=(haproxy)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # Content filters: clamd and clamav-milter (issue 15).
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 [ -x /usr/sbin/clamav-milter ] || missing+=(clamav-milter)
