@@ -563,3 +563,108 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn issue16_a_database_restart_under_smtp_load_loses_and_doubles_nothing() {
+    let (pg, _admin) = cluster("");
+    let a = node(&pg.url(), "a", "");
+    // Four senders, a new connection per message, numbered; each prints
+    // the reply it got to its end of DATA.
+    let mut load = a.python_spawn(
+        "import smtplib, os, json, time, threading\n\
+         results = []\n\
+         stop = time.monotonic() + 9\n\
+         def sender(k):\n\
+         \x20   n = 0\n\
+         \x20   while time.monotonic() < stop:\n\
+         \x20       n += 1\n\
+         \x20       tag = '%d-%d' % (k, n)\n\
+         \x20       try:\n\
+         \x20           c = smtplib.SMTP('127.0.0.1', int(os.environ['SMTP_PORT']), timeout=30)\n\
+         \x20           try:\n\
+         \x20               c.sendmail('x@example.net', ['alice@test.example'], 'Subject: %s\\r\\n\\r\\nload\\r\\n' % tag)\n\
+         \x20               results.append([tag, 250])\n\
+         \x20           except smtplib.SMTPResponseException as e:\n\
+         \x20               results.append([tag, e.smtp_code])\n\
+         \x20           c.quit()\n\
+         \x20       except Exception as e:\n\
+         \x20           results.append([tag, str(e)])\n\
+         \x20       time.sleep(0.02)\n\
+         threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]\n\
+         [t.start() for t in threads]\n\
+         [t.join() for t in threads]\n\
+         print(json.dumps(results))",
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    pg.stop().expect("the database stops");
+    // While it is down: POP3 answers [SYS/TEMP], not a wrong password.
+    std::thread::sleep(Duration::from_millis(500));
+    let down = a.python(
+        "import popclient as p\nr = p.Raw(); r.cmd('USER alice'); p.emit(r.cmd('PASS alice-pw'))",
+        &[],
+    );
+    assert!(
+        down.as_str()
+            .is_some_and(|r| r.starts_with("-ERR [SYS/TEMP]")),
+        "{down}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    pg.start_server().expect("the database starts again");
+
+    let output = load.wait_with_output().expect("the senders finish");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let results: Vec<(String, serde_json::Value)> =
+        serde_json::from_str(text.lines().last().unwrap_or("[]")).expect("JSON");
+    let accepted: Vec<&str> = results
+        .iter()
+        .filter(|(_, code)| code == 250)
+        .map(|(tag, _)| tag.as_str())
+        .collect();
+    let deferred = results.iter().filter(|(_, code)| code == 451).count();
+    assert!(deferred > 0, "the outage was seen as 451: {text}");
+    assert!(
+        results.iter().all(|(_, code)| code == 250 || code == 451),
+        "every message got 250 or 451 4.3.0: {text}"
+    );
+    // yubin came back by itself: mail was accepted after the restart.
+    let last_refused = results
+        .iter()
+        .rposition(|(_, code)| code == 451)
+        .unwrap_or(0);
+    assert!(
+        results[last_refused..].iter().any(|(_, code)| code == 250),
+        "accepted again after the restart: {text}"
+    );
+
+    // Every 250 the senders saw is in the maildrop exactly once.
+    let subjects = pg
+        .psql(
+            "SELECT convert_from(substring(string_agg(c.data, ''::bytea ORDER BY c.seq) from 1 for 4000), 'UTF8') \
+             FROM messages m JOIN body_chunks c ON c.body_id = m.body_id GROUP BY m.id",
+        )
+        .expect("psql");
+    let mut stored: Vec<String> = subjects
+        .split("Subject: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['\r', '\n']).next().map(str::to_owned))
+        .collect();
+    stored.sort();
+    let mut unique = stored.clone();
+    unique.dedup();
+    for tag in &accepted {
+        let copies = stored.iter().filter(|s| s.as_str() == *tag).count();
+        assert_eq!(copies, 1, "{tag}: accepted with 250, stored {copies} times");
+    }
+    assert_eq!(unique.len(), stored.len(), "nothing stored twice");
+    // POP3 serves again.
+    let up = a.python(
+        "import popclient as p\nr = p.Raw(); r.login('alice', 'alice-pw'); p.emit(r.cmd('STAT'))",
+        &[],
+    );
+    assert_eq!(
+        up.as_str().and_then(|r| r.split(' ').nth(1)),
+        Some(stored.len().to_string().as_str()),
+        "{up}"
+    );
+}

@@ -19,8 +19,7 @@ impl Database {
     /// it is an orphan that [`Database::remove_orphan_bodies`] takes away
     /// after a day.
     pub async fn start_body(&self, size: u64) -> Result<i64, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_one(
                 "INSERT INTO bodies (size) VALUES ($1) RETURNING id",
                 &[&i64::try_from(size).unwrap_or(i64::MAX)],
@@ -44,8 +43,7 @@ impl Database {
     /// Chunk `seq` of body `body`; `None` past the end (or when the body
     /// is gone).
     pub async fn read_chunk(&self, body: i64, seq: i32) -> Result<Option<Vec<u8>>, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_opt(
                 "SELECT data FROM body_chunks WHERE body_id = $1 AND seq = $2",
                 &[&body, &seq],
@@ -54,12 +52,40 @@ impl Database {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// Removes what has expired: grants past their window by an hour,
+    /// penalties not renewed for `forget`, greylisting triplets not seen
+    /// for `forget_triplets`; how many rows.
+    pub async fn remove_expired(
+        &self,
+        forget: Duration,
+        forget_triplets: Duration,
+    ) -> Result<u64, DbError> {
+        let grants = self
+            .execute(
+                "DELETE FROM relay_grants WHERE expires < now() - interval '1 hour'",
+                &[],
+            )
+            .await?;
+        let penalties = self
+            .execute(
+                "DELETE FROM login_penalties WHERE last_failure < now() - make_interval(secs => $1)",
+                &[&forget.as_secs_f64()],
+            )
+            .await?;
+        let triplets = self
+            .execute(
+                "DELETE FROM greylist WHERE last_seen < now() - make_interval(secs => $1)",
+                &[&forget_triplets.as_secs_f64()],
+            )
+            .await?;
+        Ok(grants + penalties + triplets)
+    }
+
     /// Removes bodies that no maildrop row or queue entry names and that
     /// are older than `age` (deliveries cut off between writing the body
     /// and committing it); how many.
     pub async fn remove_orphan_bodies(&self, age: Duration) -> Result<u64, DbError> {
-        let client = self.client().await?;
-        let removed = client
+        let removed = self
             .execute(
                 "DELETE FROM bodies b WHERE b.created < now() - make_interval(secs => $1) \
                  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = b.id) \

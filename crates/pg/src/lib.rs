@@ -13,7 +13,17 @@ pub use maildrops::{Committed, Listed, Locked, NewMessage};
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
 pub use users::ImportReport;
 
+use std::time::Duration;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+/// How long connecting to the database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a step waits for a free connection from a full pool.
+const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// What can go wrong with the database.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +63,13 @@ impl Database {
             None => "-c synchronous_commit=on".to_owned(),
         };
         config.options(options);
+        // A database that stops answering (a cut cable, not a refusal)
+        // fails a session's step in seconds instead of hanging it.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives_idle(Duration::from_secs(10));
+        config.tcp_user_timeout(Duration::from_secs(15));
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -62,6 +79,10 @@ impl Database {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| DbError::Pool(e.to_string()))?;
         Ok(Database { pool })
@@ -73,6 +94,48 @@ impl Database {
             .get()
             .await
             .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// Runs `sql` for at most one row. Statements are prepared once per
+    /// connection and kept, so each later use is one round trip.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query_opt(&statement, params).await?)
+    }
+
+    /// Runs `sql` for exactly one row (see [`Database::query_opt`]).
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, DbError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query_one(&statement, params).await?)
+    }
+
+    /// Runs `sql` for its rows (see [`Database::query_opt`]).
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    /// Runs `sql` for the number of rows it changed (see
+    /// [`Database::query_opt`]).
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.execute(&statement, params).await?)
     }
 
     /// Applies every migration the database has not had yet, one node at

@@ -97,8 +97,7 @@ impl Database {
         session: &str,
         lease: Duration,
     ) -> Result<Locked, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_opt(
                 "WITH u AS (SELECT id FROM users WHERE name_key = $1), \
                  taken AS ( \
@@ -130,8 +129,7 @@ impl Database {
         if sessions.is_empty() {
             return Ok(0);
         }
-        let client = self.client().await?;
-        let renewed = client
+        let renewed = self
             .execute(
                 "UPDATE maildrop_locks SET lease_until = now() + make_interval(secs => $2) \
                  WHERE session = ANY($1)",
@@ -157,10 +155,8 @@ impl Database {
     /// it can hold none (its earlier run's locks would otherwise wait out
     /// their leases).
     pub async fn release_node_locks(&self, node: &str) -> Result<u64, DbError> {
-        let client = self.client().await?;
-        Ok(client
-            .execute("DELETE FROM maildrop_locks WHERE node = $1", &[&node])
-            .await?)
+        self.execute("DELETE FROM maildrop_locks WHERE node = $1", &[&node])
+            .await
     }
 
     /// The messages in `user`'s `folder`, in arrival order.
@@ -197,8 +193,7 @@ impl Database {
         delete: &[i64],
         seen: &[i64],
     ) -> Result<Committed, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_one(
                 "WITH l AS ( \
                      DELETE FROM maildrop_locks WHERE user_id = $1 AND session = $2 RETURNING user_id), \
@@ -226,8 +221,7 @@ impl Database {
 
     /// A user's row id, by name in any ASCII case.
     pub async fn user_id(&self, name: &str) -> Result<Option<i64>, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_opt(
                 "SELECT id FROM users WHERE name_key = $1",
                 &[&name.to_ascii_lowercase()],
@@ -239,8 +233,7 @@ impl Database {
     /// The folders a user has messages in (`""`: the maildrop POP3
     /// serves).
     pub async fn folders(&self, user: i64) -> Result<Vec<String>, DbError> {
-        let client = self.client().await?;
-        let rows = client
+        let rows = self
             .query(
                 "SELECT DISTINCT folder FROM messages WHERE user_id = $1 ORDER BY folder",
                 &[&user],
@@ -326,8 +319,7 @@ impl Database {
         rule: &str,
         messages: &[i64],
     ) -> Result<HashMap<i64, Option<u64>>, DbError> {
-        let client = self.client().await?;
-        let rows = client
+        let rows = self
             .query(
                 "SELECT message_id, size FROM derived_sizes WHERE rule = $1 AND message_id = ANY($2)",
                 &[&rule, &messages],

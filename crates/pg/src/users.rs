@@ -65,8 +65,7 @@ fn params<'a>(user: &'a UserEntry, name_key: &'a String) -> [&'a (dyn ToSql + Sy
 impl Database {
     /// A number that changes whenever a user is added, changed or removed.
     pub async fn users_version(&self) -> Result<i64, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_one("SELECT version FROM users_version", &[])
             .await?;
         Ok(row.get(0))
@@ -96,8 +95,7 @@ impl Database {
 
     /// One user, by name in any ASCII case.
     pub async fn user_entry(&self, name: &str) -> Result<Option<UserEntry>, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_opt(
                 &format!("SELECT {COLUMNS} FROM users WHERE name_key = $1"),
                 &[&key(name)],
@@ -117,8 +115,7 @@ impl Database {
     /// Replaces a user's stored password; `false` when there is no such
     /// user.
     pub async fn set_password(&self, name: &str, password: &str) -> Result<bool, DbError> {
-        let client = self.client().await?;
-        let changed = client
+        let changed = self
             .execute(
                 "UPDATE users SET password = $2 WHERE name_key = $1",
                 &[&key(name), &password],
@@ -129,8 +126,7 @@ impl Database {
 
     /// How many messages a user has, in every folder.
     pub async fn message_count(&self, name: &str) -> Result<i64, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let row = self
             .query_one(
                 "SELECT count(*) FROM messages m JOIN users u ON u.id = m.user_id WHERE u.name_key = $1",
                 &[&key(name)],

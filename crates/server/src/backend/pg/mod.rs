@@ -38,6 +38,8 @@ pub struct Shared {
     pub backend: Backend,
     mail: Arc<PgMailStore>,
     db: Database,
+    /// How long a greylisting triplet is kept unseen.
+    triplets_kept: Duration,
 }
 
 impl Shared {
@@ -75,24 +77,38 @@ impl Shared {
             penalties: Arc::new(PgPenalties::new(db.clone())),
             greylist: Arc::new(PgGreylist::new(db.clone(), greylist)),
         };
-        Ok(Shared { backend, mail, db })
+        Ok(Shared {
+            backend,
+            mail,
+            db,
+            triplets_kept: greylist.keep,
+        })
     }
 
     /// Renews this node's maildrop leases, and now and then removes bodies
-    /// no delivery finished, until `shutdown`.
+    /// no delivery finished and expired grants, penalties and triplets,
+    /// until `shutdown`.
     pub async fn keep(self, mut shutdown: watch::Receiver<bool>) {
         let mut renew = tokio::time::interval(LOCK_RENEWAL);
         let mut sweep = tokio::time::interval(ORPHAN_SWEEP);
         loop {
             tokio::select! {
                 _ = renew.tick() => self.mail.renew_leases().await,
-                _ = sweep.tick() => match self.db.remove_orphan_bodies(ORPHAN_AGE).await {
-                    Ok(0) => {}
-                    Ok(removed) => tracing::info!(removed, "bodies of unfinished deliveries removed"),
-                    Err(error) => tracing::warn!(%error, "bodies of unfinished deliveries not swept"),
-                },
+                _ = sweep.tick() => self.sweep().await,
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    async fn sweep(&self) {
+        match self.db.remove_orphan_bodies(ORPHAN_AGE).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "bodies of unfinished deliveries removed"),
+            Err(error) => tracing::warn!(%error, "bodies of unfinished deliveries not swept"),
+        }
+        let forget = yubin_auth::penalty::FORGET_AFTER;
+        if let Err(error) = self.db.remove_expired(forget, self.triplets_kept).await {
+            tracing::warn!(%error, "expired grants, penalties and triplets not swept");
         }
     }
 }

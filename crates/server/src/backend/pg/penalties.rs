@@ -36,8 +36,7 @@ impl PenaltyStore for PgPenalties {
         let attempt = i64::from_ne_bytes(attempt.to_ne_bytes());
         let forget = FORGET_AFTER.as_secs_f64();
         let result = async {
-            let client = self.db.client().await?;
-            let row = client
+            let row = self.db
                 .query_one(
                     "INSERT INTO login_penalties AS p (client, failures, last_failure, last_attempt) \
                      VALUES ($1, 1, now(), $2) \
@@ -66,8 +65,8 @@ impl PenaltyStore for PgPenalties {
 
     async fn wait(&self, ip: IpAddr, base: Duration, cap: Duration) -> Duration {
         let result = async {
-            let client = self.db.client().await?;
-            let row = client
+            let row = self
+                .db
                 .query_opt(
                     "SELECT failures, extract(epoch FROM now() - last_failure)::float8 \
                      FROM login_penalties WHERE client = $1",
