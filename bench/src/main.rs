@@ -5,6 +5,7 @@
 mod client;
 mod data;
 mod inbound;
+mod pg;
 mod procs;
 mod report;
 mod responder;
@@ -38,7 +39,7 @@ enum Command {
         /// Scenarios to run (login, retrieval, big, large, idle, tls, smtp, dkim, inbound, rspamd); default all.
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
-        /// Servers to run against (yubin, dovecot, responder, postfix); default all.
+        /// Servers to run against (yubin, yubin-pg, dovecot, responder, postfix); default all.
         #[arg(long, value_delimiter = ',')]
         servers: Vec<String>,
         /// Runs of each scenario; the table shows medians.
@@ -156,6 +157,12 @@ fn run(
     if wants(&servers, "yubin") {
         base.push(Kind::Yubin);
     }
+    // Issue 16: the PostgreSQL backend, side by side, where it has targets.
+    let on_postgres: Vec<Kind> = if wants(&servers, "yubin-pg") {
+        vec![Kind::YubinPg]
+    } else {
+        vec![]
+    };
     let dovecots = [
         DovecotSetup::ReuseAll,
         DovecotSetup::ReuseLogin,
@@ -228,27 +235,36 @@ fn run(
             for clients in [10, 50] {
                 step(
                     "login",
-                    scenarios::login(&ctx, &with(&[&all_dovecots, &responder]), clients, false),
+                    scenarios::login(
+                        &ctx,
+                        &with(&[&on_postgres, &all_dovecots, &responder]),
+                        clients,
+                        false,
+                    ),
                 )?;
             }
         }
         if wants(&scenarios, "retrieval") {
             step(
                 "retrieval",
-                scenarios::retrieval(&ctx, &with(&[&fastest_dovecot, &responder])),
+                scenarios::retrieval(&ctx, &with(&[&on_postgres, &fastest_dovecot, &responder])),
             )?;
         }
         if wants(&scenarios, "big") {
             step(
                 "big",
-                scenarios::big(&ctx, &with(&[&fastest_dovecot, &responder]), false),
+                scenarios::big(
+                    &ctx,
+                    &with(&[&on_postgres, &fastest_dovecot, &responder]),
+                    false,
+                ),
             )?;
         }
         if wants(&scenarios, "large") {
             for tagged in [false, true] {
                 step(
                     "large",
-                    scenarios::large(&ctx, &with(&[&fastest_dovecot]), tagged),
+                    scenarios::large(&ctx, &with(&[&on_postgres, &fastest_dovecot]), tagged),
                 )?;
             }
         }
@@ -263,7 +279,10 @@ fn run(
             )?;
         }
         if wants(&scenarios, "smtp") {
-            step("smtp", smtp::smtp_in(&ctx, &with(&[&postfix])))?;
+            step(
+                "smtp",
+                smtp::smtp_in(&ctx, &with(&[&on_postgres, &postfix])),
+            )?;
         }
         if wants(&scenarios, "dkim") {
             step("dkim", smtp::smtp_signed(&ctx, &with(&[&postfix])))?;

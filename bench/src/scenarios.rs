@@ -149,10 +149,12 @@ pub fn login(ctx: &Ctx, kinds: &[Kind], clients: usize, tls: bool) -> Result<Vec
         });
         let elapsed = started.elapsed().as_secs_f64();
         let after = (procs::usage(server.pid()), procs::own_cpu());
+        let statements = server.db_statements();
         server.stop();
         let mut latencies = latencies.with_context(|| format!("login against {}", kind.name()))?;
         latencies.sort();
         let rate = latencies.len() as f64 / elapsed;
+        let trips = per(statements, latencies.len());
         out.push(measurement(
             "login",
             &variant,
@@ -167,10 +169,16 @@ pub fn login(ctx: &Ctx, kinds: &[Kind], clients: usize, tls: bool) -> Result<Vec
                 "server_cpu_s": after.0.cpu - before.0.cpu,
                 "client_cpu_s": after.1 - before.1,
                 "seconds": elapsed,
+                "db_round_trips": trips,
             }),
         ));
     }
     Ok(out)
+}
+
+/// Database statements per operation, where counted.
+pub(crate) fn per(statements: Option<u64>, operations: usize) -> Option<f64> {
+    statements.map(|n| n as f64 / operations.max(1) as f64)
 }
 
 /// 2: 20 mailboxes × 500 messages of ~10 KB; 10 clients take a mailbox each:
@@ -257,10 +265,18 @@ pub fn retrieval(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
         });
         let elapsed = started.elapsed().as_secs_f64();
         let after = (procs::usage(server.pid()), procs::own_cpu());
+        let statements = server.db_statements();
+        let left_in_db = server.db_messages();
         server.stop();
         let (messages, bytes) =
             result.with_context(|| format!("retrieval against {}", kind.name()))?;
-        if kind != Kind::Responder {
+        if let Some(left) = left_in_db {
+            ensure!(
+                left == 0,
+                "{}: {left} messages left after DELE all + QUIT",
+                kind.name()
+            );
+        } else if kind != Kind::Responder {
             // DELE + QUIT really removed everything.
             for b in 0..mailboxes {
                 let root = ctx.env.mail.join(user(b));
@@ -286,6 +302,8 @@ pub fn retrieval(ctx: &Ctx, kinds: &[Kind]) -> Result<Vec<Measurement>> {
                 "server_cpu_s": after.0.cpu - before.0.cpu,
                 "client_cpu_s": after.1 - before.1,
                 "seconds": elapsed,
+                "db_round_trips": per(statements, usize::try_from(messages).unwrap_or(usize::MAX)),
+                "db_round_trips_per_session": per(statements, mailboxes),
             }),
         ));
     }
@@ -334,6 +352,7 @@ pub fn big(ctx: &Ctx, kinds: &[Kind], tls: bool) -> Result<Vec<Measurement>> {
             Ok::<_, anyhow::Error>(retr_time)
         });
         let after = (procs::usage(server.pid()), procs::own_cpu());
+        let statements = server.db_statements();
         server.stop();
         let retr_time = result.with_context(|| format!("big RETR against {}", kind.name()))?;
         let mb = (data::wire(&stored).len() * repeats) as f64 / 1e6;
@@ -348,6 +367,7 @@ pub fn big(ctx: &Ctx, kinds: &[Kind], tls: bool) -> Result<Vec<Measurement>> {
                 "seconds": retr_time.as_secs_f64(),
                 "server_cpu_s": after.0.cpu - before.0.cpu,
                 "client_cpu_s": after.1 - before.1,
+                "db_round_trips": per(statements, repeats),
             }),
         ));
     }
@@ -398,9 +418,13 @@ pub fn large(ctx: &Ctx, kinds: &[Kind], tagged: bool) -> Result<Vec<Measurement>
                 Ok::<_, anyhow::Error>((stat, uidl))
             });
             let after = procs::usage(server.pid());
+            let statements = server.db_statements();
             let (stat, uidl) =
                 result.with_context(|| format!("large maildrop against {}", kind.name()))?;
-            let details = serde_json::json!({ "server_cpu_s": after.cpu - before.cpu });
+            let details = serde_json::json!({
+                "server_cpu_s": after.cpu - before.cpu,
+                "db_round_trips": per(statements, 1),
+            });
             out.push(measurement(
                 "large",
                 &format!("{label} {round} login+STAT"),

@@ -51,6 +51,8 @@ pub enum Kind {
     Responder,
     /// A private Postfix (SMTP scenarios only).
     Postfix,
+    /// yubin on a private PostgreSQL cluster (issue 16).
+    YubinPg,
 }
 
 impl Kind {
@@ -63,7 +65,13 @@ impl Kind {
             Kind::Dovecot(DovecotSetup::ReuseAll) => "dovecot-reuse-all",
             Kind::Responder => "responder",
             Kind::Postfix => "postfix",
+            Kind::YubinPg => "yubin-pg",
         }
+    }
+
+    /// Whether this is yubin, on either backend.
+    pub fn is_yubin(self) -> bool {
+        matches!(self, Kind::Yubin | Kind::YubinPg)
     }
 }
 
@@ -82,6 +90,9 @@ pub struct Server {
     dovecot_config: Option<PathBuf>,
     postfix_config: Option<PathBuf>,
     pid: u32,
+    /// yubin-pg's cluster (dropped after the node: fields drop after
+    /// `Drop::drop`).
+    pub pg: Option<yubin_test_pg::TestPostgres>,
 }
 
 /// The mode of `Server::start` in which mail from loopback is relayed to
@@ -173,11 +184,22 @@ impl Server {
             dovecot_config: None,
             postfix_config: None,
             pid: 0,
+            pg: None,
         };
         match kind {
-            Kind::Yubin => {
-                let dir = env.work.join("yubin");
+            Kind::Yubin | Kind::YubinPg => {
+                let dir = env.work.join(kind.name());
                 fs::create_dir_all(&dir)?;
+                let storage = if kind == Kind::YubinPg {
+                    let cluster = crate::pg::cluster(env, &dir)?;
+                    let url = cluster.url();
+                    server.pg = Some(cluster);
+                    format!(
+                        "[storage]\nbackend = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 32\n"
+                    )
+                } else {
+                    String::new()
+                };
                 let config = dir.join("yubin.toml");
                 fs::write(
                     &config,
@@ -189,7 +211,7 @@ impl Server {
                          [pop3]\nlisten = [\"{pop3}\"]\nlisten_tls = [\"{pop3s}\"]\nmax_connections = 20000\n\
                          [smtp]\nlisten = [\"{smtp}\"]\nsubmission = [\"127.0.0.1:{sub}\"]\n\
                          submissions = [\"127.0.0.1:{subs}\"]\nmax_connections = 1000\n{signed}\
-                         [inbound]\nauthentication = {checked}\n{dns}{filter}",
+                         [inbound]\nauthentication = {checked}\n{dns}{filter}{storage}",
                         checked = responder_mode == INBOUND_AUTH,
                         filter = match responder_mode.strip_prefix(RSPAMD_FILTER) {
                             Some(normal) =>
@@ -363,8 +385,11 @@ impl Server {
         }
         wait_for(pop3)?;
         wait_for(pop3s)?;
-        if kind == Kind::Yubin {
+        if kind.is_yubin() {
             wait_for(smtp)?;
+        }
+        if let Some(cluster) = &server.pg {
+            crate::pg::reset(cluster)?;
         }
         Ok(server)
     }
@@ -377,6 +402,20 @@ impl Server {
     /// Stops the server and waits for it (also done when dropped, so an
     /// error in a scenario leaves no server behind).
     pub fn stop(self) {}
+
+    /// On PostgreSQL: the statements the node ran since it started (or
+    /// since the last call), each one round trip.
+    pub fn db_statements(&self) -> Option<u64> {
+        let cluster = self.pg.as_ref()?;
+        let count = crate::pg::statements(cluster).ok()?;
+        crate::pg::reset(cluster).ok()?;
+        Some(count)
+    }
+
+    /// On PostgreSQL: the messages in the maildrops.
+    pub fn db_messages(&self) -> Option<u64> {
+        crate::pg::messages(self.pg.as_ref()?).ok()
+    }
 }
 
 impl Drop for Server {

@@ -212,6 +212,13 @@ async fn to_postgres(config: &Config, db: &Database, verify: bool) -> Result<Tal
                 .into_iter()
                 .map(|m| m.uidl)
                 .collect();
+            let mut batch = Batch {
+                user: &user.name,
+                folder: &folder,
+                node: config.node_name(),
+                messages: Vec::new(),
+                octets: 0,
+            };
             for i in 0..listing.len() {
                 let uid = listing.uid(i);
                 if have.contains(uid.as_ref()) {
@@ -226,19 +233,23 @@ async fn to_postgres(config: &Config, db: &Database, verify: bool) -> Result<Tal
                     .map_err(runtime_error)?;
                 let flags = name::flags(listing.file_name(i).as_encoded_bytes());
                 let (seconds, _) = name::delivery_time(listing.base(i));
-                let message = Incoming {
-                    user: &user.name,
-                    folder: &folder,
-                    uidl: &uid,
-                    node: config.node_name(),
-                    wire_size: listing.size(i),
-                    seen: flags.contains(&b'S'),
-                    delivered: i64::try_from(seconds).ok().filter(|&s| s > 0),
-                };
-                message.copy(db, &body).await.map_err(runtime_error)?;
                 tally.copied += 1;
                 tally.octets += body.len() as u64;
+                batch
+                    .add(
+                        db,
+                        Incoming {
+                            uidl: uid.into_owned(),
+                            wire_size: listing.size(i),
+                            seen: flags.contains(&b'S'),
+                            delivered: i64::try_from(seconds).ok().filter(|&s| s > 0),
+                            body,
+                        },
+                    )
+                    .await
+                    .map_err(runtime_error)?;
             }
+            batch.flush(db).await.map_err(runtime_error)?;
             if verify {
                 let rows = db
                     .list_maildrop(user_id, &folder)
@@ -266,50 +277,94 @@ fn describe(user: &str, folder: &str) -> String {
 }
 
 /// A message from a Maildir on its way into the database.
-struct Incoming<'a> {
-    user: &'a str,
-    folder: &'a str,
-    uidl: &'a str,
-    node: &'a str,
+struct Incoming {
+    uidl: String,
     wire_size: u64,
     seen: bool,
     delivered: Option<i64>,
+    body: Vec<u8>,
 }
 
-impl Incoming<'_> {
-    /// Writes the body (a large one chunk by chunk first) and the maildrop
-    /// row.
-    async fn copy(&self, db: &Database, body: &[u8]) -> Result<(), yubin_pg::DbError> {
-        let chunks: Vec<&[u8]> = body.chunks(CHUNK).collect();
-        let (started, first_seq, last) = if chunks.len() > 4 {
-            let id = db.start_body(body.len() as u64).await?;
-            let (rest, last) = chunks.split_at(chunks.len() - 1);
-            for (seq, chunk) in rest.iter().enumerate() {
-                db.write_chunk(id, i32::try_from(seq).unwrap_or(i32::MAX), chunk)
-                    .await?;
-            }
-            (
-                Some(id),
-                i32::try_from(rest.len()).unwrap_or(i32::MAX),
-                last.to_vec(),
-            )
-        } else {
-            (None, 0, chunks)
-        };
-        db.deliver(&NewMessage {
+/// Messages of one maildrop copied together: small ones in one
+/// transaction per batch, a large one by itself, chunk by chunk, in order.
+struct Batch<'a> {
+    user: &'a str,
+    folder: &'a str,
+    node: &'a str,
+    messages: Vec<Incoming>,
+    octets: usize,
+}
+
+/// Messages per transaction, and octets.
+const BATCH_MESSAGES: usize = 500;
+const BATCH_OCTETS: usize = 16 << 20;
+
+/// A body of more chunks than this is written chunk by chunk.
+const LARGE_CHUNKS: usize = 4;
+
+impl Batch<'_> {
+    async fn add(&mut self, db: &Database, message: Incoming) -> Result<(), yubin_pg::DbError> {
+        if message.body.len() > LARGE_CHUNKS * CHUNK {
+            self.flush(db).await?;
+            return self.copy_large(db, &message).await;
+        }
+        self.octets += message.body.len();
+        self.messages.push(message);
+        if self.messages.len() >= BATCH_MESSAGES || self.octets >= BATCH_OCTETS {
+            self.flush(db).await?;
+        }
+        Ok(())
+    }
+
+    fn row<'m>(
+        &'m self,
+        message: &'m Incoming,
+        started: Option<(i64, i32)>,
+        chunks: Vec<&'m [u8]>,
+    ) -> NewMessage<'m> {
+        NewMessage {
             user: self.user,
             folder: self.folder,
-            uidl: Some(self.uidl),
+            uidl: Some(&message.uidl),
             node: self.node,
-            size: body.len() as u64,
-            wire_size: self.wire_size,
-            body: started,
-            first_seq,
-            chunks: last,
-            seen: self.seen,
-            delivered: self.delivered,
-        })
-        .await?;
+            size: message.body.len() as u64,
+            wire_size: message.wire_size,
+            body: started.map(|(id, _)| id),
+            first_seq: started.map_or(0, |(_, seq)| seq),
+            chunks,
+            seen: message.seen,
+            delivered: message.delivered,
+        }
+    }
+
+    async fn flush(&mut self, db: &Database) -> Result<(), yubin_pg::DbError> {
+        if self.messages.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<NewMessage<'_>> = self
+            .messages
+            .iter()
+            .map(|m| self.row(m, None, m.body.chunks(CHUNK).collect()))
+            .collect();
+        db.deliver_batch(&rows).await?;
+        self.messages.clear();
+        self.octets = 0;
+        Ok(())
+    }
+
+    /// Writes all chunks but the last first, then the last with the
+    /// maildrop row.
+    async fn copy_large(&self, db: &Database, message: &Incoming) -> Result<(), yubin_pg::DbError> {
+        let chunks: Vec<&[u8]> = message.body.chunks(CHUNK).collect();
+        let id = db.start_body(message.body.len() as u64).await?;
+        let (rest, last) = chunks.split_at(chunks.len() - 1);
+        for (seq, chunk) in rest.iter().enumerate() {
+            db.write_chunk(id, i32::try_from(seq).unwrap_or(i32::MAX), chunk)
+                .await?;
+        }
+        let first_seq = i32::try_from(rest.len()).unwrap_or(i32::MAX);
+        db.deliver(&self.row(message, Some((id, first_seq)), last.to_vec()))
+            .await?;
         Ok(())
     }
 }
@@ -389,9 +444,15 @@ async fn to_maildir(config: &Config, db: &Database, verify: bool) -> Result<Tall
 async fn read_body(db: &Database, row: &Listed) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(usize::try_from(row.size).unwrap_or(0));
     let mut seq = 0;
-    while let Some(chunk) = db.read_chunk(row.body, seq).await? {
-        body.extend_from_slice(&chunk);
-        seq += 1;
+    loop {
+        let chunks = db.read_chunks(row.body, seq, 16).await?;
+        if chunks.is_empty() {
+            break;
+        }
+        seq += i32::try_from(chunks.len())?;
+        for chunk in chunks {
+            body.extend_from_slice(&chunk);
+        }
     }
     anyhow::ensure!(
         body.len() as u64 == row.size,

@@ -570,7 +570,7 @@ fn issue16_a_database_restart_under_smtp_load_loses_and_doubles_nothing() {
     let a = node(&pg.url(), "a", "");
     // Four senders, a new connection per message, numbered; each prints
     // the reply it got to its end of DATA.
-    let mut load = a.python_spawn(
+    let load = a.python_spawn(
         "import smtplib, os, json, time, threading\n\
          results = []\n\
          stop = time.monotonic() + 9\n\

@@ -40,16 +40,22 @@ impl Database {
         Ok(())
     }
 
-    /// Chunk `seq` of body `body`; `None` past the end (or when the body
-    /// is gone).
-    pub async fn read_chunk(&self, body: i64, seq: i32) -> Result<Option<Vec<u8>>, DbError> {
-        let row = self
-            .query_opt(
-                "SELECT data FROM body_chunks WHERE body_id = $1 AND seq = $2",
-                &[&body, &seq],
+    /// Up to `count` chunks of body `body` from `first`, in order; fewer
+    /// at the end, none past it (or when the body is gone).
+    pub async fn read_chunks(
+        &self,
+        body: i64,
+        first: i32,
+        count: i32,
+    ) -> Result<Vec<Vec<u8>>, DbError> {
+        let rows = self
+            .query(
+                "SELECT data FROM body_chunks WHERE body_id = $1 AND seq >= $2 AND seq < $2 + $3 \
+                 ORDER BY seq",
+                &[&body, &first, &count],
             )
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Removes what has expired: grants past their window by an hour,

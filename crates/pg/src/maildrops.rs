@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tokio_postgres::types::ToSql;
+
 use crate::{Database, DbError};
 
 /// One message as a maildrop lists it.
@@ -31,10 +33,16 @@ pub struct Listed {
 }
 
 /// What asking for a maildrop's lock gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locked {
-    /// The lock is this session's; the user's row id.
-    Taken(i64),
+    /// The lock is this session's: the user's row id, and the maildrop's
+    /// messages in arrival order.
+    Taken {
+        /// The user's row.
+        user: i64,
+        /// The messages.
+        listing: Vec<Listed>,
+    },
     /// Another session holds it and its lease runs.
     InUse,
     /// No user has that name.
@@ -79,6 +87,61 @@ pub struct NewMessage<'a> {
     pub delivered: Option<i64>,
 }
 
+/// A message into a maildrop, as one statement: the body (unless started
+/// already, and only for a user that exists), its last chunks and the
+/// maildrop row; its row id and UIDL, or no row for no such user.
+const DELIVER: &str = "WITH b AS ( \
+         INSERT INTO bodies (size) SELECT $1 \
+         WHERE $2::bigint IS NULL AND EXISTS (SELECT 1 FROM users WHERE name_key = $9) \
+         RETURNING id), \
+     body AS (SELECT id FROM b UNION ALL SELECT $2::bigint WHERE $2::bigint IS NOT NULL), \
+     c AS ( \
+         INSERT INTO body_chunks (body_id, seq, data) \
+         SELECT body.id, $3::int + (s.n - 1)::int, s.data \
+         FROM body, unnest($4::bytea[]) WITH ORDINALITY AS s(data, n)), \
+     m AS ( \
+         INSERT INTO messages (user_id, folder, uidl, size, wire_size, body_id, seen, delivered) \
+         SELECT u.id, $5, coalesce($6, \
+             floor(extract(epoch FROM now()))::bigint || '.M' || \
+             (extract(microseconds FROM now())::bigint % 1000000) || \
+             'Y' || body.id || '.' || $7), \
+             $1, $8, body.id, $10, coalesce(to_timestamp($11::bigint), now()) \
+         FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
+     SELECT id, uidl FROM m";
+
+/// The values [`DELIVER`] takes that a [`NewMessage`] holds in another form.
+struct Owned {
+    size: i64,
+    wire_size: i64,
+    user_key: String,
+}
+
+impl Owned {
+    fn of(message: &NewMessage<'_>) -> Owned {
+        Owned {
+            size: signed(message.size),
+            wire_size: signed(message.wire_size),
+            user_key: message.user.to_ascii_lowercase(),
+        }
+    }
+
+    fn params<'a>(&'a self, message: &'a NewMessage<'_>) -> [&'a (dyn ToSql + Sync); 11] {
+        [
+            &self.size,
+            &message.body,
+            &message.first_seq,
+            &message.chunks,
+            &message.folder,
+            &message.uidl,
+            &message.node,
+            &self.wire_size,
+            &self.user_key,
+            &message.seen,
+            &message.delivered,
+        ]
+    }
+}
+
 fn octets(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -89,16 +152,18 @@ fn signed(n: u64) -> i64 {
 
 impl Database {
     /// Takes `name`'s maildrop lock for `session` of `node`, for `lease`,
-    /// or finds it held; a lapsed lease is taken over.
+    /// and lists its `folder`, in one statement; or finds the lock held. A
+    /// lapsed lease is taken over.
     pub async fn lock_maildrop(
         &self,
         name: &str,
         node: &str,
         session: &str,
         lease: Duration,
+        folder: &str,
     ) -> Result<Locked, DbError> {
-        let row = self
-            .query_opt(
+        let rows = self
+            .query(
                 "WITH u AS (SELECT id FROM users WHERE name_key = $1), \
                  taken AS ( \
                      INSERT INTO maildrop_locks (user_id, node, session, lease_until) \
@@ -107,20 +172,41 @@ impl Database {
                          session = EXCLUDED.session, lease_until = EXCLUDED.lease_until \
                      WHERE maildrop_locks.lease_until < now() \
                      RETURNING user_id) \
-                 SELECT u.id, EXISTS (SELECT 1 FROM taken) FROM u",
+                 SELECT u.id, t.user_id IS NOT NULL, \
+                        m.id, m.uidl, m.size, m.wire_size, m.body_id, m.seen \
+                 FROM u LEFT JOIN taken t ON true \
+                 LEFT JOIN messages m ON m.user_id = t.user_id AND m.folder = $5 \
+                 ORDER BY m.id",
                 &[
                     &name.to_ascii_lowercase(),
                     &node,
                     &session,
                     &lease.as_secs_f64(),
+                    &folder,
                 ],
             )
             .await?;
-        Ok(match row {
-            None => Locked::NoSuchUser,
-            Some(row) if row.get::<_, bool>(1) => Locked::Taken(row.get(0)),
-            Some(_) => Locked::InUse,
-        })
+        let Some(first) = rows.first() else {
+            return Ok(Locked::NoSuchUser);
+        };
+        if !first.get::<_, bool>(1) {
+            return Ok(Locked::InUse);
+        }
+        let user = first.get(0);
+        let listing = rows
+            .iter()
+            .filter_map(|row| {
+                Some(Listed {
+                    id: row.get::<_, Option<i64>>(2)?,
+                    uidl: row.get(3),
+                    size: octets(row.get(4)),
+                    wire_size: octets(row.get(5)),
+                    body: row.get(6),
+                    seen: row.get(7),
+                })
+            })
+            .collect();
+        Ok(Locked::Taken { user, listing })
     }
 
     /// Extends the leases of `sessions` by `lease` from now; how many were
@@ -249,48 +335,29 @@ impl Database {
         &self,
         message: &NewMessage<'_>,
     ) -> Result<Option<(i64, String)>, DbError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "WITH b AS ( \
-                     INSERT INTO bodies (size) SELECT $1 \
-                     WHERE $2::bigint IS NULL AND EXISTS (SELECT 1 FROM users WHERE name_key = $9) \
-                     RETURNING id), \
-                 body AS (SELECT id FROM b UNION ALL SELECT $2::bigint WHERE $2::bigint IS NOT NULL), \
-                 c AS ( \
-                     INSERT INTO body_chunks (body_id, seq, data) \
-                     SELECT body.id, $3::int + (s.n - 1)::int, s.data \
-                     FROM body, unnest($4::bytea[]) WITH ORDINALITY AS s(data, n)), \
-                 m AS ( \
-                     INSERT INTO messages (user_id, folder, uidl, size, wire_size, body_id, seen, delivered) \
-                     SELECT u.id, $5, coalesce($6, \
-                         floor(extract(epoch FROM now()))::bigint || '.M' || \
-                         (extract(microseconds FROM now())::bigint % 1000000) || \
-                         'Y' || body.id || '.' || $7), \
-                         $1, $8, body.id, $10, coalesce(to_timestamp($11::bigint), now()) \
-                     FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
-                 SELECT id, uidl FROM m",
-            )
-            .await?;
-        let row = client
-            .query_opt(
-                &statement,
-                &[
-                    &signed(message.size),
-                    &message.body,
-                    &message.first_seq,
-                    &message.chunks,
-                    &message.folder,
-                    &message.uidl,
-                    &message.node,
-                    &signed(message.wire_size),
-                    &message.user.to_ascii_lowercase(),
-                    &message.seen,
-                    &message.delivered,
-                ],
-            )
-            .await?;
+        let owned = Owned::of(message);
+        let row = self.query_opt(DELIVER, &owned.params(message)).await?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Puts several messages in maildrops in one transaction, in order
+    /// (one commit for all: moving a maildrop in is not a fsync per
+    /// message). What [`Database::deliver`] returns, for each.
+    pub async fn deliver_batch(
+        &self,
+        messages: &[NewMessage<'_>],
+    ) -> Result<Vec<Option<(i64, String)>>, DbError> {
+        let mut client = self.client().await?;
+        let statement = client.prepare_cached(DELIVER).await?;
+        let tx = client.transaction().await?;
+        let mut delivered = Vec::with_capacity(messages.len());
+        for message in messages {
+            let owned = Owned::of(message);
+            let row = tx.query_opt(&statement, &owned.params(message)).await?;
+            delivered.push(row.map(|r| (r.get(0), r.get(1))));
+        }
+        tx.commit().await?;
+        Ok(delivered)
     }
 
     /// Removes one message again (its delivery was part of an acceptance

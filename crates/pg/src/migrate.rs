@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "every passwd-file field, users' version, seen flags, derived sizes",
         sql: include_str!("../migrations/0002_users_and_maildrops.sql"),
     },
+    Migration {
+        version: 3,
+        name: "locks, grants and penalties unlogged",
+        sql: include_str!("../migrations/0003_ephemeral_state.sql"),
+    },
 ];
 
 /// The advisory lock that makes migrating one node's job at a time.

@@ -26,11 +26,20 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     owner: Option<(u32, u32)>,
+    /// Server settings (`key=value`) given at every start.
+    settings: Vec<String>,
 }
 
 impl TestPostgres {
     /// Makes a cluster and starts it; the database `yubin` exists.
     pub fn start() -> io::Result<TestPostgres> {
+        TestPostgres::start_with(&[])
+    }
+
+    /// As [`TestPostgres::start`], with server settings (`key=value`, as
+    /// `postgres -c` takes them), e.g.
+    /// `shared_preload_libraries=pg_stat_statements`.
+    pub fn start_with(settings: &[&str]) -> io::Result<TestPostgres> {
         let bin = binaries()?;
         let dir = tempfile::Builder::new().prefix("yubin-pg-").tempdir()?;
         let owner = owner()?;
@@ -49,6 +58,7 @@ impl TestPostgres {
             bin,
             port,
             owner,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
         };
         pg.run(
             "initdb",
@@ -106,11 +116,15 @@ impl TestPostgres {
 
     /// Starts the server (again, after [`TestPostgres::stop`]).
     pub fn start_server(&self) -> io::Result<()> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        for setting in &self.settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
         self.run(
             "pg_ctl",
             &[

@@ -110,26 +110,23 @@ impl MailStore for PgMailStore {
         let session = yubin_auth::random::alphanumeric(24);
         let locked = self.wait(
             self.db
-                .lock_maildrop(&user.name, &self.node, &session, self.lease),
+                .lock_maildrop(&user.name, &self.node, &session, self.lease, ""),
         )?;
-        let user_id = match locked {
-            Locked::Taken(id) => id,
+        let (user_id, listing) = match locked {
+            Locked::Taken { user, listing } => (user, listing),
             Locked::InUse => return Err(MailError::Lock(LockError::InUse)),
             Locked::NoSuchUser => return Err(MailError::NoMaildrop(user.name.clone())),
         };
         self.held.insert(&session);
-        let mut maildrop = PgMaildrop {
+        Ok(Arc::new(PgMaildrop {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
             held: self.held.clone(),
             user_id,
             session,
-            listing: Vec::new(),
+            listing,
             released: AtomicBool::new(false),
-        };
-        // On failure the maildrop is dropped, which lets the lock go again.
-        maildrop.listing = self.wait(self.db.list_maildrop(user_id, ""))?;
-        Ok(Arc::new(maildrop))
+        }))
     }
 
     fn stage(
@@ -314,6 +311,7 @@ impl Maildrop for PgMaildrop {
             body: message.body,
             left: message.size,
             next_seq: 0,
+            ahead: std::collections::VecDeque::new(),
             chunk: Vec::new(),
             at: 0,
         };
@@ -428,7 +426,11 @@ impl Drop for PgMaildrop {
     }
 }
 
-/// A body read a chunk (one query) at a time.
+/// Chunks fetched per query while reading a body: RETR of a large
+/// message is a query per MiB, and a session holds at most that much.
+const CHUNKS_PER_READ: i32 = 4;
+
+/// A body read a few chunks (one query) at a time.
 struct BodyReader {
     db: Database,
     runtime: Handle,
@@ -436,22 +438,31 @@ struct BodyReader {
     /// Octets not yet fetched.
     left: u64,
     next_seq: i32,
+    /// Fetched chunks not yet read, in order.
+    ahead: std::collections::VecDeque<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
 }
 
 impl BodyReader {
-    /// Fetches the next chunk; `false` when there is none.
+    /// Moves to the next chunk, fetching more when none is left; `false`
+    /// when there is none.
     fn fill(&mut self) -> io::Result<bool> {
-        let chunk = self
-            .runtime
-            .block_on(self.db.read_chunk(self.body, self.next_seq))
-            .map_err(io::Error::other)?;
-        let Some(chunk) = chunk else {
+        if self.ahead.is_empty() {
+            let chunks = self
+                .runtime
+                .block_on(
+                    self.db
+                        .read_chunks(self.body, self.next_seq, CHUNKS_PER_READ),
+                )
+                .map_err(io::Error::other)?;
+            self.next_seq += i32::try_from(chunks.len()).unwrap_or(CHUNKS_PER_READ);
+            self.ahead.extend(chunks);
+        }
+        let Some(chunk) = self.ahead.pop_front() else {
             return Ok(false);
         };
         self.left = self.left.saturating_sub(chunk.len() as u64);
-        self.next_seq += 1;
         self.chunk = chunk;
         self.at = 0;
         Ok(true)
@@ -461,7 +472,7 @@ impl BodyReader {
 impl Read for BodyReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.at == self.chunk.len() {
-            if self.left == 0 {
+            if self.left == 0 && self.ahead.is_empty() {
                 return Ok(0);
             }
             if !self.fill()? {
