@@ -225,16 +225,17 @@ impl Database {
         Ok(renewed)
     }
 
-    /// Lets go of a session's lock (a session that ended without UPDATE).
-    pub async fn unlock_maildrop(&self, user: i64, session: &str) -> Result<(), DbError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "DELETE FROM maildrop_locks WHERE user_id = $1 AND session = $2",
-                &[&user, &session],
-            )
-            .await?;
-        Ok(())
+    /// Lets go of the locks of several sessions `(user, session)` that
+    /// ended without UPDATE, in one statement.
+    pub async fn unlock_maildrops(&self, locks: &[(i64, String)]) -> Result<u64, DbError> {
+        let users: Vec<i64> = locks.iter().map(|(user, _)| *user).collect();
+        let sessions: Vec<&str> = locks.iter().map(|(_, session)| session.as_str()).collect();
+        self.execute(
+            "DELETE FROM maildrop_locks l USING unnest($1::bigint[], $2::text[]) AS r(user_id, session) \
+             WHERE l.user_id = r.user_id AND l.session = r.session",
+            &[&users, &sessions],
+        )
+        .await
     }
 
     /// Lets go of every lock `node` holds: called as a node starts, when

@@ -1,5 +1,8 @@
 //! POP-before-SMTP grants in the shared database: a login on one node
 //! lets the address relay through any; the expiry is checked at lookup.
+//! Grants made at the same moment are written in one statement; a login
+//! still waits until its grant is written, so the client may relay at
+//! once.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,6 +11,7 @@ use async_trait::async_trait;
 use yubin_auth::ClientKey;
 use yubin_pg::Database;
 
+use super::batch::Batcher;
 use crate::backend::RelayGrantStore;
 
 /// Grants in the `relay_grants` table.
@@ -15,16 +19,25 @@ pub struct PgGrants {
     db: Database,
     window: Duration,
     ipv6_prefix: u8,
+    /// `(client, user)` grants on their way to the table.
+    writer: Batcher<(String, String)>,
 }
 
 impl PgGrants {
     /// Grants that last `window` (zero: none), IPv6 addresses keyed by
     /// their first `ipv6_prefix` bits.
     pub fn new(db: Database, window: Duration, ipv6_prefix: u8) -> PgGrants {
+        let granting = db.clone();
+        let seconds = window.as_secs_f64();
+        let writer = Batcher::start("pop-before-smtp grant", 1000, move |grants| {
+            let db = granting.clone();
+            async move { write_grants(&db, grants, seconds).await }
+        });
         PgGrants {
             db,
             window,
             ipv6_prefix,
+            writer,
         }
     }
 
@@ -43,20 +56,8 @@ impl RelayGrantStore for PgGrants {
         if !self.enabled() {
             return;
         }
-        let seconds = self.window.as_secs_f64();
-        // Expired grants are swept by each node now and then
-        // (`Shared::keep`), not on the login's way.
-        let result = self
-            .db
-            .execute(
-                "INSERT INTO relay_grants (client, username, expires) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
-                 ON CONFLICT (client) DO UPDATE SET username = EXCLUDED.username, expires = EXCLUDED.expires",
-                &[&self.key(ip), &user, &seconds],
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "pop-before-smtp grant not recorded");
+        if !self.writer.write((self.key(ip), user.to_owned())).await {
+            tracing::warn!("pop-before-smtp grant not recorded");
         }
     }
 
@@ -80,4 +81,28 @@ impl RelayGrantStore for PgGrants {
             }
         }
     }
+}
+
+/// Writes grants, the last of each client winning (one statement cannot
+/// change a row twice); each lasts `seconds` from now.
+async fn write_grants(
+    db: &Database,
+    mut grants: Vec<(String, String)>,
+    seconds: f64,
+) -> Result<(), yubin_pg::DbError> {
+    let mut seen = std::collections::HashSet::new();
+    grants.reverse();
+    grants.retain(|(client, _)| seen.insert(client.clone()));
+    let (clients, users): (Vec<String>, Vec<String>) = grants.into_iter().unzip();
+    // Expired grants are swept by each node now and then
+    // (`Shared::keep`), not on the login's way.
+    db.execute(
+        "INSERT INTO relay_grants (client, username, expires) \
+         SELECT client, username, now() + make_interval(secs => $3) \
+         FROM unnest($1::text[], $2::text[]) AS g(client, username) \
+         ON CONFLICT (client) DO UPDATE SET username = EXCLUDED.username, expires = EXCLUDED.expires",
+        &[&clients, &users, &seconds],
+    )
+    .await
+    .map(|_| ())
 }

@@ -19,6 +19,7 @@ use yubin_pg::{CHUNK, Database, DbError, Listed, Locked, NewMessage};
 use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
+use super::batch::Batcher;
 use crate::backend::mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
 
 /// How long a maildrop lock lasts unless renewed. A node that dies holds
@@ -59,6 +60,9 @@ impl HeldLocks {
     }
 }
 
+/// Locks of sessions that ended, let go of together.
+type Releaser = Batcher<(i64, String)>;
+
 /// Maildrops in the `messages` table.
 pub struct PgMailStore {
     db: Database,
@@ -66,18 +70,25 @@ pub struct PgMailStore {
     node: String,
     held: Arc<HeldLocks>,
     lease: Duration,
+    releaser: Arc<Releaser>,
 }
 
 impl PgMailStore {
     /// Maildrops in `db`, as node `node` (the name in its locks and new
     /// UIDLs); blocking calls wait on the current runtime.
     pub fn new(db: Database, node: &str) -> PgMailStore {
+        let released = db.clone();
+        let releaser = Batcher::start("maildrop lock release", 1000, move |locks| {
+            let db = released.clone();
+            async move { db.unlock_maildrops(&locks).await.map(|_| ()) }
+        });
         PgMailStore {
             db,
             runtime: Handle::current(),
             node: node.to_owned(),
             held: Arc::new(HeldLocks::default()),
             lease: LOCK_LEASE,
+            releaser: Arc::new(releaser),
         }
     }
 
@@ -122,6 +133,7 @@ impl MailStore for PgMailStore {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
             held: self.held.clone(),
+            releaser: self.releaser.clone(),
             user_id,
             session,
             listing,
@@ -271,6 +283,7 @@ struct PgMaildrop {
     db: Database,
     runtime: Handle,
     held: Arc<HeldLocks>,
+    releaser: Arc<Releaser>,
     user_id: i64,
     session: String,
     listing: Vec<Listed>,
@@ -331,6 +344,10 @@ impl Maildrop for PgMaildrop {
                 .collect()
         };
         let (delete_ids, seen_ids) = (ids(delete), ids(retrieved));
+        if delete_ids.is_empty() && seen_ids.is_empty() {
+            // Nothing to change: the lock goes with the others (Drop).
+            return CommitReport::default();
+        }
         let committed = self.runtime.block_on(self.db.commit_update(
             self.user_id,
             &self.session,
@@ -413,16 +430,11 @@ impl Drop for PgMaildrop {
         if self.released.load(Ordering::SeqCst) {
             return;
         }
-        // A session that ended without UPDATE: its lock goes now, not when
-        // the lease runs out. Dropping may happen on an async thread, so
-        // the release is a task of its own.
+        // A session that ended without changes: its lock goes now, not
+        // when the lease runs out, with the others let go meanwhile.
         self.held.remove(&self.session);
-        let (db, user, session) = (self.db.clone(), self.user_id, self.session.clone());
-        self.runtime.spawn(async move {
-            if let Err(error) = db.unlock_maildrop(user, &session).await {
-                tracing::warn!(%error, "maildrop lock left to its lease");
-            }
-        });
+        self.releaser
+            .send((self.user_id, std::mem::take(&mut self.session)));
     }
 }
 

@@ -4,6 +4,7 @@
 //! differ agree. A database that cannot be asked fails safe: no grant, no
 //! penalty change, no greylisting verdict against the sender.
 
+mod batch;
 mod grants;
 mod greylist;
 mod mail;
@@ -29,6 +30,9 @@ use crate::config::Config;
 /// is removed after this long.
 const ORPHAN_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// How often a node reads the login penalties other nodes recorded.
+const PENALTIES_READ: Duration = Duration::from_secs(1);
+
 /// How often the node looks for such bodies.
 const ORPHAN_SWEEP: Duration = Duration::from_secs(3600);
 
@@ -37,6 +41,7 @@ pub struct Shared {
     /// The seams, as the drivers hold them.
     pub backend: Backend,
     mail: Arc<PgMailStore>,
+    penalties: Arc<PgPenalties>,
     db: Database,
     /// How long a greylisting triplet is kept unseen.
     triplets_kept: Duration,
@@ -70,30 +75,35 @@ impl Shared {
             "users read from the database"
         );
         let pbs = &config.pop_before_smtp;
+        let penalties = Arc::new(PgPenalties::new(db.clone()));
+        penalties.refresh().await;
         let backend = Backend {
             users: Arc::new(users),
             mail: mail.clone(),
             grants: Arc::new(PgGrants::new(db.clone(), pbs.window.0, pbs.ipv6_prefix)),
-            penalties: Arc::new(PgPenalties::new(db.clone())),
+            penalties: penalties.clone(),
             greylist: Arc::new(PgGreylist::new(db.clone(), greylist)),
         };
         Ok(Shared {
             backend,
             mail,
+            penalties,
             db,
             triplets_kept: greylist.keep,
         })
     }
 
-    /// Renews this node's maildrop leases, and now and then removes bodies
-    /// no delivery finished and expired grants, penalties and triplets,
-    /// until `shutdown`.
+    /// Renews this node's maildrop leases, reads the login penalties
+    /// every second, and now and then removes bodies no delivery finished
+    /// and expired grants, penalties and triplets, until `shutdown`.
     pub async fn keep(self, mut shutdown: watch::Receiver<bool>) {
         let mut renew = tokio::time::interval(LOCK_RENEWAL);
+        let mut penalties = tokio::time::interval(PENALTIES_READ);
         let mut sweep = tokio::time::interval(ORPHAN_SWEEP);
         loop {
             tokio::select! {
                 _ = renew.tick() => self.mail.renew_leases().await,
+                _ = penalties.tick() => self.penalties.refresh().await,
                 _ = sweep.tick() => self.sweep().await,
                 _ = shutdown.changed() => return,
             }

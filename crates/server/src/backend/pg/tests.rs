@@ -59,6 +59,9 @@ async fn failures_add_up_across_nodes_and_the_same_attempt_counts_once() {
     assert_eq!(on_b.failure(client, 2).await, 2);
     assert_eq!(on_a.failure(client, 2).await, 2, "the same attempt again");
     assert_eq!(on_b.failure(client, 3).await, 3);
+    // Node a knows of b's third failure once it reads the table again (it
+    // does every second).
+    on_a.refresh().await;
     // Three failures: 100 ms doubled twice, less the moment since.
     let wait = on_a
         .wait(client, Duration::from_millis(100), Duration::from_secs(1))
