@@ -201,6 +201,12 @@ async fn to_postgres(config: &Config, db: &Database, verify: bool) -> Result<Tal
             .ok_or_else(|| {
                 runtime_error(anyhow::anyhow!("{} vanished from the database", user.name))
             })?;
+        let maildir = yubin_server::mailbox::maildir_for(config, user)
+            .map_err(|e| runtime_error(anyhow::anyhow!("{e}")))?;
+        if !maildir.root().is_dir() {
+            // No mail yet: nothing to move, and no Maildir to make.
+            continue;
+        }
         let (maildir, _lock) = locked_maildir(config, user)?;
         for folder in maildir_folders(&maildir) {
             let source = folder_of(&maildir, &folder);

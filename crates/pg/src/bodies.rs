@@ -40,6 +40,18 @@ impl Database {
         Ok(())
     }
 
+    /// The first chunk of each of `bodies` (all of a body of one chunk),
+    /// as `(body, data)` pairs; a body that is gone is missing.
+    pub async fn first_chunks(&self, bodies: &[i64]) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
+        let rows = self
+            .query(
+                "SELECT body_id, data FROM body_chunks WHERE body_id = ANY($1) AND seq = 0",
+                &[&bodies],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Up to `count` chunks of body `body` from `first`, in order; fewer
     /// at the end, none past it (or when the body is gone).
     pub async fn read_chunks(

@@ -152,8 +152,10 @@ fn signed(n: u64) -> i64 {
 
 impl Database {
     /// Takes `name`'s maildrop lock for `session` of `node`, for `lease`,
-    /// and lists its `folder`, in one statement; or finds the lock held. A
-    /// lapsed lease is taken over.
+    /// and lists its `folder`; or finds the lock held. A lapsed lease is
+    /// taken over. The two statements go out together (one round trip):
+    /// the listing runs after the lock on the same connection and lists
+    /// only under the session's own lock, in the index's order.
     pub async fn lock_maildrop(
         &self,
         name: &str,
@@ -162,8 +164,9 @@ impl Database {
         lease: Duration,
         folder: &str,
     ) -> Result<Locked, DbError> {
-        let rows = self
-            .query(
+        let client = self.client().await?;
+        let (lock, list) = tokio::join!(
+            client.prepare_cached(
                 "WITH u AS (SELECT id FROM users WHERE name_key = $1), \
                  taken AS ( \
                      INSERT INTO maildrop_locks (user_id, node, session, lease_until) \
@@ -172,41 +175,45 @@ impl Database {
                          session = EXCLUDED.session, lease_until = EXCLUDED.lease_until \
                      WHERE maildrop_locks.lease_until < now() \
                      RETURNING user_id) \
-                 SELECT u.id, t.user_id IS NOT NULL, \
-                        m.id, m.uidl, m.size, m.wire_size, m.body_id, m.seen \
-                 FROM u LEFT JOIN taken t ON true \
-                 LEFT JOIN messages m ON m.user_id = t.user_id AND m.folder = $5 \
-                 ORDER BY m.id",
-                &[
-                    &name.to_ascii_lowercase(),
-                    &node,
-                    &session,
-                    &lease.as_secs_f64(),
-                    &folder,
-                ],
-            )
-            .await?;
-        let Some(first) = rows.first() else {
+                 SELECT u.id, EXISTS (SELECT 1 FROM taken) FROM u",
+            ),
+            client.prepare_cached(
+                "SELECT id, uidl, size, wire_size, body_id, seen FROM messages \
+                 WHERE user_id = (SELECT user_id FROM maildrop_locks WHERE session = $1) \
+                 AND folder = $2 ORDER BY id",
+            ),
+        );
+        let (lock, list) = (lock?, list?);
+        let name_key = name.to_ascii_lowercase();
+        let seconds = lease.as_secs_f64();
+        let lock_params: [&(dyn ToSql + Sync); 4] = [&name_key, &node, &session, &seconds];
+        let list_params: [&(dyn ToSql + Sync); 2] = [&session, &folder];
+        let (locked, listed) = tokio::join!(
+            client.query_opt(&lock, &lock_params),
+            client.query(&list, &list_params),
+        );
+        let (locked, listed) = (locked?, listed?);
+        let Some(locked) = locked else {
             return Ok(Locked::NoSuchUser);
         };
-        if !first.get::<_, bool>(1) {
+        if !locked.get::<_, bool>(1) {
             return Ok(Locked::InUse);
         }
-        let user = first.get(0);
-        let listing = rows
+        let listing = listed
             .iter()
-            .filter_map(|row| {
-                Some(Listed {
-                    id: row.get::<_, Option<i64>>(2)?,
-                    uidl: row.get(3),
-                    size: octets(row.get(4)),
-                    wire_size: octets(row.get(5)),
-                    body: row.get(6),
-                    seen: row.get(7),
-                })
+            .map(|row| Listed {
+                id: row.get(0),
+                uidl: row.get(1),
+                size: octets(row.get(2)),
+                wire_size: octets(row.get(3)),
+                body: row.get(4),
+                seen: row.get(5),
             })
             .collect();
-        Ok(Locked::Taken { user, listing })
+        Ok(Locked::Taken {
+            user: locked.get(0),
+            listing,
+        })
     }
 
     /// Extends the leases of `sessions` by `lease` from now; how many were

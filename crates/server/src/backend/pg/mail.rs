@@ -137,6 +137,7 @@ impl MailStore for PgMailStore {
             user_id,
             session,
             listing,
+            read_ahead: Mutex::default(),
             released: AtomicBool::new(false),
         }))
     }
@@ -287,6 +288,8 @@ struct PgMaildrop {
     user_id: i64,
     session: String,
     listing: Vec<Listed>,
+    /// Small bodies read ahead of their RETR, by body.
+    read_ahead: Mutex<std::collections::HashMap<i64, Vec<u8>>>,
     /// Set once UPDATE released the lock with its commit.
     released: AtomicBool,
 }
@@ -318,6 +321,12 @@ impl Maildrop for PgMaildrop {
         let Some(message) = self.listing.get(i) else {
             return Err(OpenError::Gone);
         };
+        if message.size <= CHUNK as u64 {
+            return self.open_small(i).map(|body| {
+                let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(body));
+                reader
+            });
+        }
         let mut reader = BodyReader {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
@@ -325,6 +334,7 @@ impl Maildrop for PgMaildrop {
             left: message.size,
             next_seq: 0,
             ahead: std::collections::VecDeque::new(),
+            coming: None,
             chunk: Vec::new(),
             at: 0,
         };
@@ -417,6 +427,42 @@ impl Maildrop for PgMaildrop {
     }
 }
 
+impl PgMaildrop {
+    /// A body of one chunk: from what was read ahead, or read now with
+    /// the small bodies after it (clients retrieve in order, so the next
+    /// RETRs cost no round trip). What is read ahead is at most
+    /// [`READ_AHEAD`] octets.
+    fn open_small(&self, i: usize) -> Result<Vec<u8>, OpenError> {
+        let message = &self.listing[i];
+        if let Some(body) = crate::lock(&self.read_ahead).remove(&message.body) {
+            return Ok(body);
+        }
+        let mut wanted = vec![message.body];
+        let mut octets = message.size;
+        for next in self.listing.iter().skip(i + 1).take(READ_AHEAD_MESSAGES) {
+            if next.size > CHUNK as u64 || octets + next.size > READ_AHEAD {
+                break;
+            }
+            octets += next.size;
+            wanted.push(next.body);
+        }
+        let mut read = self
+            .runtime
+            .block_on(self.db.first_chunks(&wanted))
+            .map_err(|e| OpenError::Io(io::Error::other(e)))?;
+        let body = match read.iter().position(|(body, _)| *body == message.body) {
+            Some(at) => read.swap_remove(at).1,
+            // An empty body has no chunk; any other is gone.
+            None if message.size == 0 => Vec::new(),
+            None => return Err(OpenError::Gone),
+        };
+        let mut ahead = crate::lock(&self.read_ahead);
+        ahead.clear();
+        ahead.extend(read);
+        Ok(body)
+    }
+}
+
 fn not_committed(delete: &[usize], retrieved: &[usize]) -> CommitReport {
     CommitReport {
         removed: 0,
@@ -438,11 +484,21 @@ impl Drop for PgMaildrop {
     }
 }
 
+/// Octets of small bodies a session reads ahead of its RETRs, at most.
+const READ_AHEAD: u64 = 1 << 20;
+
+/// Messages read ahead at once, at most.
+const READ_AHEAD_MESSAGES: usize = 64;
+
 /// Chunks fetched per query while reading a body: RETR of a large
 /// message is a query per MiB, and a session holds at most that much.
 const CHUNKS_PER_READ: i32 = 4;
 
-/// A body read a few chunks (one query) at a time.
+/// Chunks on their way from the database.
+type Fetch = tokio::task::JoinHandle<Result<Vec<Vec<u8>>, yubin_pg::DbError>>;
+
+/// A body read a few chunks (one query) at a time, the next few always on
+/// their way while these are sent.
 struct BodyReader {
     db: Database,
     runtime: Handle,
@@ -452,24 +508,39 @@ struct BodyReader {
     next_seq: i32,
     /// Fetched chunks not yet read, in order.
     ahead: std::collections::VecDeque<Vec<u8>>,
+    /// The next chunks, asked for already.
+    coming: Option<Fetch>,
     chunk: Vec<u8>,
     at: usize,
 }
 
 impl BodyReader {
+    fn fetch(&self, first: i32) -> Fetch {
+        let (db, body) = (self.db.clone(), self.body);
+        self.runtime
+            .spawn(async move { db.read_chunks(body, first, CHUNKS_PER_READ).await })
+    }
+
     /// Moves to the next chunk, fetching more when none is left; `false`
     /// when there is none.
     fn fill(&mut self) -> io::Result<bool> {
         if self.ahead.is_empty() {
+            let coming = match self.coming.take() {
+                Some(coming) => coming,
+                None => self.fetch(self.next_seq),
+            };
             let chunks = self
                 .runtime
-                .block_on(
-                    self.db
-                        .read_chunks(self.body, self.next_seq, CHUNKS_PER_READ),
-                )
+                .block_on(coming)
+                .map_err(io::Error::other)?
                 .map_err(io::Error::other)?;
+            let fetched: u64 = chunks.iter().map(|c| c.len() as u64).sum();
             self.next_seq += i32::try_from(chunks.len()).unwrap_or(CHUNKS_PER_READ);
             self.ahead.extend(chunks);
+            // More to come: ask for it now, while these are sent.
+            if fetched < self.left {
+                self.coming = Some(self.fetch(self.next_seq));
+            }
         }
         let Some(chunk) = self.ahead.pop_front() else {
             return Ok(false);
