@@ -9,7 +9,7 @@ mod migrate;
 mod users;
 
 pub use bodies::CHUNK;
-pub use maildrops::{Committed, Listed, Locked, NewMessage};
+pub use maildrops::{Committed, Entry, Listed, Listing, Locked, NewMessage};
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
 pub use users::ImportReport;
 

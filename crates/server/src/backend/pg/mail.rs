@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use yubin_auth::User;
-use yubin_pg::{CHUNK, Database, DbError, Listed, Locked, NewMessage};
+use yubin_pg::{CHUNK, Database, DbError, Listing, Locked, NewMessage};
 use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
@@ -287,7 +287,7 @@ struct PgMaildrop {
     releaser: Arc<Releaser>,
     user_id: i64,
     session: String,
-    listing: Vec<Listed>,
+    listing: Listing,
     /// Small bodies read ahead of their RETR, by body.
     read_ahead: Mutex<std::collections::HashMap<i64, Vec<u8>>>,
     /// Set once UPDATE released the lock with its commit.
@@ -304,15 +304,14 @@ impl Maildrop for PgMaildrop {
     }
 
     fn uid(&self, i: usize) -> Cow<'_, str> {
-        Cow::Borrowed(self.listing.get(i).map_or("", |m| m.uidl.as_str()))
+        Cow::Borrowed(self.listing.get(i).map_or("", |m| m.uidl))
     }
 
     fn message_list(&self, sizes: &[Option<u64>]) -> MessageList {
-        let uid_bytes = self.listing.iter().map(|m| m.uidl.len()).sum();
-        let mut list = MessageList::with_capacity(self.listing.len(), uid_bytes);
+        let mut list = MessageList::with_capacity(self.listing.len(), self.listing.uidl_octets());
         for (i, message) in self.listing.iter().enumerate() {
             let size = sizes.get(i).copied().flatten();
-            list.push(size.unwrap_or(message.wire_size), &message.uidl);
+            list.push(size.unwrap_or(message.wire_size), message.uidl);
         }
         list
     }
@@ -433,7 +432,9 @@ impl PgMaildrop {
     /// RETRs cost no round trip). What is read ahead is at most
     /// [`READ_AHEAD`] octets.
     fn open_small(&self, i: usize) -> Result<Vec<u8>, OpenError> {
-        let message = &self.listing[i];
+        let Some(message) = self.listing.get(i) else {
+            return Err(OpenError::Gone);
+        };
         if let Some(body) = crate::lock(&self.read_ahead).remove(&message.body) {
             return Ok(body);
         }
