@@ -150,6 +150,11 @@ impl Database {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        tx.execute(
+            "DELETE FROM maildrop_locks WHERE user_id = (SELECT id FROM users WHERE name_key = $1)",
+            &[&key(name)],
+        )
+        .await?;
         let removed = tx
             .execute("DELETE FROM users WHERE name_key = $1", &[&key(name)])
             .await?;
