@@ -15,9 +15,8 @@ const COLUMNS: &str = "name, password, uid, gid, gecos, home, shell, extra";
 const INSERT: &str = "INSERT INTO users (name, name_key, password, uid, gid, gecos, home, shell, extra) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name_key) DO NOTHING";
 
-/// Replaces a user's fields (the parameters as [`INSERT`]'s).
-const UPDATE: &str = "UPDATE users SET name = $1, password = $3, uid = $4, gid = $5, gecos = $6, \
-     home = $7, shell = $8, extra = $9 WHERE name_key = $2";
+/// Users written per statement by an import.
+const IMPORT_BATCH: usize = 1000;
 
 /// What `yubin user import` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +46,7 @@ fn entry(row: &tokio_postgres::Row) -> UserEntry {
     }
 }
 
-/// An entry's fields as [`INSERT`] and [`UPDATE`] take them.
+/// An entry's fields as [`INSERT`] takes them.
 fn params<'a>(user: &'a UserEntry, name_key: &'a String) -> [&'a (dyn ToSql + Sync); 9] {
     [
         &user.name,
@@ -171,24 +170,92 @@ impl Database {
         entries: &[UserEntry],
         replace: bool,
     ) -> Result<ImportReport, DbError> {
+        let mut report = ImportReport::default();
+        // The first entry of a name wins, as when the file is served.
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&UserEntry> = entries
+            .iter()
+            .filter(|e| {
+                let first = seen.insert(key(&e.name));
+                if !first {
+                    report.kept += 1;
+                }
+                first
+            })
+            .collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let insert = tx.prepare(INSERT).await?;
-        let update = tx.prepare(UPDATE).await?;
-        let mut report = ImportReport::default();
-        for user in entries {
-            let name_key = key(&user.name);
-            let params = params(user, &name_key);
-            if tx.execute(&insert, &params).await? == 1 {
-                report.added += 1;
-            } else if replace {
-                tx.execute(&update, &params).await?;
-                report.replaced += 1;
-            } else {
-                report.kept += 1;
+        for batch in unique.chunks(IMPORT_BATCH) {
+            // In the file's order, so that ids (and the first user) follow it.
+            let added: std::collections::HashSet<String> = tx
+                .query(
+                    "INSERT INTO users (name_key, name, password, uid, gid, gecos, home, shell, extra) \
+                     SELECT k, n, p, u, g, c, h, s, x FROM unnest($1::text[], $2::text[], $3::text[], \
+                         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+                         WITH ORDINALITY AS e(k, n, p, u, g, c, h, s, x, i) ORDER BY i \
+                     ON CONFLICT (name_key) DO NOTHING RETURNING name_key",
+                    &Columns::of(batch).params(),
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            report.added += added.len();
+            let existing: Vec<&UserEntry> = batch
+                .iter()
+                .copied()
+                .filter(|e| !added.contains(&key(&e.name)))
+                .collect();
+            if !replace || existing.is_empty() {
+                report.kept += existing.len();
+                continue;
             }
+            tx.execute(
+                "UPDATE users SET name = e.n, password = e.p, uid = e.u, gid = e.g, gecos = e.c, \
+                     home = e.h, shell = e.s, extra = e.x \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[]) AS e(k, n, p, u, g, c, h, s, x) \
+                 WHERE users.name_key = e.k",
+                &Columns::of(&existing).params(),
+            )
+            .await?;
+            report.replaced += existing.len();
         }
         tx.commit().await?;
         Ok(report)
+    }
+}
+
+/// Entries as columns (`unnest`'s arrays): keys, then the eight fields.
+struct Columns<'a> {
+    keys: Vec<String>,
+    fields: [Vec<&'a str>; 8],
+}
+
+impl<'a> Columns<'a> {
+    fn of(entries: &[&'a UserEntry]) -> Columns<'a> {
+        let column = |field: fn(&'a UserEntry) -> &'a str| -> Vec<&'a str> {
+            entries.iter().map(|e| field(e)).collect()
+        };
+        Columns {
+            keys: entries.iter().map(|e| key(&e.name)).collect(),
+            fields: [
+                column(|e| &e.name),
+                column(|e| &e.password),
+                column(|e| &e.uid),
+                column(|e| &e.gid),
+                column(|e| &e.gecos),
+                column(|e| &e.home),
+                column(|e| &e.shell),
+                column(|e| &e.extra),
+            ],
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        let f = &self.fields;
+        [
+            &self.keys, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7],
+        ]
     }
 }

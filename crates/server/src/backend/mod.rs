@@ -1,9 +1,9 @@
 //! The seams for a second storage backend. Everything yubin keeps that
 //! several nodes would have to share goes through one of these traits; the
 //! drivers hold them as `Arc<dyn …>` and never name an implementation.
-//! Today's single-node implementations live beside them; a PostgreSQL
-//! backend is a new module per trait, chosen in [`Backend::local`]'s
-//! place, not an edit in every driver.
+//! The single-node implementations live beside them; the PostgreSQL
+//! backend is a module per trait ([`pg`]), chosen where the server
+//! starts, not an edit in every driver.
 //!
 //! | Trait | What it keeps | Today |
 //! |---|---|---|
@@ -12,10 +12,11 @@
 //! | [`RelayGrantStore`] | POP-before-SMTP grants | memory ([`MemoryGrants`]) |
 //! | [`PenaltyStore`] | failed logins per client address | memory ([`MemoryPenalties`]) |
 //! | [`GreylistStore`] | greylisting's triplets | memory ([`MemoryGreylist`]) |
-//!
-//! Over PostgreSQL (issue 16, [`pg`]): grants, penalties and greylisting
-//! so far.
 //! | [`yubin_queue::QueueStore`] | the outbound queue | the queue directory ([`yubin_queue::Queue`]) |
+//!
+//! Over PostgreSQL ([`pg`], `storage.backend = "postgres"`): users,
+//! maildrops, grants, penalties and greylisting; the queue stays each
+//! node's directory for now.
 //!
 //! The queue's seam lives in yubin-queue, beside its delivery engine,
 //! which uses nothing else.

@@ -68,10 +68,12 @@ impl Shared {
                 "maildrop locks of this node's earlier run released"
             );
         }
+        let started = std::time::Instant::now();
         let users = PgUsers::load(db.clone(), Some(secret)).await?;
         tracing::info!(
             node,
             users = users.snapshot_len(),
+            ms = started.elapsed().as_millis(),
             "users read from the database"
         );
         let pbs = &config.pop_before_smtp;

@@ -54,6 +54,7 @@ impl PgUsers {
     /// has when the database cannot be asked.
     pub async fn refresh_now(&self) {
         let (version, snapshot) = self.current();
+        let started = std::time::Instant::now();
         let result = async {
             if self.db.users_version().await? == version {
                 return Ok(None);
@@ -69,6 +70,7 @@ impl PgUsers {
             Ok(Some((version, snapshot))) => {
                 tracing::info!(
                     users = snapshot.users.len(),
+                    ms = started.elapsed().as_millis(),
                     "users reloaded from the database"
                 );
                 let mut guard = match self.current.write() {
