@@ -9,7 +9,7 @@
 //! The outbound queue stays where it is: it is each node's own directory
 //! with either backend.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use anyhow::Context;
@@ -208,16 +208,21 @@ async fn to_postgres(config: &Config, db: &Database, verify: bool) -> Result<Tal
             continue;
         }
         let (maildir, _lock) = locked_maildir(config, user)?;
-        for folder in maildir_folders(&maildir) {
-            let source = folder_of(&maildir, &folder);
-            let listing = source.scan().map_err(runtime_error)?;
-            let have: HashSet<String> = db
+        // A UIDL is unique per user across folders in the database; the
+        // same file name in two Maildir folders can be copied once.
+        let mut elsewhere: HashMap<String, String> = HashMap::new();
+        for folder in db.folders(user_id).await.map_err(runtime_error)? {
+            for message in db
                 .list_maildrop(user_id, &folder)
                 .await
                 .map_err(runtime_error)?
-                .into_iter()
-                .map(|m| m.uidl)
-                .collect();
+            {
+                elsewhere.insert(message.uidl, folder.clone());
+            }
+        }
+        for folder in maildir_folders(&maildir) {
+            let source = folder_of(&maildir, &folder);
+            let listing = source.scan().map_err(runtime_error)?;
             let mut batch = Batch {
                 user: &user.name,
                 folder: &folder,
@@ -227,9 +232,22 @@ async fn to_postgres(config: &Config, db: &Database, verify: bool) -> Result<Tal
             };
             for i in 0..listing.len() {
                 let uid = listing.uid(i);
-                if have.contains(uid.as_ref()) {
-                    tally.already += 1;
-                    continue;
+                match elsewhere.get(uid.as_ref()) {
+                    Some(there) if *there == folder => {
+                        tally.already += 1;
+                        continue;
+                    }
+                    Some(there) => {
+                        tally.left_out.push(format!(
+                            "{}: UIDL {uid} is in {} already",
+                            describe(&user.name, &folder),
+                            describe(&user.name, there)
+                        ));
+                        continue;
+                    }
+                    None => {
+                        elsewhere.insert(uid.to_string(), folder.clone());
+                    }
                 }
                 let mut body = Vec::new();
                 source

@@ -76,17 +76,23 @@ async fn run_on(command: UserCommand, db: &Database) -> Result<(), Failure> {
             println!("changed the password of {name}");
         }
         UserCommand::Del { name, delete_mail } => {
-            if db.user_entry(&name).await.map_err(db_failure)?.is_none() {
-                return Err(Failure::Usage(format!("NAME: no user {name:?}")));
+            match db
+                .remove_user(&name, delete_mail)
+                .await
+                .map_err(db_failure)?
+            {
+                yubin_pg::Removal::Removed(messages) => {
+                    println!("deleted user {name} and {messages} messages");
+                }
+                yubin_pg::Removal::HasMail(messages) => {
+                    return Err(Failure::Usage(format!(
+                        "NAME: {name:?} has {messages} messages, which would be deleted with the user; add --delete-mail to do so"
+                    )));
+                }
+                yubin_pg::Removal::NoSuchUser => {
+                    return Err(Failure::Usage(format!("NAME: no user {name:?}")));
+                }
             }
-            let messages = db.message_count(&name).await.map_err(db_failure)?;
-            if messages > 0 && !delete_mail {
-                return Err(Failure::Usage(format!(
-                    "NAME: {name:?} has {messages} messages, which would be deleted with the user; add --delete-mail to do so"
-                )));
-            }
-            db.remove_user(&name).await.map_err(db_failure)?;
-            println!("deleted user {name} and {messages} messages");
         }
         UserCommand::Import { file, replace } => {
             // Names were checked as the file was read.

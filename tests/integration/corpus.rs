@@ -59,7 +59,7 @@ fn send_by_smtp(server: &TestServer) -> Vec<(String, Vec<u8>)> {
         "{result}"
     );
     let maildir = server.maildir("alice");
-    let arrived: Vec<(String, Vec<u8>)> = server
+    let mut arrived: Vec<(String, Vec<u8>)> = server
         .message_files("alice")
         .into_iter()
         .filter(|name| !before.contains(name))
@@ -71,6 +71,9 @@ fn send_by_smtp(server: &TestServer) -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     assert_eq!(arrived.len(), 2);
+    // In delivery order, as POP3 lists them: the names' microseconds are
+    // not zero-padded, so name order would swap them now and then.
+    arrived.sort_by_key(|(name, _)| yubin_store::name::delivery_time(name.as_bytes()));
     let text: Vec<String> = arrived
         .iter()
         .map(|(_, d)| String::from_utf8_lossy(d).into_owned())

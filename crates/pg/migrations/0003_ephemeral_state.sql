@@ -15,3 +15,6 @@ ALTER TABLE login_penalties SET UNLOGGED;
 -- row lock is written to the WAL, which makes each login wait for a
 -- flush. A lock of a user removed meanwhile is harmless and lapses.
 ALTER TABLE maildrop_locks DROP CONSTRAINT maildrop_locks_user_id_fkey;
+
+-- The hourly sweep of bodies no delivery finished looks them up by age.
+CREATE INDEX bodies_by_age ON bodies (created);

@@ -11,7 +11,7 @@ mod users;
 pub use bodies::CHUNK;
 pub use maildrops::{Committed, Entry, Listed, Listing, Locked, NewMessage};
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
-pub use users::ImportReport;
+pub use users::{ImportReport, Removal};
 
 use std::time::Duration;
 

@@ -295,21 +295,32 @@ impl Database {
         let seconds = lease.as_secs_f64();
         let lock_params: [&(dyn ToSql + Sync); 4] = [&name_key, &node, &session, &seconds];
         let list_params: [&(dyn ToSql + Sync); 2] = [&session, &folder];
+        // Polled in this order, so the lock goes out first (a request is
+        // sent when its future is first polled).
         let (locked, listed) = tokio::join!(
+            biased;
             client.query_opt(&lock, &lock_params),
             client.query_one(&list, &list_params),
         );
-        let (locked, listed) = (locked?, listed?);
-        let Some(locked) = locked else {
+        let Some(locked) = locked? else {
             return Ok(Locked::NoSuchUser);
         };
         if !locked.get::<_, bool>(1) {
             return Ok(Locked::InUse);
         }
-        Ok(Locked::Taken {
-            user: locked.get(0),
-            listing: Listing::from_row(&listed)?,
-        })
+        let user: i64 = locked.get(0);
+        match listed
+            .map_err(DbError::from)
+            .and_then(|row| Listing::from_row(&row))
+        {
+            Ok(listing) => Ok(Locked::Taken { user, listing }),
+            Err(error) => {
+                // Taken but not listed: let it go again rather than leave
+                // the user locked out for a lease.
+                let _ = self.unlock_maildrops(&[(user, session.to_owned())]).await;
+                Err(error)
+            }
+        }
     }
 
     /// Extends the leases of `sessions` by `lease` from now; how many were
@@ -339,14 +350,6 @@ impl Database {
             &[&users, &sessions],
         )
         .await
-    }
-
-    /// Lets go of every lock `node` holds: called as a node starts, when
-    /// it can hold none (its earlier run's locks would otherwise wait out
-    /// their leases).
-    pub async fn release_node_locks(&self, node: &str) -> Result<u64, DbError> {
-        self.execute("DELETE FROM maildrop_locks WHERE node = $1", &[&node])
-            .await
     }
 
     /// The messages in `user`'s `folder`, in arrival order.

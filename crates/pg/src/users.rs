@@ -15,6 +15,17 @@ const COLUMNS: &str = "name, password, uid, gid, gecos, home, shell, extra";
 const INSERT: &str = "INSERT INTO users (name, name_key, password, uid, gid, gecos, home, shell, extra) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name_key) DO NOTHING";
 
+/// What removing a user did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed, with this many messages.
+    Removed(usize),
+    /// Not removed: the maildrop holds this many messages.
+    HasMail(usize),
+    /// No such user.
+    NoSuchUser,
+}
+
 /// Users written per statement by an import.
 const IMPORT_BATCH: usize = 1000;
 
@@ -123,43 +134,40 @@ impl Database {
         Ok(changed == 1)
     }
 
-    /// How many messages a user has, in every folder.
-    pub async fn message_count(&self, name: &str) -> Result<i64, DbError> {
-        let row = self
-            .query_one(
-                "SELECT count(*) FROM messages m JOIN users u ON u.id = m.user_id WHERE u.name_key = $1",
-                &[&key(name)],
-            )
-            .await?;
-        Ok(row.get(0))
-    }
-
     /// Removes a user, and with them their maildrop (the rows cascade;
-    /// bodies no one else holds are removed with them). `false` when there
-    /// is no such user.
-    pub async fn remove_user(&self, name: &str) -> Result<bool, DbError> {
+    /// bodies no one else holds are removed with them), unless the
+    /// maildrop holds mail and `with_mail` is false. The count and the
+    /// removal are one transaction: a delivery meanwhile waits for it (it
+    /// needs the user's row) or comes after.
+    pub async fn remove_user(&self, name: &str, with_mail: bool) -> Result<Removal, DbError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let bodies: Vec<i64> = tx
-            .query(
-                "SELECT m.body_id FROM messages m JOIN users u ON u.id = m.user_id WHERE u.name_key = $1",
+        let Some(user) = tx
+            .query_opt(
+                "SELECT id FROM users WHERE name_key = $1 FOR UPDATE",
                 &[&key(name)],
             )
+            .await?
+            .map(|r| r.get::<_, i64>(0))
+        else {
+            return Ok(Removal::NoSuchUser);
+        };
+        let bodies: Vec<i64> = tx
+            .query("SELECT body_id FROM messages WHERE user_id = $1", &[&user])
             .await?
             .iter()
             .map(|r| r.get(0))
             .collect();
-        tx.execute(
-            "DELETE FROM maildrop_locks WHERE user_id = (SELECT id FROM users WHERE name_key = $1)",
-            &[&key(name)],
-        )
-        .await?;
-        let removed = tx
-            .execute("DELETE FROM users WHERE name_key = $1", &[&key(name)])
+        if !bodies.is_empty() && !with_mail {
+            return Ok(Removal::HasMail(bodies.len()));
+        }
+        tx.execute("DELETE FROM maildrop_locks WHERE user_id = $1", &[&user])
+            .await?;
+        tx.execute("DELETE FROM users WHERE id = $1", &[&user])
             .await?;
         crate::bodies::remove_unreferenced(&tx, &bodies).await?;
         tx.commit().await?;
-        Ok(removed == 1)
+        Ok(Removal::Removed(bodies.len()))
     }
 
     /// Adds every entry in one transaction, in order. A name already

@@ -29,9 +29,10 @@ pub const LOCK_LEASE: Duration = Duration::from_secs(20);
 /// How often a node renews the leases of the locks it holds.
 pub const LOCK_RENEWAL: Duration = Duration::from_secs(5);
 
-/// A delivery smaller than this is written in one statement with its
-/// maildrop row; a larger one streams its chunks first.
-const IN_ONE_STATEMENT: usize = 4 * CHUNK;
+/// A delivery of at most this many octets is held in memory and written
+/// in one statement with its maildrop row; a larger one streams its
+/// chunks first (a message to 100 local users holds 100 of these at most).
+const IN_ONE_STATEMENT: usize = CHUNK;
 
 /// The lock sessions this node holds, whose leases it renews.
 #[derive(Default)]
@@ -77,6 +78,13 @@ impl PgMailStore {
     /// Maildrops in `db`, as node `node` (the name in its locks and new
     /// UIDLs); blocking calls wait on the current runtime.
     pub fn new(db: Database, node: &str) -> PgMailStore {
+        // The node's name goes into new UIDLs: printable ASCII of a file
+        // name, short enough that a UIDL stays within RFC 1939's 70 octets.
+        let node: String = node
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            .take(24)
+            .collect();
         let released = db.clone();
         let releaser = Batcher::start("maildrop lock release", 1000, move |locks| {
             let db = released.clone();
@@ -85,7 +93,7 @@ impl PgMailStore {
         PgMailStore {
             db,
             runtime: Handle::current(),
-            node: node.to_owned(),
+            node,
             held: Arc::new(HeldLocks::default()),
             lease: LOCK_LEASE,
             releaser: Arc::new(releaser),
@@ -95,12 +103,6 @@ impl PgMailStore {
     /// The same with locks that last `lease` unless renewed (tests).
     pub fn with_lease(self, lease: Duration) -> PgMailStore {
         PgMailStore { lease, ..self }
-    }
-
-    /// Lets go of the locks an earlier run of this node left behind:
-    /// called once at start, before any session.
-    pub async fn release_leftover_locks(&self) -> Result<u64, DbError> {
-        self.db.release_node_locks(&self.node).await
     }
 
     /// Renews the leases of the locks this node holds.
@@ -188,7 +190,7 @@ struct BodyWriter<'a> {
 impl Write for BodyWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.pending.extend_from_slice(data);
-        if self.pending.len() >= IN_ONE_STATEMENT {
+        if self.pending.len() > IN_ONE_STATEMENT {
             let (db, size) = (self.db, self.size);
             let body = match self.started {
                 Some(body) => body,

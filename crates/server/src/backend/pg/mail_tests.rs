@@ -310,7 +310,10 @@ async fn mail_for_a_user_the_database_does_not_know_is_refused_and_writes_nothin
     add(&a, "alice:{PLAIN}pw").await;
     let users = PgUsers::load(a.clone(), None).await.expect("loaded");
     let alice = user(&users, "alice").await;
-    assert!(a.remove_user("alice").await.expect("removed"));
+    assert_eq!(
+        a.remove_user("alice", false).await.expect("removed"),
+        yubin_pg::Removal::Removed(0)
+    );
     let store = Arc::new(PgMailStore::new(a.clone(), "a"));
     let result = blocking(move || {
         let staged = store

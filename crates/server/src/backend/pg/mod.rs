@@ -48,9 +48,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Connects, reads the users, and lets go of the maildrop locks an
-    /// earlier run of this node left; `secret` is what SCRAM salts that
-    /// are not stored derive from.
+    /// Connects and reads the users; `secret` is what SCRAM salts that
+    /// are not stored derive from. Locks an earlier run of this node left
+    /// lapse with their leases: nodes may share a name by mistake (the
+    /// host name is the default), and a node must never let go of
+    /// another's locks.
     pub async fn open(
         config: &Config,
         secret: Vec<u8>,
@@ -60,14 +62,6 @@ impl Shared {
         let db = Database::connect(url, config.postgres.pool_size)?;
         let node = config.node_name();
         let mail = Arc::new(PgMailStore::new(db.clone(), node));
-        let released = mail.release_leftover_locks().await?;
-        if released > 0 {
-            tracing::info!(
-                node,
-                released,
-                "maildrop locks of this node's earlier run released"
-            );
-        }
         let started = std::time::Instant::now();
         let users = PgUsers::load(db.clone(), Some(secret)).await?;
         tracing::info!(
@@ -98,17 +92,39 @@ impl Shared {
     /// Renews this node's maildrop leases, reads the login penalties
     /// every second, and now and then removes bodies no delivery finished
     /// and expired grants, penalties and triplets, until `shutdown`.
-    pub async fn keep(self, mut shutdown: watch::Receiver<bool>) {
-        let mut renew = tokio::time::interval(LOCK_RENEWAL);
-        let mut penalties = tokio::time::interval(PENALTIES_READ);
-        let mut sweep = tokio::time::interval(ORPHAN_SWEEP);
-        loop {
-            tokio::select! {
-                _ = renew.tick() => self.mail.renew_leases().await,
-                _ = penalties.tick() => self.penalties.refresh().await,
-                _ = sweep.tick() => self.sweep().await,
-                _ = shutdown.changed() => return,
+    pub async fn keep(self, shutdown: watch::Receiver<bool>) {
+        // Each on its own clock: a slow sweep of a large database must
+        // never hold up the leases, or this node's locks would lapse
+        // under live sessions.
+        let leases = async {
+            let mut renew = tokio::time::interval(LOCK_RENEWAL);
+            loop {
+                renew.tick().await;
+                self.mail.renew_leases().await;
             }
+        };
+        let penalties = async {
+            let mut read = tokio::time::interval(PENALTIES_READ);
+            loop {
+                read.tick().await;
+                self.penalties.refresh().await;
+            }
+        };
+        let sweeps = async {
+            let mut sweep = tokio::time::interval(ORPHAN_SWEEP);
+            // Not at once: a node that starts has better things to do.
+            sweep.tick().await;
+            loop {
+                sweep.tick().await;
+                self.sweep().await;
+            }
+        };
+        let mut stop = shutdown;
+        tokio::select! {
+            () = leases => {}
+            () = penalties => {}
+            () = sweeps => {}
+            _ = stop.changed() => {}
         }
     }
 

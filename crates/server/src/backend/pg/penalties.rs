@@ -44,6 +44,7 @@ impl PgPenalties {
 
     /// Reads the table again into this node's copy (every second).
     pub async fn refresh(&self) {
+        let asked = Instant::now();
         let rows = self
             .db
             .query(
@@ -61,7 +62,7 @@ impl PgPenalties {
             }
         };
         let now = Instant::now();
-        let known: HashMap<String, (u32, Instant)> = rows
+        let mut known: HashMap<String, (u32, Instant)> = rows
             .iter()
             .map(|row| {
                 let failures = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
@@ -72,7 +73,15 @@ impl PgPenalties {
                 )
             })
             .collect();
-        *crate::lock(&self.known) = known;
+        let mut current = crate::lock(&self.known);
+        // A failure recorded here while the table was being read is newer
+        // than what the read saw.
+        for (client, (failures, last)) in current.drain() {
+            if last >= asked {
+                known.insert(client, (failures, last));
+            }
+        }
+        *current = known;
     }
 }
 
