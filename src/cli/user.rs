@@ -132,11 +132,7 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
     }
     match command {
         UserCommand::List => {
-            for user in file.users() {
-                let scheme = yubin_auth::StoredPassword::parse(&user.password, Scheme::Crypt)
-                    .map_or("?", |p| p.scheme().name());
-                println!("{}\t{scheme}", user.name);
-            }
+            print_users(file.users());
             return Ok(());
         }
         UserCommand::Add {
@@ -144,9 +140,7 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
             password_stdin,
             scheme,
         } => {
-            check_user_name(&name).map_err(|why| {
-                Failure::Usage(format!("NAME: {name:?} is not a valid user name: {why}"))
-            })?;
+            valid_name(&name)?;
             if file.get_mut(&name).is_some() {
                 return Err(Failure::Usage(format!(
                     "NAME: user {name:?} already exists"
@@ -217,6 +211,21 @@ pub fn run(command: UserCommand, config: &Config) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `yubin user list`: each user and the scheme of their password.
+pub(super) fn print_users<'a>(users: impl Iterator<Item = &'a UserEntry>) {
+    for user in users {
+        let scheme = yubin_auth::StoredPassword::parse(&user.password, Scheme::Crypt)
+            .map_or("?", |p| p.scheme().name());
+        println!("{}\t{scheme}", user.name);
+    }
+}
+
+/// A new user's name, checked as the passwd-file checks it.
+pub(super) fn valid_name(name: &str) -> Result<(), Failure> {
+    check_user_name(name)
+        .map_err(|why| Failure::Usage(format!("NAME: {name:?} is not a valid user name: {why}")))
 }
 
 pub(super) fn parse_scheme(name: &str) -> Result<Scheme, Failure> {

@@ -2,8 +2,7 @@
 //! against the database's users table. Every node notices a change within
 //! a few seconds, without a restart.
 
-use yubin_auth::scheme::Scheme;
-use yubin_auth::{StoredPassword, UserEntry, check_user_name};
+use yubin_auth::UserEntry;
 use yubin_pg::Database;
 use yubin_server::Config;
 
@@ -28,20 +27,14 @@ async fn run_on(command: UserCommand, db: &Database) -> Result<(), Failure> {
     match command {
         UserCommand::List => {
             let (_, users) = db.user_entries().await.map_err(db_failure)?;
-            for user in users {
-                let scheme = StoredPassword::parse(&user.password, Scheme::Crypt)
-                    .map_or("?", |p| p.scheme().name());
-                println!("{}\t{scheme}", user.name);
-            }
+            super::user::print_users(users.iter());
         }
         UserCommand::Add {
             name,
             password_stdin,
             scheme,
         } => {
-            check_user_name(&name).map_err(|why| {
-                Failure::Usage(format!("NAME: {name:?} is not a valid user name: {why}"))
-            })?;
+            super::user::valid_name(&name)?;
             let scheme = super::user::parse_scheme(&scheme)?;
             if db.user_entry(&name).await.map_err(db_failure)?.is_some() {
                 return Err(Failure::Usage(format!(
