@@ -2,10 +2,14 @@
 //! without a server running (entries being delivered are locked; a running
 //! server notices a flush within a second).
 
+use std::io::Read;
+
 use anyhow::Context;
 use clap::Subcommand;
-use yubin_queue::{EntryState, Envelope, Queue, QueueError};
+use yubin_queue::{Claim, EntryState, Envelope, Queue, QueueError, QueueStore};
 use yubin_server::Config;
+use yubin_server::backend::pg::PgQueue;
+use yubin_server::config::Backend;
 
 use super::Failure;
 
@@ -36,12 +40,13 @@ pub enum QueueCommand {
     },
 }
 
-/// Runs a `queue` subcommand.
+/// Runs a `queue` subcommand, against the queue of the configured
+/// backend: the queue directory, or the shared database.
 pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
-    let queue = Queue::new(config.queue_dir());
-    match command {
-        QueueCommand::List => list(&queue),
-        QueueCommand::Show { id } => show(&queue, &id, config),
+    let config = config.clone();
+    with_store(&config.clone(), move |queue| match command {
+        QueueCommand::List => list(queue),
+        QueueCommand::Show { id } => show(queue, &id, &config),
         QueueCommand::Flush => {
             queue
                 .request_flush()
@@ -52,15 +57,16 @@ pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
             Ok(())
         }
         QueueCommand::Delete { id } => {
-            let _lock = lock(&queue, &id)?;
+            let claim = claim(queue, &id)?;
             queue
                 .remove(&id)
                 .with_context(|| format!("cannot remove {id}"))?;
+            claim.release();
             println!("deleted {id}");
             Ok(())
         }
         QueueCommand::Bounce { id } => {
-            let lock = lock(&queue, &id)?;
+            let claim = claim(queue, &id)?;
             let mut state = queue
                 .load_state(&id)
                 .context("cannot read the entry's state")?;
@@ -69,7 +75,7 @@ pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
             queue
                 .save_state(&id, &state)
                 .context("cannot record the bounce request")?;
-            drop(lock);
+            claim.release();
             queue
                 .request_flush()
                 .context("cannot write the flush request")?;
@@ -78,13 +84,35 @@ pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
             );
             Ok(())
         }
+    })
+}
+
+/// Runs `work` on the configured backend's queue: the directory at once;
+/// the database's from a blocking thread of a runtime that talks to it.
+fn with_store(
+    config: &Config,
+    work: impl FnOnce(&dyn QueueStore) -> Result<(), Failure> + Send + 'static,
+) -> Result<(), Failure> {
+    match config.storage.backend {
+        Backend::Maildir => work(&Queue::new(config.queue_dir())),
+        Backend::Postgres => {
+            let (runtime, db) = super::db::open(config)?;
+            let node = config.node_name().to_owned();
+            runtime.block_on(async move {
+                db.check_schema().await.map_err(super::db::schema_failure)?;
+                let queue = PgQueue::new(db, &node);
+                tokio::task::spawn_blocking(move || work(&queue))
+                    .await
+                    .map_err(|e| Failure::Runtime(e.into()))?
+            })
+        }
     }
 }
 
-/// Locks an entry for a change; a missing id is a usage error (status 2).
-fn lock(queue: &Queue, id: &str) -> Result<yubin_queue::EntryLock, Failure> {
-    match queue.lock(id) {
-        Ok(Some(lock)) => Ok(lock),
+/// Claims an entry for a change; a missing id is a usage error (status 2).
+fn claim(queue: &dyn QueueStore, id: &str) -> Result<Box<dyn Claim>, Failure> {
+    match queue.claim(id, None) {
+        Ok(Some(claim)) => Ok(claim),
         Ok(None) => Err(Failure::Runtime(anyhow::anyhow!(
             "{id} is being delivered right now; try again in a moment"
         ))),
@@ -108,13 +136,20 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn list(queue: &Queue) -> Result<(), Failure> {
-    let (entries, damaged) = queue
-        .list()
-        .with_context(|| format!("cannot read the queue in {}", queue.root().display()))?;
-    for problem in &damaged {
-        eprintln!("yubin: warning: {problem} (moved to corrupt/)");
+fn list(queue: &dyn QueueStore) -> Result<(), Failure> {
+    let mut entries = Vec::new();
+    for id in queue.ids().context("cannot read the queue")? {
+        match queue.open(&id) {
+            Ok((envelope, _)) => entries.push(envelope),
+            Err(error @ QueueError::Damaged { .. }) => {
+                eprintln!("yubin: warning: {error} (moved to corrupt/)");
+            }
+            // Delivered meanwhile.
+            Err(QueueError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => eprintln!("yubin: warning: {error}"),
+        }
     }
+    entries.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
     let now = now();
     for entry in &entries {
         let state = queue.load_state(&entry.id).unwrap_or_default();
@@ -160,8 +195,18 @@ fn progress(state: &EntryState, now: u64) -> String {
     text
 }
 
-fn show(queue: &Queue, id: &str, config: &Config) -> Result<(), Failure> {
-    let (envelope, message): (Envelope, Vec<u8>) = match queue.read(id) {
+fn show(queue: &dyn QueueStore, id: &str, config: &Config) -> Result<(), Failure> {
+    let read = queue.open(id).and_then(|(envelope, mut reader)| {
+        let mut message = Vec::new();
+        reader
+            .read_to_end(&mut message)
+            .map_err(|error| QueueError::Io {
+                path: id.into(),
+                error,
+            })?;
+        Ok((envelope, message))
+    });
+    let (envelope, message): (Envelope, Vec<u8>) = match read {
         Ok(read) => read,
         Err(QueueError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(not_found(id));

@@ -223,15 +223,15 @@ fn one_recipient_refused_one_delivered_and_the_bounce_comes_home() {
 }
 
 /// A misbehaving SMTP server (tests/integration/py/fakesmtp.py).
-struct FakeSmtp {
+pub(crate) struct FakeSmtp {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl FakeSmtp {
-    fn start(mode: &str) -> FakeSmtp {
+    pub(crate) fn start(mode: &str) -> FakeSmtp {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = dir.path().join("fake.log");
         let (child, port) = crate::harness::python_server(
@@ -246,7 +246,7 @@ impl FakeSmtp {
         }
     }
 
-    fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn events(&self, kind: &str) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()

@@ -71,7 +71,7 @@ fn issue16_storage_settings_are_checked() {
 }
 
 /// A node on the cluster at `url`, named `name`, with extra tables.
-fn node(url: &str, name: &str, tables: &str) -> TestServer {
+pub(crate) fn node(url: &str, name: &str, tables: &str) -> TestServer {
     TestServer::with(Setup {
         top: format!(
             "[storage]\nbackend = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 4\n\
@@ -84,7 +84,7 @@ fn node(url: &str, name: &str, tables: &str) -> TestServer {
 
 /// A migrated cluster with the users of a Dovecot passwd-file imported
 /// through `yubin user import`, and the administrator's configuration.
-fn cluster(extra_users: &str) -> (TestPostgres, tempfile::TempDir) {
+pub(crate) fn cluster(extra_users: &str) -> (TestPostgres, tempfile::TempDir) {
     let pg = TestPostgres::start().expect("a PostgreSQL cluster");
     let admin = tempfile::tempdir().expect("a directory");
     let config = config(admin.path(), &pg.url());

@@ -6,11 +6,13 @@
 mod bodies;
 mod maildrops;
 mod migrate;
+mod queue;
 mod users;
 
 pub use bodies::CHUNK;
 pub use maildrops::{Committed, Entry, Listed, Listing, Locked, NewMessage};
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
+pub use queue::{ClaimResult, EntryRecord, NewEntry, QueueEnvelope, Queued};
 pub use users::{ImportReport, Removal};
 
 use std::time::Duration;

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "locks, grants and penalties unlogged",
         sql: include_str!("../migrations/0003_ephemeral_state.sql"),
     },
+    Migration {
+        version: 4,
+        name: "the outbound queue, with claims under a lease",
+        sql: include_str!("../migrations/0004_outbound_queue.sql"),
+    },
 ];
 
 /// The advisory lock that makes migrating one node's job at a time.

@@ -59,6 +59,10 @@ pub enum QueueError {
         /// What.
         error: io::Error,
     },
+    /// The store (a database) could not be asked or refused the change;
+    /// passing, as far as the queue can tell.
+    #[error("{0}")]
+    Store(String),
     /// A queue file that does not parse.
     #[error("{path}: damaged queue file: {reason}")]
     Damaged {
@@ -75,7 +79,7 @@ impl QueueError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             QueueError::Io { error, .. } => Some(error),
-            QueueError::Damaged { .. } => None,
+            QueueError::Damaged { .. } | QueueError::Store(_) => None,
         }
     }
 }
@@ -522,7 +526,9 @@ impl QueueStore for Queue {
         Queue::ids(self)
     }
 
-    fn claim(&self, id: &str) -> Result<Option<Box<dyn Claim>>, QueueError> {
+    /// One engine per queue directory: an entry's time is the engine's
+    /// own to keep, and `due_by` is not needed.
+    fn claim(&self, id: &str, _due_by: Option<u64>) -> Result<Option<Box<dyn Claim>>, QueueError> {
         Ok(self.lock(id)?.map(|lock| Box::new(lock) as Box<dyn Claim>))
     }
 
@@ -545,6 +551,10 @@ impl QueueStore for Queue {
 
     fn remove(&self, id: &str) -> Result<(), QueueError> {
         Queue::remove(self, id)
+    }
+
+    fn request_flush(&self) -> Result<(), QueueError> {
+        Queue::request_flush(self)
     }
 
     fn take_flush_request(&self) -> bool {
@@ -664,8 +674,11 @@ mod tests {
         message.read_to_end(&mut text).unwrap();
         assert_eq!(text, b"Subject: y\n\nhi\n");
 
-        let claim = store.claim("five").unwrap().expect("free");
-        assert!(store.claim("five").unwrap().is_none(), "claimed twice");
+        let claim = store.claim("five", None).unwrap().expect("free");
+        assert!(
+            store.claim("five", None).unwrap().is_none(),
+            "claimed twice"
+        );
         drop(claim);
         queued.undo();
         assert!(store.ids().unwrap().is_empty(), "undo left it queued");

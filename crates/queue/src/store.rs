@@ -1,12 +1,16 @@
 //! The seam between the outbound queue and where its entries are kept.
-//! The delivery engine and the SMTP server see only [`QueueStore`]; the
-//! queue directory ([`crate::Queue`]) is today's implementation, and a
-//! database-backed store is another module implementing the same trait.
+//! The delivery engine, the SMTP server and `yubin queue` see only
+//! [`QueueStore`]: the queue directory ([`crate::Queue`]) is one
+//! implementation, the shared database (yubin-server's `backend::pg`)
+//! the other.
 //!
 //! Every method may block (file or database I/O): callers run them on
-//! tokio's blocking pool.
+//! tokio's blocking pool. [`QueueStore::take_flush_request`] alone is
+//! asked from the engine's own task and must not block.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
+use std::pin::Pin;
 
 use crate::{EntryState, Envelope, QueueError};
 
@@ -26,8 +30,11 @@ pub trait QueueStore: Send + Sync {
 
     /// Claims an entry for one delivery attempt, against every other
     /// attempt and against removal; `None` if it is claimed elsewhere.
-    /// The claim lasts as long as the returned value.
-    fn claim(&self, id: &str) -> Result<Option<Box<dyn Claim>>, QueueError>;
+    /// With `due_by` (Unix seconds), also `None` unless the entry's next
+    /// attempt is due by then: where several engines share the store,
+    /// another may have tried it meanwhile. The claim lasts as long as the
+    /// returned value.
+    fn claim(&self, id: &str, due_by: Option<u64>) -> Result<Option<Box<dyn Claim>>, QueueError>;
 
     /// An entry's envelope, and its message from the start (LF line ends,
     /// as stored). A damaged entry is set aside and reported.
@@ -46,6 +53,22 @@ pub trait QueueStore: Send + Sync {
 
     /// Removes a finished entry and its state, durably.
     fn remove(&self, id: &str) -> Result<(), QueueError>;
+
+    /// When each of `ids` is next due (Unix seconds; an entry whose state
+    /// cannot be read is due now). One [`QueueStore::load_state`] each,
+    /// unless the store can do better.
+    fn next_attempts(&self, ids: Vec<String>) -> Vec<(String, u64)> {
+        ids.into_iter()
+            .map(|id| {
+                let next = self.load_state(&id).map_or(0, |s| s.next_attempt);
+                (id, next)
+            })
+            .collect()
+    }
+
+    /// Makes every entry due now and asks the running engines to try them
+    /// (`yubin queue flush`).
+    fn request_flush(&self) -> Result<(), QueueError>;
 
     /// Whether an administrator asked for every entry to be tried now
     /// (`yubin queue flush`); the request is taken.
@@ -72,4 +95,16 @@ pub trait QueuedEntry: Send {
 }
 
 /// A claim on an entry (see [`QueueStore::claim`]); dropping it lets go.
-pub trait Claim: Send + Sync {}
+pub trait Claim: Send + Sync {
+    /// Resolves if the claim is lost while held (its lease lapsed: the
+    /// store was out of reach, and another engine may take the entry
+    /// over); the attempt made under it must stop. A claim that cannot
+    /// be lost never resolves.
+    fn lost(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(std::future::pending())
+    }
+
+    /// Lets go now and waits until it is let go (dropping may leave that
+    /// to later: a process about to exit calls this).
+    fn release(self: Box<Self>) {}
+}

@@ -286,6 +286,7 @@ impl Server {
                     )),
                     penalties: Arc::new(MemoryPenalties::new(LoginGuard::MAX_ADDRESSES)),
                     greylist: Arc::new(MemoryGreylist::new(greylist_times, MAX_GREYLIST_TRIPLETS)),
+                    queue: Arc::new(yubin_queue::Queue::new(config.queue_dir())),
                 }
             }
             crate::config::Backend::Postgres => {

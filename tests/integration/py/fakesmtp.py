@@ -80,6 +80,12 @@ def serve(conn, number):
                 send("554 5.5.1 no valid recipients")
                 continue
             send("354 go ahead")
+            if mode == "stall-data-once" and number == 1:
+                # Take a line, then nothing more: the sender is stuck
+                # mid-DATA until it gives up or dies.
+                f.readline()
+                record({"connection": number, "event": "stalled"})
+                time.sleep(3600)
             lines, raw = [], b""
             while True:
                 data = f.readline()

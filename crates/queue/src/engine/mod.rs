@@ -160,7 +160,7 @@ fn tls_required_no(header: &[u8]) -> bool {
 
 /// What an attempt needs from disk, read under the entry's lock.
 pub(crate) struct Prepared {
-    _claim: Box<dyn Claim>,
+    claim: Box<dyn Claim>,
     envelope: Envelope,
     source: MessageSource,
     wire_size: u64,
@@ -316,15 +316,7 @@ impl<D: Dns + 'static> Engine<D> {
             return;
         }
         let queue = self.queue.clone();
-        let states = tokio::task::spawn_blocking(move || {
-            new.into_iter()
-                .map(|id| {
-                    let when = queue.load_state(&id).map_or(0, |s| s.next_attempt);
-                    (id, when)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
+        let states = tokio::task::spawn_blocking(move || queue.next_attempts(new)).await;
         match states {
             Ok(states) => {
                 for (id, when) in states {
@@ -366,7 +358,7 @@ impl<D: Dns + 'static> Engine<D> {
         let unsaved = self.unsaved.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let mut prepared = prepare(&queue, &owned_id)?;
-            if let Some(prepared) = &mut prepared
+            if let Ok(prepared) = &mut prepared
                 && let Some(state) = lock(&unsaved).get(&owned_id)
             {
                 // What the disk says the postmaster asked for still holds.
@@ -378,9 +370,8 @@ impl<D: Dns + 'static> Engine<D> {
         })
         .await;
         let prepared = match prepared {
-            Ok(Ok(Some(prepared))) => prepared,
-            // Locked by someone else (`yubin queue delete`): look again soon.
-            Ok(Ok(None)) => return Some(unix_now() + 5),
+            Ok(Ok(Ok(prepared))) => prepared,
+            Ok(Ok(Err(when))) => return Some(when),
             Ok(Err(QueueError::Damaged { path, reason })) => {
                 tracing::error!(id, path = %path.display(), %reason, "damaged queue entry moved to corrupt/");
                 return None;
@@ -399,10 +390,19 @@ impl<D: Dns + 'static> Engine<D> {
                 return Some(unix_now() + 60);
             }
         };
+        let lost = prepared.claim.lost();
         let results = if prepared.state.bounce_requested {
             returned_by_postmaster(&prepared)
         } else {
-            self.deliver_all(&prepared).await
+            tokio::select! {
+                results = self.deliver_all(&prepared) => results,
+                // Another engine may be taking the entry over: this attempt
+                // stops here, before its final dot if it had not sent it.
+                () = lost => {
+                    tracing::warn!(id, "the claim on the entry lapsed (its store was out of reach); attempt abandoned, the entry stays queued");
+                    return Some(unix_now() + 60);
+                }
+            }
         };
         drop(slots);
         let queue = self.queue.clone();
@@ -804,10 +804,15 @@ async fn futures_join_all<F: std::future::Future>(
     outputs.into_iter().flatten().collect()
 }
 
-/// Claims and reads an entry (blocking). `None`: claimed elsewhere.
-fn prepare(queue: &Arc<dyn QueueStore>, id: &str) -> Result<Option<Prepared>, QueueError> {
-    let Some(claim) = queue.claim(id)? else {
-        return Ok(None);
+/// Claims and reads an entry (blocking). `Err(when)`: not now (claimed
+/// elsewhere, or another engine tried it meanwhile); look again then.
+fn prepare(queue: &Arc<dyn QueueStore>, id: &str) -> Result<Result<Prepared, u64>, QueueError> {
+    let now = unix_now();
+    let Some(claim) = queue.claim(id, Some(now))? else {
+        // An attempt elsewhere (or `yubin queue delete`) is a matter of
+        // seconds; an entry tried meanwhile is due when that attempt said.
+        let next = queue.load_state(id)?.next_attempt;
+        return Ok(Err(next.max(now + 5)));
     };
     let (envelope, mut message) = queue.open(id)?;
     let io = |error| QueueError::Io {
@@ -839,8 +844,8 @@ fn prepare(queue: &Arc<dyn QueueStore>, id: &str) -> Result<Option<Prepared>, Qu
         }
     };
     let state = queue.load_state(id)?;
-    Ok(Some(Prepared {
-        _claim: claim,
+    Ok(Ok(Prepared {
+        claim,
         source: MessageSource {
             store: queue.clone(),
             id: id.to_owned(),

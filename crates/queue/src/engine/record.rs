@@ -29,7 +29,7 @@ impl Record<'_> {
         results: Vec<(RecipientResult, Option<String>)>,
     ) -> Option<u64> {
         let Prepared {
-            _claim,
+            claim: _claim,
             envelope,
             mut state,
             headers,

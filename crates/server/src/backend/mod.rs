@@ -14,9 +14,7 @@
 //! | [`GreylistStore`] | greylisting's triplets | memory ([`MemoryGreylist`]) |
 //! | [`yubin_queue::QueueStore`] | the outbound queue | the queue directory ([`yubin_queue::Queue`]) |
 //!
-//! Over PostgreSQL ([`pg`], `storage.backend = "postgres"`): users,
-//! maildrops, grants, penalties and greylisting; the queue stays each
-//! node's directory for now.
+//! Over PostgreSQL ([`pg`], `storage.backend = "postgres"`): all of them.
 //!
 //! The queue's seam lives in yubin-queue, beside its delivery engine,
 //! which uses nothing else.
@@ -57,6 +55,8 @@ pub struct Backend {
     pub penalties: Arc<dyn PenaltyStore>,
     /// Greylisting's triplets.
     pub greylist: Arc<dyn GreylistStore>,
+    /// The outbound queue.
+    pub queue: Arc<dyn yubin_queue::QueueStore>,
 }
 
 #[cfg(test)]

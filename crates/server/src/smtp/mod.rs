@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use yubin_queue::{Queue, QueueStore};
+use yubin_queue::QueueStore;
 use yubin_smtp_proto::{Offer, SessionConfig};
 
 use crate::backend::{MailStore, RelayGrantStore, UserDirectory};
@@ -175,7 +175,7 @@ impl SmtpService {
                 vec![config.data_dir.clone(), config.queue_dir()],
                 free_space::StorageGauge::needed_for(config.smtp.max_message_size),
             ),
-            queue: Arc::new(Queue::new(config.queue_dir())),
+            queue: shared.backend.queue.clone(),
             relay_networks: config.relay_networks()?,
             config,
             users: shared.backend.users.clone(),

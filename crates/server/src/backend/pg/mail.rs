@@ -20,6 +20,7 @@ use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
 use super::batch::Batcher;
+use super::body::{BodyReader, BodyWriter};
 use crate::backend::mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
 
 /// How long a maildrop lock lasts unless renewed. A node that dies holds
@@ -28,11 +29,6 @@ pub const LOCK_LEASE: Duration = Duration::from_secs(20);
 
 /// How often a node renews the leases of the locks it holds.
 pub const LOCK_RENEWAL: Duration = Duration::from_secs(5);
-
-/// A delivery of at most this many octets is held in memory and written
-/// in one statement with its maildrop row; a larger one streams its
-/// chunks first (a message to 100 local users holds 100 of these at most).
-const IN_ONE_STATEMENT: usize = CHUNK;
 
 /// The lock sessions this node holds, whose leases it renews.
 #[derive(Default)]
@@ -152,15 +148,9 @@ impl MailStore for PgMailStore {
         wire: u64,
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Box<dyn Delivery>, MailError> {
-        let mut body = BodyWriter {
-            db: &self.db,
-            runtime: &self.runtime,
-            size,
-            started: None,
-            written_chunks: 0,
-            pending: Vec::new(),
-        };
+        let mut body = BodyWriter::new(&self.db, &self.runtime, size);
         write(&mut body).map_err(MailError::Write)?;
+        let body = body.finish();
         Ok(Box::new(PgDelivery {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
@@ -170,53 +160,9 @@ impl MailStore for PgMailStore {
             size,
             wire,
             started: body.started,
-            first_seq: body.written_chunks,
+            first_seq: body.first_seq,
             pending: body.pending,
         }))
-    }
-}
-
-/// A message body on its way in: small ones stay in memory until the
-/// delivery commits; a large one is written a chunk at a time as it comes.
-struct BodyWriter<'a> {
-    db: &'a Database,
-    runtime: &'a Handle,
-    size: u64,
-    started: Option<i64>,
-    written_chunks: i32,
-    pending: Vec<u8>,
-}
-
-impl Write for BodyWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.pending.extend_from_slice(data);
-        if self.pending.len() > IN_ONE_STATEMENT {
-            let (db, size) = (self.db, self.size);
-            let body = match self.started {
-                Some(body) => body,
-                None => {
-                    let body = self
-                        .runtime
-                        .block_on(db.start_body(size))
-                        .map_err(io::Error::other)?;
-                    self.started = Some(body);
-                    body
-                }
-            };
-            let full = self.pending.len() / CHUNK * CHUNK;
-            for chunk in self.pending[..full].chunks(CHUNK) {
-                self.runtime
-                    .block_on(db.write_chunk(body, self.written_chunks, chunk))
-                    .map_err(io::Error::other)?;
-                self.written_chunks += 1;
-            }
-            self.pending.drain(..full);
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -328,20 +274,15 @@ impl Maildrop for PgMaildrop {
                 reader
             });
         }
-        let mut reader = BodyReader {
-            db: self.db.clone(),
-            runtime: self.runtime.clone(),
-            body: message.body,
-            left: message.size,
-            next_seq: 0,
-            ahead: std::collections::VecDeque::new(),
-            coming: None,
-            chunk: Vec::new(),
-            at: 0,
-        };
+        let mut reader = BodyReader::new(
+            self.db.clone(),
+            self.runtime.clone(),
+            message.body,
+            message.size,
+        );
         // The first chunk now: a body removed meanwhile is told apart from
         // a failure before the status line goes out.
-        if reader.left > 0 && !reader.fill().map_err(OpenError::Io)? {
+        if !reader.start().map_err(OpenError::Io)? {
             return Err(OpenError::Gone);
         }
         Ok(Box::new(reader))
@@ -492,87 +433,3 @@ const READ_AHEAD: u64 = 1 << 20;
 
 /// Messages read ahead at once, at most.
 const READ_AHEAD_MESSAGES: usize = 64;
-
-/// Chunks fetched per query while reading a body: RETR of a large
-/// message is a query per MiB, and a session holds at most that much.
-const CHUNKS_PER_READ: i32 = 4;
-
-/// Chunks on their way from the database.
-type Fetch = tokio::task::JoinHandle<Result<Vec<Vec<u8>>, yubin_pg::DbError>>;
-
-/// A body read a few chunks (one query) at a time, the next few always on
-/// their way while these are sent.
-struct BodyReader {
-    db: Database,
-    runtime: Handle,
-    body: i64,
-    /// Octets not yet fetched.
-    left: u64,
-    next_seq: i32,
-    /// Fetched chunks not yet read, in order.
-    ahead: std::collections::VecDeque<Vec<u8>>,
-    /// The next chunks, asked for already.
-    coming: Option<Fetch>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl BodyReader {
-    fn fetch(&self, first: i32) -> Fetch {
-        let (db, body) = (self.db.clone(), self.body);
-        self.runtime
-            .spawn(async move { db.read_chunks(body, first, CHUNKS_PER_READ).await })
-    }
-
-    /// Moves to the next chunk, fetching more when none is left; `false`
-    /// when there is none.
-    fn fill(&mut self) -> io::Result<bool> {
-        if self.ahead.is_empty() {
-            let coming = match self.coming.take() {
-                Some(coming) => coming,
-                None => self.fetch(self.next_seq),
-            };
-            let chunks = self
-                .runtime
-                .block_on(coming)
-                .map_err(io::Error::other)?
-                .map_err(io::Error::other)?;
-            let fetched: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            self.next_seq += i32::try_from(chunks.len()).unwrap_or(CHUNKS_PER_READ);
-            self.ahead.extend(chunks);
-            // More to come: ask for it now, while these are sent.
-            if fetched < self.left {
-                self.coming = Some(self.fetch(self.next_seq));
-            }
-        }
-        let Some(chunk) = self.ahead.pop_front() else {
-            return Ok(false);
-        };
-        self.left = self.left.saturating_sub(chunk.len() as u64);
-        self.chunk = chunk;
-        self.at = 0;
-        Ok(true)
-    }
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.chunk.len() {
-            if self.left == 0 && self.ahead.is_empty() {
-                return Ok(0);
-            }
-            if !self.fill()? {
-                // Fewer octets than the size written at delivery: the
-                // message cannot be sent whole.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "message body is shorter than its size",
-                ));
-            }
-        }
-        let n = out.len().min(self.chunk.len() - self.at);
-        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}

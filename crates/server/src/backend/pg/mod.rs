@@ -5,16 +5,19 @@
 //! penalty change, no greylisting verdict against the sender.
 
 mod batch;
+mod body;
 mod grants;
 mod greylist;
 mod mail;
 mod penalties;
+mod queue;
 mod users;
 
 pub use grants::PgGrants;
 pub use greylist::PgGreylist;
 pub use mail::{LOCK_LEASE, LOCK_RENEWAL, PgMailStore};
 pub use penalties::PgPenalties;
+pub use queue::{CLAIM_LEASE, PgQueue};
 pub use users::PgUsers;
 
 use std::sync::Arc;
@@ -41,6 +44,7 @@ pub struct Shared {
     /// The seams, as the drivers hold them.
     pub backend: Backend,
     mail: Arc<PgMailStore>,
+    queue: Arc<PgQueue>,
     penalties: Arc<PgPenalties>,
     db: Database,
     /// How long a greylisting triplet is kept unseen.
@@ -62,6 +66,8 @@ impl Shared {
         let db = Database::connect(url, config.postgres.pool_size)?;
         let node = config.node_name();
         let mail = Arc::new(PgMailStore::new(db.clone(), node));
+        let queue = Arc::new(PgQueue::new(db.clone(), node));
+        queue.watch_flushes().await;
         let started = std::time::Instant::now();
         let users = PgUsers::load(db.clone(), Some(secret)).await?;
         tracing::info!(
@@ -79,19 +85,22 @@ impl Shared {
             grants: Arc::new(PgGrants::new(db.clone(), pbs.window.0, pbs.ipv6_prefix)),
             penalties: penalties.clone(),
             greylist: Arc::new(PgGreylist::new(db.clone(), greylist)),
+            queue: queue.clone(),
         };
         Ok(Shared {
             backend,
             mail,
+            queue,
             penalties,
             db,
             triplets_kept: greylist.keep,
         })
     }
 
-    /// Renews this node's maildrop leases, reads the login penalties
-    /// every second, and now and then removes bodies no delivery finished
-    /// and expired grants, penalties and triplets, until `shutdown`.
+    /// Renews this node's maildrop leases and queue claims, reads the
+    /// login penalties and looks for queue flush requests every second,
+    /// and now and then removes bodies no delivery finished and expired
+    /// grants, penalties, triplets and claims, until `shutdown`.
     pub async fn keep(self, shutdown: watch::Receiver<bool>) {
         // Each on its own clock: a slow sweep of a large database must
         // never hold up the leases, or this node's locks would lapse
@@ -100,14 +109,14 @@ impl Shared {
             let mut renew = tokio::time::interval(LOCK_RENEWAL);
             loop {
                 renew.tick().await;
-                self.mail.renew_leases().await;
+                tokio::join!(self.mail.renew_leases(), self.queue.renew_claims());
             }
         };
         let penalties = async {
             let mut read = tokio::time::interval(PENALTIES_READ);
             loop {
                 read.tick().await;
-                self.penalties.refresh().await;
+                tokio::join!(self.penalties.refresh(), self.queue.watch_flushes());
             }
         };
         let sweeps = async {
@@ -146,3 +155,6 @@ mod tests;
 
 #[cfg(test)]
 mod mail_tests;
+
+#[cfg(test)]
+mod queue_tests;
