@@ -6,8 +6,8 @@
 //! running it again. `--verify` then compares both sides: counts, sizes
 //! and UIDLs, in order.
 //!
-//! The outbound queue stays where it is: it is each node's own directory
-//! with either backend.
+//! The outbound queue moves too, entry by entry, with each entry's
+//! delivery record (`migrate_queue`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -16,7 +16,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use yubin_auth::{PasswdFile, User, Users};
 use yubin_pg::{CHUNK, Database, Listed, NewMessage};
+use yubin_queue::QueueStore;
 use yubin_server::Config;
+use yubin_server::backend::pg::PgQueue;
 use yubin_store::{Listing, Maildir, MaildropLock, name};
 
 use super::Failure;
@@ -63,19 +65,21 @@ pub fn run(args: &MigrateArgs, config: &Config) -> Result<(), Failure> {
         return Err(Failure::Usage("--to: must differ from --from".into()));
     }
     let (runtime, db) = open(config)?;
-    let tally = runtime.block_on(async {
+    let (tally, queue) = runtime.block_on(async {
         db.check_schema().await.map_err(schema_failure)?;
-        match args.to {
+        let tally = match args.to {
             Backend::Postgres => to_postgres(config, &db, args.verify).await,
             Backend::Maildir => to_maildir(config, &db, args.verify).await,
-        }
+        }?;
+        let queue = move_queue(config, db, args.to).await?;
+        Ok::<_, Failure>((tally, queue))
     })?;
-    for problem in &tally.left_out {
+    for problem in tally.left_out.iter().chain(&queue.left) {
         eprintln!("yubin: not copied: {problem}");
     }
     println!(
-        "{} users; {} messages copied ({} octets), {} already there",
-        tally.users, tally.copied, tally.octets, tally.already
+        "{} users; {} messages copied ({} octets), {} already there; {} queued messages moved",
+        tally.users, tally.copied, tally.octets, tally.already, queue.moved
     );
     if args.verify {
         for difference in &tally.differences {
@@ -87,17 +91,38 @@ pub fn run(args: &MigrateArgs, config: &Config) -> Result<(), Failure> {
             );
         }
     }
-    if !tally.differences.is_empty() || !tally.left_out.is_empty() {
+    if !tally.differences.is_empty() || !tally.left_out.is_empty() || !queue.left.is_empty() {
         return Err(Failure::Exit(
             1,
             format!(
-                "{} differences, {} messages not copied",
+                "{} differences, {} messages not copied, {} queued messages not moved",
                 tally.differences.len(),
-                tally.left_out.len()
+                tally.left_out.len(),
+                queue.left.len()
             ),
         ));
     }
     Ok(())
+}
+
+/// Moves the outbound queue to the backend `to` (see `migrate_queue`).
+async fn move_queue(
+    config: &Config,
+    db: Database,
+    to: Backend,
+) -> Result<super::migrate_queue::QueueTally, Failure> {
+    let directory = yubin_queue::Queue::new(config.queue_dir());
+    let database = PgQueue::new(db, config.node_name());
+    tokio::task::spawn_blocking(move || {
+        let (from, to): (&dyn QueueStore, &dyn QueueStore) = match to {
+            Backend::Postgres => (&directory, &database),
+            Backend::Maildir => (&database, &directory),
+        };
+        super::migrate_queue::move_queue(from, to)
+    })
+    .await
+    .map_err(runtime_error)?
+    .map_err(runtime_error)
 }
 
 fn runtime_error(error: impl Into<anyhow::Error>) -> Failure {

@@ -6,6 +6,7 @@ mod dkim;
 mod dns;
 mod fetch;
 mod migrate;
+mod migrate_queue;
 mod password;
 mod pw;
 mod queue;

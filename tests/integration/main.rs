@@ -18,6 +18,7 @@ mod login;
 mod mta_sts;
 mod outbound;
 mod postgres;
+mod postgres_kills;
 mod postgres_queue;
 mod privileges;
 mod proxy;

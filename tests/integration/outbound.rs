@@ -13,7 +13,7 @@ const ALICE: [(&str, &str); 2] = [("USER_NAME", "alice"), ("USER_PASS", "alice-p
 const BOB: [(&str, &str); 2] = [("USER_NAME", "bob"), ("USER_PASS", "secret")];
 
 /// B: the recipient's server, `b.test`.
-fn receiver(smtp_port: u16) -> TestServer {
+pub(crate) fn receiver(smtp_port: u16) -> TestServer {
     TestServer::with(Setup {
         hostname: "b.test".into(),
         smtp_port,
@@ -44,13 +44,13 @@ fn free_port() -> u16 {
 /// server started by a test running alongside can take it meanwhile (a
 /// released port can be handed out again at once; a TLS listener there
 /// would leave the attempt waiting for a greeting instead of failing).
-struct DeadPort {
+pub(crate) struct DeadPort {
     socket: socket2::Socket,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl DeadPort {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("a socket");
         let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
@@ -65,7 +65,7 @@ impl DeadPort {
     }
 
     /// Releases the port for the server about to listen on it.
-    fn revive(self) -> u16 {
+    pub(crate) fn revive(self) -> u16 {
         drop(self.socket);
         self.port
     }
