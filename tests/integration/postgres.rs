@@ -445,8 +445,7 @@ fn migrate_config(dir: &std::path::Path, admin: &std::path::Path, url: &str) -> 
 }
 
 /// Mail for `b.test` goes to a port where nothing listens: it waits.
-const DEAD_ROUTE: &str =
-    "[queue]\nroutes = { \"b.test\" = \"127.0.0.1:1\" }\nfirst_retry = \"1s\"\nmax_retry = \"1s\"\n";
+const DEAD_ROUTE: &str = "[queue]\nroutes = { \"b.test\" = \"127.0.0.1:1\" }\nfirst_retry = \"1s\"\nmax_retry = \"1s\"\n";
 
 const FETCH_KEEP: &str = "import popclient as p\n\
      c = p.connect(); p.login(c); r = p.fetch_all(c); c.quit(); p.emit(r)";
@@ -478,7 +477,11 @@ fn issue16_migrate_maildir_to_postgres_and_back_keeps_every_uidl_and_byte() {
     assert_eq!(relayed["error"], serde_json::Value::Null, "{relayed}");
     let waiting = maildir_node.queued();
     assert_eq!(waiting.len(), 1);
-    let state = maildir_node.dir.path().join("queue/state").join(&waiting[0]);
+    let state = maildir_node
+        .dir
+        .path()
+        .join("queue/state")
+        .join(&waiting[0]);
     crate::outbound::eventually(20, "a refused attempt on record", || {
         std::fs::read_to_string(&state).is_ok_and(|s| s.contains("attempts "))
     });

@@ -157,7 +157,9 @@ fn issue16_queue_commands_work_on_the_shared_queue() {
     let a = node(
         &pg.url(),
         "node-a",
-        &format!("[queue]\nroutes = {{ \"b.test\" = \"127.0.0.1:{port}\" }}\nfirst_retry = \"1h\"\n"),
+        &format!(
+            "[queue]\nroutes = {{ \"b.test\" = \"127.0.0.1:{port}\" }}\nfirst_retry = \"1h\"\n"
+        ),
     );
     let other = node(&pg.url(), "node-b", "");
     // Commands given with the other node's configuration: the queue is
@@ -185,7 +187,10 @@ fn issue16_queue_commands_work_on_the_shared_queue() {
     let text = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.status.success(), "{text}{:?}", listed);
     assert!(text.contains("1 attempt, next in "), "{text}");
-    assert!(text.contains("last error: 421 4.4.1 connect to 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("last error: 421 4.4.1 connect to 127.0.0.1"),
+        "{text}"
+    );
     assert!(text.ends_with("3 messages queued\n"), "{text}");
     let ids: Vec<String> = text
         .lines()
@@ -206,9 +211,7 @@ fn issue16_queue_commands_work_on_the_shared_queue() {
     let login = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
     let fetch = "import popclient as p\n\
          c = p.connect(); p.login(c); r = p.fetch_all(c); c.quit(); p.emit(r)";
-    eventually(20, "the bounce", || {
-        a.python(fetch, &login)["stat"][0] == 1
-    });
+    eventually(20, "the bounce", || a.python(fetch, &login)["stat"][0] == 1);
     let mailbox = a.python(fetch, &login);
     let bounce = crate::harness::hex_list(&mailbox["messages"]);
     assert!(

@@ -102,14 +102,15 @@ impl Listing {
         self.uidls.len()
     }
 
-    fn from_row(row: &tokio_postgres::Row) -> Result<Listing, DbError> {
+    /// The six arrays from column `first` of `row` on.
+    fn from_row(row: &tokio_postgres::Row, first: usize) -> Result<Listing, DbError> {
         let mut listing = Listing {
-            ids: row.try_get(0)?,
-            sizes: row.try_get(1)?,
-            wire_sizes: row.try_get(2)?,
-            bodies: row.try_get(3)?,
-            seen: row.try_get(4)?,
-            uidls: row.try_get(5)?,
+            ids: row.try_get(first)?,
+            sizes: row.try_get(first + 1)?,
+            wire_sizes: row.try_get(first + 2)?,
+            bodies: row.try_get(first + 3)?,
+            seen: row.try_get(first + 4)?,
+            uidls: row.try_get(first + 5)?,
             uidl_ends: Vec::new(),
         };
         listing.uidl_ends = listing
@@ -135,6 +136,19 @@ impl Listing {
     }
 }
 
+/// What a listing was read from: while the maildrop's user, message
+/// count and version are these, the listing is still right (deliveries
+/// change the count; UPDATE and a delivery taken back, the version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListingKey {
+    /// The user's row.
+    pub user: i64,
+    /// Messages in the folder.
+    pub count: i64,
+    /// The maildrop's version.
+    pub version: i64,
+}
+
 /// What asking for a maildrop's lock gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locked {
@@ -143,8 +157,11 @@ pub enum Locked {
     Taken {
         /// The user's row.
         user: i64,
-        /// The messages.
-        listing: Listing,
+        /// What the maildrop is now.
+        key: ListingKey,
+        /// The messages; `None` when the listing the caller has (its
+        /// `cached` key equals `key`) is still right.
+        listing: Option<Listing>,
     },
     /// Another session holds it and its lease runs.
     InUse,
@@ -212,6 +229,35 @@ const DELIVER: &str = "WITH b AS ( \
          FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
      SELECT id, uidl FROM m";
 
+/// A maildrop's listing: the user, the maildrop's version, and the six
+/// arrays. Aggregates take their input in the subquery's order (the
+/// index's), so no array is sorted again.
+const LIST: &str = "SELECT (SELECT user_id FROM maildrop_locks WHERE session = $1), \
+         coalesce((SELECT version FROM maildrop_versions WHERE user_id = \
+             (SELECT user_id FROM maildrop_locks WHERE session = $1)), 0), \
+         coalesce(array_agg(id), '{}'), coalesce(array_agg(size), '{}'), \
+         coalesce(array_agg(wire_size), '{}'), coalesce(array_agg(body_id), '{}'), \
+         coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
+     FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
+           WHERE user_id = (SELECT user_id FROM maildrop_locks WHERE session = $1) \
+           AND folder = $2 ORDER BY id) AS listed";
+
+/// The same with the message count, the six arrays empty when the user,
+/// count and version are still `$3`, `$4` and `$5` (a kept listing's key).
+const LIST_UNLESS_UNCHANGED: &str = "WITH u AS (SELECT user_id FROM maildrop_locks WHERE session = $1), \
+     k AS (SELECT u.user_id, \
+           (SELECT count(*) FROM messages m WHERE m.user_id = u.user_id AND m.folder = $2) AS n, \
+           coalesce((SELECT version FROM maildrop_versions v WHERE v.user_id = u.user_id), 0) AS version \
+           FROM u) \
+     SELECT k.user_id, k.n, k.version, l.* FROM k, LATERAL ( \
+       SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(size), '{}'), \
+              coalesce(array_agg(wire_size), '{}'), coalesce(array_agg(body_id), '{}'), \
+              coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
+       FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
+             WHERE user_id = k.user_id AND folder = $2 \
+             AND (k.user_id, k.n, k.version) IS DISTINCT FROM ($3::bigint, $4::bigint, $5::bigint) \
+             ORDER BY id) AS listed) AS l";
+
 /// The values [`DELIVER`] takes that a [`NewMessage`] holds in another form.
 struct Owned {
     size: i64,
@@ -256,9 +302,13 @@ fn signed(n: u64) -> i64 {
 impl Database {
     /// Takes `name`'s maildrop lock for `session` of `node`, for `lease`,
     /// and lists its `folder`; or finds the lock held. A lapsed lease is
-    /// taken over. The two statements go out together (one round trip):
+    /// taken over; the session's own lock is taken again (renewed). The two statements go out together (one round trip):
     /// the listing runs after the lock on the same connection and lists
-    /// only under the session's own lock, in the index's order.
+    /// only under the session's own lock, in the index's order. With
+    /// `cached`, the key of a listing the caller keeps, the messages are
+    /// not sent again if the maildrop is still what that listing was read
+    /// from (the count and version are read in the listing's own
+    /// statement, so they always describe what it lists).
     pub async fn lock_maildrop(
         &self,
         name: &str,
@@ -266,6 +316,7 @@ impl Database {
         session: &str,
         lease: Duration,
         folder: &str,
+        cached: Option<ListingKey>,
     ) -> Result<Locked, DbError> {
         let client = self.client().await?;
         let (lock, list) = tokio::join!(
@@ -277,30 +328,39 @@ impl Database {
                      ON CONFLICT (user_id) DO UPDATE SET node = EXCLUDED.node, \
                          session = EXCLUDED.session, lease_until = EXCLUDED.lease_until \
                      WHERE maildrop_locks.lease_until < now() \
+                        OR maildrop_locks.session = EXCLUDED.session \
                      RETURNING user_id) \
                  SELECT u.id, EXISTS (SELECT 1 FROM taken) FROM u",
             ),
-            // Aggregates take their input in the subquery's order.
-            client.prepare_cached(
-                "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(size), '{}'), \
-                        coalesce(array_agg(wire_size), '{}'), coalesce(array_agg(body_id), '{}'), \
-                        coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
-                 FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
-                       WHERE user_id = (SELECT user_id FROM maildrop_locks WHERE session = $1) \
-                       AND folder = $2 ORDER BY id) AS listed",
-            ),
+            client.prepare_cached(if cached.is_some() {
+                LIST_UNLESS_UNCHANGED
+            } else {
+                LIST
+            }),
         );
         let (lock, list) = (lock?, list?);
         let name_key = name.to_ascii_lowercase();
         let seconds = lease.as_secs_f64();
         let lock_params: [&(dyn ToSql + Sync); 4] = [&name_key, &node, &session, &seconds];
-        let list_params: [&(dyn ToSql + Sync); 2] = [&session, &folder];
+        let (cached_user, cached_count, cached_version) =
+            cached.map_or((0, 0, 0), |k| (k.user, k.count, k.version));
+        let list_params: Vec<&(dyn ToSql + Sync)> = if cached.is_some() {
+            vec![
+                &session,
+                &folder,
+                &cached_user,
+                &cached_count,
+                &cached_version,
+            ]
+        } else {
+            vec![&session, &folder]
+        };
         // Polled in this order, so the lock goes out first (a request is
         // sent when its future is first polled).
         let (locked, listed) = tokio::join!(
             biased;
             client.query_opt(&lock, &lock_params),
-            client.query_one(&list, &list_params),
+            client.query_opt(&list, &list_params[..]),
         );
         let Some(locked) = locked? else {
             return Ok(Locked::NoSuchUser);
@@ -309,11 +369,31 @@ impl Database {
             return Ok(Locked::InUse);
         }
         let user: i64 = locked.get(0);
-        match listed
-            .map_err(DbError::from)
-            .and_then(|row| Listing::from_row(&row))
-        {
-            Ok(listing) => Ok(Locked::Taken { user, listing }),
+        let read = listed.map_err(DbError::from).and_then(|row| {
+            let row = row.ok_or_else(|| DbError::Schema("the lock just taken is gone".into()))?;
+            if cached.is_none() {
+                let listing = Listing::from_row(&row, 2)?;
+                let key = ListingKey {
+                    user: row.try_get(0)?,
+                    count: i64::try_from(listing.len()).unwrap_or(i64::MAX),
+                    version: row.try_get(1)?,
+                };
+                return Ok((key, Some(listing)));
+            }
+            let key = ListingKey {
+                user: row.try_get(0)?,
+                count: row.try_get(1)?,
+                version: row.try_get(2)?,
+            };
+            let listing = if cached == Some(key) {
+                None
+            } else {
+                Some(Listing::from_row(&row, 3)?)
+            };
+            Ok((key, listing))
+        });
+        match read {
+            Ok((key, listing)) => Ok(Locked::Taken { user, key, listing }),
             Err(error) => {
                 // Taken but not listed: let it go again rather than leave
                 // the user locked out for a lease.
@@ -400,7 +480,12 @@ impl Database {
                  gone AS ( \
                      DELETE FROM bodies b USING d WHERE b.id = d.body_id \
                      AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.body_id = b.id AND o.id <> ALL($3)) \
-                     AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id) RETURNING 1) \
+                     AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id) RETURNING 1), \
+                 v AS ( \
+                     INSERT INTO maildrop_versions (user_id, version) \
+                     SELECT user_id, nextval('maildrop_version') FROM l \
+                     WHERE EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM s) \
+                     ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version) \
                  SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM d), \
                         (SELECT count(*) FROM s), (SELECT count(*) FROM gone)",
                 &[&user, &session, &delete, &seen],
@@ -474,7 +559,12 @@ impl Database {
         let tx = client.transaction().await?;
         let body: Option<i64> = tx
             .query_opt(
-                "DELETE FROM messages WHERE id = $1 RETURNING body_id",
+                "WITH m AS (DELETE FROM messages WHERE id = $1 RETURNING user_id, body_id), \
+                 v AS ( \
+                     INSERT INTO maildrop_versions (user_id, version) \
+                     SELECT user_id, nextval('maildrop_version') FROM m \
+                     ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version) \
+                 SELECT body_id FROM m",
                 &[&id],
             )
             .await?

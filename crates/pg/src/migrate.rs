@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the outbound queue, with claims under a lease",
         sql: include_str!("../migrations/0004_outbound_queue.sql"),
     },
+    Migration {
+        version: 5,
+        name: "maildrop versions, for the listings nodes keep",
+        sql: include_str!("../migrations/0005_maildrop_versions.sql"),
+    },
 ];
 
 /// The advisory lock that makes migrating one node's job at a time.

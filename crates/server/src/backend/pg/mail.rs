@@ -21,6 +21,7 @@ use yubin_store::{CommitReport, LockError, OpenError};
 
 use super::batch::Batcher;
 use super::body::{BodyReader, BodyWriter};
+use super::listings::Listings;
 use crate::backend::mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
 
 /// How long a maildrop lock lasts unless renewed. A node that dies holds
@@ -68,6 +69,7 @@ pub struct PgMailStore {
     held: Arc<HeldLocks>,
     lease: Duration,
     releaser: Arc<Releaser>,
+    pub(super) listings: Listings,
 }
 
 impl PgMailStore {
@@ -93,6 +95,7 @@ impl PgMailStore {
             held: Arc::new(HeldLocks::default()),
             lease: LOCK_LEASE,
             releaser: Arc::new(releaser),
+            listings: Listings::default(),
         }
     }
 
@@ -117,14 +120,24 @@ impl PgMailStore {
 impl MailStore for PgMailStore {
     fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError> {
         let session = yubin_auth::random::alphanumeric(24);
-        let locked = self.wait(
-            self.db
-                .lock_maildrop(&user.name, &self.node, &session, self.lease, ""),
-        )?;
-        let (user_id, listing) = match locked {
-            Locked::Taken { user, listing } => (user, listing),
-            Locked::InUse => return Err(MailError::Lock(LockError::InUse)),
-            Locked::NoSuchUser => return Err(MailError::NoMaildrop(user.name.clone())),
+        let mut cached = self.listings.key(&user.name);
+        let (user_id, listing) = loop {
+            let locked = self.wait(
+                self.db
+                    .lock_maildrop(&user.name, &self.node, &session, self.lease, "", cached),
+            )?;
+            let (user_id, key, fresh) = match locked {
+                Locked::Taken { user, key, listing } => (user, key, listing),
+                Locked::InUse => return Err(MailError::Lock(LockError::InUse)),
+                Locked::NoSuchUser => return Err(MailError::NoMaildrop(user.name.clone())),
+            };
+            match self.listings.settle(&user.name, key, fresh) {
+                Some(listing) => break (user_id, listing),
+                // The kept listing went meanwhile (another session's took
+                // its place): list afresh, under the lock already held
+                // (taking it again is this session's own renewal).
+                None => cached = None,
+            }
         };
         self.held.insert(&session);
         Ok(Arc::new(PgMaildrop {
@@ -235,7 +248,7 @@ struct PgMaildrop {
     releaser: Arc<Releaser>,
     user_id: i64,
     session: String,
-    listing: Listing,
+    listing: Arc<Listing>,
     /// Small bodies read ahead of their RETR, by body.
     read_ahead: Mutex<std::collections::HashMap<i64, Vec<u8>>>,
     /// Set once UPDATE released the lock with its commit.
@@ -297,7 +310,16 @@ impl Maildrop for PgMaildrop {
         };
         let (delete_ids, seen_ids) = (ids(delete), ids(retrieved));
         if delete_ids.is_empty() && seen_ids.is_empty() {
-            // Nothing to change: the lock goes with the others (Drop).
+            // Nothing to change: the lock goes with the others let go at
+            // this moment, before QUIT's +OK, so that a client that
+            // connects again at once finds its maildrop free.
+            if !self.released.swap(true, Ordering::SeqCst) {
+                self.held.remove(&self.session);
+                let release = self.releaser.write((self.user_id, self.session.clone()));
+                if !self.runtime.block_on(release) {
+                    tracing::warn!(session = %self.session, "maildrop lock not let go; it lapses with its lease");
+                }
+            }
             return CommitReport::default();
         }
         let committed = self.runtime.block_on(self.db.commit_update(

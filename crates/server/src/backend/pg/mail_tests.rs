@@ -328,3 +328,139 @@ async fn mail_for_a_user_the_database_does_not_know_is_refused_and_writes_nothin
         "0"
     );
 }
+
+/// Opens `user`'s maildrop, waiting out a lock the last session's batched
+/// release has not let go yet.
+async fn open_when_free(
+    store: &Arc<PgMailStore>,
+    user: &User,
+) -> Arc<dyn crate::backend::Maildrop> {
+    for _ in 0..100 {
+        let (s, u) = (store.clone(), user.clone());
+        match blocking(move || s.open(&u)).await {
+            Ok(maildrop) => return maildrop,
+            Err(MailError::Lock(LockError::InUse)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    panic!("the maildrop stayed locked");
+}
+
+fn uids(maildrop: &dyn crate::backend::Maildrop) -> Vec<String> {
+    (0..maildrop.len())
+        .map(|i| maildrop.uid(i).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_listing_serves_while_the_maildrop_is_unchanged_and_never_after_a_change() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, b) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    let on_a = Arc::new(PgMailStore::new(a.clone(), "a"));
+    let on_b = Arc::new(PgMailStore::new(b.clone(), "b"));
+    // Enough messages for the listing to be kept.
+    let (s, u) = (on_b.clone(), alice.clone());
+    let mut names = blocking(move || {
+        (0..300)
+            .map(|n| deliver(&s, &u, format!("Subject: {n}\n\nbody {n}\n").as_bytes()))
+            .collect::<Vec<_>>()
+    })
+    .await;
+
+    let first = open_when_free(&on_a, &alice).await;
+    assert_eq!(uids(&*first), names);
+    drop(first);
+    assert!(on_a.listings.key("ALICE").is_some(), "kept on a");
+    let again = open_when_free(&on_a, &alice).await;
+    assert_eq!(uids(&*again), names, "the kept listing");
+    drop(again);
+
+    // A delivery on b: a sees it at its next login.
+    let (s, u) = (on_b.clone(), alice.clone());
+    names.push(blocking(move || deliver(&s, &u, b"Subject: new\n\nnew\n")).await);
+    let after_delivery = open_when_free(&on_a, &alice).await;
+    assert_eq!(uids(&*after_delivery), names);
+    drop(after_delivery);
+
+    // UPDATE on b deletes one and marks another seen.
+    let on_b_drop = open_when_free(&on_b, &alice).await;
+    let d = on_b_drop.clone();
+    let report = blocking(move || d.commit(&[300], &[5])).await;
+    assert_eq!(report.removed, 1);
+    drop(on_b_drop);
+    names.pop();
+    let after_update = open_when_free(&on_a, &alice).await;
+    assert_eq!(uids(&*after_update), names);
+    drop(after_update);
+
+    // Seen flags alone are a change too.
+    let on_b_seen = open_when_free(&on_b, &alice).await;
+    let m = on_b_seen.clone();
+    let report = blocking(move || m.commit(&[], &[7])).await;
+    assert_eq!(report.not_removed, 0);
+    drop(on_b_seen);
+    let seen: i64 = a
+        .query_one("SELECT count(*) FROM messages WHERE seen", &[])
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(seen, 2);
+    let key_before = on_a.listings.key("alice");
+    let after_seen = open_when_free(&on_a, &alice).await;
+    assert_ne!(on_a.listings.key("alice"), key_before, "listed afresh");
+    assert_eq!(uids(&*after_seen), names);
+    drop(after_seen);
+
+    // A delivery taken back after a listing that had it, with another
+    // delivery after it: the count is what it was at that listing, and
+    // only the version tells.
+    let (s, u) = (on_b.clone(), alice.clone());
+    let undone = blocking(move || {
+        s.stage(&u, None, 4, 5, &mut |out| out.write_all(b"x\ny\n"))
+            .expect("staged")
+            .commit()
+            .expect("committed")
+    })
+    .await;
+    let with_it = open_when_free(&on_a, &alice).await;
+    assert_eq!(with_it.len(), names.len() + 1);
+    drop(with_it);
+    let (s, u) = (on_b.clone(), alice.clone());
+    names.push(blocking(move || deliver(&s, &u, b"Subject: kept\n\nkept\n")).await);
+    blocking(move || undone.undo()).await;
+    let after_undo = open_when_free(&on_a, &alice).await;
+    assert_eq!(uids(&*after_undo), names);
+}
+
+/// QUIT without changes lets the lock go before its `+OK`: a client that
+/// connects again at once, on any node, must find the maildrop free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_without_changes_lets_the_lock_go_before_it_returns() {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, b) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    let on_a = Arc::new(PgMailStore::new(a.clone(), "a"));
+    let on_b = Arc::new(PgMailStore::new(b.clone(), "b"));
+    let maildrop = open_when_free(&on_a, &alice).await;
+    let m = maildrop.clone();
+    let report = blocking(move || m.commit(&[], &[])).await;
+    assert_eq!(report.removed, 0);
+    let locks: i64 = a
+        .query_one("SELECT count(*) FROM maildrop_locks", &[])
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(locks, 0, "let go before UPDATE returned");
+    // Still held by the session object: the other node gets in anyway.
+    let (s, u) = (on_b.clone(), alice.clone());
+    let next = blocking(move || s.open(&u).map(|_| ()).map_err(|e| e.to_string())).await;
+    assert_eq!(next, Ok(()));
+    drop(maildrop);
+}

@@ -8,6 +8,7 @@ mod batch;
 mod body;
 mod grants;
 mod greylist;
+mod listings;
 mod mail;
 mod penalties;
 mod queue;
