@@ -4,8 +4,10 @@
 //! at the destination before it is removed at the source, so an
 //! interrupted run leaves an entry in both places at worst, and the next
 //! run finds it at the destination and only removes it at the source.
-//! Run it with the servers stopped: an entry a running engine is
-//! delivering is left where it is and named.
+//! Run it with the servers stopped (on both sides: an engine at the
+//! destination could deliver an entry an interrupted run left in both
+//! places, and a rerun would copy it again); an entry a running engine at
+//! the source holds is left where it is and named.
 
 use std::io;
 
@@ -51,19 +53,14 @@ fn move_entry(from: &dyn QueueStore, to: &dyn QueueStore, id: &str) -> Result<bo
     let state = from.load_state(id)?;
     // Already there: an earlier run stopped before the removal below.
     if to.open(id).is_err() {
-        let staged = to.stage(&envelope, &mut |out| {
+        // With its record in the same commit: an engine at the
+        // destination never sees it as fresh, and does not deliver again
+        // to the recipients already done.
+        to.stage(&envelope, &mut |out| {
             io::copy(&mut message, out).map(|_| ())
-        })?;
-        staged.commit()?;
+        })?
+        .commit_with_state(&state)?;
     }
-    // The record, under a claim at the destination too: a running engine
-    // there would otherwise start over and deliver again to recipients
-    // already done.
-    let Some(there) = to.claim(id, None)? else {
-        return Ok(false);
-    };
-    to.save_state(id, &state)?;
-    there.release();
     from.remove(id)?;
     claim.release();
     Ok(true)

@@ -58,27 +58,22 @@ pub fn run(command: QueueCommand, config: &Config) -> Result<(), Failure> {
         }
         QueueCommand::Delete { id } => {
             let claim = claim(queue, &id)?;
-            queue
-                .remove(&id)
-                .with_context(|| format!("cannot remove {id}"))?;
+            let removed = queue.remove(&id);
             claim.release();
+            removed.with_context(|| format!("cannot remove {id}"))?;
             println!("deleted {id}");
             Ok(())
         }
         QueueCommand::Bounce { id } => {
             let claim = claim(queue, &id)?;
-            let mut state = queue
-                .load_state(&id)
-                .context("cannot read the entry's state")?;
-            state.bounce_requested = true;
-            state.next_attempt = 0;
-            queue
-                .save_state(&id, &state)
-                .context("cannot record the bounce request")?;
+            let saved = queue.load_state(&id).and_then(|mut state| {
+                state.bounce_requested = true;
+                state.next_attempt = 0;
+                queue.save_state(&id, &state)
+            });
             claim.release();
-            queue
-                .request_flush()
-                .context("cannot write the flush request")?;
+            saved.context("cannot record the bounce request")?;
+            queue.wake().context("cannot tell the running servers")?;
             println!(
                 "{id} will be returned to its sender (a running server does it within a second)"
             );

@@ -1,8 +1,13 @@
 -- yubin's schema, version 4: the outbound queue. Every node's delivery
--- engine works from one table; an attempt is made under a claim, a row in
--- an unlogged table with a lease its node renews, so one attempt at a
--- time is made for an entry across the cluster and a dead node's entries
--- are taken over when their leases run out.
+-- engine works from one table; an attempt is made under a claim written
+-- on the entry's row (a token and a lease its node renews), so one
+-- attempt at a time is made for an entry across the cluster, a dead
+-- node's entries are taken over when their leases run out, and every
+-- write of an attempt's outcome names its token: PostgreSQL checks that
+-- against the row's newest version, so a node whose claim was taken over
+-- changes nothing. Claims are logged like the rest of the row: a crash
+-- of the database or a failover keeps them, and no second attempt starts
+-- while the first one's lease runs.
 
 -- Version 1 made a placeholder no yubin ever wrote to. Refuse, rather
 -- than drop, should anything be in it.
@@ -33,22 +38,15 @@ CREATE TABLE queue (
     last_error    text NOT NULL DEFAULT '',
     done          text[] NOT NULL DEFAULT '{}', -- recipients delivered or bounced
     warned        boolean NOT NULL DEFAULT false,
-    bounce        boolean NOT NULL DEFAULT false -- `yubin queue bounce` asked for it
+    bounce        boolean NOT NULL DEFAULT false, -- `yubin queue bounce` asked for it
+    claim_node    text,                         -- who is making an attempt, if anyone
+    claim_token   text,
+    lease_until   timestamptz
 );
 CREATE INDEX queue_by_body ON queue (body_id);
-CREATE INDEX queue_due ON queue (next_attempt);
+CREATE INDEX queue_by_claim ON queue (claim_token) WHERE claim_token IS NOT NULL;
 
--- Who is making an attempt at an entry. Worth nothing after a crash of
--- the database: the attempts it cut off are made again.
-CREATE UNLOGGED TABLE queue_claims (
-    entry_id    text PRIMARY KEY,
-    node        text NOT NULL,
-    token       text NOT NULL,
-    lease_until timestamptz NOT NULL
-);
-CREATE INDEX queue_claims_by_token ON queue_claims (token);
-
--- `yubin queue flush`: a counter every node watches.
+-- `yubin queue flush` and `bounce`: a counter every node watches.
 CREATE TABLE queue_flushes (
     one         boolean PRIMARY KEY DEFAULT true CHECK (one),
     requests    bigint NOT NULL

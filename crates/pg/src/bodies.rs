@@ -72,8 +72,7 @@ impl Database {
 
     /// Removes what has expired: grants past their window by an hour,
     /// penalties not renewed for `forget`, greylisting triplets not seen
-    /// for `forget_triplets`, queue claims lapsed for an hour; how many
-    /// rows.
+    /// for `forget_triplets`; how many rows.
     pub async fn remove_expired(
         &self,
         forget: Duration,
@@ -97,15 +96,7 @@ impl Database {
                 &[&forget_triplets.as_secs_f64()],
             )
             .await?;
-        // Claims of entries nobody removed (their node died and the entry
-        // went elsewhere meanwhile) are taken over anyway; this only tidies.
-        let claims = self
-            .execute(
-                "DELETE FROM queue_claims WHERE lease_until < now() - interval '1 hour'",
-                &[],
-            )
-            .await?;
-        Ok(grants + penalties + triplets + claims)
+        Ok(grants + penalties + triplets)
     }
 
     /// Removes bodies that no maildrop row or queue entry names and that

@@ -480,12 +480,7 @@ impl Database {
                  gone AS ( \
                      DELETE FROM bodies b USING d WHERE b.id = d.body_id \
                      AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.body_id = b.id AND o.id <> ALL($3)) \
-                     AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id) RETURNING 1), \
-                 v AS ( \
-                     INSERT INTO maildrop_versions (user_id, version) \
-                     SELECT user_id, nextval('maildrop_version') FROM l \
-                     WHERE EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM s) \
-                     ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version) \
+                     AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = b.id) RETURNING 1) \
                  SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM d), \
                         (SELECT count(*) FROM s), (SELECT count(*) FROM gone)",
                 &[&user, &session, &delete, &seen],
@@ -559,12 +554,7 @@ impl Database {
         let tx = client.transaction().await?;
         let body: Option<i64> = tx
             .query_opt(
-                "WITH m AS (DELETE FROM messages WHERE id = $1 RETURNING user_id, body_id), \
-                 v AS ( \
-                     INSERT INTO maildrop_versions (user_id, version) \
-                     SELECT user_id, nextval('maildrop_version') FROM m \
-                     ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version) \
-                 SELECT body_id FROM m",
+                "DELETE FROM messages WHERE id = $1 RETURNING body_id",
                 &[&id],
             )
             .await?

@@ -3,13 +3,13 @@
 //! maildrop's, and claims that make one attempt at a time per entry
 //! across the cluster.
 //!
-//! A claim is a row in `queue_claims` with a lease. It is taken only for an
-//! entry whose row no other transaction holds (`FOR UPDATE SKIP LOCKED`)
-//! and whose earlier claim, if any, has lapsed; its node renews it while
-//! the attempt lasts. Every write of the entry's record and its removal
-//! name the claim's token and happen only while that claim stands, so a
-//! node whose claim lapsed (it was cut off, another node took over)
-//! changes nothing.
+//! A claim is written on the entry's row: a token and a lease. It is taken
+//! only for an entry whose row no other transaction holds (`FOR UPDATE
+//! SKIP LOCKED`) and whose earlier claim, if any, has lapsed; its node
+//! renews it while the attempt lasts. Every write of the entry's record
+//! and its removal name the claim's token in their `WHERE`, which
+//! PostgreSQL checks against the row's newest version: a node whose claim
+//! was taken over (it was cut off, its lease ran out) changes nothing.
 
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub struct NewEntry<'a> {
     pub first_seq: i32,
     /// The message's last chunks (all of it, for a small one).
     pub chunks: Vec<&'a [u8]>,
+    /// Its delivery record, if it has one already (moved from elsewhere).
+    pub record: Option<&'a EntryRecord>,
 }
 
 /// An entry's envelope, as the queue keeps it.
@@ -104,8 +106,8 @@ const ENQUEUE: &str = "WITH b AS ( \
          SELECT body.id, $3::int + (s.n - 1)::int, s.data \
          FROM body, unnest($4::bytea[]) WITH ORDINALITY AS s(data, n)) \
      INSERT INTO queue (id, created, sender, recipients, client, auth, body_type, smtputf8, \
-         wire_size, body_id) \
-     SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, body.id FROM body";
+         wire_size, body_id, attempts, next_attempt, last_error, done, warned, bounce) \
+     SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, body.id, $14, $15, $16, $17, $18, $19 FROM body";
 
 fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -124,7 +126,11 @@ impl Database {
         let size = signed(entry.size);
         let created = signed(envelope.created);
         let wire_size = envelope.wire_size.map(signed);
-        let params: [&(dyn ToSql + Sync); 13] = [
+        let fresh = EntryRecord::default();
+        let record = entry.record.unwrap_or(&fresh);
+        let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
+        let next = signed(record.next_attempt);
+        let params: [&(dyn ToSql + Sync); 19] = [
             &size,
             &entry.body,
             &entry.first_seq,
@@ -138,6 +144,12 @@ impl Database {
             &envelope.body_type,
             &envelope.smtputf8,
             &wire_size,
+            &attempts,
+            &next,
+            &record.last_error,
+            &record.done,
+            &record.warned,
+            &record.bounce,
         ];
         self.execute(ENQUEUE, &params).await?;
         Ok(())
@@ -227,15 +239,12 @@ impl Database {
                 "WITH entry AS ( \
                      SELECT id FROM queue WHERE id = $1 \
                      AND ($5::bigint IS NULL OR next_attempt <= $5) \
+                     AND (claim_token IS NULL OR lease_until < now()) \
                      FOR UPDATE SKIP LOCKED), \
                  claimed AS ( \
-                     INSERT INTO queue_claims (entry_id, node, token, lease_until) \
-                     SELECT id, $2, $3, now() + make_interval(secs => $4) FROM entry \
-                     ON CONFLICT (entry_id) DO UPDATE \
-                     SET node = excluded.node, token = excluded.token, \
-                         lease_until = excluded.lease_until \
-                     WHERE queue_claims.lease_until < now() \
-                     RETURNING 1) \
+                     UPDATE queue q SET claim_node = $2, claim_token = $3, \
+                         lease_until = now() + make_interval(secs => $4) \
+                     FROM entry WHERE q.id = entry.id RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM claimed), EXISTS (SELECT 1 FROM queue WHERE id = $1)",
                 &[&id, &node, &token, &lease.as_secs_f64(), &due_by],
             )
@@ -248,8 +257,8 @@ impl Database {
     }
 
     /// Renews the leases of the claims under `tokens`; the tokens whose
-    /// claims still stood (the others lapsed and may be another node's
-    /// now).
+    /// claims still stood (the others were taken over, or their entries
+    /// are gone).
     pub async fn renew_claims(
         &self,
         tokens: &[String],
@@ -260,8 +269,8 @@ impl Database {
         }
         let rows = self
             .query(
-                "UPDATE queue_claims SET lease_until = now() + make_interval(secs => $2) \
-                 WHERE token = ANY($1) RETURNING token",
+                "UPDATE queue SET lease_until = now() + make_interval(secs => $2) \
+                 WHERE claim_token = ANY($1) RETURNING claim_token",
                 &[&tokens, &lease.as_secs_f64()],
             )
             .await?;
@@ -273,30 +282,29 @@ impl Database {
         if tokens.is_empty() {
             return Ok(0);
         }
-        self.execute("DELETE FROM queue_claims WHERE token = ANY($1)", &[&tokens])
-            .await
+        self.execute(
+            "UPDATE queue SET claim_node = NULL, claim_token = NULL, lease_until = NULL \
+             WHERE claim_token = ANY($1)",
+            &[&tokens],
+        )
+        .await
     }
 
     /// Records the engine's state of entry `id`, if the claim under
-    /// `token` still stands (`None`: if nobody's claim does); whether it
-    /// was written.
+    /// `token` is still the entry's; whether it was written.
     pub async fn save_entry_record(
         &self,
         id: &str,
-        token: Option<&str>,
+        token: &str,
         record: &EntryRecord,
     ) -> Result<bool, DbError> {
         let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
         let next = signed(record.next_attempt);
         let changed = self
             .execute(
-                "UPDATE queue q SET attempts = $3, next_attempt = $4, last_error = $5, \
+                "UPDATE queue SET attempts = $3, next_attempt = $4, last_error = $5, \
                  done = $6, warned = $7, bounce = $8 \
-                 WHERE q.id = $1 AND (CASE WHEN $2::text IS NULL \
-                     THEN NOT EXISTS (SELECT 1 FROM queue_claims c \
-                         WHERE c.entry_id = q.id AND c.lease_until >= now()) \
-                     ELSE EXISTS (SELECT 1 FROM queue_claims c \
-                         WHERE c.entry_id = q.id AND c.token = $2) END)",
+                 WHERE id = $1 AND claim_token = $2",
                 &[
                     &id,
                     &token,
@@ -312,22 +320,13 @@ impl Database {
         Ok(changed == 1)
     }
 
-    /// Removes entry `id`, its claim and its body, if the claim under
-    /// `token` still stands (`None`: if nobody's claim does); whether it
-    /// was removed.
-    pub async fn remove_entry(&self, id: &str, token: Option<&str>) -> Result<bool, DbError> {
+    /// Removes entry `id` and its body, if the claim under `token` is
+    /// still the entry's; whether it was removed.
+    pub async fn remove_entry(&self, id: &str, token: &str) -> Result<bool, DbError> {
         let row = self
             .query_one(
                 "WITH gone AS ( \
-                     DELETE FROM queue q WHERE q.id = $1 AND (CASE WHEN $2::text IS NULL \
-                         THEN NOT EXISTS (SELECT 1 FROM queue_claims c \
-                             WHERE c.entry_id = q.id AND c.lease_until >= now()) \
-                         ELSE EXISTS (SELECT 1 FROM queue_claims c \
-                             WHERE c.entry_id = q.id AND c.token = $2) END) \
-                     RETURNING body_id), \
-                 unclaimed AS ( \
-                     DELETE FROM queue_claims WHERE entry_id = $1 \
-                     AND EXISTS (SELECT 1 FROM gone)), \
+                     DELETE FROM queue WHERE id = $1 AND claim_token = $2 RETURNING body_id), \
                  body AS ( \
                      DELETE FROM bodies b USING gone WHERE b.id = gone.body_id \
                      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = b.id)) \
@@ -342,8 +341,7 @@ impl Database {
     /// failed), claimed or not.
     pub async fn unqueue(&self, id: &str) -> Result<(), DbError> {
         self.execute(
-            "WITH gone AS (DELETE FROM queue WHERE id = $1 RETURNING body_id), \
-             unclaimed AS (DELETE FROM queue_claims WHERE entry_id = $1) \
+            "WITH gone AS (DELETE FROM queue WHERE id = $1 RETURNING body_id) \
              DELETE FROM bodies b USING gone WHERE b.id = gone.body_id",
             &[&id],
         )
@@ -356,10 +354,22 @@ impl Database {
     pub async fn request_queue_flush(&self) -> Result<(), DbError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute("UPDATE queue SET next_attempt = 0", &[]).await?;
+        tx.execute(
+            "UPDATE queue SET next_attempt = 0 WHERE next_attempt <> 0",
+            &[],
+        )
+        .await?;
         tx.execute("UPDATE queue_flushes SET requests = requests + 1", &[])
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tells every node's engine to look at the queue again now, without
+    /// making anything due (an entry changed by `yubin queue bounce`).
+    pub async fn wake_queue(&self) -> Result<(), DbError> {
+        self.execute("UPDATE queue_flushes SET requests = requests + 1", &[])
+            .await?;
         Ok(())
     }
 

@@ -303,6 +303,7 @@ impl Queue {
         Ok(Staged {
             file,
             target: active.join(&envelope.id),
+            state_path: self.dir("state")?.join(&envelope.id),
         })
     }
 
@@ -574,6 +575,21 @@ impl StagedEntry for Staged {
         Staged::commit(*self)?;
         Ok(Box::new(Committed { target }))
     }
+
+    /// The record first, durably, then the entry: a crash in between
+    /// leaves a record without an entry, which [`Queue::clean_tmp`]
+    /// removes at the next start.
+    fn commit_with_state(self: Box<Self>, state: &EntryState) -> Result<(), QueueError> {
+        state
+            .save(&self.state_path)
+            .map_err(io_at(&self.state_path))?;
+        let state_path = self.state_path.clone();
+        if let Err(error) = Staged::commit(*self) {
+            let _ = fs::remove_file(&state_path);
+            return Err(error);
+        }
+        Ok(())
+    }
 }
 
 /// An entry in `active/` that can still be taken back.
@@ -597,6 +613,8 @@ impl QueuedEntry for Committed {
 pub struct Staged {
     file: yubin_durable::Staged,
     target: PathBuf,
+    /// Where the entry's delivery record goes.
+    state_path: PathBuf,
 }
 
 impl Staged {

@@ -43,6 +43,25 @@ pub struct EntryState {
 }
 
 impl EntryState {
+    /// Adds what `other`, a record of the same entry, knows: every
+    /// recipient it finished, its attempt count, next time and error if
+    /// it made more attempts, its delay warning and bounce request. No
+    /// finished recipient is forgotten, so none gets the message again.
+    pub fn merge(&mut self, other: &EntryState) {
+        for recipient in &other.done {
+            if !self.is_done(recipient) {
+                self.done.push(recipient.clone());
+            }
+        }
+        if other.attempts > self.attempts {
+            self.attempts = other.attempts;
+            self.next_attempt = other.next_attempt;
+            self.last_error = other.last_error.clone();
+        }
+        self.warned |= other.warned;
+        self.bounce_requested |= other.bounce_requested;
+    }
+
     /// Reads `path`; missing or unreadable is a fresh state.
     pub fn load(path: &Path) -> EntryState {
         let Ok(text) = fs::read_to_string(path) else {
@@ -115,6 +134,40 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record one engine could not write, merged into a newer one
+    /// another engine wrote: no finished recipient is forgotten, and the
+    /// count never goes back.
+    #[test]
+    fn merging_keeps_everything_either_record_knows() {
+        let stored = EntryState {
+            attempts: 3,
+            next_attempt: 900,
+            last_error: "newer".into(),
+            done: vec!["a@x.example".into(), "b@x.example".into()],
+            warned: false,
+            bounce_requested: false,
+        };
+        let unsaved = EntryState {
+            attempts: 2,
+            next_attempt: 500,
+            last_error: "older".into(),
+            done: vec!["a@x.example".into(), "c@x.example".into()],
+            warned: true,
+            bounce_requested: false,
+        };
+        let mut merged = stored.clone();
+        merged.merge(&unsaved);
+        assert_eq!(merged.done, ["a@x.example", "b@x.example", "c@x.example"]);
+        assert_eq!((merged.attempts, merged.next_attempt), (3, 900));
+        assert_eq!(merged.last_error, "newer");
+        assert!(merged.warned);
+        let mut other_way = unsaved.clone();
+        other_way.merge(&stored);
+        assert_eq!(other_way.attempts, 3);
+        assert_eq!(other_way.last_error, "newer");
+        assert!(other_way.is_done("b@x.example") && other_way.is_done("c@x.example"));
+    }
 
     #[test]
     fn round_trips_and_survives_damage() {

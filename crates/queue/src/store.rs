@@ -70,6 +70,13 @@ pub trait QueueStore: Send + Sync {
     /// (`yubin queue flush`).
     fn request_flush(&self) -> Result<(), QueueError>;
 
+    /// Asks the running engines to look at every entry again, without
+    /// making any due (an entry's record was changed: `yubin queue
+    /// bounce`). The directory's one engine takes it as a flush.
+    fn wake(&self) -> Result<(), QueueError> {
+        self.request_flush()
+    }
+
     /// Whether an administrator asked for every entry to be tried now
     /// (`yubin queue flush`); the request is taken.
     fn take_flush_request(&self) -> bool;
@@ -85,6 +92,11 @@ pub trait StagedEntry: Send {
     /// Queues it. The returned handle can take it back, while a later part
     /// of the same acceptance fails.
     fn commit(self: Box<Self>) -> Result<Box<dyn QueuedEntry>, QueueError>;
+
+    /// Queues it with a delivery record already (an entry moved from
+    /// another store, `yubin migrate`): no engine ever sees it without
+    /// that record, so no finished recipient gets it again.
+    fn commit_with_state(self: Box<Self>, state: &EntryState) -> Result<(), QueueError>;
 }
 
 /// A committed entry that can still be taken back.

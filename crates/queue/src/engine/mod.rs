@@ -361,10 +361,10 @@ impl<D: Dns + 'static> Engine<D> {
             if let Ok(prepared) = &mut prepared
                 && let Some(state) = lock(&unsaved).get(&owned_id)
             {
-                // What the disk says the postmaster asked for still holds.
-                let bounce = prepared.state.bounce_requested;
-                prepared.state = state.clone();
-                prepared.state.bounce_requested |= bounce;
+                // Both hold: what the store says (another engine may have
+                // recorded more meanwhile) and what this one could not
+                // record.
+                prepared.state.merge(state);
             }
             Ok::<_, QueueError>(prepared)
         })
@@ -707,10 +707,10 @@ impl<D: Dns + 'static> Engine<D> {
         let owned_id = id.to_owned();
         let read = tokio::task::spawn_blocking(move || {
             let (envelope, _) = queue.open(&owned_id)?;
-            let state = match lock(&unsaved).get(&owned_id) {
-                Some(state) => state.clone(),
-                None => queue.load_state(&owned_id)?,
-            };
+            let mut state = queue.load_state(&owned_id)?;
+            if let Some(unsaved) = lock(&unsaved).get(&owned_id) {
+                state.merge(unsaved);
+            }
             let mut domains: Vec<String> = envelope
                 .recipients
                 .iter()

@@ -31,6 +31,9 @@ pub const LOCK_LEASE: Duration = Duration::from_secs(20);
 /// How often a node renews the leases of the locks it holds.
 pub const LOCK_RENEWAL: Duration = Duration::from_secs(5);
 
+/// How long QUIT waits for its lock's release at most.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 /// The lock sessions this node holds, whose leases it renews.
 #[derive(Default)]
 struct HeldLocks {
@@ -316,8 +319,19 @@ impl Maildrop for PgMaildrop {
             if !self.released.swap(true, Ordering::SeqCst) {
                 self.held.remove(&self.session);
                 let release = self.releaser.write((self.user_id, self.session.clone()));
-                if !self.runtime.block_on(release) {
-                    tracing::warn!(session = %self.session, "maildrop lock not let go; it lapses with its lease");
+                // A database slow to answer holds up this QUIT a moment at
+                // most; the release is written when it answers.
+                match self
+                    .runtime
+                    .block_on(async { tokio::time::timeout(RELEASE_WAIT, release).await })
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(session = %self.session, "maildrop lock not let go; it lapses with its lease");
+                    }
+                    Err(_) => {
+                        tracing::warn!(session = %self.session, "maildrop lock release is slow; QUIT answered before it");
+                    }
                 }
             }
             return CommitReport::default();

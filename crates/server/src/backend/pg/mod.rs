@@ -18,7 +18,7 @@ pub use grants::PgGrants;
 pub use greylist::PgGreylist;
 pub use mail::{LOCK_LEASE, LOCK_RENEWAL, PgMailStore};
 pub use penalties::PgPenalties;
-pub use queue::{CLAIM_LEASE, PgQueue};
+pub use queue::{CLAIM_LEASE, CLAIM_RENEWAL, PgQueue};
 pub use users::PgUsers;
 
 use std::sync::Arc;
@@ -110,7 +110,14 @@ impl Shared {
             let mut renew = tokio::time::interval(LOCK_RENEWAL);
             loop {
                 renew.tick().await;
-                tokio::join!(self.mail.renew_leases(), self.queue.renew_claims());
+                self.mail.renew_leases().await;
+            }
+        };
+        let claims = async {
+            let mut renew = tokio::time::interval(CLAIM_RENEWAL);
+            loop {
+                renew.tick().await;
+                self.queue.renew_claims().await;
             }
         };
         let penalties = async {
@@ -132,6 +139,7 @@ impl Shared {
         let mut stop = shutdown;
         tokio::select! {
             () = leases => {}
+            () = claims => {}
             () = penalties => {}
             () = sweeps => {}
             _ = stop.changed() => {}

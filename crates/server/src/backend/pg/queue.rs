@@ -29,12 +29,17 @@ use super::body::{BodyReader, BodyWriter};
 /// entries this long at most before another node takes them over.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
-/// A claim not renewed for this long is given up by its own node: the
-/// attempt under it stops well before the lease runs out elsewhere.
-const CLAIM_GIVEN_UP: Duration = Duration::from_secs(20);
+/// How often this node renews its claims, and looks for claims it must
+/// give up.
+pub const CLAIM_RENEWAL: Duration = Duration::from_secs(5);
+
+/// How long a renewal may take before it counts as failed.
+const RENEWAL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The claims this node holds: for each token, its entry, when its lease
-/// was last known to stand, and who waits for its loss.
+/// was last known to stand, and who waits for its loss. A lost claim
+/// stays until its holder lets go, so that the holder's writes still
+/// name its token (and are refused if the entry was taken over).
 #[derive(Default)]
 struct HeldClaims {
     claims: Mutex<HashMap<String, Held>>,
@@ -44,6 +49,19 @@ struct Held {
     entry: String,
     renewed: Instant,
     lost: watch::Sender<bool>,
+}
+
+impl Held {
+    fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    fn lose(&self) {
+        if !self.is_lost() {
+            tracing::warn!(entry = %self.entry, "queue claim lost");
+            self.lost.send_replace(true);
+        }
+    }
 }
 
 impl HeldClaims {
@@ -58,13 +76,12 @@ impl HeldClaims {
         watched
     }
 
-    /// Forgets a claim; whether it was still held (not lost, not gone
-    /// with its entry).
+    /// Forgets a claim; whether it was held.
     fn remove(&self, token: &str) -> bool {
         crate::lock(&self.claims).remove(token).is_some()
     }
 
-    /// The token of this node's claim on `entry`, if it holds one.
+    /// The token of this node's claim on `entry`, lost or not.
     fn token_of(&self, entry: &str) -> Option<String> {
         crate::lock(&self.claims)
             .iter()
@@ -72,34 +89,45 @@ impl HeldClaims {
             .map(|(token, _)| token.clone())
     }
 
-    fn tokens(&self) -> Vec<String> {
-        crate::lock(&self.claims).keys().cloned().collect()
+    /// The tokens of the claims not lost.
+    fn standing(&self) -> Vec<String> {
+        crate::lock(&self.claims)
+            .iter()
+            .filter(|(_, held)| !held.is_lost())
+            .map(|(token, _)| token.clone())
+            .collect()
     }
 
-    /// After a renewal that began at `asked`: the claims it renewed stand
-    /// on; those it did not find are lost. With `renewed` unknown (the
-    /// database did not answer), claims not renewed for too long are lost.
-    fn renewed(&self, asked: Instant, renewed: Option<&[String]>) {
+    /// After a renewal of `asked`, sent at `sent`: those it renewed stand
+    /// on; those it did not find were taken over or are gone. `None`: the
+    /// database did not answer in time, and nothing is known.
+    fn renewed(&self, asked: &[String], sent: Instant, renewed: Option<&[String]>) {
+        let Some(renewed) = renewed else {
+            return;
+        };
         let mut claims = crate::lock(&self.claims);
-        claims.retain(|token, held| {
-            let stands = match renewed {
-                Some(renewed) => renewed.contains(token),
-                None => held.renewed.elapsed() < CLAIM_GIVEN_UP,
+        for token in asked {
+            let Some(held) = claims.get_mut(token) else {
+                continue;
             };
-            if stands {
-                if renewed.is_some() {
-                    held.renewed = held.renewed.max(asked);
-                }
-                return true;
+            if renewed.contains(token) {
+                // The lease now runs from no earlier than `sent`.
+                held.renewed = held.renewed.max(sent);
+            } else {
+                held.lose();
             }
-            // Taken after the renewal was asked for: not its business.
-            if held.renewed > asked {
-                return true;
+        }
+    }
+
+    /// Gives up the claims not renewed for `given_up`: their leases may
+    /// run out before a renewal gets through, and another node may take
+    /// the entries then.
+    fn give_up_stale(&self, given_up: Duration) {
+        for held in crate::lock(&self.claims).values() {
+            if held.renewed.elapsed() >= given_up {
+                held.lose();
             }
-            tracing::warn!(entry = %held.entry, "queue claim lost");
-            let _ = held.lost.send(true);
-            false
-        });
+        }
     }
 }
 
@@ -143,21 +171,30 @@ impl PgQueue {
         PgQueue { lease, ..self }
     }
 
-    /// Renews the leases of the claims this node holds; claims that lapsed
-    /// are lost, and their attempts stop.
+    /// Renews the leases of the claims this node holds. A claim another
+    /// node took over is lost, and so is one not renewed for half its
+    /// lease (the database is out of reach): the attempts under them stop.
     pub async fn renew_claims(&self) {
-        let tokens = self.held.tokens();
-        if tokens.is_empty() {
-            return;
-        }
-        let asked = Instant::now();
-        match self.db.renew_claims(&tokens, self.lease).await {
-            Ok(renewed) => self.held.renewed(asked, Some(&renewed)),
-            Err(error) => {
-                tracing::warn!(%error, claims = tokens.len(), "queue claims not renewed");
-                self.held.renewed(asked, None);
+        let tokens = self.held.standing();
+        if !tokens.is_empty() {
+            let sent = Instant::now();
+            let renewal = self.db.renew_claims(&tokens, self.lease);
+            match tokio::time::timeout(RENEWAL_TIMEOUT, renewal).await {
+                Ok(Ok(renewed)) => self.held.renewed(&tokens, sent, Some(&renewed)),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, claims = tokens.len(), "queue claims not renewed");
+                    self.held.renewed(&tokens, sent, None);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        claims = tokens.len(),
+                        "queue claims not renewed: the database did not answer in time"
+                    );
+                    self.held.renewed(&tokens, sent, None);
+                }
             }
         }
+        self.held.give_up_stale(self.lease / 2);
     }
 
     /// Looks whether someone asked for a flush (`yubin queue flush`, on
@@ -197,8 +234,12 @@ fn not_queued(id: &str) -> QueueError {
 
 fn claim_lapsed(id: &str) -> QueueError {
     QueueError::Store(format!(
-        "{id}: not changed: the claim on it lapsed, or it is gone"
+        "{id}: not changed: another node took it over, or it is gone"
     ))
+}
+
+fn not_claimed(id: &str) -> QueueError {
+    QueueError::Store(format!("{id}: not changed: this node holds no claim on it"))
 }
 
 fn to_row(envelope: &Envelope) -> QueueEnvelope {
@@ -327,12 +368,8 @@ impl QueueStore for PgQueue {
     }
 
     fn save_state(&self, id: &str, state: &EntryState) -> Result<(), QueueError> {
-        let token = self.token(id);
-        let saved = self.wait(self.db.save_entry_record(
-            id,
-            token.as_deref(),
-            &to_record(state),
-        ))?;
+        let token = self.token(id).ok_or_else(|| not_claimed(id))?;
+        let saved = self.wait(self.db.save_entry_record(id, &token, &to_record(state)))?;
         if saved { Ok(()) } else { Err(claim_lapsed(id)) }
     }
 
@@ -343,12 +380,8 @@ impl QueueStore for PgQueue {
     }
 
     fn remove(&self, id: &str) -> Result<(), QueueError> {
-        let token = self.token(id);
-        if self.wait(self.db.remove_entry(id, token.as_deref()))? {
-            // The claim went with the entry.
-            if let Some(token) = token {
-                self.held.remove(&token);
-            }
+        let token = self.token(id).ok_or_else(|| not_claimed(id))?;
+        if self.wait(self.db.remove_entry(id, &token))? {
             Ok(())
         } else {
             Err(claim_lapsed(id))
@@ -367,6 +400,10 @@ impl QueueStore for PgQueue {
 
     fn request_flush(&self) -> Result<(), QueueError> {
         self.wait(self.db.request_queue_flush())
+    }
+
+    fn wake(&self) -> Result<(), QueueError> {
+        self.wait(self.db.wake_queue())
     }
 
     fn take_flush_request(&self) -> bool {
@@ -409,23 +446,35 @@ struct PgStaged {
     pending: Vec<u8>,
 }
 
-impl StagedEntry for PgStaged {
-    fn commit(self: Box<Self>) -> Result<Box<dyn QueuedEntry>, QueueError> {
+impl PgStaged {
+    fn enqueue(&self, record: Option<&EntryRecord>) -> Result<(), QueueError> {
         let entry = NewEntry {
             envelope: &self.envelope,
             size: self.size,
             body: self.started,
             first_seq: self.first_seq,
             chunks: self.pending.chunks(CHUNK).collect(),
+            record,
         };
         self.runtime
             .block_on(self.db.enqueue(&entry))
-            .map_err(store_error)?;
+            .map_err(store_error)
+    }
+}
+
+impl StagedEntry for PgStaged {
+    fn commit(self: Box<Self>) -> Result<Box<dyn QueuedEntry>, QueueError> {
+        self.enqueue(None)?;
         Ok(Box::new(PgQueued {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
             id: self.envelope.id.clone(),
         }))
+    }
+
+    /// The record goes in the entry's own row: one statement.
+    fn commit_with_state(self: Box<Self>, state: &EntryState) -> Result<(), QueueError> {
+        self.enqueue(Some(&to_record(state)))
     }
 }
 
@@ -483,5 +532,49 @@ impl Drop for PgClaim {
         {
             self.releaser.send(token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_taken_while_a_renewal_was_out_is_not_judged_by_it() {
+        let held = HeldClaims::default();
+        let old = held.insert("old", "e1", Instant::now());
+        let asked = held.standing();
+        let sent = Instant::now();
+        let new = held.insert("new", "e2", Instant::now());
+        // The renewal found none of the claims it asked about.
+        held.renewed(&asked, sent, Some(&[]));
+        assert!(*old.borrow(), "the old claim was taken over");
+        assert!(!*new.borrow(), "the new one was not asked about");
+        assert_eq!(
+            held.token_of("e1").as_deref(),
+            Some("old"),
+            "kept for its holder's writes, which name it"
+        );
+        assert_eq!(held.standing(), ["new"]);
+    }
+
+    #[test]
+    fn a_claim_not_renewed_for_half_its_lease_is_given_up() {
+        let held = HeldClaims::default();
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(20))
+            .expect("up for 20 s");
+        let stale = held.insert("a", "e1", long_ago);
+        let fresh = held.insert("b", "e2", Instant::now());
+        // The database does not answer.
+        held.renewed(&["a".into(), "b".into()], Instant::now(), None);
+        held.give_up_stale(CLAIM_LEASE / 2);
+        assert!(*stale.borrow(), "given up");
+        assert!(!*fresh.borrow());
+        // An answer that renews it counts from when it was asked.
+        let sent = Instant::now();
+        held.renewed(&["b".into()], sent, Some(&["b".into()]));
+        held.give_up_stale(CLAIM_LEASE / 2);
+        assert!(!*fresh.borrow());
     }
 }
