@@ -93,7 +93,7 @@ impl Write for BodyWriter<'_> {
 
 /// Chunks fetched per query while reading a body: RETR of a large
 /// message is a query per MiB, and a session holds at most that much.
-const CHUNKS_PER_READ: i32 = 16;
+const CHUNKS_PER_READ: i32 = 4;
 
 /// Chunks on their way from the database.
 type Fetch = tokio::task::JoinHandle<Result<Vec<Vec<u8>>, yubin_pg::DbError>>;

@@ -382,6 +382,8 @@ impl QueueStore for PgQueue {
     fn remove(&self, id: &str) -> Result<(), QueueError> {
         let token = self.token(id).ok_or_else(|| not_claimed(id))?;
         if self.wait(self.db.remove_entry(id, &token))? {
+            // The claim went with the row: nothing to let go.
+            self.held.remove(&token);
             Ok(())
         } else {
             Err(claim_lapsed(id))
