@@ -109,6 +109,35 @@ const ENQUEUE: &str = "WITH b AS ( \
          wire_size, body_id, attempts, next_attempt, last_error, done, warned, bounce) \
      SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, body.id, $14, $15, $16, $17, $18, $19 FROM body";
 
+/// An [`EntryRecord`] as the statements' last six parameters.
+struct RecordColumns<'a> {
+    record: &'a EntryRecord,
+    attempts: i32,
+    next: i64,
+}
+
+impl<'a> RecordColumns<'a> {
+    fn of(record: &'a EntryRecord) -> RecordColumns<'a> {
+        RecordColumns {
+            record,
+            attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
+            next: signed(record.next_attempt),
+        }
+    }
+
+    /// attempts, next_attempt, last_error, done, warned, bounce.
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.attempts,
+            &self.next,
+            &self.record.last_error,
+            &self.record.done,
+            &self.record.warned,
+            &self.record.bounce,
+        ]
+    }
+}
+
 fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -127,10 +156,8 @@ impl Database {
         let created = signed(envelope.created);
         let wire_size = envelope.wire_size.map(signed);
         let fresh = EntryRecord::default();
-        let record = entry.record.unwrap_or(&fresh);
-        let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
-        let next = signed(record.next_attempt);
-        let params: [&(dyn ToSql + Sync); 19] = [
+        let record = RecordColumns::of(entry.record.unwrap_or(&fresh));
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &size,
             &entry.body,
             &entry.first_seq,
@@ -144,13 +171,8 @@ impl Database {
             &envelope.body_type,
             &envelope.smtputf8,
             &wire_size,
-            &attempts,
-            &next,
-            &record.last_error,
-            &record.done,
-            &record.warned,
-            &record.bounce,
         ];
+        params.extend(record.params());
         self.execute(ENQUEUE, &params).await?;
         Ok(())
     }
@@ -298,23 +320,15 @@ impl Database {
         token: &str,
         record: &EntryRecord,
     ) -> Result<bool, DbError> {
-        let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
-        let next = signed(record.next_attempt);
+        let record = RecordColumns::of(record);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &token];
+        params.extend(record.params());
         let changed = self
             .execute(
                 "UPDATE queue SET attempts = $3, next_attempt = $4, last_error = $5, \
                  done = $6, warned = $7, bounce = $8 \
                  WHERE id = $1 AND claim_token = $2",
-                &[
-                    &id,
-                    &token,
-                    &attempts,
-                    &next,
-                    &record.last_error,
-                    &record.done,
-                    &record.warned,
-                    &record.bounce,
-                ],
+                &params,
             )
             .await?;
         Ok(changed == 1)
