@@ -92,8 +92,13 @@ impl Write for BodyWriter<'_> {
 }
 
 /// Chunks fetched per query while reading a body: RETR of a large
-/// message is a query per MiB, and a session holds at most that much.
+/// message is a query per MiB.
 const CHUNKS_PER_READ: i32 = 4;
+
+/// Queries on their way at once while a body is read: the database works
+/// on the next MiB while the last one is sent, so the stream never waits
+/// for a round trip. A session holds at most this many MiB and one more.
+const FETCHES_AHEAD: usize = 2;
 
 /// Chunks on their way from the database.
 type Fetch = tokio::task::JoinHandle<Result<Vec<Vec<u8>>, yubin_pg::DbError>>;
@@ -104,13 +109,15 @@ pub(super) struct BodyReader {
     db: Database,
     runtime: Handle,
     body: i64,
-    /// Octets not yet fetched.
+    size: u64,
+    /// Octets not yet read out.
     left: u64,
-    next_seq: i32,
+    /// The next chunk to ask for.
+    asked: i32,
     /// Fetched chunks not yet read, in order.
     ahead: std::collections::VecDeque<Vec<u8>>,
-    /// The next chunks, asked for already.
-    coming: Option<Fetch>,
+    /// The next chunks, asked for already, in order.
+    coming: std::collections::VecDeque<Fetch>,
     chunk: Vec<u8>,
     at: usize,
 }
@@ -122,10 +129,11 @@ impl BodyReader {
             db,
             runtime,
             body,
+            size,
             left: size,
-            next_seq: 0,
+            asked: 0,
             ahead: std::collections::VecDeque::new(),
-            coming: None,
+            coming: std::collections::VecDeque::new(),
             chunk: Vec::new(),
             at: 0,
         }
@@ -141,32 +149,40 @@ impl BodyReader {
         self.fill()
     }
 
-    fn fetch(&self, first: i32) -> Fetch {
-        let (db, body) = (self.db.clone(), self.body);
-        self.runtime
-            .spawn(async move { db.read_chunks(body, first, CHUNKS_PER_READ).await })
+    /// Asks for more until [`FETCHES_AHEAD`] queries are on their way or
+    /// the whole body is asked for.
+    fn ask_ahead(&mut self) {
+        let chunk = CHUNK as u64;
+        while self.coming.len() < FETCHES_AHEAD
+            && u64::try_from(self.asked)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(chunk)
+                < self.size
+        {
+            let (db, body, first) = (self.db.clone(), self.body, self.asked);
+            self.coming.push_back(
+                self.runtime
+                    .spawn(async move { db.read_chunks(body, first, CHUNKS_PER_READ).await }),
+            );
+            self.asked = self.asked.saturating_add(CHUNKS_PER_READ);
+        }
     }
 
     /// Moves to the next chunk, fetching more when none is left; `false`
     /// when there is none.
     fn fill(&mut self) -> io::Result<bool> {
         if self.ahead.is_empty() {
-            let coming = match self.coming.take() {
-                Some(coming) => coming,
-                None => self.fetch(self.next_seq),
-            };
-            let chunks = self
-                .runtime
-                .block_on(coming)
-                .map_err(io::Error::other)?
-                .map_err(io::Error::other)?;
-            let fetched: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            self.next_seq += i32::try_from(chunks.len()).unwrap_or(CHUNKS_PER_READ);
-            self.ahead.extend(chunks);
-            // More to come: ask for it now, while these are sent.
-            if fetched < self.left {
-                self.coming = Some(self.fetch(self.next_seq));
+            self.ask_ahead();
+            if let Some(coming) = self.coming.pop_front() {
+                let chunks = self
+                    .runtime
+                    .block_on(coming)
+                    .map_err(io::Error::other)?
+                    .map_err(io::Error::other)?;
+                self.ahead.extend(chunks);
             }
+            // More on its way while these are sent.
+            self.ask_ahead();
         }
         let Some(chunk) = self.ahead.pop_front() else {
             return Ok(false);
