@@ -132,19 +132,13 @@ fn now() -> u64 {
 }
 
 fn list(queue: &dyn QueueStore) -> Result<(), Failure> {
-    let mut entries = Vec::new();
-    for id in queue.ids().context("cannot read the queue")? {
-        match queue.open(&id) {
-            Ok((envelope, _)) => entries.push(envelope),
-            Err(error @ QueueError::Damaged { .. }) => {
-                eprintln!("yubin: warning: {error} (moved to corrupt/)");
-            }
-            // Delivered meanwhile.
-            Err(QueueError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => eprintln!("yubin: warning: {error}"),
+    let (entries, unreadable) = queue.list().context("cannot read the queue")?;
+    for error in &unreadable {
+        match error {
+            QueueError::Damaged { .. } => eprintln!("yubin: warning: {error} (moved to corrupt/)"),
+            _ => eprintln!("yubin: warning: {error}"),
         }
     }
-    entries.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
     let now = now();
     for entry in &entries {
         let state = queue.load_state(&entry.id).unwrap_or_default();

@@ -468,9 +468,28 @@ fn queue_commands_work_against_a_running_server() {
         all.extend_from_slice(&["--config", config]);
         crate::harness::yubin(&all, "", a.dir.path())
     };
+    exercise_queue_commands(&a, dead, &queue, &|| a.messages("alice"), &|| {
+        a.queued().is_empty()
+    });
+}
+
+/// `yubin queue` (run by `queue`) on the queue of `a`, whose mail for
+/// `b.test` goes to `dead`: three messages wait; `list` shows them with
+/// their attempts and error, `show` one, `delete` another, `bounce` the
+/// third (its bounce reaches alice, whose mail `alice_mail` reads); then
+/// B comes up at `dead`'s port and only `flush` gets the last message
+/// there, and the queue empties (`queue_empty`). An unknown id is a
+/// usage error.
+pub(crate) fn exercise_queue_commands(
+    a: &TestServer,
+    dead: DeadPort,
+    queue: &dyn Fn(&[&str]) -> std::process::Output,
+    alice_mail: &dyn Fn() -> Vec<Vec<u8>>,
+    queue_empty: &dyn Fn() -> bool,
+) {
     for subject in ["one", "two", "three"] {
         let sent = send_via(
-            &a,
+            a,
             &["bob@b.test"],
             format!("Subject: {subject}\r\n\r\nx\r\n").as_bytes(),
         );
@@ -481,7 +500,7 @@ fn queue_commands_work_against_a_running_server() {
     });
     let listed = queue(&["list"]);
     let text = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(listed.status.success(), "{text}");
+    assert!(listed.status.success(), "{text}{listed:?}");
     assert!(text.contains("1 attempt, next in "), "{text}");
     assert!(
         text.contains("last error: 421 4.4.1 connect to 127.0.0.1"),
@@ -501,19 +520,11 @@ fn queue_commands_work_against_a_running_server() {
     assert!(text.contains("Subject: "), "{text}");
 
     let deleted = queue(&["delete", &ids[1]]);
-    assert!(
-        deleted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deleted.stderr)
-    );
+    assert!(deleted.status.success(), "{deleted:?}");
     let bounced = queue(&["bounce", &ids[2]]);
-    assert!(
-        bounced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bounced.stderr)
-    );
-    eventually(20, "the bounce", || a.messages("alice").len() == 1);
-    let bounce = String::from_utf8_lossy(&a.messages("alice")[0]).into_owned();
+    assert!(bounced.status.success(), "{bounced:?}");
+    eventually(20, "the bounce", || alice_mail().len() == 1);
+    let bounce = String::from_utf8_lossy(&alice_mail()[0]).into_owned();
     assert!(
         bounce.contains("returned to the sender by the postmaster"),
         "{bounce}"
@@ -522,11 +533,11 @@ fn queue_commands_work_against_a_running_server() {
     // B comes up; only a flush gets the remaining message there now.
     let b = receiver(dead.revive());
     let flushed = queue(&["flush"]);
-    assert!(flushed.status.success());
+    assert!(flushed.status.success(), "{flushed:?}");
     eventually(20, "delivery after the flush", || {
         b.messages("bob").len() == 1
     });
-    eventually(10, "A's queue to empty", || a.queued().is_empty());
+    eventually(10, "the queue to empty", queue_empty);
 
     let unknown = queue(&["delete", "no-such-id"]);
     assert_eq!(unknown.status.code(), Some(2));

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::TestServer;
-use crate::outbound::{DeadPort, FakeSmtp, eventually, receiver, send_via};
+use crate::outbound::{DeadPort, FakeSmtp, eventually, exercise_queue_commands, send_via};
 use crate::postgres::{cluster, node};
 
 /// A node relaying `b.test` to `port`, retrying fast, in plain text.
@@ -170,63 +170,14 @@ fn issue16_queue_commands_work_on_the_shared_queue() {
         all.extend_from_slice(&["--config", config]);
         crate::harness::yubin(&all, "", other.dir.path())
     };
-    for subject in ["one", "two", "three"] {
-        let sent = send_via(
-            &a,
-            &["bob@b.test"],
-            format!("Subject: {subject}\r\n\r\nx\r\n").as_bytes(),
-        );
-        assert_eq!(sent["error"], serde_json::Value::Null, "{sent}");
-    }
-    eventually(20, "three failed attempts", || {
-        a.log().matches("deferred").count() >= 3
-    });
-    let listed = queue(&["list"]);
-    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(listed.status.success(), "{text}{:?}", listed);
-    assert!(text.contains("1 attempt, next in "), "{text}");
-    assert!(
-        text.contains("last error: 421 4.4.1 connect to 127.0.0.1"),
-        "{text}"
-    );
-    assert!(text.ends_with("3 messages queued\n"), "{text}");
-    let ids: Vec<String> = text
-        .lines()
-        .filter(|l| l.contains("from <alice@test.example>"))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect();
-    assert_eq!(ids.len(), 3);
-
-    let shown = queue(&["show", &ids[0]]);
-    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
-    assert!(text.contains("to:        <bob@b.test>"), "{text}");
-    assert!(text.contains("Subject: "), "{text}");
-
-    let deleted = queue(&["delete", &ids[1]]);
-    assert!(deleted.status.success(), "{deleted:?}");
-    let bounced = queue(&["bounce", &ids[2]]);
-    assert!(bounced.status.success(), "{bounced:?}");
     let login = [("USER_NAME", "alice"), ("USER_PASS", "alice-pw")];
     let fetch = "import popclient as p\n\
          c = p.connect(); p.login(c); r = p.fetch_all(c); c.quit(); p.emit(r)";
-    eventually(20, "the bounce", || a.python(fetch, &login)["stat"][0] == 1);
-    let mailbox = a.python(fetch, &login);
-    let bounce = crate::harness::hex_list(&mailbox["messages"]);
-    assert!(
-        String::from_utf8_lossy(&bounce[0]).contains("returned to the sender by the postmaster"),
-        "{mailbox}"
+    exercise_queue_commands(
+        &a,
+        dead,
+        &queue,
+        &|| crate::harness::hex_list(&a.python(fetch, &login)["messages"]),
+        &|| queued(&pg) == 0,
     );
-
-    // B comes up; only a flush gets the remaining message there now.
-    let b = receiver(dead.revive());
-    let flushed = queue(&["flush"]);
-    assert!(flushed.status.success(), "{flushed:?}");
-    eventually(20, "delivery after the flush", || {
-        b.messages("bob").len() == 1
-    });
-    eventually(10, "the queue to empty", || queued(&pg) == 0);
-
-    let unknown = queue(&["delete", "no-such-id"]);
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("id: no queued message"));
 }

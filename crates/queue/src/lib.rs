@@ -307,53 +307,6 @@ impl Queue {
         })
     }
 
-    /// The queued entries' envelopes, oldest first. Damaged files are moved
-    /// to `corrupt/` and reported in the second list.
-    pub fn list(&self) -> Result<(Vec<Envelope>, Vec<QueueError>), QueueError> {
-        let active = self.root.join("active");
-        let mut entries = Vec::new();
-        let mut damaged = Vec::new();
-        let read = match fs::read_dir(&active) {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((entries, damaged)),
-            Err(e) => {
-                return Err(QueueError::Io {
-                    path: active,
-                    error: e,
-                });
-            }
-        };
-        for entry in read {
-            let entry = entry.map_err(io_at(&active))?;
-            if !entry.file_name().to_str().is_some_and(valid_id) {
-                continue;
-            }
-            let path = entry.path();
-            match read_envelope(&path) {
-                Ok(envelope) => entries.push(envelope),
-                Err(error @ QueueError::Damaged { .. }) => {
-                    let _ = self.quarantine(&path);
-                    damaged.push(error);
-                }
-                // Gone meanwhile (delivered by the engine): not an error.
-                Err(QueueError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => damaged.push(error),
-            }
-        }
-        entries.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
-        Ok((entries, damaged))
-    }
-
-    /// An entry's envelope and message.
-    pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), QueueError> {
-        let path = self.entry_path(id)?;
-        let mut reader = BufReader::new(File::open(&path).map_err(io_at(&path))?);
-        let envelope = parse_envelope(&mut reader, &path)?;
-        let mut message = Vec::new();
-        reader.read_to_end(&mut message).map_err(io_at(&path))?;
-        Ok((envelope, message))
-    }
-
     /// Asks the engine of a running server to try every entry now
     /// (`yubin queue flush`): a marker file it looks for every second.
     pub fn request_flush(&self) -> Result<(), QueueError> {
@@ -496,11 +449,6 @@ impl Queue {
     }
 }
 
-fn read_envelope(path: &Path) -> Result<Envelope, QueueError> {
-    let mut reader = BufReader::new(File::open(path).map_err(io_at(path))?);
-    parse_envelope(&mut reader, path)
-}
-
 fn parse_envelope(reader: &mut impl BufRead, path: &Path) -> Result<Envelope, QueueError> {
     match Envelope::read_header(reader) {
         Ok(Ok(envelope)) => Ok(envelope),
@@ -635,6 +583,14 @@ impl Staged {
 mod tests {
     use super::*;
 
+    /// An entry's envelope and its whole message.
+    fn read(queue: &Queue, id: &str) -> (Envelope, Vec<u8>) {
+        let (envelope, mut file) = Queue::open(queue, id).unwrap();
+        let mut message = Vec::new();
+        file.read_to_end(&mut message).unwrap();
+        (envelope, message)
+    }
+
     fn envelope(id: &str) -> Envelope {
         Envelope {
             id: id.into(),
@@ -661,7 +617,7 @@ mod tests {
         let (entries, damaged) = queue.list().unwrap();
         assert!(damaged.is_empty());
         assert_eq!(entries, vec![envelope("one")]);
-        let (env, message) = queue.read("one").unwrap();
+        let (env, message) = read(&queue, "one");
         assert_eq!(env, envelope("one"));
         assert_eq!(message, b"Subject: x\n\nbody\n");
         // A dropped stage leaves nothing.
@@ -744,7 +700,7 @@ mod tests {
             .unwrap()
             .commit()
             .unwrap();
-        let (read, _) = queue.read("three").unwrap();
+        let (read, _) = read(&queue, "three");
         assert_eq!(read.recipients.len(), 2);
     }
 

@@ -40,6 +40,24 @@ pub trait QueueStore: Send + Sync {
     /// as stored). A damaged entry is set aside and reported.
     fn open(&self, id: &str) -> Result<(Envelope, Box<dyn Read + Send>), QueueError>;
 
+    /// The queued entries' envelopes, oldest first, and the entries that
+    /// could not be read (damaged ones are set aside, as by
+    /// [`QueueStore::open`]). Entries gone meanwhile are left out.
+    fn list(&self) -> Result<(Vec<Envelope>, Vec<QueueError>), QueueError> {
+        let mut entries = Vec::new();
+        let mut unreadable = Vec::new();
+        for id in self.ids()? {
+            match self.open(&id) {
+                Ok((envelope, _)) => entries.push(envelope),
+                // Delivered meanwhile: not an error.
+                Err(QueueError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => unreadable.push(error),
+            }
+        }
+        entries.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        Ok((entries, unreadable))
+    }
+
     /// The engine's record of an entry (fresh if none).
     fn load_state(&self, id: &str) -> Result<EntryState, QueueError>;
 

@@ -20,6 +20,31 @@ async fn cluster(pg: &TestPostgres) -> (Database, Database) {
     (a, b)
 }
 
+/// A cluster with alice, and a mail store on each of two nodes.
+struct TwoNodes {
+    pg: TestPostgres,
+    /// Node a's pool.
+    a: Database,
+    alice: User,
+    on_a: Arc<PgMailStore>,
+    on_b: Arc<PgMailStore>,
+}
+
+async fn alice_on_two_nodes() -> TwoNodes {
+    let pg = TestPostgres::start().expect("a cluster");
+    let (a, b) = cluster(&pg).await;
+    add(&a, "alice:{PLAIN}pw").await;
+    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
+    let alice = user(&users, "alice").await;
+    TwoNodes {
+        on_a: Arc::new(PgMailStore::new(a.clone(), "a")),
+        on_b: Arc::new(PgMailStore::new(b, "b")),
+        pg,
+        a,
+        alice,
+    }
+}
+
 async fn add(db: &Database, line: &str) {
     let entry = UserEntry::parse(line).expect("an entry");
     assert!(db.add_user(&entry).await.expect("added"));
@@ -160,13 +185,13 @@ async fn a_maildrop_keeps_order_uidls_sizes_and_bytes_and_streams_a_large_body()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_per_maildrop_across_nodes_and_update_commits_under_its_own_lock() {
-    let pg = TestPostgres::start().expect("a cluster");
-    let (a, b) = cluster(&pg).await;
-    add(&a, "alice:{PLAIN}pw").await;
-    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
-    let alice = user(&users, "alice").await;
-    let on_a = Arc::new(PgMailStore::new(a.clone(), "a"));
-    let on_b = Arc::new(PgMailStore::new(b.clone(), "b"));
+    let TwoNodes {
+        pg,
+        a: _,
+        alice,
+        on_a,
+        on_b,
+    } = alice_on_two_nodes().await;
     let (s, u) = (on_a.clone(), alice.clone());
     blocking(move || {
         for n in 0..3 {
@@ -356,13 +381,13 @@ fn uids(maildrop: &dyn crate::backend::Maildrop) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_listing_serves_while_the_maildrop_is_unchanged_and_never_after_a_change() {
-    let pg = TestPostgres::start().expect("a cluster");
-    let (a, b) = cluster(&pg).await;
-    add(&a, "alice:{PLAIN}pw").await;
-    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
-    let alice = user(&users, "alice").await;
-    let on_a = Arc::new(PgMailStore::new(a.clone(), "a"));
-    let on_b = Arc::new(PgMailStore::new(b.clone(), "b"));
+    let TwoNodes {
+        pg: _pg,
+        a,
+        alice,
+        on_a,
+        on_b,
+    } = alice_on_two_nodes().await;
     // Enough messages for the listing to be kept.
     let (s, u) = (on_b.clone(), alice.clone());
     let mut names = blocking(move || {
@@ -441,13 +466,13 @@ async fn a_kept_listing_serves_while_the_maildrop_is_unchanged_and_never_after_a
 /// connects again at once, on any node, must find the maildrop free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_without_changes_lets_the_lock_go_before_it_returns() {
-    let pg = TestPostgres::start().expect("a cluster");
-    let (a, b) = cluster(&pg).await;
-    add(&a, "alice:{PLAIN}pw").await;
-    let users = PgUsers::load(a.clone(), None).await.expect("loaded");
-    let alice = user(&users, "alice").await;
-    let on_a = Arc::new(PgMailStore::new(a.clone(), "a"));
-    let on_b = Arc::new(PgMailStore::new(b.clone(), "b"));
+    let TwoNodes {
+        pg: _pg,
+        a,
+        alice,
+        on_a,
+        on_b,
+    } = alice_on_two_nodes().await;
     let maildrop = open_when_free(&on_a, &alice).await;
     let m = maildrop.clone();
     let report = blocking(move || m.commit(&[], &[])).await;
