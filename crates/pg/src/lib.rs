@@ -10,7 +10,9 @@ mod queue;
 mod users;
 
 pub use bodies::CHUNK;
-pub use maildrops::{Committed, Entry, Listed, Listing, ListingKey, Locked, NewMessage};
+pub use maildrops::{
+    Committed, Entry, Listed, Listing, ListingKey, Locked, LoginGrant, MaildropLock, NewMessage,
+};
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
 pub use queue::{ClaimResult, EntryRecord, NewEntry, QueueEnvelope, Queued};
 pub use users::{ImportReport, Removal};

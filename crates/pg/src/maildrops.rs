@@ -149,6 +149,32 @@ pub struct ListingKey {
     pub version: i64,
 }
 
+/// A POP-before-SMTP grant written with a login's listing, so that it
+/// costs the login no statement of its own: `client` (its key in
+/// `relay_grants`) may relay as `user` for `seconds`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginGrant<'a> {
+    /// The client's key.
+    pub client: &'a str,
+    /// Who logged in.
+    pub user: &'a str,
+    /// How long the grant lasts.
+    pub seconds: f64,
+}
+
+/// A maildrop lock asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct MaildropLock<'a> {
+    /// The user whose maildrop it is.
+    pub name: &'a str,
+    /// The node asking (the lock's owner in `maildrop_locks`).
+    pub node: &'a str,
+    /// The session that will hold it.
+    pub session: &'a str,
+    /// How long it lasts unless renewed.
+    pub lease: Duration,
+}
+
 /// What asking for a maildrop's lock gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locked {
@@ -229,10 +255,28 @@ const DELIVER: &str = "WITH b AS ( \
          FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
      SELECT id, uidl FROM m";
 
+/// The POP-before-SMTP grant a login may write with its listing: `$3`
+/// (the client's key), `$4` (the user) and `$5` (seconds), written only
+/// under the session's own lock `$1`, and not at all when `$3` is null.
+/// A data-modifying `WITH` runs whether or not the query reads it.
+macro_rules! grant_with_listing {
+    () => {
+        "g AS (INSERT INTO relay_grants (client, username, expires) \
+           SELECT $3::text, $4::text, now() + make_interval(secs => $5::float8) \
+           WHERE $3::text IS NOT NULL \
+           AND EXISTS (SELECT 1 FROM maildrop_locks WHERE session = $1) \
+           ON CONFLICT (client) DO UPDATE \
+           SET username = EXCLUDED.username, expires = EXCLUDED.expires)"
+    };
+}
+
 /// A maildrop's listing: the user, the maildrop's version, and the six
 /// arrays. Aggregates take their input in the subquery's order (the
 /// index's), so no array is sorted again.
-const LIST: &str = "SELECT (SELECT user_id FROM maildrop_locks WHERE session = $1), \
+const LIST: &str = concat!(
+    "WITH ",
+    grant_with_listing!(),
+    " SELECT (SELECT user_id FROM maildrop_locks WHERE session = $1), \
          coalesce((SELECT version FROM maildrop_versions WHERE user_id = \
              (SELECT user_id FROM maildrop_locks WHERE session = $1)), 0), \
          coalesce(array_agg(id), '{}'), coalesce(array_agg(size), '{}'), \
@@ -240,11 +284,15 @@ const LIST: &str = "SELECT (SELECT user_id FROM maildrop_locks WHERE session = $
          coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
      FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
            WHERE user_id = (SELECT user_id FROM maildrop_locks WHERE session = $1) \
-           AND folder = $2 ORDER BY id) AS listed";
+           AND folder = $2 ORDER BY id) AS listed"
+);
 
 /// The same with the message count, the six arrays empty when the user,
-/// count and version are still `$3`, `$4` and `$5` (a kept listing's key).
-const LIST_UNLESS_UNCHANGED: &str = "WITH u AS (SELECT user_id FROM maildrop_locks WHERE session = $1), \
+/// count and version are still `$6`, `$7` and `$8` (a kept listing's key).
+const LIST_UNLESS_UNCHANGED: &str = concat!(
+    "WITH ",
+    grant_with_listing!(),
+    ", u AS (SELECT user_id FROM maildrop_locks WHERE session = $1), \
      k AS (SELECT u.user_id, \
            (SELECT count(*) FROM messages m WHERE m.user_id = u.user_id AND m.folder = $2) AS n, \
            coalesce((SELECT version FROM maildrop_versions v WHERE v.user_id = u.user_id), 0) AS version \
@@ -255,8 +303,9 @@ const LIST_UNLESS_UNCHANGED: &str = "WITH u AS (SELECT user_id FROM maildrop_loc
               coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
        FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
              WHERE user_id = k.user_id AND folder = $2 \
-             AND (k.user_id, k.n, k.version) IS DISTINCT FROM ($3::bigint, $4::bigint, $5::bigint) \
-             ORDER BY id) AS listed) AS l";
+             AND (k.user_id, k.n, k.version) IS DISTINCT FROM ($6::bigint, $7::bigint, $8::bigint) \
+             ORDER BY id) AS listed) AS l"
+);
 
 /// The values [`DELIVER`] takes that a [`NewMessage`] holds in another form.
 struct Owned {
@@ -300,24 +349,31 @@ fn signed(n: u64) -> i64 {
 }
 
 impl Database {
-    /// Takes `name`'s maildrop lock for `session` of `node`, for `lease`,
-    /// and lists its `folder`; or finds the lock held. A lapsed lease is
-    /// taken over; the session's own lock is taken again (renewed). The two statements go out together (one round trip):
-    /// the listing runs after the lock on the same connection and lists
-    /// only under the session's own lock, in the index's order. With
-    /// `cached`, the key of a listing the caller keeps, the messages are
-    /// not sent again if the maildrop is still what that listing was read
-    /// from (the count and version are read in the listing's own
-    /// statement, so they always describe what it lists).
+    /// Takes `lock` (`name`'s maildrop, for `session` of `node`, for
+    /// `lease`), and lists its `folder`; or finds the lock held. A lapsed lease is
+    /// taken over; the session's own lock is taken again (renewed). The
+    /// two statements go out together (one round trip): the listing runs
+    /// after the lock on the same connection, so it sees what the last
+    /// holder committed, and lists only under the session's own lock, in
+    /// the index's order. With `cached`, the key of a listing the caller
+    /// keeps, the messages are not sent again if the maildrop is still
+    /// what that listing was read from (the count and version are read in
+    /// the listing's own statement, so they always describe what it
+    /// lists). `grant` is written by the listing's statement, and only
+    /// if the lock was taken.
     pub async fn lock_maildrop(
         &self,
-        name: &str,
-        node: &str,
-        session: &str,
-        lease: Duration,
+        lock: &MaildropLock<'_>,
         folder: &str,
         cached: Option<ListingKey>,
+        grant: Option<LoginGrant<'_>>,
     ) -> Result<Locked, DbError> {
+        let MaildropLock {
+            name,
+            node,
+            session,
+            lease,
+        } = *lock;
         let client = self.client().await?;
         let (lock, list) = tokio::join!(
             client.prepare_cached(
@@ -344,17 +400,23 @@ impl Database {
         let lock_params: [&(dyn ToSql + Sync); 4] = [&name_key, &node, &session, &seconds];
         let (cached_user, cached_count, cached_version) =
             cached.map_or((0, 0, 0), |k| (k.user, k.count, k.version));
-        let list_params: Vec<&(dyn ToSql + Sync)> = if cached.is_some() {
-            vec![
-                &session,
-                &folder,
-                &cached_user,
+        let (grant_client, grant_user, grant_seconds) = grant.map_or((None, None, None), |g| {
+            (Some(g.client), Some(g.user), Some(g.seconds))
+        });
+        let mut list_params: Vec<&(dyn ToSql + Sync)> = vec![
+            &session,
+            &folder,
+            &grant_client,
+            &grant_user,
+            &grant_seconds,
+        ];
+        if cached.is_some() {
+            list_params.extend([
+                &cached_user as &(dyn ToSql + Sync),
                 &cached_count,
                 &cached_version,
-            ]
-        } else {
-            vec![&session, &folder]
-        };
+            ]);
+        }
         // Polled in this order, so the lock goes out first (a request is
         // sent when its future is first polled).
         let (locked, listed) = tokio::join!(
@@ -420,14 +482,15 @@ impl Database {
     }
 
     /// Lets go of the locks of several sessions `(user, session)` that
-    /// ended without UPDATE, in one statement.
+    /// ended without UPDATE, in one statement. A session's name is its
+    /// lock's (random, never reused), so it alone picks the row: the
+    /// statement keeps one plan for any number of sessions, where a join
+    /// with the arrays was planned again at every call.
     pub async fn unlock_maildrops(&self, locks: &[(i64, String)]) -> Result<u64, DbError> {
-        let users: Vec<i64> = locks.iter().map(|(user, _)| *user).collect();
         let sessions: Vec<&str> = locks.iter().map(|(_, session)| session.as_str()).collect();
         self.execute(
-            "DELETE FROM maildrop_locks l USING unnest($1::bigint[], $2::text[]) AS r(user_id, session) \
-             WHERE l.user_id = r.user_id AND l.session = r.session",
-            &[&users, &sessions],
+            "DELETE FROM maildrop_locks WHERE session = ANY($1)",
+            &[&sessions],
         )
         .await
     }

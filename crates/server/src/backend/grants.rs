@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::backend::mail::GrantWithLock;
 use async_trait::async_trait;
 use yubin_auth::RelayGrants;
 
@@ -20,6 +21,13 @@ pub trait RelayGrantStore: Send + Sync {
     /// Who logged in from `ip` within the window, if anyone. The expiry is
     /// checked here, at lookup.
     async fn lookup(&self, ip: IpAddr) -> Option<String>;
+    /// A login's grant for `ip` as the mail store may write it with the
+    /// maildrop's lock, when both keep their state in the same place;
+    /// `None` (the default): [`RelayGrantStore::grant`] writes it.
+    fn with_lock(&self, ip: IpAddr) -> Option<GrantWithLock> {
+        let _ = ip;
+        None
+    }
 }
 
 /// Grants in this process's memory (yubin_auth's table, bounded).

@@ -1,9 +1,13 @@
 //! Maildrops: what a POP3 session lists, reads and updates, and what SMTP
 //! and `yubin deliver` put in. Every method may block (file or database
-//! I/O); the drivers call them on tokio's blocking pool.
+//! I/O); the drivers call them on tokio's blocking pool, except the
+//! `_async` ones, which a store whose I/O is asynchronous already (the
+//! database) answers without a blocking thread.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use yubin_auth::User;
@@ -64,12 +68,56 @@ impl MailError {
 /// listed".
 pub type SizeRule<'a> = dyn Fn(&mut dyn Read, u64) -> io::Result<Option<u64>> + Send + Sync + 'a;
 
+/// A POP-before-SMTP grant for a login, in the form the grant store keeps
+/// it ([`RelayGrantStore::with_lock`](crate::backend::RelayGrantStore::with_lock)),
+/// for a mail store that writes it with the maildrop's lock.
+#[derive(Clone, Debug)]
+pub struct GrantWithLock {
+    /// The client's key in the grant store.
+    pub client: String,
+    /// How long the grant lasts.
+    pub seconds: f64,
+}
+
+/// A maildrop opened from async code.
+pub struct Opened {
+    /// The maildrop, locked and listed.
+    pub maildrop: Arc<dyn Maildrop>,
+    /// Whether the store wrote the login's grant with the lock.
+    pub granted: bool,
+}
+
+/// What the `_async` methods return: work that holds no borrow.
+pub type MailFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 /// Where maildrops are kept.
-pub trait MailStore: Send + Sync {
+pub trait MailStore: Send + Sync + 'static {
     /// Opens `user`'s maildrop for one POP3 session: creates it if
     /// missing, locks it against every other session, and lists it. A
     /// maildrop locked elsewhere fails at once with [`LockError::InUse`].
     fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError>;
+
+    /// [`MailStore::open`] from async code: by default on tokio's blocking
+    /// pool. A login waits on it, so a store that can answer without two
+    /// thread hand-overs does. A store that keeps the POP-before-SMTP
+    /// grants too may write `grant` with the lock ([`Opened::granted`]);
+    /// by default it does not.
+    fn open_async(
+        self: Arc<Self>,
+        user: Arc<User>,
+        grant: Option<GrantWithLock>,
+    ) -> MailFuture<Result<Opened, MailError>> {
+        let _ = grant;
+        Box::pin(async move {
+            let maildrop = tokio::task::spawn_blocking(move || self.open(&user))
+                .await
+                .map_err(|e| MailError::Lock(LockError::Io(io::Error::other(e))))??;
+            Ok(Opened {
+                maildrop,
+                granted: false,
+            })
+        })
+    }
 
     /// Starts delivering one message of `size` octets (`wire` on the wire,
     /// CRLF line ends) to `user`, into the maildrop POP3 serves or, with
@@ -98,7 +146,7 @@ pub trait MailStore: Send + Sync {
 /// A maildrop opened and locked for one session; dropping it releases the
 /// lock. Messages are numbered from 0 in the order they are listed, which
 /// never changes while it is open.
-pub trait Maildrop: Send + Sync {
+pub trait Maildrop: Send + Sync + 'static {
     /// How many messages.
     fn len(&self) -> usize;
     /// Whether there are none.
@@ -120,6 +168,26 @@ pub trait Maildrop: Send + Sync {
     /// UPDATE: removes `delete` (durably, before it returns) and notes
     /// `retrieved` as seen.
     fn commit(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport;
+
+    /// UPDATE from async code, then this handle is let go (and with the
+    /// last one, the lock): by default [`Maildrop::commit`] on tokio's
+    /// blocking pool. `None` if the work was lost (a panic).
+    fn commit_async(
+        self: Arc<Self>,
+        delete: Vec<usize>,
+        retrieved: Vec<usize>,
+    ) -> MailFuture<Option<CommitReport>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let report = self.commit(&delete, &retrieved);
+                // The lock goes here, after the removal is durable.
+                drop(self);
+                report
+            })
+            .await
+            .ok()
+        })
+    }
     /// Each message's size by `rule` (named `rule_name`), computed once
     /// per message and remembered by the store.
     fn derived_sizes(&self, rule_name: &str, rule: &SizeRule<'_>) -> Vec<Option<u64>>;

@@ -37,7 +37,9 @@ use std::sync::Arc;
 
 pub use grants::{MemoryGrants, RelayGrantStore};
 pub use greylist::{GreylistStore, GreylistTimes, Greylisted, MemoryGreylist, Triplet};
-pub use mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
+pub use mail::{
+    Delivered, Delivery, GrantWithLock, MailError, MailStore, Maildrop, Opened, SizeRule,
+};
 pub use maildir::MaildirStore;
 pub use penalties::{MemoryPenalties, PenaltyStore};
 pub use users::UserDirectory;

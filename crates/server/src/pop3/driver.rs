@@ -12,7 +12,7 @@ use yubin_pop3_proto::{Action, Poll, Refusal, Session};
 use yubin_store::LockError;
 
 use super::{Pop3Service, surrogate};
-use crate::backend::{MailError, Maildrop};
+use crate::backend::{GrantWithLock, MailError, Maildrop, Opened};
 use crate::config::Utf8Headers;
 use crate::login::{Check, Login, Outcome};
 use crate::logtext::Escaped;
@@ -366,11 +366,21 @@ impl Connection {
             refuse(self, Refusal::Temporary, &"user vanished during login");
             return;
         };
-        let maildrop = match open_maildrop(&self.service, user.clone()).await {
-            Ok(store) => OpenMaildrop {
-                store,
-                surrogates: Vec::new(),
-            },
+        // The grant may go with the lock when nothing after the opening
+        // can refuse the login (a login delay can).
+        let grant = if self.service.config.pop3.login_delay.0.is_zero() {
+            self.service.grants.with_lock(self.peer.ip())
+        } else {
+            None
+        };
+        let (maildrop, granted) = match open_maildrop(&self.service, user.clone(), grant).await {
+            Ok(opened) => (
+                OpenMaildrop {
+                    store: opened.maildrop,
+                    surrogates: Vec::new(),
+                },
+                opened.granted,
+            ),
             Err(MailError::Lock(LockError::InUse)) => {
                 refuse(self, Refusal::InUse, &"maildrop in use");
                 return;
@@ -422,7 +432,11 @@ impl Connection {
         self.session.maildrop_opened(infos);
         // A login that succeeded all the way lets this address relay (POP
         // before SMTP); failed, partial and refused logins never get here.
-        super::grant_relay(&self.service, display_ip(self.peer), &user.name).await;
+        if granted {
+            super::log_grant(display_ip(self.peer), &user.name);
+        } else {
+            super::grant_relay(&self.service, display_ip(self.peer), &user.name).await;
+        }
     }
 
     async fn commit(&mut self, delete: Vec<usize>, retrieved: Vec<usize>) {
@@ -431,15 +445,10 @@ impl Connection {
             return;
         };
         let count = delete.len();
-        let report = tokio::task::spawn_blocking(move || {
-            let report = maildrop.store.commit(&delete, &retrieved);
-            // The lock is released here, after the removal is durable.
-            drop(maildrop);
-            report
-        })
-        .await;
-        match report {
-            Ok(report) => {
+        // The lock is released with the last handle, after the removal is
+        // durable.
+        match maildrop.store.commit_async(delete, retrieved).await {
+            Some(report) => {
                 if report.not_removed > 0 {
                     tracing::warn!(
                         session = self.id,
@@ -449,7 +458,7 @@ impl Connection {
                 }
                 self.session.update_finished(report.not_removed);
             }
-            Err(_) => self.session.update_finished(count.max(1)),
+            None => self.session.update_finished(count.max(1)),
         }
     }
 
@@ -512,17 +521,21 @@ fn keepalive(tcp: &TcpStream) {
 /// "at once" (Dovecot's option waits 10 s).
 const LOCK_GRACE: Duration = Duration::from_millis(250);
 
-/// Opens (creates, locks, lists) `user`'s maildrop, off the async
-/// threads, waiting up to [`LOCK_GRACE`] for a lock that is held.
-async fn open_maildrop(service: &Pop3Service, user: User) -> Result<Arc<dyn Maildrop>, MailError> {
+/// Opens (creates, locks, lists) `user`'s maildrop, waiting up to [`LOCK_GRACE`] for a lock that is held.
+async fn open_maildrop(
+    service: &Pop3Service,
+    user: User,
+    grant: Option<GrantWithLock>,
+) -> Result<Opened, MailError> {
     let started = tokio::time::Instant::now();
     let user = Arc::new(user);
     loop {
-        let (mail, user) = (service.mail.clone(), user.clone());
-        let attempt = tokio::task::spawn_blocking(move || mail.open(&user))
+        match service
+            .mail
+            .clone()
+            .open_async(user.clone(), grant.clone())
             .await
-            .map_err(|e| MailError::Lock(LockError::Io(io::Error::other(e))))?;
-        match attempt {
+        {
             Err(MailError::Lock(LockError::InUse)) if started.elapsed() < LOCK_GRACE => {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }

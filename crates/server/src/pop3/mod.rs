@@ -180,6 +180,11 @@ pub async fn serve(service: Arc<Pop3Service>, listener: TcpListener, implicit_tl
 pub(crate) async fn grant_relay(service: &Pop3Service, ip: IpAddr, user: &str) {
     if service.grants.enabled() {
         service.grants.grant(ip, user).await;
-        tracing::info!(rip = %ip, user = %crate::logtext::Escaped(user.as_bytes()), "pop-before-smtp grant");
+        log_grant(ip, user);
     }
+}
+
+/// Logs a grant made (by the grant store, or with the maildrop's lock).
+pub(crate) fn log_grant(ip: IpAddr, user: &str) {
+    tracing::info!(rip = %ip, user = %crate::logtext::Escaped(user.as_bytes()), "pop-before-smtp grant");
 }

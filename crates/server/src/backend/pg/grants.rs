@@ -1,8 +1,9 @@
 //! POP-before-SMTP grants in the shared database: a login on one node
 //! lets the address relay through any; the expiry is checked at lookup.
-//! Grants made at the same moment are written in one statement; a login
-//! still waits until its grant is written, so the client may relay at
-//! once.
+//! A POP3 login's grant goes with its maildrop's listing statement
+//! ([`RelayGrantStore::with_lock`]); other grants made at the same moment
+//! are written in one statement. A login still waits until its grant is
+//! written, so the client may relay at once.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use yubin_auth::ClientKey;
 use yubin_pg::Database;
 
 use super::batch::Batcher;
-use crate::backend::RelayGrantStore;
+use crate::backend::{GrantWithLock, RelayGrantStore};
 
 /// Grants in the `relay_grants` table.
 pub struct PgGrants {
@@ -59,6 +60,15 @@ impl RelayGrantStore for PgGrants {
         if !self.writer.write((self.key(ip), user.to_owned())).await {
             tracing::warn!("pop-before-smtp grant not recorded");
         }
+    }
+
+    /// In the same database as the maildrops: the login's listing
+    /// statement writes the grant, which then costs no statement.
+    fn with_lock(&self, ip: IpAddr) -> Option<GrantWithLock> {
+        self.enabled().then(|| GrantWithLock {
+            client: self.key(ip),
+            seconds: self.window.as_secs_f64(),
+        })
     }
 
     async fn lookup(&self, ip: IpAddr) -> Option<String> {

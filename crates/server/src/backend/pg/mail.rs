@@ -3,8 +3,10 @@
 //! chunk at a time, and commits UPDATE in one statement. No connection is
 //! held for a session: each step borrows one from the pool.
 //!
-//! The [`MailStore`] methods run on tokio's blocking pool, as Maildir's
-//! file I/O does; they wait there for the database's answer.
+//! A login's lock and listing, and UPDATE, are awaited where the session
+//! runs ([`MailStore::open_async`], [`Maildrop::commit_async`]); the other
+//! methods run on tokio's blocking pool, as Maildir's file I/O does, and
+//! wait there for the database's answer.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -15,14 +17,17 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use yubin_auth::User;
-use yubin_pg::{CHUNK, Database, DbError, Listing, Locked, NewMessage};
+use yubin_pg::{CHUNK, Database, Listing, Locked, LoginGrant, MaildropLock, NewMessage};
 use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
 use super::batch::Batcher;
 use super::body::{BodyReader, BodyWriter};
 use super::listings::Listings;
-use crate::backend::mail::{Delivered, Delivery, MailError, MailStore, Maildrop, SizeRule};
+use crate::backend::mail::{
+    Delivered, Delivery, GrantWithLock, MailError, MailFuture, MailStore, Maildrop, Opened,
+    SizeRule,
+};
 
 /// How long a maildrop lock lasts unless renewed. A node that dies holds
 /// its locks this long at most, so the next login succeeds within it.
@@ -114,21 +119,31 @@ impl PgMailStore {
             tracing::warn!(%error, sessions = sessions.len(), "maildrop locks not renewed");
         }
     }
-
-    fn wait<T>(&self, work: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
-        self.runtime.block_on(work)
-    }
 }
 
-impl MailStore for PgMailStore {
-    fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError> {
+impl PgMailStore {
+    /// [`MailStore::open`], awaited where it is called: a login's lock and
+    /// listing need no blocking thread.
+    async fn open_now(
+        &self,
+        user: &User,
+        grant: Option<&GrantWithLock>,
+    ) -> Result<PgMaildrop, MailError> {
         let session = yubin_auth::random::alphanumeric(24);
         let mut cached = self.listings.key(&user.name);
+        let grant = grant.map(|g| LoginGrant {
+            client: &g.client,
+            user: &user.name,
+            seconds: g.seconds,
+        });
+        let lock = MaildropLock {
+            name: &user.name,
+            node: &self.node,
+            session: &session,
+            lease: self.lease,
+        };
         let (user_id, listing) = loop {
-            let locked = self.wait(
-                self.db
-                    .lock_maildrop(&user.name, &self.node, &session, self.lease, "", cached),
-            )?;
+            let locked = self.db.lock_maildrop(&lock, "", cached, grant).await?;
             let (user_id, key, fresh) = match locked {
                 Locked::Taken { user, key, listing } => (user, key, listing),
                 Locked::InUse => return Err(MailError::Lock(LockError::InUse)),
@@ -143,7 +158,7 @@ impl MailStore for PgMailStore {
             }
         };
         self.held.insert(&session);
-        Ok(Arc::new(PgMaildrop {
+        Ok(PgMaildrop {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
             held: self.held.clone(),
@@ -153,7 +168,28 @@ impl MailStore for PgMailStore {
             listing,
             read_ahead: Mutex::default(),
             released: AtomicBool::new(false),
-        }))
+        })
+    }
+}
+
+impl MailStore for PgMailStore {
+    fn open(&self, user: &User) -> Result<Arc<dyn Maildrop>, MailError> {
+        let maildrop = self.runtime.block_on(self.open_now(user, None))?;
+        Ok(Arc::new(maildrop))
+    }
+
+    fn open_async(
+        self: Arc<Self>,
+        user: Arc<User>,
+        grant: Option<GrantWithLock>,
+    ) -> MailFuture<Result<Opened, MailError>> {
+        Box::pin(async move {
+            let maildrop = self.open_now(&user, grant.as_ref()).await?;
+            Ok(Opened {
+                maildrop: Arc::new(maildrop),
+                granted: grant.is_some(),
+            })
+        })
     }
 
     fn stage(
@@ -305,64 +341,15 @@ impl Maildrop for PgMaildrop {
     }
 
     fn commit(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport {
-        let ids = |indexes: &[usize]| -> Vec<i64> {
-            indexes
-                .iter()
-                .filter_map(|&i| self.listing.get(i).map(|m| m.id))
-                .collect()
-        };
-        let (delete_ids, seen_ids) = (ids(delete), ids(retrieved));
-        if delete_ids.is_empty() && seen_ids.is_empty() {
-            // Nothing to change: the lock goes with the others let go at
-            // this moment, before QUIT's +OK, so that a client that
-            // connects again at once finds its maildrop free.
-            if !self.released.swap(true, Ordering::SeqCst) {
-                self.held.remove(&self.session);
-                let release = self.releaser.write((self.user_id, self.session.clone()));
-                // A database slow to answer holds up this QUIT a moment at
-                // most; the release is written when it answers.
-                match self
-                    .runtime
-                    .block_on(async { tokio::time::timeout(RELEASE_WAIT, release).await })
-                {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(session = %self.session, "maildrop lock not let go; it lapses with its lease");
-                    }
-                    Err(_) => {
-                        tracing::warn!(session = %self.session, "maildrop lock release is slow; QUIT answered before it");
-                    }
-                }
-            }
-            return CommitReport::default();
-        }
-        let committed = self.runtime.block_on(self.db.commit_update(
-            self.user_id,
-            &self.session,
-            &delete_ids,
-            &seen_ids,
-        ));
-        self.released.store(true, Ordering::SeqCst);
-        self.held.remove(&self.session);
-        match committed {
-            Ok(done) if done.lock_held => CommitReport {
-                removed: delete.len(),
-                not_removed: 0,
-                seen_failed: 0,
-            },
-            Ok(_) => {
-                tracing::error!(
-                    session = %self.session,
-                    "UPDATE not committed: the maildrop lock lapsed and another session took it"
-                );
-                not_committed(delete, retrieved)
-            }
-            Err(error) => {
-                tracing::error!(%error, "UPDATE not committed");
-                // The lock may still be there; the lease lets it go.
-                not_committed(delete, retrieved)
-            }
-        }
+        self.runtime.block_on(self.commit_now(delete, retrieved))
+    }
+
+    fn commit_async(
+        self: Arc<Self>,
+        delete: Vec<usize>,
+        retrieved: Vec<usize>,
+    ) -> MailFuture<Option<CommitReport>> {
+        Box::pin(async move { Some(self.commit_now(&delete, &retrieved).await) })
     }
 
     fn derived_sizes(&self, rule_name: &str, rule: &SizeRule<'_>) -> Vec<Option<u64>> {
@@ -406,6 +393,63 @@ impl Maildrop for PgMaildrop {
 }
 
 impl PgMaildrop {
+    /// [`Maildrop::commit`], awaited where it is called.
+    async fn commit_now(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport {
+        let ids = |indexes: &[usize]| -> Vec<i64> {
+            indexes
+                .iter()
+                .filter_map(|&i| self.listing.get(i).map(|m| m.id))
+                .collect()
+        };
+        let (delete_ids, seen_ids) = (ids(delete), ids(retrieved));
+        if delete_ids.is_empty() && seen_ids.is_empty() {
+            // Nothing to change: the lock goes with the others let go at
+            // this moment, before QUIT's +OK, so that a client that
+            // connects again at once finds its maildrop free.
+            if !self.released.swap(true, Ordering::SeqCst) {
+                self.held.remove(&self.session);
+                let release = self.releaser.write((self.user_id, self.session.clone()));
+                // A database slow to answer holds up this QUIT a moment at
+                // most; the release is written when it answers.
+                match tokio::time::timeout(RELEASE_WAIT, release).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(session = %self.session, "maildrop lock not let go; it lapses with its lease");
+                    }
+                    Err(_) => {
+                        tracing::warn!(session = %self.session, "maildrop lock release is slow; QUIT answered before it");
+                    }
+                }
+            }
+            return CommitReport::default();
+        }
+        let committed = self
+            .db
+            .commit_update(self.user_id, &self.session, &delete_ids, &seen_ids)
+            .await;
+        self.released.store(true, Ordering::SeqCst);
+        self.held.remove(&self.session);
+        match committed {
+            Ok(done) if done.lock_held => CommitReport {
+                removed: delete.len(),
+                not_removed: 0,
+                seen_failed: 0,
+            },
+            Ok(_) => {
+                tracing::error!(
+                    session = %self.session,
+                    "UPDATE not committed: the maildrop lock lapsed and another session took it"
+                );
+                not_committed(delete, retrieved)
+            }
+            Err(error) => {
+                tracing::error!(%error, "UPDATE not committed");
+                // The lock may still be there; the lease lets it go.
+                not_committed(delete, retrieved)
+            }
+        }
+    }
+
     /// A body of one chunk: from what was read ahead, or read now with
     /// the small bodies after it (clients retrieve in order, so the next
     /// RETRs cost no round trip). What is read ahead is at most

@@ -11,7 +11,7 @@ use yubin_store::LockError;
 use yubin_test_pg::TestPostgres;
 
 use super::*;
-use crate::backend::{MailError, MailStore, UserDirectory};
+use crate::backend::{MailError, MailStore, RelayGrantStore, UserDirectory};
 
 async fn cluster(pg: &TestPostgres) -> (Database, Database) {
     let a = Database::connect(&pg.url(), 4).expect("a pool");
@@ -488,4 +488,75 @@ async fn update_without_changes_lets_the_lock_go_before_it_returns() {
     let next = blocking(move || s.open(&u).map(|_| ()).map_err(|e| e.to_string())).await;
     assert_eq!(next, Ok(()));
     drop(maildrop);
+}
+
+/// A login's grant goes with its listing: written when the lock is taken
+/// (with a fresh listing and with a kept one), never when the maildrop is
+/// in use, and seen by the grant store of every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_grant_is_written_with_the_lock_and_only_when_it_is_taken() {
+    let TwoNodes {
+        pg,
+        a,
+        alice,
+        on_a,
+        on_b,
+    } = alice_on_two_nodes().await;
+    let b = Database::connect(&pg.socket_conninfo(), 2).expect("another pool");
+    let grants_a = PgGrants::new(a, Duration::from_secs(600), 64);
+    let grants_b = PgGrants::new(b, Duration::from_secs(600), 64);
+    let here: std::net::IpAddr = "192.0.2.1".parse().expect("an address");
+    let there: std::net::IpAddr = "192.0.2.2".parse().expect("an address");
+    let (s, u) = (on_a.clone(), alice.clone());
+    blocking(move || {
+        for n in 0..300 {
+            deliver(&s, &u, format!("Subject: {n}\n\nbody {n}\n").as_bytes());
+        }
+    })
+    .await;
+
+    let user = Arc::new(alice.clone());
+    let grant = grants_a.with_lock(here);
+    assert!(grant.is_some(), "the database's grants ride with the lock");
+    let opened = on_a
+        .clone()
+        .open_async(user.clone(), grant)
+        .await
+        .expect("opened");
+    assert!(opened.granted);
+    assert_eq!(opened.maildrop.len(), 300);
+    assert_eq!(grants_b.lookup(here).await.as_deref(), Some("alice"));
+
+    // In use: refused, and no grant for the other address.
+    let refused = on_b
+        .clone()
+        .open_async(user.clone(), grants_b.with_lock(there))
+        .await;
+    assert!(
+        matches!(refused, Err(MailError::Lock(LockError::InUse))),
+        "in use"
+    );
+    assert_eq!(grants_a.lookup(there).await, None, "no lock, no grant");
+
+    // The lock let go, the same login on a again: the kept listing is
+    // used, and the grant still goes with it.
+    let committed = opened.maildrop.commit_async(Vec::new(), Vec::new()).await;
+    assert!(committed.is_some());
+    assert!(on_a.listings.key("alice").is_some(), "kept");
+    let again = on_a
+        .clone()
+        .open_async(user, grants_a.with_lock(there))
+        .await
+        .expect("opened again");
+    assert!(again.granted);
+    assert_eq!(again.maildrop.len(), 300);
+    assert_eq!(grants_b.lookup(there).await.as_deref(), Some("alice"));
+
+    // With grants off, nothing rides along.
+    let off = PgGrants::new(
+        Database::connect(&pg.url(), 1).expect("a pool"),
+        Duration::ZERO,
+        64,
+    );
+    assert!(off.with_lock(here).is_none());
 }
