@@ -500,7 +500,7 @@ async fn read_body(db: &Database, row: &Listed) -> anyhow::Result<Vec<u8>> {
         }
         seq += i32::try_from(chunks.len())?;
         for chunk in chunks {
-            body.extend_from_slice(&chunk);
+            body.extend_from_slice(chunk.bytes());
         }
     }
     anyhow::ensure!(

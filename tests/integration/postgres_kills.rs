@@ -66,6 +66,23 @@ fn issue16_nodes_killed_mid_retr_mid_data_and_mid_update_lose_nothing() {
     );
     let before = b.python(FETCH_WHEN_FREE, &ALICE);
     assert_eq!(before["stat"][0], 3, "{before}");
+    // TOP of the big one stops after its lines, streamed from the
+    // database as RETR is.
+    let top = b.python(
+        "import popclient as p\n\
+         c = p.connect(); p.login(c); lines = c.top(2, 2)[1]; c.quit()\n\
+         p.emit([l.decode() for l in lines[lines.index(b'Subject: big'):]])",
+        &ALICE,
+    );
+    assert_eq!(
+        top,
+        serde_json::json!([
+            "Subject: big",
+            "",
+            "line 0000000 of a long message",
+            "line 0000001 of a long message"
+        ])
+    );
 
     // Mid-RETR: a client on A has read part of the big message.
     let mut reader = a.python_spawn(

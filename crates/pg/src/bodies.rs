@@ -13,6 +13,31 @@ use crate::{Database, DbError};
 /// holds at most one chunk of a message in memory.
 pub const CHUNK: usize = 256 * 1024;
 
+/// One chunk of a body as the database sent it: the octets are read
+/// where the driver received them, never copied out first.
+#[derive(Debug)]
+pub struct Chunk(tokio_postgres::Row);
+
+impl Chunk {
+    /// A row whose first column is the chunk, checked once here.
+    fn of(row: tokio_postgres::Row) -> Result<Chunk, DbError> {
+        row.try_get::<_, &[u8]>(0)?;
+        Ok(Chunk(row))
+    }
+
+    /// The chunk's octets.
+    pub fn bytes(&self) -> &[u8] {
+        // Checked in `of`: the column is there and is not null.
+        self.0.try_get(0).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 impl Database {
     /// Starts a body of `size` octets whose chunks are written one by one
     /// ([`Database::write_chunk`]); its id. Until a maildrop row names it,
@@ -59,7 +84,7 @@ impl Database {
         body: i64,
         first: i32,
         count: i32,
-    ) -> Result<Vec<Vec<u8>>, DbError> {
+    ) -> Result<Vec<Chunk>, DbError> {
         let rows = self
             .query(
                 "SELECT data FROM body_chunks WHERE body_id = $1 AND seq >= $2 AND seq < $2 + $3 \
@@ -67,7 +92,7 @@ impl Database {
                 &[&body, &first, &count],
             )
             .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        rows.into_iter().map(Chunk::of).collect()
     }
 
     /// Removes what has expired: grants past their window by an hour,

@@ -9,7 +9,7 @@ mod migrate;
 mod queue;
 mod users;
 
-pub use bodies::CHUNK;
+pub use bodies::{CHUNK, Chunk};
 pub use maildrops::{
     Committed, Entry, Listed, Listing, ListingKey, Locked, LoginGrant, MaildropLock, NewMessage,
 };
@@ -17,9 +17,11 @@ pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
 pub use queue::{ClaimResult, EntryRecord, NewEntry, QueueEnvelope, Queued};
 pub use users::{ImportReport, Removal};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -50,6 +52,15 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    /// Half the pool, for [`Database::spare_connection`].
+    spare: Arc<Semaphore>,
+}
+
+/// One of the connections a pool spares for reading ahead (see
+/// [`Database::spare_connection`]); given back when dropped.
+#[derive(Debug)]
+pub struct SpareConnection {
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Database {
@@ -89,7 +100,23 @@ impl Database {
             .wait_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| DbError::Pool(e.to_string()))?;
-        Ok(Database { pool })
+        Ok(Database {
+            pool,
+            spare: Arc::new(Semaphore::new((pool_size / 2).max(1))),
+        })
+    }
+
+    /// A permit for a query beyond what a task needs now (reading a body
+    /// ahead of its sending), or `None` when half the pool's connections
+    /// are out for such queries already: work that waits for a
+    /// connection (a login) never finds the pool taken by reading ahead.
+    /// Held while the query runs and its answer waits to be used.
+    pub fn spare_connection(&self) -> Option<SpareConnection> {
+        self.spare
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| SpareConnection { _permit: permit })
     }
 
     /// A connection from the pool.
@@ -160,5 +187,22 @@ impl Database {
     pub async fn check_schema(&self) -> Result<(), DbError> {
         let status = self.status().await?;
         status.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Database;
+
+    #[tokio::test]
+    async fn half_the_pool_is_spared_for_reading_ahead_and_comes_back() {
+        // Nothing connects until a query: no server is needed here.
+        let db = Database::connect("postgresql://yubin@127.0.0.1:1/yubin", 5).expect("a pool");
+        let first = db.spare_connection().expect("one");
+        let second = db.clone().spare_connection().expect("two, across clones");
+        assert!(db.spare_connection().is_none(), "5 / 2 spared");
+        drop(first);
+        assert!(db.spare_connection().is_some(), "given back");
+        drop(second);
     }
 }

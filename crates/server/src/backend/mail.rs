@@ -90,6 +90,23 @@ pub struct Opened {
 /// What the `_async` methods return: work that holds no borrow.
 pub type MailFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// A piece of a message body as the store read it, handed on uncopied.
+pub type Piece = Box<dyn AsRef<[u8]> + Send>;
+
+/// What [`BodyStream::next_piece`] returns.
+pub type PieceFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Piece>, OpenError>> + Send + 'a>>;
+
+/// A message body read from async code, a piece at a time, from a store
+/// whose reads are asynchronous already ([`Maildrop::stream`]). The store
+/// may read ahead of what was asked for.
+pub trait BodyStream: Send {
+    /// The next piece; `None` after the last. [`OpenError::Gone`] comes
+    /// only instead of the first piece, so it can still be told to the
+    /// client; a body that ends short of its size is an I/O error.
+    fn next_piece(&mut self) -> PieceFuture<'_>;
+}
+
 /// Where maildrops are kept.
 pub trait MailStore: Send + Sync + 'static {
     /// Opens `user`'s maildrop for one POP3 session: creates it if
@@ -165,6 +182,14 @@ pub trait Maildrop: Send + Sync + 'static {
     fn message_list(&self, sizes: &[Option<u64>]) -> MessageList;
     /// Opens message `i` for reading, as stored.
     fn open(&self, i: usize) -> Result<Box<dyn Read + Send>, OpenError>;
+    /// Message `i` for reading from async code, when the store reads it
+    /// better that way (a large body in the database: no blocking thread,
+    /// no copy before it is encoded); `None`, the default: [`Maildrop::open`]
+    /// on tokio's blocking pool.
+    fn stream(&self, i: usize) -> Option<Box<dyn BodyStream>> {
+        let _ = i;
+        None
+    }
     /// UPDATE: removes `delete` (durably, before it returns) and notes
     /// `retrieved` as seen.
     fn commit(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport;

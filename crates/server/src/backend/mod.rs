@@ -38,7 +38,8 @@ use std::sync::Arc;
 pub use grants::{MemoryGrants, RelayGrantStore};
 pub use greylist::{GreylistStore, GreylistTimes, Greylisted, MemoryGreylist, Triplet};
 pub use mail::{
-    Delivered, Delivery, GrantWithLock, MailError, MailStore, Maildrop, Opened, SizeRule,
+    BodyStream, Delivered, Delivery, GrantWithLock, MailError, MailStore, Maildrop, Opened, Piece,
+    SizeRule,
 };
 pub use maildir::MaildirStore;
 pub use penalties::{MemoryPenalties, PenaltyStore};

@@ -1,4 +1,4 @@
-//! RETR and TOP: streaming a message from the Maildir to the client,
+//! RETR and TOP: streaming a message from the store to the client,
 //! converted and byte-stuffed on the way, with backpressure.
 
 use std::io::{self, Read};
@@ -9,6 +9,7 @@ use yubin_store::OpenError;
 
 use super::driver::Connection;
 use super::surrogate;
+use crate::backend::BodyStream;
 use crate::config::Utf8Headers;
 use crate::stream::Stream;
 use crate::stream::write_all;
@@ -52,6 +53,9 @@ impl Connection {
                 .maildrop
                 .as_ref()
                 .is_some_and(|m| m.surrogates.get(index).copied().unwrap_or(false));
+        if !downgrade && let Some(body) = store.stream(index) {
+            return self.send_stream(stream, index, top, utf8, body).await;
+        }
         let first =
             tokio::task::spawn_blocking(move || -> Result<(Message, Vec<u8>, bool), OpenError> {
                 let mut file = store.open(index)?;
@@ -81,24 +85,10 @@ impl Connection {
                 return Ok(());
             }
         };
-        // RFC 6856 §2.1: UTF-8 headers are not sent as they are outside UTF-8 mode.
-        if !utf8
-            && self.service.config.pop3.utf8_headers == Utf8Headers::Refuse
-            && check_header(&buf, eof) == HeaderCheck::Utf8
-        {
-            self.log_needs_utf8(index);
-            self.session.message_failed(MessageError::NeedsUtf8);
+        if !self.may_send(index, utf8, &buf, eof) {
             return Ok(());
         }
-
-        self.session.message_opened();
-        let mut out = Vec::with_capacity(buf.len() + buf.len() / 16 + 64);
-        out.extend_from_slice(self.session.output());
-        self.session.clear_output();
-        let mut encoder = match top {
-            Some(lines) => Encoder::top(lines),
-            None => Encoder::whole(),
-        };
+        let (mut out, mut encoder) = self.start_response(top, buf.len());
         let timeout = self.service.idle_timeout();
         loop {
             let wants_more = encoder.encode(&buf, &mut out);
@@ -127,6 +117,85 @@ impl Connection {
         write_all(stream, &out, timeout).await?;
         self.session.message_sent();
         Ok(())
+    }
+
+    /// [`Connection::send_message`] from a store that reads from async
+    /// code ([`Maildrop::stream`](crate::backend::Maildrop::stream)): each
+    /// piece is encoded where the store left it, while the store reads
+    /// the next ones.
+    async fn send_stream(
+        &mut self,
+        stream: &mut Stream,
+        index: usize,
+        top: Option<u64>,
+        utf8: bool,
+        mut body: Box<dyn BodyStream>,
+    ) -> io::Result<()> {
+        let mut piece = match body.next_piece().await {
+            Ok(piece) => piece,
+            Err(OpenError::Gone) => {
+                self.session.message_failed(MessageError::Gone);
+                return Ok(());
+            }
+            Err(OpenError::Io(_)) => {
+                self.session.message_failed(MessageError::Io);
+                return Ok(());
+            }
+        };
+        let first: &[u8] = piece.as_ref().map_or(&[], |p| (**p).as_ref());
+        if !self.may_send(index, utf8, first, piece.is_none()) {
+            return Ok(());
+        }
+        let (mut out, mut encoder) = self.start_response(top, first.len());
+        let timeout = self.service.idle_timeout();
+        while let Some(bytes) = piece {
+            let wants_more = encoder.encode((*bytes).as_ref(), &mut out);
+            drop(bytes);
+            if !wants_more {
+                break;
+            }
+            write_all(stream, &out, timeout).await?;
+            out.clear();
+            // A failure after the status line: the response cannot be
+            // completed honestly, so the connection is closed (no UPDATE).
+            piece = body.next_piece().await.map_err(|error| match error {
+                OpenError::Io(error) => error,
+                OpenError::Gone => io::Error::other(OpenError::Gone),
+            })?;
+        }
+        encoder.finish(&mut out);
+        write_all(stream, &out, timeout).await?;
+        self.session.message_sent();
+        Ok(())
+    }
+
+    /// RFC 6856 §2.1: UTF-8 headers are not sent as they are outside
+    /// UTF-8 mode, when so configured; whether message `index`, starting
+    /// with `head` (`whole`: all of it), may go.
+    fn may_send(&mut self, index: usize, utf8: bool, head: &[u8], whole: bool) -> bool {
+        if !utf8
+            && self.service.config.pop3.utf8_headers == Utf8Headers::Refuse
+            && check_header(head, whole) == HeaderCheck::Utf8
+        {
+            self.log_needs_utf8(index);
+            self.session.message_failed(MessageError::NeedsUtf8);
+            return false;
+        }
+        true
+    }
+
+    /// The status line, in an output buffer for pieces of about `piece`
+    /// octets, and the encoder for RETR or TOP.
+    fn start_response(&mut self, top: Option<u64>, piece: usize) -> (Vec<u8>, Encoder) {
+        self.session.message_opened();
+        let mut out = Vec::with_capacity(piece + piece / 16 + 64);
+        out.extend_from_slice(self.session.output());
+        self.session.clear_output();
+        let encoder = match top {
+            Some(lines) => Encoder::top(lines),
+            None => Encoder::whole(),
+        };
+        (out, encoder)
     }
 }
 

@@ -2,10 +2,14 @@
 //! time, for maildrops and the queue alike: a 50 MB message is never held
 //! whole on either side.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 use tokio::runtime::Handle;
-use yubin_pg::{CHUNK, Database};
+use yubin_pg::{CHUNK, Chunk, Database, SpareConnection};
+use yubin_store::OpenError;
+
+use crate::backend::mail::{BodyStream, Piece, PieceFuture};
 
 /// A body held in memory up to this many octets is written in one
 /// statement with the row that names it; a larger one streams its chunks
@@ -95,30 +99,163 @@ impl Write for BodyWriter<'_> {
 /// message is a query per MiB.
 const CHUNKS_PER_READ: i32 = 4;
 
-/// Queries on their way at once while a body is read: the database works
-/// on the next MiB while the last one is sent, so the stream never waits
-/// for a round trip. A session holds at most this many MiB and one more.
-const FETCHES_AHEAD: usize = 2;
+/// Queries on their way at once while a body is read, at most: the
+/// database works on the next MiB while the last one is sent, and several
+/// of its processes at once, so the stream never waits for a round trip.
+/// Beyond the first, each takes one of the pool's spare connections
+/// ([`Database::spare_connection`]), so a reader always moves on, and
+/// reading ahead holds a bounded number of MiB on a node.
+const MOST_AHEAD: usize = 4;
 
-/// Chunks on their way from the database.
-type Fetch = tokio::task::JoinHandle<Result<Vec<Vec<u8>>, yubin_pg::DbError>>;
+/// A query for chunks on its way, and the spare connection it took, if
+/// any (given back once its chunks are taken from it).
+struct Fetch {
+    chunks: tokio::task::JoinHandle<Result<Vec<Chunk>, yubin_pg::DbError>>,
+    _spare: Option<SpareConnection>,
+}
 
-/// A body read a few chunks (one query) at a time, the next few always on
-/// their way while these are sent. Blocking: for tokio's blocking pool.
-pub(super) struct BodyReader {
+/// A body fetched a few chunks (one query) at a time, the next queries
+/// always on their way while the chunks before them are sent.
+pub(super) struct ChunkFetcher {
     db: Database,
-    runtime: Handle,
     body: i64,
     size: u64,
-    /// Octets not yet read out.
+    /// Octets not yet handed out.
     left: u64,
     /// The next chunk to ask for.
     asked: i32,
-    /// Fetched chunks not yet read, in order.
-    ahead: std::collections::VecDeque<Vec<u8>>,
+    /// Fetched chunks not yet handed out, in order.
+    ahead: VecDeque<Chunk>,
     /// The next chunks, asked for already, in order.
-    coming: std::collections::VecDeque<Fetch>,
-    chunk: Vec<u8>,
+    coming: VecDeque<Fetch>,
+}
+
+impl ChunkFetcher {
+    /// Body `body` of `size` octets, nothing asked for yet.
+    pub(super) fn new(db: Database, body: i64, size: u64) -> ChunkFetcher {
+        ChunkFetcher {
+            db,
+            body,
+            size,
+            left: size,
+            asked: 0,
+            ahead: VecDeque::new(),
+            coming: VecDeque::new(),
+        }
+    }
+
+    /// Whether every octet has been handed out.
+    fn done(&self) -> bool {
+        self.left == 0 && self.ahead.is_empty()
+    }
+
+    /// Asks for more: one query on its way always, up to [`MOST_AHEAD`]
+    /// while spare connections are free, until the whole body is asked for. Runs in
+    /// a runtime's context.
+    fn ask_ahead(&mut self) {
+        let chunk = CHUNK as u64;
+        while self.coming.len() < MOST_AHEAD
+            && u64::try_from(self.asked)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(chunk)
+                < self.size
+        {
+            let spare = if self.coming.is_empty() {
+                None
+            } else {
+                match self.db.spare_connection() {
+                    Some(spare) => Some(spare),
+                    None => break,
+                }
+            };
+            let (db, body, first) = (self.db.clone(), self.body, self.asked);
+            self.coming.push_back(Fetch {
+                chunks: tokio::spawn(
+                    async move { db.read_chunks(body, first, CHUNKS_PER_READ).await },
+                ),
+                _spare: spare,
+            });
+            self.asked = self.asked.saturating_add(CHUNKS_PER_READ);
+        }
+    }
+
+    /// The next chunk, fetching more when none is left; `None` when the
+    /// database has no more (the body ended, or is gone).
+    pub(super) async fn next(&mut self) -> io::Result<Option<Chunk>> {
+        if self.ahead.is_empty() {
+            self.ask_ahead();
+            if let Some(coming) = self.coming.pop_front() {
+                let chunks = coming
+                    .chunks
+                    .await
+                    .map_err(io::Error::other)?
+                    .map_err(io::Error::other)?;
+                self.ahead.extend(chunks);
+            }
+            // More on its way while these are sent.
+            self.ask_ahead();
+        }
+        let chunk = self.ahead.pop_front();
+        if let Some(chunk) = &chunk {
+            self.left = self.left.saturating_sub(chunk.bytes().len() as u64);
+        }
+        Ok(chunk)
+    }
+
+    /// The next chunk of a body that must go on: fewer octets than the
+    /// size written at delivery is an error, since the message cannot be
+    /// sent whole.
+    async fn next_of_rest(&mut self) -> io::Result<Chunk> {
+        self.next().await?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "message body is shorter than its size",
+            )
+        })
+    }
+}
+
+/// A body for async code: a [`BodyStream`] of the chunks as fetched.
+pub(super) struct ChunkStream {
+    fetcher: ChunkFetcher,
+    started: bool,
+}
+
+impl ChunkStream {
+    /// Body `body` of `size` octets (more than nothing).
+    pub(super) fn new(db: Database, body: i64, size: u64) -> ChunkStream {
+        ChunkStream {
+            fetcher: ChunkFetcher::new(db, body, size),
+            started: false,
+        }
+    }
+}
+
+impl BodyStream for ChunkStream {
+    fn next_piece(&mut self) -> PieceFuture<'_> {
+        Box::pin(async move {
+            if self.fetcher.done() {
+                return Ok(None);
+            }
+            if !std::mem::replace(&mut self.started, true) {
+                // Nothing at all: the body went with its message.
+                return match self.fetcher.next().await? {
+                    Some(chunk) => Ok(Some(Box::new(chunk) as Piece)),
+                    None => Err(OpenError::Gone),
+                };
+            }
+            let chunk = self.fetcher.next_of_rest().await?;
+            Ok(Some(Box::new(chunk) as Piece))
+        })
+    }
+}
+
+/// A body for blocking code (tokio's blocking pool): `Read` over the
+/// chunks as fetched.
+pub(super) struct BodyReader {
+    fetcher: ChunkFetcher,
+    runtime: Handle,
+    chunk: Option<Chunk>,
     at: usize,
 }
 
@@ -126,15 +263,9 @@ impl BodyReader {
     /// Body `body` of `size` octets, nothing fetched yet.
     pub(super) fn new(db: Database, runtime: Handle, body: i64, size: u64) -> BodyReader {
         BodyReader {
-            db,
+            fetcher: ChunkFetcher::new(db, body, size),
             runtime,
-            body,
-            size,
-            left: size,
-            asked: 0,
-            ahead: std::collections::VecDeque::new(),
-            coming: std::collections::VecDeque::new(),
-            chunk: Vec::new(),
+            chunk: None,
             at: 0,
         }
     }
@@ -143,74 +274,31 @@ impl BodyReader {
     /// told apart (`false`) before anything is sent; `true` for an empty
     /// body.
     pub(super) fn start(&mut self) -> io::Result<bool> {
-        if self.left == 0 {
+        if self.fetcher.done() {
             return Ok(true);
         }
-        self.fill()
-    }
-
-    /// Asks for more until [`FETCHES_AHEAD`] queries are on their way or
-    /// the whole body is asked for.
-    fn ask_ahead(&mut self) {
-        let chunk = CHUNK as u64;
-        while self.coming.len() < FETCHES_AHEAD
-            && u64::try_from(self.asked)
-                .unwrap_or(u64::MAX)
-                .saturating_mul(chunk)
-                < self.size
-        {
-            let (db, body, first) = (self.db.clone(), self.body, self.asked);
-            self.coming.push_back(
-                self.runtime
-                    .spawn(async move { db.read_chunks(body, first, CHUNKS_PER_READ).await }),
-            );
-            self.asked = self.asked.saturating_add(CHUNKS_PER_READ);
-        }
-    }
-
-    /// Moves to the next chunk, fetching more when none is left; `false`
-    /// when there is none.
-    fn fill(&mut self) -> io::Result<bool> {
-        if self.ahead.is_empty() {
-            self.ask_ahead();
-            if let Some(coming) = self.coming.pop_front() {
-                let chunks = self
-                    .runtime
-                    .block_on(coming)
-                    .map_err(io::Error::other)?
-                    .map_err(io::Error::other)?;
-                self.ahead.extend(chunks);
-            }
-            // More on its way while these are sent.
-            self.ask_ahead();
-        }
-        let Some(chunk) = self.ahead.pop_front() else {
-            return Ok(false);
-        };
-        self.left = self.left.saturating_sub(chunk.len() as u64);
-        self.chunk = chunk;
+        self.chunk = self.runtime.block_on(self.fetcher.next())?;
         self.at = 0;
-        Ok(true)
+        Ok(self.chunk.is_some())
     }
 }
 
 impl Read for BodyReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.chunk.len() {
-            if self.left == 0 && self.ahead.is_empty() {
+        let unread = self.chunk.as_ref().map_or(0, |c| c.bytes().len() - self.at);
+        if unread == 0 {
+            if self.fetcher.done() {
                 return Ok(0);
             }
-            if !self.fill()? {
-                // Fewer octets than the size written at delivery: the
-                // message cannot be sent whole.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "message body is shorter than its size",
-                ));
-            }
+            self.chunk = Some(self.runtime.block_on(self.fetcher.next_of_rest())?);
+            self.at = 0;
         }
-        let n = out.len().min(self.chunk.len() - self.at);
-        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        let Some(chunk) = &self.chunk else {
+            return Ok(0);
+        };
+        let bytes = &chunk.bytes()[self.at..];
+        let n = out.len().min(bytes.len());
+        out[..n].copy_from_slice(&bytes[..n]);
         self.at += n;
         Ok(n)
     }

@@ -22,11 +22,11 @@ use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
 use super::batch::Batcher;
-use super::body::{BodyReader, BodyWriter};
+use super::body::{BodyReader, BodyWriter, ChunkStream};
 use super::listings::Listings;
 use crate::backend::mail::{
-    Delivered, Delivery, GrantWithLock, MailError, MailFuture, MailStore, Maildrop, Opened,
-    SizeRule,
+    BodyStream, Delivered, Delivery, GrantWithLock, MailError, MailFuture, MailStore, Maildrop,
+    Opened, SizeRule,
 };
 
 /// How long a maildrop lock lasts unless renewed. A node that dies holds
@@ -338,6 +338,16 @@ impl Maildrop for PgMaildrop {
             return Err(OpenError::Gone);
         }
         Ok(Box::new(reader))
+    }
+
+    fn stream(&self, i: usize) -> Option<Box<dyn BodyStream>> {
+        // Small bodies come read ahead with the ones after them (`open`).
+        let message = self.listing.get(i).filter(|m| m.size > CHUNK as u64)?;
+        Some(Box::new(ChunkStream::new(
+            self.db.clone(),
+            message.body,
+            message.size,
+        )))
     }
 
     fn commit(&self, delete: &[usize], retrieved: &[usize]) -> CommitReport {

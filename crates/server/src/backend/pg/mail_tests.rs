@@ -181,6 +181,37 @@ async fn a_maildrop_keeps_order_uidls_sizes_and_bytes_and_streams_a_large_body()
     let (got_small, got_large) = blocking(move || (read_all(&*m, 0), read_all(&*m, 1))).await;
     assert_eq!(got_small, small);
     assert!(got_large == large, "the large body comes back whole");
+
+    // From async code: the large body as pieces, with more readers at
+    // once than the pool (4) spares connections (2) for reading ahead.
+    assert!(maildrop.stream(0).is_none(), "a small body is read ahead");
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            let mut body = maildrop.stream(1).expect("a large body streams");
+            tokio::spawn(async move {
+                let mut whole = Vec::new();
+                while let Some(piece) = body.next_piece().await.expect("a piece") {
+                    whole.extend_from_slice((*piece).as_ref());
+                }
+                whole
+            })
+        })
+        .collect();
+    for stream in streams {
+        let whole = stream.await.expect("joined");
+        assert!(whole == large, "the large body streams whole");
+    }
+
+    // A body gone by the time it is read is told as such, before any
+    // piece.
+    let mut gone = maildrop.stream(1).expect("a large body streams");
+    a.execute("DELETE FROM body_chunks", &[])
+        .await
+        .expect("deleted");
+    assert!(matches!(
+        gone.next_piece().await,
+        Err(yubin_store::OpenError::Gone)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
