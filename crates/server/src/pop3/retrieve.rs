@@ -90,28 +90,34 @@ impl Connection {
         }
         let (mut out, mut encoder) = self.start_response(top, buf.len());
         let timeout = self.service.idle_timeout();
-        loop {
-            let wants_more = encoder.encode(&buf, &mut out);
-            if eof || !wants_more {
-                break;
-            }
-            // Read the next chunk while this one is written: the disk (or
-            // page cache) and the socket work at the same time, and memory
-            // stays bounded by two chunks; a slow reader slows the reading.
-            let reading = tokio::task::spawn_blocking(move || {
-                buf.clear();
-                let result = read_chunk(&mut file, &mut buf, CHUNK);
-                (file, buf, result)
-            });
-            let (written, next) = tokio::join!(write_all(stream, &out, timeout), reading);
+        let mut wants_more = encoder.encode(&buf, &mut out);
+        let mut next = Vec::with_capacity(out.capacity());
+        while wants_more && !eof {
+            // The next chunk is read, and encoded, while this one is
+            // written: the disk (or page cache), the encoder and the socket
+            // work at the same time, and memory stays bounded by two
+            // chunks; a slow reader slows the reading.
+            let reading = async {
+                let read = tokio::task::spawn_blocking(move || {
+                    buf.clear();
+                    let result = read_chunk(&mut file, &mut buf, CHUNK);
+                    (file, buf, result)
+                })
+                .await
+                .map_err(io::Error::other)?;
+                let (file, buf, at_end) = read;
+                // A read error after the status line: the response cannot
+                // be completed honestly, so the connection is closed (no
+                // UPDATE).
+                let at_end = at_end?;
+                let more = encoder.encode(&buf, &mut next);
+                Ok::<_, io::Error>((file, buf, at_end, more))
+            };
+            let (written, read) = tokio::join!(write_all(stream, &out, timeout), reading);
             written?;
+            (file, buf, eof, wants_more) = read?;
             out.clear();
-            let next = next.map_err(io::Error::other)?;
-            file = next.0;
-            buf = next.1;
-            // A read error after the status line: the response cannot be
-            // completed honestly, so the connection is closed (no UPDATE).
-            eof = next.2?;
+            std::mem::swap(&mut out, &mut next);
         }
         encoder.finish(&mut out);
         write_all(stream, &out, timeout).await?;
@@ -148,20 +154,34 @@ impl Connection {
         }
         let (mut out, mut encoder) = self.start_response(top, first.len());
         let timeout = self.service.idle_timeout();
-        while let Some(bytes) = piece {
-            let wants_more = encoder.encode((*bytes).as_ref(), &mut out);
-            drop(bytes);
-            if !wants_more {
-                break;
-            }
-            write_all(stream, &out, timeout).await?;
+        let mut wants_more = match piece.take() {
+            Some(bytes) => encoder.encode((*bytes).as_ref(), &mut out),
+            None => false,
+        };
+        let mut next = Vec::with_capacity(out.capacity());
+        while wants_more {
+            // Each piece is encoded while the one before it is written: a
+            // client slow to read leaves time to encode, and the database
+            // reads on meanwhile.
+            let encoding = async {
+                match body.next_piece().await? {
+                    Some(bytes) => Ok(Some(encoder.encode((*bytes).as_ref(), &mut next))),
+                    None => Ok(None),
+                }
+            };
+            let (written, encoded) = tokio::join!(write_all(stream, &out, timeout), encoding);
+            written?;
             out.clear();
+            std::mem::swap(&mut out, &mut next);
             // A failure after the status line: the response cannot be
             // completed honestly, so the connection is closed (no UPDATE).
-            piece = body.next_piece().await.map_err(|error| match error {
+            match encoded.map_err(|error| match error {
                 OpenError::Io(error) => error,
                 OpenError::Gone => io::Error::other(OpenError::Gone),
-            })?;
+            })? {
+                Some(more) => wants_more = more,
+                None => break,
+            }
         }
         encoder.finish(&mut out);
         write_all(stream, &out, timeout).await?;

@@ -42,6 +42,11 @@ struct Connection {
     /// The client checks' verdict, and the HELO name it was for (a new
     /// HELO is checked anew).
     client_verdict: Option<(String, super::client_checks::ClientVerdict)>,
+    /// The POP-before-SMTP grant the last RCPT found. A message's DATA
+    /// comes after at least one RCPT of its own transaction, so the end
+    /// of the message judges the client as its recipients were judged,
+    /// without looking the grant up again.
+    last_grant: Option<Option<String>>,
 }
 
 /// Serves one connection to its end.
@@ -85,6 +90,7 @@ pub(super) async fn handle(
         tls: implicit,
         listener,
         client_verdict: None,
+        last_grant: None,
     };
     connection.run(stream).await;
     tracing::debug!(session = id, rip = %peer.ip(), "smtp disconnect");
@@ -302,19 +308,27 @@ impl Connection {
     }
 
     /// A client whose mail is its users' own: a trusted network, or an
-    /// address with a POP-before-SMTP grant.
-    async fn trusted_client(&self) -> bool {
+    /// address with a POP-before-SMTP grant (as the transaction's last
+    /// RCPT found it).
+    async fn trusted_client(&mut self) -> bool {
         let ip = self.peer.ip();
-        self.service.relay_networks.iter().any(|n| n.contains(ip))
-            || self.service.grants.lookup(ip).await.is_some()
+        if self.service.relay_networks.iter().any(|n| n.contains(ip)) {
+            return true;
+        }
+        match self.last_grant.take() {
+            Some(grant) => grant.is_some(),
+            None => self.service.grants.lookup(ip).await.is_some(),
+        }
     }
 
     async fn check_recipient(&mut self, path: &ForwardPath, authenticated: Option<String>) {
         let ip = self.peer.ip();
+        let pop_grant = self.service.grants.lookup(ip).await;
+        self.last_grant = Some(pop_grant.clone());
         let client = Client {
             authenticated,
             trusted_network: self.service.relay_networks.iter().any(|n| n.contains(ip)),
-            pop_grant: self.service.grants.lookup(ip).await,
+            pop_grant,
         };
         // Users may have changed since the connection began (yubin user add).
         self.snapshot = self.service.users.snapshot();
