@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::backend::mail::GrantWithLock;
 use async_trait::async_trait;
 use yubin_auth::RelayGrants;
+
+use crate::backend::mail::GrantWithLock;
 
 /// Where grants are kept.
 #[async_trait]

@@ -1,8 +1,8 @@
 //! Maildrops: what a POP3 session lists, reads and updates, and what SMTP
 //! and `yubin deliver` put in. Every method may block (file or database
 //! I/O); the drivers call them on tokio's blocking pool, except the
-//! `_async` ones, which a store whose I/O is asynchronous already (the
-//! database) answers without a blocking thread.
+//! `_async` ones and [`Maildrop::stream`], which a store whose I/O is
+//! asynchronous already (the database) answers without a blocking thread.
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -521,7 +521,9 @@ fn keepalive(tcp: &TcpStream) {
 /// "at once" (Dovecot's option waits 10 s).
 const LOCK_GRACE: Duration = Duration::from_millis(250);
 
-/// Opens (creates, locks, lists) `user`'s maildrop, waiting up to [`LOCK_GRACE`] for a lock that is held.
+/// Opens (creates, locks, lists) `user`'s maildrop, waiting up to
+/// [`LOCK_GRACE`] for a lock that is held; `grant` goes with the lock
+/// where the store can write it there.
 async fn open_maildrop(
     service: &Pop3Service,
     user: User,

@@ -3,10 +3,11 @@
 //! chunk at a time, and commits UPDATE in one statement. No connection is
 //! held for a session: each step borrows one from the pool.
 //!
-//! A login's lock and listing, and UPDATE, are awaited where the session
-//! runs ([`MailStore::open_async`], [`Maildrop::commit_async`]); the other
-//! methods run on tokio's blocking pool, as Maildir's file I/O does, and
-//! wait there for the database's answer.
+//! A login's lock and listing, UPDATE and a large body's chunks are
+//! awaited where the session runs ([`MailStore::open_async`],
+//! [`Maildrop::commit_async`], [`Maildrop::stream`]); the other methods
+//! run on tokio's blocking pool, as Maildir's file I/O does, and wait
+//! there for the database's answer.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
