@@ -114,6 +114,15 @@ struct Fetch {
     _spare: Option<SpareConnection>,
 }
 
+impl Drop for Fetch {
+    /// A reader let go before its chunks came (the client went mid-RETR)
+    /// stops the query, so that the spare connection it gives back is
+    /// free indeed; a query that answered already is not touched.
+    fn drop(&mut self) {
+        self.chunks.abort();
+    }
+}
+
 /// A body fetched a few chunks (one query) at a time, the next queries
 /// always on their way while the chunks before them are sent.
 pub(super) struct ChunkFetcher {
@@ -185,8 +194,8 @@ impl ChunkFetcher {
         if self.ahead.is_empty() {
             self.ask_ahead();
             if let Some(coming) = self.coming.pop_front() {
-                let chunks = coming
-                    .chunks
+                let mut coming = coming;
+                let chunks = (&mut coming.chunks)
                     .await
                     .map_err(io::Error::other)?
                     .map_err(io::Error::other)?;
