@@ -193,8 +193,7 @@ impl ChunkFetcher {
     pub(super) async fn next(&mut self) -> io::Result<Option<Chunk>> {
         if self.ahead.is_empty() {
             self.ask_ahead();
-            if let Some(coming) = self.coming.pop_front() {
-                let mut coming = coming;
+            if let Some(mut coming) = self.coming.pop_front() {
                 let chunks = (&mut coming.chunks)
                     .await
                     .map_err(io::Error::other)?
