@@ -77,6 +77,26 @@ pub const GENERATABLE: &[Scheme] = &[
 ];
 
 impl Scheme {
+    /// Whether checking a password costs a digest or two: not the schemes
+    /// built to be slow (the crypt family, Argon2, PBKDF2, and SCRAM's
+    /// iterated keys).
+    pub fn is_quick(self) -> bool {
+        matches!(
+            self,
+            Scheme::Plain
+                | Scheme::CramMd5
+                | Scheme::PlainMd5
+                | Scheme::LdapMd5
+                | Scheme::Sha
+                | Scheme::Sha256
+                | Scheme::Sha512
+                | Scheme::Smd5
+                | Scheme::Ssha
+                | Scheme::Ssha256
+                | Scheme::Ssha512
+        )
+    }
+
     /// Looks a scheme up by name, case-insensitively (`CLEAR` and `CLEARTEXT` are PLAIN).
     pub fn from_name(name: &str) -> Option<Scheme> {
         let upper = name.to_ascii_uppercase();

@@ -134,6 +134,15 @@ impl Users {
         }
     }
 
+    /// Whether checking `name`'s password is quick ([`Scheme::is_quick`]),
+    /// so that it may run where the session runs rather than on a thread
+    /// of its own. An unknown name is checked against a slow dummy: not
+    /// quick.
+    pub fn verifies_quickly(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|user| user.password.scheme().is_quick())
+    }
+
     /// [`Users::verify_password`], as the proof a protocol session takes.
     pub fn authenticate_password(&self, name: &str, password: &[u8]) -> Option<Authenticated> {
         self.verify_password(name, password)
@@ -325,6 +334,18 @@ mod tests {
         assert!(u.verify_password("bob", b"wrong").is_none());
         assert!(u.verify_password("nobody", b"secret").is_none());
         assert!(u.verify_password("../bob", b"secret").is_none());
+    }
+
+    #[test]
+    fn only_digest_schemes_are_checked_where_the_session_runs() {
+        let u = users(
+            "alice:{PLAIN}secret\nbob:{SSHA}FYTGHClXXAdyI5o2zDldqGR945Hnq8UF\n\
+             carol:{SHA512-CRYPT}$6$rounds=5000$FeM5rcEymLnvmB85$uVGkGBtqjz1QgWDlkUS/FO/HjaRJ.DKBnUbL//1kT0B/KSGiOofOr00.UjUBHBPmVr3MbDyj6oUS4qXcQTN7O.\n",
+        );
+        assert!(u.verifies_quickly("ALICE"));
+        assert!(u.verifies_quickly("bob"));
+        assert!(!u.verifies_quickly("carol"), "built to be slow");
+        assert!(!u.verifies_quickly("nobody"), "the dummy is slow");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! does not know ([`Database::check_schema`]).
 
 mod bodies;
+mod grants;
 mod maildrops;
 mod migrate;
 mod queue;

@@ -255,58 +255,6 @@ const DELIVER: &str = "WITH b AS ( \
          FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
      SELECT id, uidl FROM m";
 
-/// The POP-before-SMTP grant a login may write with its listing: `$3`
-/// (the client's key), `$4` (the user) and `$5` (seconds), written only
-/// under the session's own lock `$1`, and not at all when `$3` is null.
-/// A data-modifying `WITH` runs whether or not the query reads it.
-macro_rules! grant_with_listing {
-    () => {
-        "g AS (INSERT INTO relay_grants (client, username, expires) \
-           SELECT $3::text, $4::text, now() + make_interval(secs => $5::float8) \
-           WHERE $3::text IS NOT NULL \
-           AND EXISTS (SELECT 1 FROM maildrop_locks WHERE session = $1) \
-           ON CONFLICT (client) DO UPDATE \
-           SET username = EXCLUDED.username, expires = EXCLUDED.expires)"
-    };
-}
-
-/// A maildrop's listing: the user, the maildrop's version, and the six
-/// arrays. Aggregates take their input in the subquery's order (the
-/// index's), so no array is sorted again.
-const LIST: &str = concat!(
-    "WITH ",
-    grant_with_listing!(),
-    " SELECT (SELECT user_id FROM maildrop_locks WHERE session = $1), \
-         coalesce((SELECT version FROM maildrop_versions WHERE user_id = \
-             (SELECT user_id FROM maildrop_locks WHERE session = $1)), 0), \
-         coalesce(array_agg(id), '{}'), coalesce(array_agg(size), '{}'), \
-         coalesce(array_agg(wire_size), '{}'), coalesce(array_agg(body_id), '{}'), \
-         coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
-     FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
-           WHERE user_id = (SELECT user_id FROM maildrop_locks WHERE session = $1) \
-           AND folder = $2 ORDER BY id) AS listed"
-);
-
-/// The same with the message count, the six arrays empty when the user,
-/// count and version are still `$6`, `$7` and `$8` (a kept listing's key).
-const LIST_UNLESS_UNCHANGED: &str = concat!(
-    "WITH ",
-    grant_with_listing!(),
-    ", u AS (SELECT user_id FROM maildrop_locks WHERE session = $1), \
-     k AS (SELECT u.user_id, \
-           (SELECT count(*) FROM messages m WHERE m.user_id = u.user_id AND m.folder = $2) AS n, \
-           coalesce((SELECT version FROM maildrop_versions v WHERE v.user_id = u.user_id), 0) AS version \
-           FROM u) \
-     SELECT k.user_id, k.n, k.version, l.* FROM k, LATERAL ( \
-       SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(size), '{}'), \
-              coalesce(array_agg(wire_size), '{}'), coalesce(array_agg(body_id), '{}'), \
-              coalesce(array_agg(seen), '{}'), coalesce(string_agg(uidl, ' '), '') \
-       FROM (SELECT id, size, wire_size, body_id, seen, uidl FROM messages \
-             WHERE user_id = k.user_id AND folder = $2 \
-             AND (k.user_id, k.n, k.version) IS DISTINCT FROM ($6::bigint, $7::bigint, $8::bigint) \
-             ORDER BY id) AS listed) AS l"
-);
-
 /// The values [`DELIVER`] takes that a [`NewMessage`] holds in another form.
 struct Owned {
     size: i64,
@@ -350,17 +298,15 @@ fn signed(n: u64) -> i64 {
 
 impl Database {
     /// Takes `lock` (`name`'s maildrop, for `session` of `node`, for
-    /// `lease`), and lists its `folder`; or finds the lock held. A lapsed lease is
-    /// taken over; the session's own lock is taken again (renewed). The
-    /// two statements go out together (one round trip): the listing runs
-    /// after the lock on the same connection, so it sees what the last
-    /// holder committed, and lists only under the session's own lock, in
-    /// the index's order. With `cached`, the key of a listing the caller
-    /// keeps, the messages are not sent again if the maildrop is still
-    /// what that listing was read from (the count and version are read in
-    /// the listing's own statement, so they always describe what it
-    /// lists). `grant` is written by the listing's statement, and only
-    /// if the lock was taken.
+    /// `lease`), and lists its `folder`; or finds the lock held. A lapsed
+    /// lease is taken over; the session's own lock is taken again
+    /// (renewed). One statement (`yubin_open_maildrop`, migration 7): the
+    /// listing runs after the lock, with a snapshot of its own, so it sees
+    /// what the last holder committed. With `cached`, the key of a listing
+    /// the caller keeps, the messages are not sent again if the maildrop
+    /// is still what that listing was read from (the count and version
+    /// are read with the listing, so they always describe what it lists).
+    /// `grant` is written with them, and only if the lock was taken.
     pub async fn lock_maildrop(
         &self,
         lock: &MaildropLock<'_>,
@@ -374,91 +320,67 @@ impl Database {
             session,
             lease,
         } = *lock;
-        let client = self.client().await?;
-        let (lock, list) = tokio::join!(
-            client.prepare_cached(
-                "WITH u AS (SELECT id FROM users WHERE name_key = $1), \
-                 taken AS ( \
-                     INSERT INTO maildrop_locks (user_id, node, session, lease_until) \
-                     SELECT id, $2, $3, now() + make_interval(secs => $4) FROM u \
-                     ON CONFLICT (user_id) DO UPDATE SET node = EXCLUDED.node, \
-                         session = EXCLUDED.session, lease_until = EXCLUDED.lease_until \
-                     WHERE maildrop_locks.lease_until < now() \
-                        OR maildrop_locks.session = EXCLUDED.session \
-                     RETURNING user_id) \
-                 SELECT u.id, EXISTS (SELECT 1 FROM taken) FROM u",
-            ),
-            client.prepare_cached(if cached.is_some() {
-                LIST_UNLESS_UNCHANGED
-            } else {
-                LIST
-            }),
-        );
-        let (lock, list) = (lock?, list?);
         let name_key = name.to_ascii_lowercase();
         let seconds = lease.as_secs_f64();
-        let lock_params: [&(dyn ToSql + Sync); 4] = [&name_key, &node, &session, &seconds];
-        let (cached_user, cached_count, cached_version) =
-            cached.map_or((0, 0, 0), |k| (k.user, k.count, k.version));
         let (grant_client, grant_user, grant_seconds) = grant.map_or((None, None, None), |g| {
             (Some(g.client), Some(g.user), Some(g.seconds))
         });
-        let mut list_params: Vec<&(dyn ToSql + Sync)> = vec![
-            &session,
-            &folder,
-            &grant_client,
-            &grant_user,
-            &grant_seconds,
-        ];
-        if cached.is_some() {
-            list_params.extend([
-                &cached_user as &(dyn ToSql + Sync),
-                &cached_count,
-                &cached_version,
-            ]);
-        }
-        // Polled in this order, so the lock goes out first (a request is
-        // sent when its future is first polled).
-        let (locked, listed) = tokio::join!(
-            biased;
-            client.query_opt(&lock, &lock_params),
-            client.query_opt(&list, &list_params[..]),
-        );
-        let Some(locked) = locked? else {
+        let (cached_user, cached_count, cached_version) = match cached {
+            Some(k) => (Some(k.user), Some(k.count), Some(k.version)),
+            None => (None, None, None),
+        };
+        let row = self
+            .query_opt(
+                "SELECT * FROM yubin_open_maildrop($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &name_key,
+                    &node,
+                    &session,
+                    &seconds,
+                    &folder,
+                    &grant_client,
+                    &grant_user,
+                    &grant_seconds,
+                    &cached_user,
+                    &cached_count,
+                    &cached_version,
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
             return Ok(Locked::NoSuchUser);
         };
-        if !locked.get::<_, bool>(1) {
+        let user: i64 = row.try_get(0)?;
+        if !row.try_get::<_, bool>(1)? {
             return Ok(Locked::InUse);
         }
-        let user: i64 = locked.get(0);
-        let read = listed.map_err(DbError::from).and_then(|row| {
-            let row = row.ok_or_else(|| DbError::Schema("the lock just taken is gone".into()))?;
-            if cached.is_none() {
-                let listing = Listing::from_row(&row, 2)?;
+        let read = || -> Result<(ListingKey, Option<Listing>), DbError> {
+            let version = row.try_get(3)?;
+            let count: Option<i64> = row.try_get(2)?;
+            if let Some(count) = count {
                 let key = ListingKey {
-                    user: row.try_get(0)?,
-                    count: i64::try_from(listing.len()).unwrap_or(i64::MAX),
-                    version: row.try_get(1)?,
+                    user,
+                    count,
+                    version,
                 };
-                return Ok((key, Some(listing)));
+                if cached == Some(key) {
+                    return Ok((key, None));
+                }
             }
+            let listing = Listing::from_row(&row, 4)?;
+            let count = count.unwrap_or_else(|| i64::try_from(listing.len()).unwrap_or(i64::MAX));
             let key = ListingKey {
-                user: row.try_get(0)?,
-                count: row.try_get(1)?,
-                version: row.try_get(2)?,
+                user,
+                count,
+                version,
             };
-            let listing = if cached == Some(key) {
-                None
-            } else {
-                Some(Listing::from_row(&row, 3)?)
-            };
-            Ok((key, listing))
-        });
-        match read {
+            Ok((key, Some(listing)))
+        };
+        match read() {
             Ok((key, listing)) => Ok(Locked::Taken { user, key, listing }),
             Err(error) => {
-                // Taken but not listed: let it go again rather than leave
-                // the user locked out for a lease.
+                // Taken but not understood: let it go again rather than
+                // leave the user locked out for a lease.
                 let _ = self.unlock_maildrops(&[(user, session.to_owned())]).await;
                 Err(error)
             }

@@ -43,6 +43,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "maildrop versions, for the listings nodes keep",
         sql: include_str!("../migrations/0005_maildrop_versions.sql"),
     },
+    Migration {
+        version: 6,
+        name: "a POP-before-SMTP grant per client and user",
+        sql: include_str!("../migrations/0006_grants_per_user.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "a login's lock, grant and listing in one statement",
+        sql: include_str!("../migrations/0007_open_maildrop.sql"),
+    },
 ];
 
 /// The advisory lock that makes migrating one node's job at a time.

@@ -32,7 +32,10 @@ impl PgGrants {
         let seconds = window.as_secs_f64();
         let writer = Batcher::start("pop-before-smtp grant", 1000, move |grants| {
             let db = granting.clone();
-            async move { write_grants(&db, grants, seconds).await }
+            async move {
+                let (clients, users): (Vec<String>, Vec<String>) = grants.into_iter().unzip();
+                db.write_grants(&clients, &users, seconds).await
+            }
         });
         PgGrants {
             db,
@@ -72,17 +75,7 @@ impl RelayGrantStore for PgGrants {
     }
 
     async fn lookup(&self, ip: IpAddr) -> Option<String> {
-        let result = async {
-            let row = self
-                .db
-                .query_opt(
-                    "SELECT username FROM relay_grants WHERE client = $1 AND expires > now()",
-                    &[&self.key(ip)],
-                )
-                .await?;
-            Ok::<_, yubin_pg::DbError>(row.map(|r| r.get::<_, String>(0)))
-        };
-        match result.await {
+        match self.db.relay_grant(&self.key(ip)).await {
             Ok(found) => found,
             Err(error) => {
                 // No database, no grant: relaying fails closed.
@@ -91,28 +84,4 @@ impl RelayGrantStore for PgGrants {
             }
         }
     }
-}
-
-/// Writes grants, the last of each client winning (one statement cannot
-/// change a row twice); each lasts `seconds` from now.
-async fn write_grants(
-    db: &Database,
-    mut grants: Vec<(String, String)>,
-    seconds: f64,
-) -> Result<(), yubin_pg::DbError> {
-    let mut seen = std::collections::HashSet::new();
-    grants.reverse();
-    grants.retain(|(client, _)| seen.insert(client.clone()));
-    let (clients, users): (Vec<String>, Vec<String>) = grants.into_iter().unzip();
-    // Expired grants are swept by each node now and then
-    // (`Shared::keep`), not on the login's way.
-    db.execute(
-        "INSERT INTO relay_grants (client, username, expires) \
-         SELECT client, username, now() + make_interval(secs => $3) \
-         FROM unnest($1::text[], $2::text[]) AS g(client, username) \
-         ON CONFLICT (client) DO UPDATE SET username = EXCLUDED.username, expires = EXCLUDED.expires",
-        &[&clients, &users, &seconds],
-    )
-    .await
-    .map(|_| ())
 }

@@ -583,6 +583,48 @@ async fn a_login_grant_is_written_with_the_lock_and_only_when_it_is_taken() {
     assert_eq!(again.maildrop.len(), 300);
     assert_eq!(grants_b.lookup(there).await.as_deref(), Some("alice"));
 
+    // The same login again at once: the grant stands, and is left as it
+    // was (its row is not locked again); aged by two seconds, it is
+    // renewed with the listing.
+    let expiry = || {
+        pg.psql(
+            "SELECT extract(epoch FROM expires) FROM relay_grants WHERE client = 'v4:192.0.2.2'",
+        )
+        .expect("psql")
+        .trim()
+        .parse::<f64>()
+        .expect("an expiry")
+    };
+    let written = expiry();
+    let relogin = || async {
+        let opened = on_a
+            .clone()
+            .open_async(Arc::new(alice.clone()), grants_a.with_lock(there))
+            .await
+            .expect("opened");
+        assert!(opened.granted);
+        assert!(
+            opened
+                .maildrop
+                .commit_async(Vec::new(), Vec::new())
+                .await
+                .is_some()
+        );
+    };
+    assert!(
+        again
+            .maildrop
+            .commit_async(Vec::new(), Vec::new())
+            .await
+            .is_some()
+    );
+    relogin().await;
+    assert_eq!(expiry(), written, "left as it was");
+    pg.psql("UPDATE relay_grants SET expires = expires - interval '2 seconds'")
+        .expect("psql");
+    relogin().await;
+    assert!(expiry() > written - 2.0, "renewed");
+
     // With grants off, nothing rides along.
     let off = PgGrants::new(
         Database::connect(&pg.url(), 1).expect("a pool"),
