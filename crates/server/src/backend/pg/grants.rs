@@ -1,6 +1,6 @@
 //! POP-before-SMTP grants in the shared database: a login on one node
 //! lets the address relay through any; the expiry is checked at lookup.
-//! A POP3 login's grant goes with its maildrop's listing statement
+//! A POP3 login's grant goes with its maildrop's lock and listing
 //! ([`RelayGrantStore::with_lock`]); other grants made at the same moment
 //! are written in one statement. A login still waits until its grant is
 //! written, so the client may relay at once.
