@@ -13,6 +13,14 @@ use crate::{Database, DbError};
 /// holds at most one chunk of a message in memory.
 pub const CHUNK: usize = 256 * 1024;
 
+/// The first chunk of each of the bodies `$1`.
+pub(crate) const FIRST_CHUNKS: &str =
+    "SELECT body_id, data FROM body_chunks WHERE body_id = ANY($1) AND seq = 0";
+
+/// Up to `$3` chunks of body `$1` from `$2`, in order.
+pub(crate) const READ_CHUNKS: &str =
+    "SELECT data FROM body_chunks WHERE body_id = $1 AND seq >= $2 AND seq < $2 + $3 ORDER BY seq";
+
 /// One chunk of a body as the database sent it: the octets are read
 /// where the driver received them, never copied out first.
 #[derive(Debug)]
@@ -68,12 +76,7 @@ impl Database {
     /// The first chunk of each of `bodies` (all of a body of one chunk),
     /// as `(body, data)` pairs; a body that is gone is missing.
     pub async fn first_chunks(&self, bodies: &[i64]) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
-        let rows = self
-            .query(
-                "SELECT body_id, data FROM body_chunks WHERE body_id = ANY($1) AND seq = 0",
-                &[&bodies],
-            )
-            .await?;
+        let rows = self.query(FIRST_CHUNKS, &[&bodies]).await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -85,13 +88,7 @@ impl Database {
         first: i32,
         count: i32,
     ) -> Result<Vec<Chunk>, DbError> {
-        let rows = self
-            .query(
-                "SELECT data FROM body_chunks WHERE body_id = $1 AND seq >= $2 AND seq < $2 + $3 \
-                 ORDER BY seq",
-                &[&body, &first, &count],
-            )
-            .await?;
+        let rows = self.query(READ_CHUNKS, &[&body, &first, &count]).await?;
         rows.into_iter().map(Chunk::of).collect()
     }
 

@@ -255,6 +255,13 @@ const DELIVER: &str = "WITH b AS ( \
          FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
      SELECT id, uidl FROM m";
 
+/// A login's lock, grant and listing (migration 7's function).
+pub(crate) const OPEN_MAILDROP: &str =
+    "SELECT * FROM yubin_open_maildrop($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Letting the locks of sessions `$1` go.
+pub(crate) const RELEASE_LOCKS: &str = "DELETE FROM maildrop_locks WHERE session = ANY($1)";
+
 /// The values [`DELIVER`] takes that a [`NewMessage`] holds in another form.
 struct Owned {
     size: i64,
@@ -331,7 +338,7 @@ impl Database {
         };
         let row = self
             .query_opt(
-                "SELECT * FROM yubin_open_maildrop($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                OPEN_MAILDROP,
                 &[
                     &name_key,
                     &node,
@@ -410,11 +417,7 @@ impl Database {
     /// with the arrays was planned again at every call.
     pub async fn unlock_maildrops(&self, locks: &[(i64, String)]) -> Result<u64, DbError> {
         let sessions: Vec<&str> = locks.iter().map(|(_, session)| session.as_str()).collect();
-        self.execute(
-            "DELETE FROM maildrop_locks WHERE session = ANY($1)",
-            &[&sessions],
-        )
-        .await
+        self.execute(RELEASE_LOCKS, &[&sessions]).await
     }
 
     /// The messages in `user`'s `folder`, in arrival order.

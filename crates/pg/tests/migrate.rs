@@ -37,3 +37,33 @@ async fn migrations_apply_once_and_an_unknown_schema_is_refused() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_up_opens_every_connection_of_the_pool_once() {
+    let pg = TestPostgres::start().expect("a PostgreSQL cluster");
+    let db = Database::connect(&pg.url(), 5).expect("a pool");
+    db.migrate().await.expect("migrated");
+    let backends = || -> usize {
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = 'yubin' AND pid <> pg_backend_pid()",
+        )
+        .expect("psql")
+        .trim()
+        .parse()
+        .expect("a count")
+    };
+    let before = backends();
+    assert_eq!(db.warm_up().await, 5, "all five");
+    assert_eq!(
+        backends() - before,
+        4,
+        "the migration's connection and four more"
+    );
+    assert_eq!(db.warm_up().await, 5, "again");
+    assert_eq!(backends() - before, 4, "none opened twice");
+
+    // A database that cannot be reached: nothing opened, and no error.
+    let nowhere = Database::connect("postgresql://yubin@127.0.0.1:1/yubin", 3).expect("a pool");
+    assert_eq!(nowhere.warm_up().await, 0);
+}

@@ -77,6 +77,8 @@ impl Shared {
             ms = started.elapsed().as_millis(),
             "users read from the database"
         );
+        let connections = db.warm_up().await;
+        tracing::debug!(node, connections, "database connections opened");
         let pbs = &config.pop_before_smtp;
         let penalties = Arc::new(PgPenalties::new(db.clone()));
         penalties.refresh().await;
