@@ -13,25 +13,6 @@
 
 use crate::{Database, DbError};
 
-/// SQL: whether the grant of `client` to `user` for `seconds` (SQL
-/// expressions) already stands and was written less than a second ago;
-/// such a grant is not written again.
-macro_rules! grant_stands {
-    ($client:literal, $user:literal, $seconds:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM relay_grants r WHERE r.client = ",
-            $client,
-            " AND r.username = ",
-            $user,
-            " AND r.expires >= now() + make_interval(secs => ",
-            $seconds,
-            " - least(1.0, ",
-            $seconds,
-            " / 10)))"
-        )
-    };
-}
-
 impl Database {
     /// Grants each of `clients` relaying as the user at the same place in
     /// `users`, for `seconds` from now; a client named twice keeps the
@@ -50,14 +31,15 @@ impl Database {
         // Expired grants are swept now and then (`remove_expired`), not on
         // the login's way.
         self.execute(
-            concat!(
-                "INSERT INTO relay_grants (client, username, expires) \
-                 SELECT client, username, now() + make_interval(secs => $3) \
-                 FROM unnest($1::text[], $2::text[]) AS g(client, username) \
-                 WHERE NOT ",
-                grant_stands!("g.client", "g.username", "$3::float8"),
-                " ON CONFLICT (client, username) DO UPDATE SET expires = EXCLUDED.expires"
-            ),
+            // The same rule as a login's grant in `yubin_open_maildrop`
+            // (migration 7): not written again while it stands fresh.
+            "INSERT INTO relay_grants (client, username, expires) \
+             SELECT client, username, now() + make_interval(secs => $3) \
+             FROM unnest($1::text[], $2::text[]) AS g(client, username) \
+             WHERE NOT EXISTS (SELECT 1 FROM relay_grants r \
+                 WHERE r.client = g.client AND r.username = g.username \
+                 AND r.expires >= now() + make_interval(secs => $3 - least(1.0, $3 / 10))) \
+             ON CONFLICT (client, username) DO UPDATE SET expires = EXCLUDED.expires",
             &[&clients, &users, &seconds],
         )
         .await

@@ -27,6 +27,14 @@ async fn a_grant_standing_fresh_is_not_written_again() {
     let here = "192.0.2.1".to_owned();
     let there = "192.0.2.2".to_owned();
     let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // As if `client`'s grant to `user` had been written two seconds ago.
+    let age = |client: &str, user: &str| {
+        pg.psql(&format!(
+            "UPDATE relay_grants SET expires = expires - interval '2 seconds' \
+             WHERE client = '{client}' AND username = '{user}'"
+        ))
+        .expect("psql");
+    };
 
     // Two logins from `here` in one batch: the last one's user wins.
     db.write_grants(
@@ -66,11 +74,7 @@ async fn a_grant_standing_fresh_is_not_written_again() {
     );
 
     // Written two seconds ago: renewed.
-    pg.psql(&format!(
-        "UPDATE relay_grants SET expires = expires - interval '2 seconds' \
-         WHERE client = '{here}' AND username = 'alice'"
-    ))
-    .expect("psql");
+    age(&here, "alice");
     db.write_grants(&names(&[here.as_str()]), &names(&["alice"]), 600.0)
         .await
         .expect("written");
@@ -81,11 +85,7 @@ async fn a_grant_standing_fresh_is_not_written_again() {
     );
 
     // Bob again, his grant aged: renewed, and now the newest.
-    pg.psql(&format!(
-        "UPDATE relay_grants SET expires = expires - interval '2 seconds' \
-         WHERE client = '{here}' AND username = 'bob'"
-    ))
-    .expect("psql");
+    age(&here, "bob");
     db.write_grants(&names(&[here.as_str()]), &names(&["bob"]), 600.0)
         .await
         .expect("written");
