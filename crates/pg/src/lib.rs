@@ -96,6 +96,12 @@ impl Database {
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            // The connection given back last is the next one out: a RETR's
+            // queries run on the few backends whose memory and caches are
+            // warm from the last ones. Taken in turn (FIFO), a 50 MB RETR
+            // after a start spread its 50 queries over every connection,
+            // and ran at 550–620 MB/s instead of 780–990.
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .wait_timeout(Some(POOL_WAIT))

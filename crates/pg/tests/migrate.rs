@@ -63,6 +63,19 @@ async fn warming_up_opens_every_connection_of_the_pool_once() {
     assert_eq!(db.warm_up().await, 5, "again");
     assert_eq!(backends() - before, 4, "none opened twice");
 
+    // The connection given back last is the next one out.
+    let backend = async || -> i32 {
+        let client = db.client().await.expect("a connection");
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("its process");
+        row.get(0)
+    };
+    let first = backend().await;
+    assert_eq!(backend().await, first, "the same backend again");
+    assert_eq!(backend().await, first, "and again");
+
     // A database that cannot be reached: nothing opened, and no error.
     let nowhere = Database::connect("postgresql://yubin@127.0.0.1:1/yubin", 3).expect("a pool");
     assert_eq!(nowhere.warm_up().await, 0);
