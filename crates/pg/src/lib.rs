@@ -1,13 +1,16 @@
 //! yubin's PostgreSQL backend: a pool of connections to the database
 //! `[postgres] url` names, and the schema, kept by embedded, versioned
 //! migrations ([`migrate`]). A node refuses to start against a schema it
-//! does not know ([`Database::check_schema`]).
+//! does not know ([`Database::check_schema`]). Connections use TLS as
+//! libpq's `sslmode` and `sslrootcert` say ([`tls`]).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod bodies;
 mod grants;
 mod maildrops;
 mod migrate;
 mod queue;
+mod tls;
 mod users;
 
 pub use bodies::{CHUNK, Chunk};
@@ -16,6 +19,7 @@ pub use maildrops::{
 };
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
 pub use queue::{ClaimResult, EntryRecord, NewEntry, QueueEnvelope, Queued};
+pub use tls::PgTlsStream;
 pub use users::{ImportReport, Removal};
 
 use std::sync::Arc;
@@ -66,12 +70,16 @@ pub struct SpareConnection {
 
 impl Database {
     /// A pool of at most `pool_size` connections to `url` (a libpq-style
-    /// URL, `postgresql://user@host:port/db`, or `key=value` pairs);
-    /// nothing is connected until first used.
+    /// URL, `postgresql://user@host:port/db`, or `key=value` pairs, with
+    /// libpq's `sslmode` and `sslrootcert`); nothing is connected until
+    /// first used.
     pub fn connect(url: &str, pool_size: usize) -> Result<Database, DbError> {
-        let mut config: tokio_postgres::Config = url
+        let tls = tls::settings(url)?;
+        let mut config: tokio_postgres::Config = tls
+            .text
             .parse()
-            .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+            .map_err(|e: tokio_postgres::Error| DbError::Url(with_causes(&e)))?;
+        config.ssl_mode(tls.mode);
         // A 250 or a +OK after UPDATE promises the change survives a crash
         // of the database server too, whatever its own default says.
         let options = match config.get_options() {
@@ -88,7 +96,7 @@ impl Database {
         config.tcp_user_timeout(Duration::from_secs(15));
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            tls.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -160,7 +168,7 @@ impl Database {
         self.pool
             .get()
             .await
-            .map_err(|e| DbError::Pool(e.to_string()))
+            .map_err(|e| DbError::Pool(with_causes(&e)))
     }
 
     /// Runs `sql` for at most one row. Statements are prepared once per
@@ -226,9 +234,46 @@ impl Database {
     }
 }
 
+/// An error and what caused it, as one line: the pool's error says only
+/// that a connection failed ("error performing TLS handshake"); its
+/// causes say why ("invalid peer certificate: UnknownIssuer").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = next.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::Database;
+
+    #[test]
+    fn a_url_yubin_cannot_honour_is_refused_with_the_setting_named() {
+        let refused = |url: &str| match Database::connect(url, 1) {
+            Err(error @ super::DbError::Url(_)) => error.to_string(),
+            Err(other) => panic!("{url}: {other}"),
+            Ok(_) => panic!("{url}: accepted"),
+        };
+        let error = refused("host=db dbname=yubin sslcert=/etc/yubin/client.pem");
+        assert!(error.starts_with("postgres.url: "), "{error}");
+        assert!(error.contains("sslcert"), "{error}");
+        assert!(refused("host=db sslmode=verify").contains("sslmode"));
+        assert!(
+            Database::connect(
+                "postgresql://yubin@db/yubin?sslmode=verify-full&sslrootcert=system",
+                1
+            )
+            .is_ok()
+        );
+    }
 
     #[tokio::test]
     async fn half_the_pool_is_spared_for_reading_ahead_and_comes_back() {

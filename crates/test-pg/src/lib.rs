@@ -40,6 +40,17 @@ impl TestPostgres {
     /// `postgres -c` takes them), e.g.
     /// `shared_preload_libraries=pg_stat_statements`.
     pub fn start_with(settings: &[&str]) -> io::Result<TestPostgres> {
+        TestPostgres::start_with_files(settings, &[])
+    }
+
+    /// As [`TestPostgres::start_with`], with `files` (name, contents)
+    /// written into the data directory before the server starts, readable
+    /// by the cluster's account alone: `server.crt` and `server.key` for
+    /// `ssl=on`.
+    pub fn start_with_files(
+        settings: &[&str],
+        files: &[(&str, &[u8])],
+    ) -> io::Result<TestPostgres> {
         let bin = binaries()?;
         let dir = tempfile::Builder::new().prefix("yubin-pg-").tempdir()?;
         let owner = owner()?;
@@ -74,6 +85,19 @@ impl TestPostgres {
                 "--no-sync",
             ],
         )?;
+        for (name, contents) in files {
+            let path = pg.data().join(name);
+            std::fs::write(&path, contents)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::chown(
+                    &path,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                )
+                .map_err(io::Error::from)?;
+            }
+        }
         pg.start_server()?;
         pg.run(
             "createdb",
