@@ -1,13 +1,104 @@
-//! Message bodies, kept apart from the maildrop rows that name them and
-//! cut into chunks: a 50 MB message is written and read a chunk at a time,
-//! never held whole on either side. A later object store (S3-compatible)
-//! replaces these functions, not the maildrops.
+//! Message bodies, kept apart from the maildrop rows and queue entries
+//! that name them and cut into chunks: a 50 MB message is written and
+//! read a chunk at a time, never held whole on either side. Nodes reach
+//! them through [`BodyStore`]; [`Database`] is the store that keeps them
+//! in PostgreSQL, and an S3-compatible store is another implementation of
+//! the trait (docs/scaling.md says how).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{Database, DbError};
+
+/// What a [`BodyStore`] call returns.
+pub type BodyFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'a>>;
+
+/// Where message bodies are kept. A body is a row of the `bodies` table,
+/// by its id, which maildrop rows and queue entries name; its octets are
+/// the store's, in chunks of [`BodyStore::chunk_size`], numbered from 0.
+/// A body is written whole before the row that names it commits, and is
+/// never changed after; the `bodies` row goes with the last row naming it
+/// (in UPDATE's transaction), and what the store keeps for it must go
+/// with it, or be swept later.
+pub trait BodyStore: Send + Sync {
+    /// The octets of each chunk but the last.
+    fn chunk_size(&self) -> usize;
+
+    /// Bodies up to this many octets are written by the statement that
+    /// names them (the delivery, the queue entry), with no statement of
+    /// their own; larger ones are written chunk by chunk first. A store
+    /// outside the database writes every body itself: 0.
+    fn inline_limit(&self) -> usize;
+
+    /// Starts a body of `size` octets, whose chunks follow
+    /// ([`BodyStore::write_chunk`]); its id.
+    fn start_body(&self, size: u64) -> BodyFuture<'_, i64>;
+
+    /// Writes chunk `seq` of `body`.
+    fn write_chunk<'a>(&'a self, body: i64, seq: i32, data: &'a [u8]) -> BodyFuture<'a, ()>;
+
+    /// The first chunk of each of `bodies` (all of a body of one chunk),
+    /// as `(body, data)` pairs; a body that is gone is missing.
+    fn first_chunks<'a>(&'a self, bodies: &'a [i64]) -> BodyFuture<'a, Vec<(i64, Vec<u8>)>>;
+
+    /// Up to `count` chunks of `body` from `first`, in order; fewer at the
+    /// end, none past it (or when the body is gone).
+    fn read_chunks(&self, body: i64, first: i32, count: i32) -> BodyFuture<'_, Vec<Chunk>>;
+
+    /// Leave to read more of a body ahead of its sending, or `None` when
+    /// the store is busy enough with such reads already.
+    fn read_ahead(&self) -> Option<ReadAhead>;
+}
+
+/// Leave to read ahead ([`BodyStore::read_ahead`]); given back when
+/// dropped.
+#[derive(Debug)]
+pub struct ReadAhead {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ReadAhead {
+    /// Leave that lasts as long as `permit`.
+    pub fn new(permit: OwnedSemaphorePermit) -> ReadAhead {
+        ReadAhead { _permit: permit }
+    }
+}
+
+/// The bodies in PostgreSQL: the `body_chunks` table, its rows stored
+/// out of line (TOAST), uncompressed.
+impl BodyStore for Database {
+    fn chunk_size(&self) -> usize {
+        CHUNK
+    }
+
+    fn inline_limit(&self) -> usize {
+        CHUNK
+    }
+
+    fn start_body(&self, size: u64) -> BodyFuture<'_, i64> {
+        Box::pin(Database::start_body(self, size))
+    }
+
+    fn write_chunk<'a>(&'a self, body: i64, seq: i32, data: &'a [u8]) -> BodyFuture<'a, ()> {
+        Box::pin(Database::write_chunk(self, body, seq, data))
+    }
+
+    fn first_chunks<'a>(&'a self, bodies: &'a [i64]) -> BodyFuture<'a, Vec<(i64, Vec<u8>)>> {
+        Box::pin(Database::first_chunks(self, bodies))
+    }
+
+    fn read_chunks(&self, body: i64, first: i32, count: i32) -> BodyFuture<'_, Vec<Chunk>> {
+        Box::pin(Database::read_chunks(self, body, first, count))
+    }
+
+    fn read_ahead(&self) -> Option<ReadAhead> {
+        self.spare_connection()
+    }
+}
 
 /// The size of a body chunk. RETR reads this much per query, so a session
 /// holds at most one chunk of a message in memory.
@@ -21,22 +112,37 @@ pub(crate) const FIRST_CHUNKS: &str =
 pub(crate) const READ_CHUNKS: &str =
     "SELECT data FROM body_chunks WHERE body_id = $1 AND seq >= $2 AND seq < $2 + $3 ORDER BY seq";
 
-/// One chunk of a body as the database sent it: the octets are read
-/// where the driver received them, never copied out first.
+/// One chunk of a body. From PostgreSQL, the row as the database sent
+/// it: the octets are read where the driver received them, never copied
+/// out first.
 #[derive(Debug)]
-pub struct Chunk(tokio_postgres::Row);
+pub struct Chunk(Held);
+
+#[derive(Debug)]
+enum Held {
+    Row(tokio_postgres::Row),
+    Owned(Vec<u8>),
+}
 
 impl Chunk {
     /// A row whose first column is the chunk, checked once here.
     fn of(row: tokio_postgres::Row) -> Result<Chunk, DbError> {
         row.try_get::<_, &[u8]>(0)?;
-        Ok(Chunk(row))
+        Ok(Chunk(Held::Row(row)))
+    }
+
+    /// A chunk a store holds in its own buffer.
+    pub fn owned(data: Vec<u8>) -> Chunk {
+        Chunk(Held::Owned(data))
     }
 
     /// The chunk's octets.
     pub fn bytes(&self) -> &[u8] {
-        // Checked in `of`: the column is there and is not null.
-        self.0.try_get(0).unwrap_or_default()
+        match &self.0 {
+            // Checked in `of`: the column is there and is not null.
+            Held::Row(row) => row.try_get(0).unwrap_or_default(),
+            Held::Owned(data) => data,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod queue;
 mod tls;
 mod users;
 
-pub use bodies::{CHUNK, Chunk};
+pub use bodies::{BodyFuture, BodyStore, CHUNK, Chunk, ReadAhead};
 pub use maildrops::{
     Committed, Entry, Listed, Listing, ListingKey, Locked, LoginGrant, MaildropLock, NewMessage,
 };
@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -59,13 +59,6 @@ pub struct Database {
     pool: Pool,
     /// Half the pool, for [`Database::spare_connection`].
     spare: Arc<Semaphore>,
-}
-
-/// One of the connections a pool spares for reading ahead (see
-/// [`Database::spare_connection`]); given back when dropped.
-#[derive(Debug)]
-pub struct SpareConnection {
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Database {
@@ -126,12 +119,12 @@ impl Database {
     /// are out for such queries already: work that waits for a
     /// connection (a login) never finds the pool taken by reading ahead.
     /// Held while the query runs and its answer waits to be used.
-    pub fn spare_connection(&self) -> Option<SpareConnection> {
+    pub fn spare_connection(&self) -> Option<ReadAhead> {
         self.spare
             .clone()
             .try_acquire_owned()
             .ok()
-            .map(|permit| SpareConnection { _permit: permit })
+            .map(ReadAhead::new)
     }
 
     /// Opens the pool's connections now, all at once, and has each

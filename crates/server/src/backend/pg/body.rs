@@ -4,23 +4,25 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use yubin_pg::{CHUNK, Chunk, Database, SpareConnection};
+use yubin_pg::{BodyStore, Chunk, ReadAhead};
 use yubin_store::OpenError;
 
 use crate::backend::mail::{BodyStream, Piece, PieceFuture};
 
-/// A body held in memory up to this many octets is written in one
-/// statement with the row that names it; a larger one streams its chunks
-/// first (a message to 100 local users holds 100 of these at most).
-pub(super) const IN_ONE_STATEMENT: usize = CHUNK;
+/// The store bodies are written to and read from (the database itself,
+/// or one beside it).
+pub(super) type Bodies = Arc<dyn BodyStore>;
 
-/// A message body on its way in: small ones stay in memory until the
-/// delivery commits; a large one is written a chunk at a time as it comes.
-/// Blocking: for tokio's blocking pool.
+/// A message body on its way in: one the store takes with the row that
+/// names it ([`BodyStore::inline_limit`]: in the database, up to a chunk;
+/// a message to 100 local users holds 100 of these at most) stays in
+/// memory until the delivery commits; a larger one is written a chunk at
+/// a time as it comes. Blocking: for tokio's blocking pool.
 pub(super) struct BodyWriter<'a> {
-    db: &'a Database,
+    store: &'a dyn BodyStore,
     runtime: &'a Handle,
     size: u64,
     started: Option<i64>,
@@ -40,10 +42,10 @@ pub(super) struct WrittenBody {
 
 impl<'a> BodyWriter<'a> {
     /// A body of `size` octets (as far as is known: the statement that
-    /// names it may correct it) for `db`.
-    pub(super) fn new(db: &'a Database, runtime: &'a Handle, size: u64) -> BodyWriter<'a> {
+    /// names it may correct it) for `store`.
+    pub(super) fn new(store: &'a dyn BodyStore, runtime: &'a Handle, size: u64) -> BodyWriter<'a> {
         BodyWriter {
-            db,
+            store,
             runtime,
             size,
             started: None,
@@ -52,40 +54,52 @@ impl<'a> BodyWriter<'a> {
         }
     }
 
-    /// What is written, and what is left.
-    pub(super) fn finish(self) -> WrittenBody {
-        WrittenBody {
+    /// What is written, and what is left for the statement that names
+    /// the body (nothing, for a store that takes nothing with it).
+    pub(super) fn finish(mut self) -> io::Result<WrittenBody> {
+        let inline = self.store.inline_limit();
+        if inline == 0 || self.pending.len() > inline {
+            self.write_out(self.pending.len())?;
+        }
+        Ok(WrittenBody {
             started: self.started,
             first_seq: self.written_chunks,
             pending: self.pending,
+        })
+    }
+
+    /// Writes the first `upto` octets held, as chunks (the last one may
+    /// be short only when `upto` is all of the body).
+    fn write_out(&mut self, upto: usize) -> io::Result<()> {
+        let (store, size) = (self.store, self.size);
+        let body = match self.started {
+            Some(body) => body,
+            None => {
+                let body = self
+                    .runtime
+                    .block_on(store.start_body(size))
+                    .map_err(io::Error::other)?;
+                self.started = Some(body);
+                body
+            }
+        };
+        for chunk in self.pending[..upto].chunks(store.chunk_size()) {
+            self.runtime
+                .block_on(store.write_chunk(body, self.written_chunks, chunk))
+                .map_err(io::Error::other)?;
+            self.written_chunks += 1;
         }
+        self.pending.drain(..upto);
+        Ok(())
     }
 }
 
 impl Write for BodyWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.pending.extend_from_slice(data);
-        if self.pending.len() > IN_ONE_STATEMENT {
-            let (db, size) = (self.db, self.size);
-            let body = match self.started {
-                Some(body) => body,
-                None => {
-                    let body = self
-                        .runtime
-                        .block_on(db.start_body(size))
-                        .map_err(io::Error::other)?;
-                    self.started = Some(body);
-                    body
-                }
-            };
-            let full = self.pending.len() / CHUNK * CHUNK;
-            for chunk in self.pending[..full].chunks(CHUNK) {
-                self.runtime
-                    .block_on(db.write_chunk(body, self.written_chunks, chunk))
-                    .map_err(io::Error::other)?;
-                self.written_chunks += 1;
-            }
-            self.pending.drain(..full);
+        let chunk = self.store.chunk_size();
+        if self.pending.len() > self.store.inline_limit().max(chunk) {
+            self.write_out(self.pending.len() / chunk * chunk)?;
         }
         Ok(data.len())
     }
@@ -102,16 +116,17 @@ const CHUNKS_PER_READ: i32 = 4;
 /// Queries on their way at once while a body is read, at most: the
 /// database works on the next MiB while the last one is sent, and several
 /// of its processes at once, so the stream never waits for a round trip.
-/// Beyond the first, each takes one of the pool's spare connections
-/// ([`Database::spare_connection`]), so a reader always moves on, and
-/// reading ahead holds a bounded number of MiB on a node.
+/// Beyond the first, each takes the store's leave to read ahead
+/// ([`BodyStore::read_ahead`]: in the database, one of the pool's spare
+/// connections), so a reader always moves on, and reading ahead holds a
+/// bounded number of MiB on a node.
 const MOST_AHEAD: usize = 4;
 
-/// A query for chunks on its way, and the spare connection it took, if
+/// A query for chunks on its way, and the leave to read ahead it took, if
 /// any (given back once its chunks are taken from it).
 struct Fetch {
     chunks: tokio::task::JoinHandle<Result<Vec<Chunk>, yubin_pg::DbError>>,
-    _spare: Option<SpareConnection>,
+    _spare: Option<ReadAhead>,
 }
 
 impl Drop for Fetch {
@@ -126,7 +141,7 @@ impl Drop for Fetch {
 /// A body fetched a few chunks (one query) at a time, the next queries
 /// always on their way while the chunks before them are sent.
 pub(super) struct ChunkFetcher {
-    db: Database,
+    store: Bodies,
     body: i64,
     size: u64,
     /// Octets not yet handed out.
@@ -141,9 +156,9 @@ pub(super) struct ChunkFetcher {
 
 impl ChunkFetcher {
     /// Body `body` of `size` octets, nothing asked for yet.
-    pub(super) fn new(db: Database, body: i64, size: u64) -> ChunkFetcher {
+    pub(super) fn new(store: Bodies, body: i64, size: u64) -> ChunkFetcher {
         ChunkFetcher {
-            db,
+            store,
             body,
             size,
             left: size,
@@ -159,10 +174,10 @@ impl ChunkFetcher {
     }
 
     /// Asks for more: one query on its way always, up to [`MOST_AHEAD`]
-    /// while spare connections are free, until the whole body is asked for. Runs in
-    /// a runtime's context.
+    /// while the store gives leave, until the whole body is asked for.
+    /// Runs in a runtime's context.
     fn ask_ahead(&mut self) {
-        let chunk = CHUNK as u64;
+        let chunk = self.store.chunk_size() as u64;
         while self.coming.len() < MOST_AHEAD
             && u64::try_from(self.asked)
                 .unwrap_or(u64::MAX)
@@ -172,16 +187,16 @@ impl ChunkFetcher {
             let spare = if self.coming.is_empty() {
                 None
             } else {
-                match self.db.spare_connection() {
+                match self.store.read_ahead() {
                     Some(spare) => Some(spare),
                     None => break,
                 }
             };
-            let (db, body, first) = (self.db.clone(), self.body, self.asked);
+            let (store, body, first) = (self.store.clone(), self.body, self.asked);
             self.coming.push_back(Fetch {
-                chunks: tokio::spawn(
-                    async move { db.read_chunks(body, first, CHUNKS_PER_READ).await },
-                ),
+                chunks: tokio::spawn(async move {
+                    store.read_chunks(body, first, CHUNKS_PER_READ).await
+                }),
                 _spare: spare,
             });
             self.asked = self.asked.saturating_add(CHUNKS_PER_READ);
@@ -231,9 +246,9 @@ pub(super) struct ChunkStream {
 
 impl ChunkStream {
     /// Body `body` of `size` octets (more than nothing).
-    pub(super) fn new(db: Database, body: i64, size: u64) -> ChunkStream {
+    pub(super) fn new(store: Bodies, body: i64, size: u64) -> ChunkStream {
         ChunkStream {
-            fetcher: ChunkFetcher::new(db, body, size),
+            fetcher: ChunkFetcher::new(store, body, size),
             started: false,
         }
     }
@@ -269,9 +284,9 @@ pub(super) struct BodyReader {
 
 impl BodyReader {
     /// Body `body` of `size` octets, nothing fetched yet.
-    pub(super) fn new(db: Database, runtime: Handle, body: i64, size: u64) -> BodyReader {
+    pub(super) fn new(store: Bodies, runtime: Handle, body: i64, size: u64) -> BodyReader {
         BodyReader {
-            fetcher: ChunkFetcher::new(db, body, size),
+            fetcher: ChunkFetcher::new(store, body, size),
             runtime,
             chunk: None,
             at: 0,

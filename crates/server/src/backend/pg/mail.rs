@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use yubin_auth::User;
-use yubin_pg::{CHUNK, Database, Listing, Locked, LoginGrant, MaildropLock, NewMessage};
+use yubin_pg::{Database, Listing, Locked, LoginGrant, MaildropLock, NewMessage};
 use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
 use super::batch::Batcher;
-use super::body::{BodyReader, BodyWriter, ChunkStream};
+use super::body::{Bodies, BodyReader, BodyWriter, ChunkStream};
 use super::listings::Listings;
 use crate::backend::mail::{
     BodyStream, Delivered, Delivery, GrantWithLock, MailError, MailFuture, MailStore, Maildrop,
@@ -73,6 +73,7 @@ type Releaser = Batcher<(i64, String)>;
 /// Maildrops in the `messages` table.
 pub struct PgMailStore {
     db: Database,
+    bodies: Bodies,
     runtime: Handle,
     node: String,
     held: Arc<HeldLocks>,
@@ -85,6 +86,7 @@ impl PgMailStore {
     /// Maildrops in `db`, as node `node` (the name in its locks and new
     /// UIDLs); blocking calls wait on the current runtime.
     pub fn new(db: Database, node: &str) -> PgMailStore {
+        let bodies: Bodies = Arc::new(db.clone());
         // The node's name goes into new UIDLs: printable ASCII of a file
         // name, short enough that a UIDL stays within RFC 1939's 70 octets.
         let node: String = node
@@ -99,6 +101,7 @@ impl PgMailStore {
         });
         PgMailStore {
             db,
+            bodies,
             runtime: Handle::current(),
             node,
             held: Arc::new(HeldLocks::default()),
@@ -106,6 +109,12 @@ impl PgMailStore {
             releaser: Arc::new(releaser),
             listings: Listings::default(),
         }
+    }
+
+    /// The same with bodies in `bodies` instead of the database's own
+    /// table (a store beside it).
+    pub fn with_bodies(self, bodies: Bodies) -> PgMailStore {
+        PgMailStore { bodies, ..self }
     }
 
     /// The same with locks that last `lease` unless renewed (tests).
@@ -161,6 +170,7 @@ impl PgMailStore {
         self.held.insert(&session);
         Ok(PgMaildrop {
             db: self.db.clone(),
+            bodies: self.bodies.clone(),
             runtime: self.runtime.clone(),
             held: self.held.clone(),
             releaser: self.releaser.clone(),
@@ -201,11 +211,12 @@ impl MailStore for PgMailStore {
         wire: u64,
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Box<dyn Delivery>, MailError> {
-        let mut body = BodyWriter::new(&self.db, &self.runtime, size);
+        let mut body = BodyWriter::new(&*self.bodies, &self.runtime, size);
         write(&mut body).map_err(MailError::Write)?;
-        let body = body.finish();
+        let body = body.finish().map_err(MailError::Write)?;
         Ok(Box::new(PgDelivery {
             db: self.db.clone(),
+            chunk: self.bodies.chunk_size(),
             runtime: self.runtime.clone(),
             node: self.node.clone(),
             user: user.name.clone(),
@@ -222,6 +233,8 @@ impl MailStore for PgMailStore {
 /// A body written (or held), its maildrop row not yet.
 struct PgDelivery {
     db: Database,
+    /// The body store's chunk size, for what is left to write.
+    chunk: usize,
     runtime: Handle,
     node: String,
     user: String,
@@ -244,7 +257,7 @@ impl Delivery for PgDelivery {
             wire_size: self.wire,
             body: self.started,
             first_seq: self.first_seq,
-            chunks: self.pending.chunks(CHUNK).collect(),
+            chunks: self.pending.chunks(self.chunk).collect(),
             seen: false,
             delivered: None,
         };
@@ -283,6 +296,7 @@ impl Delivered for PgDelivered {
 /// A maildrop locked and listed for one session.
 struct PgMaildrop {
     db: Database,
+    bodies: Bodies,
     runtime: Handle,
     held: Arc<HeldLocks>,
     releaser: Arc<Releaser>,
@@ -321,14 +335,14 @@ impl Maildrop for PgMaildrop {
         let Some(message) = self.listing.get(i) else {
             return Err(OpenError::Gone);
         };
-        if message.size <= CHUNK as u64 {
+        if message.size <= self.bodies.chunk_size() as u64 {
             return self.open_small(i).map(|body| {
                 let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(body));
                 reader
             });
         }
         let mut reader = BodyReader::new(
-            self.db.clone(),
+            self.bodies.clone(),
             self.runtime.clone(),
             message.body,
             message.size,
@@ -343,9 +357,10 @@ impl Maildrop for PgMaildrop {
 
     fn stream(&self, i: usize) -> Option<Box<dyn BodyStream>> {
         // Small bodies come read ahead with the ones after them (`open`).
-        let message = self.listing.get(i).filter(|m| m.size > CHUNK as u64)?;
+        let chunk = self.bodies.chunk_size() as u64;
+        let message = self.listing.get(i).filter(|m| m.size > chunk)?;
         Some(Box::new(ChunkStream::new(
-            self.db.clone(),
+            self.bodies.clone(),
             message.body,
             message.size,
         )))
@@ -474,8 +489,9 @@ impl PgMaildrop {
         }
         let mut wanted = vec![message.body];
         let mut octets = message.size;
+        let chunk = self.bodies.chunk_size() as u64;
         for next in self.listing.iter().skip(i + 1).take(READ_AHEAD_MESSAGES) {
-            if next.size > CHUNK as u64 || octets + next.size > READ_AHEAD {
+            if next.size > chunk || octets + next.size > READ_AHEAD {
                 break;
             }
             octets += next.size;
@@ -483,7 +499,7 @@ impl PgMaildrop {
         }
         let mut read = self
             .runtime
-            .block_on(self.db.first_chunks(&wanted))
+            .block_on(self.bodies.first_chunks(&wanted))
             .map_err(|e| OpenError::Io(io::Error::other(e)))?;
         let body = match read.iter().position(|(body, _)| *body == message.body) {
             Some(at) => read.swap_remove(at).1,

@@ -66,6 +66,9 @@ impl Shared {
         let url = config.postgres.url.as_deref().unwrap_or_default();
         let db = Database::connect(url, config.postgres.pool_size)?;
         let node = config.node_name();
+        // Bodies stay in the database (`body_chunks`). A store beside it
+        // (S3) would be chosen here and given to both with `with_bodies`;
+        // nothing else would change.
         let mail = Arc::new(PgMailStore::new(db.clone(), node));
         let queue = Arc::new(PgQueue::new(db.clone(), node));
         queue.watch_flushes().await;
@@ -163,6 +166,9 @@ impl Shared {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod body_store_tests;
 
 #[cfg(test)]
 mod mail_tests;

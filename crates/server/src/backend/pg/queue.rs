@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use yubin_pg::{CHUNK, ClaimResult, Database, DbError, EntryRecord, NewEntry, QueueEnvelope};
+use yubin_pg::{ClaimResult, Database, DbError, EntryRecord, NewEntry, QueueEnvelope};
 use yubin_queue::{Claim, EntryState, Envelope, QueueError, QueueStore, QueuedEntry, StagedEntry};
 
 use super::batch::Batcher;
-use super::body::{BodyReader, BodyWriter};
+use super::body::{Bodies, BodyReader, BodyWriter};
 
 /// How long a claim lasts unless renewed: a node that dies holds its
 /// entries this long at most before another node takes them over.
@@ -134,6 +134,7 @@ impl HeldClaims {
 /// The queue in the `queue` table.
 pub struct PgQueue {
     db: Database,
+    bodies: Bodies,
     runtime: Handle,
     node: String,
     held: Arc<HeldClaims>,
@@ -149,6 +150,7 @@ impl PgQueue {
     /// The queue in `db`, for node `node` (the name in its claims);
     /// blocking calls wait on the current runtime.
     pub fn new(db: Database, node: &str) -> PgQueue {
+        let bodies: Bodies = Arc::new(db.clone());
         let released = db.clone();
         let releaser = Batcher::start("queue claim release", 1000, move |tokens| {
             let db = released.clone();
@@ -156,6 +158,7 @@ impl PgQueue {
         });
         PgQueue {
             db,
+            bodies,
             runtime: Handle::current(),
             node: node.to_owned(),
             held: Arc::new(HeldClaims::default()),
@@ -164,6 +167,12 @@ impl PgQueue {
             flushes_seen: AtomicI64::new(-1),
             flush_pending: AtomicBool::new(false),
         }
+    }
+
+    /// The same with bodies in `bodies` instead of the database's own
+    /// table (a store beside it).
+    pub fn with_bodies(self, bodies: Bodies) -> PgQueue {
+        PgQueue { bodies, ..self }
     }
 
     /// The same with claims that last `lease` unless renewed (tests).
@@ -303,14 +312,15 @@ impl QueueStore for PgQueue {
             error,
         };
         let mut writer = CountingWriter {
-            inner: BodyWriter::new(&self.db, &self.runtime, 0),
+            inner: BodyWriter::new(&*self.bodies, &self.runtime, 0),
             written: 0,
         };
         write_message(&mut writer).map_err(io_error)?;
         let size = writer.written;
-        let body = writer.inner.finish();
+        let body = writer.inner.finish().map_err(io_error)?;
         Ok(Box::new(PgStaged {
             db: self.db.clone(),
+            chunk: self.bodies.chunk_size(),
             runtime: self.runtime.clone(),
             envelope: to_row(envelope),
             size,
@@ -352,7 +362,7 @@ impl QueueStore for PgQueue {
             .wait(self.db.queued(id))?
             .ok_or_else(|| not_queued(id))?;
         let reader = BodyReader::new(
-            self.db.clone(),
+            self.bodies.clone(),
             self.runtime.clone(),
             queued.body,
             queued.size,
@@ -440,6 +450,8 @@ impl<W: Write> Write for CountingWriter<W> {
 /// An entry whose message is written (or held), its queue row not yet.
 struct PgStaged {
     db: Database,
+    /// The body store's chunk size, for what is left to write.
+    chunk: usize,
     runtime: Handle,
     envelope: QueueEnvelope,
     size: u64,
@@ -455,7 +467,7 @@ impl PgStaged {
             size: self.size,
             body: self.started,
             first_seq: self.first_seq,
-            chunks: self.pending.chunks(CHUNK).collect(),
+            chunks: self.pending.chunks(self.chunk).collect(),
             record,
         };
         self.runtime
