@@ -183,9 +183,9 @@ pub trait Maildrop: Send + Sync + 'static {
     /// Opens message `i` for reading, as stored.
     fn open(&self, i: usize) -> Result<Box<dyn Read + Send>, OpenError>;
     /// Message `i` for reading from async code, when the store reads it
-    /// better that way (a large body in the database: no blocking thread,
-    /// no copy before it is encoded); `None`, the default: [`Maildrop::open`]
-    /// on tokio's blocking pool.
+    /// better that way (a body in the database: no blocking thread, and
+    /// for a large one no copy before it is encoded); `None`, the
+    /// default: [`Maildrop::open`] on tokio's blocking pool.
     fn stream(&self, i: usize) -> Option<Box<dyn BodyStream>> {
         let _ = i;
         None

@@ -25,6 +25,7 @@ use yubin_store::{CommitReport, LockError, OpenError};
 use super::batch::Batcher;
 use super::body::{Bodies, BodyReader, BodyWriter, ChunkStream};
 use super::listings::Listings;
+use super::small_bodies::SmallBodies;
 use crate::backend::mail::{
     BodyStream, Delivered, Delivery, GrantWithLock, MailError, MailFuture, MailStore, Maildrop,
     Opened, SizeRule,
@@ -176,8 +177,8 @@ impl PgMailStore {
             releaser: self.releaser.clone(),
             user_id,
             session,
+            small: SmallBodies::new(listing.clone(), self.bodies.clone()),
             listing,
-            read_ahead: Mutex::default(),
             released: AtomicBool::new(false),
         })
     }
@@ -303,8 +304,8 @@ struct PgMaildrop {
     user_id: i64,
     session: String,
     listing: Arc<Listing>,
-    /// Small bodies read ahead of their RETR, by body.
-    read_ahead: Mutex<std::collections::HashMap<i64, Vec<u8>>>,
+    /// Bodies of one chunk, read ahead of their RETRs.
+    small: SmallBodies,
     /// Set once UPDATE released the lock with its commit.
     released: AtomicBool,
 }
@@ -335,8 +336,8 @@ impl Maildrop for PgMaildrop {
         let Some(message) = self.listing.get(i) else {
             return Err(OpenError::Gone);
         };
-        if message.size <= self.bodies.chunk_size() as u64 {
-            return self.open_small(i).map(|body| {
+        if self.small.is_small(i) {
+            return self.runtime.block_on(self.small.read(i)).map(|body| {
                 let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(body));
                 reader
             });
@@ -356,9 +357,10 @@ impl Maildrop for PgMaildrop {
     }
 
     fn stream(&self, i: usize) -> Option<Box<dyn BodyStream>> {
-        // Small bodies come read ahead with the ones after them (`open`).
-        let chunk = self.bodies.chunk_size() as u64;
-        let message = self.listing.get(i).filter(|m| m.size > chunk)?;
+        if self.small.is_small(i) {
+            return Some(Box::new(self.small.stream(i)));
+        }
+        let message = self.listing.get(i)?;
         Some(Box::new(ChunkStream::new(
             self.bodies.clone(),
             message.body,
@@ -475,43 +477,6 @@ impl PgMaildrop {
             }
         }
     }
-
-    /// A body of one chunk: from what was read ahead, or read now with
-    /// the small bodies after it (clients retrieve in order, so the next
-    /// RETRs cost no round trip). What is read ahead is at most
-    /// [`READ_AHEAD`] octets.
-    fn open_small(&self, i: usize) -> Result<Vec<u8>, OpenError> {
-        let Some(message) = self.listing.get(i) else {
-            return Err(OpenError::Gone);
-        };
-        if let Some(body) = crate::lock(&self.read_ahead).remove(&message.body) {
-            return Ok(body);
-        }
-        let mut wanted = vec![message.body];
-        let mut octets = message.size;
-        let chunk = self.bodies.chunk_size() as u64;
-        for next in self.listing.iter().skip(i + 1).take(READ_AHEAD_MESSAGES) {
-            if next.size > chunk || octets + next.size > READ_AHEAD {
-                break;
-            }
-            octets += next.size;
-            wanted.push(next.body);
-        }
-        let mut read = self
-            .runtime
-            .block_on(self.bodies.first_chunks(&wanted))
-            .map_err(|e| OpenError::Io(io::Error::other(e)))?;
-        let body = match read.iter().position(|(body, _)| *body == message.body) {
-            Some(at) => read.swap_remove(at).1,
-            // An empty body has no chunk; any other is gone.
-            None if message.size == 0 => Vec::new(),
-            None => return Err(OpenError::Gone),
-        };
-        let mut ahead = crate::lock(&self.read_ahead);
-        ahead.clear();
-        ahead.extend(read);
-        Ok(body)
-    }
 }
 
 fn not_committed(delete: &[usize], retrieved: &[usize]) -> CommitReport {
@@ -534,9 +499,3 @@ impl Drop for PgMaildrop {
             .send((self.user_id, std::mem::take(&mut self.session)));
     }
 }
-
-/// Octets of small bodies a session reads ahead of its RETRs, at most.
-const READ_AHEAD: u64 = 1 << 20;
-
-/// Messages read ahead at once, at most.
-const READ_AHEAD_MESSAGES: usize = 64;

@@ -12,6 +12,7 @@ mod listings;
 mod mail;
 mod penalties;
 mod queue;
+mod small_bodies;
 mod users;
 
 pub use grants::PgGrants;
