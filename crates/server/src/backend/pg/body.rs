@@ -126,13 +126,14 @@ const MOST_AHEAD: usize = 4;
 /// any (given back once its chunks are taken from it).
 struct Fetch {
     chunks: tokio::task::JoinHandle<Result<Vec<Chunk>, yubin_pg::DbError>>,
-    _spare: Option<ReadAhead>,
+    _leave: Option<ReadAhead>,
 }
 
 impl Drop for Fetch {
     /// A reader let go before its chunks came (the client went mid-RETR)
-    /// stops the query, so that the spare connection it gives back is
-    /// free indeed; a query that answered already is not touched.
+    /// stops the query, so that the leave it gives back (in the database,
+    /// a spare connection) is free indeed; a query that answered already
+    /// is not touched.
     fn drop(&mut self) {
         self.chunks.abort();
     }
@@ -184,11 +185,11 @@ impl ChunkFetcher {
                 .saturating_mul(chunk)
                 < self.size
         {
-            let spare = if self.coming.is_empty() {
+            let leave = if self.coming.is_empty() {
                 None
             } else {
                 match self.store.read_ahead() {
-                    Some(spare) => Some(spare),
+                    Some(leave) => Some(leave),
                     None => break,
                 }
             };
@@ -197,7 +198,7 @@ impl ChunkFetcher {
                 chunks: tokio::spawn(async move {
                     store.read_chunks(body, first, CHUNKS_PER_READ).await
                 }),
-                _spare: spare,
+                _leave: leave,
             });
             self.asked = self.asked.saturating_add(CHUNKS_PER_READ);
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use yubin_auth::User;
-use yubin_pg::{Database, Listing, Locked, LoginGrant, MaildropLock, NewMessage};
+use yubin_pg::{BodyStore, Database, Listing, Locked, LoginGrant, MaildropLock, NewMessage};
 use yubin_pop3_proto::MessageList;
 use yubin_store::{CommitReport, LockError, OpenError};
 
@@ -114,7 +114,7 @@ impl PgMailStore {
 
     /// The same with bodies in `bodies` instead of the database's own
     /// table (a store beside it).
-    pub fn with_bodies(self, bodies: Bodies) -> PgMailStore {
+    pub fn with_bodies(self, bodies: Arc<dyn BodyStore>) -> PgMailStore {
         PgMailStore { bodies, ..self }
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use yubin_pg::{ClaimResult, Database, DbError, EntryRecord, NewEntry, QueueEnvelope};
+use yubin_pg::{BodyStore, ClaimResult, Database, DbError, EntryRecord, NewEntry, QueueEnvelope};
 use yubin_queue::{Claim, EntryState, Envelope, QueueError, QueueStore, QueuedEntry, StagedEntry};
 
 use super::batch::Batcher;
@@ -171,7 +171,7 @@ impl PgQueue {
 
     /// The same with bodies in `bodies` instead of the database's own
     /// table (a store beside it).
-    pub fn with_bodies(self, bodies: Bodies) -> PgQueue {
+    pub fn with_bodies(self, bodies: Arc<dyn BodyStore>) -> PgQueue {
         PgQueue { bodies, ..self }
     }
 
