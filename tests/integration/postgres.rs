@@ -425,6 +425,50 @@ fn issue16_a_dead_nodes_maildrop_lock_lapses_and_the_next_login_succeeds() {
     );
 }
 
+#[test]
+fn issue16_a_database_down_at_start_is_named_and_retried_until_it_answers() {
+    let (pg, _admin) = cluster("");
+    let url = pg.url();
+    pg.stop().expect("the database stopped");
+    // It comes back while the node is trying (after 1 s, then 2 s more).
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        pg.start_server().expect("the database started again");
+        pg
+    });
+    let started = Instant::now();
+    let a = node(&url, "node-a", "");
+    let waited = started.elapsed();
+    let _pg = back.join().expect("joined");
+    assert!(
+        waited >= Duration::from_secs(4),
+        "listening after {waited:?}, before the database was back"
+    );
+    let log = a.log();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("the database cannot be reached"))
+        .collect::<Vec<_>>();
+    assert!(refusals.len() >= 2, "tried more than once:\n{log}");
+    assert!(
+        refusals
+            .iter()
+            .all(|l| l.contains("Connection refused") && l.contains("retry_in")),
+        "each says why, and when it tries again:\n{log}"
+    );
+    // And it serves.
+    let reply = a.python(
+        "import popclient as p\n\
+         r = p.Raw(); r.cmd('USER alice'); reply = r.cmd('PASS alice-pw'); r.cmd('QUIT')\n\
+         p.emit(reply)",
+        &[],
+    );
+    assert!(
+        reply.as_str().is_some_and(|r| r.starts_with("+OK")),
+        "{reply}"
+    );
+}
+
 /// The administrator's configuration for `yubin migrate`: the Maildir
 /// side is the data directory `dir` (passwd-file `dir/users`, Maildirs in
 /// `dir/mail`), the database side `url`.
@@ -524,6 +568,23 @@ fn issue16_migrate_maildir_to_postgres_and_back_keeps_every_uidl_and_byte() {
         text.contains("2 messages copied") && text.contains("3 already there"),
         "{text}"
     );
+
+    // --verify says what differs, and fails: a size changed by hand.
+    let first = "(SELECT min(id) FROM messages)";
+    pg.psql(&format!(
+        "UPDATE messages SET wire_size = wire_size + 1 WHERE id = {first}"
+    ))
+    .expect("psql");
+    let (code, text) = run(&["--from", "maildir", "--to", "postgres", "--verify"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("differs: ") && text.contains("octets in the Maildir"),
+        "{text}"
+    );
+    pg.psql(&format!(
+        "UPDATE messages SET wire_size = wire_size - 1 WHERE id = {first}"
+    ))
+    .expect("psql");
 
     // A node on the database lists and sends exactly what the Maildir did.
     let pg_node = node(&pg.url(), "a", DEAD_ROUTE);
