@@ -19,7 +19,6 @@ pub use maildrops::{
 };
 pub use migrate::{MIGRATIONS, Migration, SchemaStatus};
 pub use queue::{ClaimResult, EntryRecord, NewEntry, QueueEnvelope, Queued};
-pub use tls::PgTlsStream;
 pub use users::{ImportReport, Removal};
 
 use std::sync::Arc;

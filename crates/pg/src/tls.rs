@@ -335,7 +335,7 @@ impl TlsConnect<Socket> for Connect {
 }
 
 /// A connection to the database over TLS.
-pub struct PgTlsStream(tokio_rustls::client::TlsStream<Socket>);
+pub(crate) struct PgTlsStream(tokio_rustls::client::TlsStream<Socket>);
 
 impl tokio_postgres::tls::TlsStream for PgTlsStream {
     /// No channel binding: SCRAM then authenticates without it
