@@ -134,3 +134,101 @@ fn issue16_proxy_networks_are_checked_at_start() {
         "smtp.proxy_protocol[0]",
     );
 }
+
+/// Behind a balancer every connection comes from its address, so whatever
+/// is counted per client must count the address the header names: the
+/// per-address connection limit (loopback, the balancer's own address,
+/// would be exempt), the login penalty (failures from one client double
+/// its delay, not another's; each guess is a new password, as a repeated
+/// one does not climb), and the `Received:` line of a delivery.
+#[test]
+fn issue16_limits_penalties_and_received_follow_the_proxied_client() {
+    let server = TestServer::with(Setup {
+        pop3: "auth_failure_delay = \"200ms\"\nplaintext_auth = \"always\"\n\
+               max_connections_per_ip = 2\nproxy_protocol = [\"127.0.0.1/32\"]\n"
+            .into(),
+        smtp: "auth_failure_delay = \"200ms\"\nproxy_protocol = [\"127.0.0.1/32\"]\n".into(),
+        login_penalty_max: "1600ms".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        &format!(
+            "{HEADERS}\
+             import time\n\
+             pop = int(os.environ['PORT']); smtp = int(os.environ['SMTP_PORT'])\n\
+             def greeted(client):\n\
+             \x20   s = socket.create_connection(('127.0.0.1', pop), timeout=20)\n\
+             \x20   s.sendall(v1(client, pop))\n\
+             \x20   return s, s.makefile('rb').readline().decode().strip()\n\
+             held = [greeted('192.0.2.10') for _ in range(2)]\n\
+             over = greeted('192.0.2.10')[1]\n\
+             other = greeted('192.0.2.11')[1]\n\
+             def failed(client, guess):\n\
+             \x20   s = socket.create_connection(('127.0.0.1', pop), timeout=20)\n\
+             \x20   s.sendall(v2(client, pop)); f = s.makefile('rb'); f.readline()\n\
+             \x20   s.sendall(b'USER alice\\r\\n'); f.readline()\n\
+             \x20   t = time.monotonic(); s.sendall(b'PASS %s\\r\\n' % guess.encode()); reply = f.readline().decode()\n\
+             \x20   s.close()\n\
+             \x20   return round(time.monotonic() - t, 2) if reply.startswith('-ERR') else reply\n\
+             guesses = [failed('192.0.2.20', 'guess%d' % n) for n in range(3)]\n\
+             elsewhere = failed('192.0.2.21', 'other')\n\
+             mail = session(smtp, v2('192.0.2.30', smtp), ['EHLO client.example', 'MAIL FROM:<bob@elsewhere.example>',\n\
+             \x20   'RCPT TO:<alice@test.example>', 'DATA', 'Subject: proxied\\r\\n\\r\\nhello\\r\\n.', 'QUIT'])\n\
+             print(json.dumps([[h[1] for h in held], over, other, guesses, elsewhere, mail]))"
+        ),
+        &[],
+    );
+    for greeting in result[0].as_array().expect("greetings") {
+        assert!(
+            greeting.as_str().unwrap_or_default().starts_with("+OK"),
+            "{result}"
+        );
+    }
+    assert_eq!(
+        result[1], "-ERR [SYS/TEMP] Too many connections from your address",
+        "{result}"
+    );
+    assert!(
+        result[2].as_str().unwrap_or_default().starts_with("+OK"),
+        "{result}"
+    );
+
+    let secs = |v: &serde_json::Value| v.as_f64().unwrap_or(-1.0);
+    for (i, want) in [0.2, 0.4, 0.8].into_iter().enumerate() {
+        let got = secs(&result[3][i]);
+        assert!(got >= want * 0.9 && got < want + 0.5, "guess {i}: {result}");
+    }
+    let fresh = secs(&result[4]);
+    assert!(
+        (0.18..0.7).contains(&fresh),
+        "another client is not paced: {result}"
+    );
+
+    let replies = result[5].as_array().expect("smtp replies");
+    assert!(
+        replies
+            .iter()
+            .any(|l| l.as_str().unwrap_or_default().starts_with("250 2.0.0")),
+        "{result}"
+    );
+    let delivered = server.messages("alice");
+    let message = delivered
+        .iter()
+        .map(|m| String::from_utf8_lossy(m))
+        .find(|m| m.contains("Subject: proxied"))
+        .expect("the message reached alice");
+    // The trace field, unfolded: everything from "Received:" to the next
+    // field.
+    let start = message.find("Received: ").expect("a Received: field");
+    let trace: String = message[start..]
+        .lines()
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l)
+        .collect();
+    assert!(
+        trace.contains("[192.0.2.30]"),
+        "Received: names the client: {trace}"
+    );
+    assert!(!trace.contains("127.0.0.1"), "{trace}");
+}

@@ -1308,29 +1308,46 @@ def run_corpus(root, yubin, seed=corpus_seed, left_behind=corpus_left, label="Ma
 
 def run_corpus_clients_vs_dovecot(root, yubin):
     """fetchmail, getmail and mutt get the same corpus from yubin and from a
-    private Dovecot on the same Maildir; what they deliver must be the same
-    bytes, for every message the two servers send alike (all but those with
-    a lone CR, which run_corpus_dovecot checks on their own). Messages with
-    lines longer than 8 KB are left out too: fetchmail breaks such a line
-    with two octets of uninitialised memory, different on every run."""
+    private Dovecot on the same Maildir (see compare_with_dovecot)."""
     print("fetchmail, getmail and mutt: yubin's answers and Dovecot's give the same deliveries")
-    save = save_script(root)
     corpus_seed(yubin)
-    maildir = os.path.join(yubin.root, "mail", "carol")
-    for name in os.listdir(os.path.join(maildir, "new")):
-        path = os.path.join(maildir, "new", name)
-        with open(path, "rb") as f:
-            data = f.read()
-        if b"\r" in data.replace(b"\r\n", b"") or max(len(line) for line in data.split(b"\n")) > 8000:
-            os.remove(path)
-    count = corpus_left(yubin)
+    count = keep_comparable(os.path.join(yubin.root, "mail", "carol"))
+    compare_with_dovecot(root, yubin.pop3, os.path.join(yubin.root, "mail"), os.path.join(root, "users"),
+                         "Maildir", count)
+
+
+def keep_comparable(maildir):
+    """Takes out of a corpus Maildir what yubin and Dovecot do not send
+    alike, or what a client does not deliver alike twice: messages with a
+    lone CR (run_corpus_dovecot checks those on their own) and with lines
+    longer than 8 KB (fetchmail breaks such a line with two octets of
+    uninitialised memory, different on every run). Returns how many stay."""
+    count = 0
+    for sub in ("new", "cur"):
+        for name in os.listdir(os.path.join(maildir, sub)):
+            path = os.path.join(maildir, sub, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            if b"\r" in data.replace(b"\r\n", b"") or max(len(line) for line in data.split(b"\n")) > 8000:
+                os.remove(path)
+            else:
+                count += 1
+    return count
+
+
+def compare_with_dovecot(root, port, maildir_root, users, label, count):
+    """What fetchmail, getmail and mutt deliver from yubin on `port` must be
+    the same bytes as what they deliver from a private Dovecot on carol's
+    `count` messages in the Maildir under `maildir_root`, which holds what
+    yubin serves."""
+    save = save_script(root)
     ours = {
-        "fetchmail": corpus_fetchmail(root, yubin.pop3, False, save, True),
-        "getmail": corpus_getmail(root, yubin.pop3, False, save, True),
-        "mutt": corpus_mutt(root, yubin.pop3, True),
+        "fetchmail": corpus_fetchmail(root, port, False, save, True),
+        "getmail": corpus_getmail(root, port, False, save, True),
+        "mutt": corpus_mutt(root, port, True),
     }
-    give_to_nobody(os.path.join(yubin.root, "mail"))
-    dovecot = Dovecot(root, os.path.join(root, "users"), os.path.join(yubin.root, "mail"), name="dovecot-clients")
+    give_to_nobody(maildir_root)
+    dovecot = Dovecot(root, users, maildir_root, name="dovecot-clients-" + label.lower())
     try:
         theirs = {
             "fetchmail": corpus_fetchmail(root, dovecot.port, False, save, True),
@@ -1340,9 +1357,10 @@ def run_corpus_clients_vs_dovecot(root, yubin):
     finally:
         dovecot.stop()
     for tool in REWRITING:
+        name = tool if label == "Maildir" else "%s on %s" % (tool, label)
         check(len(ours[tool]) == len(theirs[tool]) == count, "%s: %d messages from each (%d, %d)" % (
-            tool, count, len(ours[tool]), len(theirs[tool])))
-        check(sorted(ours[tool]) == sorted(theirs[tool]), "%s delivers the same bytes from yubin and from Dovecot" % tool)
+            name, count, len(ours[tool]), len(theirs[tool])))
+        check(sorted(ours[tool]) == sorted(theirs[tool]), "%s delivers the same bytes from yubin and from Dovecot" % name)
 
 
 def dovecot_wire(stored):
@@ -1486,7 +1504,8 @@ def main():
         run_inbound(root, yubin)
         filters.run(binary, root, check, free_ports, wait_for_port)
         haproxy.run(binary, root, check, free_ports, wait_for_port)
-        postgres.run(binary, root, check, free_ports, wait_for_port, run_corpus, corpus_smtp_pair)
+        postgres.run(binary, root, check, free_ports, wait_for_port, run_corpus, corpus_smtp_pair,
+                     keep_comparable, compare_with_dovecot)
         # Last: its failed logins put a login penalty on 127.0.0.1, which
         # would slow every login after it.
         run_fail2ban(root, yubin)

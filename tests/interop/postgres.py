@@ -144,7 +144,7 @@ def carols_count(cluster):
         "WHERE u.name = 'carol' AND m.folder = ''").strip())
 
 
-def run(binary, root, check, free_ports, wait_for_port, run_corpus, smtp_pair):
+def run(binary, root, check, free_ports, wait_for_port, run_corpus, smtp_pair, keep_comparable, compare_with_dovecot):
     print("yubin on PostgreSQL: the corpus through every client, and two nodes behind HAProxy")
     root = os.path.join(root, "postgres")
     os.makedirs(root, exist_ok=True)
@@ -163,6 +163,7 @@ def run(binary, root, check, free_ports, wait_for_port, run_corpus, smtp_pair):
         node.start(wait_for_port)
         try:
             run_corpus_on(node, cluster, root, check, run_corpus, smtp_pair)
+            run_clients_vs_dovecot(node, cluster, root, check, keep_comparable, compare_with_dovecot)
         finally:
             node.stop()
         run_two_nodes(binary, root, cluster, check, free_ports, wait_for_port)
@@ -170,32 +171,63 @@ def run(binary, root, check, free_ports, wait_for_port, run_corpus, smtp_pair):
         cluster.stop()
 
 
-def run_corpus_on(node, cluster, root, check, run_corpus, smtp_pair):
-    # Moving in: the corpus in a Maildir, then `yubin migrate`.
-    seed_dir = os.path.join(root, "seed")
-    os.makedirs(seed_dir, exist_ok=True)
-    with open(os.path.join(seed_dir, "users"), "w") as f:
-        f.write("carol:{PLAIN}carol-pw\n")
-    seed_config = os.path.join(seed_dir, "yubin.toml")
-    with open(seed_config, "w") as f:
-        f.write('data_dir = "%s"\n[server]\nallow_root = true\n[postgres]\nurl = "%s"\n' % (seed_dir, cluster.url))
+class Seed:
+    """Carol's corpus in a Maildir of its own, and `yubin migrate` from it
+    to the cluster: how a site moves in."""
 
-    def seed(yubin):
-        cluster.psql("DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = 'carol')")
-        maildir = os.path.join(seed_dir, "mail", "carol")
-        shutil.rmtree(maildir, ignore_errors=True)
-        names = corpus.seed(maildir)
-        moved = subprocess.run([node.binary, "migrate", "--from", "maildir", "--to", "postgres", "--verify",
-                                "--config", seed_config], capture_output=True, timeout=300)
+    def __init__(self, root, cluster, binary):
+        self.dir = os.path.join(root, "seed")
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "users"), "w") as f:
+            f.write("carol:{PLAIN}carol-pw\n")
+        self.config = os.path.join(self.dir, "yubin.toml")
+        with open(self.config, "w") as f:
+            f.write('data_dir = "%s"\n[server]\nallow_root = true\n[postgres]\nurl = "%s"\n' % (self.dir, cluster.url))
+        self.cluster = cluster
+        self.binary = binary
+        self.mail = os.path.join(self.dir, "mail")
+        self.maildir = os.path.join(self.mail, "carol")
+
+    def fill(self):
+        """Empties carol's maildrop in the database and the seed Maildir,
+        and puts the corpus in the Maildir. Returns the corpus's names."""
+        self.cluster.psql("DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = 'carol')")
+        shutil.rmtree(self.maildir, ignore_errors=True)
+        return corpus.seed(self.maildir)
+
+    def migrate(self, check, count):
+        moved = subprocess.run([self.binary, "migrate", "--from", "maildir", "--to", "postgres", "--verify",
+                                "--config", self.config], capture_output=True, timeout=300)
         check(moved.returncode == 0 and b"verified" in moved.stdout,
               "yubin migrate --verify copies the corpus (%s)" % moved.stdout.decode(errors="replace").strip()[-200:])
-        check(carols_count(cluster) == len(names), "all %d corpus messages moved in" % len(names))
+        check(carols_count(self.cluster) == count, "all %d corpus messages moved in" % count)
+
+
+def run_corpus_on(node, cluster, root, check, run_corpus, smtp_pair):
+    seeded = Seed(root, cluster, node.binary)
+
+    def seed(yubin):
+        names = seeded.fill()
+        seeded.migrate(check, len(names))
         smtp_pair(yubin.smtp)
         stored = carols_messages(cluster)
         check(len(stored) == len(names) + 2, "the corpus and both SMTP messages are in the maildrop")
         return stored
 
     run_corpus(root, node, seed=seed, left_behind=lambda yubin: carols_count(cluster), label="PostgreSQL")
+
+
+def run_clients_vs_dovecot(node, cluster, root, check, keep_comparable, compare_with_dovecot):
+    """fetchmail, getmail and mutt rewrite some messages on the way, so the
+    corpus run only counts what they deliver. Here what they make of the
+    node's answers must be, byte for byte, what they make of Dovecot's on
+    the Maildir the corpus moved in from, as on the Maildir backend."""
+    print("fetchmail, getmail and mutt on PostgreSQL: the same deliveries as from Dovecot")
+    seeded = Seed(root, cluster, node.binary)
+    seeded.fill()
+    count = keep_comparable(seeded.maildir)
+    seeded.migrate(check, count)
+    compare_with_dovecot(root, node.pop3, seeded.mail, os.path.join(root, "dovecot-users"), "PostgreSQL", count)
 
 
 def run_two_nodes(binary, root, cluster, check, free_ports, wait_for_port):
