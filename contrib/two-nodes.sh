@@ -5,7 +5,8 @@
 #   contrib/two-nodes.sh DIR [YUBIN]   start (DIR: a new directory)
 #   contrib/two-nodes.sh DIR stop      stop both nodes and the database
 #
-# YUBIN is the binary (default: target/release/yubin). Ports, changeable
+# YUBIN is the binary: the second argument, or the variable YUBIN, or
+# target/release/yubin. Ports, changeable
 # through the environment: PG_PORT (5544), A_BASE (11000) and B_BASE
 # (12000); a node listens on BASE+110 (POP3), +995 (POP3S), +25 (SMTP),
 # +587 and +465. The user alice gets the password in ALICE_PASSWORD
@@ -31,7 +32,7 @@ if [ "${2:-}" = stop ]; then
     exit 0
 fi
 
-yubin=$(readlink -f "${2:-target/release/yubin}")
+yubin=$(readlink -f "${2:-${YUBIN:-target/release/yubin}}")
 mkdir -p "$dir/pg"
 chmod 755 "$dir"
 [ "$(id -u)" = 0 ] && chown postgres "$dir/pg"

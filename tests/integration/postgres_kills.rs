@@ -1,8 +1,8 @@
 //! Nodes on PostgreSQL killed (kill -9) in the middle of a RETR, of an
-//! incoming DATA and of UPDATE (issue 16): nothing is lost, nothing is
-//! half-done, and the other node serves the maildrop as it was.
+//! incoming DATA and half-way through UPDATE (issue 16): nothing is lost,
+//! nothing is half-done, and the other node serves the maildrop as it was.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::Child;
 
 use crate::outbound::eventually;
@@ -116,9 +116,19 @@ fn issue16_nodes_killed_mid_retr_mid_data_and_mid_update_lose_nothing() {
     let after_data = b.python(FETCH_WHEN_FREE, &ALICE);
     assert_eq!(after_data, before);
 
-    // Mid-UPDATE: A is killed as QUIT arrives after three DELEs. The
-    // deletions commit together or not at all.
+    // Mid-UPDATE. UPDATE is one statement: the lock, the three messages
+    // and their bodies go together. Another session holds the bodies'
+    // rows, so the statement stops half-way, the lock and the messages
+    // already removed inside its transaction, the bodies waiting. A is
+    // killed there, and its connection is cut, as the database does when
+    // it finds a node gone: nothing of it is committed.
     a.launch();
+    let mut holder = pg.psql_session().expect("a psql session");
+    send_sql(
+        &mut holder,
+        "BEGIN;\nSELECT id FROM bodies FOR UPDATE;\nSELECT 'held';\n",
+    );
+    read_until(&mut holder, "held");
     let mut quitter = a.python_spawn(
         "import popclient as p\n\
          r = p.Raw(); r.cmd('USER alice'); r.cmd('PASS alice-pw')\n\
@@ -127,13 +137,46 @@ fn issue16_nodes_killed_mid_retr_mid_data_and_mid_update_lose_nothing() {
         &[],
     );
     wait_for_line(&mut quitter, "quit");
+    eventually(20, "the UPDATE waiting for the bodies", || {
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE 'WITH l AS%'",
+        )
+        .is_ok_and(|n| n.trim() == "1")
+    });
+    assert_eq!(alice_messages(&pg), "3", "nothing committed half-way");
     a.kill9();
     stop(quitter);
-    let left = alice_messages(&pg);
-    assert!(left == "0" || left == "3", "all or nothing: {left} left");
-    if left == "3" {
-        eventually(45, "the maildrop free again", || {
-            b.python(FETCH_WHEN_FREE, &ALICE) == before
-        });
+    pg.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE 'WITH l AS%' AND pid <> pg_backend_pid()",
+    )
+    .expect("cut the dead node's connection");
+    send_sql(&mut holder, "COMMIT;\n");
+    drop(holder.stdin.take());
+    assert!(holder.wait().expect("psql").success());
+    assert_eq!(alice_messages(&pg), "3", "all or nothing");
+    // The dead node's lock is taken over; B serves every byte.
+    let after_update = b.python(FETCH_WHEN_FREE, &ALICE);
+    assert_eq!(after_update, before);
+}
+
+fn send_sql(session: &mut Child, sql: &str) {
+    session
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(sql.as_bytes())
+        .expect("write to psql");
+}
+
+/// Reads the session's output until the line `expected`.
+fn read_until(session: &mut Child, expected: &str) {
+    let mut out = BufReader::new(session.stdout.as_mut().expect("stdout"));
+    let mut line = String::new();
+    while line.trim() != expected {
+        line.clear();
+        let read = out.read_line(&mut line).expect("read from psql");
+        assert!(read > 0, "psql ended before {expected:?}");
     }
 }

@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The role tests connect as (a superuser, trust authentication on
 /// loopback and the socket).
@@ -183,27 +183,47 @@ impl TestPostgres {
 
     /// Runs `psql` with `sql` against the database; its standard output.
     pub fn psql(&self, sql: &str) -> io::Result<String> {
-        let out = self.run(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                ROLE,
-                "-d",
-                "yubin",
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        )?;
+        let mut args = self.psql_args();
+        args.extend(["-c".to_owned(), sql.to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("psql", &args)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A `psql` session that stays open, reading statements from its
+    /// piped standard input and writing results (unaligned, without
+    /// command tags) to its piped standard output: for a test that holds a
+    /// transaction, and its row locks, while something else runs.
+    pub fn psql_session(&self) -> io::Result<Child> {
+        let mut args = self.psql_args();
+        args.push("-q".to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (path, mut command) = self.command("psql", &args);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        command
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    }
+
+    fn psql_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            ROLE,
+            "-d",
+            "yubin",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 
     /// The server's log so far.
@@ -211,7 +231,9 @@ impl TestPostgres {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> io::Result<Output> {
+    /// One of the cluster's programs with `args`, run as the cluster's
+    /// owner; its path, for errors.
+    fn command(&self, program: &str, args: &[&str]) -> (PathBuf, Command) {
         let path = {
             let own = self.bin.join(program);
             if own.exists() {
@@ -228,6 +250,11 @@ impl TestPostgres {
         if let Some((uid, gid)) = self.owner {
             command.uid(uid).gid(gid).current_dir(self.dir.path());
         }
+        (path, command)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> io::Result<Output> {
+        let (path, mut command) = self.command(program, args);
         let out = command
             .output()
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
