@@ -1,6 +1,7 @@
 //! Migrations against a private PostgreSQL cluster: applied once, again
 //! a no-op, two at once apply each migration once, and a schema newer
-//! than this yubin knows is refused.
+//! than this yubin knows is refused; the pool opens what it should, and
+//! commits synchronously whatever the server says.
 
 use yubin_pg::Database;
 use yubin_test_pg::TestPostgres;
@@ -79,4 +80,33 @@ async fn warming_up_opens_every_connection_of_the_pool_once() {
     // A database that cannot be reached: nothing opened, and no error.
     let nowhere = Database::connect("postgresql://yubin@127.0.0.1:1/yubin", 3).expect("a pool");
     assert_eq!(nowhere.warm_up().await, 0);
+}
+
+/// A 250 or the +OK after UPDATE promises that the change survives a crash
+/// of the database server: a server whose own default is
+/// `synchronous_commit = off` still commits yubin's transactions
+/// synchronously, over TCP and over the socket, with options of the
+/// URL's own kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_synchronous_whatever_the_servers_default() {
+    let pg = TestPostgres::start_with(&["synchronous_commit=off"]).expect("a PostgreSQL cluster");
+    let setting = async |db: &Database, name: &str| -> String {
+        let client = db.client().await.expect("a connection");
+        let row = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .await
+            .expect("SHOW");
+        row.get(0)
+    };
+    let outside = pg.psql("SHOW synchronous_commit").expect("psql");
+    assert_eq!(outside.trim(), "off", "the server's default");
+    let over_tcp = Database::connect(&pg.url(), 2).expect("a pool");
+    assert_eq!(setting(&over_tcp, "synchronous_commit").await, "on");
+    let with_options = format!(
+        "{} options='-c statement_timeout=12345'",
+        pg.socket_conninfo()
+    );
+    let over_socket = Database::connect(&with_options, 2).expect("a pool");
+    assert_eq!(setting(&over_socket, "synchronous_commit").await, "on");
+    assert_eq!(setting(&over_socket, "statement_timeout").await, "12345ms");
 }
