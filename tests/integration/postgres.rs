@@ -425,6 +425,122 @@ fn issue16_a_dead_nodes_maildrop_lock_lapses_and_the_next_login_succeeds() {
     );
 }
 
+/// A node cut off from the database (a cut cable: silence, not a
+/// refusal) cannot renew its locks: its maildrop lock lapses, and a login
+/// on another node gets in within 30 s. The session still open on the
+/// cut-off node cannot delete anything once the line is mended (its lock
+/// is gone), and that node serves again by itself.
+#[test]
+fn issue16_a_node_cut_off_from_the_database_loses_its_locks_and_nothing_else() {
+    let (pg, _admin) = cluster("");
+    let (mut line, port) = crate::harness::python_server(
+        "cutter.py",
+        &["127.0.0.1".as_ref(), pg.port().to_string().as_ref()],
+    );
+    let a = node(
+        &format!("postgresql://yubin@127.0.0.1:{port}/yubin"),
+        "node-a",
+        "",
+    );
+    let b = node(&pg.url(), "node-b", "");
+    let sent = b.python(
+        "import smtpclient as s\n\
+         s.emit([s.send_once('x@example.net', ['alice@test.example'], b'Subject: %d\\r\\n\\r\\nbody\\r\\n' % n) \
+         for n in (1, 2)])",
+        &[],
+    );
+    assert!(
+        sent.as_array()
+            .is_some_and(|all| all.iter().all(|r| r["error"].is_null())),
+        "{sent}"
+    );
+    // A session on A holds alice's maildrop and waits for the word to
+    // delete a message and quit.
+    let dir = tempfile::tempdir().expect("a directory");
+    let go = dir.path().join("go");
+    let mut holder = a.python_spawn(
+        "import popclient as p, os, time\n\
+         r = p.Raw(); r.login('alice', 'alice-pw'); print('in', flush=True)\n\
+         while not os.path.exists(os.environ['GO']): time.sleep(0.1)\n\
+         print(r.cmd('DELE 1'), flush=True); print(r.cmd('QUIT'), flush=True)",
+        &[("GO", go.to_str().expect("UTF-8"))],
+    );
+    let mut said = BufReader::new(holder.stdout.take().expect("stdout"));
+    let mut next_line = || {
+        let mut text = String::new();
+        said.read_line(&mut text).expect("read");
+        text.trim().to_owned()
+    };
+    assert_eq!(next_line(), "in");
+
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &line.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-USR1");
+    let cut = Instant::now();
+    let tries = b.python(
+        "import popclient as p, time\n\
+         replies = []\n\
+         start = time.monotonic()\n\
+         while time.monotonic() - start < 45:\n\
+         \x20   r = p.Raw(); r.cmd('USER alice'); reply = r.cmd('PASS alice-pw'); r.cmd('QUIT')\n\
+         \x20   replies.append(reply)\n\
+         \x20   if reply.startswith('+OK'): break\n\
+         \x20   time.sleep(0.5)\n\
+         p.emit(replies)",
+        &[],
+    );
+    let waited = cut.elapsed();
+    let replies = tries.as_array().expect("a list");
+    assert!(
+        replies[0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("-ERR [IN-USE]")),
+        "held at first: {tries}"
+    );
+    assert!(
+        replies
+            .last()
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| r.starts_with("+OK")),
+        "{tries}"
+    );
+    assert!(
+        waited < Duration::from_secs(30),
+        "taken over after {waited:?}"
+    );
+
+    // The line is mended; the old session's deletion finds its lock gone.
+    signal("-USR2");
+    std::fs::write(&go, b"").expect("the word");
+    assert!(next_line().starts_with("+OK"), "DELE is only a mark");
+    let quit = next_line();
+    assert!(
+        quit.starts_with("-ERR [SYS/TEMP]") && quit.contains("not removed"),
+        "{quit}"
+    );
+    let _ = holder.wait();
+    let kept = pg.psql("SELECT count(*) FROM messages").expect("psql");
+    assert_eq!(kept.trim(), "2", "nothing deleted");
+    // Node A serves again by itself, both messages.
+    crate::outbound::eventually(30, "node A serving again", || {
+        let again = a.python(
+            "import popclient as p\n\
+             r = p.Raw(); r.cmd('USER alice'); reply = r.cmd('PASS alice-pw'); stat = r.cmd('STAT')\n\
+             r.cmd('QUIT'); p.emit([reply, stat])",
+            &[],
+        );
+        again[0].as_str().is_some_and(|r| r.starts_with("+OK"))
+            && again[1].as_str().is_some_and(|r| r.starts_with("+OK 2 "))
+    });
+    let _ = line.kill();
+    let _ = line.wait();
+}
+
 #[test]
 fn issue16_a_database_down_at_start_is_named_and_retried_until_it_answers() {
     let (pg, _admin) = cluster("");
