@@ -230,7 +230,7 @@ fn issue16_user_import_keeps_hashes_and_reports_what_it_left_out() {
 
 #[test]
 fn issue16_two_nodes_share_users_maildrops_grants_and_locks() {
-    let users: String = (0..12).map(|i| format!("u{i}:{{PLAIN}}pw{i}\n")).collect();
+    let users: String = (0..100).map(|i| format!("u{i}:{{PLAIN}}pw{i}\n")).collect();
     let (pg, admin) = cluster(&users);
     let pbs = "[pop_before_smtp]\nwindow = \"10m\"\n";
     let a = node(&pg.url(), "node-a", pbs);
@@ -317,20 +317,43 @@ fn issue16_two_nodes_share_users_maildrops_grants_and_locks() {
         "{relay}"
     );
 
-    // Twelve sessions at once on a node with four connections: none holds
-    // one while it waits for its client.
-    let many = a.python(
-        "import popclient as p\n\
-         sessions = [p.Raw() for _ in range(12)]\n\
+    // A hundred sessions at once on a node with four connections: none
+    // holds one while it waits for its client (were it to keep one, the
+    // fifth login would wait for it in vain). The database sees at most
+    // the node's four, named after it in pg_stat_activity.
+    let dir = tempfile::tempdir().expect("a directory");
+    let go = dir.path().join("go");
+    let mut many = a.python_spawn(
+        "import popclient as p, json, os, time\n\
+         sessions = [p.Raw() for _ in range(100)]\n\
          replies = [r.login('u%d' % i, 'pw%d' % i) for i, r in enumerate(sessions)]\n\
          stats = [r.cmd('STAT') for r in sessions]\n\
+         print('held', flush=True)\n\
+         while not os.path.exists(os.environ['GO']): time.sleep(0.1)\n\
          [r.cmd('QUIT') for r in sessions]\n\
-         p.emit(stats)",
-        &[],
+         print(json.dumps(stats), flush=True)",
+        &[("GO", go.to_str().expect("UTF-8"))],
     );
-    let stats = many.as_array().expect("a list");
-    assert_eq!(stats.len(), 12);
-    assert!(stats.iter().all(|s| s == "+OK 0 0"), "{many}");
+    let mut said = BufReader::new(many.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    said.read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "held");
+    let connections = pg
+        .psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'yubin node-a'")
+        .expect("psql");
+    std::fs::write(&go, b"").expect("the word");
+    line.clear();
+    said.read_line(&mut line).expect("read");
+    let _ = many.wait();
+    let stats: serde_json::Value = serde_json::from_str(&line).expect("the STATs");
+    let stats = stats.as_array().expect("a list");
+    assert_eq!(stats.len(), 100);
+    assert!(stats.iter().all(|s| s == "+OK 0 0"), "{line}");
+    let connections: usize = connections.trim().parse().expect("a count");
+    assert!(
+        (1..=4).contains(&connections),
+        "node-a has {connections} connections for 100 sessions"
+    );
 
     // A user added on the command line logs in on both nodes without a
     // restart.

@@ -66,12 +66,26 @@ impl Database {
     /// libpq's `sslmode` and `sslrootcert`); nothing is connected until
     /// first used.
     pub fn connect(url: &str, pool_size: usize) -> Result<Database, DbError> {
+        Self::connect_as(url, pool_size, "yubin")
+    }
+
+    /// [`Database::connect`], with the connections showing as
+    /// `application_name` in `pg_stat_activity` (a node gives its name),
+    /// unless the URL names one itself.
+    pub fn connect_as(
+        url: &str,
+        pool_size: usize,
+        application_name: &str,
+    ) -> Result<Database, DbError> {
         let tls = tls::settings(url)?;
         let mut config: tokio_postgres::Config = tls
             .text
             .parse()
             .map_err(|e: tokio_postgres::Error| DbError::Url(with_causes(&e)))?;
         config.ssl_mode(tls.mode);
+        if config.get_application_name().is_none() {
+            config.application_name(application_name);
+        }
         // A 250 or a +OK after UPDATE promises the change survives a crash
         // of the database server too, whatever its own default says.
         let options = match config.get_options() {

@@ -86,7 +86,8 @@ async fn warming_up_opens_every_connection_of_the_pool_once() {
 /// of the database server: a server whose own default is
 /// `synchronous_commit = off` still commits yubin's transactions
 /// synchronously, over TCP and over the socket, with options of the
-/// URL's own kept.
+/// URL's own kept. The connections carry the node's name, unless the URL
+/// gives one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_are_synchronous_whatever_the_servers_default() {
     let pg = TestPostgres::start_with(&["synchronous_commit=off"]).expect("a PostgreSQL cluster");
@@ -100,8 +101,12 @@ async fn commits_are_synchronous_whatever_the_servers_default() {
     };
     let outside = pg.psql("SHOW synchronous_commit").expect("psql");
     assert_eq!(outside.trim(), "off", "the server's default");
-    let over_tcp = Database::connect(&pg.url(), 2).expect("a pool");
+    let over_tcp = Database::connect_as(&pg.url(), 2, "yubin a").expect("a pool");
     assert_eq!(setting(&over_tcp, "synchronous_commit").await, "on");
+    assert_eq!(setting(&over_tcp, "application_name").await, "yubin a");
+    let named = format!("{}?application_name=mine", pg.url());
+    let named = Database::connect_as(&named, 1, "yubin a").expect("a pool");
+    assert_eq!(setting(&named, "application_name").await, "mine");
     let with_options = format!(
         "{} options='-c statement_timeout=12345'",
         pg.socket_conninfo()

@@ -65,8 +65,9 @@ impl Shared {
         greylist: GreylistTimes,
     ) -> Result<Shared, DbError> {
         let url = config.postgres.url.as_deref().unwrap_or_default();
-        let db = Database::connect(url, config.postgres.pool_size)?;
         let node = config.node_name();
+        // An administrator sees which node each connection is.
+        let db = Database::connect_as(url, config.postgres.pool_size, &format!("yubin {node}"))?;
         // Bodies stay in the database (`body_chunks`). A store beside it
         // (S3) would be chosen here and given to both with `with_bodies`;
         // nothing else would change.
