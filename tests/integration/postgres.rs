@@ -316,6 +316,19 @@ fn issue16_two_nodes_share_users_maildrops_grants_and_locks() {
         relay[1].as_str().is_some_and(|r| r.starts_with("554")),
         "{relay}"
     );
+    // Users behind one address logging in within a second, on either
+    // node: the address relays as the one who logged in last.
+    let last = b.python(
+        "import os, smtpclient as s, popclient as p\n\
+         for port, user, pw in ((os.environ['PORT_A'], 'alice', 'alice-pw'), (None, 'u1', 'pw1'),\n\
+         \x20                      (os.environ['PORT_A'], 'alice', 'alice-pw')):\n\
+         \x20   r = p.Raw(port=port, source=('127.0.0.9', 0)); r.login(user, pw); r.cmd('QUIT')\n\
+         c = s.Raw(source='127.0.0.9'); c.cmd('EHLO client.example'); sender = c.cmd('MAIL FROM:<alice@test.example>')\n\
+         reply = c.cmd('RCPT TO:<carol@elsewhere.example>'); c.cmd('QUIT')\n\
+         s.emit([sender, reply])",
+        &[("PORT_A", &port_a)],
+    );
+    assert_eq!(last[1], "250 2.1.5 Recipient OK", "{last}");
 
     // A hundred sessions at once on a node with four connections: none
     // holds one while it waits for its client (were it to keep one, the
@@ -894,7 +907,9 @@ fn issue16_a_database_restart_under_smtp_load_loses_and_doubles_nothing() {
 /// The README's "Several nodes" commands, as a newcomer types them (the
 /// shell block of that section, on its default ports), except the release
 /// build, which the test binary stands in for (the variable YUBIN), and
-/// the directory, a temporary one instead of /tmp/yubin-cluster.
+/// the directory, a temporary one instead of /tmp/yubin-cluster. Only when
+/// a default port is taken (someone runs that cluster already) do the
+/// commands get other ones, through the script's variables.
 #[test]
 fn issue16_the_readmes_two_node_cluster_starts_and_serves_one_maildrop() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -912,22 +927,55 @@ fn issue16_the_readmes_two_node_cluster_starts_and_serves_one_maildrop() {
     let dir = tempfile::tempdir().expect("a directory");
     let cluster = dir.path().join("cluster");
     let cluster = cluster.to_str().expect("UTF-8");
-    let commands = block
+    let mut commands = block
         .replace("cargo build --release\n", "")
         .replace("/tmp/yubin-cluster", cluster);
+    let mut ports = vec![("YUBIN", crate::harness::BIN.to_owned())];
+    if !free_base(11000) || !free_base(12000) || !free(5544) {
+        let pg = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a port")
+            .port();
+        let a = (13000..60000)
+            .step_by(1000)
+            .find(|&b| free_base(b))
+            .expect("ports");
+        let b = (a + 1000..60000)
+            .step_by(1000)
+            .find(|&b| free_base(b))
+            .expect("ports");
+        commands = commands
+            .replace("127.0.0.1:11025", &format!("127.0.0.1:{}", a + 25))
+            .replace("127.0.0.1:12110", &format!("127.0.0.1:{}", b + 110));
+        ports.extend([
+            ("PG_PORT", pg.to_string()),
+            ("A_BASE", a.to_string()),
+            ("B_BASE", b.to_string()),
+        ]);
+    }
     let ran = std::process::Command::new("sh")
         .args(["-ec", &commands])
         .current_dir(root)
-        .env("YUBIN", crate::harness::BIN)
+        .envs(ports.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("sh");
     // Stopped whatever happened (a second stop does no harm).
     let _ = std::process::Command::new("sh")
         .arg(root.join("contrib/two-nodes.sh"))
         .args([cluster, "stop"])
+        .envs(ports.iter().map(|(k, v)| (*k, v.as_str())))
         .output();
     let out = String::from_utf8_lossy(&ran.stdout);
     assert!(ran.status.success(), "{ran:?}");
     // What curl fetched from node b is what curl sent to node a.
     assert!(out.contains("Subject: hi\r\n\r\nFrom node a.\r\n"), "{out}");
+}
+
+fn free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Whether a node's five ports (base + 110, 995, 25, 587, 465) are free.
+fn free_base(base: u16) -> bool {
+    [110, 995, 25, 587, 465].iter().all(|o| free(base + o))
 }

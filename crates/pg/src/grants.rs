@@ -5,11 +5,13 @@
 //! the user of its newest grant.
 //!
 //! Writing a grant locks its row until the statement commits, so one
-//! user's logins in a row would still wait on each other. A grant that
-//! already stands for the same client and user, written less than a second
-//! ago (a tenth of the window, for windows under ten seconds), is
+//! user's logins in a row would still wait on each other. A grant that is
+//! already the client's newest, to the same user, written less than a
+//! second ago (a tenth of the window, for windows under ten seconds), is
 //! therefore left as it is: it is read without locking its row, and
-//! expires at most that much earlier than a fresh one would.
+//! expires at most that much earlier than a fresh one would. The rule is
+//! the database function `yubin_write_grant` (migration 8), which a login
+//! calls too.
 
 use crate::{Database, DbError};
 
@@ -30,16 +32,9 @@ impl Database {
         let (clients, users): (Vec<&String>, Vec<&String>) = last.into_iter().unzip();
         // Expired grants are swept now and then (`remove_expired`), not on
         // the login's way.
-        self.execute(
-            // The same rule as a login's grant in `yubin_open_maildrop`
-            // (migration 7): not written again while it stands fresh.
-            "INSERT INTO relay_grants (client, username, expires) \
-             SELECT client, username, now() + make_interval(secs => $3) \
-             FROM unnest($1::text[], $2::text[]) AS g(client, username) \
-             WHERE NOT EXISTS (SELECT 1 FROM relay_grants r \
-                 WHERE r.client = g.client AND r.username = g.username \
-                 AND r.expires >= now() + make_interval(secs => $3 - least(1.0, $3 / 10))) \
-             ON CONFLICT (client, username) DO UPDATE SET expires = EXCLUDED.expires",
+        self.query(
+            "SELECT yubin_write_grant(client, username, $3) \
+             FROM unnest($1::text[], $2::text[]) AS g(client, username)",
             &[&clients, &users, &seconds],
         )
         .await
@@ -52,7 +47,7 @@ impl Database {
         let row = self
             .query_opt(
                 "SELECT username FROM relay_grants WHERE client = $1 AND expires > now() \
-                 ORDER BY expires DESC LIMIT 1",
+                 ORDER BY expires DESC, username LIMIT 1",
                 &[&client],
             )
             .await?;

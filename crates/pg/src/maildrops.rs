@@ -255,7 +255,8 @@ const DELIVER: &str = "WITH b AS ( \
          FROM users u, body WHERE u.name_key = $9 RETURNING id, uidl) \
      SELECT id, uidl FROM m";
 
-/// A login's lock, grant and listing (migration 7's function).
+/// A login's lock, grant and listing (migration 7's function, its grant
+/// rule replaced by migration 8's `yubin_write_grant`).
 pub(crate) const OPEN_MAILDROP: &str =
     "SELECT * FROM yubin_open_maildrop($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "a login's lock, grant and listing in one statement",
         sql: include_str!("../migrations/0007_open_maildrop.sql"),
     },
+    Migration {
+        version: 8,
+        name: "a client relays as the user who logged in from it last",
+        sql: include_str!("../migrations/0008_newest_grant_wins.sql"),
+    },
 ];
 
 /// The advisory lock that makes migrating one node's job at a time.

@@ -1,7 +1,7 @@
 //! POP-before-SMTP grants against a private PostgreSQL cluster: written,
 //! one per client and user, looked up (the newest) until they expire, and
-//! not written again while a grant to the same user stands fresh (logins
-//! would otherwise queue on its row).
+//! not written again while a grant to the same user stands fresh and
+//! newest (logins would otherwise queue on its row).
 
 use yubin_pg::Database;
 use yubin_test_pg::TestPostgres;
@@ -92,6 +92,18 @@ async fn a_grant_standing_fresh_is_not_written_again() {
     assert_eq!(
         db.relay_grant(&here).await.expect("read").as_deref(),
         Some("bob")
+    );
+
+    // Alice again at once, her grant fresh but no longer the newest:
+    // written again, so the address relays as the user who logged in
+    // last (alice, bob, alice within a second once left it relaying as
+    // bob).
+    db.write_grants(&names(&[here.as_str()]), &names(&["alice"]), 600.0)
+        .await
+        .expect("written");
+    assert_eq!(
+        db.relay_grant(&here).await.expect("read").as_deref(),
+        Some("alice")
     );
 
     // Expired: not found, and a new login grants again.
