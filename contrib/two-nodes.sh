@@ -57,6 +57,11 @@ allow_root = true
 backend = "postgres"
 [postgres]
 url = "postgresql://yubin@127.0.0.1:$pg_port/yubin"
+[users]
+# One server secret for both nodes (the first to start makes it): the
+# SCRAM salts of users without a stored one are then the same on either
+# node, and comparing the two tells nobody which names exist.
+secret_file = "$dir/secret"
 [pop3]
 listen = ["127.0.0.1:$((base + 110))"]
 listen_tls = ["127.0.0.1:$((base + 995))"]

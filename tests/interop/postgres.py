@@ -96,6 +96,8 @@ class Node:
             f.write('hostname = "interop.test"\ndata_dir = "%s"\n' % root)
             f.write('[server]\nallow_root = true\nnode_name = "%s"\n' % name)
             f.write('[storage]\nbackend = "postgres"\n[postgres]\nurl = "%s"\npool_size = 8\n' % cluster.url)
+            # One server secret for every node, as docs/scaling.md asks.
+            f.write('[users]\nsecret_file = "%s"\n' % os.path.join(os.path.dirname(root), "secret"))
             f.write('[pop3]\nlisten = ["127.0.0.1:%d"]\nlisten_tls = ["127.0.0.1:%d"]\nauth_failure_delay = "100ms"\n'
                     % (self.pop3, self.pop3s) + pop3_extra)
             f.write('[smtp]\nlisten = ["127.0.0.1:%d"]\nsubmission = ["127.0.0.1:%d"]\nsubmissions = ["127.0.0.1:%d"]\n'
