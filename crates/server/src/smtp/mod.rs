@@ -172,7 +172,7 @@ impl SmtpService {
             per_ip: crate::per_ip::PerIpLimit::new(config.smtp.max_connections_per_ip),
             proxies: config.proxy_networks("smtp")?,
             storage: free_space::StorageGauge::new(
-                vec![config.data_dir.clone(), config.queue_dir()],
+                spool_dirs(&config),
                 free_space::StorageGauge::needed_for(config.smtp.max_message_size),
             ),
             queue: shared.backend.queue.clone(),
@@ -299,4 +299,15 @@ pub async fn serve(service: Arc<SmtpService>, listener: TcpListener, kind: Liste
         driver::handle(service.clone(), tcp, peer, kind)
     })
     .await;
+}
+
+/// Where a message is written before its `250`: the spool under
+/// `data_dir`, and on Maildir the queue's directory too. On PostgreSQL
+/// the queue is in the database, and its directory is never made.
+fn spool_dirs(config: &Config) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![config.data_dir.clone()];
+    if config.storage.backend == crate::config::Backend::Maildir {
+        dirs.push(config.queue_dir());
+    }
+    dirs
 }
