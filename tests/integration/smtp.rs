@@ -378,6 +378,39 @@ fn issue11_mail_with_lf_line_ends_is_delivered() {
     );
 }
 
+/// RFC 1870: a message's size counts its CR-LF pairs. With a limit of
+/// 10,000 octets, a hundred lines of 98 octets and their CRLFs (exactly
+/// 10,000) are taken and one octet more is refused, by DATA as by BDAT.
+#[test]
+fn rfc1870_the_size_limit_counts_crlf_in_data_as_in_bdat() {
+    let server = TestServer::with(Setup {
+        smtp: "max_message_size = 10000\n".into(),
+        ..Setup::default()
+    });
+    let result = server.python(
+        "import smtpclient as s\n\
+         fits = (b'x' * 98 + b'\\r\\n') * 100\n\
+         over = b'y' + fits\n\
+         r = s.Raw(); r.cmd('EHLO client.example')\n\
+         out = []\n\
+         for body in (fits, over):\n\
+         \x20   r.cmd('MAIL FROM:<a@remote.example>'); r.cmd('RCPT TO:<alice@test.example>'); r.cmd('DATA')\n\
+         \x20   r.send(body + b'.\\r\\n'); out.append(r.reply())\n\
+         for body in (fits, over):\n\
+         \x20   r.cmd('MAIL FROM:<a@remote.example>'); r.cmd('RCPT TO:<alice@test.example>')\n\
+         \x20   r.send(b'BDAT %d LAST\\r\\n' % len(body) + body); out.append(r.reply())\n\
+         r.cmd('QUIT'); s.emit(out)",
+        &[],
+    );
+    let codes: Vec<&str> = result
+        .as_array()
+        .expect("replies")
+        .iter()
+        .map(|r| r.as_str().unwrap_or_default().get(..3).unwrap_or_default())
+        .collect();
+    assert_eq!(codes, ["250", "552", "250", "552"], "{result}");
+}
+
 /// SI-06, SI-07, SI-09, SI-10, SI-11, SI-13 in one conversation each.
 #[test]
 fn si_rules_for_senders_sequence_size_recipients_and_vrfy() {

@@ -83,6 +83,8 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct DataReceiver {
     state: State,
+    /// The message's size so far: the octets kept, a line end counted as
+    /// CRLF.
     received: u64,
     limit: u64,
     policy: LineEnds,
@@ -178,7 +180,8 @@ impl DataReceiver {
                             return i;
                         }
                         // ". CRLF" after a bare line end: a "." line of content.
-                        self.emit(b".\n", out);
+                        self.emit(b".", out);
+                        self.line_end(out);
                         self.state = State::LineStart { clean: true };
                     } else {
                         // ". CR x": a bare CR after the dot.
@@ -188,7 +191,7 @@ impl DataReceiver {
                 }
                 State::Cr => {
                     if input[i] == b'\n' {
-                        self.emit(b"\n", out);
+                        self.line_end(out);
                         self.state = State::LineStart { clean: true };
                         i += 1;
                     } else {
@@ -220,7 +223,7 @@ impl DataReceiver {
     /// cannot end the data, so `LF . CRLF` and `LF . LF` never do.
     fn bare_lf(&mut self, out: &mut Vec<u8>) {
         self.bare_line_end(self.policy.bare_lf);
-        self.emit(b"\n", out);
+        self.line_end(out);
         self.state = State::LineStart { clean: false };
     }
 
@@ -229,7 +232,7 @@ impl DataReceiver {
         self.bare_line_end(self.policy.bare_cr);
         match self.policy.bare_cr {
             BareLineEnd::Normalize => {
-                self.emit(b"\n", out);
+                self.line_end(out);
                 self.state = State::LineStart { clean: false };
             }
             // The message is refused; the CR starts no line, so `CR . CRLF`
@@ -252,6 +255,16 @@ impl DataReceiver {
         self.received += bytes.len() as u64;
         if self.received <= self.limit {
             out.extend_from_slice(bytes);
+        }
+    }
+
+    /// A line end, kept as LF. The size counts it as the CRLF it is on the
+    /// wire: RFC 1870's message size includes the CR-LF pairs, as BDAT's
+    /// chunk sizes do, so DATA and BDAT take the same messages.
+    fn line_end(&mut self, out: &mut Vec<u8>) {
+        self.received += 2;
+        if self.received <= self.limit {
+            out.push(b'\n');
         }
     }
 }
@@ -449,6 +462,29 @@ mod tests {
             let (out, _, end) = receive_with(policy, b"a\rb\r\r\n.\rc\r\n.\r\n", chunk);
             assert_eq!(out, b"a\nb\n\n.\nc\n", "chunk {chunk}");
             assert_eq!(end, DataEnd::Complete);
+        }
+    }
+
+    /// RFC 1870: the size counts the CR-LF pairs (and neither the
+    /// stuffing dots nor the end of data), as a BDAT chunk's size does.
+    #[test]
+    fn the_size_counts_each_line_end_as_crlf() {
+        for (content, fits) in [
+            (&b"1234\r\n..678\r\n.\r\n"[..], true),
+            (b"1234\r\n..6789\r\n.\r\n", false),
+            // A bare LF taken as a line end counts as the CRLF it becomes.
+            (b"1234\n.678\r\n.\r\n", true),
+            (b"12345\n6789\r\n.\r\n", false),
+        ] {
+            let mut receiver = DataReceiver::new(12, LineEnds::default());
+            receiver.feed(content, &mut Vec::new());
+            assert!(receiver.is_done());
+            let want = if fits {
+                DataEnd::Complete
+            } else {
+                DataEnd::TooBig
+            };
+            assert_eq!(receiver.end(), want, "{content:?}");
         }
     }
 
