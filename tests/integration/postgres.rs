@@ -72,12 +72,18 @@ fn issue16_storage_settings_are_checked() {
 
 /// A node on the cluster at `url`, named `name`, with extra tables.
 pub(crate) fn node(url: &str, name: &str, tables: &str) -> TestServer {
+    node_with(url, name, tables, "")
+}
+
+/// [`node`], with settings for its `[pop3]` table.
+fn node_with(url: &str, name: &str, tables: &str, pop3: &str) -> TestServer {
     TestServer::with(Setup {
         top: format!(
             "[storage]\nbackend = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 4\n\
              [server]\nallow_root = true\nnode_name = \"{name}\"\n"
         ),
         tables: tables.into(),
+        pop3: pop3.into(),
         ..Setup::default()
     })
 }
@@ -470,6 +476,35 @@ fn assert_taken_over_within_30_s(node: &TestServer, since: Instant) {
         waited < Duration::from_secs(30),
         "taken over after {waited:?}"
     );
+}
+
+/// LOGIN-DELAY (RFC 2449 §6.5) holds across nodes: a client behind a
+/// load balancer that logs in again too soon is refused whichever node it
+/// reaches, and let in once the delay has passed.
+#[test]
+fn issue16_login_delay_counts_logins_on_every_node() {
+    let (pg, _admin) = cluster("");
+    let a = node_with(&pg.url(), "node-a", "", "login_delay = \"3s\"\n");
+    let b = node_with(&pg.url(), "node-b", "", "login_delay = \"3s\"\n");
+    let port_b = b.pop3.port().to_string();
+    let result = a.python(
+        "import os, popclient as p, time\n\
+         def login(port=None):\n\
+         \x20   r = p.Raw(port=port); r.cmd('USER alice'); reply = r.cmd('PASS alice-pw'); r.cmd('QUIT')\n\
+         \x20   return reply\n\
+         first = login()\n\
+         other = login(os.environ['PORT_B'])\n\
+         same = login()\n\
+         time.sleep(3.5)\n\
+         later = login(os.environ['PORT_B'])\n\
+         p.emit([first, other, same, later])",
+        &[("PORT_B", &port_b)],
+    );
+    let reply = |i: usize| result[i].as_str().unwrap_or_default().to_owned();
+    assert!(reply(0).starts_with("+OK"), "{result}");
+    assert!(reply(1).starts_with("-ERR [LOGIN-DELAY]"), "on B: {result}");
+    assert!(reply(2).starts_with("-ERR [LOGIN-DELAY]"), "on A: {result}");
+    assert!(reply(3).starts_with("+OK"), "after the delay: {result}");
 }
 
 /// A node cut off from the database (a cut cable: silence, not a

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "a client relays as the user who logged in from it last",
         sql: include_str!("../migrations/0008_newest_grant_wins.sql"),
     },
+    Migration {
+        version: 9,
+        name: "each user's last POP3 login, for LOGIN-DELAY across nodes",
+        sql: include_str!("../migrations/0009_login_times.sql"),
+    },
 ];
 
 /// The advisory lock that makes migrating one node's job at a time.

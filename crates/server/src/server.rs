@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::backend::{
-    Backend, GreylistTimes, MaildirStore, MemoryGrants, MemoryGreylist, MemoryPenalties,
+    Backend, GreylistTimes, MaildirStore, MemoryGrants, MemoryGreylist, MemoryLoginTimes,
+    MemoryPenalties,
 };
 use crate::config::{Config, ConfigError};
 use crate::login_guard::LoginGuard;
@@ -285,6 +286,7 @@ impl Server {
                         pbs.max_grants,
                     )),
                     penalties: Arc::new(MemoryPenalties::new(LoginGuard::MAX_ADDRESSES)),
+                    login_times: Arc::new(MemoryLoginTimes::default()),
                     greylist: Arc::new(MemoryGreylist::new(greylist_times, MAX_GREYLIST_TRIPLETS)),
                     queue: Arc::new(yubin_queue::Queue::new(config.queue_dir())),
                 }

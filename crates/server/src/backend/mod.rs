@@ -27,6 +27,7 @@
 
 mod grants;
 pub(crate) mod greylist;
+mod login_times;
 mod mail;
 mod maildir;
 mod penalties;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 pub use grants::{MemoryGrants, RelayGrantStore};
 pub use greylist::{GreylistStore, GreylistTimes, Greylisted, MemoryGreylist, Triplet};
+pub use login_times::{LoginTimes, MemoryLoginTimes};
 pub use mail::{
     BodyStream, Delivered, Delivery, GrantWithLock, MailError, MailStore, Maildrop, Opened, Piece,
     SizeRule,
@@ -56,6 +58,8 @@ pub struct Backend {
     pub grants: Arc<dyn RelayGrantStore>,
     /// Failed logins per address.
     pub penalties: Arc<dyn PenaltyStore>,
+    /// Each user's last POP3 login (LOGIN-DELAY).
+    pub login_times: Arc<dyn LoginTimes>,
     /// Greylisting's triplets.
     pub greylist: Arc<dyn GreylistStore>,
     /// The outbound queue.

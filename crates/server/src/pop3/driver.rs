@@ -395,7 +395,7 @@ impl Connection {
             }
         };
         // Checked only now, after the credentials: RFC 2449 §8.1.1.
-        if let Err(seconds) = self.service.check_login_delay(&user.name) {
+        if let Err(seconds) = self.service.check_login_delay(&user.name).await {
             refuse(self, Refusal::LoginDelay(seconds), &"login delay");
             return;
         }

@@ -5,18 +5,17 @@ mod retrieve;
 mod surrogate;
 
 use crate::lock;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use yubin_pop3_proto::{Offer, SessionConfig};
 
-use crate::backend::{MailStore, RelayGrantStore, UserDirectory};
+use crate::backend::{LoginTimes, MailStore, RelayGrantStore, UserDirectory};
 use crate::config::{Config, PlaintextAuth};
 use crate::userstore::Snapshot;
 
@@ -37,7 +36,8 @@ pub struct Pop3Service {
     pub(crate) proxies: Vec<crate::relay::Network>,
     pub(crate) shutdown: watch::Receiver<bool>,
     session_config: Mutex<Option<(u64, Arc<SessionConfig>)>>,
-    last_login: Mutex<HashMap<String, Instant>>,
+    /// Each user's last login (LOGIN-DELAY).
+    login_times: Arc<dyn LoginTimes>,
     counter: AtomicU64,
 }
 
@@ -57,7 +57,7 @@ impl Pop3Service {
             tls: shared.tls.clone(),
             shutdown: shared.shutdown.clone(),
             session_config: Mutex::new(None),
-            last_login: Mutex::new(HashMap::new()),
+            login_times: shared.backend.login_times.clone(),
             counter: AtomicU64::new(0),
         }
     }
@@ -128,24 +128,14 @@ impl Pop3Service {
     }
 
     /// LOGIN-DELAY (RFC 2449 §6.5): refuses a login that comes too soon after
-    /// the user's previous one, else records this one.
-    fn check_login_delay(&self, user: &str) -> Result<(), u32> {
+    /// the user's previous one (on any node), else records this one; the
+    /// delay in seconds when refused.
+    async fn check_login_delay(&self, user: &str) -> Result<(), u32> {
         let delay = self.config.pop3.login_delay.0;
-        if delay.is_zero() {
+        if delay.is_zero() || self.login_times.admit(user, delay).await {
             return Ok(());
         }
-        let now = Instant::now();
-        let mut last = lock(&self.last_login);
-        if let Some(&previous) = last.get(user)
-            && now.duration_since(previous) < delay
-        {
-            return Err(u32::try_from(delay.as_secs()).unwrap_or(u32::MAX));
-        }
-        if last.len() > 100_000 {
-            last.retain(|_, t| now.duration_since(*t) < delay);
-        }
-        last.insert(user.to_owned(), now);
-        Ok(())
+        Err(u32::try_from(delay.as_secs()).unwrap_or(u32::MAX))
     }
 
     fn idle_timeout(&self) -> Duration {

@@ -9,6 +9,7 @@ mod body;
 mod grants;
 mod greylist;
 mod listings;
+mod login_times;
 mod mail;
 mod penalties;
 mod queue;
@@ -17,6 +18,7 @@ mod users;
 
 pub use grants::PgGrants;
 pub use greylist::PgGreylist;
+pub use login_times::PgLoginTimes;
 pub use mail::{LOCK_LEASE, LOCK_RENEWAL, PgMailStore};
 pub use penalties::PgPenalties;
 pub use queue::{CLAIM_LEASE, CLAIM_RENEWAL, PgQueue};
@@ -92,6 +94,7 @@ impl Shared {
             mail: mail.clone(),
             grants: Arc::new(PgGrants::new(db.clone(), pbs.window.0, pbs.ipv6_prefix)),
             penalties: penalties.clone(),
+            login_times: Arc::new(PgLoginTimes::new(db.clone())),
             greylist: Arc::new(PgGreylist::new(db.clone(), greylist)),
             queue: queue.clone(),
         };
