@@ -2,30 +2,15 @@
 -- when another user's grant to the same client is newer, so the client
 -- relays as the user who logged in last.
 --
--- Version 6 and 7 left a grant that stood fresh (written less than a
+-- Versions 6 and 7 left a grant that stood fresh (written less than a
 -- second ago, see crates/pg/src/grants.rs) as it was, even when another
 -- user had logged in from the same address in between: alice, bob, alice
 -- within a second left bob's grant the newest, and the address relayed
--- as bob. The rule now lives in one function, which a login
--- (`yubin_open_maildrop`, whose body is version 7's but for the grant)
--- and a batch of grants (`Database::write_grants`) both call.
-CREATE FUNCTION yubin_write_grant(p_client text, p_user text, p_seconds float8)
-RETURNS void LANGUAGE sql VOLATILE AS $$
-    INSERT INTO relay_grants AS r (client, username, expires)
-    SELECT p_client, p_user, now() + make_interval(secs => p_seconds)
-    -- Left as it is only when this user's grant is the client's newest
-    -- (ties go to the first name, as in `Database::relay_grant`) and
-    -- was written less than a second ago (a tenth of short windows).
-    WHERE NOT EXISTS (
-        SELECT 1 FROM (SELECT n.username, n.expires FROM relay_grants n
-                       WHERE n.client = p_client
-                       ORDER BY n.expires DESC, n.username LIMIT 1) AS newest
-        WHERE newest.username = p_user
-        AND newest.expires >= now() + make_interval(secs => p_seconds
-            - least(1.0, p_seconds / 10)))
-    ON CONFLICT (client, username) DO UPDATE SET expires = EXCLUDED.expires;
-$$;
-
+-- as bob. A grant is now left only while it is also the client's newest
+-- (ties go to the first name, as in `Database::relay_grant`). The rule is
+-- written out here, in the login's function (whose body is version 7's
+-- but for the grant), and in `Database::write_grants`: a function of its
+-- own called from here cost each login a planning of its statement.
 CREATE OR REPLACE FUNCTION yubin_open_maildrop(
     p_name_key text, p_node text, p_session text, p_lease float8, p_folder text,
     p_grant_client text, p_grant_user text, p_grant_seconds float8,
@@ -52,8 +37,16 @@ BEGIN
             NULL::bigint[], NULL::bigint[], NULL::bigint[], NULL::boolean[], NULL::text;
         RETURN;
     END IF;
-    IF p_grant_client IS NOT NULL THEN
-        PERFORM yubin_write_grant(p_grant_client, p_grant_user, p_grant_seconds);
+    IF p_grant_client IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM (SELECT n.username, n.expires FROM relay_grants n
+                       WHERE n.client = p_grant_client
+                       ORDER BY n.expires DESC, n.username LIMIT 1) AS newest
+        WHERE newest.username = p_grant_user
+        AND newest.expires >= now() + make_interval(secs => p_grant_seconds
+            - least(1.0, p_grant_seconds / 10))) THEN
+        INSERT INTO relay_grants AS r (client, username, expires)
+        VALUES (p_grant_client, p_grant_user, now() + make_interval(secs => p_grant_seconds))
+        ON CONFLICT (client, username) DO UPDATE SET expires = EXCLUDED.expires;
     END IF;
     -- Aggregates take their input in the subquery's order (the index's),
     -- so no array is sorted again. Two queries, not one with a condition

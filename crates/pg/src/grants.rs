@@ -9,9 +9,8 @@
 //! already the client's newest, to the same user, written less than a
 //! second ago (a tenth of the window, for windows under ten seconds), is
 //! therefore left as it is: it is read without locking its row, and
-//! expires at most that much earlier than a fresh one would. The rule is
-//! the database function `yubin_write_grant` (migration 8), which a login
-//! calls too.
+//! expires at most that much earlier than a fresh one would. A login's
+//! grant follows the same rule, in `yubin_open_maildrop` (migration 8).
 
 use crate::{Database, DbError};
 
@@ -32,9 +31,18 @@ impl Database {
         let (clients, users): (Vec<&String>, Vec<&String>) = last.into_iter().unzip();
         // Expired grants are swept now and then (`remove_expired`), not on
         // the login's way.
-        self.query(
-            "SELECT yubin_write_grant(client, username, $3) \
-             FROM unnest($1::text[], $2::text[]) AS g(client, username)",
+        self.execute(
+            // The same rule as a login's grant in `yubin_open_maildrop`
+            // (migration 8): left while it stands fresh and the client's
+            // newest.
+            "INSERT INTO relay_grants (client, username, expires) \
+             SELECT client, username, now() + make_interval(secs => $3) \
+             FROM unnest($1::text[], $2::text[]) AS g(client, username) \
+             WHERE NOT EXISTS (SELECT 1 FROM (SELECT n.username, n.expires FROM relay_grants n \
+                     WHERE n.client = g.client ORDER BY n.expires DESC, n.username LIMIT 1) AS newest \
+                 WHERE newest.username = g.username \
+                 AND newest.expires >= now() + make_interval(secs => $3 - least(1.0, $3 / 10))) \
+             ON CONFLICT (client, username) DO UPDATE SET expires = EXCLUDED.expires",
             &[&clients, &users, &seconds],
         )
         .await

@@ -256,7 +256,7 @@ const DELIVER: &str = "WITH b AS ( \
      SELECT id, uidl FROM m";
 
 /// A login's lock, grant and listing (migration 7's function, its grant
-/// rule replaced by migration 8's `yubin_write_grant`).
+/// rule made migration 8's).
 pub(crate) const OPEN_MAILDROP: &str =
     "SELECT * FROM yubin_open_maildrop($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
